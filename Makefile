@@ -1,0 +1,68 @@
+# The commands people type. The build itself is CMake + ctest (CMakeLists.txt).
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+PY         := .venv/bin/python
+ADDR       ?= 127.0.0.1:50051
+DATA       ?= ./annals-data
+
+.PHONY: all deps build build-asan run test test-unit test-api test-crash test-asan \
+        test-extra pystubs clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD)
+
+$(BUILD_ASAN)/build.ninja:
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DANN_SANITIZE=ON
+
+build-asan: deps $(BUILD_ASAN)/build.ninja
+	cmake --build $(BUILD_ASAN)
+
+# Build, make a development tenant if there is none, and serve on the embedded default.
+run: build
+	@scripts/run-dev.sh $(BUILD)/bin "$(DATA)" "$(ADDR)"
+
+# Python stubs for the behavioural suite, generated from our proto by grpcio-tools.
+pystubs: deps
+	@mkdir -p $(BUILD)/py
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(BUILD)/py --grpc_python_out=$(BUILD)/py \
+	    proto/annals/v1/annals.proto
+
+# Every test. Extra suites (engines, CQL, ...) add themselves to EXTRA_TESTS.
+EXTRA_TESTS :=
+-include deploy/services.mk
+
+test: build test-unit test-api test-crash test-extra test-asan
+	@echo "make test: all suites passed"
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+test-api: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/api
+
+test-crash: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/crash
+
+test-extra: $(EXTRA_TESTS)
+
+# The unit tests and the behavioural suite again, under ASan+UBSan (leaks included).
+test-asan: build-asan pystubs
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -L unit
+	ANNALS_BIN=$(abspath $(BUILD_ASAN))/bin ANNALS_PY=$(abspath $(BUILD))/py ANNALS_SANITIZED=1 \
+	    ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/api
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,196 @@
+/*
+ * ann_store: the storage port of annals.
+ *
+ * Everything the gRPC surface needs from storage goes through this port: one
+ * `ann_store_ops` table per backend (embedded: src/store/embedded; distributed:
+ * the Kafka/Cassandra/PostgreSQL pipeline), built with designated
+ * initialisers. Callers use the ann_store_*() wrappers below, never `ops->`.
+ *
+ * Invariants every backend keeps (../docs/invariants in DESIGN.md terms):
+ *  - A log's entry ids are 1..N, dense, in acceptance order; one append's new
+ *    entries get consecutive ids in request order.
+ *  - An insert_id the log already holds stores nothing and reports the
+ *    existing id, for the whole life of the log.
+ *  - An append is all or nothing, and returns only when its entries are
+ *    durable (per the backend's durability setting) and visible to list,
+ *    read_after and watchers.
+ *  - A tenant sees only its own logs: another tenant's log, a deleted log and
+ *    a missing log all fail with ANN_ENOTFOUND and the same message.
+ *  - Entries never change, except by revoke, which purges the body (labels
+ *    and payload) from storage before it returns and sets ANN_ENTRY_REDACTED.
+ *
+ * Threading: every operation may be called from any thread concurrently;
+ * appends from many threads are group-committed. Operations block (they may
+ * wait for fsync): call them from worker threads, not from gRPC
+ * completion-queue threads.
+ */
+#ifndef ANN_STORE_STORE_H
+#define ANN_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define ANN_UUID_LEN 36 /* canonical text form, without the NUL */
+
+enum {
+    ANN_ENTRY_REDACTED = 1u << 0, /* body purged by revoke */
+};
+
+/*
+ * One entry as the store sees it. The body is opaque to the store: the API
+ * layer encodes the entry's labels and payload into it. Pointers in an entry
+ * handed to a visitor are valid only during that call.
+ */
+typedef struct ann_entry {
+    uint64_t entry_id;      /* 1..N within the log; ignored on append input */
+    int64_t time_ns;        /* event time, ns since the Unix epoch */
+    int64_t insert_time_ns; /* receipt time, ns since the Unix epoch */
+    int32_t severity;
+    uint32_t flags;         /* ANN_ENTRY_* */
+    const char *insert_id;  /* never empty on append (the API generates one) */
+    size_t insert_id_len;
+    const uint8_t *body;    /* labels + payload, opaque; empty once redacted */
+    size_t body_len;
+} ann_entry;
+
+typedef struct ann_tenant {
+    char id[ANN_UUID_LEN + 1];
+    char name[129];
+} ann_tenant;
+
+/* Log metadata. `labels` is malloc'd by the store (opaque encoded bytes, as
+ * given to log_create); free it with ann_log_meta_release(). */
+typedef struct ann_log_meta {
+    char id[ANN_UUID_LEN + 1];
+    int64_t create_time_ns;
+    uint64_t entry_count; /* entries sequenced so far (the highest id) */
+    uint8_t *labels;
+    size_t labels_len;
+} ann_log_meta;
+
+void ann_log_meta_release(ann_log_meta *m);
+
+/* One append: in the caller's memory for the duration of the call. */
+typedef struct ann_append {
+    const char *tenant_id;
+    const char *log_id;
+    const ann_entry *entries; /* n entries; entry_id and flags are ignored */
+    size_t n;
+    uint64_t *ids_out;        /* caller's array of n: each entry's id, new or existing */
+    size_t n_new_out;         /* how many entries were new */
+} ann_append;
+
+/*
+ * A listing in (time_ns, entry_id) order. Entries with entry_id > max_id are
+ * skipped (a snapshot, so a paged walk is exactly-once while writes go on);
+ * max_id 0 means no snapshot. With has_cursor, only entries strictly after
+ * (cursor_time_ns, cursor_id) are listed. `filter`, when set, is applied
+ * before `limit` counts an entry.
+ */
+typedef struct ann_list_query {
+    int64_t start_ns; /* inclusive; INT64_MIN for no bound */
+    int64_t end_ns;   /* exclusive; INT64_MAX for no bound */
+    bool has_cursor;
+    int64_t cursor_time_ns;
+    uint64_t cursor_id;
+    uint64_t max_id;
+    size_t limit;
+    bool (*filter)(const ann_entry *e, void *ud);
+    void *filter_ud;
+} ann_list_query;
+
+/* Called for each listed entry; return nonzero to stop early (not an error). */
+typedef int (*ann_entry_visit_fn)(const ann_entry *e, void *ud);
+
+/* Called from a store thread, without store locks held, after new entries of
+ * the watched log become visible, or once the log is deleted. It must not
+ * block and must not call ann_store_unwatch(). */
+typedef void (*ann_watch_fn)(void *ud);
+
+typedef struct ann_store ann_store;
+typedef struct ann_watch ann_watch;
+
+typedef struct ann_store_ops {
+    unsigned version; /* 1; the table may grow, callers check it */
+    const char *name;
+
+    void (*close)(ann_store *s);
+
+    /* 32 bytes of server secret (e.g. for page-token MACs), the same for
+     * every server of one deployment and stable across restarts. */
+    int (*secret)(ann_store *s, uint8_t out[32], ann_err *err);
+
+    int (*tenant_create)(ann_store *s, const char *name, const uint8_t key_hash[32],
+                         ann_tenant *out, ann_err *err);
+    /* ANN_EUNAUTH when no tenant has this key hash. */
+    int (*tenant_by_key)(ann_store *s, const uint8_t key_hash[32], ann_tenant *out,
+                         ann_err *err);
+
+    int (*log_create)(ann_store *s, const char *tenant_id, const char *log_id,
+                      const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                      ann_err *err);
+    int (*log_get)(ann_store *s, const char *tenant_id, const char *log_id,
+                   ann_log_meta *out, ann_err *err);
+    int (*log_delete)(ann_store *s, const char *tenant_id, const char *log_id,
+                      ann_err *err);
+
+    int (*append)(ann_store *s, ann_append *req, ann_err *err);
+
+    /* Redacts entries. Any id above the log's entry_count (or 0) fails the
+     * whole call with ANN_ENOTFOUND naming it, and revokes nothing.
+     * Revoking a redacted entry again is harmless. `actor` and `reason` are
+     * kept with the time as the audit record. */
+    int (*revoke)(ann_store *s, const char *tenant_id, const char *log_id,
+                  const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                  int64_t now_ns, ann_err *err);
+
+    int (*list)(ann_store *s, const char *tenant_id, const char *log_id,
+                const ann_list_query *q, ann_entry_visit_fn visit, void *ud, ann_err *err);
+
+    /* Entries with id > after_id in id order, at most `limit` of them. */
+    int (*read_after)(ann_store *s, const char *tenant_id, const char *log_id,
+                      uint64_t after_id, size_t limit, ann_entry_visit_fn visit, void *ud,
+                      ann_err *err);
+
+    int (*watch)(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
+                 void *ud, ann_watch **out, ann_err *err);
+    /* After it returns, fn is not running and will never be called again. */
+    void (*unwatch)(ann_store *s, ann_watch *w);
+} ann_store_ops;
+
+/* Every backend's handle starts with this. */
+struct ann_store {
+    const ann_store_ops *ops;
+};
+
+/* Wrappers: the only way callers reach a backend. */
+void ann_store_close(ann_store *s);
+int ann_store_secret(ann_store *s, uint8_t out[32], ann_err *err);
+int ann_store_tenant_create(ann_store *s, const char *name, const uint8_t key_hash[32],
+                            ann_tenant *out, ann_err *err);
+int ann_store_tenant_by_key(ann_store *s, const uint8_t key_hash[32], ann_tenant *out,
+                            ann_err *err);
+int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id,
+                         const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                         ann_err *err);
+int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id,
+                      ann_log_meta *out, ann_err *err);
+int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id,
+                         ann_err *err);
+int ann_store_append(ann_store *s, ann_append *req, ann_err *err);
+int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id,
+                     const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                     int64_t now_ns, ann_err *err);
+int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id,
+                   const ann_list_query *q, ann_entry_visit_fn visit, void *ud, ann_err *err);
+int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id,
+                         uint64_t after_id, size_t limit, ann_entry_visit_fn visit, void *ud,
+                         ann_err *err);
+int ann_store_watch(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
+                    void *ud, ann_watch **out, ann_err *err);
+void ann_store_unwatch(ann_store *s, ann_watch *w);
+
+#endif
