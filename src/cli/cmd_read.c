@@ -1,0 +1,284 @@
+/* annals list | tail */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/render.h"
+#include "cli/text.h"
+#include "cli/timefmt.h"
+#include "client/rpc.h"
+
+#define LIST_ATTEMPTS 8
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 2000
+
+static void print_entry(ann_cli *cli, const Annals__V1__LogEntry *e, int json)
+{
+    if (json)
+        ann_print_entry_json(cli->out, e);
+    else
+        ann_print_entry_text(cli->out, e);
+}
+
+/* Output went nowhere (closed pipe, full disk): stop with ANN_EXIT_IO. */
+static int check_output(ann_cli *cli)
+{
+    if (fflush(cli->out) != 0 || ferror(cli->out))
+        return ann_cli_fail(cli, ANN_EXIT_IO, "writing output: %s", strerror(errno));
+    return 0;
+}
+
+static int parse_time_opt(ann_cli *cli, const char *opt, const char *arg,
+                          Google__Protobuf__Timestamp *ts)
+{
+    int64_t now_s, sec;
+    int32_t now_ns, nsec;
+    ann_err err;
+    ann_cli_now(&now_s, &now_ns);
+    if (ann_time_parse(arg, now_s, now_ns, &sec, &nsec, &err) < 0)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE, "%s: %s", opt, err.msg);
+    ts->seconds = sec;
+    ts->nanos = nsec;
+    return 0;
+}
+
+int ann_cmd_list(ann_cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"json", no_argument, NULL, 'j'},
+        {"page-size", required_argument, NULL, 'p'},
+        {"contains", required_argument, NULL, 'c'},
+        {"min-severity", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
+    };
+    Annals__V1__ListLogEntriesRequest req = ANNALS__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
+    Annals__V1__ListLogEntriesResponse *resp = NULL;
+    Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    Google__Protobuf__Timestamp until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    char *token = NULL;
+    ann_rpc_status st;
+    int c, json = 0, rc;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if ((rc = parse_time_opt(cli, "--since", optarg, &since)))
+                return rc;
+            req.start_time = &since;
+            break;
+        case 'u':
+            if ((rc = parse_time_opt(cli, "--until", optarg, &until)))
+                return rc;
+            req.end_time = &until;
+            break;
+        case 'j': json = 1; break;
+        case 'p': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 1000)
+                return ann_cli_fail(cli, ANN_EXIT_USAGE, "--page-size: expected 1..1000");
+            req.page_size = (int32_t)v;
+            break;
+        }
+        case 'c':
+            if (!ann_utf8_valid(optarg, strlen(optarg)))
+                return ann_cli_fail(cli, ANN_EXIT_USAGE, "--contains: not valid UTF-8");
+            req.text_contains = optarg;
+            break;
+        case 'm': {
+            int sev = ann_severity_parse(optarg);
+            if (sev < 0)
+                return ann_cli_fail(cli, ANN_EXIT_USAGE,
+                                    "--min-severity: expected a severity name (INFO, ...)");
+            req.min_severity = (Annals__V1__LogEntry__Severity)sev;
+            break;
+        }
+        default: return ann_cli_bad_option(cli, argv, c);
+        }
+    }
+    if (argc - optind != 1)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE,
+                            "usage: annals list LOG [--since T] [--until T] [--json] "
+                            "[--page-size N]");
+    req.log_id = argv[optind];
+    if ((rc = ann_cli_connect(cli)))
+        return rc;
+
+    for (;;) {
+        int attempt = 0;
+        int64_t backoff = BACKOFF_FIRST_MS;
+        for (;;) {
+            if (ann_rpc_list_log_entries(cli->client, &req, cli->timeout_ms, &resp, &st) == 0)
+                break;
+            /* A query changes nothing: retrying it is always safe. */
+            if (!ann_cli_retryable(st.code) || ++attempt >= LIST_ATTEMPTS ||
+                (cli->stop && *cli->stop)) {
+                rc = ann_cli_fail_rpc(cli, NULL, &st);
+                goto done;
+            }
+            ann_cli_sleep_ms(cli, backoff);
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        }
+        for (size_t i = 0; i < resp->n_entries; i++)
+            print_entry(cli, resp->entries[i], json);
+        if ((rc = check_output(cli)))
+            goto done;
+        if (!resp->next_page_token[0])
+            break;
+        /* A server that hands out the same token again would loop forever. */
+        if (token && !strcmp(token, resp->next_page_token)) {
+            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server repeated a page token");
+            goto done;
+        }
+        free(token);
+        token = strdup(resp->next_page_token);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        resp = NULL;
+        if (!token) {
+            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "out of memory");
+            goto done;
+        }
+        req.page_token = token;
+    }
+    rc = ANN_EXIT_OK;
+done:
+    if (resp)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    free(token);
+    return rc;
+}
+
+/* Parses a decimal entry id; -1 when it is not one. */
+static int parse_id(const char *s, uint64_t *v)
+{
+    char *end;
+    if (!*s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+/* Where the tail starts when no --after is given: after the log's current last
+ * entry. Asking for it explicitly (instead of sending "") means a reconnect
+ * before the first entry still resumes at the right place. */
+static int tail_start_point(ann_cli *cli, const char *log_id, uint64_t *after)
+{
+    Annals__V1__GetLogRequest req = ANNALS__V1__GET_LOG_REQUEST__INIT;
+    Annals__V1__GetLogResponse *resp = NULL;
+    ann_rpc_status st;
+    int64_t backoff = BACKOFF_FIRST_MS;
+
+    req.log_id = (char *)log_id;
+    while (ann_rpc_get_log(cli->client, &req, cli->timeout_ms, &resp, &st) < 0) {
+        if (!ann_cli_retryable(st.code) || (cli->stop && *cli->stop))
+            return ann_cli_fail_rpc(cli, NULL, &st);
+        ann_cli_sleep_ms(cli, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    int64_t n = resp->log ? resp->log->entry_count : 0;
+    *after = n > 0 ? (uint64_t)n : 0;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return 0;
+}
+
+int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"after", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    Annals__V1__TailLogEntriesRequest req = ANNALS__V1__TAIL_LOG_ENTRIES_REQUEST__INIT;
+    ann_client_stream *stream = NULL;
+    ann_rpc_status st;
+    const char *after_arg = NULL;
+    uint64_t last = 0;
+    char after[32];
+    int c, json = 0, rc, warned = 0;
+    int64_t backoff = BACKOFF_FIRST_MS;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': after_arg = optarg; break;
+        case 'j': json = 1; break;
+        default: return ann_cli_bad_option(cli, argv, c);
+        }
+    }
+    if (argc - optind != 1)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE, "usage: annals tail LOG [--after ID] [--json]");
+    req.log_id = argv[optind];
+    if (after_arg && parse_id(after_arg, &last) < 0)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE, "--after: expected an entry id (0 for the start)");
+    if ((rc = ann_cli_connect(cli)))
+        return rc;
+    if (!after_arg && (rc = tail_start_point(cli, req.log_id, &last)))
+        return rc;
+
+    while (!(cli->stop && *cli->stop)) {
+        snprintf(after, sizeof after, "%" PRIu64, last);
+        req.after_entry_id = after;
+        if (ann_rpc_tail_start(cli->client, &req, &stream, &st) < 0)
+            return ann_cli_fail_rpc(cli, NULL, &st);
+        for (;;) {
+            Annals__V1__TailLogEntriesResponse *resp = NULL;
+            int r = ann_rpc_tail_next(stream, 200, &resp, &st);
+            if (cli->stop && *cli->stop) {
+                if (resp)
+                    protobuf_c_message_free_unpacked(&resp->base, NULL);
+                break;
+            }
+            if (r == ANN_STREAM_TIMEOUT)
+                continue;
+            if (r == ANN_STREAM_END)
+                break;
+            for (size_t i = 0; i < resp->n_entries; i++) {
+                const Annals__V1__LogEntry *e = resp->entries[i];
+                uint64_t id;
+                /* Each entry once: skip what a resumed stream repeats. */
+                if (parse_id(e->entry_id, &id) == 0) {
+                    if (id <= last)
+                        continue;
+                    last = id;
+                }
+                print_entry(cli, e, json);
+            }
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+            if ((rc = check_output(cli))) {
+                ann_client_stream_free(stream);
+                return rc;
+            }
+            backoff = BACKOFF_FIRST_MS;
+            warned = 0;
+        }
+        ann_client_stream_free(stream);
+        stream = NULL;
+        if (cli->stop && *cli->stop)
+            break;
+        /* The stream ended. A server going away (or ending the stream) is not
+         * the end of a tail: resume after the last id seen. */
+        if (st.code != ANN_RPC_OK && st.code != ANN_RPC_CANCELLED && !ann_cli_retryable(st.code))
+            return ann_cli_fail_rpc(cli, NULL, &st);
+        if (!warned) {
+            fprintf(cli->err, "annals tail: %s: ", ann_rpc_code_name(st.code));
+            ann_put_term_str(cli->err, st.msg);
+            fprintf(cli->err, "; reconnecting after entry %" PRIu64 "\n", last);
+            warned = 1;
+        }
+        ann_cli_sleep_ms(cli, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return ANN_EXIT_OK;
+}

@@ -1,0 +1,222 @@
+#include "cli/render.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli/text.h"
+#include "cli/timefmt.h"
+
+#define MAX_DEPTH 64
+
+static const struct {
+    int value;
+    const char *name;
+} severities[] = {
+    {0, "UNSPECIFIED"}, {100, "TRACE"},    {200, "DEBUG"},    {300, "INFO"},
+    {400, "NOTICE"},    {500, "WARNING"},  {600, "ERROR"},    {700, "CRITICAL"},
+    {800, "ALERT"},     {900, "EMERGENCY"},
+};
+
+const char *ann_severity_name(int sev)
+{
+    for (size_t i = 0; i < sizeof severities / sizeof severities[0]; i++)
+        if (severities[i].value == sev)
+            return severities[i].name;
+    return NULL;
+}
+
+int ann_severity_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof severities / sizeof severities[0]; i++)
+        if (!strcasecmp(s, severities[i].name))
+            return severities[i].value;
+    if (!strcasecmp(s, "WARN"))
+        return 500;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s && !*end && ann_severity_name((int)v) && v >= 0 && v <= 900)
+        return (int)v;
+    return -1;
+}
+
+static void put_time_text(FILE *f, const Google__Protobuf__Timestamp *t)
+{
+    char buf[ANN_TIME_BUF];
+    if (!t)
+        fputc('-', f);
+    else
+        fputs(ann_time_format(t->seconds, t->nanos, buf), f);
+}
+
+static void put_time_json(FILE *f, const Google__Protobuf__Timestamp *t)
+{
+    char buf[ANN_TIME_BUF];
+    if (!t)
+        fputs("null", f);
+    else
+        fprintf(f, "\"%s\"", ann_time_format(t->seconds, t->nanos, buf));
+}
+
+static void put_severity(FILE *f, int sev, int json)
+{
+    const char *name = ann_severity_name(sev);
+    if (name)
+        fprintf(f, json ? "\"%s\"" : "%s", name);
+    else
+        fprintf(f, "%d", sev);
+}
+
+/* Shortest decimal that reads back as the same double. */
+static void put_number(FILE *f, double v)
+{
+    char buf[40];
+    if (isnan(v)) {
+        fputs("\"NaN\"", f);
+        return;
+    }
+    if (isinf(v)) {
+        fputs(v > 0 ? "\"Infinity\"" : "\"-Infinity\"", f);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, f);
+}
+
+static void put_struct(FILE *f, const Google__Protobuf__Struct *s, int depth);
+
+static void put_value(FILE *f, const Google__Protobuf__Value *v, int depth)
+{
+    if (!v || depth > MAX_DEPTH) {
+        fputs("null", f);
+        return;
+    }
+    switch (v->kind_case) {
+    case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE: put_number(f, v->number_value); break;
+    case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE: ann_put_json_cstr(f, v->string_value); break;
+    case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE: fputs(v->bool_value ? "true" : "false", f); break;
+    case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE: put_struct(f, v->struct_value, depth + 1); break;
+    case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE:
+        fputc('[', f);
+        if (v->list_value)
+            for (size_t i = 0; i < v->list_value->n_values; i++) {
+                if (i)
+                    fputc(',', f);
+                put_value(f, v->list_value->values[i], depth + 1);
+            }
+        fputc(']', f);
+        break;
+    default: fputs("null", f); break;
+    }
+}
+
+static void put_struct(FILE *f, const Google__Protobuf__Struct *s, int depth)
+{
+    if (!s || depth > MAX_DEPTH) {
+        fputs(s ? "null" : "{}", f);
+        return;
+    }
+    fputc('{', f);
+    for (size_t i = 0; i < s->n_fields; i++) {
+        if (i)
+            fputc(',', f);
+        ann_put_json_cstr(f, s->fields[i]->key);
+        fputc(':', f);
+        put_value(f, s->fields[i]->value, depth + 1);
+    }
+    fputc('}', f);
+}
+
+void ann_print_struct_json(FILE *f, const Google__Protobuf__Struct *s)
+{
+    put_struct(f, s, 0);
+}
+
+void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e)
+{
+    ann_put_term_str(f, e->entry_id);
+    fputc(' ', f);
+    put_time_text(f, e->time);
+    fputc(' ', f);
+    put_severity(f, e->severity, 0);
+    fputc(' ', f);
+    if (e->redacted)
+        fputs("[redacted]", f);
+    else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD)
+        ann_put_term_str(f, e->text_payload);
+    else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD)
+        put_struct(f, e->json_payload, 0); /* JSON escaping is terminal-safe */
+    fputc('\n', f);
+}
+
+/* Labels arrive as map entries (key, value); both are untrusted strings. */
+#define PUT_LABELS(f, n, labels)                                                               \
+    do {                                                                                       \
+        fputc('{', f);                                                                         \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                  \
+            if (i_)                                                                            \
+                fputc(',', f);                                                                 \
+            ann_put_json_cstr(f, (labels)[i_]->key);                                           \
+            fputc(':', f);                                                                     \
+            ann_put_json_cstr(f, (labels)[i_]->value);                                         \
+        }                                                                                      \
+        fputc('}', f);                                                                         \
+    } while (0)
+
+void ann_print_entry_json(FILE *f, const Annals__V1__LogEntry *e)
+{
+    fputs("{\"log_id\":", f);
+    ann_put_json_cstr(f, e->log_id);
+    fputs(",\"entry_id\":", f);
+    ann_put_json_cstr(f, e->entry_id);
+    fputs(",\"insert_id\":", f);
+    ann_put_json_cstr(f, e->insert_id);
+    fputs(",\"time\":", f);
+    put_time_json(f, e->time);
+    fputs(",\"insert_time\":", f);
+    put_time_json(f, e->insert_time);
+    fputs(",\"severity\":", f);
+    put_severity(f, e->severity, 1);
+    fputs(",\"labels\":", f);
+    PUT_LABELS(f, e->n_labels, e->labels);
+    if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD) {
+        fputs(",\"text_payload\":", f);
+        ann_put_json_cstr(f, e->text_payload);
+    } else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD) {
+        fputs(",\"json_payload\":", f);
+        put_struct(f, e->json_payload, 0);
+    }
+    fprintf(f, ",\"redacted\":%s}\n", e->redacted ? "true" : "false");
+}
+
+void ann_print_log_text(FILE *f, const Annals__V1__Log *log)
+{
+    fputs("id: ", f);
+    ann_put_term_str(f, log->id);
+    fputs("\ncreate_time: ", f);
+    put_time_text(f, log->create_time);
+    fprintf(f, "\nentry_count: %lld\n", (long long)log->entry_count);
+    for (size_t i = 0; i < log->n_labels; i++) {
+        fputs("label: ", f);
+        ann_put_term_str(f, log->labels[i]->key);
+        fputc('=', f);
+        ann_put_term_str(f, log->labels[i]->value);
+        fputc('\n', f);
+    }
+}
+
+void ann_print_log_json(FILE *f, const Annals__V1__Log *log)
+{
+    fputs("{\"id\":", f);
+    ann_put_json_cstr(f, log->id);
+    fputs(",\"labels\":", f);
+    PUT_LABELS(f, log->n_labels, log->labels);
+    fputs(",\"create_time\":", f);
+    put_time_json(f, log->create_time);
+    fprintf(f, ",\"entry_count\":%lld}\n", (long long)log->entry_count);
+}

@@ -1,0 +1,43 @@
+/*
+ * How the annals CLI shows what the server sends.
+ *
+ * Text: one line per entry, four fields separated by single spaces:
+ *     <entry_id> <time> <SEVERITY> <text>
+ * time is the entry's `time` in UTC with nanoseconds; SEVERITY is the enum
+ * name (a number when the server sends a value we do not know); text is the
+ * text payload escaped by ann_put_term(), the JSON payload as compact JSON,
+ * or "[redacted]" for a revoked entry. Nothing from the server reaches the
+ * terminal unescaped.
+ *
+ * JSON: one object per line with every field, named as in the proto:
+ *     {"log_id":..,"entry_id":..,"insert_id":..,"time":..,"insert_time":..,
+ *      "severity":"INFO","labels":{..},"text_payload":".."|"json_payload":{..},
+ *      "redacted":false}
+ * times are RFC 3339 strings (null when absent); a redacted entry has no
+ * payload field.
+ */
+#ifndef ANN_CLI_RENDER_H
+#define ANN_CLI_RENDER_H
+
+#include <stdio.h>
+
+#include "annals/v1/annals.pb-c.h"
+
+/* "INFO", ...; NULL for a value not in the enum. */
+const char *ann_severity_name(int sev);
+
+/* Parses a severity name (any case) or its number; -1 when unknown. */
+int ann_severity_parse(const char *s);
+
+void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e);
+void ann_print_entry_json(FILE *f, const Annals__V1__LogEntry *e);
+
+/* A google.protobuf.Struct as compact JSON (nesting beyond 64 levels is
+ * written as null). */
+void ann_print_struct_json(FILE *f, const Google__Protobuf__Struct *s);
+
+/* A log's metadata: "key: value" lines, or one JSON object. */
+void ann_print_log_text(FILE *f, const Annals__V1__Log *log);
+void ann_print_log_json(FILE *f, const Annals__V1__Log *log);
+
+#endif
