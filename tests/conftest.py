@@ -127,3 +127,10 @@ def other_client(server):
     c = Client(server, server.tenant("tenant-b"))
     yield c
     c.close()
+
+
+@pytest.fixture
+def log(client):
+    """A fresh, empty log of tenant-a; returns its id."""
+    r = client.call(client.cmd.CreateLog, pb.CreateLogRequest(labels={"test": "yes"}))
+    return r.log.id

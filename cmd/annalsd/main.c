@@ -1,0 +1,160 @@
+/*
+ * annalsd: the annals server.
+ *
+ *   annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
+ *                 [--workers N] [--durability fsync|none]
+ *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
+ */
+#include <grpc/grpc.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "api/server.h"
+#include "api/service.h"
+#include "domain/text.h"
+#include "store/embedded/embedded.h"
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
+            "                     [--workers N] [--durability fsync|none]\n"
+            "       annalsd tenant create NAME --data DIR\n");
+    return 2;
+}
+
+static const char *opt_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "annalsd: %s needs a value\n", argv[*i]);
+        exit(usage());
+    }
+    return argv[++*i];
+}
+
+static int cmd_tenant_create(int argc, char **argv)
+{
+    const char *name = NULL, *data = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0)
+            data = opt_value(argc, argv, &i);
+        else if (argv[i][0] == '-')
+            return usage();
+        else if (!name)
+            name = argv[i];
+        else
+            return usage();
+    }
+    if (!name || !data)
+        return usage();
+    size_t nl = strlen(name);
+    if (nl == 0 || nl > 128 || !ann_utf8_valid(name, nl)) {
+        fprintf(stderr, "annalsd: tenant name must be 1..128 bytes of UTF-8\n");
+        return 2;
+    }
+    /* The key: 256 random bits; only its SHA-256 is stored. */
+    uint8_t raw[32], hash[32];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        perror("annalsd: getrandom");
+        return 1;
+    }
+    char key[8 + 44];
+    memcpy(key, "annals_", 7);
+    ann_b64url_encode(raw, sizeof raw, key + 7);
+    SHA256((const unsigned char *)key, strlen(key), hash);
+
+    ann_err err = {0};
+    ann_store *store = NULL;
+    ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
+    ann_tenant t;
+    if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
+        ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
+        fprintf(stderr, "annalsd: tenant create: %s\n", err.msg);
+        ann_store_close(store);
+        return 1;
+    }
+    ann_store_close(store);
+    printf("tenant %s created with id %s; its API key (shown once, stored only hashed):\n%s\n",
+           t.name, t.id, key);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *data = NULL;
+    ann_server_opts so = {.listen = "127.0.0.1:50051"};
+    ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0) {
+            data = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--listen") == 0) {
+            so.listen = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--tls-cert") == 0) {
+            so.tls_cert_file = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--tls-key") == 0) {
+            so.tls_key_file = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--workers") == 0) {
+            so.workers = atoi(opt_value(argc, argv, &i));
+        } else if (strcmp(argv[i], "--durability") == 0) {
+            const char *d = opt_value(argc, argv, &i);
+            if (strcmp(d, "fsync") == 0)
+                o.durability = ANN_DURABILITY_FSYNC;
+            else if (strcmp(d, "none") == 0)
+                o.durability = ANN_DURABILITY_NONE;
+            else
+                return usage();
+        } else {
+            return usage();
+        }
+    }
+    if (!data)
+        return usage();
+
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    ann_err err = {0};
+    ann_store *store = NULL;
+    ann_service svc;
+    ann_server *srv = NULL;
+    grpc_init();
+    if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
+        ann_service_init(&svc, store, &err) != 0 ||
+        ann_server_start(&svc, &so, &srv, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        goto done;
+    }
+    fprintf(stderr, "annalsd: serving %s on %s%s (durability %s)\n", data, so.listen,
+            so.tls_cert_file ? " with TLS" : "",
+            o.durability == ANN_DURABILITY_FSYNC ? "fsync" : "none");
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "annalsd: signal %d: finishing in-flight calls\n", sig);
+    ann_server_stop(srv);
+    rc = 0;
+done:
+    ann_store_close(store);
+    grpc_shutdown();
+    if (rc == 0)
+        fprintf(stderr, "annalsd: stopped cleanly\n");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (argc >= 3 && strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "create") == 0)
+        return cmd_tenant_create(argc - 3, argv + 3);
+    return usage();
+}

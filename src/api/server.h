@@ -1,0 +1,33 @@
+/*
+ * ann_server: annals' gRPC server on the gRPC core C API.
+ *
+ * Threads: a few completion-queue threads only move events; a pool of workers runs the
+ * handlers (which may wait for fsync: group commit batches the concurrent ones). Every
+ * call is a small state machine whose memory is freed after its last event. Tails
+ * (server streaming) hold no worker while they wait: a store watch wakes them.
+ */
+#ifndef ANN_API_SERVER_H
+#define ANN_API_SERVER_H
+
+#include "api/service.h"
+#include "common/err.h"
+
+typedef struct ann_server_opts {
+    const char *listen;        /* "HOST:PORT" */
+    const char *tls_cert_file; /* PEM; both or neither */
+    const char *tls_key_file;
+    int workers;    /* handler threads; 0: default (32) */
+    int cq_threads; /* completion-queue threads; 0: default (2) */
+} ann_server_opts;
+
+typedef struct ann_server ann_server;
+
+/* Starts serving `svc` (borrowed; it must outlive the server). */
+int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out,
+                     ann_err *err);
+
+/* Graceful stop: refuses new calls, lets in-flight ones finish (writes complete and are
+ * acknowledged), ends tails with UNAVAILABLE, then frees everything. */
+void ann_server_stop(ann_server *s);
+
+#endif

@@ -1,0 +1,723 @@
+#include "api/service.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "api/wire.h"
+#include "domain/limits.h"
+#include "domain/text.h"
+#include "domain/token.h"
+
+/* ---------- small helpers ---------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void random_bytes(void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t r = getrandom(b, n, 0);
+        if (r <= 0)
+            abort(); /* the kernel's CSPRNG does not fail once booted */
+        b += r;
+        n -= (size_t)r;
+    }
+}
+
+static void new_uuid(char out[ANN_UUID_LEN + 1])
+{
+    uint8_t b[16];
+    random_bytes(b, sizeof b);
+    ann_uuid_v4_from_random(b);
+    ann_uuid_format(b, out);
+}
+
+static bool severity_valid(int32_t s)
+{
+    return s >= 0 && s <= 900 && s % 100 == 0;
+}
+
+/* Canonical (lower-case) log id from the request's bytes. */
+static int parse_log_id(const ProtobufCBinaryData *f, const char *field,
+                        char out[ANN_UUID_LEN + 1], ann_err *err)
+{
+    uint8_t u[16];
+    if (f->len == 0)
+        return ann_err_set(err, ANN_EINVAL, "%s: required", field);
+    if (ann_uuid_parse((const char *)f->data, f->len, u) != 0)
+        return ann_err_set(err, ANN_EINVAL, "%s: not a UUID", field);
+    ann_uuid_format(u, out);
+    return 0;
+}
+
+static int check_text(const ProtobufCBinaryData *f, const char *field, ann_err *err)
+{
+    if (!ann_utf8_valid((const char *)f->data, f->len))
+        return ann_err_set(err, ANN_EINVAL, "%s: not valid UTF-8", field);
+    return 0;
+}
+
+static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *field,
+                        ann_err *err)
+{
+    if (n > ANN_MAX_LABELS)
+        return ann_err_set(err, ANN_EINVAL, "%s: %zu labels, at most %d allowed", field, n,
+                           ANN_MAX_LABELS);
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCBinaryData *k = &labels[i]->key, *v = &labels[i]->value;
+        if (k->len > ANN_MAX_LABEL_KEY_BYTES)
+            return ann_err_set(err, ANN_EINVAL, "%s: key of %zu bytes, at most %d allowed",
+                               field, k->len, ANN_MAX_LABEL_KEY_BYTES);
+        if (v->len > ANN_MAX_LABEL_VALUE_BYTES)
+            return ann_err_set(err, ANN_EINVAL,
+                               "%s[%.*s]: value of %zu bytes, at most %d allowed", field,
+                               ann_utf8_valid((const char *)k->data, k->len) ? (int)k->len : 0,
+                               (const char *)k->data, v->len, ANN_MAX_LABEL_VALUE_BYTES);
+        if (!ann_utf8_valid((const char *)k->data, k->len))
+            return ann_err_set(err, ANN_EINVAL, "%s: key is not valid UTF-8", field);
+        if (!ann_utf8_valid((const char *)v->data, v->len))
+            return ann_err_set(err, ANN_EINVAL, "%s: value is not valid UTF-8", field);
+    }
+    return 0;
+}
+
+static int check_value(const Annals__Wire__V1__Value *v, const char *field, ann_err *err);
+
+static int check_struct(const Annals__Wire__V1__Struct *s, const char *field, ann_err *err)
+{
+    for (size_t i = 0; i < s->n_fields; i++) {
+        const ProtobufCBinaryData *k = &s->fields[i]->key;
+        if (!ann_utf8_valid((const char *)k->data, k->len))
+            return ann_err_set(err, ANN_EINVAL, "%s: a key is not valid UTF-8", field);
+        if (s->fields[i]->value && check_value(s->fields[i]->value, field, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_value(const Annals__Wire__V1__Value *v, const char *field, ann_err *err)
+{
+    switch (v->kind_case) {
+    case ANNALS__WIRE__V1__VALUE__KIND_NULL_VALUE:
+        if (v->null_value != 0)
+            return ann_err_set(err, ANN_EINVAL, "%s: bad null_value", field);
+        return 0;
+    case ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE:
+        if (!isfinite(v->number_value))
+            return ann_err_set(err, ANN_EINVAL, "%s: number is not finite", field);
+        return 0;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE:
+        if (!ann_utf8_valid((const char *)v->string_value.data, v->string_value.len))
+            return ann_err_set(err, ANN_EINVAL, "%s: a string is not valid UTF-8", field);
+        return 0;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRUCT_VALUE:
+        return check_struct(v->struct_value, field, err);
+    case ANNALS__WIRE__V1__VALUE__KIND_LIST_VALUE:
+        for (size_t i = 0; i < v->list_value->n_values; i++)
+            if (check_value(v->list_value->values[i], field, err) != 0)
+                return -1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Untrusted bytes -> message, refusing what protobuf-c cannot safely unpack. */
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *req,
+                                size_t len, ann_err *err)
+{
+    ProtobufCMessage *m = NULL;
+    if (ann_wire_depth_ok(d, req, len, ANN_MAX_NESTING))
+        m = protobuf_c_message_unpack(d, NULL, len, req);
+    if (!m) {
+        const char *name = strrchr(d->name, '.');
+        ann_err_set(err, ANN_EINVAL, "request: not a valid %s", name ? name + 1 : d->name);
+    }
+    return m;
+}
+
+static void add_entry_id(ann_buf *b, uint32_t field, uint64_t id)
+{
+    char s[24];
+    int n = snprintf(s, sizeof s, "%" PRIu64, id);
+    ann_buf_add_len_field(b, field, s, (size_t)n);
+}
+
+/* One LogEntry as the public wire sees it: the header fields, then the stored body
+ * (labels and payload, already LogEntry fields) verbatim. */
+static void encode_entry(ann_buf *out, const char *log_id, const ann_entry *e, ann_buf *tmp)
+{
+    tmp->len = 0;
+    ann_buf_add_len_field(tmp, 1, log_id, strlen(log_id));
+    ann_buf_add_len_field(tmp, 2, e->insert_id, e->insert_id_len);
+    add_entry_id(tmp, 20, e->entry_id);
+    ann_wire_add_ts(tmp, 21, e->time_ns);
+    ann_wire_add_ts(tmp, 22, e->insert_time_ns);
+    if (!(e->flags & ANN_ENTRY_REDACTED))
+        ann_buf_add(tmp, e->body, e->body_len);
+    else
+        ann_buf_add_tag(tmp, 40, 0), ann_buf_add_varint(tmp, 1);
+    if (e->severity)
+        ann_buf_add_tag(tmp, 41, 0), ann_buf_add_varint(tmp, (uint64_t)(int64_t)e->severity);
+    ann_buf_add_len_field(out, 1, tmp->data, tmp->len);
+}
+
+/* A Log message: id, the stored labels (Log fields, verbatim), create_time, count. */
+static void encode_log(ann_buf *out, uint32_t field, const ann_log_meta *m)
+{
+    ann_buf log = ANN_BUF_INIT;
+    ann_buf_add_len_field(&log, 1, m->id, strlen(m->id));
+    ann_buf_add(&log, m->labels, m->labels_len);
+    ann_wire_add_ts(&log, 3, m->create_time_ns);
+    if (m->entry_count)
+        ann_buf_add_tag(&log, 4, 0), ann_buf_add_varint(&log, m->entry_count);
+    ann_buf_add_len_field(out, field, log.data, log.len);
+    ann_buf_release(&log);
+}
+
+/* ---------- setup and auth ---------- */
+
+int ann_service_init(ann_service *svc, ann_store *store, ann_err *err)
+{
+    memset(svc, 0, sizeof *svc);
+    svc->store = store;
+    return ann_store_secret(store, svc->secret, err);
+}
+
+static const struct {
+    const char *path;
+    ann_rpc rpc;
+} methods[] = {
+    {"/annals.v1.LoggingCommandService/CreateLog", ANN_RPC_CREATE_LOG},
+    {"/annals.v1.LoggingCommandService/DeleteLog", ANN_RPC_DELETE_LOG},
+    {"/annals.v1.LoggingCommandService/WriteLogEntries", ANN_RPC_WRITE},
+    {"/annals.v1.LoggingCommandService/RevokeLogEntries", ANN_RPC_REVOKE},
+    {"/annals.v1.LoggingQueryService/ListLogEntries", ANN_RPC_LIST},
+    {"/annals.v1.LoggingQueryService/GetLog", ANN_RPC_GET_LOG},
+    {"/annals.v1.LoggingQueryService/TailLogEntries", ANN_RPC_TAIL},
+};
+
+int ann_rpc_from_path(const char *path, size_t len)
+{
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strlen(methods[i].path) == len && memcmp(methods[i].path, path, len) == 0)
+            return (int)methods[i].rpc;
+    return -1;
+}
+
+int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,
+                     ann_err *err)
+{
+    if (!value || len == 0)
+        return ann_err_set(err, ANN_EUNAUTH, "authorization: missing; send 'Bearer <key>'");
+    if (len < 7 || strncasecmp(value, "Bearer ", 7) != 0)
+        return ann_err_set(err, ANN_EUNAUTH, "authorization: expected 'Bearer <key>'");
+    const char *key = value + 7;
+    size_t klen = len - 7;
+    while (klen && *key == ' ')
+        key++, klen--;
+    if (klen == 0)
+        return ann_err_set(err, ANN_EUNAUTH, "authorization: empty key");
+    uint8_t hash[32];
+    SHA256((const unsigned char *)key, klen, hash);
+    if (ann_store_tenant_by_key(svc->store, hash, out, err) != 0) {
+        if (err && err->code == ANN_EUNAUTH)
+            ann_err_set(err, ANN_EUNAUTH, "authorization: unknown key");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------- unary rpcs ---------- */
+
+static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
+                         size_t len, ann_buf *resp, ann_err *err)
+{
+    int rc = -1;
+    ann_buf labels = ANN_BUF_INIT;
+    Annals__Wire__V1__CreateLogRequest *r = (Annals__Wire__V1__CreateLogRequest *)decode(
+        &annals__wire__v1__create_log_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (check_labels(r->labels, r->n_labels, "labels", err) != 0)
+        goto done;
+    /* Stored as Log.labels fields, so GetLog splices them back verbatim. */
+    for (size_t i = 0; i < r->n_labels; i++) {
+        size_t n = annals__wire__v1__label__get_packed_size(r->labels[i]);
+        ann_buf_add_tag(&labels, 2, 2);
+        ann_buf_add_varint(&labels, n);
+        ann_buf_reserve(&labels, n);
+        labels.len += annals__wire__v1__label__pack(r->labels[i], labels.data + labels.len);
+    }
+    ann_log_meta m = {.create_time_ns = now_ns(), .labels = labels.data,
+                      .labels_len = labels.len};
+    new_uuid(m.id);
+    if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len,
+                             m.create_time_ns, err) != 0)
+        goto done;
+    encode_log(resp, 1, &m);
+    rc = 0;
+done:
+    ann_buf_release(&labels);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+static int do_get_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                      ann_buf *resp, ann_err *err)
+{
+    int rc = -1;
+    char log_id[ANN_UUID_LEN + 1];
+    ann_log_meta m = {0};
+    Annals__Wire__V1__GetLogRequest *r = (Annals__Wire__V1__GetLogRequest *)decode(
+        &annals__wire__v1__get_log_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0 ||
+        ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
+        goto done;
+    encode_log(resp, 1, &m);
+    rc = 0;
+done:
+    ann_log_meta_release(&m);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
+                         size_t len, ann_buf *resp, ann_err *err)
+{
+    (void)resp; /* DeleteLogResponse is empty */
+    char log_id[ANN_UUID_LEN + 1];
+    Annals__Wire__V1__DeleteLogRequest *r = (Annals__Wire__V1__DeleteLogRequest *)decode(
+        &annals__wire__v1__delete_log_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    int rc = parse_log_id(&r->log_id, "log_id", log_id, err);
+    if (rc == 0)
+        rc = ann_store_log_delete(svc->store, t->id, log_id, err);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+/* Validates one entry of a write; fills `e` except the body. */
+static int check_entry(const Annals__Wire__V1__LogEntry *w, size_t i, const char *log_id,
+                       ann_entry *e, int64_t now, ann_err *err)
+{
+    char field[64];
+    size_t sz = annals__wire__v1__log_entry__get_packed_size(w);
+    if (sz > ANN_MAX_ENTRY_BYTES)
+        return ann_err_set(err, ANN_EINVAL,
+                           "entries[%zu]: %zu bytes serialized, at most %d allowed", i, sz,
+                           ANN_MAX_ENTRY_BYTES);
+    if (w->log_id.len) {
+        char own[ANN_UUID_LEN + 1];
+        uint8_t u[16];
+        if (ann_uuid_parse((const char *)w->log_id.data, w->log_id.len, u) != 0 ||
+            (ann_uuid_format(u, own), strcmp(own, log_id) != 0))
+            return ann_err_set(err, ANN_EINVAL,
+                               "entries[%zu].log_id: must be empty or the request's log_id", i);
+    }
+    snprintf(field, sizeof field, "entries[%zu].insert_id", i);
+    if (w->insert_id.len > ANN_MAX_INSERT_ID_BYTES)
+        return ann_err_set(err, ANN_EINVAL, "%s: %zu bytes, at most %d allowed", field,
+                           w->insert_id.len, ANN_MAX_INSERT_ID_BYTES);
+    if (check_text(&w->insert_id, field, err) != 0)
+        return -1;
+    snprintf(field, sizeof field, "entries[%zu].labels", i);
+    if (check_labels(w->labels, w->n_labels, field, err) != 0)
+        return -1;
+    if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD) {
+        snprintf(field, sizeof field, "entries[%zu].text_payload", i);
+        if (check_text(&w->text_payload, field, err) != 0)
+            return -1;
+    } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD) {
+        snprintf(field, sizeof field, "entries[%zu].json_payload", i);
+        if (check_struct(w->json_payload, field, err) != 0)
+            return -1;
+    }
+    if (!severity_valid(w->severity))
+        return ann_err_set(err, ANN_EINVAL, "entries[%zu].severity: %d is not a Severity", i,
+                           (int)w->severity);
+    e->time_ns = now;
+    if (w->time && ann_wire_ts_to_ns(w->time, &e->time_ns) != 0)
+        return ann_err_set(err, ANN_EINVAL,
+                           "entries[%zu].time: out of range (years 1678..2261, nanos 0..999999999)",
+                           i);
+    e->insert_time_ns = now;
+    e->severity = w->severity;
+    e->insert_id = (const char *)w->insert_id.data;
+    e->insert_id_len = w->insert_id.len;
+    return 0;
+}
+
+static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                    ann_buf *resp, ann_err *err)
+{
+    int rc = -1;
+    char log_id[ANN_UUID_LEN + 1];
+    ann_entry *entries = NULL;
+    uint64_t *ids = NULL;
+    size_t *body_off = NULL;
+    char (*gen_ids)[ANN_UUID_LEN + 1] = NULL;
+    ann_buf bodies = ANN_BUF_INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest *r =
+        (Annals__Wire__V1__WriteLogEntriesRequest *)decode(
+            &annals__wire__v1__write_log_entries_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+        goto done;
+    size_t n = r->n_entries;
+    if (n == 0) {
+        ann_err_set(err, ANN_EINVAL, "entries: at least one entry is required");
+        goto done;
+    }
+    if (n > ANN_MAX_ENTRIES_PER_WRITE) {
+        ann_err_set(err, ANN_EINVAL, "entries: %zu entries, at most %d per request", n,
+                    ANN_MAX_ENTRIES_PER_WRITE);
+        goto done;
+    }
+    entries = ann_xcalloc(n, sizeof *entries);
+    ids = ann_xcalloc(n, sizeof *ids);
+    body_off = ann_xcalloc(n + 1, sizeof *body_off);
+    gen_ids = ann_xcalloc(n, sizeof *gen_ids);
+    int64_t now = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        const Annals__Wire__V1__LogEntry *w = r->entries[i];
+        if (check_entry(w, i, log_id, &entries[i], now, err) != 0)
+            goto done;
+        if (entries[i].insert_id_len == 0) {
+            /* Generated before anything is stored, so a redelivery can't duplicate it. */
+            new_uuid(gen_ids[i]);
+            entries[i].insert_id = gen_ids[i];
+            entries[i].insert_id_len = ANN_UUID_LEN;
+        }
+        /* The body: the entry's labels and payload as LogEntry fields. */
+        Annals__Wire__V1__LogEntry body = ANNALS__WIRE__V1__LOG_ENTRY__INIT;
+        body.n_labels = w->n_labels;
+        body.labels = w->labels;
+        body.payload_case = w->payload_case;
+        if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD)
+            body.text_payload = w->text_payload;
+        else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD)
+            body.json_payload = w->json_payload;
+        size_t bl = annals__wire__v1__log_entry__get_packed_size(&body);
+        ann_buf_reserve(&bodies, bl);
+        body_off[i] = bodies.len;
+        bodies.len += annals__wire__v1__log_entry__pack(&body, bodies.data + bodies.len);
+    }
+    body_off[n] = bodies.len;
+    for (size_t i = 0; i < n; i++) {
+        entries[i].body = bodies.data + body_off[i];
+        entries[i].body_len = body_off[i + 1] - body_off[i];
+    }
+    ann_append ap = {.tenant_id = t->id, .log_id = log_id, .entries = entries, .n = n,
+                     .ids_out = ids};
+    if (ann_store_append(svc->store, &ap, err) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        add_entry_id(resp, 1, ids[i]);
+    rc = 0;
+done:
+    ann_buf_release(&bodies);
+    free(gen_ids);
+    free(body_off);
+    free(ids);
+    free(entries);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                     ann_buf *resp, ann_err *err)
+{
+    (void)resp; /* RevokeLogEntriesResponse is empty */
+    int rc = -1;
+    char log_id[ANN_UUID_LEN + 1];
+    char *reason = NULL;
+    uint64_t *ids = NULL;
+    Annals__Wire__V1__RevokeLogEntriesRequest *r =
+        (Annals__Wire__V1__RevokeLogEntriesRequest *)decode(
+            &annals__wire__v1__revoke_log_entries_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+        goto done;
+    if (r->n_entry_ids == 0) {
+        ann_err_set(err, ANN_EINVAL, "entry_ids: at least one entry id is required");
+        goto done;
+    }
+    if (r->n_entry_ids > ANN_MAX_REVOKE_IDS) {
+        ann_err_set(err, ANN_EINVAL, "entry_ids: %zu ids, at most %d per request",
+                    r->n_entry_ids, ANN_MAX_REVOKE_IDS);
+        goto done;
+    }
+    if (r->reason.len > ANN_MAX_REASON_BYTES) {
+        ann_err_set(err, ANN_EINVAL, "reason: %zu bytes, at most %d allowed", r->reason.len,
+                    ANN_MAX_REASON_BYTES);
+        goto done;
+    }
+    if (check_text(&r->reason, "reason", err) != 0)
+        goto done;
+    ids = ann_xcalloc(r->n_entry_ids, sizeof *ids);
+    for (size_t i = 0; i < r->n_entry_ids; i++) {
+        const ProtobufCBinaryData *f = &r->entry_ids[i];
+        if (ann_entry_id_parse((const char *)f->data, f->len, false, &ids[i]) != 0) {
+            ann_err_set(err, ANN_EINVAL, "entry_ids[%zu]: not an entry id (a decimal 1, 2, ...)",
+                        i);
+            goto done;
+        }
+    }
+    reason = ann_xmalloc(r->reason.len + 1);
+    if (r->reason.len)
+        memcpy(reason, r->reason.data, r->reason.len);
+    reason[r->reason.len] = '\0';
+    char actor[160];
+    snprintf(actor, sizeof actor, "tenant:%s", t->name);
+    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason,
+                          now_ns(), err);
+done:
+    free(reason);
+    free(ids);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+typedef struct list_ctx {
+    const char *log_id;
+    ann_buf *resp;
+    ann_buf tmp;
+    size_t limit, count;
+    bool more; /* an entry past the page exists */
+    ann_page_cursor last;
+} list_ctx;
+
+static int list_visit(const ann_entry *e, void *ud)
+{
+    list_ctx *c = ud;
+    size_t before = c->resp->len;
+    if (c->count == c->limit) {
+        c->more = true;
+        return 1;
+    }
+    encode_entry(c->resp, c->log_id, e, &c->tmp);
+    if (c->count > 0 && c->resp->len > ANN_MAX_RESPONSE_BYTES) {
+        c->resp->len = before; /* keep the message under clients' receive limit */
+        c->more = true;
+        return 1;
+    }
+    c->count++;
+    c->last.time_ns = e->time_ns;
+    c->last.entry_id = e->entry_id;
+    return 0;
+}
+
+typedef struct list_filter {
+    const uint8_t *text;
+    size_t text_len;
+    int32_t min_severity;
+} list_filter;
+
+static bool list_match(const ann_entry *e, void *ud)
+{
+    const list_filter *f = ud;
+    if (f->min_severity && e->severity < f->min_severity)
+        return false;
+    if (f->text_len) {
+        const uint8_t *p;
+        size_t n;
+        if ((e->flags & ANN_ENTRY_REDACTED) || !ann_wire_find_bytes(e->body, e->body_len, 30, &p, &n))
+            return false;
+        return memmem(p, n, f->text, f->text_len) != NULL;
+    }
+    return true;
+}
+
+static int do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                   ann_buf *resp, ann_err *err)
+{
+    int rc = -1;
+    char log_id[ANN_UUID_LEN + 1];
+    ann_log_meta m = {0};
+    list_ctx c = {.log_id = log_id, .resp = resp, .tmp = ANN_BUF_INIT};
+    Annals__Wire__V1__ListLogEntriesRequest *r =
+        (Annals__Wire__V1__ListLogEntriesRequest *)decode(
+            &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+        goto done;
+    if (r->page_size < 0 || r->page_size > ANN_MAX_PAGE_SIZE) {
+        ann_err_set(err, ANN_EINVAL, "page_size: %d, must be between 0 and %d",
+                    (int)r->page_size, ANN_MAX_PAGE_SIZE);
+        goto done;
+    }
+    ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .filter = list_match};
+    if (r->start_time && ann_wire_ts_to_ns(r->start_time, &q.start_ns) != 0) {
+        ann_err_set(err, ANN_EINVAL, "start_time: out of range");
+        goto done;
+    }
+    if (r->end_time && ann_wire_ts_to_ns(r->end_time, &q.end_ns) != 0) {
+        ann_err_set(err, ANN_EINVAL, "end_time: out of range");
+        goto done;
+    }
+    if (r->text_contains.len > ANN_MAX_TEXT_FILTER_BYTES) {
+        ann_err_set(err, ANN_EINVAL, "text_contains: %zu bytes, at most %d allowed",
+                    r->text_contains.len, ANN_MAX_TEXT_FILTER_BYTES);
+        goto done;
+    }
+    if (check_text(&r->text_contains, "text_contains", err) != 0)
+        goto done;
+    if (!severity_valid(r->min_severity)) {
+        ann_err_set(err, ANN_EINVAL, "min_severity: %d is not a Severity", (int)r->min_severity);
+        goto done;
+    }
+    if (r->page_token.len && !ann_utf8_valid((const char *)r->page_token.data, r->page_token.len)) {
+        ann_err_set(err, ANN_EINVAL, "page_token: not a valid page token");
+        goto done;
+    }
+    list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity};
+    q.filter_ud = &f;
+    ann_page_scope scope = {.tenant_id = t->id, .log_id = log_id, .start_ns = q.start_ns,
+                            .end_ns = q.end_ns, .text = (const char *)r->text_contains.data,
+                            .text_len = r->text_contains.len, .min_severity = r->min_severity};
+    ann_page_cursor cur = {0};
+    if (r->page_token.len) {
+        if (ann_page_token_decode(svc->secret, &scope, (const char *)r->page_token.data,
+                                  r->page_token.len, &cur, err) != 0)
+            goto done;
+        q.has_cursor = true;
+        q.cursor_time_ns = cur.time_ns;
+        q.cursor_id = cur.entry_id;
+        q.max_id = cur.max_id;
+    }
+    /* Existence (and tenancy) first, so a foreign log is NOT_FOUND like a missing one. */
+    if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
+        goto done;
+    if (!r->page_token.len)
+        q.max_id = m.entry_count; /* the walk's snapshot */
+    c.limit = r->page_size ? (size_t)r->page_size : ANN_DEFAULT_PAGE_SIZE;
+    c.last.max_id = q.max_id;
+    if (q.max_id == 0) { /* empty log: nothing can match */
+        rc = 0;
+        goto done;
+    }
+    q.limit = c.limit + 1;
+    if (ann_store_list(svc->store, t->id, log_id, &q, list_visit, &c, err) != 0)
+        goto done;
+    if (c.more && c.count) {
+        char tok[ANN_PAGE_TOKEN_MAX];
+        ann_page_token_encode(svc->secret, &scope, &c.last, tok);
+        ann_buf_add_len_field(resp, 2, tok, strlen(tok));
+    }
+    rc = 0;
+done:
+    ann_buf_release(&c.tmp);
+    ann_log_meta_release(&m);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
+                      const uint8_t *req, size_t len, ann_buf *resp, ann_err *err)
+{
+    switch (rpc) {
+    case ANN_RPC_CREATE_LOG:
+        return do_create_log(svc, tenant, req, len, resp, err);
+    case ANN_RPC_DELETE_LOG:
+        return do_delete_log(svc, tenant, req, len, resp, err);
+    case ANN_RPC_WRITE:
+        return do_write(svc, tenant, req, len, resp, err);
+    case ANN_RPC_REVOKE:
+        return do_revoke(svc, tenant, req, len, resp, err);
+    case ANN_RPC_LIST:
+        return do_list(svc, tenant, req, len, resp, err);
+    case ANN_RPC_GET_LOG:
+        return do_get_log(svc, tenant, req, len, resp, err);
+    case ANN_RPC_TAIL:
+        break;
+    }
+    return ann_err_set(err, ANN_EINTERNAL, "rpc %d is not unary", (int)rpc);
+}
+
+/* ---------- tail ---------- */
+
+int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req, size_t len,
+                  ann_tail *out, ann_err *err)
+{
+    int rc = -1;
+    ann_log_meta m = {0};
+    memset(out, 0, sizeof *out);
+    out->svc = svc;
+    out->tenant = *tenant;
+    Annals__Wire__V1__TailLogEntriesRequest *r =
+        (Annals__Wire__V1__TailLogEntriesRequest *)decode(
+            &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (parse_log_id(&r->log_id, "log_id", out->log_id, err) != 0)
+        goto done;
+    if (r->after_entry_id.len &&
+        ann_entry_id_parse((const char *)r->after_entry_id.data, r->after_entry_id.len, true,
+                           &out->last_id) != 0) {
+        ann_err_set(err, ANN_EINVAL, "after_entry_id: not an entry id (empty, 0, 1, 2, ...)");
+        goto done;
+    }
+    if (ann_store_log_get(svc->store, tenant->id, out->log_id, &m, err) != 0)
+        goto done;
+    if (!r->after_entry_id.len)
+        out->last_id = m.entry_count; /* from the current end */
+    rc = 0;
+done:
+    ann_log_meta_release(&m);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+typedef struct tail_ctx {
+    ann_tail *t;
+    ann_buf *resp;
+    size_t start;
+    ann_buf tmp;
+    size_t n;
+} tail_ctx;
+
+static int tail_visit(const ann_entry *e, void *ud)
+{
+    tail_ctx *c = ud;
+    size_t before = c->resp->len;
+    if (e->entry_id != c->t->last_id + 1)
+        return 1; /* never skip an id: stop and let the next read continue densely */
+    encode_entry(c->resp, c->t->log_id, e, &c->tmp);
+    if (c->n > 0 && c->resp->len - c->start > ANN_MAX_RESPONSE_BYTES) {
+        c->resp->len = before;
+        return 1;
+    }
+    c->n++;
+    c->t->last_id = e->entry_id;
+    return 0;
+}
+
+int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err)
+{
+    tail_ctx c = {.t = t, .resp = resp, .start = resp->len, .tmp = ANN_BUF_INIT};
+    int rc = ann_store_read_after(t->svc->store, t->tenant.id, t->log_id, t->last_id,
+                                  ANN_MAX_PAGE_SIZE, tail_visit, &c, err);
+    ann_buf_release(&c.tmp);
+    *n = rc == 0 ? c.n : 0;
+    if (rc != 0)
+        resp->len = c.start;
+    return rc;
+}

@@ -1,0 +1,67 @@
+/*
+ * ann_service: the RPCs of annals, independent of the transport.
+ *
+ * Each handler takes the request's bytes exactly as they came off the network
+ * (untrusted), validates them, runs them against the storage port, and produces the
+ * response's bytes or an ann_err whose code src/api/status.c maps onto a gRPC status.
+ * The gRPC server (server.c) only moves bytes; the fuzzers and unit tests call these
+ * directly.
+ */
+#ifndef ANN_API_SERVICE_H
+#define ANN_API_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "store/store.h"
+
+typedef enum ann_rpc {
+    ANN_RPC_CREATE_LOG,
+    ANN_RPC_DELETE_LOG,
+    ANN_RPC_WRITE,
+    ANN_RPC_REVOKE,
+    ANN_RPC_LIST,
+    ANN_RPC_GET_LOG,
+    ANN_RPC_TAIL, /* server streaming: ann_tail_* */
+} ann_rpc;
+
+typedef struct ann_service {
+    ann_store *store; /* borrowed */
+    uint8_t secret[32];
+} ann_service;
+
+/* Fills `svc` for `store` (borrowed; it must outlive svc). */
+int ann_service_init(ann_service *svc, ann_store *store, ann_err *err);
+
+/* Maps a gRPC method path ("/annals.v1.LoggingCommandService/CreateLog") to an rpc;
+ * -1 when unknown. */
+int ann_rpc_from_path(const char *path, size_t len);
+
+/* Checks an `authorization` metadata value ("Bearer <key>"); ANN_EUNAUTH otherwise. */
+int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,
+                     ann_err *err);
+
+/* Runs a unary rpc. On success resp holds the serialized response (appended). */
+int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
+                      const uint8_t *req, size_t len, ann_buf *resp, ann_err *err);
+
+/* A tail: the position of one TailLogEntries stream. */
+typedef struct ann_tail {
+    ann_service *svc;
+    ann_tenant tenant;
+    char log_id[ANN_UUID_LEN + 1];
+    uint64_t last_id; /* the last id sent; entries after it come next */
+} ann_tail;
+
+/* Validates a TailLogEntriesRequest and positions the tail. */
+int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req, size_t len,
+                  ann_tail *out, ann_err *err);
+
+/* Appends to resp one TailLogEntriesResponse with the entries after last_id (as many as
+ * fit one message) and advances last_id. *n is how many; 0 means caught up (resp
+ * untouched). ANN_ENOTFOUND once the log is gone. */
+int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err);
+
+#endif

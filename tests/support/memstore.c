@@ -1,0 +1,351 @@
+#include "memstore.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+
+typedef struct mentry {
+    ann_entry e;
+    char *insert_id;
+    uint8_t *body;
+} mentry;
+
+struct ann_watch {
+    ann_watch_fn fn;
+    void *ud;
+    struct mlog *log;
+    struct ann_watch *next;
+};
+
+typedef struct mlog {
+    char tenant[ANN_UUID_LEN + 1];
+    char id[ANN_UUID_LEN + 1];
+    int64_t create_time;
+    uint8_t *labels;
+    size_t labels_len;
+    bool deleted;
+    mentry *v;
+    size_t n, cap;
+    struct ann_watch *watchers;
+} mlog;
+
+typedef struct memstore {
+    ann_store base;
+    pthread_mutex_t mu;
+    pthread_mutex_t watch_mu; /* held while watchers run: unwatch waits on it */
+    ann_tenant tenants[16];
+    uint8_t hashes[16][32];
+    size_t n_tenants;
+    mlog *logs[256];
+    size_t n_logs;
+} memstore;
+
+static mlog *find(memstore *m, const char *tenant, const char *id, ann_err *err)
+{
+    for (size_t i = 0; i < m->n_logs; i++)
+        if (!m->logs[i]->deleted && strcmp(m->logs[i]->id, id) == 0 &&
+            strcmp(m->logs[i]->tenant, tenant) == 0)
+            return m->logs[i];
+    ann_err_set(err, ANN_ENOTFOUND, "log %s not found", id);
+    return NULL;
+}
+
+static void ms_close(ann_store *s)
+{
+    memstore *m = (memstore *)s;
+    for (size_t i = 0; i < m->n_logs; i++) {
+        mlog *l = m->logs[i];
+        for (size_t k = 0; k < l->n; k++) {
+            free(l->v[k].insert_id);
+            free(l->v[k].body);
+        }
+        free(l->v);
+        free(l->labels);
+        free(l);
+    }
+    pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->watch_mu);
+    free(m);
+}
+
+static int ms_secret(ann_store *s, uint8_t out[32], ann_err *err)
+{
+    (void)s, (void)err;
+    memset(out, 7, 32);
+    return 0;
+}
+
+static int ms_tenant_create(ann_store *s, const char *name, const uint8_t h[32], ann_tenant *out,
+                            ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    if (m->n_tenants == 16)
+        return ann_err_set(err, ANN_ERANGE, "too many tenants");
+    ann_tenant *t = &m->tenants[m->n_tenants];
+    snprintf(t->id, sizeof t->id, "00000000-0000-4000-8000-%012zu", m->n_tenants);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    memcpy(m->hashes[m->n_tenants++], h, 32);
+    *out = *t;
+    return 0;
+}
+
+static int ms_tenant_by_key(ann_store *s, const uint8_t h[32], ann_tenant *out, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    for (size_t i = 0; i < m->n_tenants; i++)
+        if (memcmp(m->hashes[i], h, 32) == 0) {
+            *out = m->tenants[i];
+            return 0;
+        }
+    return ann_err_set(err, ANN_EUNAUTH, "unknown key");
+}
+
+static int ms_log_create(ann_store *s, const char *tenant, const char *id, const uint8_t *labels,
+                         size_t len, int64_t now, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    if (m->n_logs == 256)
+        return ann_err_set(err, ANN_ERANGE, "too many logs");
+    mlog *l = ann_xcalloc(1, sizeof *l);
+    snprintf(l->tenant, sizeof l->tenant, "%s", tenant);
+    snprintf(l->id, sizeof l->id, "%s", id);
+    l->create_time = now;
+    l->labels = ann_xmalloc(len);
+    if (len)
+        memcpy(l->labels, labels, len);
+    l->labels_len = len;
+    pthread_mutex_lock(&m->mu);
+    m->logs[m->n_logs++] = l;
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int ms_log_get(ann_store *s, const char *tenant, const char *id, ann_log_meta *out,
+                      ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (l) {
+        memset(out, 0, sizeof *out);
+        snprintf(out->id, sizeof out->id, "%s", l->id);
+        out->create_time_ns = l->create_time;
+        out->entry_count = l->n;
+        out->labels = ann_xmalloc(l->labels_len);
+        if (l->labels_len)
+            memcpy(out->labels, l->labels, l->labels_len);
+        out->labels_len = l->labels_len;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return l ? 0 : -1;
+}
+
+static void notify(memstore *m, mlog *l)
+{
+    pthread_mutex_lock(&m->watch_mu);
+    for (struct ann_watch *w = l->watchers; w; w = w->next)
+        w->fn(w->ud);
+    pthread_mutex_unlock(&m->watch_mu);
+}
+
+static int ms_log_delete(ann_store *s, const char *tenant, const char *id, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (l)
+        l->deleted = true;
+    pthread_mutex_unlock(&m->mu);
+    if (l)
+        notify(m, l);
+    return l ? 0 : -1;
+}
+
+static int ms_append(ann_store *s, ann_append *req, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, req->tenant_id, req->log_id, err);
+    if (!l) {
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
+    req->n_new_out = 0;
+    for (size_t i = 0; i < req->n; i++) {
+        const ann_entry *in = &req->entries[i];
+        uint64_t id = 0;
+        for (size_t k = 0; k < l->n && !id; k++)
+            if (l->v[k].e.insert_id_len == in->insert_id_len &&
+                memcmp(l->v[k].insert_id, in->insert_id, in->insert_id_len) == 0)
+                id = l->v[k].e.entry_id;
+        if (!id) {
+            if (l->n == l->cap) {
+                l->cap = l->cap ? l->cap * 2 : 16;
+                l->v = ann_xrealloc(l->v, l->cap * sizeof *l->v);
+            }
+            mentry *me = &l->v[l->n];
+            me->e = *in;
+            me->e.flags = 0;
+            me->e.entry_id = id = ++l->n;
+            me->insert_id = ann_xmalloc(in->insert_id_len + 1);
+            memcpy(me->insert_id, in->insert_id, in->insert_id_len);
+            me->e.insert_id = me->insert_id;
+            me->body = ann_xmalloc(in->body_len);
+            if (in->body_len)
+                memcpy(me->body, in->body, in->body_len);
+            me->e.body = me->body;
+            req->n_new_out++;
+        }
+        req->ids_out[i] = id;
+    }
+    pthread_mutex_unlock(&m->mu);
+    notify(m, l);
+    return 0;
+}
+
+static int ms_revoke(ann_store *s, const char *tenant, const char *id, const uint64_t *ids,
+                     size_t n, const char *actor, const char *reason, int64_t now, ann_err *err)
+{
+    (void)actor, (void)reason, (void)now;
+    memstore *m = (memstore *)s;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (!l)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == 0 || ids[i] > l->n) {
+            ann_err_set(err, ANN_ENOTFOUND, "entry_ids[%zu]: entry %llu not found", i,
+                        (unsigned long long)ids[i]);
+            goto done;
+        }
+    for (size_t i = 0; i < n; i++) {
+        mentry *me = &l->v[ids[i] - 1];
+        me->e.flags |= ANN_ENTRY_REDACTED;
+        me->e.body_len = 0;
+    }
+    rc = 0;
+done:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const ann_entry *x = *(const ann_entry *const *)a, *y = *(const ann_entry *const *)b;
+    if (x->time_ns != y->time_ns)
+        return x->time_ns < y->time_ns ? -1 : 1;
+    return x->entry_id < y->entry_id ? -1 : x->entry_id > y->entry_id;
+}
+
+static int ms_list(ann_store *s, const char *tenant, const char *id, const ann_list_query *q,
+                   ann_entry_visit_fn visit, void *ud, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (!l) {
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
+    const ann_entry **v = ann_xcalloc(l->n, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++)
+        v[k++] = &l->v[i].e;
+    qsort(v, k, sizeof *v, cmp_entry);
+    size_t listed = 0;
+    for (size_t i = 0; i < k && listed < q->limit; i++) {
+        const ann_entry *e = v[i];
+        if (e->time_ns < q->start_ns || e->time_ns >= q->end_ns)
+            continue;
+        if (q->max_id && e->entry_id > q->max_id)
+            continue;
+        if (q->has_cursor && (e->time_ns < q->cursor_time_ns ||
+                              (e->time_ns == q->cursor_time_ns && e->entry_id <= q->cursor_id)))
+            continue;
+        if (q->filter && !q->filter(e, q->filter_ud))
+            continue;
+        listed++;
+        if (visit(e, ud))
+            break;
+    }
+    free(v);
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int ms_read_after(ann_store *s, const char *tenant, const char *id, uint64_t after,
+                         size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (l)
+        for (uint64_t i = after; i < l->n && i - after < limit; i++)
+            if (visit(&l->v[i].e, ud))
+                break;
+    pthread_mutex_unlock(&m->mu);
+    return l ? 0 : -1;
+}
+
+static int ms_watch(ann_store *s, const char *tenant, const char *id, ann_watch_fn fn, void *ud,
+                    ann_watch **out, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    pthread_mutex_unlock(&m->mu);
+    if (!l)
+        return -1;
+    ann_watch *w = ann_xcalloc(1, sizeof *w);
+    w->fn = fn, w->ud = ud, w->log = l;
+    pthread_mutex_lock(&m->watch_mu);
+    w->next = l->watchers;
+    l->watchers = w;
+    pthread_mutex_unlock(&m->watch_mu);
+    *out = w;
+    return 0;
+}
+
+static void ms_unwatch(ann_store *s, ann_watch *w)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->watch_mu);
+    for (ann_watch **p = &w->log->watchers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    pthread_mutex_unlock(&m->watch_mu);
+    free(w);
+}
+
+static const ann_store_ops memstore_ops = {
+    .version = 1,
+    .name = "memory (tests only)",
+    .close = ms_close,
+    .secret = ms_secret,
+    .tenant_create = ms_tenant_create,
+    .tenant_by_key = ms_tenant_by_key,
+    .log_create = ms_log_create,
+    .log_get = ms_log_get,
+    .log_delete = ms_log_delete,
+    .append = ms_append,
+    .revoke = ms_revoke,
+    .list = ms_list,
+    .read_after = ms_read_after,
+    .watch = ms_watch,
+    .unwatch = ms_unwatch,
+};
+
+ann_store *ann_memstore_new(void)
+{
+    memstore *m = ann_xcalloc(1, sizeof *m);
+    m->base.ops = &memstore_ops;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->watch_mu, NULL);
+    return &m->base;
+}
