@@ -62,7 +62,7 @@ int ann_cli_fail_rpc(ann_cli *cli, const char *what, const ann_rpc_status *st)
 {
     fprintf(cli->err, "annals %s: %s%s%s: ", cli->cmd, what ? what : "", what ? ": " : "",
             ann_rpc_code_name(st->code));
-    ann_put_term_str(cli->err, st->msg);
+    ann_cli_put_term_str(cli->err, st->msg);
     if (st->code == ANN_RPC_UNAUTHENTICATED && !cli->token)
         fputs(" (ANNALS_TOKEN is not set)", cli->err);
     fputc('\n', cli->err);
@@ -128,7 +128,7 @@ int ann_cli_bad_option(ann_cli *cli, char **argv, int c)
         fputs("option needs a value: ", cli->err);
     else
         fputs("unknown option: ", cli->err);
-    ann_put_term_str(cli->err, arg);
+    ann_cli_put_term_str(cli->err, arg);
     fputs("\n(see annals --help)\n", cli->err);
     return ANN_EXIT_USAGE;
 }
@@ -248,7 +248,7 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_delete(&cli, argc - 1, argv + 1);
     } else {
         fprintf(stderr, "annals: unknown command \"");
-        ann_put_term_str(stderr, cmd);
+        ann_cli_put_term_str(stderr, cmd);
         fprintf(stderr, "\"\n");
         rc = usage(&cli, ANN_EXIT_USAGE);
     }

@@ -15,7 +15,7 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__V1__CreateLogRequest req = ANNALS__V1__CREATE_LOG_REQUEST__INIT;
-    Annals__V1__CreateLogResponse *resp = NULL;
+    Annals__Wire__V1__CreateLogResponse *resp = NULL;
     Annals__V1__CreateLogRequest__LabelsEntry *labels = NULL, **ptrs = NULL;
     ann_rpc_status st;
     int c, rc = ANN_EXIT_USAGE;
@@ -53,11 +53,11 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
         rc = ann_cli_fail_rpc(cli, NULL, &st);
         goto done;
     }
-    if (!resp->log || !resp->log->id[0]) {
+    if (!resp->log || !resp->log->id.len) {
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server returned no log id");
         goto done;
     }
-    ann_put_term_str(cli->out, resp->log->id);
+    ANN_CLI_PUT_TERM_BYTES(cli->out, resp->log->id);
     fputc('\n', cli->out);
     rc = ANN_EXIT_OK;
 done:
@@ -75,7 +75,7 @@ int ann_cmd_log_get(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__V1__GetLogRequest req = ANNALS__V1__GET_LOG_REQUEST__INIT;
-    Annals__V1__GetLogResponse *resp = NULL;
+    Annals__Wire__V1__GetLogResponse *resp = NULL;
     ann_rpc_status st;
     int c, json = 0, rc;
 
@@ -97,9 +97,9 @@ int ann_cmd_log_get(ann_cli *cli, int argc, char **argv)
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server returned no log");
     } else {
         if (json)
-            ann_print_log_json(cli->out, resp->log);
+            ann_cli_print_log_json(cli->out, resp->log);
         else
-            ann_print_log_text(cli->out, resp->log);
+            ann_cli_print_log_text(cli->out, resp->log);
         rc = ANN_EXIT_OK;
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -110,7 +110,7 @@ int ann_cmd_delete(ann_cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{NULL, 0, NULL, 0}};
     Annals__V1__DeleteLogRequest req = ANNALS__V1__DELETE_LOG_REQUEST__INIT;
-    Annals__V1__DeleteLogResponse *resp = NULL;
+    Annals__Wire__V1__DeleteLogResponse *resp = NULL;
     ann_rpc_status st;
     int c, rc;
 
@@ -127,7 +127,7 @@ int ann_cmd_delete(ann_cli *cli, int argc, char **argv)
         return ann_cli_fail_rpc(cli, NULL, &st);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     fputs("annals delete: deleted log ", cli->err);
-    ann_put_term_str(cli->err, req.log_id);
+    ann_cli_put_term_str(cli->err, req.log_id);
     fputc('\n', cli->err);
     return ANN_EXIT_OK;
 }
@@ -139,7 +139,7 @@ int ann_cmd_revoke(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__V1__RevokeLogEntriesRequest req = ANNALS__V1__REVOKE_LOG_ENTRIES_REQUEST__INIT;
-    Annals__V1__RevokeLogEntriesResponse *resp = NULL;
+    Annals__Wire__V1__RevokeLogEntriesResponse *resp = NULL;
     const char *reason = NULL;
     ann_rpc_status st;
     int c, rc;
@@ -155,7 +155,7 @@ int ann_cmd_revoke(ann_cli *cli, int argc, char **argv)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "usage: annals revoke LOG ID... --reason R");
     if (!reason[0])
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "--reason: must not be empty");
-    if (!ann_utf8_valid(reason, strlen(reason)))
+    if (!ann_cli_utf8_valid(reason, strlen(reason)))
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "--reason: not valid UTF-8");
     req.log_id = argv[optind];
     req.entry_ids = argv + optind + 1;

@@ -15,12 +15,12 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 2000
 
-static void print_entry(ann_cli *cli, const Annals__V1__LogEntry *e, int json)
+static void print_entry(ann_cli *cli, const Annals__Wire__V1__LogEntry *e, int json)
 {
     if (json)
-        ann_print_entry_json(cli->out, e);
+        ann_cli_print_entry_json(cli->out, e);
     else
-        ann_print_entry_text(cli->out, e);
+        ann_cli_print_entry_text(cli->out, e);
 }
 
 /* Output went nowhere (closed pipe, full disk): stop with ANN_EXIT_IO. */
@@ -38,7 +38,7 @@ static int parse_time_opt(ann_cli *cli, const char *opt, const char *arg,
     int32_t now_ns, nsec;
     ann_err err;
     ann_cli_now(&now_s, &now_ns);
-    if (ann_time_parse(arg, now_s, now_ns, &sec, &nsec, &err) < 0)
+    if (ann_cli_time_parse(arg, now_s, now_ns, &sec, &nsec, &err) < 0)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "%s: %s", opt, err.msg);
     ts->seconds = sec;
     ts->nanos = nsec;
@@ -57,7 +57,7 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__V1__ListLogEntriesRequest req = ANNALS__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
-    Annals__V1__ListLogEntriesResponse *resp = NULL;
+    Annals__Wire__V1__ListLogEntriesResponse *resp = NULL;
     Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     Google__Protobuf__Timestamp until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     char *token = NULL;
@@ -88,12 +88,12 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
             break;
         }
         case 'c':
-            if (!ann_utf8_valid(optarg, strlen(optarg)))
+            if (!ann_cli_utf8_valid(optarg, strlen(optarg)))
                 return ann_cli_fail(cli, ANN_EXIT_USAGE, "--contains: not valid UTF-8");
             req.text_contains = optarg;
             break;
         case 'm': {
-            int sev = ann_severity_parse(optarg);
+            int sev = ann_cli_severity_parse(optarg);
             if (sev < 0)
                 return ann_cli_fail(cli, ANN_EXIT_USAGE,
                                     "--min-severity: expected a severity name (INFO, ...)");
@@ -130,21 +130,24 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
             print_entry(cli, resp->entries[i], json);
         if ((rc = check_output(cli)))
             goto done;
-        if (!resp->next_page_token[0])
+        ProtobufCBinaryData next = resp->next_page_token;
+        if (!next.len)
             break;
         /* A server that hands out the same token again would loop forever. */
-        if (token && !strcmp(token, resp->next_page_token)) {
+        if (token && strlen(token) == next.len && !memcmp(token, next.data, next.len)) {
             rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server repeated a page token");
             goto done;
         }
-        free(token);
-        token = strdup(resp->next_page_token);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-        resp = NULL;
-        if (!token) {
-            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "out of memory");
+        if (memchr(next.data, 0, next.len)) {
+            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server sent a malformed page token");
             goto done;
         }
+        free(token);
+        token = ann_xmalloc(next.len + 1);
+        memcpy(token, next.data, next.len);
+        token[next.len] = '\0';
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        resp = NULL;
         req.page_token = token;
     }
     rc = ANN_EXIT_OK;
@@ -158,15 +161,26 @@ done:
 /* Parses a decimal entry id; -1 when it is not one. */
 static int parse_id(const char *s, uint64_t *v)
 {
-    char *end;
     if (!*s || *s < '0' || *s > '9')
         return -1;
     errno = 0;
+    char *end;
     unsigned long long x = strtoull(s, &end, 10);
     if (*end || errno)
         return -1;
     *v = x;
     return 0;
+}
+
+/* parse_id() of an id the server sent (bytes, untrusted). */
+static int parse_id_bytes(ProtobufCBinaryData b, uint64_t *v)
+{
+    char buf[24];
+    if (b.len == 0 || b.len >= sizeof buf || memchr(b.data, 0, b.len))
+        return -1;
+    memcpy(buf, b.data, b.len);
+    buf[b.len] = '\0';
+    return parse_id(buf, v);
 }
 
 /* Where the tail starts when no --after is given: after the log's current last
@@ -175,7 +189,7 @@ static int parse_id(const char *s, uint64_t *v)
 static int tail_start_point(ann_cli *cli, const char *log_id, uint64_t *after)
 {
     Annals__V1__GetLogRequest req = ANNALS__V1__GET_LOG_REQUEST__INIT;
-    Annals__V1__GetLogResponse *resp = NULL;
+    Annals__Wire__V1__GetLogResponse *resp = NULL;
     ann_rpc_status st;
     int64_t backoff = BACKOFF_FIRST_MS;
 
@@ -233,7 +247,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
         if (ann_rpc_tail_start(cli->client, &req, &stream, &st) < 0)
             return ann_cli_fail_rpc(cli, NULL, &st);
         for (;;) {
-            Annals__V1__TailLogEntriesResponse *resp = NULL;
+            Annals__Wire__V1__TailLogEntriesResponse *resp = NULL;
             int r = ann_rpc_tail_next(stream, 200, &resp, &st);
             if (cli->stop && *cli->stop) {
                 if (resp)
@@ -245,10 +259,10 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
             if (r == ANN_STREAM_END)
                 break;
             for (size_t i = 0; i < resp->n_entries; i++) {
-                const Annals__V1__LogEntry *e = resp->entries[i];
+                const Annals__Wire__V1__LogEntry *e = resp->entries[i];
                 uint64_t id;
                 /* Each entry once: skip what a resumed stream repeats. */
-                if (parse_id(e->entry_id, &id) == 0) {
+                if (parse_id_bytes(e->entry_id, &id) == 0) {
                     if (id <= last)
                         continue;
                     last = id;
@@ -273,7 +287,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
             return ann_cli_fail_rpc(cli, NULL, &st);
         if (!warned) {
             fprintf(cli->err, "annals tail: %s: ", ann_rpc_code_name(st.code));
-            ann_put_term_str(cli->err, st.msg);
+            ann_cli_put_term_str(cli->err, st.msg);
             fprintf(cli->err, "; reconnecting after entry %" PRIu64 "\n", last);
             warned = 1;
         }

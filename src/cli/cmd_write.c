@@ -10,12 +10,16 @@
  * Each entry's insert_id is "<source>:<line number>" (1-based), so running
  * the same command again with the same --source and the same input stores
  * nothing twice: the server deduplicates by insert_id. For the same reason a
- * batch can be retried on UNAVAILABLE without duplicates. A line longer than
- * CHUNK_BYTES is split into entries "<source>:<n>.1", "<source>:<n>.2", ...
+ * batch can be retried on UNAVAILABLE without duplicates. A line too long for
+ * one entry (the service takes at most ANN_MAX_ENTRY_BYTES per serialized
+ * entry) is split at character boundaries into entries "<source>:<n>.1",
+ * "<source>:<n>.2", ... in order; the split points depend only on the input,
+ * the labels and the source, so a re-run splits the same way.
  *
- * The API carries text as UTF-8 and the server rejects anything else, so an
- * invalid UTF-8 sequence (and a NUL byte, which protobuf strings here cannot
- * hold) is replaced with U+FFFD and reported on stderr.
+ * The API carries text as UTF-8 and the server rejects anything else, so each
+ * invalid UTF-8 sequence is replaced with U+FFFD and reported on stderr.
+ * Everything else, NUL bytes included, goes out exactly: the request is
+ * built with the wire view of the messages (bytes, not C strings).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,10 +34,10 @@
 #include "cli/render.h"
 #include "cli/text.h"
 #include "client/rpc.h"
+#include "domain/limits.h"
 
 #define BATCH_LINES 1000
 #define BATCH_BYTES (1024 * 1024)
-#define CHUNK_BYTES (256 * 1024)
 #define FLUSH_MS 200
 #define READ_BYTES (64 * 1024)
 #define MAX_SOURCE 128
@@ -47,20 +51,23 @@ typedef struct writer {
     const char *log_id;
     const char *source;
     int severity;
-    Annals__V1__LogEntry__LabelsEntry **labels;
+    Annals__Wire__V1__Label **labels;
     size_t n_labels;
 
-    /* The batch being filled. */
-    Annals__V1__LogEntry entries[BATCH_LINES];
-    Annals__V1__LogEntry *ptrs[BATCH_LINES];
-    Google__Protobuf__Timestamp times[BATCH_LINES];
+    /* The batch being filled; entries own their insert_id and text. */
+    Annals__Wire__V1__LogEntry entries[BATCH_LINES];
+    Annals__Wire__V1__LogEntry *ptrs[BATCH_LINES];
+    Annals__Wire__V1__Timestamp times[BATCH_LINES];
     size_t n, bytes;
     int64_t first_ms; /* when the batch's first line was read */
 
-    /* The line being read (possibly across reads). */
+    /* The line being read (possibly across reads), raw bytes. */
     ann_buf line;
     uint64_t lineno; /* of the line being read */
     unsigned part;   /* chunks of it already emitted */
+    int line_bad;    /* it had bytes replaced with U+FFFD */
+    size_t text_limit; /* most text bytes one entry can carry */
+    char *text;        /* scratch of text_limit + 1 bytes */
 
     /* Totals for the summary. */
     uint64_t lines, entries_sent, requests, bad_lines, warnings;
@@ -70,29 +77,33 @@ typedef struct writer {
 static void batch_clear(writer *w)
 {
     for (size_t i = 0; i < w->n; i++) {
-        free(w->entries[i].insert_id);
-        free(w->entries[i].text_payload);
+        free(w->entries[i].insert_id.data);
+        free(w->entries[i].text_payload.data);
     }
     w->n = 0;
     w->bytes = 0;
 }
 
-static void copy_id(char dst[32], const char *src)
+/* Keeps an entry id from the server for the summary (escaped when shown). */
+static void copy_id(char dst[32], ProtobufCBinaryData id)
 {
-    snprintf(dst, 32, "%s", src);
+    size_t n = id.len < 31 ? id.len : 31;
+    memcpy(dst, id.data, n);
+    dst[n] = '\0';
 }
 
 /* Sends the batch, retrying what is safe to retry. Returns 0 or an exit code. */
 static int flush(writer *w)
 {
-    Annals__V1__WriteLogEntriesRequest req = ANNALS__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
-    Annals__V1__WriteLogEntriesResponse *resp = NULL;
+    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesResponse *resp = NULL;
     ann_rpc_status st;
     int64_t backoff = BACKOFF_FIRST_MS;
 
     if (w->n == 0)
         return 0;
-    req.log_id = (char *)w->log_id;
+    req.log_id.data = (uint8_t *)w->log_id;
+    req.log_id.len = strlen(w->log_id);
     req.n_entries = w->n;
     req.entries = w->ptrs;
     for (int attempt = 1;; attempt++) {
@@ -104,12 +115,12 @@ static int flush(writer *w)
                     "annals write: %" PRIu64 " entries were acknowledged before this failure; "
                     "run again with --source ",
                     w->entries_sent);
-            ann_put_term_str(w->cli->err, w->source);
+            ann_cli_put_term_str(w->cli->err, w->source);
             fputs(" to resume without duplicates\n", w->cli->err);
             return rc;
         }
         fprintf(w->cli->err, "annals write: %s: ", ann_rpc_code_name(st.code));
-        ann_put_term_str(w->cli->err, st.msg);
+        ann_cli_put_term_str(w->cli->err, st.msg);
         fprintf(w->cli->err, "; retrying in %" PRId64 " ms\n", backoff);
         ann_cli_sleep_ms(w->cli, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -126,46 +137,37 @@ static int flush(writer *w)
     return 0;
 }
 
-/* Adds raw bytes s[0..n) as one entry with the given insert_id suffix. */
-static int add_entry(writer *w, const char *s, size_t n, unsigned part)
+/* Adds a repaired text (copied) as one entry; part 0 means the whole line. */
+static int add_entry(writer *w, const char *text, size_t len, unsigned part)
 {
-    char *text = NULL, id[MAX_SOURCE + 48];
-    size_t len, n_invalid, n_nul;
+    char id[MAX_SOURCE + 48];
     int rc;
 
-    if (ann_utf8_repair(s, n, &text, &len, &n_invalid, &n_nul) < 0)
-        return ann_cli_fail(w->cli, ANN_EXIT_FAILED, "out of memory");
-    if (n_invalid || n_nul) {
-        if (part <= 1)
-            w->bad_lines++;
-        if (w->warnings++ < MAX_WARNINGS)
-            fprintf(w->cli->err,
-                    "annals write: line %" PRIu64 ": %zu invalid UTF-8 sequence(s) and %zu NUL "
-                    "byte(s) replaced with U+FFFD\n",
-                    w->lineno, n_invalid, n_nul);
-    }
     if (part)
         snprintf(id, sizeof id, "%s:%" PRIu64 ".%u", w->source, w->lineno, part);
     else
         snprintf(id, sizeof id, "%s:%" PRIu64, w->source, w->lineno);
-
-    if (w->n > 0 && w->bytes + len > BATCH_BYTES && (rc = flush(w))) {
-        free(text);
+    if (w->n > 0 && w->bytes + len > BATCH_BYTES && (rc = flush(w)))
         return rc;
-    }
-    Annals__V1__LogEntry *e = &w->entries[w->n];
-    annals__v1__log_entry__init(e);
-    e->insert_id = strdup(id);
-    if (!e->insert_id) {
-        free(text);
+    Annals__Wire__V1__LogEntry *e = &w->entries[w->n];
+    annals__wire__v1__log_entry__init(e);
+    size_t id_len = strlen(id);
+    e->insert_id.data = malloc(id_len);
+    e->text_payload.data = malloc(len ? len : 1);
+    if (!e->insert_id.data || !e->text_payload.data) {
+        free(e->insert_id.data);
+        free(e->text_payload.data);
         return ann_cli_fail(w->cli, ANN_EXIT_FAILED, "out of memory");
     }
-    e->payload_case = ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
-    e->text_payload = text;
-    e->severity = (Annals__V1__LogEntry__Severity)w->severity;
+    memcpy(e->insert_id.data, id, id_len);
+    e->insert_id.len = id_len;
+    memcpy(e->text_payload.data, text, len);
+    e->text_payload.len = len;
+    e->payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
+    e->severity = w->severity;
     e->n_labels = w->n_labels;
     e->labels = w->labels;
-    google__protobuf__timestamp__init(&w->times[w->n]);
+    annals__wire__v1__timestamp__init(&w->times[w->n]);
     {
         int64_t sec;
         int32_t nsec;
@@ -178,57 +180,55 @@ static int add_entry(writer *w, const char *s, size_t n, unsigned part)
     if (w->n == 0)
         w->first_ms = ann_cli_mono_ms();
     w->n++;
-    w->bytes += len + strlen(id) + 32;
+    w->bytes += len + id_len + 32;
     if (w->n == BATCH_LINES || w->bytes >= BATCH_BYTES)
         return flush(w);
     return 0;
 }
 
-/* The line being read got long: emit its first CHUNK_BYTES (cut before a
- * UTF-8 lead byte where possible) as a part entry and keep the rest. */
-static int emit_chunk(writer *w)
+/* Repairs and emits the start of the line as one entry (part > 0, or 0 when
+ * `final` and the whole rest fits); drops the bytes it used. */
+static int emit_prefix(writer *w, int final)
 {
-    size_t cut = CHUNK_BYTES;
-    for (size_t back = 0; back < 4 && cut > back; back++) {
-        if ((w->line.data[cut - back] & 0xC0) != 0x80) {
-            cut -= back;
-            break;
-        }
+    size_t len, n_invalid = 0;
+    size_t used = ann_cli_utf8_repair_prefix((const char *)w->line.data, w->line.len,
+                                             w->text_limit, final, w->text, &len, &n_invalid);
+    if (n_invalid) {
+        w->line_bad = 1;
+        if (w->warnings++ < MAX_WARNINGS)
+            fprintf(w->cli->err,
+                    "annals write: line %" PRIu64 ": %zu invalid UTF-8 sequence%s replaced with "
+                    "U+FFFD\n",
+                    w->lineno, n_invalid, n_invalid == 1 ? "" : "s");
     }
-    int rc = add_entry(w, (const char *)w->line.data, cut, ++w->part);
-    if (rc)
-        return rc;
-    memmove(w->line.data, w->line.data + cut, w->line.len - cut);
-    w->line.len -= cut;
-    return 0;
+    unsigned part = final && w->part == 0 && used == w->line.len ? 0 : ++w->part;
+    int rc = add_entry(w, w->text, len, part);
+    memmove(w->line.data, w->line.data + used, w->line.len - used);
+    w->line.len -= used;
+    return rc;
 }
 
 static int line_append(writer *w, const uint8_t *p, size_t n)
 {
-    if (w->line.len + n > w->line.cap) {
-        size_t cap = w->line.cap ? w->line.cap : 4096;
-        while (cap < w->line.len + n)
-            cap *= 2;
-        uint8_t *q = realloc(w->line.data, cap);
-        if (!q)
-            return ann_cli_fail(w->cli, ANN_EXIT_FAILED, "out of memory");
-        w->line.data = q;
-        w->line.cap = cap;
-    }
-    memcpy(w->line.data + w->line.len, p, n);
-    w->line.len += n;
+    ann_buf_add(&w->line, p, n);
     return 0;
 }
 
 /* The current line is complete. */
 static int end_line(writer *w)
 {
-    int rc = add_entry(w, (const char *)w->line.data, w->line.len, w->part ? w->part + 1 : 0);
+    int rc;
+    do {
+        if ((rc = emit_prefix(w, 1)))
+            return rc;
+    } while (w->line.len > 0);
+    if (w->line_bad)
+        w->bad_lines++;
     w->lines++;
     w->lineno++;
     w->part = 0;
-    w->line.len = 0;
-    return rc;
+    w->line_bad = 0;
+    return 0;
 }
 
 static int feed(writer *w, const uint8_t *p, size_t n)
@@ -239,8 +239,9 @@ static int feed(writer *w, const uint8_t *p, size_t n)
         size_t take = nl ? (size_t)(nl - p) : n;
         if ((rc = line_append(w, p, take)))
             return rc;
-        while (w->line.len > CHUNK_BYTES)
-            if ((rc = emit_chunk(w)))
+        /* A long line goes out in pieces rather than piling up in memory. */
+        while (w->line.len > w->text_limit + 4)
+            if ((rc = emit_prefix(w, 0)))
                 return rc;
         if (!nl)
             break;
@@ -250,6 +251,30 @@ static int feed(writer *w, const uint8_t *p, size_t n)
         n -= take + 1;
     }
     return 0;
+}
+
+/* How many text bytes fit in one entry next to its insert_id, time, severity
+ * and labels; 0 when the labels alone are too big. */
+static size_t text_limit(const writer *w)
+{
+    Annals__Wire__V1__LogEntry e = ANNALS__WIRE__V1__LOG_ENTRY__INIT;
+    Annals__Wire__V1__Timestamp t = ANNALS__WIRE__V1__TIMESTAMP__INIT;
+    char id[MAX_SOURCE + 48];
+    snprintf(id, sizeof id, "%s:%" PRIu64 ".%u", w->source, UINT64_MAX, UINT32_MAX);
+    t.seconds = INT64_MAX;
+    t.nanos = 999999999;
+    e.insert_id.data = (uint8_t *)id;
+    e.insert_id.len = strlen(id);
+    e.time = &t;
+    e.severity = 900;
+    e.n_labels = w->n_labels;
+    e.labels = w->labels;
+    e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
+    /* + up to 3 more bytes for the text's length as the text grows */
+    size_t overhead = annals__wire__v1__log_entry__get_packed_size(&e) + 3;
+    if (overhead + 1024 > ANN_MAX_ENTRY_BYTES)
+        return 0;
+    return ANN_MAX_ENTRY_BYTES - overhead;
 }
 
 static int read_input(writer *w, int fd)
@@ -304,8 +329,8 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     writer *w = calloc(1, sizeof *w);
-    Annals__V1__LogEntry__LabelsEntry *labels = calloc((size_t)argc, sizeof *labels);
-    Annals__V1__LogEntry__LabelsEntry **lptrs = calloc((size_t)argc, sizeof *lptrs);
+    Annals__Wire__V1__Label *labels = calloc((size_t)argc, sizeof *labels);
+    Annals__Wire__V1__Label **lptrs = calloc((size_t)argc, sizeof *lptrs);
     char random_source[24];
     int c, rc = ANN_EXIT_USAGE;
 
@@ -322,7 +347,7 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
         switch (c) {
         case 's':
             if (!optarg[0] || strlen(optarg) > MAX_SOURCE ||
-                !ann_utf8_valid(optarg, strlen(optarg))) {
+                !ann_cli_utf8_valid(optarg, strlen(optarg))) {
                 rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
                                   "--source: 1 to %d bytes of UTF-8 expected", MAX_SOURCE);
                 goto done;
@@ -330,7 +355,7 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
             w->source = optarg;
             break;
         case 'v':
-            w->severity = ann_severity_parse(optarg);
+            w->severity = ann_cli_severity_parse(optarg);
             if (w->severity < 0) {
                 rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
                                   "--severity: expected TRACE, DEBUG, INFO, NOTICE, WARNING, "
@@ -339,12 +364,17 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
             }
             break;
         case 'l': {
-            Annals__V1__LogEntry__LabelsEntry *e = &labels[w->n_labels];
-            annals__v1__log_entry__labels_entry__init(e);
-            if (ann_cli_split_label(optarg, &e->key, &e->value) < 0) {
+            Annals__Wire__V1__Label *e = &labels[w->n_labels];
+            char *k, *v;
+            annals__wire__v1__label__init(e);
+            if (ann_cli_split_label(optarg, &k, &v) < 0) {
                 rc = ann_cli_fail(cli, ANN_EXIT_USAGE, "--label: expected key=value");
                 goto done;
             }
+            e->key.data = (uint8_t *)k;
+            e->key.len = strlen(k);
+            e->value.data = (uint8_t *)v;
+            e->value.len = strlen(v);
             lptrs[w->n_labels++] = e;
             break;
         }
@@ -370,6 +400,16 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
         fprintf(cli->err, "annals write: source %s (pass --source %s to resume after a failure)\n",
                 w->source, w->source);
     }
+    w->text_limit = text_limit(w);
+    if (!w->text_limit) {
+        rc = ann_cli_fail(cli, ANN_EXIT_USAGE, "--label: the labels leave no room for text");
+        goto done;
+    }
+    w->text = malloc(w->text_limit + 1);
+    if (!w->text) {
+        rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "out of memory");
+        goto done;
+    }
     if ((rc = ann_cli_connect(cli)))
         goto done;
     rc = read_input(w, 0);
@@ -378,17 +418,17 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
                           " request%s (source ",
                 w->lines, w->lines == 1 ? "" : "s", w->entries_sent,
                 w->entries_sent == 1 ? "y" : "ies", w->requests, w->requests == 1 ? "" : "s");
-        ann_put_term_str(cli->err, w->source);
+        ann_cli_put_term_str(cli->err, w->source);
         if (w->first_id[0]) {
             fputs("; entry ids ", cli->err);
-            ann_put_term_str(cli->err, w->first_id);
+            ann_cli_put_term_str(cli->err, w->first_id);
             fputs("..", cli->err);
-            ann_put_term_str(cli->err, w->last_id);
+            ann_cli_put_term_str(cli->err, w->last_id);
         }
         fputs(")\n", cli->err);
         if (w->bad_lines)
             fprintf(cli->err,
-                    "annals write: %" PRIu64 " line%s had invalid UTF-8 or NUL bytes, "
+                    "annals write: %" PRIu64 " line%s had invalid UTF-8, "
                     "replaced with U+FFFD\n",
                     w->bad_lines, w->bad_lines == 1 ? "" : "s");
     }
@@ -396,6 +436,7 @@ done:
     if (w) {
         batch_clear(w);
         ann_buf_release(&w->line);
+        free(w->text);
     }
     free(w);
     free(lptrs);

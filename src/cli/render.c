@@ -19,7 +19,7 @@ static const struct {
     {800, "ALERT"},     {900, "EMERGENCY"},
 };
 
-const char *ann_severity_name(int sev)
+const char *ann_cli_severity_name(int sev)
 {
     for (size_t i = 0; i < sizeof severities / sizeof severities[0]; i++)
         if (severities[i].value == sev)
@@ -27,7 +27,7 @@ const char *ann_severity_name(int sev)
     return NULL;
 }
 
-int ann_severity_parse(const char *s)
+int ann_cli_severity_parse(const char *s)
 {
     for (size_t i = 0; i < sizeof severities / sizeof severities[0]; i++)
         if (!strcasecmp(s, severities[i].name))
@@ -36,32 +36,32 @@ int ann_severity_parse(const char *s)
         return 500;
     char *end;
     long v = strtol(s, &end, 10);
-    if (*s && !*end && ann_severity_name((int)v) && v >= 0 && v <= 900)
+    if (*s && !*end && ann_cli_severity_name((int)v) && v >= 0 && v <= 900)
         return (int)v;
     return -1;
 }
 
-static void put_time_text(FILE *f, const Google__Protobuf__Timestamp *t)
+static void put_time_text(FILE *f, const Annals__Wire__V1__Timestamp *t)
 {
-    char buf[ANN_TIME_BUF];
+    char buf[ANN_CLI_TIME_BUF];
     if (!t)
         fputc('-', f);
     else
-        fputs(ann_time_format(t->seconds, t->nanos, buf), f);
+        fputs(ann_cli_time_format(t->seconds, t->nanos, buf), f);
 }
 
-static void put_time_json(FILE *f, const Google__Protobuf__Timestamp *t)
+static void put_time_json(FILE *f, const Annals__Wire__V1__Timestamp *t)
 {
-    char buf[ANN_TIME_BUF];
+    char buf[ANN_CLI_TIME_BUF];
     if (!t)
         fputs("null", f);
     else
-        fprintf(f, "\"%s\"", ann_time_format(t->seconds, t->nanos, buf));
+        fprintf(f, "\"%s\"", ann_cli_time_format(t->seconds, t->nanos, buf));
 }
 
 static void put_severity(FILE *f, int sev, int json)
 {
-    const char *name = ann_severity_name(sev);
+    const char *name = ann_cli_severity_name(sev);
     if (name)
         fprintf(f, json ? "\"%s\"" : "%s", name);
     else
@@ -88,20 +88,20 @@ static void put_number(FILE *f, double v)
     fputs(buf, f);
 }
 
-static void put_struct(FILE *f, const Google__Protobuf__Struct *s, int depth);
+static void put_struct(FILE *f, const Annals__Wire__V1__Struct *s, int depth);
 
-static void put_value(FILE *f, const Google__Protobuf__Value *v, int depth)
+static void put_value(FILE *f, const Annals__Wire__V1__Value *v, int depth)
 {
     if (!v || depth > MAX_DEPTH) {
         fputs("null", f);
         return;
     }
     switch (v->kind_case) {
-    case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE: put_number(f, v->number_value); break;
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE: ann_put_json_cstr(f, v->string_value); break;
-    case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE: fputs(v->bool_value ? "true" : "false", f); break;
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE: put_struct(f, v->struct_value, depth + 1); break;
-    case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE:
+    case ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE: put_number(f, v->number_value); break;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE: ANN_CLI_PUT_JSON_BYTES(f, v->string_value); break;
+    case ANNALS__WIRE__V1__VALUE__KIND_BOOL_VALUE: fputs(v->bool_value ? "true" : "false", f); break;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRUCT_VALUE: put_struct(f, v->struct_value, depth + 1); break;
+    case ANNALS__WIRE__V1__VALUE__KIND_LIST_VALUE:
         fputc('[', f);
         if (v->list_value)
             for (size_t i = 0; i < v->list_value->n_values; i++) {
@@ -115,7 +115,7 @@ static void put_value(FILE *f, const Google__Protobuf__Value *v, int depth)
     }
 }
 
-static void put_struct(FILE *f, const Google__Protobuf__Struct *s, int depth)
+static void put_struct(FILE *f, const Annals__Wire__V1__Struct *s, int depth)
 {
     if (!s || depth > MAX_DEPTH) {
         fputs(s ? "null" : "{}", f);
@@ -125,21 +125,21 @@ static void put_struct(FILE *f, const Google__Protobuf__Struct *s, int depth)
     for (size_t i = 0; i < s->n_fields; i++) {
         if (i)
             fputc(',', f);
-        ann_put_json_cstr(f, s->fields[i]->key);
+        ANN_CLI_PUT_JSON_BYTES(f, s->fields[i]->key);
         fputc(':', f);
         put_value(f, s->fields[i]->value, depth + 1);
     }
     fputc('}', f);
 }
 
-void ann_print_struct_json(FILE *f, const Google__Protobuf__Struct *s)
+void ann_cli_print_struct_json(FILE *f, const Annals__Wire__V1__Struct *s)
 {
     put_struct(f, s, 0);
 }
 
-void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e)
+void ann_cli_print_entry_text(FILE *f, const Annals__Wire__V1__LogEntry *e)
 {
-    ann_put_term_str(f, e->entry_id);
+    ANN_CLI_PUT_TERM_BYTES(f, e->entry_id);
     fputc(' ', f);
     put_time_text(f, e->time);
     fputc(' ', f);
@@ -147,9 +147,9 @@ void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e)
     fputc(' ', f);
     if (e->redacted)
         fputs("[redacted]", f);
-    else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD)
-        ann_put_term_str(f, e->text_payload);
-    else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD)
+    else if (e->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD)
+        ANN_CLI_PUT_TERM_BYTES(f, e->text_payload);
+    else if (e->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD)
         put_struct(f, e->json_payload, 0); /* JSON escaping is terminal-safe */
     fputc('\n', f);
 }
@@ -161,21 +161,21 @@ void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e)
         for (size_t i_ = 0; i_ < (n); i_++) {                                                  \
             if (i_)                                                                            \
                 fputc(',', f);                                                                 \
-            ann_put_json_cstr(f, (labels)[i_]->key);                                           \
+            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->key);                                           \
             fputc(':', f);                                                                     \
-            ann_put_json_cstr(f, (labels)[i_]->value);                                         \
+            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->value);                                         \
         }                                                                                      \
         fputc('}', f);                                                                         \
     } while (0)
 
-void ann_print_entry_json(FILE *f, const Annals__V1__LogEntry *e)
+void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e)
 {
     fputs("{\"log_id\":", f);
-    ann_put_json_cstr(f, e->log_id);
+    ANN_CLI_PUT_JSON_BYTES(f, e->log_id);
     fputs(",\"entry_id\":", f);
-    ann_put_json_cstr(f, e->entry_id);
+    ANN_CLI_PUT_JSON_BYTES(f, e->entry_id);
     fputs(",\"insert_id\":", f);
-    ann_put_json_cstr(f, e->insert_id);
+    ANN_CLI_PUT_JSON_BYTES(f, e->insert_id);
     fputs(",\"time\":", f);
     put_time_json(f, e->time);
     fputs(",\"insert_time\":", f);
@@ -184,36 +184,36 @@ void ann_print_entry_json(FILE *f, const Annals__V1__LogEntry *e)
     put_severity(f, e->severity, 1);
     fputs(",\"labels\":", f);
     PUT_LABELS(f, e->n_labels, e->labels);
-    if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD) {
+    if (e->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD) {
         fputs(",\"text_payload\":", f);
-        ann_put_json_cstr(f, e->text_payload);
-    } else if (e->payload_case == ANNALS__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD) {
+        ANN_CLI_PUT_JSON_BYTES(f, e->text_payload);
+    } else if (e->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD) {
         fputs(",\"json_payload\":", f);
         put_struct(f, e->json_payload, 0);
     }
     fprintf(f, ",\"redacted\":%s}\n", e->redacted ? "true" : "false");
 }
 
-void ann_print_log_text(FILE *f, const Annals__V1__Log *log)
+void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
 {
     fputs("id: ", f);
-    ann_put_term_str(f, log->id);
+    ANN_CLI_PUT_TERM_BYTES(f, log->id);
     fputs("\ncreate_time: ", f);
     put_time_text(f, log->create_time);
     fprintf(f, "\nentry_count: %lld\n", (long long)log->entry_count);
     for (size_t i = 0; i < log->n_labels; i++) {
         fputs("label: ", f);
-        ann_put_term_str(f, log->labels[i]->key);
+        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->key);
         fputc('=', f);
-        ann_put_term_str(f, log->labels[i]->value);
+        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->value);
         fputc('\n', f);
     }
 }
 
-void ann_print_log_json(FILE *f, const Annals__V1__Log *log)
+void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
 {
     fputs("{\"id\":", f);
-    ann_put_json_cstr(f, log->id);
+    ANN_CLI_PUT_JSON_BYTES(f, log->id);
     fputs(",\"labels\":", f);
     PUT_LABELS(f, log->n_labels, log->labels);
     fputs(",\"create_time\":", f);

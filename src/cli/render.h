@@ -5,7 +5,7 @@
  *     <entry_id> <time> <SEVERITY> <text>
  * time is the entry's `time` in UTC with nanoseconds; SEVERITY is the enum
  * name (a number when the server sends a value we do not know); text is the
- * text payload escaped by ann_put_term(), the JSON payload as compact JSON,
+ * text payload escaped by ann_cli_put_term(), the JSON payload as compact JSON,
  * or "[redacted]" for a revoked entry. Nothing from the server reaches the
  * terminal unescaped.
  *
@@ -15,29 +15,32 @@
  *      "redacted":false}
  * times are RFC 3339 strings (null when absent); a redacted entry has no
  * payload field.
+ *
+ * The entries are the wire view of the messages (client/rpc.h): strings are
+ * bytes, so a NUL or invalid UTF-8 from the server is shown, not lost.
  */
 #ifndef ANN_CLI_RENDER_H
 #define ANN_CLI_RENDER_H
 
 #include <stdio.h>
 
-#include "annals/v1/annals.pb-c.h"
+#include "wire.pb-c.h"
 
 /* "INFO", ...; NULL for a value not in the enum. */
-const char *ann_severity_name(int sev);
+const char *ann_cli_severity_name(int sev);
 
 /* Parses a severity name (any case) or its number; -1 when unknown. */
-int ann_severity_parse(const char *s);
+int ann_cli_severity_parse(const char *s);
 
-void ann_print_entry_text(FILE *f, const Annals__V1__LogEntry *e);
-void ann_print_entry_json(FILE *f, const Annals__V1__LogEntry *e);
+void ann_cli_print_entry_text(FILE *f, const Annals__Wire__V1__LogEntry *e);
+void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e);
 
 /* A google.protobuf.Struct as compact JSON (nesting beyond 64 levels is
  * written as null). */
-void ann_print_struct_json(FILE *f, const Google__Protobuf__Struct *s);
+void ann_cli_print_struct_json(FILE *f, const Annals__Wire__V1__Struct *s);
 
 /* A log's metadata: "key: value" lines, or one JSON object. */
-void ann_print_log_text(FILE *f, const Annals__V1__Log *log);
-void ann_print_log_json(FILE *f, const Annals__V1__Log *log);
+void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log);
+void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log);
 
 #endif

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t ann_utf8_next(const uint8_t *p, size_t n, uint32_t *cp, int *ok)
+size_t ann_cli_utf8_next(const uint8_t *p, size_t n, uint32_t *cp, int *ok)
 {
     uint8_t b = p[0];
     uint8_t lo = 0x80, hi = 0xBF;
@@ -50,66 +50,69 @@ size_t ann_utf8_next(const uint8_t *p, size_t n, uint32_t *cp, int *ok)
     return need + 1;
 }
 
-int ann_utf8_valid(const char *s, size_t n)
+int ann_cli_utf8_valid(const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
         int ok;
-        if (p[i] == 0)
-            return 0;
         if (p[i] < 0x80) {
             i++;
             continue;
         }
-        i += ann_utf8_next(p + i, n - i, &cp, &ok);
+        i += ann_cli_utf8_next(p + i, n - i, &cp, &ok);
         if (!ok)
             return 0;
     }
     return 1;
 }
 
-int ann_utf8_repair(const char *s, size_t n, char **out, size_t *out_len, size_t *n_invalid,
-                    size_t *n_nul)
+size_t ann_cli_utf8_repair_prefix(const char *s, size_t n, size_t max_out, int final, char *out,
+                                  size_t *out_len, size_t *n_invalid)
 {
     static const char fffd[] = "\xEF\xBF\xBD";
     const uint8_t *p = (const uint8_t *)s;
-    /* Worst case: every byte becomes three. */
-    char *o = malloc(n * 3 + 1);
     size_t i = 0, j = 0;
 
-    *n_invalid = *n_nul = 0;
-    if (!o)
-        return -1;
     while (i < n) {
         uint32_t cp;
         int ok;
-        if (p[i] >= 0x01 && p[i] < 0x80) {
-            o[j++] = (char)p[i++];
+        if (p[i] < 0x80) {
+            if (j + 1 > max_out)
+                break;
+            out[j++] = (char)p[i++];
             continue;
         }
-        if (p[i] == 0) {
-            (*n_nul)++;
-            memcpy(o + j, fffd, 3);
-            j += 3;
-            i++;
-            continue;
-        }
-        size_t len = ann_utf8_next(p + i, n - i, &cp, &ok);
+        size_t len = ann_cli_utf8_next(p + i, n - i, &cp, &ok);
+        if (!ok && !final && i + len == n)
+            break; /* maybe only the start of a sequence */
+        if (j + (ok ? len : 3) > max_out)
+            break;
         if (ok) {
-            memcpy(o + j, p + i, len);
+            memcpy(out + j, p + i, len);
             j += len;
         } else {
             (*n_invalid)++;
-            memcpy(o + j, fffd, 3);
+            memcpy(out + j, fffd, 3);
             j += 3;
         }
         i += len;
     }
-    o[j] = '\0';
-    *out = o;
+    out[j] = '\0';
     *out_len = j;
+    return i;
+}
+
+int ann_cli_utf8_repair(const char *s, size_t n, char **out, size_t *out_len, size_t *n_invalid)
+{
+    /* Worst case: every byte becomes three. */
+    char *o = malloc(n * 3 + 1);
+    *n_invalid = 0;
+    if (!o)
+        return -1;
+    ann_cli_utf8_repair_prefix(s, n, n * 3, 1, o, out_len, n_invalid);
+    *out = o;
     return 0;
 }
 
@@ -122,7 +125,7 @@ static int is_dangerous(uint32_t cp)
            (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-void ann_put_term(FILE *f, const char *s, size_t n)
+void ann_cli_put_term(FILE *f, const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0, run = 0; /* p[run..i) is pending raw output */
@@ -136,7 +139,7 @@ void ann_put_term(FILE *f, const char *s, size_t n)
         if (b >= 0x80) {
             uint32_t cp;
             int ok;
-            size_t len = ann_utf8_next(p + i, n - i, &cp, &ok);
+            size_t len = ann_cli_utf8_next(p + i, n - i, &cp, &ok);
             if (ok && !is_dangerous(cp)) {
                 i += len;
                 continue;
@@ -166,13 +169,13 @@ void ann_put_term(FILE *f, const char *s, size_t n)
     fwrite(p + run, 1, i - run, f);
 }
 
-void ann_put_term_str(FILE *f, const char *s)
+void ann_cli_put_term_str(FILE *f, const char *s)
 {
     if (s)
-        ann_put_term(f, s, strlen(s));
+        ann_cli_put_term(f, s, strlen(s));
 }
 
-void ann_put_json_str(FILE *f, const char *s, size_t n)
+void ann_cli_put_json_str(FILE *f, const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0, run = 0;
@@ -187,7 +190,7 @@ void ann_put_json_str(FILE *f, const char *s, size_t n)
         if (b >= 0x80) {
             uint32_t cp;
             int ok;
-            size_t len = ann_utf8_next(p + i, n - i, &cp, &ok);
+            size_t len = ann_cli_utf8_next(p + i, n - i, &cp, &ok);
             if (ok && !is_dangerous(cp)) {
                 i += len;
                 continue;
@@ -216,7 +219,7 @@ void ann_put_json_str(FILE *f, const char *s, size_t n)
     fputc('"', f);
 }
 
-void ann_put_json_cstr(FILE *f, const char *s)
+void ann_cli_put_json_cstr(FILE *f, const char *s)
 {
-    ann_put_json_str(f, s ? s : "", s ? strlen(s) : 0);
+    ann_cli_put_json_str(f, s ? s : "", s ? strlen(s) : 0);
 }

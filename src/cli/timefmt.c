@@ -82,7 +82,7 @@ static int parse_relative(const char *s, int64_t now_sec, int32_t now_nsec, int6
     return 0;
 }
 
-int ann_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
+int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
                    int32_t *nsec, ann_err *err)
 {
     const char *p = s;
@@ -160,19 +160,19 @@ bad:
                        s);
 }
 
-char *ann_time_format(int64_t sec, int32_t nsec, char buf[ANN_TIME_BUF])
+char *ann_cli_time_format(int64_t sec, int32_t nsec, char buf[ANN_CLI_TIME_BUF])
 {
     int64_t y;
     unsigned mo, d;
 
     if (sec < MIN_SEC || sec >= MAX_SEC || nsec < 0 || nsec > 999999999) {
-        snprintf(buf, ANN_TIME_BUF, "invalid-time:%" PRId64 ".%" PRId32, sec, nsec);
+        snprintf(buf, ANN_CLI_TIME_BUF, "invalid-time:%" PRId64 ".%" PRId32, sec, nsec);
         return buf;
     }
     int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400);
     int64_t rem = sec - days * 86400;
     civil_from_days(days, &y, &mo, &d);
-    snprintf(buf, ANN_TIME_BUF, "%04d-%02u-%02uT%02d:%02d:%02d.%09dZ", (int)y, mo, d,
+    snprintf(buf, ANN_CLI_TIME_BUF, "%04d-%02u-%02uT%02d:%02d:%02d.%09dZ", (int)y, mo, d,
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)nsec);
     return buf;
 }

@@ -9,8 +9,8 @@
 
 #include "common/err.h"
 
-/* Room for any string ann_time_format() writes, NUL included. */
-#define ANN_TIME_BUF 64
+/* Room for any string ann_cli_time_format() writes, NUL included. */
+#define ANN_CLI_TIME_BUF 64
 
 /*
  * Parses a time:
@@ -23,7 +23,7 @@
  * Fills *sec (Unix seconds) and *nsec (0..999999999). Returns 0, or -1 with
  * err naming what is wrong.
  */
-int ann_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
+int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
                    int32_t *nsec, ann_err *err);
 
 /*
@@ -32,6 +32,6 @@ int ann_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *se
  * broken or hostile server; they are written as "invalid-time:<sec>.<nsec>"
  * so output stays one token. Returns `buf`.
  */
-char *ann_time_format(int64_t sec, int32_t nsec, char buf[ANN_TIME_BUF]);
+char *ann_cli_time_format(int64_t sec, int32_t nsec, char buf[ANN_CLI_TIME_BUF]);
 
 #endif

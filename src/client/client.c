@@ -75,52 +75,22 @@ static void status_from_grpc(ann_rpc_status *st, grpc_status_code code, grpc_sli
     st->msg[n] = '\0';
 }
 
-void ann_buf_release(ann_buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static int buf_reserve(ann_buf *b, size_t n)
-{
-    if (n <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < n)
-        cap *= 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
 /* Moves the bytes of a received message into `out` and destroys `bb`. */
 static int take_message(grpc_byte_buffer *bb, ann_buf *out, ann_rpc_status *st)
 {
     grpc_byte_buffer_reader reader;
-    int rc = -1;
     if (!grpc_byte_buffer_reader_init(&reader, bb)) {
         grpc_byte_buffer_destroy(bb);
         return ann_rpc_fail(st, ANN_RPC_INTERNAL, "cannot read the response message");
     }
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
     size_t n = GRPC_SLICE_LENGTH(all);
-    if (buf_reserve(out, n ? n : 1) < 0) {
-        ann_rpc_fail(st, ANN_RPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte response", n);
-        goto done;
-    }
-    if (n)
-        memcpy(out->data, GRPC_SLICE_START_PTR(all), n);
-    out->len = n;
-    rc = 0;
-done:
+    out->len = 0;
+    ann_buf_add(out, GRPC_SLICE_START_PTR(all), n);
     grpc_slice_unref(all);
     grpc_byte_buffer_reader_destroy(&reader);
     grpc_byte_buffer_destroy(bb);
-    return rc;
+    return 0;
 }
 
 static gpr_timespec deadline_after(int64_t ms)

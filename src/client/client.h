@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
+
 /* gRPC status codes, numbered as on the wire (the same as grpc_status_code). */
 enum {
     ANN_RPC_OK = 0,
@@ -58,16 +60,6 @@ const char *ann_rpc_code_name(int code);
 /* Sets st->code and formats st->msg; returns -1 (for `return ann_rpc_fail(...)`). */
 int ann_rpc_fail(ann_rpc_status *st, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-
-/* A growable byte buffer. Invariant: data is NULL iff cap is 0. */
-typedef struct ann_buf {
-    uint8_t *data;
-    size_t len;
-    size_t cap;
-} ann_buf;
-
-/* Frees what the buffer holds and leaves it empty. */
-void ann_buf_release(ann_buf *b);
 
 typedef struct ann_client_opts {
     const char *addr;  /* "host:port" or any gRPC target; required */

@@ -49,21 +49,21 @@ done:
         return rc;                                                                             \
     }
 
-TYPED_CALL(ann_rpc_create_log, Annals__V1__CreateLogRequest, Annals__V1__CreateLogResponse,
-           ANN_METHOD_CREATE_LOG, annals__v1__create_log_response__descriptor)
-TYPED_CALL(ann_rpc_get_log, Annals__V1__GetLogRequest, Annals__V1__GetLogResponse,
-           ANN_METHOD_GET_LOG, annals__v1__get_log_response__descriptor)
-TYPED_CALL(ann_rpc_delete_log, Annals__V1__DeleteLogRequest, Annals__V1__DeleteLogResponse,
-           ANN_METHOD_DELETE_LOG, annals__v1__delete_log_response__descriptor)
-TYPED_CALL(ann_rpc_write_log_entries, Annals__V1__WriteLogEntriesRequest,
-           Annals__V1__WriteLogEntriesResponse, ANN_METHOD_WRITE_LOG_ENTRIES,
-           annals__v1__write_log_entries_response__descriptor)
+TYPED_CALL(ann_rpc_create_log, Annals__V1__CreateLogRequest, Annals__Wire__V1__CreateLogResponse,
+           ANN_METHOD_CREATE_LOG, annals__wire__v1__create_log_response__descriptor)
+TYPED_CALL(ann_rpc_get_log, Annals__V1__GetLogRequest, Annals__Wire__V1__GetLogResponse,
+           ANN_METHOD_GET_LOG, annals__wire__v1__get_log_response__descriptor)
+TYPED_CALL(ann_rpc_delete_log, Annals__V1__DeleteLogRequest, Annals__Wire__V1__DeleteLogResponse,
+           ANN_METHOD_DELETE_LOG, annals__wire__v1__delete_log_response__descriptor)
+TYPED_CALL(ann_rpc_write_log_entries, Annals__Wire__V1__WriteLogEntriesRequest,
+           Annals__Wire__V1__WriteLogEntriesResponse, ANN_METHOD_WRITE_LOG_ENTRIES,
+           annals__wire__v1__write_log_entries_response__descriptor)
 TYPED_CALL(ann_rpc_revoke_log_entries, Annals__V1__RevokeLogEntriesRequest,
-           Annals__V1__RevokeLogEntriesResponse, ANN_METHOD_REVOKE_LOG_ENTRIES,
-           annals__v1__revoke_log_entries_response__descriptor)
+           Annals__Wire__V1__RevokeLogEntriesResponse, ANN_METHOD_REVOKE_LOG_ENTRIES,
+           annals__wire__v1__revoke_log_entries_response__descriptor)
 TYPED_CALL(ann_rpc_list_log_entries, Annals__V1__ListLogEntriesRequest,
-           Annals__V1__ListLogEntriesResponse, ANN_METHOD_LIST_LOG_ENTRIES,
-           annals__v1__list_log_entries_response__descriptor)
+           Annals__Wire__V1__ListLogEntriesResponse, ANN_METHOD_LIST_LOG_ENTRIES,
+           annals__wire__v1__list_log_entries_response__descriptor)
 
 int ann_rpc_tail_start(ann_client *c, const Annals__V1__TailLogEntriesRequest *req,
                        ann_client_stream **out, ann_rpc_status *st)
@@ -80,7 +80,7 @@ int ann_rpc_tail_start(ann_client *c, const Annals__V1__TailLogEntriesRequest *r
     return rc;
 }
 
-int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__V1__TailLogEntriesResponse **resp,
+int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__Wire__V1__TailLogEntriesResponse **resp,
                       ann_rpc_status *st)
 {
     ann_buf msg = {0};
@@ -88,7 +88,7 @@ int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__V1__TailLogEntr
 
     *resp = NULL;
     if (r == ANN_STREAM_MSG) {
-        *resp = annals__v1__tail_log_entries_response__unpack(NULL, msg.len, msg.data);
+        *resp = annals__wire__v1__tail_log_entries_response__unpack(NULL, msg.len, msg.data);
         if (!*resp) {
             ann_client_stream_cancel(s);
             r = ANN_STREAM_END;

@@ -1,20 +1,25 @@
 /*
  * Typed calls of the annals.v1 API on top of ann_client, with protobuf-c.
  *
+ * Requests use the public types (annals/v1/annals.pb-c.h). Responses are
+ * decoded with the wire view of the same messages (src/api/wire.proto:
+ * identical field numbers, but `bytes` for every string), because protobuf-c
+ * would cut a `string` at its first NUL byte and checks no UTF-8: a reader
+ * must see every byte the server sent, and validate or escape it.
+ *
  * Each function packs the request, makes the call and unpacks the response.
  * On success (status OK) *resp owns an unpacked message that the caller frees
  * with protobuf_c_message_free_unpacked(&(*resp)->base, NULL); on failure
  * *resp is NULL and st holds the status. A response that does not parse is
  * reported as INTERNAL ("malformed response").
  *
- * protobuf-c does not check UTF-8 and cuts `string` fields at a NUL byte:
- * callers must not put NUL bytes in strings they send, and must validate or
- * escape strings they receive.
+ * Callers must not put NUL bytes in the C strings of a public-typed request.
  */
 #ifndef ANN_CLIENT_RPC_H
 #define ANN_CLIENT_RPC_H
 
 #include "annals/v1/annals.pb-c.h"
+#include "wire.pb-c.h"
 #include "client/client.h"
 
 #define ANN_METHOD_CREATE_LOG "/annals.v1.LoggingCommandService/CreateLog"
@@ -26,27 +31,29 @@
 #define ANN_METHOD_TAIL_LOG_ENTRIES "/annals.v1.LoggingQueryService/TailLogEntries"
 
 /* Any unary call: packs `req`, calls `method` and unpacks the response as a
- * `resp_desc` message. Ownership as described above. */
+ * `resp_desc` message (any descriptor). Ownership as described above. */
 int ann_rpc_call(ann_client *c, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
                  ProtobufCMessage **resp, ann_rpc_status *st);
 
 int ann_rpc_create_log(ann_client *c, const Annals__V1__CreateLogRequest *req,
-                       int64_t timeout_ms, Annals__V1__CreateLogResponse **resp,
+                       int64_t timeout_ms, Annals__Wire__V1__CreateLogResponse **resp,
                        ann_rpc_status *st);
 int ann_rpc_get_log(ann_client *c, const Annals__V1__GetLogRequest *req, int64_t timeout_ms,
-                    Annals__V1__GetLogResponse **resp, ann_rpc_status *st);
+                    Annals__Wire__V1__GetLogResponse **resp, ann_rpc_status *st);
 int ann_rpc_delete_log(ann_client *c, const Annals__V1__DeleteLogRequest *req,
-                       int64_t timeout_ms, Annals__V1__DeleteLogResponse **resp,
+                       int64_t timeout_ms, Annals__Wire__V1__DeleteLogResponse **resp,
                        ann_rpc_status *st);
-int ann_rpc_write_log_entries(ann_client *c, const Annals__V1__WriteLogEntriesRequest *req,
-                              int64_t timeout_ms, Annals__V1__WriteLogEntriesResponse **resp,
+/* Writes go out in the wire view too, so payload bytes (NUL included) are sent
+ * exactly. */
+int ann_rpc_write_log_entries(ann_client *c, const Annals__Wire__V1__WriteLogEntriesRequest *req,
+                              int64_t timeout_ms, Annals__Wire__V1__WriteLogEntriesResponse **resp,
                               ann_rpc_status *st);
 int ann_rpc_revoke_log_entries(ann_client *c, const Annals__V1__RevokeLogEntriesRequest *req,
-                               int64_t timeout_ms, Annals__V1__RevokeLogEntriesResponse **resp,
+                               int64_t timeout_ms, Annals__Wire__V1__RevokeLogEntriesResponse **resp,
                                ann_rpc_status *st);
 int ann_rpc_list_log_entries(ann_client *c, const Annals__V1__ListLogEntriesRequest *req,
-                             int64_t timeout_ms, Annals__V1__ListLogEntriesResponse **resp,
+                             int64_t timeout_ms, Annals__Wire__V1__ListLogEntriesResponse **resp,
                              ann_rpc_status *st);
 
 /* Starts TailLogEntries (no deadline). *out as ann_client_stream_start(). */
@@ -56,7 +63,7 @@ int ann_rpc_tail_start(ann_client *c, const Annals__V1__TailLogEntriesRequest *r
 /* Next tail message, as ann_client_stream_next(); on ANN_STREAM_MSG *resp owns
  * the unpacked message. A message that does not parse cancels the call and
  * reports END with INTERNAL. */
-int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__V1__TailLogEntriesResponse **resp,
+int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__Wire__V1__TailLogEntriesResponse **resp,
                       ann_rpc_status *st);
 
 #endif

@@ -24,8 +24,8 @@ static char *capture(void (*fn)(FILE *, const char *, size_t), const char *s, si
     return out;
 }
 
-#define TERM(lit) capture(ann_put_term, lit, sizeof(lit) - 1)
-#define JSON(lit) capture(ann_put_json_str, lit, sizeof(lit) - 1)
+#define TERM(lit) capture(ann_cli_put_term, lit, sizeof(lit) - 1)
+#define JSON(lit) capture(ann_cli_put_json_str, lit, sizeof(lit) - 1)
 
 static void expect(char *got, const char *want)
 {
@@ -81,108 +81,153 @@ static void utf8_next_maximal_subpart(void **state)
     (void)state;
     uint32_t cp = 0;
     int ok = 0;
-    assert_int_equal(ann_utf8_next((const uint8_t *)"\xe2\x82\xac", 3, &cp, &ok), 3);
+    assert_int_equal(ann_cli_utf8_next((const uint8_t *)"\xe2\x82\xac", 3, &cp, &ok), 3);
     assert_true(ok);
     assert_int_equal(cp, 0x20AC);
     /* E2 82 followed by ASCII: one replacement for the two bytes */
-    assert_int_equal(ann_utf8_next((const uint8_t *)"\xe2\x82x", 3, &cp, &ok), 2);
+    assert_int_equal(ann_cli_utf8_next((const uint8_t *)"\xe2\x82x", 3, &cp, &ok), 2);
     assert_false(ok);
-    assert_int_equal(ann_utf8_next((const uint8_t *)"\xf4\x90\x80\x80", 4, &cp, &ok), 1);
+    assert_int_equal(ann_cli_utf8_next((const uint8_t *)"\xf4\x90\x80\x80", 4, &cp, &ok), 1);
     assert_false(ok);
-    assert_int_equal(ann_utf8_next((const uint8_t *)"\xf4\x8f\xbf\xbf", 4, &cp, &ok), 4);
+    assert_int_equal(ann_cli_utf8_next((const uint8_t *)"\xf4\x8f\xbf\xbf", 4, &cp, &ok), 4);
     assert_true(ok);
     assert_int_equal(cp, 0x10FFFF);
 }
 
-static void repair_replaces_invalid_and_nul(void **state)
+static void repair_replaces_invalid_keeps_nul(void **state)
 {
     (void)state;
     char *out = NULL;
-    size_t len = 0, bad = 0, nul = 0;
+    size_t len = 0, bad = 0;
     const char in[] = "ok\xff" "x\0y\xe2\x82" "z\r";
-    assert_int_equal(ann_utf8_repair(in, sizeof in - 1, &out, &len, &bad, &nul), 0);
-    assert_string_equal(out, "ok\xef\xbf\xbdx\xef\xbf\xbdy\xef\xbf\xbdz\r");
-    assert_int_equal(len, strlen(out));
+    const char want[] = "ok\xef\xbf\xbdx\0y\xef\xbf\xbdz\r";
+    assert_int_equal(ann_cli_utf8_repair(in, sizeof in - 1, &out, &len, &bad), 0);
+    assert_int_equal(len, sizeof want - 1);
+    assert_memory_equal(out, want, len);
+    assert_int_equal(out[len], '\0');
     assert_int_equal(bad, 2);
-    assert_int_equal(nul, 1);
     free(out);
-    assert_true(ann_utf8_valid("caf\xc3\xa9", 5));
-    assert_false(ann_utf8_valid("a\0b", 3));
-    assert_false(ann_utf8_valid("\xc3", 1));
+    assert_true(ann_cli_utf8_valid("caf\xc3\xa9", 5));
+    assert_true(ann_cli_utf8_valid("a\0b", 3));
+    assert_false(ann_cli_utf8_valid("\xc3", 1));
+}
+
+/* Repair in pieces: never splits a character, waits for the rest of a
+ * sequence cut by the end of the input unless told it is final. */
+static void repair_prefix_budget(void **state)
+{
+    (void)state;
+    char out[16];
+    size_t len = 0, bad = 0;
+    /* "a" + euro sign (3 bytes) with a budget of 3: only "a" fits */
+    assert_int_equal(ann_cli_utf8_repair_prefix("a\xe2\x82\xac", 4, 3, 1, out, &len, &bad), 1);
+    assert_int_equal(len, 1);
+    assert_int_equal(ann_cli_utf8_repair_prefix("a\xe2\x82\xac", 4, 4, 1, out, &len, &bad), 4);
+    /* an incomplete sequence at the end: kept back unless final */
+    assert_int_equal(ann_cli_utf8_repair_prefix("ab\xe2\x82", 4, 10, 0, out, &len, &bad), 2);
+    assert_int_equal(bad, 0);
+    assert_int_equal(ann_cli_utf8_repair_prefix("ab\xe2\x82", 4, 10, 1, out, &len, &bad), 4);
+    assert_int_equal(bad, 1);
+    assert_string_equal(out, "ab\xef\xbf\xbd");
+    /* an invalid byte costs 3 output bytes */
+    bad = 0;
+    assert_int_equal(ann_cli_utf8_repair_prefix("\xff\xff", 2, 5, 1, out, &len, &bad), 1);
+    assert_int_equal(bad, 1);
 }
 
 static void severity_names(void **state)
 {
     (void)state;
-    assert_int_equal(ann_severity_parse("info"), 300);
-    assert_int_equal(ann_severity_parse("WARNING"), 500);
-    assert_int_equal(ann_severity_parse("warn"), 500);
-    assert_int_equal(ann_severity_parse("900"), 900);
-    assert_int_equal(ann_severity_parse("150"), -1);
-    assert_int_equal(ann_severity_parse("loud"), -1);
-    assert_string_equal(ann_severity_name(600), "ERROR");
-    assert_null(ann_severity_name(601));
+    assert_int_equal(ann_cli_severity_parse("info"), 300);
+    assert_int_equal(ann_cli_severity_parse("WARNING"), 500);
+    assert_int_equal(ann_cli_severity_parse("warn"), 500);
+    assert_int_equal(ann_cli_severity_parse("900"), 900);
+    assert_int_equal(ann_cli_severity_parse("150"), -1);
+    assert_int_equal(ann_cli_severity_parse("loud"), -1);
+    assert_string_equal(ann_cli_severity_name(600), "ERROR");
+    assert_null(ann_cli_severity_name(601));
 }
 
-/* An entry with hostile content renders on one line with nothing raw. */
+#define BYTES(lit) ((ProtobufCBinaryData){sizeof(lit) - 1, (uint8_t *)(lit)})
+
+static char *render(void (*fn)(FILE *, const Annals__Wire__V1__LogEntry *),
+                    const Annals__Wire__V1__LogEntry *e)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    fn(f, e);
+    fclose(f);
+    return out;
+}
+
+/* An entry with hostile content renders on one line with nothing raw, and a
+ * NUL byte in the middle does not hide what follows it. */
 static void entry_text_is_one_safe_line(void **state)
 {
     (void)state;
-    Annals__V1__LogEntry e = ANNALS__V1__LOG_ENTRY__INIT;
-    Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    char *out = NULL;
-    size_t len = 0;
+    Annals__Wire__V1__LogEntry e = ANNALS__WIRE__V1__LOG_ENTRY__INIT;
+    Annals__Wire__V1__Timestamp t = ANNALS__WIRE__V1__TIMESTAMP__INIT;
     t.seconds = 1764151200;
     t.nanos = 5;
-    e.entry_id = "42";
+    e.entry_id = BYTES("42");
     e.time = &t;
-    e.severity = ANNALS__V1__LOG_ENTRY__SEVERITY__WARNING;
-    e.payload_case = ANNALS__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
-    e.text_payload = "\x1b]0;pwned\x07line1\nline2\r";
-    FILE *f = open_memstream(&out, &len);
-    ann_print_entry_text(f, &e);
-    fclose(f);
-    assert_string_equal(out, "42 2025-11-26T10:00:00.000000005Z WARNING "
-                             "\\x1b]0;pwned\\x07line1\\nline2\\r\n");
-    free(out);
+    e.severity = 500;
+    e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
+    e.text_payload = BYTES("\x1b]0;pwned\x07line1\nline2\r\0after");
+    expect(render(ann_cli_print_entry_text, &e),
+           "42 2025-11-26T10:00:00.000000005Z WARNING "
+           "\\x1b]0;pwned\\x07line1\\nline2\\r\\x00after\n");
+    e.redacted = 1;
+    e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD__NOT_SET;
+    e.severity = 1234; /* not in the enum: shown as a number */
+    expect(render(ann_cli_print_entry_text, &e),
+           "42 2025-11-26T10:00:00.000000005Z 1234 [redacted]\n");
 }
 
 static void entry_json_payload(void **state)
 {
     (void)state;
-    Annals__V1__LogEntry e = ANNALS__V1__LOG_ENTRY__INIT;
-    Google__Protobuf__Struct s = GOOGLE__PROTOBUF__STRUCT__INIT;
-    Google__Protobuf__Struct__FieldsEntry fe[3], *fp[3];
-    Google__Protobuf__Value v[3];
-    char *out = NULL;
-    size_t len = 0;
-    for (int i = 0; i < 3; i++) {
-        google__protobuf__struct__fields_entry__init(&fe[i]);
-        google__protobuf__value__init(&v[i]);
+    Annals__Wire__V1__LogEntry e = ANNALS__WIRE__V1__LOG_ENTRY__INIT;
+    Annals__Wire__V1__Struct s = ANNALS__WIRE__V1__STRUCT__INIT;
+    Annals__Wire__V1__Struct__FieldsEntry fe[4], *fp[4];
+    Annals__Wire__V1__Value v[4];
+    Annals__Wire__V1__Label lab = ANNALS__WIRE__V1__LABEL__INIT, *labp = &lab;
+    for (int i = 0; i < 4; i++) {
+        annals__wire__v1__struct__fields_entry__init(&fe[i]);
+        annals__wire__v1__value__init(&v[i]);
         fe[i].value = &v[i];
         fp[i] = &fe[i];
     }
-    fe[0].key = "n";
-    v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+    fe[0].key = BYTES("n");
+    v[0].kind_case = ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE;
     v[0].number_value = 0.1;
-    fe[1].key = "s\n";
-    v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-    v[1].string_value = "\x1b";
-    fe[2].key = "b";
-    v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
-    s.n_fields = 3;
+    fe[1].key = BYTES("s\n");
+    v[1].kind_case = ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE;
+    v[1].string_value = BYTES("\x1b\0");
+    fe[2].key = BYTES("b");
+    v[2].kind_case = ANNALS__WIRE__V1__VALUE__KIND_NULL_VALUE;
+    fe[3].key = BYTES("i");
+    v[3].kind_case = ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE;
+    v[3].number_value = -42;
+    s.n_fields = 4;
     s.fields = fp;
-    e.entry_id = "7";
-    e.payload_case = ANNALS__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD;
+    lab.key = BYTES("k\"");
+    lab.value = BYTES("\xff");
+    e.entry_id = BYTES("7");
+    e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD;
     e.json_payload = &s;
-    FILE *f = open_memstream(&out, &len);
-    ann_print_entry_json(f, &e);
-    fclose(f);
-    assert_string_equal(out, "{\"log_id\":\"\",\"entry_id\":\"7\",\"insert_id\":\"\",\"time\":null,"
-                             "\"insert_time\":null,\"severity\":\"UNSPECIFIED\",\"labels\":{},"
-                             "\"json_payload\":{\"n\":0.1,\"s\\n\":\"\\u001b\",\"b\":null},"
-                             "\"redacted\":false}\n");
-    free(out);
+    e.n_labels = 1;
+    e.labels = &labp;
+    expect(render(ann_cli_print_entry_json, &e),
+           "{\"log_id\":\"\",\"entry_id\":\"7\",\"insert_id\":\"\",\"time\":null,"
+           "\"insert_time\":null,\"severity\":\"UNSPECIFIED\",\"labels\":{\"k\\\"\":\"\\ufffd\"},"
+           "\"json_payload\":{\"n\":0.1,\"s\\n\":\"\\u001b\\u0000\",\"b\":null,\"i\":-42},"
+           "\"redacted\":false}\n");
+    /* In text mode the JSON payload is the same compact JSON. */
+    expect(render(ann_cli_print_entry_text, &e),
+           "7 - UNSPECIFIED {\"n\":0.1,\"s\\n\":\"\\u001b\\u0000\",\"b\":null,\"i\":-42}\n");
 }
 
 int main(void)
@@ -193,7 +238,8 @@ int main(void)
         cmocka_unit_test(term_escapes_invalid_utf8),
         cmocka_unit_test(json_escapes),
         cmocka_unit_test(utf8_next_maximal_subpart),
-        cmocka_unit_test(repair_replaces_invalid_and_nul),
+        cmocka_unit_test(repair_replaces_invalid_keeps_nul),
+        cmocka_unit_test(repair_prefix_budget),
         cmocka_unit_test(severity_names),
         cmocka_unit_test(entry_text_is_one_safe_line),
         cmocka_unit_test(entry_json_payload),

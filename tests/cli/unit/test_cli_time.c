@@ -16,7 +16,7 @@ static void parse_ok(const char *s, int64_t want_s, int32_t want_ns)
     int64_t sec = -1;
     int32_t nsec = -1;
     ann_err err;
-    if (ann_time_parse(s, NOW_S, NOW_NS, &sec, &nsec, &err) != 0)
+    if (ann_cli_time_parse(s, NOW_S, NOW_NS, &sec, &nsec, &err) != 0)
         fail_msg("%s: %s", s, err.msg);
     assert_int_equal(sec, want_s);
     assert_int_equal(nsec, want_ns);
@@ -27,7 +27,7 @@ static void parse_bad(const char *s)
     int64_t sec;
     int32_t nsec;
     ann_err err;
-    if (ann_time_parse(s, NOW_S, NOW_NS, &sec, &nsec, &err) == 0)
+    if (ann_cli_time_parse(s, NOW_S, NOW_NS, &sec, &nsec, &err) == 0)
         fail_msg("accepted %s", s);
     assert_int_equal(err.code, ANN_EINVAL);
 }
@@ -81,26 +81,26 @@ static void rejects(void **state)
 static void format(void **state)
 {
     (void)state;
-    char buf[ANN_TIME_BUF];
-    assert_string_equal(ann_time_format(NOW_S, 5, buf), "2025-11-26T10:00:00.000000005Z");
-    assert_string_equal(ann_time_format(0, 0, buf), "1970-01-01T00:00:00.000000000Z");
-    assert_string_equal(ann_time_format(-1, 999999999, buf), "1969-12-31T23:59:59.999999999Z");
-    assert_string_equal(ann_time_format(253402300799LL, 0, buf), "9999-12-31T23:59:59.000000000Z");
-    assert_string_equal(ann_time_format(253402300800LL, 0, buf), "invalid-time:253402300800.0");
-    assert_string_equal(ann_time_format(0, -1, buf), "invalid-time:0.-1");
-    assert_string_equal(ann_time_format(0, 1000000000, buf), "invalid-time:0.1000000000");
+    char buf[ANN_CLI_TIME_BUF];
+    assert_string_equal(ann_cli_time_format(NOW_S, 5, buf), "2025-11-26T10:00:00.000000005Z");
+    assert_string_equal(ann_cli_time_format(0, 0, buf), "1970-01-01T00:00:00.000000000Z");
+    assert_string_equal(ann_cli_time_format(-1, 999999999, buf), "1969-12-31T23:59:59.999999999Z");
+    assert_string_equal(ann_cli_time_format(253402300799LL, 0, buf), "9999-12-31T23:59:59.000000000Z");
+    assert_string_equal(ann_cli_time_format(253402300800LL, 0, buf), "invalid-time:253402300800.0");
+    assert_string_equal(ann_cli_time_format(0, -1, buf), "invalid-time:0.-1");
+    assert_string_equal(ann_cli_time_format(0, 1000000000, buf), "invalid-time:0.1000000000");
 }
 
 static void round_trip(void **state)
 {
     (void)state;
-    char buf[ANN_TIME_BUF];
+    char buf[ANN_CLI_TIME_BUF];
     for (int64_t s = -62135596800LL; s < 253402300800LL; s += 9876543211LL) {
         int64_t back;
         int32_t ns;
         ann_err err;
-        ann_time_format(s, 42, buf);
-        assert_int_equal(ann_time_parse(buf, 0, 0, &back, &ns, &err), 0);
+        ann_cli_time_format(s, 42, buf);
+        assert_int_equal(ann_cli_time_parse(buf, 0, 0, &back, &ns, &err), 0);
         assert_int_equal(back, s);
         assert_int_equal(ns, 42);
     }
