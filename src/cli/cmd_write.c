@@ -88,7 +88,8 @@ static void batch_clear(writer *w)
 static void copy_id(char dst[32], ProtobufCBinaryData id)
 {
     size_t n = id.len < 31 ? id.len : 31;
-    memcpy(dst, id.data, n);
+    if (n)
+        memcpy(dst, id.data, n);
     dst[n] = '\0';
 }
 

@@ -130,6 +130,9 @@ void ann_cli_put_term(FILE *f, const char *s, size_t n)
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0, run = 0; /* p[run..i) is pending raw output */
 
+    if (n == 0) /* s may be NULL then (an empty protobuf bytes field) */
+        return;
+
     while (i < n) {
         uint8_t b = p[i];
         if (b >= 0x20 && b < 0x7F && b != '\\') {
@@ -180,6 +183,10 @@ void ann_cli_put_json_str(FILE *f, const char *s, size_t n)
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0, run = 0;
 
+    if (n == 0) { /* s may be NULL then */
+        fputs("\"\"", f);
+        return;
+    }
     fputc('"', f);
     while (i < n) {
         uint8_t b = p[i];
