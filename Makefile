@@ -5,7 +5,7 @@ PY         := .venv/bin/python
 ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
 
-.PHONY: all deps build build-asan run test test-unit test-api test-crash test-asan \
+.PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-asan \
         test-extra pystubs clean format
 
 all: build
@@ -39,7 +39,7 @@ pystubs: deps
 EXTRA_TESTS :=
 -include deploy/services.mk
 
-test: build test-unit test-api test-crash test-extra test-asan
+test: build test-unit test-api test-cli test-crash test-extra test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -48,6 +48,11 @@ test-unit: build
 test-api: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/api
+
+# The `annals` command against a real annalsd (docs/cli.md).
+test-cli: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/cli
 
 test-crash: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
