@@ -64,7 +64,7 @@ test-extra: $(EXTRA_TESTS)
 test-asan: build-asan pystubs
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -L unit
 	ANNALS_BIN=$(abspath $(BUILD_ASAN))/bin ANNALS_PY=$(abspath $(BUILD))/py ANNALS_SANITIZED=1 \
-	    ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/api
+	    ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/api tests/cli
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
