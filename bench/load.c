@@ -438,10 +438,14 @@ static int run_ingest(const opts *o)
 /* The query log: entry i (0-based) has time t0 + i * INTERVAL. */
 #define QUERY_INTERVAL_NS 1000000LL /* 1 ms: 10 million entries span 2.8 hours */
 
+/* Writers of the query log take the next 1,000 entry indexes from a shared
+ * counter, so ids and times grow together (as in a real log with a few
+ * writers) apart from the few batches in flight at once. */
 typedef struct filler {
     const opts *o;
     const char *log;
-    uint64_t from, to; /* entry indexes [from, to) */
+    _Atomic uint64_t *next; /* next entry index to hand out */
+    uint64_t n;             /* entries in all */
     int64_t t0_sec;
     uint64_t errors;
 } filler;
@@ -458,7 +462,7 @@ static void *filler_run(void *arg)
     Annals__Wire__V1__Timestamp *times = calloc((size_t)batch, sizeof *times);
     char *ids = calloc((size_t)batch, 32);
     char *text = malloc((size_t)o->entry_size);
-    uint64_t rng = 12345 + f->from;
+    uint64_t rng = 12345 + (uint64_t)(uintptr_t)f;
     ann_buf packed = ANN_BUF_INIT, resp = ANN_BUF_INIT;
     ann_rpc_status st;
 
@@ -466,9 +470,15 @@ static void *filler_run(void *arg)
     req.log_id.data = (uint8_t *)f->log;
     req.log_id.len = UUID_LEN;
     req.entries = ptrs;
-    for (uint64_t i = f->from; i < f->to;) {
+    for (;;) {
+        uint64_t i = atomic_fetch_add(f->next, (uint64_t)batch);
+        if (i >= f->n)
+            break;
+        uint64_t to = i + (uint64_t)batch < f->n ? i + (uint64_t)batch : f->n;
+        if (i / 1000000 != to / 1000000 && to < f->n)
+            fprintf(stderr, "annals-load: query log: %" PRIu64 " entries\n", to);
         size_t n = 0;
-        for (; n < (size_t)batch && i < f->to; n++, i++) {
+        for (; i < to; n++, i++) {
             Annals__Wire__V1__LogEntry *e = &entries[n];
             annals__wire__v1__log_entry__init(e);
             annals__wire__v1__timestamp__init(&times[n]);
@@ -568,10 +578,9 @@ static int run_query(const opts *o)
 
     proc_sample p0 = proc_read(o->server_pid);
     uint64_t s0 = now_ns();
+    _Atomic uint64_t next = 0;
     for (int i = 0; i < o->threads; i++) {
-        fs[i] = (filler){.o = o, .log = log, .t0_sec = t0_sec,
-                         .from = n * (uint64_t)i / (uint64_t)o->threads,
-                         .to = n * (uint64_t)(i + 1) / (uint64_t)o->threads};
+        fs[i] = (filler){.o = o, .log = log, .t0_sec = t0_sec, .next = &next, .n = n};
         pthread_create(&th[i], NULL, filler_run, &fs[i]);
     }
     for (int i = 0; i < o->threads; i++)
