@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "cli/cli.h"
 #include "cli/render.h"
 #include "cli/text.h"
 
@@ -230,6 +231,44 @@ static void entry_json_payload(void **state)
            "7 - UNSPECIFIED {\"n\":0.1,\"s\\n\":\"\\u001b\\u0000\",\"b\":null,\"i\":-42}\n");
 }
 
+/* The documented exit codes (docs/cli.md) and status names. */
+static void exit_codes_and_names(void **state)
+{
+    (void)state;
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_OK), 0);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_NOT_FOUND), 3);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_UNAUTHENTICATED), 4);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_PERMISSION_DENIED), 4);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_INVALID_ARGUMENT), 5);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_FAILED_PRECONDITION), 5);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_UNAVAILABLE), 6);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_DEADLINE_EXCEEDED), 6);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_RESOURCE_EXHAUSTED), 7);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_INTERNAL), 1);
+    assert_int_equal(ann_cli_exit_code(ANN_RPC_DATA_LOSS), 1);
+    assert_int_equal(ann_cli_exit_code(99), 1);
+    assert_string_equal(ann_rpc_code_name(ANN_RPC_NOT_FOUND), "NOT_FOUND");
+    assert_string_equal(ann_rpc_code_name(ANN_RPC_UNAUTHENTICATED), "UNAUTHENTICATED");
+    assert_string_equal(ann_rpc_code_name(17), "UNKNOWN_CODE");
+    assert_string_equal(ann_rpc_code_name(-1), "UNKNOWN_CODE");
+    assert_true(ann_cli_retryable(ANN_RPC_UNAVAILABLE));
+    assert_false(ann_cli_retryable(ANN_RPC_INVALID_ARGUMENT));
+}
+
+static void labels_split_at_first_equals(void **state)
+{
+    (void)state;
+    char a[] = "k=v=w", b[] = "=v", c[] = "novalue", d[] = "k=";
+    char *k, *v;
+    assert_int_equal(ann_cli_split_label(a, &k, &v), 0);
+    assert_string_equal(k, "k");
+    assert_string_equal(v, "v=w");
+    assert_int_equal(ann_cli_split_label(b, &k, &v), -1);
+    assert_int_equal(ann_cli_split_label(c, &k, &v), -1);
+    assert_int_equal(ann_cli_split_label(d, &k, &v), 0);
+    assert_string_equal(v, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +282,8 @@ int main(void)
         cmocka_unit_test(severity_names),
         cmocka_unit_test(entry_text_is_one_safe_line),
         cmocka_unit_test(entry_json_payload),
+        cmocka_unit_test(exit_codes_and_names),
+        cmocka_unit_test(labels_split_at_first_equals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
