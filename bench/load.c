@@ -588,6 +588,7 @@ static int run_query(const opts *o)
     double setup_s = (double)(now_ns() - s0) / 1e9;
     proc_sample p1 = proc_read(o->server_pid);
 
+    sleep(1); /* let the server finish the setup's group commits */
     proc_sample q0 = proc_read(o->server_pid);
     const int64_t hour = 3600LL * 1000000000LL;
     for (int q = 0; q < o->queries; q++) {
@@ -815,7 +816,7 @@ static void usage(FILE *f)
           "  --server-pid PID   read the server's CPU time and peak RSS from /proc\n"
           "  ingest: --threads N (4) --batch N (1000) --entry-size B (200) --logs N (100)\n"
           "          --duration S (20) | --total N\n"
-          "  query:  --log-entries N (1000000) --queries N (200) --page-size N (100)\n"
+          "  query:  --log-entries N (1000000) --queries N (1000) --page-size N (100)\n"
           "          --threads N (setup writers) --entry-size B\n"
           "  tail:   --rate N writes/s (200) --duration S (20) --entry-size B\n",
           f);
@@ -835,7 +836,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     opts o = {.threads = 4, .batch = 1000, .entry_size = 200, .logs = 100, .duration = 20,
-              .log_entries = 1000000, .queries = 200, .page_size = 100, .rate = 200};
+              .log_entries = 1000000, .queries = 1000, .page_size = 100, .rate = 200};
     int c;
 
     if (argc < 2 || argv[1][0] == '-') {

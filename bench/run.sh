@@ -60,7 +60,7 @@ get() { # name, key: the value of key= on the RESULT line
 run ingest    ingest --threads "$THREADS" --batch 1000 --entry-size 200 --logs 100 --duration "$DURATION"
 run ingest-1  ingest --threads 1 --batch 1000 --entry-size 200 --logs 100 --duration "$DURATION"
 run tail      tail --rate 200 --duration "$DURATION" --entry-size 200
-run query     query --log-entries "$QUERY_ENTRIES" --queries 200 --page-size 100 --threads "$THREADS"
+run query     query --log-entries "$QUERY_ENTRIES" --queries 1000 --page-size 100 --threads "$THREADS"
 
 HWM=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SPID/status" 2>/dev/null || echo n/a)
 cpu=$(nproc); model=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
