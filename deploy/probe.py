@@ -2,7 +2,7 @@
 """Health probes that speak each engine's own protocol (standard library only).
 
   probe.py cql HOST PORT USER PASSWORD   STARTUP + SASL PLAIN login; exit 0 on AUTH_SUCCESS/READY
-  probe.py kafka HOST PORT               Metadata request; exit 0 when at least one broker is listed
+  probe.py kafka HOST PORT               Metadata v4 request; exit 0 when at least one broker is listed
 
 Exit 1 with a one-line reason on stderr otherwise. Every byte read is bounded and checked.
 """
@@ -64,16 +64,16 @@ def probe_cql(host, port, user, password):
 
 def probe_kafka(host, port):
     client = b"annals-probe"
-    # Metadata v1 (api key 3): header v1 = api_key, api_version, correlation_id, client_id;
-    # body = topics array, -1 meaning "all topics".
-    req = struct.pack(">hhih", 3, 1, 7, len(client)) + client + struct.pack(">i", -1)
+    # Metadata v4 (api key 3; Kafka 4 serves v4 and up): header v1 = api_key, api_version,
+    # correlation_id, client_id; body = topics array (-1: all), allow_auto_topic_creation.
+    req = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", -1, 0)
     with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
         s.sendall(struct.pack(">i", len(req)) + req)
         (size,) = struct.unpack(">i", recv_exact(s, 4))
-        if size < 8 or size > MAX_FRAME:
+        if size < 12 or size > MAX_FRAME:
             raise ValueError("unexpected Kafka response size %d" % size)
         resp = recv_exact(s, size)
-        corr, nbrokers = struct.unpack(">ii", resp[:8])
+        corr, _throttle, nbrokers = struct.unpack(">iii", resp[:12])
         if corr != 7:
             raise ValueError("correlation id mismatch")
         if nbrokers < 1:
