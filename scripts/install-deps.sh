@@ -10,6 +10,7 @@ PKGS=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   libcmocka-dev libsqlite3-dev libssl-dev uuid-dev
   librdkafka-dev libpq-dev
+  postgresql-15 openjdk-17-jre-headless maven python3
   clang libclang-rt-14-dev llvm valgrind
   python3-venv
 )
