@@ -25,16 +25,22 @@ ann_java() {
 }
 
 # ann_classpath POMDIR OUT: resolve POMDIR/pom.xml's dependencies with mvn (downloads are
-# cached in ~/.m2) and write the class path to OUT. Skipped when OUT is newer than the pom.
+# cached in Maven's local repository, ~/.m2 unless MAVEN_OPTS=-Dmaven.repo.local=DIR) and
+# write the class path to OUT. Skipped when OUT is newer than the pom and every jar is there.
 ann_classpath() {
   local pomdir=$1 out=$2
-  if [ -s "$out" ] && [ "$out" -nt "$pomdir/pom.xml" ]; then return 0; fi
+  if [ -s "$out" ] && [ "$out" -nt "$pomdir/pom.xml" ] && ann_jars_present "$out"; then return 0; fi
   command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
   mkdir -p "$(dirname "$out")"
   say "resolving $(basename "$pomdir") jars with mvn (cached in ~/.m2)"
   mvn -q -B -f "$pomdir/pom.xml" dependency:build-classpath -Dmdep.outputFile="$out.tmp" \
       >"$out.mvn.log" 2>&1 || { tail -30 "$out.mvn.log" >&2; die "mvn could not resolve $pomdir/pom.xml (log: $out.mvn.log)"; }
   mv "$out.tmp" "$out"
+}
+
+ann_jars_present() {
+  local jar
+  while IFS= read -r jar; do [ -f "$jar" ] || return 1; done < <(tr ':' '\n' <"$1")
 }
 
 # ann_render TEMPLATE OUT KEY=VALUE...: copy TEMPLATE to OUT replacing each @KEY@ by VALUE.
