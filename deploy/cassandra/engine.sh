@@ -5,7 +5,7 @@
 CASSANDRA_USER=${ANN_CASSANDRA_USER:-cassandra}
 CASSANDRA_PASSWORD=${ANN_CASSANDRA_PASSWORD:-cassandra}
 CASSANDRA_CLUSTER=${ANN_CASSANDRA_CLUSTER:-annals-dev}
-CASSANDRA_SEEDS=${ANN_CASSANDRA_SEEDS:-127.0.0.1}
+CASSANDRA_SEEDS=${ANN_CASSANDRA_SEEDS:-}   # default: 127.0.0.1, or the node itself when alone
 
 # cassandra_up N NODES: start node N of a NODES-node set (idempotent) and wait for CQL login.
 cassandra_up() {
@@ -30,10 +30,12 @@ cassandra_up() {
   [ -n "$jamm" ] || die "cassandra: jamm jar not on the class path"
   mkdir -p "$dir"/{conf,data,commitlog,saved_caches,hints,cdc_raw,triggers,logs}
   local token
-  token=$(python3 -c "import sys; n,i=int(sys.argv[1]),int(sys.argv[2]); print(-2**63 + (i-1)*(2**64//n))" "$nodes" "$n")
+  token=$(python3 -c "import sys; n,i=int(sys.argv[1]),int(sys.argv[2]); print(-2**63 + ((i-1)%n)*(2**64//n))" "$nodes" "$n")
+  local seeds=$CASSANDRA_SEEDS
+  [ -n "$seeds" ] || { if ((nodes == 1)); then seeds=$addr; else seeds=127.0.0.1; fi; }
   ann_render "$here/cassandra.yaml.in" "$dir/conf/cassandra.yaml" \
       NODE="$n" NODES="$nodes" TOKEN="$token" ADDR="$addr" DIR="$dir" \
-      SEEDS="$CASSANDRA_SEEDS" CLUSTER="$CASSANDRA_CLUSTER"
+      SEEDS="$seeds" CLUSTER="$CASSANDRA_CLUSTER"
   cp "$here/logback.xml" "$dir/conf/logback.xml"
   local opts; mapfile -t opts < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$here/jvm.options")
   say "starting cassandra node$n on $addr:9042 (logs: $dir/logs)"

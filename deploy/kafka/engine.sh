@@ -25,6 +25,7 @@ kafka_up() {
   mkdir -p "$dir"/{conf,data,logs}
   local i voters="" rf=1 minisr=1
   for ((i = 1; i <= nodes; i++)); do voters+="${voters:+,}$i@127.0.0.$i:9093"; done
+  ((nodes > 1)) || voters="$n@$addr:9093" # a single node is its own quorum
   if ((nodes >= 3)); then rf=3; minisr=2; fi
   ann_render "$here/server.properties.in" "$dir/conf/server.properties" \
       NODE="$n" NODES="$nodes" ADDR="$addr" DIR="$dir" VOTERS="$voters" RF="$rf" MINISR="$minisr"
