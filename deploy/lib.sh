@@ -56,8 +56,13 @@ ann_render() {
 # ann_port_open HOST PORT: true when something accepts TCP connections there.
 ann_port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# ann_pid_alive PIDFILE: true when the pid file names a live process.
-ann_pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# ann_pid_alive PIDFILE: true when the pid file names a live process whose command line
+# mentions the pid file's directory (so a stale pid reused by another process is not ours).
+ann_pid_alive() {
+  [ -s "$1" ] || return 1
+  local pid; pid=$(head -1 "$1")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(dirname "$1")"
+}
 
 # ann_wait WHAT TIMEOUT PIDFILE LOG CMD...: poll CMD once a second until it succeeds.
 # Fails (with the log's tail) when the process in PIDFILE dies or TIMEOUT seconds pass.

@@ -35,7 +35,7 @@ postgres_up() {
   local here=$ANN_DEPLOY/postgres dir=$ANN_SERVICES/postgres/node$n addr=127.0.0.$n
   local data=$dir/data log=$dir/logs/postgresql.log pidfile=$dir/data/postmaster.pid
   pg_install
-  if ! ann_pid_alive_pg "$pidfile" && ann_port_open "$addr" 5432; then
+  if ! ann_pid_alive "$pidfile" && ann_port_open "$addr" 5432; then
     pg_login "$addr" || die "postgres node$n: $addr:5432 is taken by a server that is not ours and refuses $PG_ROLE/$PG_PASSWORD on database $PG_DB (Debian's cluster? pg_lsclusters; pg_ctlcluster 15 main stop)"
     say "postgres node$n: $addr:5432 already served by another server (not under $ANN_SERVICES); using it"
     return
@@ -73,9 +73,6 @@ SELECT format('CREATE DATABASE %I OWNER %I', '$PG_DB', '$PG_ROLE') WHERE NOT EXI
 SQL
   ann_wait "postgres node$n ($addr:5432, login $PG_ROLE)" "$ANN_START_TIMEOUT" "" "$log" pg_login "$addr"
 }
-
-# True when PIDFILE (postmaster.pid: pid on its first line) names a live process.
-ann_pid_alive_pg() { [ -s "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
 
 # postgres_down N: fast shutdown of node N if we started it (data is kept).
 postgres_down() {

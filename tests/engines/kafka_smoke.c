@@ -89,12 +89,14 @@ static void check_error(rd_kafka_error_t *err, const char *what) {
 }
 
 /* Waits for the one result event of an admin request on Q and checks every topic in it. */
-static void admin_wait(rd_kafka_queue_t *q, int create) {
+static void admin_wait(const smoke_ctx *ctx, rd_kafka_queue_t *q, int create) {
   rd_kafka_event_t *ev = rd_kafka_queue_poll(q, SMOKE_WAIT_MS);
   if (!ev)
-    fail_msg("admin request: no answer in %d ms", SMOKE_WAIT_MS);
+    fail_msg("admin request: no answer from %s in %d ms (is Kafka up? make services-up)",
+             ctx->bootstrap, SMOKE_WAIT_MS);
   if (rd_kafka_event_error(ev))
-    fail_msg("admin request: %s", rd_kafka_event_error_string(ev));
+    fail_msg("admin request to %s: %s (is Kafka up? make services-up)", ctx->bootstrap,
+             rd_kafka_event_error_string(ev));
   const rd_kafka_topic_result_t **tr;
   size_t n = 0;
   if (create)
@@ -123,7 +125,7 @@ static void topics_create(smoke_ctx *ctx) {
       rd_kafka_AdminOptions_new(ctx->admin, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_operation_timeout(opt, SMOKE_WAIT_MS, errstr, sizeof errstr);
   rd_kafka_CreateTopics(ctx->admin, nt, 2, opt, q);
-  admin_wait(q, 1);
+  admin_wait(ctx, q, 1);
   rd_kafka_AdminOptions_destroy(opt);
   rd_kafka_NewTopic_destroy_array(nt, 2);
   rd_kafka_queue_destroy(q);
@@ -136,7 +138,7 @@ static void topics_delete(smoke_ctx *ctx) {
     dt[i] = rd_kafka_DeleteTopic_new(names[i]);
   rd_kafka_queue_t *q = rd_kafka_queue_new(ctx->admin);
   rd_kafka_DeleteTopics(ctx->admin, dt, 2, NULL, q);
-  admin_wait(q, 0);
+  admin_wait(ctx, q, 0);
   rd_kafka_DeleteTopic_destroy_array(dt, 2);
   rd_kafka_queue_destroy(q);
 }

@@ -105,7 +105,8 @@ static int setup(void **state) {
     dsn = "host=127.0.0.1 port=5432 dbname=annals user=annals password=annals connect_timeout=10";
   ctx.conn = PQconnectdb(dsn);
   if (PQstatus(ctx.conn) != CONNECTION_OK) {
-    fprintf(stderr, "connect (%s): %s", dsn, PQerrorMessage(ctx.conn));
+    fprintf(stderr, "connect (%s): %s(is PostgreSQL up? make services-up)\n", dsn,
+            PQerrorMessage(ctx.conn));
     PQfinish(ctx.conn);
     return -1;
   }
