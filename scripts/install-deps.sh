@@ -11,7 +11,7 @@ PKGS=(
   libcmocka-dev libsqlite3-dev libssl-dev uuid-dev
   librdkafka-dev libpq-dev
   postgresql-15 openjdk-17-jre-headless maven python3
-  clang libclang-rt-14-dev llvm valgrind
+  clang clang-format libclang-rt-14-dev llvm valgrind
   python3-venv
 )
 missing=()
