@@ -68,15 +68,15 @@ ann_pid_alive() {
 # Fails (with the log's tail) when the process in PIDFILE dies or TIMEOUT seconds pass.
 ann_wait() {
   local what=$1 timeout=$2 pidfile=$3 log=$4; shift 4
-  local start=$SECONDS
-  until "$@" >/dev/null 2>&1; do
+  local start=$SECONDS said
+  until said=$("$@" 2>&1); do
     if [ -n "$pidfile" ] && ! ann_pid_alive "$pidfile"; then
       [ -f "$log" ] && { echo "--- last lines of $log:" >&2; tail -25 "$log" >&2; }
       die "$what: the process exited before it became healthy (log: $log)"
     fi
     if ((SECONDS - start >= timeout)); then
       [ -f "$log" ] && { echo "--- last lines of $log:" >&2; tail -25 "$log" >&2; }
-      die "$what: not healthy after ${timeout}s (health check: $*; log: $log)"
+      die "$what: not healthy after ${timeout}s; health check '$*' said: ${said:-nothing} (log: $log; still running, deploy/services-down.sh stops it)"
     fi
     sleep 1
   done
