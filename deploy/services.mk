@@ -13,7 +13,11 @@ services-up:
 services-down:
 	@deploy/services-down.sh
 
+# A PostgreSQL node that had to live outside the checkout (see deploy/postgres/engine.sh)
+# is a symbolic link: its target goes too.
 services-clean: services-down
+	@for l in .services/postgres/node*; do \
+	    if [ -L "$$l" ]; then d=$$(readlink -f "$$l"); rm -rf "$${d%/postgres/*}"; fi; done
 	rm -rf .services
 
 test-engines: build services-up

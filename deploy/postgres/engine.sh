@@ -10,7 +10,7 @@ PG_PASSWORD=${ANN_PG_PASSWORD:-annals}
 
 # Run a command as the cluster's owner.
 pg_as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_install() {
@@ -29,10 +29,30 @@ pg_login() {
       -U "$PG_ROLE" -d "$PG_DB" -c 'select 1' 2>/dev/null | grep -qx 1
 }
 
+# pg_node_dir N [create]: node N's directory. Normally .services/postgres/nodeN; when running as root
+# in a checkout that the postgres user cannot reach (a parent directory closed to others),
+# nodeN is a symbolic link to /var/tmp/annals-services-<hash of the .services path>/... and
+# this prints the link's target, the path the server itself uses.
+pg_node_dir() {
+  local link=$ANN_SERVICES/postgres/node$1
+  if [ "${2:-}" = create ] && [ ! -L "$link" ] && [ ! -d "$link" ] && [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$ANN_SERVICES/postgres"
+    if ! pg_as_owner test -x "$ANN_SERVICES/postgres"; then
+      local real
+      real=/var/tmp/annals-services-$(printf '%s' "$ANN_SERVICES" | sha256sum | cut -c1-12)/postgres/node$1
+      mkdir -p "$real" && chmod 755 "$(dirname "$(dirname "$real")")" "$(dirname "$real")"
+      ln -s "$real" "$link"
+      say "postgres: user postgres cannot reach $ANN_SERVICES; node$1 lives in $real (linked)" >&2
+    fi
+  fi
+  if [ -L "$link" ]; then readlink -f "$link"; else printf '%s\n' "$link"; fi
+}
+
 # postgres_up N NODES: start node N (idempotent), create role and database, wait for login.
 postgres_up() {
   local n=${1:-1}
-  local here=$ANN_DEPLOY/postgres dir=$ANN_SERVICES/postgres/node$n addr=127.0.0.$n
+  local here=$ANN_DEPLOY/postgres dir addr=127.0.0.$n
+  dir=$(pg_node_dir "$n" create)
   local data=$dir/data log=$dir/logs/postgresql.log pidfile=$dir/data/postmaster.pid
   pg_install
   if ! ann_pid_alive "$pidfile" && ann_port_open "$addr" 5432; then
@@ -76,8 +96,8 @@ SQL
 
 # postgres_down N: fast shutdown of node N if we started it (data is kept).
 postgres_down() {
-  local n=${1:-1}
-  local data=$ANN_SERVICES/postgres/node$n/data
+  local n=${1:-1} data
+  data=$(pg_node_dir "$n")/data
   if [ -x "$PG_BIN/pg_ctl" ] && [ -f "$data/PG_VERSION" ] \
      && pg_as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null \
