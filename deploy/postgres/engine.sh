@@ -29,8 +29,8 @@ pg_login() {
       -U "$PG_ROLE" -d "$PG_DB" -c 'select 1' 2>/dev/null | grep -qx 1
 }
 
-# pg_node_dir N [create]: node N's directory. Normally .services/postgres/nodeN; when running as root
-# in a checkout that the postgres user cannot reach (a parent directory closed to others),
+# pg_node_dir N [create]: node N's directory. Normally .services/postgres/nodeN; when
+# running as root in a checkout that the postgres user cannot reach (a parent directory closed to others),
 # nodeN is a symbolic link to /var/tmp/annals-services-<hash of the .services path>/... and
 # this prints the link's target, the path the server itself uses.
 pg_node_dir() {
@@ -52,9 +52,9 @@ pg_node_dir() {
 postgres_up() {
   local n=${1:-1}
   local here=$ANN_DEPLOY/postgres dir addr=127.0.0.$n
+  pg_install # first: it brings the postgres user too
   dir=$(pg_node_dir "$n" create)
   local data=$dir/data log=$dir/logs/postgresql.log pidfile=$dir/data/postmaster.pid
-  pg_install
   if ! ann_pid_alive "$pidfile" && ann_port_open "$addr" 5432; then
     pg_login "$addr" || die "postgres node$n: $addr:5432 is taken by a server that is not ours and refuses $PG_ROLE/$PG_PASSWORD on database $PG_DB (Debian's cluster? pg_lsclusters; pg_ctlcluster 15 main stop)"
     say "postgres node$n: $addr:5432 already served by another server (not under $ANN_SERVICES); using it"
