@@ -48,6 +48,19 @@ pg_node_dir() {
   if [ -L "$link" ]; then readlink -f "$link"; else printf '%s\n' "$link"; fi
 }
 
+# pg_stop_debian_clusters: stop Debian's own clusters (pg_lsclusters) that are online on
+# port 5432. Used only under CI=true, where the machine is disposable.
+pg_stop_debian_clusters() {
+  command -v pg_lsclusters >/dev/null || return 0
+  local ver name port status
+  while read -r ver name port status _; do
+    if [ "$port" = 5432 ] && [ "$status" = online ]; then
+      say "CI: stopping Debian's PostgreSQL cluster $ver/$name, which holds port 5432"
+      pg_ctlcluster "$ver" "$name" stop || die "postgres: could not stop Debian's cluster $ver/$name"
+    fi
+  done < <(pg_lsclusters -h)
+}
+
 # postgres_up N NODES: start node N (idempotent), create role and database, wait for login.
 postgres_up() {
   local n=${1:-1}
@@ -55,6 +68,10 @@ postgres_up() {
   pg_install # first: it brings the postgres user too
   dir=$(pg_node_dir "$n" create)
   local data=$dir/data log=$dir/logs/postgresql.log pidfile=$dir/data/postmaster.pid
+  if [ "${CI:-}" = true ] && ! ann_pid_alive "$pidfile" && ann_port_open "$addr" 5432 \
+     && ! pg_login "$addr"; then
+    pg_stop_debian_clusters # a fresh CI machine whose apt-get install started Debian's cluster
+  fi
   if ! ann_pid_alive "$pidfile" && ann_port_open "$addr" 5432; then
     pg_login "$addr" || die "postgres node$n: $addr:5432 is taken by a server that is not ours and refuses $PG_ROLE/$PG_PASSWORD on database $PG_DB (Debian's cluster? pg_lsclusters; pg_ctlcluster 15 main stop)"
     say "postgres node$n: $addr:5432 already served by another server (not under $ANN_SERVICES); using it"
