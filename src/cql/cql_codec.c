@@ -248,7 +248,9 @@ static void rd_rows(rd *r, ann_cql_result *out)
     rd_rows_metadata(r, out);
     out->nrows = rd_i32(r);
     if (r->bad) return;
-    if (out->nrows < 0) {
+    /* Rows without columns do not exist; refusing them also keeps a hostile
+     * 2^31-row empty result from making callers loop for nothing. */
+    if (out->nrows < 0 || (out->nrows > 0 && out->ncols == 0)) {
         r->bad = true;
         return;
     }

@@ -357,6 +357,14 @@ static void test_hostile_counts(void **state)
     fb_end(&b);
     assert_int_equal(ann_cql_frame_decode(b.p, b.len, &r, &err), -1);
     assert_int_equal(err.code, ANN_EIO);
+    /* rows without columns */
+    fb_begin(&b, ANN_CQL_OP_RESULT, 0, 1);
+    ann_cql_buf_i32(&b, ANN_CQL_RESULT_ROWS);
+    ann_cql_buf_i32(&b, 0x0004);
+    ann_cql_buf_i32(&b, 0);
+    ann_cql_buf_i32(&b, INT32_MAX);
+    fb_end(&b);
+    assert_int_equal(ann_cql_frame_decode(b.p, b.len, &r, &err), -1);
     /* negative column count */
     fb_begin(&b, ANN_CQL_OP_RESULT, 0, 1);
     ann_cql_buf_i32(&b, ANN_CQL_RESULT_ROWS);
