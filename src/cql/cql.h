@@ -68,7 +68,7 @@ typedef struct ann_cql_prepared ann_cql_prepared;
 int ann_cql_conn_new(const ann_cql_config *cfg, ann_cql_conn **out, ann_err *err);
 
 /* Closes the connection and frees it with its prepared statements. No call
- * on it may be running or waiting (futures not yet waited are freed too). */
+ * on it may be running, and every future must have been waited for. */
 void ann_cql_conn_free(ann_cql_conn *c);
 
 /* Counters, for tests and figures. */

@@ -157,7 +157,8 @@ static void serve(fake *f, int fd)
                 send_buf(fd, &b, stream);
                 ann_cql_buf_release(&b);
             } else {
-                reply_frame(fd, stream, round == 1 ? frame_auth_challenge : frame_auth_success_null);
+                reply_frame(fd, stream,
+                            round == 1 ? frame_auth_challenge : frame_auth_success_null);
             }
         } else if (op == ANN_CQL_OP_OPTIONS) {
             reply_frame(fd, stream, frame_supported);
@@ -168,8 +169,10 @@ static void serve(fake *f, int fd)
             memcpy(q, body + 4, ql < 63 && ql <= len - 4 ? ql : 0);
             int n = seen_bump(f, q);
             if (strcmp(q, "ok") == 0) reply_void(fd, stream);
-            else if (strcmp(q, "write_timeout") == 0) reply_frame(fd, stream, frame_err_write_timeout);
-            else if (strcmp(q, "read_timeout") == 0) reply_frame(fd, stream, frame_err_read_timeout);
+            else if (strcmp(q, "write_timeout") == 0)
+                reply_frame(fd, stream, frame_err_write_timeout);
+            else if (strcmp(q, "read_timeout") == 0)
+                reply_frame(fd, stream, frame_err_read_timeout);
             else if (strcmp(q, "unavailable") == 0) reply_frame(fd, stream, frame_err_unavailable);
             else if (strcmp(q, "syntax") == 0) reply_frame(fd, stream, frame_err_syntax);
             else if (strncmp(q, "flaky_overloaded", 16) == 0) {
