@@ -312,7 +312,7 @@ static void test_auth_challenge(void **state)
 {
     (void)state;
     fake *f = fake_start(true);
-    ann_cql_conn *c = connect_to(f, 2000, "user", "pw1");
+    ann_cql_conn *c = connect_to(f, 20000, "user", "pw1");
     ann_cql_result r;
     ann_err err;
     assert_int_equal(f->auth_rounds, 2); /* AUTH_RESPONSE, AUTH_CHALLENGE, AUTH_RESPONSE */
@@ -333,7 +333,7 @@ static void test_typed_errors_and_retry_policy(void **state)
 {
     (void)state;
     fake *f = fake_start(false);
-    ann_cql_conn *c = connect_to(f, 2000, NULL, NULL);
+    ann_cql_conn *c = connect_to(f, 20000, NULL, NULL);
     ann_cql_result r;
     ann_err err;
 
@@ -397,7 +397,7 @@ static void test_timeouts(void **state)
 {
     (void)state;
     fake *f = fake_start(false);
-    ann_cql_conn *c = connect_to(f, 5000, NULL, NULL);
+    ann_cql_conn *c = connect_to(f, 20000, NULL, NULL);
     ann_cql_result r;
     ann_err err;
     /* a per-request timeout; the server never answers these */
@@ -422,7 +422,7 @@ static void test_connection_loss(void **state)
 {
     (void)state;
     fake *f = fake_start(false);
-    ann_cql_conn *c = connect_to(f, 2000, NULL, NULL);
+    ann_cql_conn *c = connect_to(f, 20000, NULL, NULL);
     ann_cql_result r;
     ann_err err;
     /* lost in flight, not idempotent: the caller is told */
@@ -461,7 +461,7 @@ static void test_100_in_flight_reverse(void **state)
 {
     (void)state;
     fake *f = fake_start(false);
-    ann_cql_conn *c = connect_to(f, 5000, NULL, NULL);
+    ann_cql_conn *c = connect_to(f, 20000, NULL, NULL);
     ann_cql_future *fut[100];
     char q[100][32];
     ann_err err;
@@ -493,7 +493,7 @@ static void test_stream_backpressure(void **state)
     fake *f = fake_start(false);
     char cp[64];
     snprintf(cp, sizeof cp, "127.0.0.1:%d", f->port);
-    ann_cql_config cfg = {.contact_points = cp, .max_streams = 4, .request_timeout_ms = 5000};
+    ann_cql_config cfg = {.contact_points = cp, .max_streams = 4, .request_timeout_ms = 20000};
     ann_cql_conn *c;
     ann_err err;
     assert_int_equal(ann_cql_conn_new(&cfg, &c, &err), 0);
