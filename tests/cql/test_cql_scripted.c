@@ -515,6 +515,53 @@ static void test_stream_backpressure(void **state)
     fake_stop(f);
 }
 
+/* Many threads submitting blocking requests on one connection at once. */
+typedef struct worker {
+    ann_cql_conn *c;
+    int id, ok;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 200; i++) {
+        char q[32];
+        snprintf(q, sizeof q, "hold_no:%d", i); /* unknown: answered with a syntax error */
+        ann_cql_result r;
+        ann_err err;
+        const char *text = (i % 2) ? "ok" : q;
+        int rc = ann_cql_query(w->c, text, NULL, &r, &err);
+        if ((i % 2) ? rc == 0 && r.kind == ANN_CQL_RESULT_VOID
+                    : rc == -1 && r.error.code == ANN_CQL_E_SYNTAX)
+            w->ok++;
+        ann_cql_result_release(&r);
+    }
+    return NULL;
+}
+
+static void test_threads_one_connection(void **state)
+{
+    (void)state;
+    fake *f = fake_start(false);
+    ann_cql_conn *c = connect_to(f, 20000, NULL, NULL);
+    worker w[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (worker){.c = c, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].ok, 200);
+    }
+    ann_cql_stats st;
+    ann_cql_conn_stats(c, &st);
+    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.in_flight, 0);
+    ann_cql_conn_free(c);
+    fake_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_connection_loss),
         cmocka_unit_test(test_100_in_flight_reverse),
         cmocka_unit_test(test_stream_backpressure),
+        cmocka_unit_test(test_threads_one_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
