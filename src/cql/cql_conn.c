@@ -82,6 +82,7 @@ struct ann_cql_conn {
 
     /* guarded by mu */
     int state;
+    int64_t last_rx_ms; /* when the current socket last delivered a frame */
     bool reader_running;
     pthread_t reader;
     attempt **slots;
@@ -93,6 +94,13 @@ struct ann_cql_conn {
 
 /* ------------------------------------------------------------------ */
 /* time and sockets                                                     */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void sleep_ms(int ms)
 {
@@ -400,11 +408,13 @@ static void *reader_main(void *arg)
         ann_cql_result r;
         int rc = read_frame(in, c->max_frame, &r, &err);
         if (rc == -1 || rc == -2) break; /* lost, or framing can no longer be trusted */
+        pthread_mutex_lock(&c->mu);
+        c->last_rx_ms = now_ms();
         if (r.stream < 0) { /* EVENT: not registered for, ignored */
+            pthread_mutex_unlock(&c->mu);
             ann_cql_result_release(&r);
             continue;
         }
-        pthread_mutex_lock(&c->mu);
         attempt *a = r.stream < c->max_streams ? c->slots[r.stream] : NULL;
         if (!a) {
             pthread_mutex_unlock(&c->mu);
@@ -479,6 +489,7 @@ static int ensure_up(ann_cql_conn *c, ann_err *err)
         c->fd = fd;
         c->gen++;
         c->state = ST_UP;
+        c->last_rx_ms = now_ms();
         c->stats.connects++;
         pthread_mutex_unlock(&c->mu);
         break;
@@ -579,7 +590,10 @@ static void future_free(ann_cql_future *f)
 }
 
 /* Waits for f->cur. Returns with mu released; on timeout the attempt is
- * abandoned to the stream table and f->cur is a fresh finished attempt. */
+ * abandoned to the stream table and f->cur is a fresh finished attempt.
+ * A timeout during which the socket delivered nothing at all means the peer
+ * is gone without closing (a half-open connection): the socket is shut down,
+ * so everything in flight fails over and the next request reconnects. */
 static void attempt_wait(ann_cql_future *f)
 {
     ann_cql_conn *c = f->c;
@@ -589,7 +603,16 @@ static void attempt_wait(ann_cql_future *f)
     while (!a->done) {
         if (pthread_cond_timedwait(&a->cond, &c->mu, &dl) == ETIMEDOUT && !a->done) {
             a->abandoned = true;
+            uint64_t gen = a->gen;
+            bool silent = c->state == ST_UP && c->gen == gen &&
+                          now_ms() - c->last_rx_ms >= f->timeout_ms;
+            if (silent) c->state = ST_DOWN; /* the next submit reconnects */
             pthread_mutex_unlock(&c->mu);
+            if (silent) {
+                pthread_mutex_lock(&c->wmu);
+                if (c->gen == gen && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+                pthread_mutex_unlock(&c->wmu);
+            }
             attempt *t = calloc(1, sizeof *t);
             if (!t) abort(); /* no way to report: the old attempt is no longer ours */
             pthread_cond_init(&t->cond, NULL);

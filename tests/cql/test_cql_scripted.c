@@ -407,13 +407,38 @@ static void test_timeouts(void **state)
     assert_int_equal(seen_wait(f, "silent_a", 1), 1);
     assert_int_equal(run_t(c, "silent_b", true, 150, &r, &err), -1);
     assert_int_equal(seen_wait(f, "silent_b", 4), 4);
-    /* timed-out streams stay reserved; the connection still works */
+    /* a connection that delivered nothing for a whole timeout is taken for
+     * dead (half-open): each timeout above dropped it, every retry connected
+     * again, and the next request does too */
     assert_int_equal(run(c, "ok", false, &r, &err), 0);
     ann_cql_result_release(&r);
     ann_cql_stats st;
     ann_cql_conn_stats(c, &st);
-    assert_int_equal(st.in_flight, 5);
-    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.connects, 6);
+    /* while the socket delivers other answers, a timed-out request keeps its
+     * stream reserved (a late answer cannot be taken for another) and the
+     * connection stays */
+    ann_cql_future *slow = ann_cql_query_async(c, "silent_c", NULL, &err);
+    assert_non_null(slow);
+    ann_cql_params p;
+    ann_cql_params_init(&p);
+    p.timeout_ms = 1500;
+    ann_cql_future *late = ann_cql_query_async(c, "silent_d", &p, &err);
+    assert_non_null(late);
+    for (int i = 0; i < 100; i++) { /* traffic all the while silent_d waits */
+        assert_int_equal(run(c, "ok", false, &r, &err), 0);
+        ann_cql_result_release(&r);
+        usleep(20000);
+    }
+    assert_int_equal(ann_cql_future_wait(late, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "timed out"));
+    ann_cql_conn_stats(c, &st);
+    assert_int_equal(st.connects, 6);
+    assert_int_equal(st.in_flight, 2); /* silent_c waiting, silent_d abandoned */
+    ann_cql_conn_break(c);
+    assert_int_equal(ann_cql_future_wait(slow, &r, &err), -1); /* lost, not idempotent */
+    assert_non_null(strstr(err.msg, "connection lost"));
     ann_cql_conn_free(c);
     fake_stop(f);
 }
