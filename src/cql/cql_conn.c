@@ -527,7 +527,10 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
     pthread_cond_init(&a->cond, NULL);
     f->cur = a;
 
-    if (ensure_up(c, &a->err) < 0) {
+    pthread_mutex_lock(&c->mu);
+    bool up = c->state == ST_UP;
+    pthread_mutex_unlock(&c->mu);
+    if (!up && ensure_up(c, &a->err) < 0) { /* connect_mu only off the fast path */
         a->rc = -1;
         a->done = true;
         return 0;
