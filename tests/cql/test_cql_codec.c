@@ -434,6 +434,17 @@ static void test_encode_startup_options(void **state)
     assert_int_equal(ann_cql_encode_auth_response(&b, "\0u\0p", 4, &err), 0);
     static const uint8_t auth[] = {0x04, 0, 0, 0, 0x0f, 0, 0, 0, 8, 0, 0, 0, 4, 0, 'u', 0, 'p'};
     assert_memory_equal(b.p, auth, sizeof auth);
+    const char *ev[] = {"SCHEMA_CHANGE", "UP"};
+    assert_int_equal(ann_cql_encode_register(&b, ev, 2, &err), 0);
+    static const uint8_t reg[] = {0x04, 0, 0, 0, 0x0b, 0, 0, 0, 21, 0, 2, 0, 13, 'S', 'C',
+                                  'H',  'E', 'M', 'A', '_', 'C', 'H', 'A', 'N', 'G', 'E', 0,
+                                  2,    'U', 'P'};
+    assert_int_equal(b.len, sizeof reg);
+    assert_memory_equal(b.p, reg, sizeof reg);
+    assert_int_equal(ann_cql_encode_prepare(&b, "SELECT 1", &err), 0);
+    static const uint8_t prep[] = {0x04, 0, 0, 0, 0x09, 0, 0, 0, 12, 0, 0, 0, 8,
+                                   'S',  'E', 'L', 'E', 'C', 'T', ' ', '1'};
+    assert_memory_equal(b.p, prep, sizeof prep);
     ann_cql_frame_set_stream(b.p, 0x1234);
     assert_int_equal(b.p[2], 0x12);
     assert_int_equal(b.p[3], 0x34);
