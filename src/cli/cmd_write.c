@@ -65,12 +65,12 @@ typedef struct writer {
     ann_buf line;
     uint64_t lineno; /* of the line being read */
     unsigned part;   /* chunks of it already emitted */
-    int line_bad;    /* it had bytes replaced with U+FFFD */
+    size_t line_bad; /* invalid UTF-8 sequences replaced in it so far */
     size_t text_limit; /* most text bytes one entry can carry */
     char *text;        /* scratch of text_limit + 1 bytes */
 
     /* Totals for the summary. */
-    uint64_t lines, entries_sent, requests, bad_lines, warnings;
+    uint64_t lines, entries_sent, requests, bad_lines;
     char first_id[32], last_id[32];
 } writer;
 
@@ -194,14 +194,7 @@ static int emit_prefix(writer *w, int final)
     size_t len, n_invalid = 0;
     size_t used = ann_cli_utf8_repair_prefix((const char *)w->line.data, w->line.len,
                                              w->text_limit, final, w->text, &len, &n_invalid);
-    if (n_invalid) {
-        w->line_bad = 1;
-        if (w->warnings++ < MAX_WARNINGS)
-            fprintf(w->cli->err,
-                    "annals write: line %" PRIu64 ": %zu invalid UTF-8 sequence%s replaced with "
-                    "U+FFFD\n",
-                    w->lineno, n_invalid, n_invalid == 1 ? "" : "s");
-    }
+    w->line_bad += n_invalid;
     unsigned part = final && w->part == 0 && used == w->line.len ? 0 : ++w->part;
     int rc = add_entry(w, w->text, len, part);
     memmove(w->line.data, w->line.data + used, w->line.len - used);
@@ -223,8 +216,14 @@ static int end_line(writer *w)
         if ((rc = emit_prefix(w, 1)))
             return rc;
     } while (w->line.len > 0);
-    if (w->line_bad)
+    if (w->line_bad) {
         w->bad_lines++;
+        if (w->bad_lines <= MAX_WARNINGS)
+            fprintf(w->cli->err,
+                    "annals write: line %" PRIu64 ": %zu invalid UTF-8 sequence%s replaced with "
+                    "U+FFFD\n",
+                    w->lineno, w->line_bad, w->line_bad == 1 ? "" : "s");
+    }
     w->lines++;
     w->lineno++;
     w->part = 0;

@@ -506,3 +506,30 @@ def test_tail_and_write_survive_a_server_restart(own_server):
                                                                  "five"]
     finally:
         c.close()
+
+
+def test_tls_with_ca_file(tmp_path):
+    crt, tls_key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(tls_key), "-out", str(crt), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    s = Server(str(tmp_path / "data"), extra_args=["--tls-cert", str(crt), "--tls-key", str(tls_key)])
+    s.start()
+    try:
+        key = s.tenant("tls")
+        p = ok(run(s, key, "log", "create", env_extra={"ANNALS_CA_FILE": str(crt)}))
+        log_id = p.stdout.decode().strip()
+        ok(run(s, key, "write", log_id, "--source", "t", input=b"over tls\n",
+               env_extra={"ANNALS_CA_FILE": str(crt)}))
+        rows = parse_lines(ok(run(s, key, "list", log_id,
+                                  env_extra={"ANNALS_CA_FILE": str(crt)})).stdout)
+        assert [r[3] for r in rows] == [b"over tls"]
+        # Plaintext against a TLS server, and TLS without the right root: no connection.
+        assert run(s, key, "log", "get", log_id).returncode == EXIT_UNAVAILABLE
+        assert run(s, key, "log", "get", log_id,
+                   env_extra={"ANNALS_TLS": "1"}).returncode == EXIT_UNAVAILABLE
+        p = run(s, key, "log", "get", log_id, env_extra={"ANNALS_CA_FILE": str(tmp_path / "none")})
+        assert p.returncode == EXIT_USAGE and b"ANNALS_CA_FILE" in p.stderr
+    finally:
+        s.stop()
