@@ -153,8 +153,6 @@ int ann_cmd_revoke(ann_cli *cli, int argc, char **argv)
     }
     if (argc - optind < 2 || !reason)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "usage: annals revoke LOG ID... --reason R");
-    if (!reason[0])
-        return ann_cli_fail(cli, ANN_EXIT_USAGE, "--reason: must not be empty");
     if (!ann_cli_utf8_valid(reason, strlen(reason)))
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "--reason: not valid UTF-8");
     req.log_id = argv[optind];
