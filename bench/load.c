@@ -138,8 +138,8 @@ static proc_sample proc_read(int pid)
          * 14 utime and 15 stime in clock ticks. */
         char *p2 = strrchr(buf, ')');
         unsigned long ut = 0, stt = 0;
-        if (p2 && sscanf(p2 + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                         &stt) == 2) {
+        if (p2 &&
+            sscanf(p2 + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2) {
             p.cpu_s = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
             p.ok = 1;
         }
@@ -192,7 +192,8 @@ static ann_client *connect_client(const opts *o, int own)
 static char *create_log(ann_client *c, const char *bench)
 {
     Annals__V1__CreateLogRequest req = ANNALS__V1__CREATE_LOG_REQUEST__INIT;
-    Annals__V1__CreateLogRequest__LabelsEntry lab = ANNALS__V1__CREATE_LOG_REQUEST__LABELS_ENTRY__INIT;
+    Annals__V1__CreateLogRequest__LabelsEntry lab =
+        ANNALS__V1__CREATE_LOG_REQUEST__LABELS_ENTRY__INIT;
     Annals__V1__CreateLogRequest__LabelsEntry *labp = &lab;
     Annals__Wire__V1__CreateLogResponse *resp;
     ann_rpc_status st;
@@ -252,7 +253,8 @@ typedef struct worker {
 static void worker_build(worker *w)
 {
     const opts *o = w->o;
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     Annals__Wire__V1__LogEntry *entries = calloc((size_t)o->batch, sizeof *entries);
     Annals__Wire__V1__LogEntry **ptrs = calloc((size_t)o->batch, sizeof *ptrs);
     char *ids = calloc((size_t)o->batch, 32);
@@ -456,7 +458,8 @@ static void *filler_run(void *arg)
     const opts *o = f->o;
     ann_client *c = connect_client(o, 1);
     int batch = 1000;
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     Annals__Wire__V1__LogEntry *entries = calloc((size_t)batch, sizeof *entries);
     Annals__Wire__V1__LogEntry **ptrs = calloc((size_t)batch, sizeof *ptrs);
     Annals__Wire__V1__Timestamp *times = calloc((size_t)batch, sizeof *times);
@@ -497,7 +500,8 @@ static void *filler_run(void *arg)
         }
         req.n_entries = n;
         packed.len = 0;
-        ann_buf_reserve(&packed, annals__wire__v1__write_log_entries_request__get_packed_size(&req));
+        ann_buf_reserve(&packed,
+                        annals__wire__v1__write_log_entries_request__get_packed_size(&req));
         packed.len = annals__wire__v1__write_log_entries_request__pack(&req, packed.data);
         for (int attempt = 0;; attempt++) {
             if (ann_client_unary(c, ANN_METHOD_WRITE_LOG_ENTRIES, packed.data, packed.len, 60000,
@@ -521,8 +525,7 @@ static void *filler_run(void *arg)
 }
 
 static int list_page(ann_client *c, const char *log, int64_t start_ns, int64_t end_ns,
-                     const char *token, int page_size, size_t *n_entries, char **next,
-                     uint64_t *us)
+                     const char *token, int page_size, size_t *n_entries, char **next, uint64_t *us)
 {
     Annals__V1__ListLogEntriesRequest req = ANNALS__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
     Google__Protobuf__Timestamp s = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -547,7 +550,8 @@ static int list_page(ann_client *c, const char *log, int64_t start_ns, int64_t e
     int rc = ann_rpc_list_log_entries(c, &req, 30000, &resp, &st);
     *us = (now_ns() - t0) / 1000;
     if (rc < 0) {
-        fprintf(stderr, "annals-load: ListLogEntries: %s: %s\n", ann_rpc_code_name(st.code), st.msg);
+        fprintf(stderr, "annals-load: ListLogEntries: %s: %s\n", ann_rpc_code_name(st.code),
+                st.msg);
         return -1;
     }
     *n_entries = resp->n_entries;
@@ -607,8 +611,9 @@ static int run_query(const opts *o)
             short_pages++;
         /* A page deep in the log: where a time in its second half lands, then
          * the page after it through its token. */
-        int64_t deep_start = t0_ns + span_ns / 2 +
-                             (int64_t)(rng_next(&rng) % (uint64_t)(span_ns / 2 - span_ns / 100 + 1));
+        int64_t deep_start =
+            t0_ns + span_ns / 2 +
+            (int64_t)(rng_next(&rng) % (uint64_t)(span_ns / 2 - span_ns / 100 + 1));
         if (list_page(c, log, deep_start, 0, NULL, o->page_size, &got, &next, &us) < 0 || !next) {
             errors++;
             free(next);
@@ -733,7 +738,8 @@ static int run_tail(const opts *o)
         usleep(1000);
     usleep(200000); /* let the stream settle */
 
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     Annals__Wire__V1__LogEntry e = ANNALS__WIRE__V1__LOG_ENTRY__INIT, *ep = &e;
     ann_buf pack = ANN_BUF_INIT, resp = ANN_BUF_INIT;
     ann_rpc_status st;
@@ -761,10 +767,10 @@ static int run_tail(const opts *o)
         size_t plen = annals__wire__v1__write_log_entries_request__pack(&req, pack.data);
         uint64_t t0 = now_ns();
         atomic_store(&t.sent_ns[seq], t0);
-        if (ann_client_unary(c, ANN_METHOD_WRITE_LOG_ENTRIES, pack.data, plen, 30000, &resp, &st) < 0) {
+        if (ann_client_unary(c, ANN_METHOD_WRITE_LOG_ENTRIES, pack.data, plen, 30000, &resp, &st) <
+            0) {
             if (!errors++)
-                fprintf(stderr, "annals-load: write: %s: %s\n", ann_rpc_code_name(st.code),
-                        st.msg);
+                fprintf(stderr, "annals-load: write: %s: %s\n", ann_rpc_code_name(st.code), st.msg);
             continue;
         }
         lat_add(&wlat, (now_ns() - t0) / 1000);
@@ -825,18 +831,31 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"addr", required_argument, NULL, 'A'},     {"token", required_argument, NULL, 'T'},
-        {"threads", required_argument, NULL, 't'},  {"batch", required_argument, NULL, 'b'},
-        {"entry-size", required_argument, NULL, 's'}, {"logs", required_argument, NULL, 'l'},
-        {"duration", required_argument, NULL, 'd'}, {"total", required_argument, NULL, 'n'},
+        {"addr", required_argument, NULL, 'A'},
+        {"token", required_argument, NULL, 'T'},
+        {"threads", required_argument, NULL, 't'},
+        {"batch", required_argument, NULL, 'b'},
+        {"entry-size", required_argument, NULL, 's'},
+        {"logs", required_argument, NULL, 'l'},
+        {"duration", required_argument, NULL, 'd'},
+        {"total", required_argument, NULL, 'n'},
         {"server-pid", required_argument, NULL, 'p'},
         {"log-entries", required_argument, NULL, 'N'},
-        {"queries", required_argument, NULL, 'q'},  {"page-size", required_argument, NULL, 'P'},
-        {"rate", required_argument, NULL, 'r'},     {"help", no_argument, NULL, 'h'},
+        {"queries", required_argument, NULL, 'q'},
+        {"page-size", required_argument, NULL, 'P'},
+        {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    opts o = {.threads = 4, .batch = 1000, .entry_size = 200, .logs = 100, .duration = 20,
-              .log_entries = 1000000, .queries = 1000, .page_size = 100, .rate = 200};
+    opts o = {.threads = 4,
+              .batch = 1000,
+              .entry_size = 200,
+              .logs = 100,
+              .duration = 20,
+              .log_entries = 1000000,
+              .queries = 1000,
+              .page_size = 100,
+              .rate = 200};
     int c;
 
     if (argc < 2 || argv[1][0] == '-') {
@@ -849,21 +868,51 @@ int main(int argc, char **argv)
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'A': o.addr = optarg; break;
-        case 'T': o.token = optarg; break;
-        case 't': o.threads = atoi(optarg); break;
-        case 'b': o.batch = atoi(optarg); break;
-        case 's': o.entry_size = atoi(optarg); break;
-        case 'l': o.logs = atoi(optarg); break;
-        case 'd': o.duration = atof(optarg); break;
-        case 'n': o.total = strtoull(optarg, NULL, 10); break;
-        case 'p': o.server_pid = atoi(optarg); break;
-        case 'N': o.log_entries = strtoull(optarg, NULL, 10); break;
-        case 'q': o.queries = atoi(optarg); break;
-        case 'P': o.page_size = atoi(optarg); break;
-        case 'r': o.rate = atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'A':
+            o.addr = optarg;
+            break;
+        case 'T':
+            o.token = optarg;
+            break;
+        case 't':
+            o.threads = atoi(optarg);
+            break;
+        case 'b':
+            o.batch = atoi(optarg);
+            break;
+        case 's':
+            o.entry_size = atoi(optarg);
+            break;
+        case 'l':
+            o.logs = atoi(optarg);
+            break;
+        case 'd':
+            o.duration = atof(optarg);
+            break;
+        case 'n':
+            o.total = strtoull(optarg, NULL, 10);
+            break;
+        case 'p':
+            o.server_pid = atoi(optarg);
+            break;
+        case 'N':
+            o.log_entries = strtoull(optarg, NULL, 10);
+            break;
+        case 'q':
+            o.queries = atoi(optarg);
+            break;
+        case 'P':
+            o.page_size = atoi(optarg);
+            break;
+        case 'r':
+            o.rate = atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!o.addr || !*o.addr)

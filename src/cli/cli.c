@@ -35,20 +35,27 @@ static const char usage_text[] =
 int ann_cli_exit_code(int code)
 {
     switch (code) {
-    case ANN_RPC_OK: return ANN_EXIT_OK;
-    case ANN_RPC_NOT_FOUND: return ANN_EXIT_NOT_FOUND;
+    case ANN_RPC_OK:
+        return ANN_EXIT_OK;
+    case ANN_RPC_NOT_FOUND:
+        return ANN_EXIT_NOT_FOUND;
     case ANN_RPC_UNAUTHENTICATED:
-    case ANN_RPC_PERMISSION_DENIED: return ANN_EXIT_AUTH;
+    case ANN_RPC_PERMISSION_DENIED:
+        return ANN_EXIT_AUTH;
     case ANN_RPC_INVALID_ARGUMENT:
     case ANN_RPC_FAILED_PRECONDITION:
     case ANN_RPC_OUT_OF_RANGE:
-    case ANN_RPC_ALREADY_EXISTS: return ANN_EXIT_INVALID;
+    case ANN_RPC_ALREADY_EXISTS:
+        return ANN_EXIT_INVALID;
     case ANN_RPC_UNAVAILABLE:
     case ANN_RPC_DEADLINE_EXCEEDED:
     case ANN_RPC_ABORTED:
-    case ANN_RPC_CANCELLED: return ANN_EXIT_UNAVAILABLE;
-    case ANN_RPC_RESOURCE_EXHAUSTED: return ANN_EXIT_EXHAUSTED;
-    default: return ANN_EXIT_FAILED;
+    case ANN_RPC_CANCELLED:
+        return ANN_EXIT_UNAVAILABLE;
+    case ANN_RPC_RESOURCE_EXHAUSTED:
+        return ANN_EXIT_EXHAUSTED;
+    default:
+        return ANN_EXIT_FAILED;
     }
 }
 

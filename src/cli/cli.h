@@ -18,27 +18,27 @@
 
 enum {
     ANN_EXIT_OK = 0,
-    ANN_EXIT_FAILED = 1,       /* any other error: INTERNAL, UNKNOWN, DATA_LOSS, ... */
-    ANN_EXIT_USAGE = 2,        /* bad command line or environment */
-    ANN_EXIT_NOT_FOUND = 3,    /* NOT_FOUND */
-    ANN_EXIT_AUTH = 4,         /* UNAUTHENTICATED, PERMISSION_DENIED */
-    ANN_EXIT_INVALID = 5,      /* INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE,
-                                  ALREADY_EXISTS */
-    ANN_EXIT_UNAVAILABLE = 6,  /* UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED
-                                  (after the retries) */
-    ANN_EXIT_EXHAUSTED = 7,    /* RESOURCE_EXHAUSTED */
-    ANN_EXIT_IO = 8,           /* reading stdin or writing stdout failed */
+    ANN_EXIT_FAILED = 1,      /* any other error: INTERNAL, UNKNOWN, DATA_LOSS, ... */
+    ANN_EXIT_USAGE = 2,       /* bad command line or environment */
+    ANN_EXIT_NOT_FOUND = 3,   /* NOT_FOUND */
+    ANN_EXIT_AUTH = 4,        /* UNAUTHENTICATED, PERMISSION_DENIED */
+    ANN_EXIT_INVALID = 5,     /* INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE,
+                                 ALREADY_EXISTS */
+    ANN_EXIT_UNAVAILABLE = 6, /* UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED
+                                 (after the retries) */
+    ANN_EXIT_EXHAUSTED = 7,   /* RESOURCE_EXHAUSTED */
+    ANN_EXIT_IO = 8,          /* reading stdin or writing stdout failed */
 };
 
 /* Per-invocation state. `stop` is set by SIGINT/SIGTERM handlers (tail). */
 typedef struct ann_cli {
-    const char *cmd;      /* "write", "log create", ... for messages */
-    ann_client *client;   /* connected lazily by ann_cli_connect() */
+    const char *cmd;    /* "write", "log create", ... for messages */
+    ann_client *client; /* connected lazily by ann_cli_connect() */
     const char *addr;
     const char *token;
     int tls;
-    char *roots_pem;      /* owned; NULL for system roots */
-    int64_t timeout_ms;   /* deadline of each unary call */
+    char *roots_pem;    /* owned; NULL for system roots */
+    int64_t timeout_ms; /* deadline of each unary call */
     FILE *out, *err;
     volatile sig_atomic_t *stop;
 } ann_cli;

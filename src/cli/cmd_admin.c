@@ -42,8 +42,9 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
         ptrs[req.n_labels++] = e;
     }
     if (optind != argc) {
-        rc = ann_cli_fail(cli, ANN_EXIT_USAGE, "unexpected argument (usage: annals log create "
-                                               "[--label k=v]...)");
+        rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
+                          "unexpected argument (usage: annals log create "
+                          "[--label k=v]...)");
         goto done;
     }
     req.labels = ptrs;

@@ -78,7 +78,9 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
                 return rc;
             req.end_time = &until;
             break;
-        case 'j': json = 1; break;
+        case 'j':
+            json = 1;
+            break;
         case 'p': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -100,7 +102,8 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
             req.min_severity = (Annals__V1__LogEntry__Severity)sev;
             break;
         }
-        default: return ann_cli_bad_option(cli, argv, c);
+        default:
+            return ann_cli_bad_option(cli, argv, c);
         }
     }
     if (argc - optind != 1)
@@ -226,9 +229,14 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 'a': after_arg = optarg; break;
-        case 'j': json = 1; break;
-        default: return ann_cli_bad_option(cli, argv, c);
+        case 'a':
+            after_arg = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        default:
+            return ann_cli_bad_option(cli, argv, c);
         }
     }
     if (argc - optind != 1)

@@ -63,9 +63,9 @@ typedef struct writer {
 
     /* The line being read (possibly across reads), raw bytes. */
     ann_buf line;
-    uint64_t lineno; /* of the line being read */
-    unsigned part;   /* chunks of it already emitted */
-    size_t line_bad; /* invalid UTF-8 sequences replaced in it so far */
+    uint64_t lineno;   /* of the line being read */
+    unsigned part;     /* chunks of it already emitted */
+    size_t line_bad;   /* invalid UTF-8 sequences replaced in it so far */
     size_t text_limit; /* most text bytes one entry can carry */
     char *text;        /* scratch of text_limit + 1 bytes */
 
@@ -96,7 +96,8 @@ static void copy_id(char dst[32], ProtobufCBinaryData id)
 /* Sends the batch, retrying what is safe to retry. Returns 0 or an exit code. */
 static int flush(writer *w)
 {
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     Annals__Wire__V1__WriteLogEntriesResponse *resp = NULL;
     ann_rpc_status st;
     int64_t backoff = BACKOFF_FIRST_MS;
@@ -192,8 +193,8 @@ static int add_entry(writer *w, const char *text, size_t len, unsigned part)
 static int emit_prefix(writer *w, int final)
 {
     size_t len, n_invalid = 0;
-    size_t used = ann_cli_utf8_repair_prefix((const char *)w->line.data, w->line.len,
-                                             w->text_limit, final, w->text, &len, &n_invalid);
+    size_t used = ann_cli_utf8_repair_prefix((const char *)w->line.data, w->line.len, w->text_limit,
+                                             final, w->text, &len, &n_invalid);
     w->line_bad += n_invalid;
     unsigned part = final && w->part == 0 && used == w->line.len ? 0 : ++w->part;
     int rc = add_entry(w, w->text, len, part);
@@ -348,8 +349,8 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
         case 's':
             if (!optarg[0] || strlen(optarg) > MAX_SOURCE ||
                 !ann_cli_utf8_valid(optarg, strlen(optarg))) {
-                rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
-                                  "--source: 1 to %d bytes of UTF-8 expected", MAX_SOURCE);
+                rc = ann_cli_fail(cli, ANN_EXIT_USAGE, "--source: 1 to %d bytes of UTF-8 expected",
+                                  MAX_SOURCE);
                 goto done;
             }
             w->source = optarg;
@@ -378,7 +379,9 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
             lptrs[w->n_labels++] = e;
             break;
         }
-        default: rc = ann_cli_bad_option(cli, argv, c); goto done;
+        default:
+            rc = ann_cli_bad_option(cli, argv, c);
+            goto done;
         }
     }
     if (argc - optind != 1) {
@@ -414,8 +417,9 @@ int ann_cmd_write(ann_cli *cli, int argc, char **argv)
         goto done;
     rc = read_input(w, 0);
     if (rc == 0) {
-        fprintf(cli->err, "annals write: %" PRIu64 " line%s, %" PRIu64 " entr%s in %" PRIu64
-                          " request%s (source ",
+        fprintf(cli->err,
+                "annals write: %" PRIu64 " line%s, %" PRIu64 " entr%s in %" PRIu64
+                " request%s (source ",
                 w->lines, w->lines == 1 ? "" : "s", w->entries_sent,
                 w->entries_sent == 1 ? "y" : "ies", w->requests, w->requests == 1 ? "" : "s");
         ann_cli_put_term_str(cli->err, w->source);

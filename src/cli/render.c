@@ -14,9 +14,8 @@ static const struct {
     int value;
     const char *name;
 } severities[] = {
-    {0, "UNSPECIFIED"}, {100, "TRACE"},    {200, "DEBUG"},    {300, "INFO"},
-    {400, "NOTICE"},    {500, "WARNING"},  {600, "ERROR"},    {700, "CRITICAL"},
-    {800, "ALERT"},     {900, "EMERGENCY"},
+    {0, "UNSPECIFIED"}, {100, "TRACE"}, {200, "DEBUG"},    {300, "INFO"},  {400, "NOTICE"},
+    {500, "WARNING"},   {600, "ERROR"}, {700, "CRITICAL"}, {800, "ALERT"}, {900, "EMERGENCY"},
 };
 
 const char *ann_cli_severity_name(int sev)
@@ -97,10 +96,18 @@ static void put_value(FILE *f, const Annals__Wire__V1__Value *v, int depth)
         return;
     }
     switch (v->kind_case) {
-    case ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE: put_number(f, v->number_value); break;
-    case ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE: ANN_CLI_PUT_JSON_BYTES(f, v->string_value); break;
-    case ANNALS__WIRE__V1__VALUE__KIND_BOOL_VALUE: fputs(v->bool_value ? "true" : "false", f); break;
-    case ANNALS__WIRE__V1__VALUE__KIND_STRUCT_VALUE: put_struct(f, v->struct_value, depth + 1); break;
+    case ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE:
+        put_number(f, v->number_value);
+        break;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE:
+        ANN_CLI_PUT_JSON_BYTES(f, v->string_value);
+        break;
+    case ANNALS__WIRE__V1__VALUE__KIND_BOOL_VALUE:
+        fputs(v->bool_value ? "true" : "false", f);
+        break;
+    case ANNALS__WIRE__V1__VALUE__KIND_STRUCT_VALUE:
+        put_struct(f, v->struct_value, depth + 1);
+        break;
     case ANNALS__WIRE__V1__VALUE__KIND_LIST_VALUE:
         fputc('[', f);
         if (v->list_value)
@@ -111,7 +118,9 @@ static void put_value(FILE *f, const Annals__Wire__V1__Value *v, int depth)
             }
         fputc(']', f);
         break;
-    default: fputs("null", f); break;
+    default:
+        fputs("null", f);
+        break;
     }
 }
 
@@ -155,17 +164,17 @@ void ann_cli_print_entry_text(FILE *f, const Annals__Wire__V1__LogEntry *e)
 }
 
 /* Labels arrive as map entries (key, value); both are untrusted strings. */
-#define PUT_LABELS(f, n, labels)                                                               \
-    do {                                                                                       \
-        fputc('{', f);                                                                         \
-        for (size_t i_ = 0; i_ < (n); i_++) {                                                  \
-            if (i_)                                                                            \
-                fputc(',', f);                                                                 \
-            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->key);                                           \
-            fputc(':', f);                                                                     \
-            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->value);                                         \
-        }                                                                                      \
-        fputc('}', f);                                                                         \
+#define PUT_LABELS(f, n, labels)                                                                   \
+    do {                                                                                           \
+        fputc('{', f);                                                                             \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                      \
+            if (i_)                                                                                \
+                fputc(',', f);                                                                     \
+            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->key);                                          \
+            fputc(':', f);                                                                         \
+            ANN_CLI_PUT_JSON_BYTES(f, (labels)[i_]->value);                                        \
+        }                                                                                          \
+        fputc('}', f);                                                                             \
     } while (0)
 
 void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e)

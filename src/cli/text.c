@@ -160,11 +160,21 @@ void ann_cli_put_term(FILE *f, const char *s, size_t n)
         }
         fwrite(p + run, 1, i - run, f);
         switch (b) {
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default: fprintf(f, "\\x%02x", b); break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            fprintf(f, "\\x%02x", b);
+            break;
         }
         i++;
         run = i;
@@ -210,14 +220,30 @@ void ann_cli_put_json_str(FILE *f, const char *s, size_t n)
         }
         fwrite(p + run, 1, i - run, f);
         switch (b) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        default: fprintf(f, "\\u%04x", b); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        case '\b':
+            fputs("\\b", f);
+            break;
+        case '\f':
+            fputs("\\f", f);
+            break;
+        default:
+            fprintf(f, "\\u%04x", b);
+            break;
         }
         i++;
         run = i;

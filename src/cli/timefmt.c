@@ -83,7 +83,7 @@ static int parse_relative(const char *s, int64_t now_sec, int32_t now_nsec, int6
 }
 
 int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
-                   int32_t *nsec, ann_err *err)
+                       int32_t *nsec, ann_err *err)
 {
     const char *p = s;
     int y, mo, d, h = 0, mi = 0, se = 0;
@@ -107,8 +107,7 @@ int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t
         *nsec = 0;
         return 0;
     }
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         goto bad;
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (unsigned)mo))
         return ann_err_set(err, ANN_EINVAL, "time \"%s\": no such date", s);
@@ -140,14 +139,14 @@ int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t
                 goto bad;
             off = sign * (int64_t)(oh * 3600 + om * 60);
         } else {
-            return ann_err_set(err, ANN_EINVAL,
-                               "time \"%s\": needs a zone: Z or +HH:MM (RFC 3339)", s);
+            return ann_err_set(err, ANN_EINVAL, "time \"%s\": needs a zone: Z or +HH:MM (RFC 3339)",
+                               s);
         }
         if (*p)
             goto bad;
     }
-    int64_t v = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-                se - off;
+    int64_t v =
+        days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
     if (v < MIN_SEC || v >= MAX_SEC)
         return ann_err_set(err, ANN_EINVAL, "time \"%s\": outside years 0001..9999", s);
     *sec = v;

@@ -24,7 +24,7 @@
  * err naming what is wrong.
  */
 int ann_cli_time_parse(const char *s, int64_t now_sec, int32_t now_nsec, int64_t *sec,
-                   int32_t *nsec, ann_err *err);
+                       int32_t *nsec, ann_err *err);
 
 /*
  * Writes "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" for a valid protobuf Timestamp

@@ -27,10 +27,22 @@ static char tag_send, tag_status, tag_recv, tag_unary;
 const char *ann_rpc_code_name(int code)
 {
     static const char *const names[] = {
-        "OK",        "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",    "DATA_LOSS",
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
         "UNAUTHENTICATED",
     };
     if (code < 0 || (size_t)code >= sizeof names / sizeof names[0])
@@ -148,8 +160,8 @@ int ann_client_new(const ann_client_opts *opts, ann_client **out, ann_rpc_status
     size_t nargs = 0;
     args[nargs].type = GRPC_ARG_INTEGER;
     args[nargs].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[nargs++].value.integer = opts->max_recv_bytes > 0 ? opts->max_recv_bytes
-                                                           : DEFAULT_MAX_RECV;
+    args[nargs++].value.integer =
+        opts->max_recv_bytes > 0 ? opts->max_recv_bytes : DEFAULT_MAX_RECV;
     args[nargs].type = GRPC_ARG_STRING;
     args[nargs].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
     args[nargs++].value.string = (char *)"annals-c/1";
@@ -322,9 +334,8 @@ struct ann_client_stream {
     int ended;        /* END was reported */
 };
 
-int ann_client_stream_start(ann_client *c, const char *method, const void *req,
-                            size_t req_len, int64_t timeout_ms, ann_client_stream **out,
-                            ann_rpc_status *st)
+int ann_client_stream_start(ann_client *c, const char *method, const void *req, size_t req_len,
+                            int64_t timeout_ms, ann_client_stream **out, ann_rpc_status *st)
 {
     ann_client_stream *s = calloc(1, sizeof *s);
     grpc_op ops[3];
@@ -428,8 +439,8 @@ int ann_client_stream_next(ann_client_stream *s, int wait_ms, ann_buf *msg, ann_
             s->ended = 1;
             /* Keep the local failure as the final status. */
             while (!s->got_status) {
-                grpc_event ev = grpc_completion_queue_next(
-                    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+                grpc_event ev =
+                    grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
                 if (ev.type == GRPC_OP_COMPLETE)
                     stream_complete(s, ev.tag);
             }
@@ -444,8 +455,7 @@ int ann_client_stream_next(ann_client_stream *s, int wait_ms, ann_buf *msg, ann_
 wait_status:
     /* No message: the server is done; its status follows (or has come). */
     while (!s->got_status) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                   NULL);
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_OP_COMPLETE)
             stream_complete(s, ev.tag);
     }
@@ -469,8 +479,8 @@ void ann_client_stream_free(ann_client_stream *s)
         if (!s->got_status)
             grpc_call_cancel(s->call, NULL);
         while (s->pending > 0) {
-            grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                       NULL);
+            grpc_event ev =
+                grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
             if (ev.type == GRPC_OP_COMPLETE)
                 stream_complete(s, ev.tag);
         }

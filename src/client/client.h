@@ -104,9 +104,8 @@ typedef struct ann_client_stream ann_client_stream;
  * timeout_ms <= 0 means no deadline. On success *out owns the stream (free
  * it with ann_client_stream_free()); on failure *out is NULL.
  */
-int ann_client_stream_start(ann_client *c, const char *method, const void *req,
-                            size_t req_len, int64_t timeout_ms, ann_client_stream **out,
-                            ann_rpc_status *st);
+int ann_client_stream_start(ann_client *c, const char *method, const void *req, size_t req_len,
+                            int64_t timeout_ms, ann_client_stream **out, ann_rpc_status *st);
 
 /* What ann_client_stream_next() found. */
 enum {

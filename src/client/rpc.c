@@ -40,13 +40,13 @@ done:
     return rc;
 }
 
-#define TYPED_CALL(fn, Req, Resp, method, desc)                                                \
-    int fn(ann_client *c, const Req *req, int64_t timeout_ms, Resp **resp, ann_rpc_status *st) \
-    {                                                                                          \
-        ProtobufCMessage *m = NULL;                                                            \
-        int rc = ann_rpc_call(c, method, &req->base, &desc, timeout_ms, &m, st);               \
-        *resp = (Resp *)m;                                                                     \
-        return rc;                                                                             \
+#define TYPED_CALL(fn, Req, Resp, method, desc)                                                    \
+    int fn(ann_client *c, const Req *req, int64_t timeout_ms, Resp **resp, ann_rpc_status *st)     \
+    {                                                                                              \
+        ProtobufCMessage *m = NULL;                                                                \
+        int rc = ann_rpc_call(c, method, &req->base, &desc, timeout_ms, &m, st);                   \
+        *resp = (Resp *)m;                                                                         \
+        return rc;                                                                                 \
     }
 
 TYPED_CALL(ann_rpc_create_log, Annals__V1__CreateLogRequest, Annals__Wire__V1__CreateLogResponse,
@@ -80,8 +80,8 @@ int ann_rpc_tail_start(ann_client *c, const Annals__V1__TailLogEntriesRequest *r
     return rc;
 }
 
-int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__Wire__V1__TailLogEntriesResponse **resp,
-                      ann_rpc_status *st)
+int ann_rpc_tail_next(ann_client_stream *s, int wait_ms,
+                      Annals__Wire__V1__TailLogEntriesResponse **resp, ann_rpc_status *st)
 {
     ann_buf msg = {0};
     int r = ann_client_stream_next(s, wait_ms, &msg, st);

@@ -36,21 +36,20 @@ int ann_rpc_call(ann_client *c, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
                  ProtobufCMessage **resp, ann_rpc_status *st);
 
-int ann_rpc_create_log(ann_client *c, const Annals__V1__CreateLogRequest *req,
-                       int64_t timeout_ms, Annals__Wire__V1__CreateLogResponse **resp,
-                       ann_rpc_status *st);
+int ann_rpc_create_log(ann_client *c, const Annals__V1__CreateLogRequest *req, int64_t timeout_ms,
+                       Annals__Wire__V1__CreateLogResponse **resp, ann_rpc_status *st);
 int ann_rpc_get_log(ann_client *c, const Annals__V1__GetLogRequest *req, int64_t timeout_ms,
                     Annals__Wire__V1__GetLogResponse **resp, ann_rpc_status *st);
-int ann_rpc_delete_log(ann_client *c, const Annals__V1__DeleteLogRequest *req,
-                       int64_t timeout_ms, Annals__Wire__V1__DeleteLogResponse **resp,
-                       ann_rpc_status *st);
+int ann_rpc_delete_log(ann_client *c, const Annals__V1__DeleteLogRequest *req, int64_t timeout_ms,
+                       Annals__Wire__V1__DeleteLogResponse **resp, ann_rpc_status *st);
 /* Writes go out in the wire view too, so payload bytes (NUL included) are sent
  * exactly. */
 int ann_rpc_write_log_entries(ann_client *c, const Annals__Wire__V1__WriteLogEntriesRequest *req,
                               int64_t timeout_ms, Annals__Wire__V1__WriteLogEntriesResponse **resp,
                               ann_rpc_status *st);
 int ann_rpc_revoke_log_entries(ann_client *c, const Annals__V1__RevokeLogEntriesRequest *req,
-                               int64_t timeout_ms, Annals__Wire__V1__RevokeLogEntriesResponse **resp,
+                               int64_t timeout_ms,
+                               Annals__Wire__V1__RevokeLogEntriesResponse **resp,
                                ann_rpc_status *st);
 int ann_rpc_list_log_entries(ann_client *c, const Annals__V1__ListLogEntriesRequest *req,
                              int64_t timeout_ms, Annals__Wire__V1__ListLogEntriesResponse **resp,
@@ -63,7 +62,7 @@ int ann_rpc_tail_start(ann_client *c, const Annals__V1__TailLogEntriesRequest *r
 /* Next tail message, as ann_client_stream_next(); on ANN_STREAM_MSG *resp owns
  * the unpacked message. A message that does not parse cancels the call and
  * reports END with INTERNAL. */
-int ann_rpc_tail_next(ann_client_stream *s, int wait_ms, Annals__Wire__V1__TailLogEntriesResponse **resp,
-                      ann_rpc_status *st);
+int ann_rpc_tail_next(ann_client_stream *s, int wait_ms,
+                      Annals__Wire__V1__TailLogEntriesResponse **resp, ann_rpc_status *st);
 
 #endif

@@ -38,7 +38,8 @@ static void term_keeps_plain_text(void **state)
 {
     (void)state;
     expect(TERM("hello, world"), "hello, world");
-    expect(TERM("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    expect(TERM("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+           "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     expect(TERM(""), "");
 }
 
@@ -50,7 +51,9 @@ static void term_escapes_controls(void **state)
     expect(TERM("nul\0x"), "nul\\x00x");
     expect(TERM("del\x7f bell\x07"), "del\\x7f bell\\x07");
     /* C1 CSI (U+009B) and NEL (U+0085), encoded in UTF-8 */
-    expect(TERM("\xc2\x9b" "2J\xc2\x85"), "\\u009b2J\\u0085");
+    expect(TERM("\xc2\x9b"
+                "2J\xc2\x85"),
+           "\\u009b2J\\u0085");
     /* Bidi override and line separator */
     expect(TERM("x\xe2\x80\xaey\xe2\x80\xa8z"), "x\\u202ey\\u2028z");
 }
@@ -58,11 +61,15 @@ static void term_escapes_controls(void **state)
 static void term_escapes_invalid_utf8(void **state)
 {
     (void)state;
-    expect(TERM("a\xff" "b"), "a\\xffb");
-    expect(TERM("\x9b" "1m"), "\\x9b1m");          /* raw 8-bit CSI */
-    expect(TERM("\xe2\x82"), "\\xe2\\x82");        /* truncated sequence */
+    expect(TERM("a\xff"
+                "b"),
+           "a\\xffb");
+    expect(TERM("\x9b"
+                "1m"),
+           "\\x9b1m");                               /* raw 8-bit CSI */
+    expect(TERM("\xe2\x82"), "\\xe2\\x82");          /* truncated sequence */
     expect(TERM("\xed\xa0\x80"), "\\xed\\xa0\\x80"); /* surrogate */
-    expect(TERM("\xc0\xaf"), "\\xc0\\xaf");        /* overlong */
+    expect(TERM("\xc0\xaf"), "\\xc0\\xaf");          /* overlong */
 }
 
 static void json_escapes(void **state)
@@ -100,7 +107,9 @@ static void repair_replaces_invalid_keeps_nul(void **state)
     (void)state;
     char *out = NULL;
     size_t len = 0, bad = 0;
-    const char in[] = "ok\xff" "x\0y\xe2\x82" "z\r";
+    const char in[] = "ok\xff"
+                      "x\0y\xe2\x82"
+                      "z\r";
     const char want[] = "ok\xef\xbf\xbdx\0y\xef\xbf\xbdz\r";
     assert_int_equal(ann_cli_utf8_repair(in, sizeof in - 1, &out, &len, &bad), 0);
     assert_int_equal(len, sizeof want - 1);
@@ -177,9 +186,8 @@ static void entry_text_is_one_safe_line(void **state)
     e.severity = 500;
     e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
     e.text_payload = BYTES("\x1b]0;pwned\x07line1\nline2\r\0after");
-    expect(render(ann_cli_print_entry_text, &e),
-           "42 2025-11-26T10:00:00.000000005Z WARNING "
-           "\\x1b]0;pwned\\x07line1\\nline2\\r\\x00after\n");
+    expect(render(ann_cli_print_entry_text, &e), "42 2025-11-26T10:00:00.000000005Z WARNING "
+                                                 "\\x1b]0;pwned\\x07line1\\nline2\\r\\x00after\n");
     e.redacted = 1;
     e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD__NOT_SET;
     e.severity = 1234; /* not in the enum: shown as a number */

@@ -66,8 +66,8 @@ static void rejects(void **state)
     (void)state;
     parse_bad("");
     parse_bad("yesterday");
-    parse_bad("2025-11-26T10:00:00");      /* no zone */
-    parse_bad("2025-02-29T00:00:00Z");     /* not a leap year */
+    parse_bad("2025-11-26T10:00:00");  /* no zone */
+    parse_bad("2025-02-29T00:00:00Z"); /* not a leap year */
     parse_bad("2025-13-01T00:00:00Z");
     parse_bad("2025-11-26T24:00:00Z");
     parse_bad("2025-11-26T10:00:00.Z");
@@ -85,7 +85,8 @@ static void format(void **state)
     assert_string_equal(ann_cli_time_format(NOW_S, 5, buf), "2025-11-26T10:00:00.000000005Z");
     assert_string_equal(ann_cli_time_format(0, 0, buf), "1970-01-01T00:00:00.000000000Z");
     assert_string_equal(ann_cli_time_format(-1, 999999999, buf), "1969-12-31T23:59:59.999999999Z");
-    assert_string_equal(ann_cli_time_format(253402300799LL, 0, buf), "9999-12-31T23:59:59.000000000Z");
+    assert_string_equal(ann_cli_time_format(253402300799LL, 0, buf),
+                        "9999-12-31T23:59:59.000000000Z");
     assert_string_equal(ann_cli_time_format(253402300800LL, 0, buf), "invalid-time:253402300800.0");
     assert_string_equal(ann_cli_time_format(0, -1, buf), "invalid-time:0.-1");
     assert_string_equal(ann_cli_time_format(0, 1000000000, buf), "invalid-time:0.1000000000");
@@ -109,10 +110,8 @@ static void round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rfc3339),
-        cmocka_unit_test(relative_and_other_forms),
-        cmocka_unit_test(rejects),
-        cmocka_unit_test(format),
+        cmocka_unit_test(rfc3339),    cmocka_unit_test(relative_and_other_forms),
+        cmocka_unit_test(rejects),    cmocka_unit_test(format),
         cmocka_unit_test(round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
