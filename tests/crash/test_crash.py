@@ -111,7 +111,11 @@ def check(c, book, where):
     """The invariants, after a restart. Returns {log_id: {insert_id: entry}}."""
     stored = {}
     for log_id in book.logs:
-        got = list_all(c, log_id)
+        try:
+            got = list_all(c, log_id)
+        except grpc.RpcError as e:
+            raise AssertionError(f"{where}: acknowledged log {log_id} unreadable: "
+                                 f"{e.code()} {e.details()}") from None
         ids = sorted(int(e.entry_id) for e in got)
         assert ids == list(range(1, len(got) + 1)), \
             f"{where}: log {log_id} ids not dense 1..{len(got)}: first gap near " \
