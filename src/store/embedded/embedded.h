@@ -1,0 +1,58 @@
+/*
+ * The embedded backend of the storage port (store.h): one process, one data
+ * directory, nothing else to run.
+ *
+ *   DIR/meta.db                     SQLite (WAL): secret, tenants, logs,
+ *                                   revocation audit records
+ *   DIR/logs/<tenant>/<log>.dat     one append-only data file per log
+ *   DIR/LOCK                        flock'd by the serving process
+ *
+ * File formats, recovery, group commit and memory use: docs/storage.md.
+ *
+ * Behaviour beyond store.h:
+ *  - list() and read_after() treat limit 0 as "no limit".
+ *  - tenant and log ids are 1..36 characters of [A-Za-z0-9_-] (they name
+ *    files); any other log id is simply not found, log_create refuses it.
+ *  - Stored data failing its checksum is ANN_ECORRUPT and is also reported on
+ *    stderr; a torn tail (the last, never acknowledged group commit) is cut
+ *    off when the log is opened, with a warning on stderr.
+ */
+#ifndef ANN_STORE_EMBEDDED_EMBEDDED_H
+#define ANN_STORE_EMBEDDED_EMBEDDED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+typedef enum ann_durability {
+    ANN_DURABILITY_FSYNC = 0, /* default: fdatasync/fsync before append, revoke,
+                                 delete and create return */
+    ANN_DURABILITY_NONE = 1,  /* no fsync at all: for benchmarks only */
+} ann_durability;
+
+typedef struct ann_store_embedded_opts {
+    ann_durability durability;
+    /* Open only the metadata, to create tenants while a server runs on the
+     * same directory: only secret, tenant_create and tenant_by_key work,
+     * everything else fails with ANN_EINVAL. */
+    bool admin_only;
+    size_t max_open_logs; /* open logs kept while idle (fd + index); 0: 256 */
+    size_t cache_bytes;   /* index memory of idle open logs; 0: 256 MiB */
+} ann_store_embedded_opts;
+
+/* Fills the defaults (all zero). */
+void ann_store_embedded_opts_init(ann_store_embedded_opts *o);
+
+/*
+ * Opens (creating if needed) the store in `dir`; opts may be NULL for the
+ * defaults. A serving (not admin_only) open takes DIR/LOCK, finishes
+ * half-done deletions and re-applies pending revocations before it returns;
+ * a second serving open of the same directory fails with ANN_EUNAVAIL.
+ * On success *out is the store; free it with ann_store_close().
+ */
+int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts,
+                            ann_store **out, ann_err *err);
+
+#endif

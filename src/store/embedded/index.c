@@ -1,0 +1,257 @@
+#include "store/embedded/index.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 65536u
+
+void ann_idx_init(ann_idx *x)
+{
+    memset(x, 0, sizeof *x);
+}
+
+void ann_idx_release(ann_idx *x)
+{
+    for (size_t i = 0; i < x->nchunks; i++) {
+        free(x->time_chunks[i]);
+        free(x->off_chunks[i]);
+    }
+    free(x->time_chunks);
+    free(x->off_chunks);
+    free(x->slots);
+    for (size_t i = 0; i < x->nruns; i++)
+        free(x->runs[i].ids);
+    free(x->runs);
+    memset(x, 0, sizeof *x);
+}
+
+static int key_cmp(ann_idx_key a, ann_idx_key b)
+{
+    if (a.time != b.time)
+        return a.time < b.time ? -1 : 1;
+    if (a.id != b.id)
+        return a.id < b.id ? -1 : 1;
+    return 0;
+}
+
+static ann_idx_key key_of(const ann_idx *x, uint64_t id)
+{
+    ann_idx_key k = {ann_idx_time(x, id), id};
+    return k;
+}
+
+static uint64_t run_at(const ann_idx_run *r, size_t i)
+{
+    return r->ids ? r->ids[i] : r->lo + i;
+}
+
+/* ---- dedup table ------------------------------------------------------- */
+
+static int slots_grow(ann_idx *x)
+{
+    uint64_t ncap = x->slots ? (x->mask + 1) * 2 : 1024;
+    uint64_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    uint64_t nmask = ncap - 1;
+    if (x->slots) {
+        for (uint64_t i = 0; i <= x->mask; i++) {
+            uint64_t s = x->slots[i];
+            if (!s)
+                continue;
+            uint64_t j = (s >> 32) & nmask;
+            while (ns[j])
+                j = (j + 1) & nmask;
+            ns[j] = s;
+        }
+        x->bytes -= (x->mask + 1) * sizeof(uint64_t);
+    }
+    free(x->slots);
+    x->slots = ns;
+    x->mask = nmask;
+    x->bytes += ncap * sizeof(uint64_t);
+    return 0;
+}
+
+uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t id, void *ud),
+                      void *ud)
+{
+    if (!x->slots)
+        return 0;
+    for (uint64_t j = tag & x->mask;; j = (j + 1) & x->mask) {
+        uint64_t s = x->slots[j];
+        if (!s)
+            return 0;
+        if ((uint32_t)(s >> 32) == tag && confirm((uint32_t)s, ud))
+            return (uint32_t)s;
+    }
+}
+
+/* ---- runs -------------------------------------------------------------- */
+
+static int merge_top(ann_idx *x)
+{
+    ann_idx_run *a = &x->runs[x->nruns - 2], *b = &x->runs[x->nruns - 1];
+    /* Two ranges that continue each other in time stay one range. */
+    if (!a->ids && !b->ids && a->hi + 1 == b->lo &&
+        ann_idx_time(x, b->lo) >= ann_idx_time(x, a->hi)) {
+        a->hi = b->hi;
+        a->n += b->n;
+        x->nruns--;
+        return 0;
+    }
+    size_t n = a->n + b->n;
+    uint32_t *m = malloc(n * sizeof *m);
+    if (!m)
+        return -1;
+    size_t i = 0, j = 0, k = 0;
+    while (i < a->n && j < b->n) {
+        uint64_t ia = run_at(a, i), ib = run_at(b, j);
+        if (key_cmp(key_of(x, ia), key_of(x, ib)) < 0) {
+            m[k++] = (uint32_t)ia;
+            i++;
+        } else {
+            m[k++] = (uint32_t)ib;
+            j++;
+        }
+    }
+    while (i < a->n)
+        m[k++] = (uint32_t)run_at(a, i++);
+    while (j < b->n)
+        m[k++] = (uint32_t)run_at(b, j++);
+    if (a->ids)
+        x->bytes -= a->n * sizeof(uint32_t);
+    if (b->ids)
+        x->bytes -= b->n * sizeof(uint32_t);
+    free(a->ids);
+    free(b->ids);
+    a->ids = m;
+    a->n = n;
+    a->lo = a->hi = 0;
+    x->bytes += n * sizeof(uint32_t);
+    x->nruns--;
+    return 0;
+}
+
+static int runs_add(ann_idx *x, uint64_t id, int64_t time)
+{
+    if (x->nruns) {
+        ann_idx_run *top = &x->runs[x->nruns - 1];
+        if (!top->ids && top->hi == id - 1 && time >= ann_idx_time(x, id - 1)) {
+            top->hi = id;
+            top->n++;
+            goto compact;
+        }
+    }
+    if (x->nruns == x->runs_cap) {
+        size_t ncap = x->runs_cap ? x->runs_cap * 2 : 8;
+        ann_idx_run *nr = realloc(x->runs, ncap * sizeof *nr);
+        if (!nr)
+            return -1;
+        x->runs = nr;
+        x->runs_cap = ncap;
+    }
+    x->runs[x->nruns++] = (ann_idx_run){.lo = id, .hi = id, .ids = NULL, .n = 1};
+compact:
+    /* Binary-counter merging: a run that reaches half of the run below it is
+     * merged into it. A merge failing for memory leaves the runs valid
+     * (just more of them). */
+    while (x->nruns >= 2 && x->runs[x->nruns - 1].n * 2 >= x->runs[x->nruns - 2].n) {
+        if (merge_top(x) != 0)
+            break;
+    }
+    return 0;
+}
+
+int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
+{
+    uint64_t id = x->n + 1;
+    if (id > ANN_IDX_MAX_ENTRIES)
+        return -1;
+    size_t chunk = (size_t)((id - 1) >> 16);
+    if (chunk == x->nchunks) {
+        if (x->nchunks == x->chunks_cap) {
+            size_t ncap = x->chunks_cap ? x->chunks_cap * 2 : 4;
+            int64_t **nt = realloc(x->time_chunks, ncap * sizeof *nt);
+            if (!nt)
+                return -1;
+            x->time_chunks = nt;
+            uint64_t **no = realloc(x->off_chunks, ncap * sizeof *no);
+            if (!no)
+                return -1;
+            x->off_chunks = no;
+            x->chunks_cap = ncap;
+        }
+        int64_t *t = malloc(CHUNK * sizeof *t);
+        uint64_t *o = malloc(CHUNK * sizeof *o);
+        if (!t || !o) {
+            free(t);
+            free(o);
+            return -1;
+        }
+        x->time_chunks[x->nchunks] = t;
+        x->off_chunks[x->nchunks] = o;
+        x->nchunks++;
+        x->bytes += CHUNK * (sizeof *t + sizeof *o);
+    }
+    if ((x->used + 1) * 4 > (x->slots ? (x->mask + 1) * 3 : 0) && slots_grow(x) != 0)
+        return -1;
+    x->time_chunks[chunk][(id - 1) & 0xffff] = time;
+    x->off_chunks[chunk][(id - 1) & 0xffff] = off;
+    if (runs_add(x, id, time) != 0)
+        return -1;
+    uint64_t j = tag & x->mask;
+    while (x->slots[j])
+        j = (j + 1) & x->mask;
+    x->slots[j] = ((uint64_t)tag << 32) | id;
+    x->used++;
+    x->n = id;
+    return 0;
+}
+
+/* ---- listing ----------------------------------------------------------- */
+
+/* First position in run r whose key is strictly greater than k. */
+static size_t run_upper(const ann_idx *x, const ann_idx_run *r, ann_idx_key k)
+{
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (key_cmp(key_of(x, run_at(r, mid)), k) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t max_id,
+                    uint64_t *out, size_t cap)
+{
+    enum { MAXR = 128 };
+    size_t pos[MAXR];
+    size_t nr = x->nruns < MAXR ? x->nruns : MAXR; /* O(log n) runs: never near MAXR */
+    size_t got = 0;
+    for (size_t r = 0; r < nr; r++)
+        pos[r] = run_upper(x, &x->runs[r], *after);
+    while (got < cap) {
+        size_t best = MAXR;
+        ann_idx_key bk = {0, 0};
+        for (size_t r = 0; r < nr; r++) {
+            if (pos[r] >= x->runs[r].n)
+                continue;
+            ann_idx_key k = key_of(x, run_at(&x->runs[r], pos[r]));
+            if (best == MAXR || key_cmp(k, bk) < 0) {
+                best = r;
+                bk = k;
+            }
+        }
+        if (best == MAXR || bk.time >= end)
+            break;
+        pos[best]++;
+        *after = bk;
+        if (bk.id <= max_id && bk.id <= x->n)
+            out[got++] = bk.id;
+    }
+    return got;
+}

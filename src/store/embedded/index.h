@@ -1,0 +1,83 @@
+/*
+ * ann_idx: the in-memory index of one log, rebuilt from its data file when the
+ * log is opened and extended by the committer.
+ *
+ * Layout (memory per entry, see docs/storage.md):
+ *  - time[id] and off[id] in chunks of 65,536 (8 + 8 bytes per entry; chunks
+ *    never move, so growth copies nothing);
+ *  - the insert_id dedup table: open addressing, one 8-byte slot holding
+ *    (32-bit hash tag << 32 | id); a tag hit is only a candidate, the caller
+ *    confirms it against the stored insert_id (≈ 11–21 bytes per entry);
+ *  - the (time, id) order as a few sorted runs: a run is either a range of
+ *    consecutive ids whose times do not decrease (0 bytes per entry: the
+ *    common, in-order case) or an array of 32-bit ids. Runs are merged like a
+ *    binary counter (a run is merged into the one below when it reaches half
+ *    its size), so there are O(log n) runs and out-of-order times cost
+ *    O(log n) amortised per entry.
+ *
+ * Ids are 1..n. Not thread-safe: the owner (embedded.c) locks.
+ */
+#ifndef ANN_STORE_EMBEDDED_INDEX_H
+#define ANN_STORE_EMBEDDED_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ANN_IDX_MAX_ENTRIES 0xFFFFFFFFull /* ids are 32-bit inside runs */
+
+typedef struct ann_idx_run {
+    uint64_t lo, hi; /* a range run: ids lo..hi (ids == NULL) */
+    uint32_t *ids;   /* an array run, sorted by (time, id) */
+    size_t n;        /* entries in the run */
+} ann_idx_run;
+
+typedef struct ann_idx {
+    uint64_t n; /* entries indexed: ids 1..n */
+    int64_t **time_chunks;
+    uint64_t **off_chunks;
+    size_t nchunks, chunks_cap;
+    uint64_t *slots; /* dedup table, 0 = empty */
+    uint64_t mask;   /* slots has mask+1 entries */
+    uint64_t used;
+    ann_idx_run *runs;
+    size_t nruns, runs_cap;
+    size_t bytes; /* heap bytes held, for the cache budget */
+} ann_idx;
+
+typedef struct ann_idx_key {
+    int64_t time;
+    uint64_t id;
+} ann_idx_key;
+
+void ann_idx_init(ann_idx *x);
+void ann_idx_release(ann_idx *x);
+
+static inline int64_t ann_idx_time(const ann_idx *x, uint64_t id)
+{
+    return x->time_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
+}
+static inline uint64_t ann_idx_off(const ann_idx *x, uint64_t id)
+{
+    return x->off_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
+}
+
+/* Adds entry n+1 with its time, file offset and insert_id hash tag.
+ * Returns 0, or -1 when memory ran out (the index is then unchanged). */
+int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag);
+
+/* Calls `confirm(id, ud)` for each id whose tag matches, until it returns
+ * true; returns that id, or 0 if none. */
+uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t id, void *ud),
+                      void *ud);
+
+/*
+ * Up to `cap` ids in (time, id) order, strictly after `*after`, with
+ * time < end and id <= max_id. `*after` is advanced past every entry looked
+ * at (also those skipped for id > max_id), so calling again continues.
+ * Returns the number written to out; 0 means the listing is exhausted.
+ */
+size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t max_id,
+                    uint64_t *out, size_t cap);
+
+#endif

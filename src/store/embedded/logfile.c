@@ -1,0 +1,281 @@
+#include "store/embedded/logfile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/embedded/hash.h"
+
+#define MAX_FRAME_LEN (1ull << 30) /* frames are capped far below this */
+
+void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e)
+{
+    uint32_t rec_len = (uint32_t)ann_lf_rec_size(e->insert_id_len, e->body_len);
+    ann_le32_put(p + 4, rec_len);
+    ann_le64_put(p + 8, id);
+    ann_le64_put(p + 16, (uint64_t)e->time_ns);
+    ann_le64_put(p + 24, (uint64_t)e->insert_time_ns);
+    ann_le32_put(p + 32, (uint32_t)e->severity);
+    ann_le32_put(p + 36, e->flags & ANN_ENTRY_REDACTED);
+    ann_le16_put(p + 40, (uint16_t)e->insert_id_len);
+    ann_le16_put(p + 42, 0);
+    ann_le32_put(p + 44, (uint32_t)e->body_len);
+    memcpy(p + ANN_LF_REC_HDR, e->insert_id, e->insert_id_len);
+    if (e->body_len)
+        memcpy(p + ANN_LF_REC_HDR + e->insert_id_len, e->body, e->body_len);
+    ann_le32_put(p, ann_crc32c(0, p + 4, rec_len - 4));
+}
+
+void ann_lf_frame_encode(uint8_t *p, uint64_t first_id, uint32_t count, uint64_t frame_len)
+{
+    ann_le32_put(p, ANN_LF_MAGIC);
+    ann_le64_put(p + 8, first_id);
+    ann_le32_put(p + 16, count);
+    ann_le32_put(p + 20, 0);
+    ann_le64_put(p + 24, frame_len);
+    ann_le32_put(p + 4, ann_crc32c(0, p + 8, 24));
+}
+
+static void fill_entry(const uint8_t *p, ann_entry *e, bool with_body)
+{
+    uint16_t iid_len = ann_le16_get(p + 40);
+    e->entry_id = ann_le64_get(p + 8);
+    e->time_ns = (int64_t)ann_le64_get(p + 16);
+    e->insert_time_ns = (int64_t)ann_le64_get(p + 24);
+    e->severity = (int32_t)ann_le32_get(p + 32);
+    e->flags = ann_le32_get(p + 36);
+    e->insert_id = (const char *)p + ANN_LF_REC_HDR;
+    e->insert_id_len = iid_len;
+    e->body = p + ANN_LF_REC_HDR + iid_len;
+    e->body_len = with_body ? ann_le32_get(p + 44) : 0;
+}
+
+int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len)
+{
+    *rec_len = 0;
+    if (avail < ANN_LF_REC_HDR)
+        return -1;
+    uint32_t len = ann_le32_get(p + 4);
+    uint16_t iid_len = ann_le16_get(p + 40);
+    uint32_t body_len = ann_le32_get(p + 44);
+    if (len < ANN_LF_REC_HDR + (uint32_t)iid_len || len > avail)
+        return -1;
+    *rec_len = len;
+    if ((uint64_t)ANN_LF_REC_HDR + iid_len + body_len > len)
+        return -1;
+    uint32_t crc = ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len + body_len);
+    if (crc != ann_le32_get(p))
+        return -1;
+    fill_entry(p, e, true);
+    return 0;
+}
+
+void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len)
+{
+    uint16_t iid_len = ann_le16_get(p + 40);
+    ann_le32_put(p + 36, ann_le32_get(p + 36) | ANN_ENTRY_REDACTED);
+    ann_le32_put(p + 44, 0);
+    memset(p + ANN_LF_REC_HDR + iid_len, 0, rec_len - ANN_LF_REC_HDR - iid_len);
+    ann_le32_put(p, ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len));
+}
+
+static int read_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+static bool header_ok(const uint8_t *h)
+{
+    return ann_le32_get(h) == ANN_LF_MAGIC && ann_le32_get(h + 4) == ann_crc32c(0, h + 8, 24);
+}
+
+/* Is there a well-formed frame header anywhere in [from, size)? Such a
+ * header after a damaged one means the damage is not a torn tail. */
+static int frame_header_after(int fd, uint64_t from, uint64_t size, bool *found)
+{
+    enum { BUF = 1 << 20 };
+    uint8_t *buf = malloc(BUF);
+    int rc = -1;
+    *found = false;
+    if (!buf)
+        return -1;
+    for (uint64_t off = from; off + ANN_LF_FRAME_HDR <= size;) {
+        size_t len = size - off < BUF ? (size_t)(size - off) : BUF;
+        if (read_full(fd, buf, len, off) != 0)
+            goto done;
+        for (size_t i = 0; i + ANN_LF_FRAME_HDR <= len; i++) {
+            if (buf[i] == 'A' && header_ok(buf + i)) {
+                *found = true;
+                rc = 0;
+                goto done;
+            }
+        }
+        if (len < BUF)
+            break;
+        off += len - ANN_LF_FRAME_HDR + 1;
+    }
+    rc = 0;
+done:
+    free(buf);
+    return rc;
+}
+
+static bool is_pending(const uint64_t *pending, size_t n, uint64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pending[mid] == id)
+            return true;
+        if (pending[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Checks every record of the frame in buf; returns 0 if all are good (or
+ * torn rewrites of pending revocations). */
+static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id,
+                       uint32_t count, const uint64_t *pending, size_t npending)
+{
+    uint64_t pos = ANN_LF_FRAME_HDR;
+    for (uint32_t i = 0; i < count; i++) {
+        ann_entry e;
+        uint32_t rl;
+        if (ann_lf_rec_decode(buf + pos, frame_len - pos, &e, &rl) != 0) {
+            if (rl == 0 || ann_le64_get(buf + pos + 8) != first_id + i ||
+                !is_pending(pending, npending, first_id + i))
+                return -1;
+        } else if (e.entry_id != first_id + i) {
+            return -1;
+        }
+        pos += rl;
+    }
+    return pos == frame_len ? 0 : -1;
+}
+
+int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+                ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
+                ann_err *err)
+{
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t off = 0, expect = 1;
+    int rc = -1;
+
+    if (fstat(fd, &st) != 0) {
+        ann_err_set(err, ANN_EIO, "%s: stat: %s", path, strerror(errno));
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    while (off < size) {
+        uint8_t h[ANN_LF_FRAME_HDR];
+        bool torn = false;
+        if (size - off < ANN_LF_FRAME_HDR) {
+            torn = true;
+        } else {
+            if (read_full(fd, h, sizeof h, off) != 0) {
+                ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path,
+                            (unsigned long long)off, strerror(errno));
+                goto done;
+            }
+            if (!header_ok(h)) {
+                bool found;
+                if (frame_header_after(fd, off + 1, size, &found) != 0) {
+                    ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+                    goto done;
+                }
+                if (found) {
+                    ann_err_set(err, ANN_ECORRUPT,
+                                "%s: damaged frame header at offset %llu before later frames",
+                                path, (unsigned long long)off);
+                    goto done;
+                }
+                torn = true;
+            }
+        }
+        if (torn)
+            break;
+        uint64_t first_id = ann_le64_get(h + 8);
+        uint32_t count = ann_le32_get(h + 16);
+        uint64_t frame_len = ann_le64_get(h + 24);
+        if (first_id != expect || count == 0 || frame_len < ANN_LF_FRAME_HDR ||
+            frame_len > MAX_FRAME_LEN) {
+            ann_err_set(err, ANN_ECORRUPT,
+                        "%s: frame at offset %llu: first id %llu (expected %llu), %u records",
+                        path, (unsigned long long)off, (unsigned long long)first_id,
+                        (unsigned long long)expect, count);
+            goto done;
+        }
+        if (frame_len > size - off)
+            break; /* torn: the frame was being written */
+        if (frame_len > cap) {
+            uint8_t *nb = realloc(buf, frame_len);
+            if (!nb) {
+                ann_err_set(err, ANN_EIO, "%s: out of memory", path);
+                goto done;
+            }
+            buf = nb;
+            cap = frame_len;
+        }
+        if (read_full(fd, buf, frame_len, off) != 0) {
+            ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
+                        strerror(errno));
+            goto done;
+        }
+        if (frame_check(buf, frame_len, first_id, count, pending, npending) != 0) {
+            if (off + frame_len == size)
+                break; /* the last frame: torn, none of it was acknowledged */
+            ann_err_set(err, ANN_ECORRUPT,
+                        "%s: bad record checksum in frame at offset %llu (entries %llu..%llu)",
+                        path, (unsigned long long)off, (unsigned long long)first_id,
+                        (unsigned long long)(first_id + count - 1));
+            goto done;
+        }
+        uint64_t pos = ANN_LF_FRAME_HDR;
+        for (uint32_t i = 0; i < count; i++) {
+            ann_entry e;
+            uint32_t rl;
+            bool redact;
+            if (ann_lf_rec_decode(buf + pos, frame_len - pos, &e, &rl) != 0) {
+                fill_entry(buf + pos, &e, false);
+                redact = true;
+            } else {
+                redact = !(e.flags & ANN_ENTRY_REDACTED) && is_pending(pending, npending, e.entry_id);
+            }
+            if (fn(&e, off + pos, rl, redact, ud, err) != 0)
+                goto done;
+            pos += rl;
+        }
+        expect = first_id + count;
+        off += frame_len;
+    }
+    *valid_end = off;
+    *last_id = expect - 1;
+    rc = 0;
+done:
+    free(buf);
+    return rc;
+}

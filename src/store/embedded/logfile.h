@@ -1,0 +1,74 @@
+/*
+ * The data file of one log (DIR/logs/<tenant>/<log>.dat): an append-only
+ * sequence of frames, one frame per group commit of that log.
+ *
+ *   frame  = header(32) record*
+ *   header = magic u32 "ANF1" | crc32c(bytes 8..31) u32 | first_id u64 |
+ *            count u32 | reserved u32 | frame_len u64 (header included)
+ *   record = crc32c(bytes 4..47, insert_id, body[0..body_len)) u32 |
+ *            rec_len u32 (header + insert_id + body capacity) | id u64 |
+ *            time_ns i64 | insert_time_ns i64 | severity i32 | flags u32 |
+ *            insert_id_len u16 | reserved u16 | body_len u32 |
+ *            insert_id | body
+ *
+ * All little-endian. Only the last frame can be unsynced, so a damaged last
+ * frame is a torn tail (dropped whole: none of it was acknowledged), while
+ * damage before it is corruption. Revoke rewrites a record in place with the
+ * same length: flags |= ANN_ENTRY_REDACTED, body_len 0, body bytes zeroed.
+ */
+#ifndef ANN_STORE_EMBEDDED_LOGFILE_H
+#define ANN_STORE_EMBEDDED_LOGFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+#define ANN_LF_MAGIC 0x31464E41u /* "ANF1" */
+#define ANN_LF_FRAME_HDR 32u
+#define ANN_LF_REC_HDR 48u
+
+static inline size_t ann_lf_rec_size(size_t iid_len, size_t body_len)
+{
+    return ANN_LF_REC_HDR + iid_len + body_len;
+}
+
+/* Encodes entry `e` as record `id` at p (ann_lf_rec_size bytes). */
+void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e);
+
+/* Fills the frame header at p. */
+void ann_lf_frame_encode(uint8_t *p, uint64_t first_id, uint32_t count, uint64_t frame_len);
+
+/*
+ * Decodes and checks the record at p (avail bytes readable). On success
+ * fills e (pointers into p) and *rec_len. Returns 0, or -1 if the record is
+ * truncated or fails its checksum (*rec_len is still set when the header's
+ * length is readable, else 0).
+ */
+int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len);
+
+/* Rewrites the record at p (rec_len bytes, header fields trusted) as redacted. */
+void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len);
+
+/* Called for each record the scan accepts, in id order. `e` points into the
+ * scan's buffer. `needs_redact`: the record is in the pending set and not yet
+ * (correctly) redacted; the caller must redact it. */
+typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len,
+                              bool needs_redact, void *ud, ann_err *err);
+
+/*
+ * Reads the file from the start, calling fn per record. `pending` is a sorted
+ * array of ids with a revocation not yet known to be applied: such a record
+ * is accepted even if its checksum fails (a torn in-place rewrite).
+ * On success *valid_end is the end of the last good frame; if it is below the
+ * file size the rest is a torn tail, which the caller truncates.
+ * Fails with ANN_ECORRUPT (naming path and offset) for damage before the last
+ * frame, ANN_EIO for read errors.
+ */
+int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+                ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
+                ann_err *err);
+
+#endif

@@ -1,0 +1,556 @@
+#include "store/embedded/meta.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "store/embedded/hash.h"
+
+struct ann_meta {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tenants(id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " key_hash BLOB NOT NULL UNIQUE, create_ns INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS logs(tenant_id TEXT NOT NULL, log_id TEXT NOT NULL,"
+    " create_ns INTEGER NOT NULL, labels BLOB, state INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(tenant_id, log_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS revocations(id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL,"
+    " log_id TEXT NOT NULL, time_ns INTEGER NOT NULL, actor TEXT NOT NULL,"
+    " reason TEXT NOT NULL, ids BLOB NOT NULL, applied INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS revocations_log ON revocations(tenant_id, log_id, applied);";
+
+static int db_fail(ann_meta *m, ann_err *err, const char *what)
+{
+    int code = sqlite3_extended_errcode(m->db);
+    ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB
+                     ? ANN_ECORRUPT
+                 : (code & 0xff) == SQLITE_BUSY ? ANN_EUNAVAIL
+                                                : ANN_EIO;
+    return ann_err_set(err, c, "metadata %s: %s", what, sqlite3_errmsg(m->db));
+}
+
+static int prep(ann_meta *m, const char *sql, sqlite3_stmt **st, ann_err *err)
+{
+    if (sqlite3_prepare_v2(m->db, sql, -1, st, NULL) != SQLITE_OK)
+        return db_fail(m, err, "prepare");
+    return 0;
+}
+
+int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
+{
+    ann_meta *m = calloc(1, sizeof *m);
+    char *emsg = NULL;
+    int rc = -1;
+    if (!m)
+        return ann_err_set(err, ANN_EIO, "out of memory");
+    pthread_mutex_init(&m->mu, NULL);
+    if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        ann_err_set(err, ANN_EIO, "open %s: %s", path,
+                    m->db ? sqlite3_errmsg(m->db) : "out of memory");
+        goto done;
+    }
+    sqlite3_busy_timeout(m->db, 10000);
+    char pragmas[160];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             durable ? "FULL" : "NORMAL");
+    if (sqlite3_exec(m->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(m->db, SCHEMA, NULL, NULL, &emsg) != SQLITE_OK) {
+        ann_err_set(err, ANN_EIO, "%s: schema: %s", path, emsg ? emsg : "?");
+        goto done;
+    }
+    /* The secret is made once, by whichever process opens the store first. */
+    uint8_t secret[32];
+    if (getrandom(secret, sizeof secret, 0) != (ssize_t)sizeof secret) {
+        ann_err_set(err, ANN_EIO, "getrandom failed");
+        goto done;
+    }
+    sqlite3_stmt *st;
+    if (prep(m, "INSERT OR IGNORE INTO meta(k, v) VALUES('secret', ?)", &st, err) != 0)
+        goto done;
+    sqlite3_bind_blob(st, 1, secret, sizeof secret, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "secret");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_free(emsg);
+    if (rc != 0) {
+        ann_meta_free(m);
+        m = NULL;
+    }
+    *out = m;
+    return rc;
+}
+
+void ann_meta_free(ann_meta *m)
+{
+    if (!m)
+        return;
+    sqlite3_close(m->db);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT v FROM meta WHERE k = 'secret'", &st, err) != 0)
+        goto done;
+    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32) {
+        ann_err_set(err, ANN_ECORRUPT, "metadata: server secret missing or malformed");
+        goto done;
+    }
+    memcpy(out, sqlite3_column_blob(st, 0), 32);
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
+                           const uint8_t key_hash[32], int64_t now_ns, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "INSERT INTO tenants(id, name, key_hash, create_ns) VALUES(?, ?, ?, ?)", &st,
+             err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, key_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ns);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_CONSTRAINT) {
+        const char *msg = sqlite3_errmsg(m->db);
+        if (strstr(msg, "tenants.name"))
+            ann_err_set(err, ANN_EEXISTS, "tenant name '%.128s' is already taken", name);
+        else
+            ann_err_set(err, ANN_EEXISTS, "tenant key is already in use");
+        goto done;
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "tenant insert");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out,
+                           ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT id, name FROM tenants WHERE key_hash = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_blob(st, 1, key_hash, 32, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE) {
+        rc = 0;
+        goto done;
+    }
+    if (r != SQLITE_ROW) {
+        db_fail(m, err, "tenant lookup");
+        goto done;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(out->name, sizeof out->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    rc = 1;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_tenant_exists(ann_meta *m, const char *id, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT 1 FROM tenants WHERE id = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        rc = 1;
+    else if (r == SQLITE_DONE)
+        rc = 0;
+    else
+        db_fail(m, err, "tenant lookup");
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const uint8_t *labels,
+                        size_t labels_len, int64_t create_ns, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "INSERT INTO logs(tenant_id, log_id, create_ns, labels) VALUES(?, ?, ?, ?)",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, create_ns);
+    if (labels_len)
+        sqlite3_bind_blob(st, 4, labels, (int)labels_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_CONSTRAINT) {
+        ann_err_set(err, ANN_EEXISTS, "log %.64s already exists", log);
+        goto done;
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "log insert");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *state,
+                        int64_t *create_ns, uint8_t **labels, size_t *labels_len,
+                        ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT state, create_ns, labels FROM logs WHERE tenant_id = ? AND log_id = ?",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE) {
+        rc = 0;
+        goto done;
+    }
+    if (r != SQLITE_ROW) {
+        db_fail(m, err, "log lookup");
+        goto done;
+    }
+    *state = sqlite3_column_int(st, 0);
+    *create_ns = sqlite3_column_int64(st, 1);
+    if (labels) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        *labels = NULL;
+        *labels_len = 0;
+        if (len) {
+            *labels = malloc(len);
+            if (!*labels) {
+                ann_err_set(err, ANN_EIO, "out of memory");
+                goto done;
+            }
+            memcpy(*labels, sqlite3_column_blob(st, 2), len);
+            *labels_len = len;
+        }
+    }
+    rc = 1;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int exec_log(ann_meta *m, const char *sql, const char *tenant, const char *log,
+                    const char *what, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (prep(m, sql, &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(m, err, what);
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log, ann_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = exec_log(m, "UPDATE logs SET state = 1 WHERE tenant_id = ? AND log_id = ?", tenant,
+                      log, "log delete", err);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_err *err)
+{
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        goto done;
+    }
+    if (exec_log(m, "DELETE FROM logs WHERE tenant_id = ? AND log_id = ?", tenant, log,
+                 "log remove", err) != 0 ||
+        exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?",
+                 tenant, log, "log remove", err) != 0) {
+        sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+        goto done;
+    }
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+        goto done;
+    }
+    rc = 0;
+done:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+void ann_meta_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out,
+                        size_t *n, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char **v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    const char *sql = pending_revocations
+                          ? "SELECT DISTINCT tenant_id, log_id FROM revocations WHERE applied = 0"
+                          : "SELECT tenant_id, log_id FROM logs WHERE state = ?";
+    if (prep(m, sql, &st, err) != 0)
+        goto done;
+    if (!pending_revocations)
+        sqlite3_bind_int(st, 1, state);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            char **nv = realloc(v, ncap * sizeof *nv);
+            if (!nv) {
+                ann_err_set(err, ANN_EIO, "out of memory");
+                goto done;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        const char *l = (const char *)sqlite3_column_text(st, 1);
+        size_t sz = strlen(t) + strlen(l) + 2;
+        v[len] = malloc(sz);
+        if (!v[len]) {
+            ann_err_set(err, ANN_EIO, "out of memory");
+            goto done;
+        }
+        snprintf(v[len++], sz, "%s/%s", t, l);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "log scan");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    if (rc != 0) {
+        ann_meta_strv_free(v, len);
+        v = NULL;
+        len = 0;
+    }
+    *out = v;
+    *n = len;
+    return rc;
+}
+
+int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log,
+                           const uint64_t *ids, size_t n, const char *actor,
+                           const char *reason, int64_t now_ns, int64_t *rowid, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    uint8_t *blob = malloc(n * 8 + 1);
+    int rc = -1;
+    if (!blob)
+        return ann_err_set(err, ANN_EIO, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ann_le64_put(blob + 8 * i, ids[i]);
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "INSERT INTO revocations(tenant_id, log_id, time_ns, actor, reason, ids)"
+             " VALUES(?, ?, ?, ?, ?, ?)",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ns);
+    sqlite3_bind_text(st, 4, actor ? actor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, blob, (int)(n * 8), SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "revocation insert");
+        goto done;
+    }
+    *rowid = sqlite3_last_insert_rowid(m->db);
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    free(blob);
+    return rc;
+}
+
+int ann_meta_revoke_applied(ann_meta *m, int64_t rowid, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "UPDATE revocations SET applied = 1 WHERE id = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_int64(st, 1, rowid);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "revocation update");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_revoke_applied_log(ann_meta *m, const char *tenant, const char *log, ann_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?"
+                         " AND applied = 0",
+                      tenant, log, "revocation update", err);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int ann_meta_revoke_pending(ann_meta *m, const char *tenant, const char *log, uint64_t **ids,
+                            size_t *n, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    uint64_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT ids FROM revocations WHERE tenant_id = ? AND log_id = ? AND applied = 0",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const uint8_t *b = sqlite3_column_blob(st, 0);
+        size_t k = (size_t)sqlite3_column_bytes(st, 0) / 8;
+        if (len + k > cap) {
+            size_t ncap = (len + k) * 2;
+            uint64_t *nv = realloc(v, ncap * sizeof *nv);
+            if (!nv) {
+                ann_err_set(err, ANN_EIO, "out of memory");
+                goto done;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        for (size_t i = 0; i < k; i++)
+            v[len++] = ann_le64_get(b + 8 * i);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "revocation scan");
+        goto done;
+    }
+    if (len)
+        qsort(v, len, sizeof *v, u64_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++)
+        if (w == 0 || v[w - 1] != v[i])
+            v[w++] = v[i];
+    len = w;
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    if (rc != 0) {
+        free(v);
+        v = NULL;
+        len = 0;
+    }
+    *ids = v;
+    *n = len;
+    return rc;
+}
+
+int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
+                         void (*fn)(const ann_meta_revocation *r, void *ud), void *ud,
+                         ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "SELECT time_ns, actor, reason, length(ids) / 8, applied FROM revocations"
+             " WHERE tenant_id = ? AND log_id = ? ORDER BY id",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ann_meta_revocation rv;
+        rv.time_ns = sqlite3_column_int64(st, 0);
+        snprintf(rv.actor, sizeof rv.actor, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(rv.reason, sizeof rv.reason, "%s", (const char *)sqlite3_column_text(st, 2));
+        rv.n_ids = (size_t)sqlite3_column_int64(st, 3);
+        rv.applied = sqlite3_column_int(st, 4) != 0;
+        fn(&rv, ud);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "revocation scan");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}

@@ -1,0 +1,79 @@
+/*
+ * ann_meta: the embedded store's metadata in SQLite (DIR/meta.db, WAL mode,
+ * synchronous=FULL unless durability is NONE): the server secret, tenants,
+ * logs (labels, create time, state) and revocation audit records. Entries
+ * never go here (see docs/storage.md).
+ *
+ * Every function is thread-safe (one connection behind a mutex). Several
+ * processes may open the same file (an admin tool beside a server).
+ */
+#ifndef ANN_STORE_EMBEDDED_META_H
+#define ANN_STORE_EMBEDDED_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+typedef struct ann_meta ann_meta;
+
+enum { ANN_META_LOG_LIVE = 0, ANN_META_LOG_DELETING = 1 };
+
+int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err);
+void ann_meta_free(ann_meta *m);
+
+int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err);
+
+int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
+                           const uint8_t key_hash[32], int64_t now_ns, ann_err *err);
+/* 1 found, 0 not found, -1 error. */
+int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out,
+                           ann_err *err);
+int ann_meta_tenant_exists(ann_meta *m, const char *id, ann_err *err);
+
+/* Fails with ANN_EEXISTS if the (tenant, log) row exists in any state. */
+int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const uint8_t *labels,
+                        size_t labels_len, int64_t create_ns, ann_err *err);
+/* 1 found (fills state, create time and a malloc'd copy of labels, which
+ * may be NULL when empty), 0 not found, -1 error. */
+int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *state,
+                        int64_t *create_ns, uint8_t **labels, size_t *labels_len,
+                        ann_err *err);
+int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log, ann_err *err);
+/* Removes the row and marks the log's revocations applied. */
+int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_err *err);
+
+/* (tenant, log) pairs as "tenant/log" strings, malloc'd array of malloc'd
+ * strings, for logs in `state` (or with pending revocations when
+ * pending_revocations is set). Free with ann_meta_strv_free. */
+int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out,
+                        size_t *n, ann_err *err);
+void ann_meta_strv_free(char **v, size_t n);
+
+/* Writes the audit record (durably) before the overwrite; *rowid names it. */
+int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log,
+                           const uint64_t *ids, size_t n, const char *actor,
+                           const char *reason, int64_t now_ns, int64_t *rowid, ann_err *err);
+int ann_meta_revoke_applied(ann_meta *m, int64_t rowid, ann_err *err);
+/* Marks every pending revocation of the log applied. */
+int ann_meta_revoke_applied_log(ann_meta *m, const char *tenant, const char *log, ann_err *err);
+/* Sorted, deduplicated ids of the log's pending revocations (malloc'd). */
+int ann_meta_revoke_pending(ann_meta *m, const char *tenant, const char *log, uint64_t **ids,
+                            size_t *n, ann_err *err);
+
+/* One audit record, for tests and tools. */
+typedef struct ann_meta_revocation {
+    int64_t time_ns;
+    char actor[256];
+    char reason[1024];
+    size_t n_ids;
+    bool applied;
+} ann_meta_revocation;
+/* Calls fn for each of the log's audit records in order. */
+int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
+                         void (*fn)(const ann_meta_revocation *r, void *ud), void *ud,
+                         ann_err *err);
+
+#endif

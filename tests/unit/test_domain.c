@@ -1,0 +1,145 @@
+/* Domain rules: UTF-8, UUIDs, entry ids, base64url, page tokens. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "domain/text.h"
+#include "domain/token.h"
+
+#define U8(s) ann_utf8_valid((s), sizeof(s) - 1)
+
+static void utf8_accepts_and_refuses(void **state)
+{
+    (void)state;
+    assert_true(U8(""));
+    assert_true(U8("plain ascii \x1b[31m with escape"));
+    assert_true(U8("nul\0inside"));
+    assert_true(U8("\xc3\xa9"));             /* é */
+    assert_true(U8("\xe2\x82\xac"));         /* € */
+    assert_true(U8("\xf0\x9f\x98\x80"));     /* 😀 */
+    assert_true(U8("\xf4\x8f\xbf\xbf"));     /* U+10FFFF */
+    assert_false(U8("\xff"));
+    assert_false(U8("\xc0\xaf"));            /* overlong '/' */
+    assert_false(U8("\xe0\x80\xaf"));        /* overlong */
+    assert_false(U8("\xed\xa0\x80"));        /* surrogate D800 */
+    assert_false(U8("\xf4\x90\x80\x80"));    /* > U+10FFFF */
+    assert_false(U8("\xc3"));                /* truncated */
+    assert_false(U8("\xe2\x82"));            /* truncated */
+    assert_false(U8("a\x80"));               /* lone continuation */
+}
+
+static void uuids(void **state)
+{
+    (void)state;
+    uint8_t b[16];
+    char s[37];
+    assert_int_equal(ann_uuid_parse("123E4567-E89B-12D3-A456-426614174000", 36, b), 0);
+    ann_uuid_format(b, s);
+    assert_string_equal(s, "123e4567-e89b-12d3-a456-426614174000");
+    assert_int_equal(ann_uuid_parse("123e4567e89b12d3a456426614174000", 32, b), -1);
+    assert_int_equal(ann_uuid_parse("123e4567-e89b-12d3-a456-42661417400g", 36, b), -1);
+    assert_int_equal(ann_uuid_parse("123e4567-e89b-12d3-a456_426614174000", 36, b), -1);
+    assert_int_equal(ann_uuid_parse("", 0, b), -1);
+    memset(b, 0xff, sizeof b);
+    ann_uuid_v4_from_random(b);
+    ann_uuid_format(b, s);
+    assert_int_equal(s[14], '4');
+    assert_int_equal(s[19], 'b');
+}
+
+static void entry_ids(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(ann_entry_id_parse("1", 1, false, &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(ann_entry_id_parse("18446744073709551615", 20, false, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(ann_entry_id_parse("18446744073709551616", 20, false, &v), -1);
+    assert_int_equal(ann_entry_id_parse("0", 1, false, &v), -1);
+    assert_int_equal(ann_entry_id_parse("0", 1, true, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(ann_entry_id_parse("01", 2, true, &v), -1);
+    assert_int_equal(ann_entry_id_parse("-1", 2, true, &v), -1);
+    assert_int_equal(ann_entry_id_parse("+1", 2, true, &v), -1);
+    assert_int_equal(ann_entry_id_parse("1 ", 2, true, &v), -1);
+    assert_int_equal(ann_entry_id_parse("", 0, true, &v), -1);
+}
+
+static void base64url_round_trip(void **state)
+{
+    (void)state;
+    uint8_t in[40], out[40];
+    char enc[64];
+    for (size_t n = 0; n <= sizeof in; n++) {
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)(i * 37 + n);
+        ann_b64url_encode(in, n, enc);
+        assert_int_equal(strlen(enc), ann_b64url_len(n));
+        assert_int_equal(ann_b64url_decode(enc, strlen(enc), out, sizeof out), (long)n);
+        assert_memory_equal(in, out, n);
+    }
+    assert_int_equal(ann_b64url_decode("A", 1, out, sizeof out), -1);   /* bad length */
+    assert_int_equal(ann_b64url_decode("AB=", 3, out, sizeof out), -1); /* padding */
+    assert_int_equal(ann_b64url_decode("AB", 2, out, sizeof out), -1);  /* stray low bits */
+    assert_int_equal(ann_b64url_decode("AA", 2, out, sizeof out), 1);
+    assert_int_equal(ann_b64url_decode("AAAA", 4, out, 2), -1);         /* too small */
+}
+
+static void page_tokens(void **state)
+{
+    (void)state;
+    uint8_t secret[32] = {1, 2, 3};
+    ann_page_scope sc = {.tenant_id = "t", .log_id = "l", .start_ns = 5, .end_ns = 10,
+                         .text = "err", .text_len = 3, .min_severity = 500};
+    ann_page_cursor cur = {.max_id = 99, .time_ns = -12345, .entry_id = 42}, got;
+    char tok[ANN_PAGE_TOKEN_MAX];
+    ann_err err = {0};
+    ann_page_token_encode(secret, &sc, &cur, tok);
+    assert_int_equal(ann_page_token_decode(secret, &sc, tok, strlen(tok), &got, &err), 0);
+    assert_true(got.max_id == 99 && got.time_ns == -12345 && got.entry_id == 42);
+
+    /* Every single-character change is refused. */
+    size_t n = strlen(tok);
+    for (size_t i = 0; i < n; i++) {
+        char t2[ANN_PAGE_TOKEN_MAX];
+        memcpy(t2, tok, n + 1);
+        t2[i] = t2[i] == 'A' ? 'B' : 'A';
+        assert_int_equal(ann_page_token_decode(secret, &sc, t2, n, &got, &err), -1);
+        assert_int_equal(err.code, ANN_EINVAL);
+        assert_non_null(strstr(err.msg, "page_token"));
+    }
+    /* Another log, window, filter or secret: refused. */
+    ann_page_scope other = sc;
+    other.log_id = "m";
+    assert_int_equal(ann_page_token_decode(secret, &other, tok, n, &got, &err), -1);
+    other = sc;
+    other.end_ns = 11;
+    assert_int_equal(ann_page_token_decode(secret, &other, tok, n, &got, &err), -1);
+    other = sc;
+    other.text_len = 2;
+    assert_int_equal(ann_page_token_decode(secret, &other, tok, n, &got, &err), -1);
+    other = sc;
+    other.tenant_id = "u";
+    assert_int_equal(ann_page_token_decode(secret, &other, tok, n, &got, &err), -1);
+    uint8_t secret2[32] = {9};
+    assert_int_equal(ann_page_token_decode(secret2, &sc, tok, n, &got, &err), -1);
+    assert_int_equal(ann_page_token_decode(secret, &sc, "garbage!", 8, &got, &err), -1);
+    assert_int_equal(ann_page_token_decode(secret, &sc, "", 0, &got, &err), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(utf8_accepts_and_refuses),
+        cmocka_unit_test(uuids),
+        cmocka_unit_test(entry_ids),
+        cmocka_unit_test(base64url_round_trip),
+        cmocka_unit_test(page_tokens),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
