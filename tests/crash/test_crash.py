@@ -30,7 +30,7 @@ from conftest import SANITIZED, Client, Server, pb
 ROUNDS = int(os.environ.get("ANNALS_CRASH_ROUNDS", "5" if SANITIZED else "20"))
 SEED = int(os.environ.get("ANNALS_CRASH_SEED", str(int(time.time()))))
 WRITERS = 4
-BATCH_SIZES = [1, 1, 2, 3, 7, 20, 50, 100, 300, 1000]
+BATCH_SIZES = [1, 1, 2, 3, 7, 20, 50, 100]
 
 
 class Request:
