@@ -105,14 +105,30 @@ class Client:
         self.channel.close()
 
 
+def _keep_log(s):
+    """Copies a server's output beside the suite when ANNALS_LOG_DIR is set (CI post-mortems)."""
+    out = os.environ.get("ANNALS_LOG_DIR")
+    if out and os.path.exists(s.log_path):
+        os.makedirs(out, exist_ok=True)
+        dest = os.path.join(out, f"annalsd-{os.getpid()}-{s.port}.out")
+        with open(s.log_path, "rb") as src, open(dest, "wb") as dst:
+            dst.write(src.read())
+
+
 @pytest.fixture(scope="module")
 def server():
     with tempfile.TemporaryDirectory(prefix="annals-test-") as d:
         s = Server(d).start()
-        yield s
-        rc = s.stop()
-        assert rc == 0, "annalsd did not exit cleanly on SIGTERM: " + \
-            open(s.log_path, errors="replace").read()[-3000:]
+        try:
+            yield s
+            died = s.proc.poll() if s.proc else None
+            assert died is None, f"annalsd died during the tests (exit {died}): " + \
+                open(s.log_path, errors="replace").read()[-3000:]
+            rc = s.stop()
+            assert rc == 0, "annalsd did not exit cleanly on SIGTERM: " + \
+                open(s.log_path, errors="replace").read()[-3000:]
+        finally:
+            _keep_log(s)
 
 
 @pytest.fixture(scope="module")

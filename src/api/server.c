@@ -467,23 +467,25 @@ static void on_new(call *c, int ok)
         return;
     }
     arm(s);
+    ref(c); /* held while this function touches c: a batch may complete at once */
     c->rpc = ann_rpc_from_path((const char *)GRPC_SLICE_START_PTR(c->details.method),
                                GRPC_SLICE_LENGTH(c->details.method));
     if (c->rpc < 0) {
         finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method", NULL);
-        return;
-    }
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
-    start(c, &op, 1, &c->t_recv);
-    if (c->rpc == ANN_RPC_TAIL) {
+    } else {
+        grpc_op op;
         memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        op.data.recv_close_on_server.cancelled = &c->cancelled;
-        start(c, &op, 1, &c->t_close);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &c->recv_buf;
+        start(c, &op, 1, &c->t_recv);
+        if (c->rpc == ANN_RPC_TAIL) {
+            memset(&op, 0, sizeof op);
+            op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+            op.data.recv_close_on_server.cancelled = &c->cancelled;
+            start(c, &op, 1, &c->t_close);
+        }
     }
+    unref(c);
 }
 
 static void arm(ann_server *s)
