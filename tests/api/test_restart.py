@@ -177,3 +177,17 @@ def test_sigterm_with_open_tails_exits_0(fresh):
         err = t.finish()
         assert err is not None, "a tail ended with OK when the server shut down"
     c.close()
+
+
+def test_a_second_server_on_the_same_data_refuses_to_start(fresh):
+    key = fresh.tenant("restart-l")
+    c = Client(fresh, key)
+    log_id = create_log(c)
+    write_and_wait(c, log_id, texts(3))
+    twin = Server(fresh.data)
+    with pytest.raises(RuntimeError):
+        twin.start(timeout=30)  # must exit rather than serve the same files
+    assert twin.proc is None or twin.proc.poll() is not None
+    twin.kill()
+    assert write_and_wait(c, log_id, texts(1)) == ["4"]
+    c.close()
