@@ -10,7 +10,8 @@ PKGS=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   libcmocka-dev libsqlite3-dev libssl-dev uuid-dev
   librdkafka-dev libpq-dev
-  clang libclang-rt-14-dev llvm valgrind
+  postgresql-15 openjdk-17-jre-headless maven python3
+  clang clang-format libclang-rt-14-dev llvm valgrind
   python3-venv
 )
 missing=()
