@@ -15,8 +15,9 @@ import grpc
 from annals.v1 import annals_pb2_grpc as pbg
 
 from conftest import PY
-from helpers import (PLACEHOLDER, TailReader, assert_dense, create_log, entry, get_log,
-                     list_all, pb, texts, uid, write, write_and_wait)
+from helpers import (CMD, PLACEHOLDER, TailReader, assert_dense, create_log, entry,
+                     expect_code, get_log, list_all, pb, raw_unary, snapshot, texts, uid, write,
+                     write_and_wait)
 
 
 def test_tcp_garbage_and_stalled_connections_do_not_hurt(server, client, log):
@@ -153,3 +154,59 @@ def test_unknown_method_and_wrong_service(client):
             assert e.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED), \
                 (path, e.code())
     assert create_log(client)
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _ld(tag, payload):
+    return tag + _varint(len(payload)) + payload
+
+
+def _deep_json_write(log_id, depth):
+    """WriteLogEntriesRequest whose one entry's json_payload nests lists `depth` deep,
+    made by hand: a client library would refuse to build it."""
+    inner = b"\x08\x00"  # Value{null_value: NULL_VALUE}
+    prefixes, n = [], len(inner)
+    for _ in range(depth):  # Value{list_value: ListValue{values: [v]}}, built outside-in
+        lv = b"\x0a" + _varint(n)
+        n += len(lv)
+        v = b"\x32" + _varint(n)
+        n += len(v)
+        prefixes.append(v + lv)
+    v = b"".join(reversed(prefixes)) + inner
+    struct = _ld(b"\x0a", _ld(b"\x0a", b"k") + _ld(b"\x12", v))  # Struct{fields: {"k": v}}
+    e = _ld(b"\x12", uid().encode()) + _ld(b"\xfa\x01", struct)  # LogEntry
+    return _ld(b"\x0a", log_id.encode()) + _ld(b"\x12", e)
+
+
+def test_deeply_nested_requests_are_refused_and_the_server_survives(client, log):
+    before = snapshot(client, log)
+    for depth in (1000, 100_000):
+        expect_code(grpc.StatusCode.INVALID_ARGUMENT, raw_unary, client,
+                    CMD + "WriteLogEntries", _deep_json_write(log, depth))
+    # unknown fields nested as groups, and as length-delimited blobs
+    groups = b"\x1b" * 200_000 + b"\x1c" * 200_000  # field 3 start-group ... end-group
+    for data in (_ld(b"\x0a", log.encode()) + groups,
+                 _ld(b"\x0a", log.encode()) + b"\x1b" * 500_000):
+        try:
+            raw_unary(client, CMD + "WriteLogEntries", data)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert snapshot(client, log) == before
+    # the positive control: the same construction, shallow, is a valid write
+    raw_unary(client, CMD + "WriteLogEntries", _deep_json_write(log, 20))
+    [e] = list_all(client, log)
+    v = e.json_payload["k"]
+    for _ in range(20):
+        v = v[0]
+    assert v is None
