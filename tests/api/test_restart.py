@@ -191,3 +191,25 @@ def test_a_second_server_on_the_same_data_refuses_to_start(fresh):
     twin.kill()
     assert write_and_wait(c, log_id, texts(1)) == ["4"]
     c.close()
+
+
+def test_tail_resumes_across_a_restart(fresh):
+    key = fresh.tenant("restart-tr")
+    c = Client(fresh, key)
+    log_id = create_log(c)
+    write_and_wait(c, log_id, texts(10))
+    t = TailReader(c, log_id, "0")
+    seen = t.take(10)
+    restart(fresh)
+    err = t.finish()
+    assert err is not None, "a tail ended with OK when its server stopped"
+    c.close()
+    c = Client(fresh, key)
+    try:
+        write_and_wait(c, log_id, texts(5))
+        t = TailReader(c, log_id, seen[-1].entry_id)
+        seen += t.take(5)
+        t.cancel()
+    finally:
+        c.close()
+    assert [e.entry_id for e in seen] == [str(i) for i in range(1, 16)]
