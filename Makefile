@@ -38,6 +38,7 @@ pystubs: deps
 # Every test. Extra suites (engines, CQL, ...) add themselves to EXTRA_TESTS.
 EXTRA_TESTS :=
 -include deploy/services.mk
+-include tests/cql/cql.mk
 
 test: build test-unit test-api test-crash test-extra test-asan
 	@echo "make test: all suites passed"
