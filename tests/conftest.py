@@ -150,3 +150,22 @@ def log(client):
     """A fresh, empty log of tenant-a; returns its id."""
     r = client.call(client.cmd.CreateLog, pb.CreateLogRequest(labels={"test": "yes"}))
     return r.log.id
+
+
+@pytest.fixture(autouse=True)
+def _server_alive(request):
+    """Blames a server crash on the test during which it happened (not on every later test):
+    fails that test with the server's last output, then restarts the server on the same
+    data directory so the rest of the module still runs."""
+    yield
+    if "server" not in request.fixturenames:
+        return
+    s = request.getfixturevalue("server")
+    if s.proc is None or s.proc.poll() is None:
+        return
+    rc = s.proc.returncode
+    tail = open(s.log_path, errors="replace").read()[-4000:]
+    _keep_log(s)
+    s.proc = None
+    s.start()
+    pytest.fail(f"annalsd died during this test (exit {rc}); its output ends with:\n{tail}")

@@ -231,3 +231,51 @@ def test_request_over_16_mib_is_refused_by_the_transport(client, limits_log):
 
 def test_min_severity_unspecified_means_no_filter(client, limits_log):
     assert len(list_page(client, limits_log, min_severity=SEV.UNSPECIFIED).entries) == 3
+
+
+def _entry_of_size(n, with_insert_id):
+    e = entry("", insert_id=uid() if with_insert_id else None, labels={"k": "v"},
+              severity=SEV.INFO, time={"seconds": 1700000000, "nanos": 1})
+    e.text_payload = "x" * (n - e.ByteSize() - 4)
+    while e.ByteSize() < n:
+        e.text_payload += "x"
+    while e.ByteSize() > n:
+        e.text_payload = e.text_payload[:-1]
+    assert e.ByteSize() == n
+    return e
+
+
+@pytest.mark.parametrize("with_insert_id", [True, False])
+def test_entry_size_limit_is_exactly_256_KiB_as_sent(client, with_insert_id):
+    log_id = create_log(client)
+    ok = _entry_of_size(256 * KIB, with_insert_id)
+    write_and_wait(client, log_id, [ok], auto_insert_id=False)
+    assert get_log(client, log_id).entry_count == 1
+    before = snapshot(client, log_id)
+    rejected_write(client, log_id, [_entry_of_size(256 * KIB + 1, with_insert_id)],
+                   ("entr", "size"))
+    assert snapshot(client, log_id) == before
+
+
+def _request_of_size(log_id, n):
+    """A WriteLogEntriesRequest of exactly n bytes, every entry within 256 KiB."""
+    r = pb.WriteLogEntriesRequest(log_id=log_id, entries=[
+        entry("x" * 262101, insert_id=uid()) for _ in range(63)])
+    r.entries.append(entry("", insert_id=uid()))
+    r.entries[-1].text_payload = "y" * max(0, n - r.ByteSize() - 4)
+    while r.ByteSize() < n:
+        r.entries[-1].text_payload += "y"
+    while r.ByteSize() > n:
+        r.entries[-1].text_payload = r.entries[-1].text_payload[:-1]
+    assert r.ByteSize() == n and all(e.ByteSize() <= 256 * KIB for e in r.entries)
+    return r
+
+
+def test_request_size_limit_is_exactly_16_MiB(client):
+    log_id = create_log(client)
+    over = _request_of_size(log_id, 16 * KIB * KIB + 1)
+    expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, client.call, client.cmd.WriteLogEntries,
+                over)
+    assert snapshot(client, log_id) == (0, [])
+    at = _request_of_size(log_id, 16 * KIB * KIB)
+    assert write_and_wait(client, log_id, list(at.entries)) == [str(i) for i in range(1, 65)]

@@ -1,21 +1,30 @@
-"""kill -9 during concurrent writes, many times over; then check the invariants.
+"""kill -9 during concurrent traffic, many times over; then check the invariants.
 
-Each round: start annalsd on the same data directory, check everything acknowledged so far,
-retry what was not acknowledged, then run several writer threads (several logs, unique
-insert_ids, batches of various sizes) plus a revocation and a log creation, and kill -9 the
-server at a random moment. After every restart:
+Each round: start annalsd on the same data directory, check everything the clients know,
+retry what was not acknowledged, check again; then run at once
+  - writer threads (several logs, unique insert_ids, batches of various sizes),
+  - tail followers (one per long-lived log, resuming from the last id they saw),
+  - a revoker (1 to 500 ids per call), and a create/write/delete cycler,
+and kill -9 the server at a random moment (every fifth round: SIGTERM, which must exit 0).
+After every restart:
   - every acknowledged entry is there exactly once, with its acknowledged id and payload;
-  - every log's ids are dense 1..N and entry_count is N; no insert_id appears twice;
-  - an unacknowledged request is all or nothing (all its entries, with consecutive ids,
-    or none of them);
-  - acknowledged logs exist; acknowledged revocations hold and their bytes are gone;
-  - retrying the unacknowledged requests stores each entry exactly once and returns ids.
+  - every log's ids are dense 1..N, entry_count is N, no insert_id appears twice;
+  - an unacknowledged write is all or nothing (all its entries, consecutive ids, or none);
+  - what a tail showed was durable: each (id, insert_id) a follower saw is stored so, and
+    a follower's ids run 1, 2, 3, ... across all its reconnections (no gap, no duplicate);
+  - acknowledged logs exist; acknowledged deletions hold; an unacknowledged deletion is
+    all or nothing;
+  - acknowledged revocations hold; an unacknowledged one is all or nothing; no redacted
+    entry's payload is left anywhere in the data directory;
+  - retrying the unacknowledged writes returns ids (the stored ones for stored entries)
+    and stores every entry exactly once.
 
 ANNALS_CRASH_ROUNDS overrides the number of rounds (default 20, 5 under ANNALS_SANITIZED=1).
-ANNALS_CRASH_SEED fixes the random choices (the seed is printed on failure).
+ANNALS_CRASH_SEED fixes the random choices (the seed is in every failure message).
 """
 import os
 import random
+import re
 import signal
 import tempfile
 import threading
@@ -30,7 +39,9 @@ from conftest import SANITIZED, Client, Server, pb
 ROUNDS = int(os.environ.get("ANNALS_CRASH_ROUNDS", "5" if SANITIZED else "20"))
 SEED = int(os.environ.get("ANNALS_CRASH_SEED", str(int(time.time()))))
 WRITERS = 4
-BATCH_SIZES = [1, 1, 2, 3, 7, 20, 50, 100, 300, 1000]
+LONG_LOGS = 3
+BATCH_SIZES = [1, 1, 2, 3, 7, 20, 50, 100]
+MARK = re.compile(rb"payload-[0-9a-f]{32}")
 
 
 class Request:
@@ -41,24 +52,17 @@ class Request:
 
 
 class Book:
-    """What the clients know: acknowledged and unacknowledged requests, logs, revocations."""
+    """What the clients know."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.logs = []            # acknowledged log ids
+        self.logs = []            # acknowledged, never deleted
         self.acked = []           # Requests with ids
         self.unacked = []         # Requests without an answer
-        self.revoked = {}         # (log_id, entry_id) -> revoked payload bytes
-        self.errors = []          # writer thread failures
-
-    def ack(self, req, ids):
-        with self.lock:
-            req.ids = ids
-            self.acked.append(req)
-
-    def lose(self, req):
-        with self.lock:
-            self.unacked.append(req)
+        self.revoked = set()      # (log_id, entry_id) acknowledged as revoked
+        self.revokes_unacked = []  # (log_id, [entry_ids])
+        self.doomed = {}          # log_id -> {"entries": [...], "delete": None|True|False}
+        self.errors = []          # thread failures
 
 
 def list_all(c, log_id):
@@ -81,6 +85,15 @@ def new_entries(rnd, tag, n):
     return out
 
 
+def guarded(book, fn):
+    def run(*a):
+        try:
+            fn(*a)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            book.errors.append(f"{fn.__name__}: {e!r}")
+    return run
+
+
 def writer(server, key, book, stop, seed, tag):
     rnd = random.Random(seed)
     c = Client(server, key)
@@ -93,25 +106,130 @@ def writer(server, key, book, stop, seed, tag):
                 r = c.call(c.cmd.WriteLogEntries, pb.WriteLogEntriesRequest(
                     log_id=log_id, entries=req.entries), timeout=60)
             except grpc.RpcError:
-                book.lose(req)
+                with book.lock:
+                    book.unacked.append(req)
                 stop.wait(0.02)
                 continue
             ids = list(r.entry_ids)
             if len(ids) != len(req.entries):
                 book.errors.append(f"write acknowledged with {len(ids)} ids for "
-                                   f"{len(req.entries)} entries (embedded mode returns them)")
-            book.ack(req, ids)
-    except Exception as e:  # noqa: BLE001 - reported by the main thread
-        book.errors.append(repr(e))
+                                   f"{len(req.entries)} entries")
+            with book.lock:
+                req.ids = ids
+                book.acked.append(req)
     finally:
         c.close()
 
 
-def check(c, book, where):
+class Follower:
+    """Follows one log's tail across server restarts; remembers every (id, insert_id)."""
+
+    def __init__(self, log_id):
+        self.log_id = log_id
+        self.seen = []  # insert_ids; seen[i] is entry id i+1
+        self.call = None
+
+    def run(self, server, key, book, stop):
+        c = Client(server, key)
+        try:
+            self.call = c.query.TailLogEntries(
+                pb.TailLogEntriesRequest(log_id=self.log_id, after_entry_id=str(len(self.seen))),
+                metadata=c.md)
+            if stop.is_set():
+                self.call.cancel()
+            for resp in self.call:
+                for e in resp.entries:
+                    want = len(self.seen) + 1
+                    if int(e.entry_id) != want:
+                        book.errors.append(f"tail of {self.log_id} resumed after "
+                                           f"{want - 1} sent {e.entry_id}")
+                        self.call.cancel()
+                        return
+                    self.seen.append(e.insert_id)
+        except grpc.RpcError:
+            pass  # killed or cancelled: the next round resumes from len(self.seen)
+        finally:
+            c.close()
+
+    def cancel(self):
+        if self.call is not None:
+            self.call.cancel()
+
+
+def revoker(server, key, book, stop, seed):
+    rnd = random.Random(seed)
+    c = Client(server, key)
+    try:
+        while not stop.wait(rnd.uniform(0.02, 0.1)):
+            with book.lock:
+                log_id = rnd.choice(book.logs[:LONG_LOGS])
+                known = [i for r in book.acked[-2000:] if r.log_id == log_id for i in r.ids]
+            if not known:
+                continue
+            k = min(len(known), rnd.choice([1, 1, 2, 3, 50, 500]))
+            ids = sorted(set(rnd.sample(known, k)), key=int)
+            try:
+                c.call(c.cmd.RevokeLogEntries, pb.RevokeLogEntriesRequest(
+                    log_id=log_id, entry_ids=ids, reason="crash test"), timeout=60)
+            except grpc.RpcError:
+                with book.lock:
+                    book.revokes_unacked.append((log_id, ids))
+                continue
+            with book.lock:
+                book.revoked.update((log_id, i) for i in ids)
+    finally:
+        c.close()
+
+
+def cycler(server, key, book, stop, seed):
+    """Creates a log, writes to it, deletes it; again and again."""
+    rnd = random.Random(seed)
+    c = Client(server, key)
+    try:
+        while not stop.is_set():
+            try:
+                log_id = c.call(c.cmd.CreateLog, pb.CreateLogRequest(), timeout=60).log.id
+            except grpc.RpcError:
+                stop.wait(0.02)
+                continue
+            doom = {"entries": [], "delete": None}
+            with book.lock:
+                book.doomed[log_id] = doom
+            try:
+                for _ in range(rnd.randint(1, 3)):
+                    es = new_entries(rnd, "doomed", rnd.choice([1, 5, 50]))
+                    c.call(c.cmd.WriteLogEntries,
+                           pb.WriteLogEntriesRequest(log_id=log_id, entries=es), timeout=60)
+                    doom["entries"] += es
+                doom["delete"] = False  # asked, not yet acknowledged
+                c.call(c.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log_id), timeout=60)
+                doom["delete"] = True
+            except grpc.RpcError:
+                stop.wait(0.02)
+    finally:
+        c.close()
+
+
+CHECK_SECONDS = [0.0]
+
+
+def check(c, book, followers, where, data_dir=None):
     """The invariants, after a restart. Returns {log_id: {insert_id: entry}}."""
+    t0 = time.time()
+    try:
+        return _check(c, book, followers, where, data_dir)
+    finally:
+        CHECK_SECONDS[0] += time.time() - t0
+
+
+def _check(c, book, followers, where, data_dir):
     stored = {}
     for log_id in book.logs:
-        got = list_all(c, log_id)
+        try:
+            got = list_all(c, log_id)
+        except grpc.RpcError as e:
+            raise AssertionError(f"{where}: acknowledged log {log_id} unreadable: "
+                                 f"{e.code()} {e.details()}") from None
         ids = sorted(int(e.entry_id) for e in got)
         assert ids == list(range(1, len(got) + 1)), \
             f"{where}: log {log_id} ids not dense 1..{len(got)}: first gap near " \
@@ -123,46 +241,80 @@ def check(c, book, where):
         count = c.call(c.query.GetLog, pb.GetLogRequest(log_id=log_id)).log.entry_count
         assert count == len(got), f"{where}: entry_count {count} but {len(got)} listed"
         stored[log_id] = by_iid
+    by_id = {lid: {e.entry_id: e for e in v.values()} for lid, v in stored.items()}
+
     for req in book.acked:
         have = stored[req.log_id]
         for e, i in zip(req.entries, req.ids):
             g = have.get(e.insert_id)
             assert g is not None, f"{where}: acknowledged entry {i} of {req.log_id} is lost"
             assert g.entry_id == i, f"{where}: acknowledged id {i} became {g.entry_id}"
-            if (req.log_id, i) not in book.revoked:
+            if not g.redacted:
                 assert g.text_payload == e.text_payload and g.severity == e.severity, \
                     f"{where}: entry {i} changed"
+            elif (req.log_id, i) not in book.revoked:
+                assert any(req.log_id == lid and i in ids for lid, ids in book.revokes_unacked), \
+                    f"{where}: entry {i} of {req.log_id} redacted though nobody revoked it"
     for req in book.unacked:
         have = stored[req.log_id]
         present = [have[e.insert_id] for e in req.entries if e.insert_id in have]
         assert len(present) in (0, len(req.entries)), \
-            f"{where}: an unacknowledged request of {len(req.entries)} entries is " \
-            f"half stored ({len(present)}): a request must be all or nothing"
+            f"{where}: an unacknowledged write of {len(req.entries)} entries is half " \
+            f"stored ({len(present)}): a request must be all or nothing"
         if present:
             nums = [int(g.entry_id) for g in present]
             assert nums == list(range(nums[0], nums[0] + len(nums))), \
                 f"{where}: a request's entries got non-consecutive ids"
-    for (log_id, i), payload in book.revoked.items():
-        [g] = [e for e in stored[log_id].values() if e.entry_id == i]
+
+    for f in followers:
+        for i, iid in enumerate(f.seen, 1):
+            g = by_id[f.log_id].get(str(i))
+            assert g is not None and g.insert_id == iid, \
+                f"{where}: a tail showed entry {i} of {f.log_id} as {iid}, now it is " \
+                f"{g.insert_id if g else 'gone'}: visible before durable"
+
+    for lid, i in book.revoked:
+        g = by_id[lid][i]
         assert g.redacted and g.text_payload == "", f"{where}: revocation of {i} undone"
+    for lid, ids in book.revokes_unacked:
+        states = {by_id[lid][i].redacted for i in ids if (lid, i) not in book.revoked}
+        assert len(states) <= 1, \
+            f"{where}: an unacknowledged revocation of {ids} in {lid} is half applied"
+
+    for lid, doom in list(book.doomed.items()):
+        try:
+            got = list_all(c, lid)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, f"{where}: {e}"
+            del book.doomed[lid]
+            continue
+        assert doom["delete"] is not True, f"{where}: acknowledged deletion of {lid} undone"
+        have = {e.insert_id for e in got}
+        assert {e.insert_id for e in doom["entries"]} <= have, \
+            f"{where}: a half-deleted log lost acknowledged entries"
+        ids = sorted(int(e.entry_id) for e in got)
+        assert ids == list(range(1, len(got) + 1)), f"{where}: half-deleted log not dense"
+        c.call(c.cmd.DeleteLog, pb.DeleteLogRequest(log_id=lid))  # finish the job
+        del book.doomed[lid]
+
+    if data_dir is None:
+        return stored
+    redacted = {e.insert_id for v in stored.values() for e in v.values() if e.redacted}
+    on_disk = set()
+    for d, _, files in os.walk(data_dir):
+        for name in files:
+            try:
+                with open(os.path.join(d, name), "rb") as fh:
+                    on_disk.update(m[8:].decode() for m in MARK.findall(fh.read()))
+            except OSError:
+                continue
+    left = redacted & on_disk
+    assert not left, f"{where}: payloads of {len(left)} redacted entries still on disk"
     return stored
 
 
-def scan(root, needles):
-    hits = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            try:
-                with open(os.path.join(d, f), "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            hits += [(f, n[:40]) for n in needles if n in data]
-    return hits
-
-
 def retry_unacked(c, book, where):
-    """Retries every unacknowledged request; each entry must end up stored exactly once."""
+    """Retries every unacknowledged write; each entry must end up stored exactly once."""
     before = {lid: {e.insert_id: e.entry_id for e in list_all(c, lid)} for lid in book.logs}
     pending, book.unacked = book.unacked, []
     for req in pending:
@@ -179,67 +331,97 @@ def retry_unacked(c, book, where):
     return len(pending)
 
 
-@pytest.mark.timeout(600)
-def test_kill9_during_concurrent_writes():
+def catch_up(s, key, book, followers, where):
+    """Runs the followers until each has seen its whole log, then checks them."""
+    c = Client(s, key)
+    try:
+        for f in followers:
+            n = c.call(c.query.GetLog, pb.GetLogRequest(log_id=f.log_id)).log.entry_count
+            stop = threading.Event()
+            t = threading.Thread(target=f.run, args=(s, key, book, stop))
+            t.start()
+            deadline = time.time() + 120
+            while len(f.seen) < n and time.time() < deadline and t.is_alive():
+                time.sleep(0.05)
+            stop.set()
+            f.cancel()
+            t.join()
+            assert len(f.seen) == n, f"{where}: tail of {f.log_id} stopped at {len(f.seen)}/{n}"
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(900)
+def test_kill9_during_concurrent_traffic():
     rnd = random.Random(SEED)
     print(f"crash test: seed {SEED}, {ROUNDS} rounds")
     book = Book()
-    totals = {"acked_requests": 0, "retried": 0}
+    retried = 0
     with tempfile.TemporaryDirectory(prefix="annals-crash-") as d:
         s = Server(d)
         key = s.tenant("crash")
         s.start()
         try:
             c = Client(s, key)
-            for _ in range(3):
+            for _ in range(LONG_LOGS):
                 book.logs.append(c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id)
             c.close()
+            followers = [Follower(lid) for lid in book.logs[:LONG_LOGS]]
             for rnd_no in range(ROUNDS):
                 where = f"round {rnd_no} (seed {SEED})"
                 c = Client(s, key)
                 try:
-                    check(c, book, where + " after restart")
-                    totals["retried"] += retry_unacked(c, book, where)
-                    stored = check(c, book, where + " after retries")
-                    if book.revoked:
-                        needles = list(book.revoked.values())
-                        assert scan(d, needles) == [], f"{where}: revoked bytes on disk"
-                    # a new log this round (acknowledged -> it must survive)
+                    check(c, book, followers, where + " after restart", d)
+                    retried += retry_unacked(c, book, where)
+                    check(c, book, followers, where + " after retries")
                     book.logs.append(c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id)
-                    stop = threading.Event()
-                    ts = [threading.Thread(target=writer, args=(
-                        s, key, book, stop, rnd.random(), f"r{rnd_no}w{i}"))
-                        for i in range(WRITERS)]
-                    for t in ts:
-                        t.start()
-                    time.sleep(rnd.uniform(0.05, 0.4))
-                    # an acknowledged revocation while writes go on
-                    lid = rnd.choice(book.logs[:3])
-                    victims = [e for e in stored[lid].values() if not e.redacted]
-                    if victims:
-                        v = rnd.choice(victims)
-                        c.call(c.cmd.RevokeLogEntries, pb.RevokeLogEntriesRequest(
-                            log_id=lid, entry_ids=[v.entry_id], reason="crash test"))
-                        book.revoked[(lid, v.entry_id)] = v.text_payload.encode()
-                    time.sleep(rnd.uniform(0.05, 0.8))
-                    s.kill(signal.SIGKILL)
-                    stop.set()
-                    for t in ts:
-                        t.join()
-                    assert not book.errors, f"{where}: {book.errors}"
                 finally:
                     c.close()
+                stop = threading.Event()
+                ts = [threading.Thread(target=guarded(book, writer), args=(
+                    s, key, book, stop, rnd.random(), f"r{rnd_no}w{i}"))
+                    for i in range(WRITERS)]
+                ts += [threading.Thread(target=guarded(book, f.run), args=(s, key, book, stop))
+                       for f in followers]
+                ts.append(threading.Thread(target=guarded(book, revoker),
+                                           args=(s, key, book, stop, rnd.random())))
+                ts.append(threading.Thread(target=guarded(book, cycler),
+                                           args=(s, key, book, stop, rnd.random())))
+                for t in ts:
+                    t.start()
+                time.sleep(rnd.uniform(0.1, 1.2))
+                if rnd_no % 5 == 4:  # now and then an orderly stop under the same load
+                    rc = s.stop()
+                    assert rc == 0, f"{where}: SIGTERM under load gave exit {rc}: " + \
+                        open(s.log_path, errors="replace").read()[-3000:]
+                else:
+                    s.kill(signal.SIGKILL)
+                stop.set()
+                for f in followers:
+                    f.cancel()
+                for t in ts:
+                    t.join()
+                assert not book.errors, f"{where}: {book.errors}"
                 s.start()
             c = Client(s, key)
             try:
-                check(c, book, "final")
-                totals["retried"] += retry_unacked(c, book, "final")
-                check(c, book, "final after retries")
+                check(c, book, followers, "final", d)
+                retry_unacked(c, book, "final")
+                check(c, book, followers, "final after retries")
             finally:
                 c.close()
-            totals["acked_requests"] = len(book.acked)
-            print(f"crash test: {totals}, entries "
-                  f"{sum(len(r.entries) for r in book.acked)}, logs {len(book.logs)}")
+            catch_up(s, key, book, followers, "final")
+            c = Client(s, key)
+            try:
+                check(c, book, followers, "final after catching up", d)
+            finally:
+                c.close()
+            print(f"crash test: {len(book.acked)} acknowledged writes, "
+                  f"{sum(len(r.entries) for r in book.acked)} entries, {len(book.logs)} logs, "
+                  f"{retried} writes retried, {len(book.revoked)} revoked, "
+                  f"{len(book.revokes_unacked)} revocations unacknowledged, tails saw "
+                  f"{sum(len(f.seen) for f in followers)} entries; checking took "
+                  f"{CHECK_SECONDS[0]:.0f} s")
         finally:
             if s.proc is not None:
                 rc = s.stop()
