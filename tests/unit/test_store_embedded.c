@@ -975,6 +975,74 @@ static void test_torn_tail_every_offset(void **state)
     free(full);
 }
 
+/* Last nonzero byte + 1: where the frames end in a preallocated file. */
+static size_t data_end(const uint8_t *b, size_t len)
+{
+    while (len && b[len - 1] == 0)
+        len--;
+    return len;
+}
+
+/* A busy log keeps zeros preallocated after its end. A power loss can leave
+ * any prefix of the last frame's bytes followed by zeros (the file size
+ * already covers it): every such state recovers to the acknowledged
+ * entries, and the zeros themselves are not damage. */
+static void test_prealloc_torn_tail(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    enum { B = 3000 };
+    static uint64_t ids[B];
+    char path[256];
+    make_log(f, "p");
+    assert_int_equal(append_n(f->s, f->t.id, "p", "one", B, NULL, ids, NULL, &err), 0);
+    assert_int_equal(append_n(f->s, f->t.id, "p", "two", B, NULL, ids, NULL, &err), 0);
+    data_path(f, "p", path, sizeof path);
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    size_t acked = data_end(b, len);
+    free(b);
+    assert_true(len > acked); /* preallocated */
+    assert_int_equal(append_n(f->s, f->t.id, "p", "three", B, NULL, ids, NULL, &err), 0);
+    /* Clean reopen: zeros are not a torn tail, nothing is lost. */
+    reopen(f);
+    assert_int_equal(entry_count(f, "p"), 3 * B);
+    ann_store_close(f->s);
+    f->s = NULL;
+    uint8_t *full = slurp(path, &len);
+    size_t end = data_end(full, len);
+    assert_true(end > acked);
+    /* The clean close gave the zeros back. */
+    assert_int_equal(len, end);
+    /* Simulate: the last frame partly persisted, zeros after, size kept. */
+    size_t big = end + (256u << 10);
+    uint8_t *img = calloc(1, big);
+    for (size_t cut = acked; cut < end; cut += (cut < acked + 200 ? 1 : 4099)) {
+        memset(img, 0, big);
+        memcpy(img, full, cut);
+        spit(path, img, big);
+        f->s = open_store(f->dir, ANN_DURABILITY_NONE);
+        assert_int_equal(entry_count(f, "p"), 2 * B);
+        ann_store_close(f->s);
+        f->s = NULL;
+    }
+    /* Junk (not zeros) after a torn frame is cut too. */
+    memset(img, 0xEE, big);
+    memcpy(img, full, acked + 1000);
+    spit(path, img, big);
+    f->s = open_store(f->dir, ANN_DURABILITY_FSYNC);
+    assert_int_equal(entry_count(f, "p"), 2 * B);
+    assert_int_equal(append_n(f->s, f->t.id, "p", "three", B, NULL, ids, NULL, &err), 0);
+    assert_int_equal(ids[0], 2 * B + 1);
+    got g = {0};
+    read_all(f, "p", &g);
+    assert_int_equal(g.n, 3 * B);
+    assert_string_equal(g.bodies[3 * B - 1], "body-three-2999");
+    got_free(&g);
+    free(img);
+    free(full);
+}
+
 static void test_corruption_is_loud(void **state)
 {
     fx *f = *state;
@@ -1367,6 +1435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_is_loud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_one_log, setup, teardown),

@@ -139,6 +139,20 @@ done:
     return rc;
 }
 
+/* Fails with ANN_ECORRUPT if a well-formed frame header follows the damaged
+ * frame at `off` (so the damage is not a torn tail). */
+static int later_frame(int fd, const char *path, uint64_t off, uint64_t size, ann_err *err)
+{
+    bool found;
+    if (frame_header_after(fd, off + 1, size, &found) != 0)
+        return ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+    if (found)
+        return ann_err_set(err, ANN_ECORRUPT,
+                           "%s: damaged frame at offset %llu before later frames", path,
+                           (unsigned long long)off);
+    return 0;
+}
+
 static bool is_pending(const uint64_t *pending, size_t n, uint64_t id)
 {
     size_t lo = 0, hi = n;
@@ -202,17 +216,8 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
                 goto done;
             }
             if (!header_ok(h)) {
-                bool found;
-                if (frame_header_after(fd, off + 1, size, &found) != 0) {
-                    ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+                if (later_frame(fd, path, off, size, err) != 0)
                     goto done;
-                }
-                if (found) {
-                    ann_err_set(err, ANN_ECORRUPT,
-                                "%s: damaged frame header at offset %llu before later frames",
-                                path, (unsigned long long)off);
-                    goto done;
-                }
                 torn = true;
             }
         }
@@ -246,13 +251,18 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
             goto done;
         }
         if (frame_check(buf, frame_len, first_id, count, pending, npending) != 0) {
-            if (off + frame_len == size)
-                break; /* the last frame: torn, none of it was acknowledged */
-            ann_err_set(err, ANN_ECORRUPT,
-                        "%s: bad record checksum in frame at offset %llu (entries %llu..%llu)",
-                        path, (unsigned long long)off, (unsigned long long)first_id,
-                        (unsigned long long)(first_id + count - 1));
-            goto done;
+            /* The last frame (nothing but zeros after it) was being written:
+             * torn, and none of it was acknowledged. Before another frame
+             * it is corruption. */
+            if (later_frame(fd, path, off, size, err) != 0) {
+                ann_err_set(err, ANN_ECORRUPT,
+                            "%s: bad record checksum in frame at offset %llu (entries "
+                            "%llu..%llu)",
+                            path, (unsigned long long)off, (unsigned long long)first_id,
+                            (unsigned long long)(first_id + count - 1));
+                goto done;
+            }
+            break;
         }
         uint64_t pos = ANN_LF_FRAME_HDR;
         for (uint32_t i = 0; i < count; i++) {

@@ -11,9 +11,11 @@
  *            insert_id_len u16 | reserved u16 | body_len u32 |
  *            insert_id | body
  *
- * All little-endian. Only the last frame can be unsynced, so a damaged last
- * frame is a torn tail (dropped whole: none of it was acknowledged), while
- * damage before it is corruption. Revoke rewrites a record in place with the
+ * All little-endian. The file may end with zeros (space preallocated so that
+ * fdatasync need not journal a size change). Only the last frame can be
+ * unsynced, so a damaged frame with no well-formed frame header after it is a
+ * torn tail (dropped whole: none of it was acknowledged), while damage before
+ * another frame is corruption. Revoke rewrites a record in place with the
  * same length: flags |= ANN_ENTRY_REDACTED, body_len 0, body bytes zeroed.
  */
 #ifndef ANN_STORE_EMBEDDED_LOGFILE_H
@@ -63,7 +65,7 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
  * array of ids with a revocation not yet known to be applied: such a record
  * is accepted even if its checksum fails (a torn in-place rewrite).
  * On success *valid_end is the end of the last good frame; if it is below the
- * file size the rest is a torn tail, which the caller truncates.
+ * file size the rest is preallocated zeros or a torn tail.
  * Fails with ANN_ECORRUPT (naming path and offset) for damage before the last
  * frame, ANN_EIO for read errors.
  */
