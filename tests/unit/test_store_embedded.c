@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1043,6 +1044,52 @@ static void test_prealloc_torn_tail(void **state)
     free(full);
 }
 
+/* A failed write (here: the file size limit) acknowledges nothing, leaves
+ * no trace in the file, and the log works again once the cause is gone,
+ * with dense ids and its watchers still attached. */
+static void test_write_failure_recovers(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    enum { B = 2000 };
+    static uint64_t ids[B];
+    char path[256];
+    struct stat st;
+    make_log(f, "fail");
+    assert_int_equal(append_n(f->s, f->t.id, "fail", "ok", B, NULL, ids, NULL, &err), 0);
+    wctx wc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    ann_watch *w;
+    assert_int_equal(ann_store_watch(f->s, f->t.id, "fail", count_watch, &wc, &w, &err), 0);
+    data_path(f, "fail", path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = (rlim_t)st.st_size + 100;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = append_n(f->s, f->t.id, "fail", "big", B, NULL, ids, NULL, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, oldsig);
+    assert_int_not_equal(rc, 0);
+    assert_int_equal(err.code, ANN_EIO);
+    assert_int_equal(entry_count(f, "fail"), B);
+    assert_int_equal(wc.calls, 0);
+
+    assert_int_equal(append_n(f->s, f->t.id, "fail", "big", B, NULL, ids, NULL, &err), 0);
+    assert_int_equal(ids[0], B + 1);
+    assert_int_equal(entry_count(f, "fail"), 2 * B);
+    assert_int_equal(wc.calls, 1);
+    ann_store_unwatch(f->s, w);
+    reopen(f);
+    got g = {0};
+    read_all(f, "fail", &g);
+    assert_int_equal(g.n, 2 * B);
+    assert_string_equal(g.iids[B], "big-0");
+    got_free(&g);
+}
+
 static void test_corruption_is_loud(void **state)
 {
     fx *f = *state;
@@ -1436,6 +1483,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prealloc_torn_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_failure_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_is_loud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_one_log, setup, teardown),

@@ -63,10 +63,11 @@ struct elog {
 
     pthread_rwlock_t lk;
     pthread_mutex_t revoke_mu;
-    int load_rc; /* set by the loader before it releases lk */
+    int load_rc; /* set by the loader before it releases lk (and by reloads) */
     ann_err load_err;
     int fd;
     bool deleted, broken;
+    unsigned revoke_gen; /* bumped when records are rewritten: readers drop caches */
     ann_idx idx;
     uint64_t visible; /* entries published: ids 1..visible */
     uint64_t end;       /* end of the durable frames in the file */
@@ -160,6 +161,19 @@ static bool valid_id(const char *s)
 static int not_found(ann_err *err, const char *log)
 {
     return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log ? log : "");
+}
+
+/* What an operation on h answers besides success (h->lk held). */
+static int log_state(const elog *h, ann_err *err)
+{
+    if (h->deleted)
+        return not_found(err, h->log);
+    if (h->load_rc != 0) {
+        if (err)
+            *err = h->load_err;
+        return -1;
+    }
+    return 0;
 }
 
 static int sys_fail(ann_err *err, const char *what, const char *path)
@@ -623,15 +637,8 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
         }
         pthread_rwlock_unlock(&h->lk);
     }
-    int rc = 0;
     pthread_rwlock_rdlock(&h->lk);
-    if (h->load_rc != 0) {
-        if (err)
-            *err = h->load_err;
-        rc = -1;
-    } else if (h->deleted) {
-        rc = not_found(err, log);
-    }
+    int rc = log_state(h, err);
     pthread_rwlock_unlock(&h->lk);
     if (rc != 0) {
         log_release(s, h);
@@ -685,6 +692,31 @@ static void watch_gather(emb *s, elog *h, ann_watch ***ws, size_t *cap, size_t *
     *np = n;
 }
 
+/*
+ * Rebuilds a broken log (a failed write or fdatasync) from its file, in
+ * place, so that watchers and other holders keep their handle. h->lk is held
+ * for writing. On failure the log answers the error until a reload works.
+ */
+static int log_reload(emb *s, elog *h, ann_err *err)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    ann_idx_release(&h->idx);
+    ann_idx_init(&h->idx);
+    h->visible = h->end = h->alloc_end = 0;
+    h->revoke_gen++;
+    ann_err_clear(&h->load_err);
+    h->load_rc = log_load(s, h, &h->load_err);
+    if (h->load_rc != 0) {
+        if (err)
+            *err = h->load_err;
+        return -1;
+    }
+    h->broken = false;
+    return 0;
+}
+
 /* ---- the committer ----------------------------------------------------- */
 
 typedef struct confirm_ctx {
@@ -701,16 +733,25 @@ static bool confirm_iid(uint64_t id, void *ud)
     elog *h = c->h;
     uint64_t off = ann_idx_off(&h->idx, id);
     uint8_t buf[ANN_LF_REC_HDR + 512];
+    uint8_t *heap = NULL;
     const uint8_t *p;
+    bool same;
     if (off >= h->end) {
         p = h->pend + (off - h->end);
     } else {
         size_t want = ANN_LF_REC_HDR + c->len;
-        if (want > sizeof buf || read_full(h->fd, buf, want, off) != 0)
+        uint8_t *dst = buf;
+        if (want > sizeof buf && !(dst = heap = malloc(want)))
+            return false; /* cannot happen in practice: ids are short */
+        if (read_full(h->fd, dst, want, off) != 0) {
+            free(heap);
             return false;
-        p = buf;
+        }
+        p = dst;
     }
-    return ann_le16_get(p + 40) == c->len && !memcmp(p + ANN_LF_REC_HDR, c->iid, c->len);
+    same = ann_le16_get(p + 40) == c->len && !memcmp(p + ANN_LF_REC_HDR, c->iid, c->len);
+    free(heap);
+    return same;
 }
 
 /* Sequences one job into h's pending frame. h->lk is held for writing. */
@@ -878,8 +919,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
         j->rc = -1;
         if (h->deleted) {
             not_found(&j->err, h->log);
+        } else if (h->broken && !h->in_round && log_reload(s, h, &j->err) != 0) {
+            /* still broken: j->err says why */
         } else if (h->broken) {
-            ann_err_set(&j->err, ANN_EIO, "log %s: storage failed earlier; retry", h->log);
+            ann_err_set(&j->err, ANN_EIO, "log %s: storage failed; retry", h->log);
         } else {
             if (!h->in_round) {
                 h->in_round = true;
@@ -938,7 +981,6 @@ static job *commit_round(emb *s, job **arr, size_t n)
     /* Publish: the entries become visible only now. */
     size_t nw = 0;
     for (elog *h = logs; h; h = h->cnext) {
-        bool drop;
         pthread_rwlock_wrlock(&h->lk);
         if (!h->failed) {
             if (h->pend_count)
@@ -953,13 +995,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 fprintf(stderr, "annals store: %s: truncate after failure: %s\n", h->path,
                         strerror(errno));
         }
-        drop = h->broken;
         pthread_rwlock_unlock(&h->lk);
-        if (drop) {
-            pthread_mutex_lock(&s->mu);
-            h->drop = true;
-            pthread_mutex_unlock(&s->mu);
-        }
     }
     /* Wake the watchers of every log that got entries. */
     for (elog *h = logs; h; h = h->cnext)
@@ -1203,10 +1239,8 @@ static int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id,
         return -1;
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&h->lk);
-    if (h->deleted) {
-        not_found(err, log_id);
+    if (log_state(h, err) != 0)
         goto done;
-    }
     snprintf(out->id, sizeof out->id, "%s", h->log);
     out->create_time_ns = h->create_ns;
     out->entry_count = h->visible;
@@ -1368,13 +1402,13 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
     if (log_acquire(s, tenant_id, log_id, &h, err) != 0)
         return -1;
     pthread_rwlock_rdlock(&h->lk);
-    bool deleted = h->deleted;
+    int state_rc = log_state(h, err);
+    if (state_rc == 0 && h->broken)
+        state_rc = ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
     uint64_t visible = h->visible;
     pthread_rwlock_unlock(&h->lk);
-    if (deleted) {
-        not_found(err, log_id);
+    if (state_rc != 0)
         goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         if (ids[i] == 0 || ids[i] > visible) {
             ann_err_set(err, ANN_ENOTFOUND, "entry %llu not found in log %.64s",
@@ -1406,17 +1440,26 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
     pthread_mutex_lock(&h->revoke_mu);
     for (size_t i = 0; i < m && rc != -2;) {
         pthread_rwlock_wrlock(&h->lk);
-        for (size_t k = 0; k < 64 && i < m; k++, i++) {
-            if (redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0) {
+        if (log_state(h, err) != 0) {
+            rc = -2;
+        } else if (h->broken || h->visible < sorted[m - 1]) {
+            ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
+            rc = -2;
+        }
+        h->revoke_gen++;
+        for (size_t k = 0; k < 64 && i < m && rc != -2; k++, i++) {
+            if (redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0)
                 rc = -2;
-                break;
-            }
         }
         pthread_rwlock_unlock(&h->lk);
     }
-    if (rc != -2 && s->durable && fdatasync(h->fd) != 0) {
-        sys_fail(err, "sync", h->path);
-        rc = -2;
+    if (rc != -2 && s->durable) {
+        pthread_rwlock_rdlock(&h->lk); /* keeps h->fd from a concurrent reload */
+        if (fdatasync(h->fd) != 0) {
+            sys_fail(err, "sync", h->path);
+            rc = -2;
+        }
+        pthread_rwlock_unlock(&h->lk);
     }
     pthread_mutex_unlock(&h->revoke_mu);
     if (rc == -2) {
@@ -1437,6 +1480,7 @@ out:
 
 typedef struct reader {
     elog *h;
+    unsigned gen;
     uint8_t *win;
     uint64_t win_off;
     size_t win_len;
@@ -1454,6 +1498,18 @@ static void reader_release(reader *r)
     free(r->win);
     free(r->big);
     free(r->buf);
+}
+
+/* Starts a chunk (h->lk held): forgets the window if records were rewritten
+ * since it was read. */
+static void reader_begin(reader *r)
+{
+    if (r->gen != r->h->revoke_gen) {
+        r->gen = r->h->revoke_gen;
+        r->win_len = 0;
+    }
+    r->n = 0;
+    r->buf_len = 0;
 }
 
 /* Copies entry `id` into the chunk (h->lk held). */
@@ -1553,17 +1609,14 @@ static int emb_list(ann_store *st, const char *tenant_id, const char *log_id,
     bool stop = false;
     while (!stop) {
         pthread_rwlock_rdlock(&h->lk);
-        if (h->deleted) {
+        if (log_state(h, err) != 0) {
             pthread_rwlock_unlock(&h->lk);
-            not_found(err, log_id);
             goto done;
         }
         if (max_id == 0)
             max_id = q->max_id == 0 || q->max_id > h->visible ? h->visible : q->max_id;
-        ann_idx_key start = after;
         size_t k = ann_idx_list(&h->idx, &after, q->end_ns, max_id, ids, READ_CHUNK);
-        r.n = 0;
-        r.buf_len = 0;
+        reader_begin(&r);
         for (size_t i = 0; i < k; i++) {
             if (reader_take(&r, ids[i], err) != 0) {
                 pthread_rwlock_unlock(&h->lk);
@@ -1577,7 +1630,6 @@ static int emb_list(ann_store *st, const char *tenant_id, const char *log_id,
             }
         }
         pthread_rwlock_unlock(&h->lk);
-        (void)start;
         if (k == 0)
             break;
         reader_fix(&r);
@@ -1613,21 +1665,20 @@ static int emb_read_after(ann_store *st, const char *tenant_id, const char *log_
         return -1;
     r.h = h;
     size_t left = limit ? limit : SIZE_MAX;
-    uint64_t next = after_id + 1, last = 0;
+    uint64_t next = 0, last = 0;
     bool have_last = false;
     while (left) {
         pthread_rwlock_rdlock(&h->lk);
-        if (h->deleted) {
+        if (log_state(h, err) != 0) {
             pthread_rwlock_unlock(&h->lk);
-            not_found(err, log_id);
             goto done;
         }
         if (!have_last) {
             last = h->visible;
+            next = after_id < last ? after_id + 1 : last + 1; /* no overflow */
             have_last = true;
         }
-        r.n = 0;
-        r.buf_len = 0;
+        reader_begin(&r);
         while (next <= last && r.n < READ_CHUNK && r.n < left && r.buf_len < READ_BYTES) {
             if (reader_take(&r, next, err) != 0) {
                 pthread_rwlock_unlock(&h->lk);
