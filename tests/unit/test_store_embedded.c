@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1422,7 +1423,7 @@ static void test_watch(void **state)
 typedef struct wrace {
     ann_store *s;
     const char *tenant;
-    volatile bool stop;
+    atomic_bool stop;
 } wrace;
 
 static void *wrace_writer(void *arg)

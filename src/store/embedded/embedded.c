@@ -629,13 +629,13 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
 
     if (loader) {
         ann_err_clear(&h->load_err);
-        h->load_rc = log_load(s, h, &h->load_err);
-        if (h->load_rc != 0) {
+        int load_rc = h->load_rc = log_load(s, h, &h->load_err);
+        pthread_rwlock_unlock(&h->lk);
+        if (load_rc != 0) {
             pthread_mutex_lock(&s->mu);
             h->drop = true; /* the next acquire loads afresh */
             pthread_mutex_unlock(&s->mu);
         }
-        pthread_rwlock_unlock(&h->lk);
     }
     pthread_rwlock_rdlock(&h->lk);
     int rc = log_state(h, err);
