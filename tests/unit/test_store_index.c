@@ -129,6 +129,19 @@ static void test_dedup_table(void **state)
     ann_idx_release(&x);
 }
 
+/* Offsets are 32-bit deltas until a chunk spans more than 4 GiB. */
+static void test_offsets_wide(void **state)
+{
+    (void)state;
+    ann_idx x;
+    ann_idx_init(&x);
+    for (uint64_t i = 0; i < 70000; i++)
+        assert_int_equal(ann_idx_add(&x, 0, 1000 + i * (i < 30000 ? 100 : (1u << 20)), (uint32_t)i), 0);
+    for (uint64_t i = 0; i < 70000; i++)
+        assert_true(ann_idx_off(&x, i + 1) == 1000 + i * (i < 30000 ? 100 : (1u << 20)));
+    ann_idx_release(&x);
+}
+
 static void test_record_codec(void **state)
 {
     (void)state;
@@ -181,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_runs_in_order), cmocka_unit_test(test_runs_reversed),
         cmocka_unit_test(test_runs_random),   cmocka_unit_test(test_runs_jitter),
         cmocka_unit_test(test_dedup_table),   cmocka_unit_test(test_record_codec),
+        cmocka_unit_test(test_offsets_wide),
         cmocka_unit_test(test_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,8 @@ void ann_idx_release(ann_idx *x)
 {
     for (size_t i = 0; i < x->nchunks; i++) {
         free(x->time_chunks[i]);
-        free(x->off_chunks[i]);
+        free(x->off_chunks[i].d32);
+        free(x->off_chunks[i].o64);
     }
     free(x->time_chunks);
     free(x->off_chunks);
@@ -176,28 +177,44 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
             if (!nt)
                 return -1;
             x->time_chunks = nt;
-            uint64_t **no = realloc(x->off_chunks, ncap * sizeof *no);
+            ann_idx_offs *no = realloc(x->off_chunks, ncap * sizeof *no);
             if (!no)
                 return -1;
             x->off_chunks = no;
             x->chunks_cap = ncap;
         }
         int64_t *t = malloc(CHUNK * sizeof *t);
-        uint64_t *o = malloc(CHUNK * sizeof *o);
+        uint32_t *o = malloc(CHUNK * sizeof *o);
         if (!t || !o) {
             free(t);
             free(o);
             return -1;
         }
         x->time_chunks[x->nchunks] = t;
-        x->off_chunks[x->nchunks] = o;
+        x->off_chunks[x->nchunks] = (ann_idx_offs){.base = off, .d32 = o, .o64 = NULL};
         x->nchunks++;
         x->bytes += CHUNK * (sizeof *t + sizeof *o);
+    }
+    ann_idx_offs *oc = &x->off_chunks[chunk];
+    if (!oc->o64 && off - oc->base > UINT32_MAX) {
+        /* A chunk spanning more than 4 GiB: widen it. */
+        uint64_t *w = malloc(CHUNK * sizeof *w);
+        if (!w)
+            return -1;
+        for (size_t i = 0; i < (size_t)((id - 1) & 0xffff); i++)
+            w[i] = oc->base + oc->d32[i];
+        free(oc->d32);
+        oc->d32 = NULL;
+        oc->o64 = w;
+        x->bytes += CHUNK * (sizeof *w - sizeof(uint32_t));
     }
     if ((x->used + 1) * 4 > (x->slots ? (x->mask + 1) * 3 : 0) && slots_grow(x) != 0)
         return -1;
     x->time_chunks[chunk][(id - 1) & 0xffff] = time;
-    x->off_chunks[chunk][(id - 1) & 0xffff] = off;
+    if (oc->o64)
+        oc->o64[(id - 1) & 0xffff] = off;
+    else
+        oc->d32[(id - 1) & 0xffff] = (uint32_t)(off - oc->base);
     if (runs_add(x, id, time) != 0)
         return -1;
     uint64_t j = tag & x->mask;

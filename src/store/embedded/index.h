@@ -3,8 +3,9 @@
  * log is opened and extended by the committer.
  *
  * Layout (memory per entry, see docs/storage.md):
- *  - time[id] and off[id] in chunks of 65,536 (8 + 8 bytes per entry; chunks
- *    never move, so growth copies nothing);
+ *  - time[id] and off[id] in chunks of 65,536 (8 + 4 bytes per entry: an
+ *    offset is a 32-bit delta from its chunk's first; chunks never move, so
+ *    growth copies nothing);
  *  - the insert_id dedup table: open addressing, one 8-byte slot holding
  *    (32-bit hash tag << 32 | id); a tag hit is only a candidate, the caller
  *    confirms it against the stored insert_id (≈ 11–21 bytes per entry);
@@ -32,10 +33,18 @@ typedef struct ann_idx_run {
     size_t n;        /* entries in the run */
 } ann_idx_run;
 
+/* File offsets of one chunk of ids: 32-bit deltas from the chunk's first
+ * offset, or (when a chunk spans more than 4 GiB) full 64-bit offsets. */
+typedef struct ann_idx_offs {
+    uint64_t base;
+    uint32_t *d32;
+    uint64_t *o64;
+} ann_idx_offs;
+
 typedef struct ann_idx {
     uint64_t n; /* entries indexed: ids 1..n */
     int64_t **time_chunks;
-    uint64_t **off_chunks;
+    ann_idx_offs *off_chunks;
     size_t nchunks, chunks_cap;
     uint64_t *slots; /* dedup table, 0 = empty */
     uint64_t mask;   /* slots has mask+1 entries */
@@ -59,7 +68,9 @@ static inline int64_t ann_idx_time(const ann_idx *x, uint64_t id)
 }
 static inline uint64_t ann_idx_off(const ann_idx *x, uint64_t id)
 {
-    return x->off_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
+    const ann_idx_offs *c = &x->off_chunks[(id - 1) >> 16];
+    size_t i = (size_t)((id - 1) & 0xffff);
+    return c->o64 ? c->o64[i] : c->base + c->d32[i];
 }
 
 /* Adds entry n+1 with its time, file offset and insert_id hash tag.
