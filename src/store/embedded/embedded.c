@@ -48,6 +48,7 @@ struct ann_watch {
     int busy;    /* calls in progress (s->watch_mu) */
     bool linked; /* on h->watchers */
     ann_watch *prev, *next;
+    ann_watch *all_prev, *all_next; /* s->watches, for close */
 };
 
 /* One open log. `refs` and the table/LRU links are under s->mu. */
@@ -136,6 +137,7 @@ typedef struct emb {
 
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
+    ann_watch *watches; /* every live watch (watch_mu) */
 } emb;
 
 static const ann_store_ops embedded_ops;
@@ -1105,6 +1107,7 @@ static void *committer_thread(void *arg)
 /* ---- ops --------------------------------------------------------------- */
 
 static void emb_close(ann_store *st);
+static void emb_unwatch(ann_store *st, ann_watch *w);
 
 static int emb_secret(ann_store *st, uint8_t out[32], ann_err *err)
 {
@@ -1735,6 +1738,10 @@ static int emb_watch(ann_store *st, const char *tenant_id, const char *log_id, a
         h->watchers->prev = w;
     h->watchers = w;
     w->linked = true;
+    w->all_next = s->watches;
+    if (s->watches)
+        s->watches->all_prev = w;
+    s->watches = w;
     pthread_mutex_unlock(&s->watch_mu);
     *out = w; /* keeps its reference on h: a watched log stays open */
     return 0;
@@ -1756,6 +1763,12 @@ static void emb_unwatch(ann_store *st, ann_watch *w)
     }
     while (w->busy)
         pthread_cond_wait(&s->watch_cv, &s->watch_mu);
+    if (w->all_prev)
+        w->all_prev->all_next = w->all_next;
+    else
+        s->watches = w->all_next;
+    if (w->all_next)
+        w->all_next->all_prev = w->all_prev;
     pthread_mutex_unlock(&s->watch_mu);
     free(w);
     log_release(s, h);
@@ -1804,6 +1817,9 @@ static void emb_close(ann_store *st)
         for (int i = 0; i < s->nsync_started; i++)
             pthread_join(s->sync_th[i], NULL);
     }
+    /* Watches the caller did not remove (they should have): freed here. */
+    while (s->watches)
+        emb_unwatch(st, s->watches);
     for (size_t i = 0; i < s->tcap; i++)
         free_list(s->table[i]);
     free(s->table);
@@ -1907,8 +1923,17 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         goto done;
     }
     p = path_join(dir, "logs", NULL, "");
-    if (!p || (mkdir(p, 0700) != 0 && errno != EEXIST)) {
-        sys_fail(err, "mkdir", p ? p : dir);
+    if (!p) {
+        ann_err_set(err, ANN_EIO, "out of memory");
+        goto done;
+    }
+    if (mkdir(p, 0700) == 0) {
+        if (s->durable && fsync_dir(dir) != 0) {
+            sys_fail(err, "sync", dir);
+            goto done;
+        }
+    } else if (errno != EEXIST) {
+        sys_fail(err, "mkdir", p);
         goto done;
     }
     free(p);
