@@ -3,14 +3,14 @@
  * the service benchmark and prints throughput, latency and memory.
  *
  *   bench_store [-d fsync|none|both] [-t threads] [-l logs] [-b batch]
- *               [-s body_bytes] [-n total_entries] [-D dir] [-k]
+ *               [-s body_bytes] [-n total_entries] [-D dir] [-k] [-P]
  *
  * Defaults: both durabilities, 8 threads, 100 logs, batches of 1,000,
  * 220-byte bodies (a 200-byte text payload plus labels, as the API encodes
  * it), 36-byte insert ids, 2,000,000 entries. Each durability runs in its
  * own child process (so peak RSS is its own) on a fresh directory under
  * /tmp (or -D), removed afterwards unless -k. Figures are printed, never
- * asserted.
+ * asserted. -P turns off the store's preallocation (to measure it).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -32,6 +32,7 @@ typedef struct cfg {
     long total;
     const char *base;
     bool keep;
+    bool no_prealloc;
 } cfg;
 
 typedef struct worker {
@@ -103,6 +104,13 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static int count_visit(const ann_entry *e, void *ud)
+{
+    (void)e;
+    ++*(long *)ud;
+    return 0;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -128,6 +136,7 @@ static int run(const cfg *c, ann_durability d)
     ann_store_embedded_opts o;
     ann_store_embedded_opts_init(&o);
     o.durability = d;
+    o.no_prealloc = c->no_prealloc;
     ann_store *s;
     ann_err err;
     if (ann_store_embedded_open(dir, &o, &s, &err) != 0) {
@@ -155,6 +164,7 @@ static int run(const cfg *c, ann_durability d)
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     double t0 = now_s();
+    int64_t tstart = now_ns();
     for (int i = 0; i < c->threads; i++) {
         ws[i] = (worker){.c = c, .s = s, .tenant = t.id, .tid = i, .next_batch = &next,
                          .nbatches = nbatches};
@@ -201,9 +211,32 @@ static int run(const cfg *c, ann_durability d)
         }
     }
     double reopen = now_s() - t2;
+
+    /* Query latency on the first log (its index is built by now). */
+    enum { Q = 300 };
+    double ql[Q], rl[Q];
+    unsigned seed = 1;
+    int64_t span = (int64_t)(el * 1e9) + 1;
+    for (int i = 0; i < Q; i++) {
+        ann_list_query q = {.start_ns = tstart + (int64_t)(((double)rand_r(&seed) / RAND_MAX) * span),
+                            .end_ns = INT64_MAX, .limit = 100};
+        long cnt = 0;
+        double a = now_s();
+        ann_store_list(s, t.id, "log-000", &q, count_visit, &cnt, &err);
+        ql[i] = (now_s() - a) * 1000.0;
+        uint64_t after = (uint64_t)rand_r(&seed) % (total / c->logs + 1);
+        a = now_s();
+        ann_store_read_after(s, t.id, "log-000", after, 100, count_visit, &cnt, &err);
+        rl[i] = (now_s() - a) * 1000.0;
+    }
+    qsort(ql, Q, sizeof *ql, cmp_d);
+    qsort(rl, Q, sizeof *rl, cmp_d);
+    struct rusage r2;
+    getrusage(RUSAGE_SELF, &r2);
     ann_store_close(s);
-    printf("durability=%-5s threads=%d logs=%d batch=%d body=%dB entries=%.0f failures=%d\n",
-           d == ANN_DURABILITY_NONE ? "none" : "fsync", c->threads, c->logs, c->batch, c->body,
+    printf("durability=%-5s%s threads=%d logs=%d batch=%d body=%dB entries=%.0f failures=%d\n",
+           d == ANN_DURABILITY_NONE ? "none" : "fsync", c->no_prealloc ? " (no prealloc)" : "",
+           c->threads, c->logs, c->batch, c->body,
            entries, failures);
     printf("  %.0f entries/s  %.1f MB/s of records (%.1f MB/s of bodies)  in %.2f s\n",
            entries / el, entries * rec / el / 1e6, entries * c->body / el / 1e6, el);
@@ -214,6 +247,11 @@ static int run(const cfg *c, ann_durability d)
            cpu / (entries / 1e6), r1.ru_maxrss / 1024);
     printf("  reopen + index rebuild of %llu entries: %.2f s\n", (unsigned long long)total,
            reopen);
+    printf("  one log of %llu entries: list 100 from a random time p50 %.3f ms p99 %.3f ms; "
+           "read_after 100 p50 %.3f ms p99 %.3f ms\n",
+           (unsigned long long)(total / c->logs), ql[Q / 2], ql[Q * 99 / 100], rl[Q / 2],
+           rl[Q * 99 / 100]);
+    printf("  peak RSS after reopen and queries: %ld MiB\n", r2.ru_maxrss / 1024);
     fflush(stdout);
     free(lat);
     free(ws);
@@ -231,7 +269,7 @@ int main(int argc, char **argv)
              .base = "/tmp"};
     const char *dur = "both";
     int opt;
-    while ((opt = getopt(argc, argv, "d:t:l:b:s:n:D:k")) != -1) {
+    while ((opt = getopt(argc, argv, "d:t:l:b:s:n:D:kP")) != -1) {
         switch (opt) {
         case 'd': dur = optarg; break;
         case 't': c.threads = atoi(optarg); break;
@@ -241,9 +279,10 @@ int main(int argc, char **argv)
         case 'n': c.total = atol(optarg); break;
         case 'D': c.base = optarg; break;
         case 'k': c.keep = true; break;
+        case 'P': c.no_prealloc = true; break;
         default:
             fprintf(stderr, "usage: %s [-d fsync|none|both] [-t threads] [-l logs] [-b batch] "
-                            "[-s body] [-n entries] [-D dir] [-k]\n", argv[0]);
+                            "[-s body] [-n entries] [-D dir] [-k] [-P]\n", argv[0]);
             return 2;
         }
     }

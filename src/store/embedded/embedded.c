@@ -37,7 +37,8 @@
 #define READ_BYTES (4u << 20)      /* ... or this many bytes */
 #define WINDOW (256u << 10)        /* read-ahead window */
 #define PREALLOC_MIN (256u << 10)  /* logs smaller than this are not preallocated */
-#define PREALLOC_MAX (16u << 20)
+#define PREALLOC_MAX (4u << 20)
+#define PREALLOC_ROUND (8u << 20)  /* zeros written per group commit, all logs */
 
 typedef struct elog elog;
 
@@ -73,6 +74,7 @@ struct elog {
     uint64_t visible; /* entries published: ids 1..visible */
     uint64_t end;       /* end of the durable frames in the file */
     uint64_t alloc_end; /* file size: zeros from end to here (preallocated) */
+    uint64_t zero_from, zero_to; /* zeros to write this round (committer plans) */
     int64_t create_ns;
     uint8_t *labels;
     size_t labels_len;
@@ -138,9 +140,17 @@ typedef struct emb {
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
     ann_watch *watches; /* every live watch (watch_mu) */
+    double trace;       /* ANN_STORE_TRACE=<ms>: report rounds slower than this */
 } emb;
 
 static const ann_store_ops embedded_ops;
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -807,8 +817,15 @@ static void stage_job(emb *s, elog *h, job *j)
     j->rc = 0;
 }
 
+static int prealloc_write(elog *h);
+
 static void sync_one(elog *h)
 {
+    if (h->zero_to > h->zero_from && prealloc_write(h) != 0) {
+        h->failed = true;
+        h->sys_errno = errno;
+        return;
+    }
     if (fdatasync(h->fd) != 0) {
         h->failed = true;
         h->sys_errno = errno;
@@ -874,25 +891,35 @@ static void sync_all(emb *s, elog **items, size_t n)
  * ext4 makes a group commit several times cheaper (docs/storage.md). The
  * zeros are made durable by this round's fdatasync.
  */
-static int prealloc(elog *h)
+static void prealloc_plan(elog *h, uint64_t *budget)
+{
+    uint64_t used = h->end + h->pend_len;
+    uint64_t chunk = used / 4;
+    chunk = chunk < PREALLOC_MIN ? PREALLOC_MIN : chunk > PREALLOC_MAX ? PREALLOC_MAX : chunk;
+    if (used > h->alloc_end)
+        h->alloc_end = used;
+    h->zero_from = h->zero_to = 0;
+    /* Extend when less than half a chunk is left, within this round's
+     * budget, so that one group commit never carries many megabytes of
+     * zeros (a latency spike). */
+    if (used < PREALLOC_MIN || h->alloc_end - used >= chunk / 2 || *budget < chunk)
+        return;
+    *budget -= chunk;
+    h->zero_from = h->alloc_end;
+    h->zero_to = h->alloc_end + chunk;
+}
+
+/* Writes the planned zeros (in a sync helper, in parallel with other logs). */
+static int prealloc_write(elog *h)
 {
     static const uint8_t zeros[1 << 16];
-    uint64_t used = h->end + h->pend_len;
-    if (used <= h->alloc_end || used < PREALLOC_MIN) {
-        if (used > h->alloc_end)
-            h->alloc_end = used;
-        return 0;
-    }
-    uint64_t chunk = used / 2;
-    chunk = chunk < PREALLOC_MIN ? PREALLOC_MIN : chunk > PREALLOC_MAX ? PREALLOC_MAX : chunk;
-    uint64_t to = used + chunk;
-    for (uint64_t off = used; off < to;) {
-        size_t len = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+    for (uint64_t off = h->zero_from; off < h->zero_to;) {
+        size_t len = h->zero_to - off < sizeof zeros ? (size_t)(h->zero_to - off) : sizeof zeros;
         if (write_full(h->fd, zeros, len, off) != 0)
             return -1;
         off += len;
     }
-    h->alloc_end = to;
+    h->alloc_end = h->zero_to > h->alloc_end ? h->zero_to : h->alloc_end;
     return 0;
 }
 
@@ -906,6 +933,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
     size_t nlogs = 0;
     job *deferred = NULL, **dtail = &deferred;
 
+    double t0 = s->trace ? mono_ms() : 0, t1 = 0, t2 = 0, t3 = 0;
     for (size_t i = 0; i < n; i++) {
         job *j = arr[i];
         elog *h = j->h;
@@ -958,16 +986,22 @@ static job *commit_round(emb *s, job **arr, size_t n)
     elog *stack[64];
     elog **syncs = nlogs <= 64 ? stack : malloc(nlogs * sizeof *syncs);
     size_t nsync = 0;
+    uint64_t zero_budget = PREALLOC_ROUND, bytes = 0;
+    if (s->trace)
+        t1 = mono_ms();
     for (elog *h = logs; h; h = h->cnext) {
         if (h->failed || h->pend_count == 0)
             continue;
         ann_lf_frame_encode(h->pend, h->pend_first, h->pend_count, h->pend_len);
-        if (write_full(h->fd, h->pend, h->pend_len, h->end) != 0 ||
-            (s->durable && prealloc(h) != 0)) {
+        if (write_full(h->fd, h->pend, h->pend_len, h->end) != 0) {
             h->failed = true;
             h->sys_errno = errno;
             continue;
         }
+        h->zero_from = h->zero_to = 0;
+        if (s->durable && !s->opts.no_prealloc)
+            prealloc_plan(h, &zero_budget);
+        bytes += h->pend_len;
         if (s->durable) {
             if (syncs)
                 syncs[nsync++] = h;
@@ -975,8 +1009,19 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 sync_one(h);
         }
     }
+    if (s->trace)
+        t2 = mono_ms();
     if (nsync)
         sync_all(s, syncs, nsync);
+    if (s->trace) {
+        t3 = mono_ms();
+        if (t3 - t0 >= s->trace)
+            fprintf(stderr,
+                    "annals store trace: round %zu jobs %zu logs %.1f MB + %.1f MB zeros: "
+                    "stage %.1f ms write %.1f ms sync %.1f ms\n",
+                    n, nlogs, (double)bytes / 1e6,
+                    (double)(PREALLOC_ROUND - zero_budget) / 1e6, t1 - t0, t2 - t1, t3 - t2);
+    }
     if (syncs != stack)
         free(syncs);
 
@@ -1899,6 +1944,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (!s->opts.cache_bytes)
         s->opts.cache_bytes = 256u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
+    const char *tr = getenv("ANN_STORE_TRACE");
+    s->trace = tr ? atof(tr) : 0;
     s->lru.lru_next = s->lru.lru_prev = &s->lru;
     pthread_mutex_init(&s->create_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);

@@ -40,6 +40,9 @@ typedef struct ann_store_embedded_opts {
     bool admin_only;
     size_t max_open_logs; /* open logs kept while idle (fd + index); 0: 256 */
     size_t cache_bytes;   /* index memory of idle open logs; 0: 256 MiB */
+    /* Do not write zeros ahead of busy logs (see docs/storage.md): for
+     * measuring what preallocation buys. */
+    bool no_prealloc;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */
