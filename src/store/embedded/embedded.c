@@ -61,6 +61,7 @@ struct elog {
     elog *lru_prev, *lru_next;
     bool in_lru, in_table, drop; /* drop: free when the last ref goes */
     size_t lru_bytes;
+    double idle_since; /* when it went idle (ms, monotonic) */
     int refs;
 
     pthread_rwlock_t lk;
@@ -336,6 +337,7 @@ static void lru_push(emb *s, elog *h)
     s->lru.lru_next->lru_prev = h;
     s->lru.lru_next = h;
     h->in_lru = true;
+    h->idle_since = mono_ms();
     h->lru_bytes = h->idx.bytes;
     s->lru_count++;
     s->lru_bytes += h->lru_bytes;
@@ -367,9 +369,14 @@ static void elog_free(elog *h)
 static elog *lru_evict(emb *s)
 {
     elog *victims = NULL;
-    while (s->lru_count && (s->lru_count > s->opts.max_open_logs ||
-                            s->lru_bytes > s->opts.cache_bytes)) {
-        elog *h = s->lru.lru_prev;
+    double now = mono_ms();
+    while (s->lru_count) {
+        elog *h = s->lru.lru_prev; /* the longest idle */
+        /* Reopening a log rescans its file, so memory pressure alone closes
+         * only logs idle for a while: a busy log is never thrashed. */
+        if (s->lru_count <= s->opts.max_open_logs &&
+            !(s->lru_bytes > s->opts.cache_bytes && now - h->idle_since >= s->opts.idle_evict_ms))
+            break;
         lru_unlink(s, h);
         table_remove(s, h);
         h->hnext = victims;
@@ -1940,7 +1947,9 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (opts)
         s->opts = *opts;
     if (!s->opts.max_open_logs)
-        s->opts.max_open_logs = 256;
+        s->opts.max_open_logs = 512;
+    if (!s->opts.idle_evict_ms)
+        s->opts.idle_evict_ms = 5000;
     if (!s->opts.cache_bytes)
         s->opts.cache_bytes = 256u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;

@@ -38,8 +38,9 @@ typedef struct ann_store_embedded_opts {
      * same directory: only secret, tenant_create and tenant_by_key work,
      * everything else fails with ANN_EINVAL. */
     bool admin_only;
-    size_t max_open_logs; /* open logs kept while idle (fd + index); 0: 256 */
-    size_t cache_bytes;   /* index memory of idle open logs; 0: 256 MiB */
+    size_t max_open_logs;   /* open logs kept while idle (fd + index); 0: 512 */
+    size_t cache_bytes;     /* index memory of idle open logs; 0: 256 MiB ... */
+    unsigned idle_evict_ms; /* ... beyond which logs idle this long are closed; 0: 5000 */
     /* Do not write zeros ahead of busy logs (see docs/storage.md): for
      * measuring what preallocation buys. */
     bool no_prealloc;
