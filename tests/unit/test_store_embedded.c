@@ -300,10 +300,31 @@ static void test_second_server_refused_admin_allowed(void **state)
     assert_memory_equal(s1, s2b, 32);
     ann_store_close(adm);
 
-    /* The running server finds the tenant another process created. */
+    /* The running server finds the tenant another handle created. */
     assert_int_equal(ann_store_tenant_by_key(f->s, k3, &found, &err), 0);
     assert_string_equal(found.id, t3.id);
     assert_string_equal(found.name, "initech");
+
+    /* And one another process created. */
+    uint8_t k4[32];
+    memset(k4, 0xD4, 32);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ann_store *a = NULL;
+        ann_tenant t4;
+        ann_err e4;
+        if (ann_store_embedded_open(f->dir, &o, &a, &e4) != 0 ||
+            ann_store_tenant_create(a, "hooli", k4, &t4, &e4) != 0)
+            _exit(1);
+        ann_store_close(a);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(ann_store_tenant_by_key(f->s, k4, &found, &err), 0);
+    assert_string_equal(found.name, "hooli");
 }
 
 static void test_tenants(void **state)

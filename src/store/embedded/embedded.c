@@ -31,6 +31,7 @@
 
 #define MAX_ID_LEN ANN_UUID_LEN
 #define MAX_BODY (64u << 20)
+#define MAX_REQUEST (256u << 20) /* encoded; keeps every frame far below 1 GiB */
 #define FRAME_SOFT_CAP (64u << 20) /* a log's frame in one round stops growing here */
 #define NSYNC 15                   /* fdatasync helper threads */
 #define READ_CHUNK 256             /* entries copied per lock hold when reading */
@@ -1387,8 +1388,13 @@ static int validate_append(const ann_append *req, ann_err *err)
         return ann_err_set(err, ANN_EINVAL, "append: missing request");
     if (req->n && (!req->entries || !req->ids_out))
         return ann_err_set(err, ANN_EINVAL, "entries: missing");
+    uint64_t total = 0;
     for (size_t i = 0; i < req->n; i++) {
         const ann_entry *e = &req->entries[i];
+        total += ann_lf_rec_size(e->insert_id_len, e->body_len);
+        if (total > MAX_REQUEST)
+            return ann_err_set(err, ANN_EINVAL, "entries: request larger than %u MiB",
+                               MAX_REQUEST >> 20);
         if (!e->insert_id || e->insert_id_len == 0 || e->insert_id_len > 65535)
             return ann_err_set(err, ANN_EINVAL, "entries[%zu].insert_id: must be 1 to 65535 bytes",
                                i);
