@@ -605,20 +605,11 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
             free(labels);
             return r < 0 ? -1 : not_found(err, log);
         }
+        size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
         h = calloc(1, sizeof *h);
         if (h)
-            h->path = path_join(s->dir, "logs", tenant, "");
+            h->path = malloc(plen);
         if (!h || !h->path) {
-            pthread_mutex_unlock(&s->mu);
-            free(labels);
-            if (h)
-                free(h);
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        }
-        free(h->path);
-        size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
-        h->path = malloc(plen);
-        if (!h->path) {
             pthread_mutex_unlock(&s->mu);
             free(labels);
             free(h);
