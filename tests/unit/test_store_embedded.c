@@ -1489,6 +1489,116 @@ static void test_unwatch_races_writes(void **state)
         pthread_join(th[i], NULL);
 }
 
+/* Appends, listings, tails and revocations of one log all at once: readers
+ * always see dense ids and valid records, revoked entries end up redacted
+ * and nothing else changes. */
+typedef struct mixed {
+    ann_store *s;
+    const char *tenant;
+    atomic_bool stop;
+    atomic_int errors;
+    uint64_t revoked[64];
+    atomic_int nrevoked;
+} mixed;
+
+static void *mixed_writer(void *arg)
+{
+    mixed *m = arg;
+    for (int b = 0; b < 60; b++) {
+        char p[32];
+        uint64_t ids[30];
+        ann_err err;
+        snprintf(p, sizeof p, "m%lx-%d", (unsigned long)pthread_self() & 0xffff, b);
+        if (append_n(m->s, m->tenant, "mix", p, 30, NULL, ids, NULL, &err) != 0)
+            m->errors++;
+    }
+    return NULL;
+}
+
+static void *mixed_reader(void *arg)
+{
+    mixed *m = arg;
+    while (!m->stop) {
+        got g = {0};
+        ann_err err;
+        if (ann_store_read_after(m->s, m->tenant, "mix", 0, 0, collect, &g, &err) != 0)
+            m->errors++;
+        for (size_t i = 0; i < g.n; i++)
+            if (g.ids[i] != i + 1)
+                m->errors++;
+        got_free(&g);
+        ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .limit = 500};
+        if (ann_store_list(m->s, m->tenant, "mix", &q, collect, &g, &err) != 0)
+            m->errors++;
+        got_free(&g);
+    }
+    return NULL;
+}
+
+static void *mixed_revoker(void *arg)
+{
+    mixed *m = arg;
+    unsigned seed = 99;
+    while (!m->stop && m->nrevoked < 64) {
+        ann_log_meta lm;
+        ann_err err;
+        if (ann_store_log_get(m->s, m->tenant, "mix", &lm, &err) != 0) {
+            m->errors++;
+            break;
+        }
+        uint64_t n = lm.entry_count;
+        ann_log_meta_release(&lm);
+        if (n == 0)
+            continue;
+        uint64_t id = (uint64_t)rand_r(&seed) % n + 1;
+        if (ann_store_revoke(m->s, m->tenant, "mix", &id, 1, "r", "stress", 1, &err) != 0)
+            m->errors++;
+        else
+            m->revoked[m->nrevoked++] = id;
+    }
+    return NULL;
+}
+
+static void test_mixed_stress(void **state)
+{
+    fx *f = *state;
+    make_log(f, "mix");
+    mixed m = {.s = f->s, .tenant = f->t.id};
+    pthread_t w[3], r[2], v;
+    for (int i = 0; i < 3; i++)
+        pthread_create(&w[i], NULL, mixed_writer, &m);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&r[i], NULL, mixed_reader, &m);
+    pthread_create(&v, NULL, mixed_revoker, &m);
+    for (int i = 0; i < 3; i++)
+        pthread_join(w[i], NULL);
+    m.stop = true;
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    pthread_join(v, NULL);
+    assert_int_equal(m.errors, 0);
+    got g = {0};
+    read_all(f, "mix", &g);
+    assert_int_equal(g.n, 3 * 60 * 30);
+    int redacted = 0;
+    for (size_t i = 0; i < g.n; i++) {
+        bool rv = false;
+        for (int k = 0; k < m.nrevoked; k++)
+            rv |= m.revoked[k] == g.ids[i];
+        assert_int_equal(g.flags[i] == ANN_ENTRY_REDACTED, rv);
+        if (rv) {
+            assert_string_equal(g.bodies[i], "");
+            redacted++;
+        } else {
+            char want[64];
+            snprintf(want, sizeof want, "body-%s", g.iids[i]);
+            assert_string_equal(g.bodies[i], want);
+        }
+    }
+    assert_true(redacted >= 1);
+    got_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1517,6 +1627,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwatch_races_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mixed_stress, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
