@@ -192,7 +192,9 @@ static int log_state(const elog *h, ann_err *err)
 
 static int sys_fail(ann_err *err, const char *what, const char *path)
 {
-    return ann_err_set(err, ANN_EIO, "%s %.180s: %s", what, path, strerror(errno));
+    /* A full disk may pass: say "try again later" rather than "broken". */
+    ann_code c = errno == ENOSPC || errno == EDQUOT ? ANN_EUNAVAIL : ANN_EIO;
+    return ann_err_set(err, c, "%s %.180s: %s", what, path, strerror(errno));
 }
 
 static int write_full(int fd, const void *buf, size_t len, uint64_t off)

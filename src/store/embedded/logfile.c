@@ -1,6 +1,7 @@
 #include "store/embedded/logfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,7 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     while (off < size) {
         uint8_t h[ANN_LF_FRAME_HDR];
         bool torn = false;
