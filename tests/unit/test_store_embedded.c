@@ -1599,6 +1599,152 @@ static void test_mixed_stress(void **state)
     got_free(&g);
 }
 
+/* ---- index snapshots --------------------------------------------------- */
+
+static ann_store *open_snap(const char *dir)
+{
+    ann_store_embedded_opts o;
+    ann_store_embedded_opts_init(&o);
+    o.snapshot_min = 1;
+    ann_store *s = NULL;
+    ann_err err;
+    assert_int_equal(ann_store_embedded_open(dir, &o, &s, &err), 0);
+    return s;
+}
+
+static void check_log_against(fx *f, const char *log, const ref *all, size_t n)
+{
+    ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX};
+    check_query(f, log, all, n, &q);
+    q.start_ns = 500;
+    q.end_ns = 2000;
+    check_query(f, log, all, n, &q);
+    assert_int_equal(entry_count(f, log), n);
+}
+
+static void test_snapshot(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    enum { B = 400 };
+    static int64_t times[B];
+    static ref all[3 * B];
+    uint64_t ids[B];
+    size_t n_new, n = 0;
+    char dat[256], idx[256];
+    unsigned seed = 5;
+    ann_store_close(f->s);
+    f->s = open_snap(f->dir);
+    make_log(f, "s");
+    data_path(f, "s", dat, sizeof dat);
+    snprintf(idx, sizeof idx, "%.*s.idx", (int)(strlen(dat) - 4), dat);
+    for (int b = 0; b < 2; b++) {
+        char p[8];
+        snprintf(p, sizeof p, "s%d", b);
+        for (size_t i = 0; i < B; i++)
+            times[i] = rand_r(&seed) % 3000;
+        assert_int_equal(append_n(f->s, f->t.id, "s", p, B, times, ids, NULL, &err), 0);
+        for (size_t i = 0; i < B; i++)
+            all[n++] = (ref){times[i], ids[i]};
+    }
+    ann_store_close(f->s); /* writes the snapshot */
+    assert_int_equal(access(idx, F_OK), 0);
+    qsort(all, n, sizeof *all, ref_cmp);
+
+    /* The snapshot is used: damage inside the first frame goes unseen by the
+     * open (no scan), and is still caught when that entry is read. */
+    size_t len;
+    uint8_t *full = slurp(dat, &len);
+    uint8_t *hit = memmem(full, len, "body-s0-7", 9);
+    assert_non_null(hit);
+    hit[5] ^= 1;
+    spit(dat, full, len);
+    f->s = open_snap(f->dir);
+    assert_int_equal(entry_count(f, "s"), n);
+    got g = {0};
+    assert_int_not_equal(ann_store_read_after(f->s, f->t.id, "s", 0, 0, collect, &g, &err), 0);
+    assert_int_equal(err.code, ANN_ECORRUPT);
+    got_free(&g);
+    hit[5] ^= 1;
+    ann_store_close(f->s);
+    spit(dat, full, len);
+    free(full);
+
+    /* Frames written after the snapshot are scanned; dedup covers both. */
+    f->s = open_snap(f->dir);
+    assert_int_equal(append_n(f->s, f->t.id, "s", "s0", B, NULL, ids, &n_new, &err), 0);
+    assert_int_equal(n_new, 0);
+    for (size_t i = 0; i < B; i++)
+        times[i] = rand_r(&seed) % 3000;
+    assert_int_equal(append_n(f->s, f->t.id, "s", "s2", B, times, ids, NULL, &err), 0);
+    for (size_t i = 0; i < B; i++)
+        all[n++] = (ref){times[i], ids[i]};
+    qsort(all, n, sizeof *all, ref_cmp);
+    ann_store_close(f->s); /* snapshot of all n */
+    f->s = NULL;
+    /* A crash after one more append: the snapshot on disk is older. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        ann_store *c = open_snap(f->dir);
+        uint64_t cid[1];
+        ann_err e2;
+        if (append_n(c, f->t.id, "s", "late", 1, NULL, cid, NULL, &e2) != 0 || cid[0] != n + 1)
+            _exit(1);
+        _exit(0); /* no close: no new snapshot */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* And a revocation whose overwrite never happened. */
+    char mp[128];
+    snprintf(mp, sizeof mp, "%s/meta.db", f->dir);
+    ann_meta *m;
+    int64_t rowid;
+    uint64_t rv = 400; /* "s0-399": no other body starts with its text */
+    assert_int_equal(ann_meta_open(mp, true, &m, &err), 0);
+    assert_int_equal(ann_meta_revoke_insert(m, f->t.id, "s", &rv, 1, "a", "b", 1, &rowid, &err), 0);
+    ann_meta_free(m);
+    assert_true(dir_contains(f->dir, "body-s0-399"));
+
+    f->s = open_snap(f->dir);
+    assert_false(dir_contains(f->dir, "body-s0-399"));
+    assert_int_equal(entry_count(f, "s"), n + 1);
+    ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .max_id = n};
+    check_query(f, "s", all, n, &q);
+    assert_int_equal(append_n(f->s, f->t.id, "s", "s2", B, NULL, ids, &n_new, &err), 0);
+    assert_int_equal(n_new, 0);
+    assert_int_equal(append_n(f->s, f->t.id, "s", "late", 1, NULL, ids, &n_new, &err), 0);
+    assert_int_equal(n_new, 0);
+    assert_int_equal(ids[0], n + 1);
+    ann_store_close(f->s);
+    n++;
+    all[n - 1] = (ref){0, n}; /* "late" has time 0 */
+    qsort(all, n, sizeof *all, ref_cmp);
+
+    /* A damaged or foreign snapshot is ignored. */
+    full = slurp(idx, &len);
+    full[len / 2] ^= 0x40;
+    spit(idx, full, len);
+    free(full);
+    f->s = open_snap(f->dir);
+    check_log_against(f, "s", all, n);
+    make_log(f, "other");
+    assert_int_equal(append_n(f->s, f->t.id, "other", "o", 10, NULL, ids, NULL, &err), 0);
+    ann_store_close(f->s);
+    char oidx[256];
+    data_path(f, "other", oidx, sizeof oidx);
+    strcpy(oidx + strlen(oidx) - 4, ".idx");
+    full = slurp(oidx, &len);
+    spit(idx, full, len); /* log "other"'s snapshot in place of "s"'s */
+    free(full);
+    f->s = open_snap(f->dir);
+    check_log_against(f, "s", all, n);
+
+    /* Deleting the log removes its snapshot. */
+    assert_int_equal(ann_store_log_delete(f->s, f->t.id, "s", &err), 0);
+    assert_int_not_equal(access(idx, F_OK), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1628,6 +1774,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwatch_races_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mixed_stress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

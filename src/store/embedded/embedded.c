@@ -57,6 +57,9 @@ struct ann_watch {
 struct elog {
     char tenant[MAX_ID_LEN + 1], log[MAX_ID_LEN + 1];
     char *path;
+    char *idx_path; /* the index snapshot */
+    uint64_t snap_n; /* entries in the snapshot on disk (0: none known) */
+    uint64_t snap_min; /* write a snapshot at close from this many entries */
     uint64_t hash;
     elog *hnext;
     elog *lru_prev, *lru_next;
@@ -350,6 +353,10 @@ static void elog_free(elog *h)
 {
     if (!h)
         return;
+    if (h->fd >= 0 && h->load_rc == 0 && !h->broken && !h->deleted && h->idx_path &&
+        h->idx.n >= h->snap_min && h->idx.n != h->snap_n &&
+        ann_idx_save(&h->idx, h->idx_path, h->end) != 0)
+        fprintf(stderr, "annals store: %s: index snapshot not written\n", h->idx_path);
     if (h->fd >= 0) {
         /* Give back the preallocated zeros of an idle log (no sync needed:
          * a zero tail that survives a crash is harmless). */
@@ -364,6 +371,7 @@ static void elog_free(elog *h)
     free(h->labels);
     free(h->pend);
     free(h->path);
+    free(h->idx_path);
     free(h);
 }
 
@@ -430,6 +438,35 @@ typedef struct load_ctx {
     size_t nredact, redact_cap;
 } load_ctx;
 
+static int push_redact(load_ctx *c, uint64_t off, ann_err *err)
+{
+    if (c->nredact == c->redact_cap) {
+        size_t ncap = c->redact_cap ? c->redact_cap * 2 : 16;
+        uint64_t *n = realloc(c->redact, ncap * sizeof *n);
+        if (!n)
+            return ann_err_set(err, ANN_EIO, "out of memory");
+        c->redact = n;
+        c->redact_cap = ncap;
+    }
+    c->redact[c->nredact++] = off;
+    return 0;
+}
+
+/* Does the snapshot belong to this file? Its last entry must be where it
+ * says, and its data_end must be a frame boundary inside the file. */
+static bool snapshot_matches(elog *h, uint64_t snap_end, uint64_t size)
+{
+    if (snap_end > size || (h->idx.n == 0) != (snap_end == 0))
+        return false;
+    if (h->idx.n == 0)
+        return true;
+    uint64_t off = ann_idx_off(&h->idx, h->idx.n);
+    uint8_t hdr[ANN_LF_REC_HDR];
+    if (off + ANN_LF_REC_HDR > snap_end || read_full(h->fd, hdr, sizeof hdr, off) != 0)
+        return false;
+    return ann_le64_get(hdr + 8) == h->idx.n && off + ann_le32_get(hdr + 4) == snap_end;
+}
+
 static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool needs_redact,
                       void *ud, ann_err *err)
 {
@@ -438,18 +475,7 @@ static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool n
     if (ann_idx_add(&c->h->idx, e->time_ns, off, iid_tag(c->s, e->insert_id, e->insert_id_len)))
         return ann_err_set(err, ANN_EIO, "%s: out of memory indexing entry %llu", c->h->path,
                            (unsigned long long)e->entry_id);
-    if (needs_redact) {
-        if (c->nredact == c->redact_cap) {
-            size_t ncap = c->redact_cap ? c->redact_cap * 2 : 16;
-            uint64_t *n = realloc(c->redact, ncap * sizeof *n);
-            if (!n)
-                return ann_err_set(err, ANN_EIO, "out of memory");
-            c->redact = n;
-            c->redact_cap = ncap;
-        }
-        c->redact[c->nredact++] = off;
-    }
-    return 0;
+    return needs_redact ? push_redact(c, off, err) : 0;
 }
 
 /* Rewrites the record at `off` as redacted (no-op if it already is). The
@@ -523,8 +549,31 @@ static int log_load(emb *s, elog *h, ann_err *err)
         }
         goto done;
     }
-    if (ann_lf_scan(h->fd, h->path, pending, npending, load_visit, &c, &valid_end, &last_id,
-                    err) != 0) {
+    if (fstat(h->fd, &st) != 0) {
+        sys_fail(err, "stat", h->path);
+        goto done;
+    }
+    /* A snapshot spares the scan of everything before its data_end. */
+    uint64_t snap_end = 0;
+    int sr = h->idx_path ? ann_idx_load(&h->idx, h->idx_path, &snap_end) : 0;
+    if (sr < 0) {
+        ann_err_set(err, ANN_EIO, "%s: out of memory loading the index", h->path);
+        goto done;
+    }
+    if (sr == 1 && !snapshot_matches(h, snap_end, (uint64_t)st.st_size)) {
+        ann_idx_release(&h->idx);
+        ann_idx_init(&h->idx);
+        sr = 0;
+    }
+    h->snap_n = sr == 1 ? h->idx.n : 0;
+    if (sr == 1) {
+        /* Pending revocations of entries the scan will not visit. */
+        for (size_t i = 0; i < npending && pending[i] <= h->idx.n; i++)
+            if (push_redact(&c, ann_idx_off(&h->idx, pending[i]), err) != 0)
+                goto done;
+    }
+    if (ann_lf_scan(h->fd, h->path, sr == 1 ? snap_end : 0, h->idx.n + 1, pending, npending,
+                    load_visit, &c, &valid_end, &last_id, err) != 0) {
         if (err && err->code == ANN_ECORRUPT)
             fprintf(stderr, "annals store: CORRUPTION: %s\n", err->msg);
         goto done;
@@ -609,15 +658,23 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
         }
         size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
         h = calloc(1, sizeof *h);
-        if (h)
+        if (h) {
             h->path = malloc(plen);
-        if (!h || !h->path) {
+            h->idx_path = malloc(plen);
+        }
+        if (!h || !h->path || !h->idx_path) {
             pthread_mutex_unlock(&s->mu);
             free(labels);
+            if (h) {
+                free(h->path);
+                free(h->idx_path);
+            }
             free(h);
             return ann_err_set(err, ANN_EIO, "out of memory");
         }
         snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
+        snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+        h->snap_min = s->opts.snapshot_min;
         snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
         snprintf(h->log, sizeof h->log, "%s", log);
         h->hash = hash;
@@ -1257,6 +1314,13 @@ static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_
         sys_fail(err, "mkdir", tdir);
         goto done;
     }
+    /* A snapshot left by a log of the same id that a crash half deleted. */
+    snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant_id, log_id);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        sys_fail(err, "unlink", path);
+        goto done;
+    }
+    snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant_id, log_id);
     fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) {
         sys_fail(err, "create", path);
@@ -1317,6 +1381,11 @@ static int unlink_log_file(emb *s, const char *tenant, const char *log, ann_err 
     int rc = -1;
     if (!path || !tdir) {
         ann_err_set(err, ANN_EIO, "out of memory");
+        goto done;
+    }
+    snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        sys_fail(err, "unlink", path);
         goto done;
     }
     snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
@@ -1949,6 +2018,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         s->opts.max_open_logs = 512;
     if (!s->opts.idle_evict_ms)
         s->opts.idle_evict_ms = 5000;
+    if (!s->opts.snapshot_min)
+        s->opts.snapshot_min = 100000;
     if (!s->opts.cache_bytes)
         s->opts.cache_bytes = 256u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
@@ -1967,10 +2038,6 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     s->dir = strdup(dir);
     if (!s->dir) {
         ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
-    if (getrandom(s->hkey, sizeof s->hkey, 0) != (ssize_t)sizeof s->hkey) {
-        ann_err_set(err, ANN_EIO, "getrandom failed");
         goto done;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -2017,7 +2084,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         ann_err_set(err, ANN_EIO, "out of memory");
         goto done;
     }
-    if (ann_meta_open(p, s->durable, &s->meta, err) != 0)
+    if (ann_meta_open(p, s->durable, &s->meta, err) != 0 ||
+        ann_meta_hashkey(s->meta, s->hkey, err) != 0)
         goto done;
     if (!s->opts.admin_only) {
         if (recover(s, err) != 0)

@@ -5,6 +5,7 @@
  *   DIR/meta.db                     SQLite (WAL): secret, tenants, logs,
  *                                   revocation audit records
  *   DIR/logs/<tenant>/<log>.dat     one append-only data file per log
+ *   DIR/logs/<tenant>/<log>.idx     its index snapshot (a cache, for big logs)
  *   DIR/LOCK                        flock'd by the serving process
  *
  * File formats, recovery, group commit and memory use: docs/storage.md.
@@ -41,6 +42,9 @@ typedef struct ann_store_embedded_opts {
     size_t max_open_logs;   /* open logs kept while idle (fd + index); 0: 512 */
     size_t cache_bytes;     /* index memory of idle open logs; 0: 256 MiB ... */
     unsigned idle_evict_ms; /* ... beyond which logs idle this long are closed; 0: 5000 */
+    /* A log of at least this many entries leaves an index snapshot
+     * (DIR/logs/<tenant>/<log>.idx) when it is closed; 0: 100,000. */
+    size_t snapshot_min;
     /* Do not write zeros ahead of busy logs (see docs/storage.md): for
      * measuring what preallocation buys. */
     bool no_prealloc;

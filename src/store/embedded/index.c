@@ -1,5 +1,8 @@
 #include "store/embedded/index.h"
 
+#include "store/embedded/hash.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,4 +274,194 @@ size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t 
             out[got++] = bk.id;
     }
     return got;
+}
+
+/* ---- snapshots --------------------------------------------------------- */
+
+#define SNAP_MAGIC 0x31494E41u /* "ANI1" */
+
+typedef struct snap_io {
+    FILE *f;
+    uint32_t crc;
+    bool bad;
+} snap_io;
+
+static void snap_put(snap_io *io, const void *p, size_t len)
+{
+    if (len && fwrite(p, 1, len, io->f) != len)
+        io->bad = true;
+    io->crc = ann_crc32c(io->crc, p, len);
+}
+
+static void snap_get(snap_io *io, void *p, size_t len)
+{
+    if (len && fread(p, 1, len, io->f) != len) {
+        io->bad = true;
+        memset(p, 0, len);
+    }
+    io->crc = ann_crc32c(io->crc, p, len);
+}
+
+static void put64(snap_io *io, uint64_t v)
+{
+    uint8_t b[8];
+    ann_le64_put(b, v);
+    snap_put(io, b, 8);
+}
+
+static uint64_t get64(snap_io *io)
+{
+    uint8_t b[8];
+    snap_get(io, b, 8);
+    return ann_le64_get(b);
+}
+
+/* Arrays are written in host order: a snapshot is a cache for this machine;
+ * the header's byte-order mark makes a foreign one unusable, not wrong. */
+int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
+{
+    size_t plen = strlen(path) + 8;
+    char *tmp = malloc(plen);
+    int rc = -1;
+    if (!tmp)
+        return -1;
+    snprintf(tmp, plen, "%s.tmp", path);
+    snap_io io = {.f = fopen(tmp, "wb")};
+    if (!io.f)
+        goto done;
+    setvbuf(io.f, NULL, _IOFBF, 1 << 20);
+    put64(&io, SNAP_MAGIC);
+    put64(&io, 0x0102030405060708ull); /* byte order */
+    put64(&io, x->n);
+    put64(&io, data_end);
+    put64(&io, x->mask);
+    put64(&io, x->used);
+    put64(&io, x->nruns);
+    for (size_t c = 0; c < x->nchunks; c++) {
+        size_t k = c + 1 < x->nchunks ? 65536 : (size_t)(x->n - (uint64_t)c * 65536);
+        const ann_idx_offs *o = &x->off_chunks[c];
+        snap_put(&io, x->time_chunks[c], k * sizeof(int64_t));
+        put64(&io, o->base);
+        put64(&io, o->o64 != NULL);
+        if (o->o64)
+            snap_put(&io, o->o64, k * sizeof(uint64_t));
+        else
+            snap_put(&io, o->d32, k * sizeof(uint32_t));
+    }
+    if (x->slots)
+        snap_put(&io, x->slots, (x->mask + 1) * sizeof(uint64_t));
+    for (size_t r = 0; r < x->nruns; r++) {
+        const ann_idx_run *run = &x->runs[r];
+        put64(&io, run->lo);
+        put64(&io, run->hi);
+        put64(&io, run->n);
+        put64(&io, run->ids != NULL);
+        if (run->ids)
+            snap_put(&io, run->ids, run->n * sizeof(uint32_t));
+    }
+    uint32_t crc = io.crc;
+    put64(&io, crc);
+    if (fclose(io.f) != 0)
+        io.bad = true;
+    if (io.bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(tmp);
+    return rc;
+}
+
+int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
+{
+    snap_io io = {.f = fopen(path, "rb")};
+    int rc = 0;
+    if (!io.f)
+        return 0;
+    setvbuf(io.f, NULL, _IOFBF, 1 << 20);
+    if (get64(&io) != SNAP_MAGIC || get64(&io) != 0x0102030405060708ull)
+        goto done;
+    uint64_t n = get64(&io), end = get64(&io), mask = get64(&io), used = get64(&io),
+             nruns = get64(&io);
+    if (io.bad || n > ANN_IDX_MAX_ENTRIES || used != n || nruns > 128 ||
+        (mask & (mask + 1)) != 0 || (n && (mask + 1) * 3 < n * 4) || mask > (1ull << 34))
+        goto done;
+    size_t nchunks = (size_t)((n + 65535) / 65536);
+    x->time_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->time_chunks);
+    x->off_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->off_chunks);
+    if (!x->time_chunks || !x->off_chunks)
+        goto oom;
+    x->chunks_cap = nchunks ? nchunks : 1;
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t k = c + 1 < nchunks ? 65536 : (size_t)(n - (uint64_t)c * 65536);
+        ann_idx_offs *o = &x->off_chunks[c];
+        if (!(x->time_chunks[c] = malloc(65536 * sizeof(int64_t))))
+            goto oom;
+        x->nchunks = c + 1;
+        x->bytes += 65536 * sizeof(int64_t);
+        snap_get(&io, x->time_chunks[c], k * sizeof(int64_t));
+        o->base = get64(&io);
+        if (get64(&io)) {
+            if (!(o->o64 = malloc(65536 * sizeof(uint64_t))))
+                goto oom;
+            x->bytes += 65536 * sizeof(uint64_t);
+            snap_get(&io, o->o64, k * sizeof(uint64_t));
+        } else {
+            if (!(o->d32 = malloc(65536 * sizeof(uint32_t))))
+                goto oom;
+            x->bytes += 65536 * sizeof(uint32_t);
+            snap_get(&io, o->d32, k * sizeof(uint32_t));
+        }
+        if (io.bad)
+            goto bad;
+    }
+    if (n) {
+        if (!(x->slots = malloc((mask + 1) * sizeof(uint64_t))))
+            goto oom;
+        x->mask = mask;
+        x->bytes += (mask + 1) * sizeof(uint64_t);
+        snap_get(&io, x->slots, (mask + 1) * sizeof(uint64_t));
+    }
+    x->used = used;
+    if (nruns) {
+        if (!(x->runs = calloc(nruns, sizeof *x->runs)))
+            goto oom;
+        x->runs_cap = nruns;
+    }
+    uint64_t total = 0;
+    for (size_t r = 0; r < nruns; r++) {
+        ann_idx_run *run = &x->runs[r];
+        run->lo = get64(&io);
+        run->hi = get64(&io);
+        run->n = get64(&io);
+        bool arr = get64(&io) != 0;
+        if (io.bad || run->n == 0 || run->n > n)
+            goto bad;
+        x->nruns = r + 1;
+        if (arr) {
+            if (!(run->ids = malloc(run->n * sizeof(uint32_t))))
+                goto oom;
+            x->bytes += run->n * sizeof(uint32_t);
+            snap_get(&io, run->ids, run->n * sizeof(uint32_t));
+        } else if (run->lo == 0 || run->hi < run->lo || run->hi > n ||
+                   run->hi - run->lo + 1 != run->n) {
+            goto bad;
+        }
+        total += run->n;
+    }
+    uint32_t crc = io.crc;
+    if (io.bad || total != n || get64(&io) != crc || io.bad)
+        goto bad;
+    x->n = n;
+    *data_end = end;
+    rc = 1;
+    goto done;
+oom:
+    rc = -1;
+bad:
+    ann_idx_release(x);
+done:
+    fclose(io.f);
+    return rc;
 }

@@ -91,4 +91,16 @@ uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t i
 size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t max_id,
                     uint64_t *out, size_t cap);
 
+/*
+ * Index snapshots: the whole index written to a file when a big log is
+ * closed, so that reopening it reads the snapshot and scans only the frames
+ * written after it (`data_end`). The file is a cache: CRC-32C checked, and
+ * any mismatch just means a full scan. The dedup tags in it depend on the
+ * hash key, so the store keeps one key for its life (meta.db).
+ */
+int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end);
+/* 1 and the index filled (x must be empty) with *data_end set; 0 if there is
+ * no usable snapshot (x left empty); -1 when memory ran out. */
+int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end);
+
 #endif

@@ -190,14 +190,15 @@ static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id
     return pos == frame_len ? 0 : -1;
 }
 
-int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
+                const uint64_t *pending, size_t npending,
                 ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
                 ann_err *err)
 {
     struct stat st;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    uint64_t off = 0, expect = 1;
+    uint64_t off = start_off, expect = start_id;
     int rc = -1;
 
     if (fstat(fd, &st) != 0) {

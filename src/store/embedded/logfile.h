@@ -61,7 +61,8 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
                               bool needs_redact, void *ud, ann_err *err);
 
 /*
- * Reads the file from the start, calling fn per record. `pending` is a sorted
+ * Reads the file from start_off (a frame boundary; 0 for the whole file),
+ * where id start_id is expected, calling fn per record. `pending` is a sorted
  * array of ids with a revocation not yet known to be applied: such a record
  * is accepted even if its checksum fails (a torn in-place rewrite).
  * On success *valid_end is the end of the last good frame; if it is below the
@@ -69,7 +70,8 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
  * Fails with ANN_ECORRUPT (naming path and offset) for damage before the last
  * frame, ANN_EIO for read errors.
  */
-int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
+                const uint64_t *pending, size_t npending,
                 ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
                 ann_err *err);
 
