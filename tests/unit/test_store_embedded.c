@@ -1628,7 +1628,7 @@ static void test_snapshot(void **state)
     ann_err err;
     enum { B = 400 };
     static int64_t times[B];
-    static ref all[3 * B];
+    static ref all[3 * B + 1];
     uint64_t ids[B];
     size_t n_new, n = 0;
     char dat[256], idx[256];
