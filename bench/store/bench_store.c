@@ -3,14 +3,15 @@
  * the service benchmark and prints throughput, latency and memory.
  *
  *   bench_store [-d fsync|none|both] [-t threads] [-l logs] [-b batch]
- *               [-s body_bytes] [-n total_entries] [-D dir] [-k] [-P]
+ *               [-s body_bytes] [-n total_entries] [-D dir] [-k] [-P] [-S]
  *
  * Defaults: both durabilities, 8 threads, 100 logs, batches of 1,000,
  * 220-byte bodies (a 200-byte text payload plus labels, as the API encodes
  * it), 36-byte insert ids, 2,000,000 entries. Each durability runs in its
  * own child process (so peak RSS is its own) on a fresh directory under
  * /tmp (or -D), removed afterwards unless -k. Figures are printed, never
- * asserted. -P turns off the store's preallocation (to measure it).
+ * asserted. -P turns off the store's preallocation, -S its index snapshots
+ * (to measure them).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -33,6 +34,7 @@ typedef struct cfg {
     const char *base;
     bool keep;
     bool no_prealloc;
+    bool no_snapshot;
 } cfg;
 
 typedef struct worker {
@@ -137,6 +139,8 @@ static int run(const cfg *c, ann_durability d)
     ann_store_embedded_opts_init(&o);
     o.durability = d;
     o.no_prealloc = c->no_prealloc;
+    if (c->no_snapshot)
+        o.snapshot_min = SIZE_MAX;
     ann_store *s;
     ann_err err;
     if (ann_store_embedded_open(dir, &o, &s, &err) != 0) {
@@ -245,7 +249,8 @@ static int run(const cfg *c, ann_durability d)
            nlat ? lat[nlat - 1] : 0.0);
     printf("  CPU %.2f s (%.2f CPU-s per million entries)  peak RSS %ld MiB\n", cpu,
            cpu / (entries / 1e6), r1.ru_maxrss / 1024);
-    printf("  reopen + index rebuild of %llu entries: %.2f s\n", (unsigned long long)total,
+    printf("  reopen + index %s of %llu entries: %.2f s\n",
+           c->no_snapshot ? "by scan" : "by snapshot or scan", (unsigned long long)total,
            reopen);
     printf("  one log of %llu entries: list 100 from a random time p50 %.3f ms p99 %.3f ms; "
            "read_after 100 p50 %.3f ms p99 %.3f ms\n",
@@ -269,7 +274,7 @@ int main(int argc, char **argv)
              .base = "/tmp"};
     const char *dur = "both";
     int opt;
-    while ((opt = getopt(argc, argv, "d:t:l:b:s:n:D:kP")) != -1) {
+    while ((opt = getopt(argc, argv, "d:t:l:b:s:n:D:kPS")) != -1) {
         switch (opt) {
         case 'd': dur = optarg; break;
         case 't': c.threads = atoi(optarg); break;
@@ -280,9 +285,10 @@ int main(int argc, char **argv)
         case 'D': c.base = optarg; break;
         case 'k': c.keep = true; break;
         case 'P': c.no_prealloc = true; break;
+        case 'S': c.no_snapshot = true; break;
         default:
             fprintf(stderr, "usage: %s [-d fsync|none|both] [-t threads] [-l logs] [-b batch] "
-                            "[-s body] [-n entries] [-D dir] [-k] [-P]\n", argv[0]);
+                            "[-s body] [-n entries] [-D dir] [-k] [-P] [-S]\n", argv[0]);
             return 2;
         }
     }
