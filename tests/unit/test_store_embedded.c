@@ -1499,16 +1499,18 @@ typedef struct mixed {
     atomic_int errors;
     uint64_t revoked[64];
     atomic_int nrevoked;
+    atomic_int next_writer;
 } mixed;
 
 static void *mixed_writer(void *arg)
 {
     mixed *m = arg;
+    int me = m->next_writer++;
     for (int b = 0; b < 60; b++) {
         char p[32];
         uint64_t ids[30];
         ann_err err;
-        snprintf(p, sizeof p, "m%lx-%d", (unsigned long)pthread_self() & 0xffff, b);
+        snprintf(p, sizeof p, "m%d-%d", me, b);
         if (append_n(m->s, m->tenant, "mix", p, 30, NULL, ids, NULL, &err) != 0)
             m->errors++;
     }
