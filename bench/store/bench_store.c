@@ -10,7 +10,7 @@
  * it), 36-byte insert ids, 2,000,000 entries. Each durability runs in its
  * own child process (so peak RSS is its own) on a fresh directory under
  * /tmp (or -D), removed afterwards unless -k. Figures are printed, never
- * asserted. -P turns off the store's preallocation, -S its index snapshots
+ * asserted. -P turns on the store's preallocation, -S turns off its index snapshots
  * (to measure them).
  */
 #include <errno.h>
@@ -33,7 +33,7 @@ typedef struct cfg {
     long total;
     const char *base;
     bool keep;
-    bool no_prealloc;
+    bool prealloc;
     bool no_snapshot;
 } cfg;
 
@@ -138,7 +138,7 @@ static int run(const cfg *c, ann_durability d)
     ann_store_embedded_opts o;
     ann_store_embedded_opts_init(&o);
     o.durability = d;
-    o.no_prealloc = c->no_prealloc;
+    o.prealloc = c->prealloc;
     if (c->no_snapshot)
         o.snapshot_min = SIZE_MAX;
     ann_store *s;
@@ -239,7 +239,7 @@ static int run(const cfg *c, ann_durability d)
     getrusage(RUSAGE_SELF, &r2);
     ann_store_close(s);
     printf("durability=%-5s%s threads=%d logs=%d batch=%d body=%dB entries=%.0f failures=%d\n",
-           d == ANN_DURABILITY_NONE ? "none" : "fsync", c->no_prealloc ? " (no prealloc)" : "",
+           d == ANN_DURABILITY_NONE ? "none" : "fsync", c->prealloc ? " (prealloc)" : "",
            c->threads, c->logs, c->batch, c->body,
            entries, failures);
     printf("  %.0f entries/s  %.1f MB/s of records (%.1f MB/s of bodies)  in %.2f s\n",
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
         case 'n': c.total = atol(optarg); break;
         case 'D': c.base = optarg; break;
         case 'k': c.keep = true; break;
-        case 'P': c.no_prealloc = true; break;
+        case 'P': c.prealloc = true; break;
         case 'S': c.no_snapshot = true; break;
         default:
             fprintf(stderr, "usage: %s [-d fsync|none|both] [-t threads] [-l logs] [-b batch] "

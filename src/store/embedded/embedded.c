@@ -1057,7 +1057,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
             continue;
         }
         h->zero_from = h->zero_to = 0;
-        if (s->durable && !s->opts.no_prealloc)
+        if (s->durable && s->opts.prealloc)
             prealloc_plan(h, &zero_budget);
         bytes += h->pend_len;
         if (s->durable) {

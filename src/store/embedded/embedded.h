@@ -45,9 +45,10 @@ typedef struct ann_store_embedded_opts {
     /* A log of at least this many entries leaves an index snapshot
      * (DIR/logs/<tenant>/<log>.idx) when it is closed; 0: 100,000. */
     size_t snapshot_min;
-    /* Do not write zeros ahead of busy logs (see docs/storage.md): for
-     * measuring what preallocation buys. */
-    bool no_prealloc;
+    /* Write zeros ahead of busy logs so that fdatasync need not commit the
+     * filesystem journal (docs/storage.md: it pays under foreign fsync load,
+     * costs bandwidth on a quiet disk). Off by default. */
+    bool prealloc;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */
