@@ -2,9 +2,11 @@
 
 #include "store/embedded/hash.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CHUNK 65536u
 
@@ -326,9 +328,13 @@ int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
     if (!tmp)
         return -1;
     snprintf(tmp, plen, "%s.tmp", path);
-    snap_io io = {.f = fopen(tmp, "wb")};
-    if (!io.f)
+    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    snap_io io = {.f = fd >= 0 ? fdopen(fd, "wb") : NULL};
+    if (!io.f) {
+        if (fd >= 0)
+            close(fd);
         goto done;
+    }
     setvbuf(io.f, NULL, _IOFBF, 1 << 20);
     put64(&io, SNAP_MAGIC);
     put64(&io, 0x0102030405060708ull); /* byte order */
