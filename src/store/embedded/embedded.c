@@ -1124,7 +1124,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
         h->in_round = false;
         h->pend_count = 0;
         h->pend_len = 0;
-        if (h->pend_cap > (4u << 20)) { /* do not keep a huge buffer per log */
+        if (h->pend_cap > (1u << 20)) { /* idle logs keep at most 1 MiB of buffer */
             free(h->pend);
             h->pend = NULL;
             h->pend_cap = 0;
