@@ -2021,7 +2021,7 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (!s->opts.snapshot_min)
         s->opts.snapshot_min = 100000;
     if (!s->opts.cache_bytes)
-        s->opts.cache_bytes = 256u << 20;
+        s->opts.cache_bytes = 64u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
     const char *tr = getenv("ANN_STORE_TRACE");
     s->trace = tr ? atof(tr) : 0;

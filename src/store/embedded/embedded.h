@@ -40,7 +40,7 @@ typedef struct ann_store_embedded_opts {
      * everything else fails with ANN_EINVAL. */
     bool admin_only;
     size_t max_open_logs;   /* open logs kept while idle (fd + index); 0: 512 */
-    size_t cache_bytes;     /* index memory of idle open logs; 0: 256 MiB ... */
+    size_t cache_bytes;     /* index memory of idle open logs; 0: 64 MiB ... */
     unsigned idle_evict_ms; /* ... beyond which logs idle this long are closed; 0: 5000 */
     /* A log of at least this many entries leaves an index snapshot
      * (DIR/logs/<tenant>/<log>.idx) when it is closed; 0: 100,000. */
