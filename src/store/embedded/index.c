@@ -25,8 +25,10 @@ void ann_idx_release(ann_idx *x)
     free(x->time_chunks);
     free(x->off_chunks);
     free(x->slots);
-    for (size_t i = 0; i < x->nruns; i++)
+    for (size_t i = 0; i < x->nruns; i++) {
         free(x->runs[i].ids);
+        free(x->runs[i].segs);
+    }
     free(x->runs);
     memset(x, 0, sizeof *x);
 }
@@ -48,7 +50,51 @@ static ann_idx_key key_of(const ann_idx *x, uint64_t id)
 
 static uint64_t run_at(const ann_idx_run *r, size_t i)
 {
-    return r->ids ? r->ids[i] : r->lo + i;
+    if (r->ids)
+        return r->ids[i];
+    if (r->segs) {
+        size_t lo = 0, hi = r->nseg; /* the first segment ending after i */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (r->segs[2 * mid + 1] <= i)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t start = lo ? r->segs[2 * lo - 1] : 0;
+        return r->segs[2 * lo] + (i - start);
+    }
+    return r->lo + i;
+}
+
+static size_t run_bytes(const ann_idx_run *r)
+{
+    return r->ids ? r->n * sizeof(uint32_t) : r->segs ? r->nseg * 2 * sizeof(uint32_t) : 0;
+}
+
+/* A sequential walk over a run (no search per step). */
+typedef struct run_cur {
+    const ann_idx_run *r;
+    size_t pos, seg;
+} run_cur;
+
+static uint64_t cur_id(const run_cur *c)
+{
+    const ann_idx_run *r = c->r;
+    if (r->ids)
+        return r->ids[c->pos];
+    if (r->segs) {
+        size_t start = c->seg ? r->segs[2 * c->seg - 1] : 0;
+        return r->segs[2 * c->seg] + (c->pos - start);
+    }
+    return r->lo + c->pos;
+}
+
+static void cur_next(run_cur *c)
+{
+    c->pos++;
+    if (c->r->segs && c->seg < c->r->nseg && c->pos >= c->r->segs[2 * c->seg + 1])
+        c->seg++;
 }
 
 /* ---- dedup table ------------------------------------------------------- */
@@ -95,11 +141,27 @@ uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t i
 
 /* ---- runs -------------------------------------------------------------- */
 
+/* The next id of the merge of a and b, in (time, id) order. */
+static uint64_t merge_next(const ann_idx *x, run_cur *a, run_cur *b)
+{
+    bool from_a;
+    if (a->pos >= a->r->n)
+        from_a = false;
+    else if (b->pos >= b->r->n)
+        from_a = true;
+    else
+        from_a = key_cmp(key_of(x, cur_id(a)), key_of(x, cur_id(b))) < 0;
+    run_cur *c = from_a ? a : b;
+    uint64_t id = cur_id(c);
+    cur_next(c);
+    return id;
+}
+
 static int merge_top(ann_idx *x)
 {
     ann_idx_run *a = &x->runs[x->nruns - 2], *b = &x->runs[x->nruns - 1];
     /* Two ranges that continue each other in time stay one range. */
-    if (!a->ids && !b->ids && a->hi + 1 == b->lo &&
+    if (!a->ids && !a->segs && !b->ids && !b->segs && a->hi + 1 == b->lo &&
         ann_idx_time(x, b->lo) >= ann_idx_time(x, a->hi)) {
         a->hi = b->hi;
         a->n += b->n;
@@ -107,34 +169,50 @@ static int merge_top(ann_idx *x)
         return 0;
     }
     size_t n = a->n + b->n;
-    uint32_t *m = malloc(n * sizeof *m);
+    /* Pass 1 counts the segments of consecutive ids in the merged order, so
+     * that the smaller form is built directly (no transient id array). */
+    size_t nseg = 0;
+    uint64_t prev = 0;
+    run_cur ca = {a, 0, 0}, cb = {b, 0, 0};
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id = merge_next(x, &ca, &cb);
+        if (k == 0 || id != prev + 1)
+            nseg++;
+        prev = id;
+    }
+    bool seg = nseg * 2 < n;
+    uint32_t *m = malloc((seg ? nseg * 2 : n) * sizeof *m);
     if (!m)
         return -1;
-    size_t i = 0, j = 0, k = 0;
-    while (i < a->n && j < b->n) {
-        uint64_t ia = run_at(a, i), ib = run_at(b, j);
-        if (key_cmp(key_of(x, ia), key_of(x, ib)) < 0) {
-            m[k++] = (uint32_t)ia;
-            i++;
+    ca = (run_cur){a, 0, 0};
+    cb = (run_cur){b, 0, 0};
+    size_t w = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id = merge_next(x, &ca, &cb);
+        if (!seg) {
+            m[k] = (uint32_t)id;
         } else {
-            m[k++] = (uint32_t)ib;
-            j++;
+            if (k == 0 || id != prev + 1) {
+                m[2 * w] = (uint32_t)id;
+                w++;
+            }
+            m[2 * w - 1] = (uint32_t)(k + 1);
         }
+        prev = id;
     }
-    while (i < a->n)
-        m[k++] = (uint32_t)run_at(a, i++);
-    while (j < b->n)
-        m[k++] = (uint32_t)run_at(b, j++);
-    if (a->ids)
-        x->bytes -= a->n * sizeof(uint32_t);
-    if (b->ids)
-        x->bytes -= b->n * sizeof(uint32_t);
+    x->bytes -= run_bytes(a) + run_bytes(b);
     free(a->ids);
+    free(a->segs);
     free(b->ids);
-    a->ids = m;
-    a->n = n;
-    a->lo = a->hi = 0;
-    x->bytes += n * sizeof(uint32_t);
+    free(b->segs);
+    *a = (ann_idx_run){.n = n};
+    if (seg) {
+        a->segs = m;
+        a->nseg = nseg;
+    } else {
+        a->ids = m;
+    }
+    x->bytes += run_bytes(a);
     x->nruns--;
     return 0;
 }
@@ -143,7 +221,8 @@ static int runs_add(ann_idx *x, uint64_t id, int64_t time)
 {
     if (x->nruns) {
         ann_idx_run *top = &x->runs[x->nruns - 1];
-        if (!top->ids && top->hi == id - 1 && time >= ann_idx_time(x, id - 1)) {
+        if (!top->ids && !top->segs && top->hi == id - 1 &&
+            time >= ann_idx_time(x, id - 1)) {
             top->hi = id;
             top->n++;
             goto compact;
@@ -157,7 +236,7 @@ static int runs_add(ann_idx *x, uint64_t id, int64_t time)
         x->runs = nr;
         x->runs_cap = ncap;
     }
-    x->runs[x->nruns++] = (ann_idx_run){.lo = id, .hi = id, .ids = NULL, .n = 1};
+    x->runs[x->nruns++] = (ann_idx_run){.lo = id, .hi = id, .n = 1};
 compact:
     /* Binary-counter merging: a run that reaches half of the run below it is
      * merged into it. A merge failing for memory leaves the runs valid
@@ -361,9 +440,13 @@ int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
         put64(&io, run->lo);
         put64(&io, run->hi);
         put64(&io, run->n);
-        put64(&io, run->ids != NULL);
+        put64(&io, run->ids ? 1 : run->segs ? 2 : 0);
         if (run->ids)
             snap_put(&io, run->ids, run->n * sizeof(uint32_t));
+        if (run->segs) {
+            put64(&io, run->nseg);
+            snap_put(&io, run->segs, run->nseg * 2 * sizeof(uint32_t));
+        }
     }
     uint32_t crc = io.crc;
     put64(&io, crc);
@@ -441,15 +524,26 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
         run->lo = get64(&io);
         run->hi = get64(&io);
         run->n = get64(&io);
-        bool arr = get64(&io) != 0;
-        if (io.bad || run->n == 0 || run->n > n)
+        uint64_t kind = get64(&io);
+        if (io.bad || run->n == 0 || run->n > n || kind > 2)
             goto bad;
         x->nruns = r + 1;
-        if (arr) {
+        if (kind == 1) {
             if (!(run->ids = malloc(run->n * sizeof(uint32_t))))
                 goto oom;
             x->bytes += run->n * sizeof(uint32_t);
             snap_get(&io, run->ids, run->n * sizeof(uint32_t));
+        } else if (kind == 2) {
+            uint64_t nseg = get64(&io);
+            if (io.bad || nseg == 0 || nseg > run->n)
+                goto bad;
+            if (!(run->segs = malloc(nseg * 2 * sizeof(uint32_t))))
+                goto oom;
+            run->nseg = nseg;
+            x->bytes += nseg * 2 * sizeof(uint32_t);
+            snap_get(&io, run->segs, nseg * 2 * sizeof(uint32_t));
+            if (!io.bad && run->segs[2 * nseg - 1] != run->n)
+                goto bad;
         } else if (run->lo == 0 || run->hi < run->lo || run->hi > n ||
                    run->hi - run->lo + 1 != run->n) {
             goto bad;

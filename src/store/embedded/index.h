@@ -11,7 +11,9 @@
  *    confirms it against the stored insert_id (≈ 11–21 bytes per entry);
  *  - the (time, id) order as a few sorted runs: a run is either a range of
  *    consecutive ids whose times do not decrease (0 bytes per entry: the
- *    common, in-order case) or an array of 32-bit ids. Runs are merged like a
+ *    common, in-order case), a list of such segments (8 bytes per segment:
+ *    whole batches out of order), or an array of 32-bit ids, whichever of
+ *    the last two is smaller when runs are merged. Runs are merged like a
  *    binary counter (a run is merged into the one below when it reaches half
  *    its size), so there are O(log n) runs and out-of-order times cost
  *    O(log n) amortised per entry.
@@ -28,8 +30,13 @@
 #define ANN_IDX_MAX_ENTRIES 0xFFFFFFFFull /* ids are 32-bit inside runs */
 
 typedef struct ann_idx_run {
-    uint64_t lo, hi; /* a range run: ids lo..hi (ids == NULL) */
+    uint64_t lo, hi; /* a range run: ids lo..hi (ids and segs NULL) */
     uint32_t *ids;   /* an array run, sorted by (time, id) */
+    uint32_t *segs;  /* a segment run: nseg pairs (first id, entries up to and
+                        including this segment); each segment is consecutive
+                        ids, so batches written out of order cost 8 bytes per
+                        batch, not 4 per entry */
+    size_t nseg;
     size_t n;        /* entries in the run */
 } ann_idx_run;
 
