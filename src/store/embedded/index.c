@@ -19,10 +19,12 @@ void ann_idx_release(ann_idx *x)
 {
     for (size_t i = 0; i < x->nchunks; i++) {
         free(x->time_chunks[i]);
+        free(x->tag_chunks[i]);
         free(x->off_chunks[i].d32);
         free(x->off_chunks[i].o64);
     }
     free(x->time_chunks);
+    free(x->tag_chunks);
     free(x->off_chunks);
     free(x->slots);
     for (size_t i = 0; i < x->nruns; i++) {
@@ -99,29 +101,34 @@ static void cur_next(run_cur *c)
 
 /* ---- dedup table ------------------------------------------------------- */
 
+static uint32_t tag_of(const ann_idx *x, uint64_t id)
+{
+    return x->tag_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
+}
+
 static int slots_grow(ann_idx *x)
 {
     uint64_t ncap = x->slots ? (x->mask + 1) * 2 : 1024;
-    uint64_t *ns = calloc(ncap, sizeof *ns);
+    uint32_t *ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return -1;
     uint64_t nmask = ncap - 1;
     if (x->slots) {
         for (uint64_t i = 0; i <= x->mask; i++) {
-            uint64_t s = x->slots[i];
-            if (!s)
+            uint32_t id = x->slots[i];
+            if (!id)
                 continue;
-            uint64_t j = (s >> 32) & nmask;
+            uint64_t j = tag_of(x, id) & nmask;
             while (ns[j])
                 j = (j + 1) & nmask;
-            ns[j] = s;
+            ns[j] = id;
         }
-        x->bytes -= (x->mask + 1) * sizeof(uint64_t);
+        x->bytes -= (x->mask + 1) * sizeof(uint32_t);
     }
     free(x->slots);
     x->slots = ns;
     x->mask = nmask;
-    x->bytes += ncap * sizeof(uint64_t);
+    x->bytes += ncap * sizeof(uint32_t);
     return 0;
 }
 
@@ -131,11 +138,11 @@ uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t i
     if (!x->slots)
         return 0;
     for (uint64_t j = tag & x->mask;; j = (j + 1) & x->mask) {
-        uint64_t s = x->slots[j];
-        if (!s)
+        uint32_t id = x->slots[j];
+        if (!id)
             return 0;
-        if ((uint32_t)(s >> 32) == tag && confirm((uint32_t)s, ud))
-            return (uint32_t)s;
+        if (tag_of(x, id) == tag && confirm(id, ud))
+            return id;
     }
 }
 
@@ -261,6 +268,10 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
             if (!nt)
                 return -1;
             x->time_chunks = nt;
+            uint32_t **ng = realloc(x->tag_chunks, ncap * sizeof *ng);
+            if (!ng)
+                return -1;
+            x->tag_chunks = ng;
             ann_idx_offs *no = realloc(x->off_chunks, ncap * sizeof *no);
             if (!no)
                 return -1;
@@ -269,15 +280,18 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
         }
         int64_t *t = malloc(CHUNK * sizeof *t);
         uint32_t *o = malloc(CHUNK * sizeof *o);
-        if (!t || !o) {
+        uint32_t *g = malloc(CHUNK * sizeof *g);
+        if (!t || !o || !g) {
             free(t);
             free(o);
+            free(g);
             return -1;
         }
         x->time_chunks[x->nchunks] = t;
+        x->tag_chunks[x->nchunks] = g;
         x->off_chunks[x->nchunks] = (ann_idx_offs){.base = off, .d32 = o, .o64 = NULL};
         x->nchunks++;
-        x->bytes += CHUNK * (sizeof *t + sizeof *o);
+        x->bytes += CHUNK * (sizeof *t + sizeof *o + sizeof *g);
     }
     ann_idx_offs *oc = &x->off_chunks[chunk];
     if (!oc->o64 && off - oc->base > UINT32_MAX) {
@@ -295,6 +309,7 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
     if ((x->used + 1) * 4 > (x->slots ? (x->mask + 1) * 3 : 0) && slots_grow(x) != 0)
         return -1;
     x->time_chunks[chunk][(id - 1) & 0xffff] = time;
+    x->tag_chunks[chunk][(id - 1) & 0xffff] = tag;
     if (oc->o64)
         oc->o64[(id - 1) & 0xffff] = off;
     else
@@ -304,7 +319,7 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
     uint64_t j = tag & x->mask;
     while (x->slots[j])
         j = (j + 1) & x->mask;
-    x->slots[j] = ((uint64_t)tag << 32) | id;
+    x->slots[j] = (uint32_t)id;
     x->used++;
     x->n = id;
     return 0;
@@ -359,7 +374,7 @@ size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t 
 
 /* ---- snapshots --------------------------------------------------------- */
 
-#define SNAP_MAGIC 0x31494E41u /* "ANI1" */
+#define SNAP_MAGIC 0x32494E41u /* "ANI2" */
 
 typedef struct snap_io {
     FILE *f;
@@ -426,6 +441,7 @@ int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
         size_t k = c + 1 < x->nchunks ? 65536 : (size_t)(x->n - (uint64_t)c * 65536);
         const ann_idx_offs *o = &x->off_chunks[c];
         snap_put(&io, x->time_chunks[c], k * sizeof(int64_t));
+        snap_put(&io, x->tag_chunks[c], k * sizeof(uint32_t));
         put64(&io, o->base);
         put64(&io, o->o64 != NULL);
         if (o->o64)
@@ -434,7 +450,7 @@ int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
             snap_put(&io, o->d32, k * sizeof(uint32_t));
     }
     if (x->slots)
-        snap_put(&io, x->slots, (x->mask + 1) * sizeof(uint64_t));
+        snap_put(&io, x->slots, (x->mask + 1) * sizeof(uint32_t));
     for (size_t r = 0; r < x->nruns; r++) {
         const ann_idx_run *run = &x->runs[r];
         put64(&io, run->lo);
@@ -478,18 +494,22 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
         goto done;
     size_t nchunks = (size_t)((n + 65535) / 65536);
     x->time_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->time_chunks);
+    x->tag_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->tag_chunks);
     x->off_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->off_chunks);
-    if (!x->time_chunks || !x->off_chunks)
+    if (!x->time_chunks || !x->tag_chunks || !x->off_chunks)
         goto oom;
     x->chunks_cap = nchunks ? nchunks : 1;
     for (size_t c = 0; c < nchunks; c++) {
         size_t k = c + 1 < nchunks ? 65536 : (size_t)(n - (uint64_t)c * 65536);
         ann_idx_offs *o = &x->off_chunks[c];
-        if (!(x->time_chunks[c] = malloc(65536 * sizeof(int64_t))))
-            goto oom;
+        x->time_chunks[c] = malloc(65536 * sizeof(int64_t));
+        x->tag_chunks[c] = malloc(65536 * sizeof(uint32_t));
         x->nchunks = c + 1;
-        x->bytes += 65536 * sizeof(int64_t);
+        if (!x->time_chunks[c] || !x->tag_chunks[c])
+            goto oom;
+        x->bytes += 65536 * (sizeof(int64_t) + sizeof(uint32_t));
         snap_get(&io, x->time_chunks[c], k * sizeof(int64_t));
+        snap_get(&io, x->tag_chunks[c], k * sizeof(uint32_t));
         o->base = get64(&io);
         if (get64(&io)) {
             if (!(o->o64 = malloc(65536 * sizeof(uint64_t))))
@@ -506,11 +526,11 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
             goto bad;
     }
     if (n) {
-        if (!(x->slots = malloc((mask + 1) * sizeof(uint64_t))))
+        if (!(x->slots = malloc((mask + 1) * sizeof(uint32_t))))
             goto oom;
         x->mask = mask;
-        x->bytes += (mask + 1) * sizeof(uint64_t);
-        snap_get(&io, x->slots, (mask + 1) * sizeof(uint64_t));
+        x->bytes += (mask + 1) * sizeof(uint32_t);
+        snap_get(&io, x->slots, (mask + 1) * sizeof(uint32_t));
     }
     x->used = used;
     if (nruns) {

@@ -6,9 +6,10 @@
  *  - time[id] and off[id] in chunks of 65,536 (8 + 4 bytes per entry: an
  *    offset is a 32-bit delta from its chunk's first; chunks never move, so
  *    growth copies nothing);
- *  - the insert_id dedup table: open addressing, one 8-byte slot holding
- *    (32-bit hash tag << 32 | id); a tag hit is only a candidate, the caller
- *    confirms it against the stored insert_id (≈ 11–21 bytes per entry);
+ *  - the insert_id dedup table: tag[id] (the insert_id's 32-bit hash, in
+ *    chunks like time[]) and an open-addressing table of 4-byte ids, load
+ *    0.375–0.75; a tag hit is only a candidate, the caller confirms it
+ *    against the stored insert_id (≈ 4 + 5.3–10.7 bytes per entry);
  *  - the (time, id) order as a few sorted runs: a run is either a range of
  *    consecutive ids whose times do not decrease (0 bytes per entry: the
  *    common, in-order case), a list of such segments (8 bytes per segment:
@@ -53,7 +54,8 @@ typedef struct ann_idx {
     int64_t **time_chunks;
     ann_idx_offs *off_chunks;
     size_t nchunks, chunks_cap;
-    uint64_t *slots; /* dedup table, 0 = empty */
+    uint32_t **tag_chunks; /* tag[id]: the insert_id's 32-bit hash */
+    uint32_t *slots; /* dedup table of ids, 0 = empty */
     uint64_t mask;   /* slots has mask+1 entries */
     uint64_t used;
     ann_idx_run *runs;
