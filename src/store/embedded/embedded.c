@@ -31,11 +31,15 @@
 
 #define MAX_ID_LEN ANN_UUID_LEN
 #define MAX_BODY (64u << 20)
+#define MAX_REQUEST (256u << 20) /* encoded; keeps every frame far below 1 GiB */
 #define FRAME_SOFT_CAP (64u << 20) /* a log's frame in one round stops growing here */
-#define NSYNC 3                    /* fdatasync helper threads */
+#define NSYNC 15                   /* fdatasync helper threads */
 #define READ_CHUNK 256             /* entries copied per lock hold when reading */
 #define READ_BYTES (4u << 20)      /* ... or this many bytes */
 #define WINDOW (256u << 10)        /* read-ahead window */
+#define PREALLOC_MIN (256u << 10)  /* logs smaller than this are not preallocated */
+#define PREALLOC_MAX (4u << 20)
+#define PREALLOC_ROUND (8u << 20)  /* zeros written per group commit, all logs */
 
 typedef struct elog elog;
 
@@ -46,28 +50,36 @@ struct ann_watch {
     int busy;    /* calls in progress (s->watch_mu) */
     bool linked; /* on h->watchers */
     ann_watch *prev, *next;
+    ann_watch *all_prev, *all_next; /* s->watches, for close */
 };
 
 /* One open log. `refs` and the table/LRU links are under s->mu. */
 struct elog {
     char tenant[MAX_ID_LEN + 1], log[MAX_ID_LEN + 1];
     char *path;
+    char *idx_path; /* the index snapshot */
+    uint64_t snap_n; /* entries in the snapshot on disk (0: none known) */
+    uint64_t snap_min; /* write a snapshot at close from this many entries */
     uint64_t hash;
     elog *hnext;
     elog *lru_prev, *lru_next;
     bool in_lru, in_table, drop; /* drop: free when the last ref goes */
     size_t lru_bytes;
+    double idle_since; /* when it went idle (ms, monotonic) */
     int refs;
 
     pthread_rwlock_t lk;
     pthread_mutex_t revoke_mu;
-    int load_rc; /* set by the loader before it releases lk */
+    int load_rc; /* set by the loader before it releases lk (and by reloads) */
     ann_err load_err;
     int fd;
     bool deleted, broken;
+    unsigned revoke_gen; /* bumped when records are rewritten: readers drop caches */
     ann_idx idx;
     uint64_t visible; /* entries published: ids 1..visible */
-    uint64_t end;     /* end of the durable frames in the file */
+    uint64_t end;       /* end of the durable frames in the file */
+    uint64_t alloc_end; /* file size: zeros from end to here (preallocated) */
+    uint64_t zero_from, zero_to; /* zeros to write this round (committer plans) */
     int64_t create_ns;
     uint8_t *labels;
     size_t labels_len;
@@ -132,9 +144,18 @@ typedef struct emb {
 
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
+    ann_watch *watches; /* every live watch (watch_mu) */
+    double trace;       /* ANN_STORE_TRACE=<ms>: report rounds slower than this */
 } emb;
 
 static const ann_store_ops embedded_ops;
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -159,9 +180,24 @@ static int not_found(ann_err *err, const char *log)
     return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log ? log : "");
 }
 
+/* What an operation on h answers besides success (h->lk held). */
+static int log_state(const elog *h, ann_err *err)
+{
+    if (h->deleted)
+        return not_found(err, h->log);
+    if (h->load_rc != 0) {
+        if (err)
+            *err = h->load_err;
+        return -1;
+    }
+    return 0;
+}
+
 static int sys_fail(ann_err *err, const char *what, const char *path)
 {
-    return ann_err_set(err, ANN_EIO, "%s %.180s: %s", what, path, strerror(errno));
+    /* A full disk may pass: say "try again later" rather than "broken". */
+    ann_code c = errno == ENOSPC || errno == EDQUOT ? ANN_EUNAVAIL : ANN_EIO;
+    return ann_err_set(err, c, "%s %.180s: %s", what, path, strerror(errno));
 }
 
 static int write_full(int fd, const void *buf, size_t len, uint64_t off)
@@ -307,6 +343,7 @@ static void lru_push(emb *s, elog *h)
     s->lru.lru_next->lru_prev = h;
     s->lru.lru_next = h;
     h->in_lru = true;
+    h->idle_since = mono_ms();
     h->lru_bytes = h->idx.bytes;
     s->lru_count++;
     s->lru_bytes += h->lru_bytes;
@@ -316,14 +353,25 @@ static void elog_free(elog *h)
 {
     if (!h)
         return;
-    if (h->fd >= 0)
+    if (h->fd >= 0 && h->load_rc == 0 && !h->broken && !h->deleted && h->idx_path &&
+        h->idx.n >= h->snap_min && h->idx.n != h->snap_n &&
+        ann_idx_save(&h->idx, h->idx_path, h->end) != 0)
+        fprintf(stderr, "annals store: %s: index snapshot not written\n", h->idx_path);
+    if (h->fd >= 0) {
+        /* Give back the preallocated zeros of an idle log (no sync needed:
+         * a zero tail that survives a crash is harmless). */
+        if (h->load_rc == 0 && !h->broken && !h->deleted && h->alloc_end > h->end &&
+            ftruncate(h->fd, (off_t)h->end) != 0)
+            fprintf(stderr, "annals store: %s: trim: %s\n", h->path, strerror(errno));
         close(h->fd);
+    }
     ann_idx_release(&h->idx);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->revoke_mu);
     free(h->labels);
     free(h->pend);
     free(h->path);
+    free(h->idx_path);
     free(h);
 }
 
@@ -332,9 +380,14 @@ static void elog_free(elog *h)
 static elog *lru_evict(emb *s)
 {
     elog *victims = NULL;
-    while (s->lru_count && (s->lru_count > s->opts.max_open_logs ||
-                            s->lru_bytes > s->opts.cache_bytes)) {
-        elog *h = s->lru.lru_prev;
+    double now = mono_ms();
+    while (s->lru_count) {
+        elog *h = s->lru.lru_prev; /* the longest idle */
+        /* Reopening a log rescans its file, so memory pressure alone closes
+         * only logs idle for a while: a busy log is never thrashed. */
+        if (s->lru_count <= s->opts.max_open_logs &&
+            !(s->lru_bytes > s->opts.cache_bytes && now - h->idle_since >= s->opts.idle_evict_ms))
+            break;
         lru_unlink(s, h);
         table_remove(s, h);
         h->hnext = victims;
@@ -385,6 +438,35 @@ typedef struct load_ctx {
     size_t nredact, redact_cap;
 } load_ctx;
 
+static int push_redact(load_ctx *c, uint64_t off, ann_err *err)
+{
+    if (c->nredact == c->redact_cap) {
+        size_t ncap = c->redact_cap ? c->redact_cap * 2 : 16;
+        uint64_t *n = realloc(c->redact, ncap * sizeof *n);
+        if (!n)
+            return ann_err_set(err, ANN_EIO, "out of memory");
+        c->redact = n;
+        c->redact_cap = ncap;
+    }
+    c->redact[c->nredact++] = off;
+    return 0;
+}
+
+/* Does the snapshot belong to this file? Its last entry must be where it
+ * says, and its data_end must be a frame boundary inside the file. */
+static bool snapshot_matches(elog *h, uint64_t snap_end, uint64_t size)
+{
+    if (snap_end > size || (h->idx.n == 0) != (snap_end == 0))
+        return false;
+    if (h->idx.n == 0)
+        return true;
+    uint64_t off = ann_idx_off(&h->idx, h->idx.n);
+    uint8_t hdr[ANN_LF_REC_HDR];
+    if (off + ANN_LF_REC_HDR > snap_end || read_full(h->fd, hdr, sizeof hdr, off) != 0)
+        return false;
+    return ann_le64_get(hdr + 8) == h->idx.n && off + ann_le32_get(hdr + 4) == snap_end;
+}
+
 static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool needs_redact,
                       void *ud, ann_err *err)
 {
@@ -393,18 +475,7 @@ static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool n
     if (ann_idx_add(&c->h->idx, e->time_ns, off, iid_tag(c->s, e->insert_id, e->insert_id_len)))
         return ann_err_set(err, ANN_EIO, "%s: out of memory indexing entry %llu", c->h->path,
                            (unsigned long long)e->entry_id);
-    if (needs_redact) {
-        if (c->nredact == c->redact_cap) {
-            size_t ncap = c->redact_cap ? c->redact_cap * 2 : 16;
-            uint64_t *n = realloc(c->redact, ncap * sizeof *n);
-            if (!n)
-                return ann_err_set(err, ANN_EIO, "out of memory");
-            c->redact = n;
-            c->redact_cap = ncap;
-        }
-        c->redact[c->nredact++] = off;
-    }
-    return 0;
+    return needs_redact ? push_redact(c, off, err) : 0;
 }
 
 /* Rewrites the record at `off` as redacted (no-op if it already is). The
@@ -438,6 +509,22 @@ done:
     return rc;
 }
 
+/* 1 if [from, to) of the file is all zeros, 0 if not, -1 on error. */
+static int zero_tail(int fd, uint64_t from, uint64_t to)
+{
+    uint8_t buf[1 << 16];
+    while (from < to) {
+        size_t len = to - from < sizeof buf ? (size_t)(to - from) : sizeof buf;
+        if (read_full(fd, buf, len, from) != 0)
+            return -1;
+        for (size_t i = 0; i < len; i++)
+            if (buf[i])
+                return 0;
+        from += len;
+    }
+    return 1;
+}
+
 /* Builds h's index from its file, cutting a torn tail and finishing pending
  * revocations. Called with h->lk held for writing. */
 static int log_load(emb *s, elog *h, ann_err *err)
@@ -462,8 +549,31 @@ static int log_load(emb *s, elog *h, ann_err *err)
         }
         goto done;
     }
-    if (ann_lf_scan(h->fd, h->path, pending, npending, load_visit, &c, &valid_end, &last_id,
-                    err) != 0) {
+    if (fstat(h->fd, &st) != 0) {
+        sys_fail(err, "stat", h->path);
+        goto done;
+    }
+    /* A snapshot spares the scan of everything before its data_end. */
+    uint64_t snap_end = 0;
+    int sr = h->idx_path ? ann_idx_load(&h->idx, h->idx_path, &snap_end) : 0;
+    if (sr < 0) {
+        ann_err_set(err, ANN_EIO, "%s: out of memory loading the index", h->path);
+        goto done;
+    }
+    if (sr == 1 && !snapshot_matches(h, snap_end, (uint64_t)st.st_size)) {
+        ann_idx_release(&h->idx);
+        ann_idx_init(&h->idx);
+        sr = 0;
+    }
+    h->snap_n = sr == 1 ? h->idx.n : 0;
+    if (sr == 1) {
+        /* Pending revocations of entries the scan will not visit. */
+        for (size_t i = 0; i < npending && pending[i] <= h->idx.n; i++)
+            if (push_redact(&c, ann_idx_off(&h->idx, pending[i]), err) != 0)
+                goto done;
+    }
+    if (ann_lf_scan(h->fd, h->path, sr == 1 ? snap_end : 0, h->idx.n + 1, pending, npending,
+                    load_visit, &c, &valid_end, &last_id, err) != 0) {
         if (err && err->code == ANN_ECORRUPT)
             fprintf(stderr, "annals store: CORRUPTION: %s\n", err->msg);
         goto done;
@@ -472,7 +582,17 @@ static int log_load(emb *s, elog *h, ann_err *err)
         sys_fail(err, "stat", h->path);
         goto done;
     }
+    h->alloc_end = valid_end;
     if ((uint64_t)st.st_size > valid_end) {
+        int z = zero_tail(h->fd, valid_end, (uint64_t)st.st_size);
+        if (z < 0) {
+            sys_fail(err, "read", h->path);
+            goto done;
+        }
+        if (z == 1) {
+            h->alloc_end = (uint64_t)st.st_size; /* preallocated space */
+            goto tail_done;
+        }
         fprintf(stderr,
                 "annals store: %s: cutting a torn tail of %llu bytes at offset %llu "
                 "(an unacknowledged group commit)\n",
@@ -483,6 +603,7 @@ static int log_load(emb *s, elog *h, ann_err *err)
             goto done;
         }
     }
+tail_done:
     h->end = valid_end;
     for (size_t i = 0; i < c.nredact; i++)
         if (redact_at(h, c.redact[i], err) != 0)
@@ -535,26 +656,25 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
             free(labels);
             return r < 0 ? -1 : not_found(err, log);
         }
-        h = calloc(1, sizeof *h);
-        if (h)
-            h->path = path_join(s->dir, "logs", tenant, "");
-        if (!h || !h->path) {
-            pthread_mutex_unlock(&s->mu);
-            free(labels);
-            if (h)
-                free(h);
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        }
-        free(h->path);
         size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
-        h->path = malloc(plen);
-        if (!h->path) {
+        h = calloc(1, sizeof *h);
+        if (h) {
+            h->path = malloc(plen);
+            h->idx_path = malloc(plen);
+        }
+        if (!h || !h->path || !h->idx_path) {
             pthread_mutex_unlock(&s->mu);
             free(labels);
+            if (h) {
+                free(h->path);
+                free(h->idx_path);
+            }
             free(h);
             return ann_err_set(err, ANN_EIO, "out of memory");
         }
         snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
+        snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+        h->snap_min = s->opts.snapshot_min;
         snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
         snprintf(h->log, sizeof h->log, "%s", log);
         h->hash = hash;
@@ -579,23 +699,16 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
 
     if (loader) {
         ann_err_clear(&h->load_err);
-        h->load_rc = log_load(s, h, &h->load_err);
-        if (h->load_rc != 0) {
+        int load_rc = h->load_rc = log_load(s, h, &h->load_err);
+        pthread_rwlock_unlock(&h->lk);
+        if (load_rc != 0) {
             pthread_mutex_lock(&s->mu);
             h->drop = true; /* the next acquire loads afresh */
             pthread_mutex_unlock(&s->mu);
         }
-        pthread_rwlock_unlock(&h->lk);
     }
-    int rc = 0;
     pthread_rwlock_rdlock(&h->lk);
-    if (h->load_rc != 0) {
-        if (err)
-            *err = h->load_err;
-        rc = -1;
-    } else if (h->deleted) {
-        rc = not_found(err, log);
-    }
+    int rc = log_state(h, err);
     pthread_rwlock_unlock(&h->lk);
     if (rc != 0) {
         log_release(s, h);
@@ -649,6 +762,31 @@ static void watch_gather(emb *s, elog *h, ann_watch ***ws, size_t *cap, size_t *
     *np = n;
 }
 
+/*
+ * Rebuilds a broken log (a failed write or fdatasync) from its file, in
+ * place, so that watchers and other holders keep their handle. h->lk is held
+ * for writing. On failure the log answers the error until a reload works.
+ */
+static int log_reload(emb *s, elog *h, ann_err *err)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    ann_idx_release(&h->idx);
+    ann_idx_init(&h->idx);
+    h->visible = h->end = h->alloc_end = 0;
+    h->revoke_gen++;
+    ann_err_clear(&h->load_err);
+    h->load_rc = log_load(s, h, &h->load_err);
+    if (h->load_rc != 0) {
+        if (err)
+            *err = h->load_err;
+        return -1;
+    }
+    h->broken = false;
+    return 0;
+}
+
 /* ---- the committer ----------------------------------------------------- */
 
 typedef struct confirm_ctx {
@@ -665,16 +803,25 @@ static bool confirm_iid(uint64_t id, void *ud)
     elog *h = c->h;
     uint64_t off = ann_idx_off(&h->idx, id);
     uint8_t buf[ANN_LF_REC_HDR + 512];
+    uint8_t *heap = NULL;
     const uint8_t *p;
+    bool same;
     if (off >= h->end) {
         p = h->pend + (off - h->end);
     } else {
         size_t want = ANN_LF_REC_HDR + c->len;
-        if (want > sizeof buf || read_full(h->fd, buf, want, off) != 0)
+        uint8_t *dst = buf;
+        if (want > sizeof buf && !(dst = heap = malloc(want)))
+            return false; /* cannot happen in practice: ids are short */
+        if (read_full(h->fd, dst, want, off) != 0) {
+            free(heap);
             return false;
-        p = buf;
+        }
+        p = dst;
     }
-    return ann_le16_get(p + 40) == c->len && !memcmp(p + ANN_LF_REC_HDR, c->iid, c->len);
+    same = ann_le16_get(p + 40) == c->len && !memcmp(p + ANN_LF_REC_HDR, c->iid, c->len);
+    free(heap);
+    return same;
 }
 
 /* Sequences one job into h's pending frame. h->lk is held for writing. */
@@ -728,8 +875,15 @@ static void stage_job(emb *s, elog *h, job *j)
     j->rc = 0;
 }
 
+static int prealloc_write(elog *h);
+
 static void sync_one(elog *h)
 {
+    if (h->zero_to > h->zero_from && prealloc_write(h) != 0) {
+        h->failed = true;
+        h->sys_errno = errno;
+        return;
+    }
     if (fdatasync(h->fd) != 0) {
         h->failed = true;
         h->sys_errno = errno;
@@ -789,6 +943,44 @@ static void sync_all(emb *s, elog **items, size_t n)
     pthread_mutex_unlock(&s->sync_mu);
 }
 
+/*
+ * Keeps zeros written ahead of a busy log's end: fdatasync of a write inside
+ * the file's size and allocated blocks needs no journal commit, which on
+ * ext4 makes a group commit several times cheaper (docs/storage.md). The
+ * zeros are made durable by this round's fdatasync.
+ */
+static void prealloc_plan(elog *h, uint64_t *budget)
+{
+    uint64_t used = h->end + h->pend_len;
+    uint64_t chunk = used / 4;
+    chunk = chunk < PREALLOC_MIN ? PREALLOC_MIN : chunk > PREALLOC_MAX ? PREALLOC_MAX : chunk;
+    if (used > h->alloc_end)
+        h->alloc_end = used;
+    h->zero_from = h->zero_to = 0;
+    /* Extend when less than half a chunk is left, within this round's
+     * budget, so that one group commit never carries many megabytes of
+     * zeros (a latency spike). */
+    if (used < PREALLOC_MIN || h->alloc_end - used >= chunk / 2 || *budget < chunk)
+        return;
+    *budget -= chunk;
+    h->zero_from = h->alloc_end;
+    h->zero_to = h->alloc_end + chunk;
+}
+
+/* Writes the planned zeros (in a sync helper, in parallel with other logs). */
+static int prealloc_write(elog *h)
+{
+    static const uint8_t zeros[1 << 16];
+    for (uint64_t off = h->zero_from; off < h->zero_to;) {
+        size_t len = h->zero_to - off < sizeof zeros ? (size_t)(h->zero_to - off) : sizeof zeros;
+        if (write_full(h->fd, zeros, len, off) != 0)
+            return -1;
+        off += len;
+    }
+    h->alloc_end = h->zero_to > h->alloc_end ? h->zero_to : h->alloc_end;
+    return 0;
+}
+
 /* One group commit over arr[0..n): sequence every job, write one frame per
  * log, fdatasync them all, publish, wake watchers, answer. Jobs that would
  * grow a log's frame past FRAME_SOFT_CAP are returned (linked) for the next
@@ -799,6 +991,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
     size_t nlogs = 0;
     job *deferred = NULL, **dtail = &deferred;
 
+    double t0 = s->trace ? mono_ms() : 0, t1 = 0, t2 = 0, t3 = 0;
     for (size_t i = 0; i < n; i++) {
         job *j = arr[i];
         elog *h = j->h;
@@ -814,8 +1007,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
         j->rc = -1;
         if (h->deleted) {
             not_found(&j->err, h->log);
+        } else if (h->broken && !h->in_round && log_reload(s, h, &j->err) != 0) {
+            /* still broken: j->err says why */
         } else if (h->broken) {
-            ann_err_set(&j->err, ANN_EIO, "log %s: storage failed earlier; retry", h->log);
+            ann_err_set(&j->err, ANN_EIO, "log %s: storage failed; retry", h->log);
         } else {
             if (!h->in_round) {
                 h->in_round = true;
@@ -849,6 +1044,9 @@ static job *commit_round(emb *s, job **arr, size_t n)
     elog *stack[64];
     elog **syncs = nlogs <= 64 ? stack : malloc(nlogs * sizeof *syncs);
     size_t nsync = 0;
+    uint64_t zero_budget = PREALLOC_ROUND, bytes = 0;
+    if (s->trace)
+        t1 = mono_ms();
     for (elog *h = logs; h; h = h->cnext) {
         if (h->failed || h->pend_count == 0)
             continue;
@@ -858,6 +1056,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
             h->sys_errno = errno;
             continue;
         }
+        h->zero_from = h->zero_to = 0;
+        if (s->durable && s->opts.prealloc)
+            prealloc_plan(h, &zero_budget);
+        bytes += h->pend_len;
         if (s->durable) {
             if (syncs)
                 syncs[nsync++] = h;
@@ -865,15 +1067,25 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 sync_one(h);
         }
     }
+    if (s->trace)
+        t2 = mono_ms();
     if (nsync)
         sync_all(s, syncs, nsync);
+    if (s->trace) {
+        t3 = mono_ms();
+        if (t3 - t0 >= s->trace)
+            fprintf(stderr,
+                    "annals store trace: round %zu jobs %zu logs %.1f MB + %.1f MB zeros: "
+                    "stage %.1f ms write %.1f ms sync %.1f ms\n",
+                    n, nlogs, (double)bytes / 1e6,
+                    (double)(PREALLOC_ROUND - zero_budget) / 1e6, t1 - t0, t2 - t1, t3 - t2);
+    }
     if (syncs != stack)
         free(syncs);
 
     /* Publish: the entries become visible only now. */
     size_t nw = 0;
     for (elog *h = logs; h; h = h->cnext) {
-        bool drop;
         pthread_rwlock_wrlock(&h->lk);
         if (!h->failed) {
             if (h->pend_count)
@@ -883,17 +1095,12 @@ static job *commit_round(emb *s, job **arr, size_t n)
             /* Nothing of this round is acknowledged; cut what may have been
              * written and rebuild the log from its file on next use. */
             h->broken = true;
+            h->alloc_end = h->end;
             if (ftruncate(h->fd, (off_t)h->end) != 0)
                 fprintf(stderr, "annals store: %s: truncate after failure: %s\n", h->path,
                         strerror(errno));
         }
-        drop = h->broken;
         pthread_rwlock_unlock(&h->lk);
-        if (drop) {
-            pthread_mutex_lock(&s->mu);
-            h->drop = true;
-            pthread_mutex_unlock(&s->mu);
-        }
     }
     /* Wake the watchers of every log that got entries. */
     for (elog *h = logs; h; h = h->cnext)
@@ -917,7 +1124,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
         h->in_round = false;
         h->pend_count = 0;
         h->pend_len = 0;
-        if (h->pend_cap > (4u << 20)) { /* do not keep a huge buffer per log */
+        if (h->pend_cap > (1u << 20)) { /* idle logs keep at most 1 MiB of buffer */
             free(h->pend);
             h->pend = NULL;
             h->pend_cap = 0;
@@ -1003,6 +1210,7 @@ static void *committer_thread(void *arg)
 /* ---- ops --------------------------------------------------------------- */
 
 static void emb_close(ann_store *st);
+static void emb_unwatch(ann_store *st, ann_watch *w);
 
 static int emb_secret(ann_store *st, uint8_t out[32], ann_err *err)
 {
@@ -1106,6 +1314,13 @@ static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_
         sys_fail(err, "mkdir", tdir);
         goto done;
     }
+    /* A snapshot left by a log of the same id that a crash half deleted. */
+    snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant_id, log_id);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        sys_fail(err, "unlink", path);
+        goto done;
+    }
+    snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant_id, log_id);
     fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) {
         sys_fail(err, "create", path);
@@ -1137,10 +1352,8 @@ static int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id,
         return -1;
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&h->lk);
-    if (h->deleted) {
-        not_found(err, log_id);
+    if (log_state(h, err) != 0)
         goto done;
-    }
     snprintf(out->id, sizeof out->id, "%s", h->log);
     out->create_time_ns = h->create_ns;
     out->entry_count = h->visible;
@@ -1168,6 +1381,11 @@ static int unlink_log_file(emb *s, const char *tenant, const char *log, ann_err 
     int rc = -1;
     if (!path || !tdir) {
         ann_err_set(err, ANN_EIO, "out of memory");
+        goto done;
+    }
+    snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        sys_fail(err, "unlink", path);
         goto done;
     }
     snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
@@ -1232,8 +1450,13 @@ static int validate_append(const ann_append *req, ann_err *err)
         return ann_err_set(err, ANN_EINVAL, "append: missing request");
     if (req->n && (!req->entries || !req->ids_out))
         return ann_err_set(err, ANN_EINVAL, "entries: missing");
+    uint64_t total = 0;
     for (size_t i = 0; i < req->n; i++) {
         const ann_entry *e = &req->entries[i];
+        total += ann_lf_rec_size(e->insert_id_len, e->body_len);
+        if (total > MAX_REQUEST)
+            return ann_err_set(err, ANN_EINVAL, "entries: request larger than %u MiB",
+                               MAX_REQUEST >> 20);
         if (!e->insert_id || e->insert_id_len == 0 || e->insert_id_len > 65535)
             return ann_err_set(err, ANN_EINVAL, "entries[%zu].insert_id: must be 1 to 65535 bytes",
                                i);
@@ -1302,13 +1525,13 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
     if (log_acquire(s, tenant_id, log_id, &h, err) != 0)
         return -1;
     pthread_rwlock_rdlock(&h->lk);
-    bool deleted = h->deleted;
+    int state_rc = log_state(h, err);
+    if (state_rc == 0 && h->broken)
+        state_rc = ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
     uint64_t visible = h->visible;
     pthread_rwlock_unlock(&h->lk);
-    if (deleted) {
-        not_found(err, log_id);
+    if (state_rc != 0)
         goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         if (ids[i] == 0 || ids[i] > visible) {
             ann_err_set(err, ANN_ENOTFOUND, "entry %llu not found in log %.64s",
@@ -1340,17 +1563,26 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
     pthread_mutex_lock(&h->revoke_mu);
     for (size_t i = 0; i < m && rc != -2;) {
         pthread_rwlock_wrlock(&h->lk);
-        for (size_t k = 0; k < 64 && i < m; k++, i++) {
-            if (redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0) {
+        if (log_state(h, err) != 0) {
+            rc = -2;
+        } else if (h->broken || h->visible < sorted[m - 1]) {
+            ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
+            rc = -2;
+        }
+        h->revoke_gen++;
+        for (size_t k = 0; k < 64 && i < m && rc != -2; k++, i++) {
+            if (redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0)
                 rc = -2;
-                break;
-            }
         }
         pthread_rwlock_unlock(&h->lk);
     }
-    if (rc != -2 && s->durable && fdatasync(h->fd) != 0) {
-        sys_fail(err, "sync", h->path);
-        rc = -2;
+    if (rc != -2 && s->durable) {
+        pthread_rwlock_rdlock(&h->lk); /* keeps h->fd from a concurrent reload */
+        if (fdatasync(h->fd) != 0) {
+            sys_fail(err, "sync", h->path);
+            rc = -2;
+        }
+        pthread_rwlock_unlock(&h->lk);
     }
     pthread_mutex_unlock(&h->revoke_mu);
     if (rc == -2) {
@@ -1371,6 +1603,7 @@ out:
 
 typedef struct reader {
     elog *h;
+    unsigned gen;
     uint8_t *win;
     uint64_t win_off;
     size_t win_len;
@@ -1388,6 +1621,18 @@ static void reader_release(reader *r)
     free(r->win);
     free(r->big);
     free(r->buf);
+}
+
+/* Starts a chunk (h->lk held): forgets the window if records were rewritten
+ * since it was read. */
+static void reader_begin(reader *r)
+{
+    if (r->gen != r->h->revoke_gen) {
+        r->gen = r->h->revoke_gen;
+        r->win_len = 0;
+    }
+    r->n = 0;
+    r->buf_len = 0;
 }
 
 /* Copies entry `id` into the chunk (h->lk held). */
@@ -1487,17 +1732,14 @@ static int emb_list(ann_store *st, const char *tenant_id, const char *log_id,
     bool stop = false;
     while (!stop) {
         pthread_rwlock_rdlock(&h->lk);
-        if (h->deleted) {
+        if (log_state(h, err) != 0) {
             pthread_rwlock_unlock(&h->lk);
-            not_found(err, log_id);
             goto done;
         }
         if (max_id == 0)
             max_id = q->max_id == 0 || q->max_id > h->visible ? h->visible : q->max_id;
-        ann_idx_key start = after;
         size_t k = ann_idx_list(&h->idx, &after, q->end_ns, max_id, ids, READ_CHUNK);
-        r.n = 0;
-        r.buf_len = 0;
+        reader_begin(&r);
         for (size_t i = 0; i < k; i++) {
             if (reader_take(&r, ids[i], err) != 0) {
                 pthread_rwlock_unlock(&h->lk);
@@ -1511,7 +1753,6 @@ static int emb_list(ann_store *st, const char *tenant_id, const char *log_id,
             }
         }
         pthread_rwlock_unlock(&h->lk);
-        (void)start;
         if (k == 0)
             break;
         reader_fix(&r);
@@ -1547,21 +1788,20 @@ static int emb_read_after(ann_store *st, const char *tenant_id, const char *log_
         return -1;
     r.h = h;
     size_t left = limit ? limit : SIZE_MAX;
-    uint64_t next = after_id + 1, last = 0;
+    uint64_t next = 0, last = 0;
     bool have_last = false;
     while (left) {
         pthread_rwlock_rdlock(&h->lk);
-        if (h->deleted) {
+        if (log_state(h, err) != 0) {
             pthread_rwlock_unlock(&h->lk);
-            not_found(err, log_id);
             goto done;
         }
         if (!have_last) {
             last = h->visible;
+            next = after_id < last ? after_id + 1 : last + 1; /* no overflow */
             have_last = true;
         }
-        r.n = 0;
-        r.buf_len = 0;
+        reader_begin(&r);
         while (next <= last && r.n < READ_CHUNK && r.n < left && r.buf_len < READ_BYTES) {
             if (reader_take(&r, next, err) != 0) {
                 pthread_rwlock_unlock(&h->lk);
@@ -1618,6 +1858,10 @@ static int emb_watch(ann_store *st, const char *tenant_id, const char *log_id, a
         h->watchers->prev = w;
     h->watchers = w;
     w->linked = true;
+    w->all_next = s->watches;
+    if (s->watches)
+        s->watches->all_prev = w;
+    s->watches = w;
     pthread_mutex_unlock(&s->watch_mu);
     *out = w; /* keeps its reference on h: a watched log stays open */
     return 0;
@@ -1639,6 +1883,12 @@ static void emb_unwatch(ann_store *st, ann_watch *w)
     }
     while (w->busy)
         pthread_cond_wait(&s->watch_cv, &s->watch_mu);
+    if (w->all_prev)
+        w->all_prev->all_next = w->all_next;
+    else
+        s->watches = w->all_next;
+    if (w->all_next)
+        w->all_next->all_prev = w->all_prev;
     pthread_mutex_unlock(&s->watch_mu);
     free(w);
     log_release(s, h);
@@ -1687,6 +1937,9 @@ static void emb_close(ann_store *st)
         for (int i = 0; i < s->nsync_started; i++)
             pthread_join(s->sync_th[i], NULL);
     }
+    /* Watches the caller did not remove (they should have): freed here. */
+    while (s->watches)
+        emb_unwatch(st, s->watches);
     for (size_t i = 0; i < s->tcap; i++)
         free_list(s->table[i]);
     free(s->table);
@@ -1762,10 +2015,16 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (opts)
         s->opts = *opts;
     if (!s->opts.max_open_logs)
-        s->opts.max_open_logs = 256;
+        s->opts.max_open_logs = 512;
+    if (!s->opts.idle_evict_ms)
+        s->opts.idle_evict_ms = 5000;
+    if (!s->opts.snapshot_min)
+        s->opts.snapshot_min = 100000;
     if (!s->opts.cache_bytes)
-        s->opts.cache_bytes = 256u << 20;
+        s->opts.cache_bytes = 64u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
+    const char *tr = getenv("ANN_STORE_TRACE");
+    s->trace = tr ? atof(tr) : 0;
     s->lru.lru_next = s->lru.lru_prev = &s->lru;
     pthread_mutex_init(&s->create_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
@@ -1781,17 +2040,22 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         ann_err_set(err, ANN_EIO, "out of memory");
         goto done;
     }
-    if (getrandom(s->hkey, sizeof s->hkey, 0) != (ssize_t)sizeof s->hkey) {
-        ann_err_set(err, ANN_EIO, "getrandom failed");
-        goto done;
-    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         sys_fail(err, "mkdir", dir);
         goto done;
     }
     p = path_join(dir, "logs", NULL, "");
-    if (!p || (mkdir(p, 0700) != 0 && errno != EEXIST)) {
-        sys_fail(err, "mkdir", p ? p : dir);
+    if (!p) {
+        ann_err_set(err, ANN_EIO, "out of memory");
+        goto done;
+    }
+    if (mkdir(p, 0700) == 0) {
+        if (s->durable && fsync_dir(dir) != 0) {
+            sys_fail(err, "sync", dir);
+            goto done;
+        }
+    } else if (errno != EEXIST) {
+        sys_fail(err, "mkdir", p);
         goto done;
     }
     free(p);
@@ -1820,7 +2084,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         ann_err_set(err, ANN_EIO, "out of memory");
         goto done;
     }
-    if (ann_meta_open(p, s->durable, &s->meta, err) != 0)
+    if (ann_meta_open(p, s->durable, &s->meta, err) != 0 ||
+        ann_meta_hashkey(s->meta, s->hkey, err) != 0)
         goto done;
     if (!s->opts.admin_only) {
         if (recover(s, err) != 0)

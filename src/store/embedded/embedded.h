@@ -5,6 +5,7 @@
  *   DIR/meta.db                     SQLite (WAL): secret, tenants, logs,
  *                                   revocation audit records
  *   DIR/logs/<tenant>/<log>.dat     one append-only data file per log
+ *   DIR/logs/<tenant>/<log>.idx     its index snapshot (a cache, for big logs)
  *   DIR/LOCK                        flock'd by the serving process
  *
  * File formats, recovery, group commit and memory use: docs/storage.md.
@@ -38,8 +39,16 @@ typedef struct ann_store_embedded_opts {
      * same directory: only secret, tenant_create and tenant_by_key work,
      * everything else fails with ANN_EINVAL. */
     bool admin_only;
-    size_t max_open_logs; /* open logs kept while idle (fd + index); 0: 256 */
-    size_t cache_bytes;   /* index memory of idle open logs; 0: 256 MiB */
+    size_t max_open_logs;   /* open logs kept while idle (fd + index); 0: 512 */
+    size_t cache_bytes;     /* index memory of idle open logs; 0: 64 MiB ... */
+    unsigned idle_evict_ms; /* ... beyond which logs idle this long are closed; 0: 5000 */
+    /* A log of at least this many entries leaves an index snapshot
+     * (DIR/logs/<tenant>/<log>.idx) when it is closed; 0: 100,000. */
+    size_t snapshot_min;
+    /* Write zeros ahead of busy logs so that fdatasync need not commit the
+     * filesystem journal (docs/storage.md: it pays under foreign fsync load,
+     * costs bandwidth on a quiet disk). Off by default. */
+    bool prealloc;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */

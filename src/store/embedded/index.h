@@ -3,14 +3,18 @@
  * log is opened and extended by the committer.
  *
  * Layout (memory per entry, see docs/storage.md):
- *  - time[id] and off[id] in chunks of 65,536 (8 + 8 bytes per entry; chunks
- *    never move, so growth copies nothing);
- *  - the insert_id dedup table: open addressing, one 8-byte slot holding
- *    (32-bit hash tag << 32 | id); a tag hit is only a candidate, the caller
- *    confirms it against the stored insert_id (≈ 11–21 bytes per entry);
+ *  - time[id] and off[id] in chunks of 65,536 (8 + 4 bytes per entry: an
+ *    offset is a 32-bit delta from its chunk's first; chunks never move, so
+ *    growth copies nothing);
+ *  - the insert_id dedup table: tag[id] (the insert_id's 32-bit hash, in
+ *    chunks like time[]) and an open-addressing table of 4-byte ids, load
+ *    0.375–0.75; a tag hit is only a candidate, the caller confirms it
+ *    against the stored insert_id (≈ 4 + 5.3–10.7 bytes per entry);
  *  - the (time, id) order as a few sorted runs: a run is either a range of
  *    consecutive ids whose times do not decrease (0 bytes per entry: the
- *    common, in-order case) or an array of 32-bit ids. Runs are merged like a
+ *    common, in-order case), a list of such segments (8 bytes per segment:
+ *    whole batches out of order), or an array of 32-bit ids, whichever of
+ *    the last two is smaller when runs are merged. Runs are merged like a
  *    binary counter (a run is merged into the one below when it reaches half
  *    its size), so there are O(log n) runs and out-of-order times cost
  *    O(log n) amortised per entry.
@@ -27,17 +31,31 @@
 #define ANN_IDX_MAX_ENTRIES 0xFFFFFFFFull /* ids are 32-bit inside runs */
 
 typedef struct ann_idx_run {
-    uint64_t lo, hi; /* a range run: ids lo..hi (ids == NULL) */
+    uint64_t lo, hi; /* a range run: ids lo..hi (ids and segs NULL) */
     uint32_t *ids;   /* an array run, sorted by (time, id) */
+    uint32_t *segs;  /* a segment run: nseg pairs (first id, entries up to and
+                        including this segment); each segment is consecutive
+                        ids, so batches written out of order cost 8 bytes per
+                        batch, not 4 per entry */
+    size_t nseg;
     size_t n;        /* entries in the run */
 } ann_idx_run;
+
+/* File offsets of one chunk of ids: 32-bit deltas from the chunk's first
+ * offset, or (when a chunk spans more than 4 GiB) full 64-bit offsets. */
+typedef struct ann_idx_offs {
+    uint64_t base;
+    uint32_t *d32;
+    uint64_t *o64;
+} ann_idx_offs;
 
 typedef struct ann_idx {
     uint64_t n; /* entries indexed: ids 1..n */
     int64_t **time_chunks;
-    uint64_t **off_chunks;
+    ann_idx_offs *off_chunks;
     size_t nchunks, chunks_cap;
-    uint64_t *slots; /* dedup table, 0 = empty */
+    uint32_t **tag_chunks; /* tag[id]: the insert_id's 32-bit hash */
+    uint32_t *slots; /* dedup table of ids, 0 = empty */
     uint64_t mask;   /* slots has mask+1 entries */
     uint64_t used;
     ann_idx_run *runs;
@@ -59,7 +77,9 @@ static inline int64_t ann_idx_time(const ann_idx *x, uint64_t id)
 }
 static inline uint64_t ann_idx_off(const ann_idx *x, uint64_t id)
 {
-    return x->off_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
+    const ann_idx_offs *c = &x->off_chunks[(id - 1) >> 16];
+    size_t i = (size_t)((id - 1) & 0xffff);
+    return c->o64 ? c->o64[i] : c->base + c->d32[i];
 }
 
 /* Adds entry n+1 with its time, file offset and insert_id hash tag.
@@ -79,5 +99,17 @@ uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t i
  */
 size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t max_id,
                     uint64_t *out, size_t cap);
+
+/*
+ * Index snapshots: the whole index written to a file when a big log is
+ * closed, so that reopening it reads the snapshot and scans only the frames
+ * written after it (`data_end`). The file is a cache: CRC-32C checked, and
+ * any mismatch just means a full scan. The dedup tags in it depend on the
+ * hash key, so the store keeps one key for its life (meta.db).
+ */
+int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end);
+/* 1 and the index filled (x must be empty) with *data_end set; 0 if there is
+ * no usable snapshot (x left empty); -1 when memory ran out. */
+int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end);
 
 #endif

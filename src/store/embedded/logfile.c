@@ -1,6 +1,7 @@
 #include "store/embedded/logfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,20 @@ done:
     return rc;
 }
 
+/* Fails with ANN_ECORRUPT if a well-formed frame header follows the damaged
+ * frame at `off` (so the damage is not a torn tail). */
+static int later_frame(int fd, const char *path, uint64_t off, uint64_t size, ann_err *err)
+{
+    bool found;
+    if (frame_header_after(fd, off + 1, size, &found) != 0)
+        return ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+    if (found)
+        return ann_err_set(err, ANN_ECORRUPT,
+                           "%s: damaged frame at offset %llu before later frames", path,
+                           (unsigned long long)off);
+    return 0;
+}
+
 static bool is_pending(const uint64_t *pending, size_t n, uint64_t id)
 {
     size_t lo = 0, hi = n;
@@ -175,14 +190,15 @@ static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id
     return pos == frame_len ? 0 : -1;
 }
 
-int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
+                const uint64_t *pending, size_t npending,
                 ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
                 ann_err *err)
 {
     struct stat st;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    uint64_t off = 0, expect = 1;
+    uint64_t off = start_off, expect = start_id;
     int rc = -1;
 
     if (fstat(fd, &st) != 0) {
@@ -190,6 +206,7 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     while (off < size) {
         uint8_t h[ANN_LF_FRAME_HDR];
         bool torn = false;
@@ -202,17 +219,8 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
                 goto done;
             }
             if (!header_ok(h)) {
-                bool found;
-                if (frame_header_after(fd, off + 1, size, &found) != 0) {
-                    ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+                if (later_frame(fd, path, off, size, err) != 0)
                     goto done;
-                }
-                if (found) {
-                    ann_err_set(err, ANN_ECORRUPT,
-                                "%s: damaged frame header at offset %llu before later frames",
-                                path, (unsigned long long)off);
-                    goto done;
-                }
                 torn = true;
             }
         }
@@ -246,13 +254,18 @@ int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npendi
             goto done;
         }
         if (frame_check(buf, frame_len, first_id, count, pending, npending) != 0) {
-            if (off + frame_len == size)
-                break; /* the last frame: torn, none of it was acknowledged */
-            ann_err_set(err, ANN_ECORRUPT,
-                        "%s: bad record checksum in frame at offset %llu (entries %llu..%llu)",
-                        path, (unsigned long long)off, (unsigned long long)first_id,
-                        (unsigned long long)(first_id + count - 1));
-            goto done;
+            /* The last frame (nothing but zeros after it) was being written:
+             * torn, and none of it was acknowledged. Before another frame
+             * it is corruption. */
+            if (later_frame(fd, path, off, size, err) != 0) {
+                ann_err_set(err, ANN_ECORRUPT,
+                            "%s: bad record checksum in frame at offset %llu (entries "
+                            "%llu..%llu)",
+                            path, (unsigned long long)off, (unsigned long long)first_id,
+                            (unsigned long long)(first_id + count - 1));
+                goto done;
+            }
+            break;
         }
         uint64_t pos = ANN_LF_FRAME_HDR;
         for (uint32_t i = 0; i < count; i++) {

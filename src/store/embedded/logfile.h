@@ -11,9 +11,11 @@
  *            insert_id_len u16 | reserved u16 | body_len u32 |
  *            insert_id | body
  *
- * All little-endian. Only the last frame can be unsynced, so a damaged last
- * frame is a torn tail (dropped whole: none of it was acknowledged), while
- * damage before it is corruption. Revoke rewrites a record in place with the
+ * All little-endian. The file may end with zeros (space preallocated so that
+ * fdatasync need not journal a size change). Only the last frame can be
+ * unsynced, so a damaged frame with no well-formed frame header after it is a
+ * torn tail (dropped whole: none of it was acknowledged), while damage before
+ * another frame is corruption. Revoke rewrites a record in place with the
  * same length: flags |= ANN_ENTRY_REDACTED, body_len 0, body bytes zeroed.
  */
 #ifndef ANN_STORE_EMBEDDED_LOGFILE_H
@@ -59,15 +61,17 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
                               bool needs_redact, void *ud, ann_err *err);
 
 /*
- * Reads the file from the start, calling fn per record. `pending` is a sorted
+ * Reads the file from start_off (a frame boundary; 0 for the whole file),
+ * where id start_id is expected, calling fn per record. `pending` is a sorted
  * array of ids with a revocation not yet known to be applied: such a record
  * is accepted even if its checksum fails (a torn in-place rewrite).
  * On success *valid_end is the end of the last good frame; if it is below the
- * file size the rest is a torn tail, which the caller truncates.
+ * file size the rest is preallocated zeros or a torn tail.
  * Fails with ANN_ECORRUPT (naming path and offset) for damage before the last
  * frame, ANN_EIO for read errors.
  */
-int ann_lf_scan(int fd, const char *path, const uint64_t *pending, size_t npending,
+int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
+                const uint64_t *pending, size_t npending,
                 ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
                 ann_err *err);
 

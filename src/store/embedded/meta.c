@@ -67,16 +67,19 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
         ann_err_set(err, ANN_EIO, "%s: schema: %s", path, emsg ? emsg : "?");
         goto done;
     }
-    /* The secret is made once, by whichever process opens the store first. */
-    uint8_t secret[32];
+    /* The secret and the hash key are made once, by whichever process opens
+     * the store first. */
+    uint8_t secret[32 + 16];
     if (getrandom(secret, sizeof secret, 0) != (ssize_t)sizeof secret) {
         ann_err_set(err, ANN_EIO, "getrandom failed");
         goto done;
     }
     sqlite3_stmt *st;
-    if (prep(m, "INSERT OR IGNORE INTO meta(k, v) VALUES('secret', ?)", &st, err) != 0)
+    if (prep(m, "INSERT OR IGNORE INTO meta(k, v) VALUES('secret', ?), ('hashkey', ?)", &st,
+             err) != 0)
         goto done;
-    sqlite3_bind_blob(st, 1, secret, sizeof secret, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 1, secret, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, secret + 32, 16, SQLITE_STATIC);
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
     if (r != SQLITE_DONE) {
@@ -103,23 +106,34 @@ void ann_meta_free(ann_meta *m)
     free(m);
 }
 
-int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err)
+static int meta_blob(ann_meta *m, const char *key, uint8_t *out, int len, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "SELECT v FROM meta WHERE k = 'secret'", &st, err) != 0)
+    if (prep(m, "SELECT v FROM meta WHERE k = ?", &st, err) != 0)
         goto done;
-    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32) {
-        ann_err_set(err, ANN_ECORRUPT, "metadata: server secret missing or malformed");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_bytes(st, 0) != len) {
+        ann_err_set(err, ANN_ECORRUPT, "metadata: %s missing or malformed", key);
         goto done;
     }
-    memcpy(out, sqlite3_column_blob(st, 0), 32);
+    memcpy(out, sqlite3_column_blob(st, 0), (size_t)len);
     rc = 0;
 done:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err)
+{
+    return meta_blob(m, "secret", out, 32, err);
+}
+
+int ann_meta_hashkey(ann_meta *m, uint8_t out[16], ann_err *err)
+{
+    return meta_blob(m, "hashkey", out, 16, err);
 }
 
 int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,

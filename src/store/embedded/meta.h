@@ -25,6 +25,9 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err);
 void ann_meta_free(ann_meta *m);
 
 int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err);
+/* 16 random bytes made once: the store's SipHash key (index snapshots keep
+ * hash tags, so the key must outlive a process). */
+int ann_meta_hashkey(ann_meta *m, uint8_t out[16], ann_err *err);
 
 int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
                            const uint8_t key_hash[32], int64_t now_ns, ann_err *err);
