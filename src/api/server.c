@@ -414,14 +414,18 @@ static void tail_open_job(call *c)
         goto done;
     }
     pthread_mutex_lock(&s->mu);
-    bool stopping = s->stopping;
-    if (!stopping) {
+    pthread_mutex_lock(&c->mu);
+    bool stopping = s->stopping, ended = c->done;
+    if (!stopping && !ended) {
         c->next = s->tails;
         if (s->tails)
             s->tails->prev = c;
         s->tails = c;
     }
+    pthread_mutex_unlock(&c->mu);
     pthread_mutex_unlock(&s->mu);
+    if (ended) /* cancelled meanwhile: a pump already ended it */
+        goto done;
     if (stopping) {
         tail_end(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
         goto done;
@@ -434,6 +438,12 @@ static void tail_open_job(call *c)
         goto done;
     }
     pthread_mutex_lock(&c->mu);
+    if (c->done) { /* ended while we registered: the watch is ours to drop */
+        pthread_mutex_unlock(&c->mu);
+        ann_store_unwatch(s->svc->store, w);
+        unref(c);
+        goto done;
+    }
     c->watch = w;
     kick_locked(c); /* the first read: the backlog after after_entry_id */
     pthread_mutex_unlock(&c->mu);

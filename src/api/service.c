@@ -92,57 +92,31 @@ static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *
     return 0;
 }
 
-static int check_value(const Annals__Wire__V1__Value *v, const char *field, ann_err *err);
-
-static int check_struct(const Annals__Wire__V1__Struct *s, const char *field, ann_err *err)
-{
-    for (size_t i = 0; i < s->n_fields; i++) {
-        const ProtobufCBinaryData *k = &s->fields[i]->key;
-        if (!ann_utf8_valid((const char *)k->data, k->len))
-            return ann_err_set(err, ANN_EINVAL, "%s: a key is not valid UTF-8", field);
-        if (s->fields[i]->value && check_value(s->fields[i]->value, field, err) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int check_value(const Annals__Wire__V1__Value *v, const char *field, ann_err *err)
-{
-    switch (v->kind_case) {
-    case ANNALS__WIRE__V1__VALUE__KIND_NULL_VALUE:
-        if (v->null_value != 0)
-            return ann_err_set(err, ANN_EINVAL, "%s: bad null_value", field);
-        return 0;
-    case ANNALS__WIRE__V1__VALUE__KIND_NUMBER_VALUE:
-        if (!isfinite(v->number_value))
-            return ann_err_set(err, ANN_EINVAL, "%s: number is not finite", field);
-        return 0;
-    case ANNALS__WIRE__V1__VALUE__KIND_STRING_VALUE:
-        if (!ann_utf8_valid((const char *)v->string_value.data, v->string_value.len))
-            return ann_err_set(err, ANN_EINVAL, "%s: a string is not valid UTF-8", field);
-        return 0;
-    case ANNALS__WIRE__V1__VALUE__KIND_STRUCT_VALUE:
-        return check_struct(v->struct_value, field, err);
-    case ANNALS__WIRE__V1__VALUE__KIND_LIST_VALUE:
-        for (size_t i = 0; i < v->list_value->n_values; i++)
-            if (check_value(v->list_value->values[i], field, err) != 0)
-                return -1;
-        return 0;
-    default:
-        return 0;
-    }
-}
+/* Counts refused before unpacking: twice the contract's limits, so a moderate excess
+ * still gets the precise message of the validation below, while an absurd one never
+ * reaches the unpacker (a 2-byte empty entry costs protobuf-c ~200 bytes). */
+static const ann_wire_limit unpack_limits[] = {
+    {&annals__wire__v1__write_log_entries_request_in__descriptor, 2,
+     2 * ANN_MAX_ENTRIES_PER_WRITE},
+    {&annals__wire__v1__log_entry_in__descriptor, 23, 2 * ANN_MAX_LABELS},
+    {&annals__wire__v1__create_log_request__descriptor, 1, 2 * ANN_MAX_LABELS},
+    {&annals__wire__v1__revoke_log_entries_request__descriptor, 2, 2 * ANN_MAX_REVOKE_IDS},
+    {NULL, 0, 0},
+};
 
 /* Untrusted bytes -> message, refusing what protobuf-c cannot safely unpack. */
 static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *req,
                                 size_t len, ann_err *err)
 {
-    ProtobufCMessage *m = NULL;
-    if (ann_wire_depth_ok(d, req, len, ANN_MAX_NESTING))
-        m = protobuf_c_message_unpack(d, NULL, len, req);
+    if (ann_wire_precheck(d, req, len, ANN_MAX_NESTING, unpack_limits, err) != 0)
+        return NULL;
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, req);
     if (!m) {
-        const char *name = strrchr(d->name, '.');
-        ann_err_set(err, ANN_EINVAL, "request: not a valid %s", name ? name + 1 : d->name);
+        const char *name = d->short_name;
+        size_t n = strlen(name);
+        if (n > 2 && strcmp(name + n - 2, "In") == 0)
+            n -= 2; /* the inbound view's name is the public one plus "In" */
+        ann_err_set(err, ANN_EINVAL, "request: not a valid %.*s", (int)n, name);
     }
     return m;
 }
@@ -312,11 +286,11 @@ static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
 }
 
 /* Validates one entry of a write; fills `e` except the body. */
-static int check_entry(const Annals__Wire__V1__LogEntry *w, size_t i, const char *log_id,
+static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const char *log_id,
                        ann_entry *e, int64_t now, ann_err *err)
 {
     char field[64];
-    size_t sz = annals__wire__v1__log_entry__get_packed_size(w);
+    size_t sz = annals__wire__v1__log_entry_in__get_packed_size(w);
     if (sz > ANN_MAX_ENTRY_BYTES)
         return ann_err_set(err, ANN_EINVAL,
                            "entries[%zu]: %zu bytes serialized, at most %d allowed", i, sz,
@@ -338,14 +312,15 @@ static int check_entry(const Annals__Wire__V1__LogEntry *w, size_t i, const char
     snprintf(field, sizeof field, "entries[%zu].labels", i);
     if (check_labels(w->labels, w->n_labels, field, err) != 0)
         return -1;
-    if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD) {
+    if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_TEXT_PAYLOAD) {
         snprintf(field, sizeof field, "entries[%zu].text_payload", i);
         if (check_text(&w->text_payload, field, err) != 0)
             return -1;
-    } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD) {
-        snprintf(field, sizeof field, "entries[%zu].json_payload", i);
-        if (check_struct(w->json_payload, field, err) != 0)
-            return -1;
+    } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD) {
+        const char *why = ann_wire_struct_check(w->json_payload.data, w->json_payload.len,
+                                                ANN_MAX_NESTING);
+        if (why)
+            return ann_err_set(err, ANN_EINVAL, "entries[%zu].json_payload: %s", i, why);
     }
     if (!severity_valid(w->severity))
         return ann_err_set(err, ANN_EINVAL, "entries[%zu].severity: %d is not a Severity", i,
@@ -372,9 +347,9 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     size_t *body_off = NULL;
     char (*gen_ids)[ANN_UUID_LEN + 1] = NULL;
     ann_buf bodies = ANN_BUF_INIT;
-    Annals__Wire__V1__WriteLogEntriesRequest *r =
-        (Annals__Wire__V1__WriteLogEntriesRequest *)decode(
-            &annals__wire__v1__write_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__WriteLogEntriesRequestIn *r =
+        (Annals__Wire__V1__WriteLogEntriesRequestIn *)decode(
+            &annals__wire__v1__write_log_entries_request_in__descriptor, req, len, err);
     if (!r)
         return -1;
     if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
@@ -395,7 +370,7 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     gen_ids = ann_xcalloc(n, sizeof *gen_ids);
     int64_t now = now_ns();
     for (size_t i = 0; i < n; i++) {
-        const Annals__Wire__V1__LogEntry *w = r->entries[i];
+        const Annals__Wire__V1__LogEntryIn *w = r->entries[i];
         if (check_entry(w, i, log_id, &entries[i], now, err) != 0)
             goto done;
         if (entries[i].insert_id_len == 0) {
@@ -404,19 +379,20 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
             entries[i].insert_id = gen_ids[i];
             entries[i].insert_id_len = ANN_UUID_LEN;
         }
-        /* The body: the entry's labels and payload as LogEntry fields. */
-        Annals__Wire__V1__LogEntry body = ANNALS__WIRE__V1__LOG_ENTRY__INIT;
+        /* The body: the entry's labels and payload as LogEntry fields (the JSON payload
+         * travels as the Struct's bytes, which is how field 31 is encoded anyway). */
+        Annals__Wire__V1__LogEntryIn body = ANNALS__WIRE__V1__LOG_ENTRY_IN__INIT;
         body.n_labels = w->n_labels;
         body.labels = w->labels;
         body.payload_case = w->payload_case;
-        if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD)
+        if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_TEXT_PAYLOAD)
             body.text_payload = w->text_payload;
-        else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_JSON_PAYLOAD)
+        else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD)
             body.json_payload = w->json_payload;
-        size_t bl = annals__wire__v1__log_entry__get_packed_size(&body);
+        size_t bl = annals__wire__v1__log_entry_in__get_packed_size(&body);
         ann_buf_reserve(&bodies, bl);
         body_off[i] = bodies.len;
-        bodies.len += annals__wire__v1__log_entry__pack(&body, bodies.data + bodies.len);
+        bodies.len += annals__wire__v1__log_entry_in__pack(&body, bodies.data + bodies.len);
     }
     body_off[n] = bodies.len;
     for (size_t i = 0; i < n; i++) {

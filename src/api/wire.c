@@ -1,6 +1,10 @@
 #include "api/wire.h"
 
+#include <math.h>
 #include <string.h>
+
+#include "domain/limits.h"
+#include "domain/text.h"
 
 static bool read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 {
@@ -27,49 +31,224 @@ static const ProtobufCFieldDescriptor *field_by_number(const ProtobufCMessageDes
     return NULL;
 }
 
-bool ann_wire_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-                       int max_depth)
+static size_t limit_for(const ann_wire_limit *limits, const ProtobufCMessageDescriptor *d,
+                        uint32_t field)
 {
-    if (max_depth < 0)
-        return false;
+    for (; limits && limits->msg; limits++)
+        if (limits->msg == d && limits->field == field)
+            return limits->max;
+    return SIZE_MAX;
+}
+
+static int precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                    int depth_left, const ann_wire_limit *limits, ann_err *err)
+{
+    size_t counts[32] = {0}; /* per field index; our messages have fewer than 32 fields */
+    size_t unknown = 0;
     size_t pos = 0;
+    if (depth_left < 0)
+        return ann_err_set(err, ANN_EINVAL, "request: nested more than %d levels deep",
+                           ANN_MAX_NESTING);
     while (pos < len) {
         uint64_t key, v;
-        if (!read_varint(buf, len, &pos, &key))
-            return false;
+        if (!read_varint(buf, len, &pos, &key) || key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
+            goto bad;
         uint32_t num = (uint32_t)(key >> 3);
-        if (num == 0 || key >> 3 > 0x1FFFFFFF)
-            return false;
+        const ProtobufCFieldDescriptor *f = field_by_number(d, num);
+        if (!f) {
+            if (++unknown > ANN_WIRE_MAX_UNKNOWN)
+                return ann_err_set(err, ANN_EINVAL, "request: more than %d unknown fields in %s",
+                                   ANN_WIRE_MAX_UNKNOWN, d->short_name);
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t i = (size_t)(f - d->fields);
+            if (i < 32 && ++counts[i] > limit_for(limits, d, num))
+                return ann_err_set(err, ANN_EINVAL, "%s: more than %zu in one %s", f->name,
+                                   limit_for(limits, d, num), d->short_name);
+        }
         switch (key & 7) {
         case 0:
             if (!read_varint(buf, len, &pos, &v))
-                return false;
+                goto bad;
             break;
         case 1:
             if (len - pos < 8)
-                return false;
+                goto bad;
             pos += 8;
             break;
         case 5:
             if (len - pos < 4)
-                return false;
+                goto bad;
             pos += 4;
             break;
-        case 2: {
+        case 2:
             if (!read_varint(buf, len, &pos, &v) || v > len - pos)
-                return false;
-            const ProtobufCFieldDescriptor *f = field_by_number(d, num);
+                goto bad;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                !ann_wire_depth_ok(f->descriptor, buf + pos, (size_t)v, max_depth - 1))
-                return false;
+                precheck(f->descriptor, buf + pos, (size_t)v, depth_left - 1, limits, err) != 0)
+                return -1;
             pos += (size_t)v;
             break;
-        }
         default: /* groups (3, 4) and reserved types are refused */
-            return false;
+            goto bad;
         }
     }
-    return true;
+    return 0;
+bad:
+    return ann_err_set(err, ANN_EINVAL, "request: not a valid %s", d->short_name);
+}
+
+int ann_wire_precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                      int max_depth, const ann_wire_limit *limits, ann_err *err)
+{
+    return precheck(d, buf, len, max_depth, limits, err);
+}
+
+/* One field of a Struct/Value/ListValue: its number, wire type and payload. */
+typedef struct pfield {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;        /* varint, or fixed64 bits */
+    const uint8_t *p;  /* length-delimited payload */
+    size_t n;
+} pfield;
+
+static bool next_field(const uint8_t *buf, size_t len, size_t *pos, pfield *f)
+{
+    uint64_t key;
+    if (!read_varint(buf, len, pos, &key) || key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
+        return false;
+    f->num = (uint32_t)(key >> 3);
+    f->wt = (unsigned)(key & 7);
+    switch (f->wt) {
+    case 0:
+        return read_varint(buf, len, pos, &f->v);
+    case 1:
+        if (len - *pos < 8)
+            return false;
+        f->v = 0;
+        for (int i = 7; i >= 0; i--)
+            f->v = f->v << 8 | buf[*pos + (size_t)i];
+        *pos += 8;
+        return true;
+    case 2:
+        if (!read_varint(buf, len, pos, &f->v) || f->v > len - *pos)
+            return false;
+        f->p = buf + *pos;
+        f->n = (size_t)f->v;
+        *pos += f->n;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *value_check(const uint8_t *buf, size_t len, int depth_left);
+
+static const char *struct_check(const uint8_t *buf, size_t len, int depth_left)
+{
+    size_t pos = 0;
+    pfield f;
+    if (depth_left < 0)
+        return "nested too deeply";
+    while (pos < len) {
+        if (!next_field(buf, len, &pos, &f))
+            return "not a valid Struct";
+        if (f.num != 1 || f.wt != 2)
+            return "unknown field in a Struct";
+        /* FieldsEntry { string key = 1; Value value = 2; } */
+        size_t ep = 0;
+        pfield g;
+        bool has_value = false;
+        while (ep < f.n) {
+            if (!next_field(f.p, f.n, &ep, &g))
+                return "not a valid Struct field";
+            if (g.num == 1 && g.wt == 2) {
+                if (!ann_utf8_valid((const char *)g.p, g.n))
+                    return "a key is not valid UTF-8";
+            } else if (g.num == 2 && g.wt == 2) {
+                const char *why = value_check(g.p, g.n, depth_left - 1);
+                if (why)
+                    return why;
+                has_value = true;
+            } else {
+                return "unknown field in a Struct field";
+            }
+        }
+        if (!has_value)
+            return "a value is not set";
+    }
+    return NULL;
+}
+
+static const char *value_check(const uint8_t *buf, size_t len, int depth_left)
+{
+    size_t pos = 0;
+    pfield f;
+    bool set = false;
+    if (depth_left < 0)
+        return "nested too deeply";
+    while (pos < len) {
+        if (!next_field(buf, len, &pos, &f))
+            return "not a valid Value";
+        const char *why = NULL;
+        switch (f.num) {
+        case 1: /* null_value: the enum NullValue has one value, 0 */
+            if (f.wt != 0 || f.v != 0)
+                return "bad null_value";
+            break;
+        case 2: { /* number_value */
+            if (f.wt != 1)
+                return "bad number_value";
+            double d;
+            memcpy(&d, &f.v, sizeof d);
+            if (!isfinite(d))
+                return "number is not finite";
+            break;
+        }
+        case 3:
+            if (f.wt != 2)
+                return "bad string_value";
+            if (!ann_utf8_valid((const char *)f.p, f.n))
+                return "a string is not valid UTF-8";
+            break;
+        case 4:
+            if (f.wt != 0)
+                return "bad bool_value";
+            break;
+        case 5:
+            if (f.wt != 2)
+                return "bad struct_value";
+            why = struct_check(f.p, f.n, depth_left - 1);
+            break;
+        case 6: { /* list_value: ListValue { repeated Value values = 1; } */
+            if (f.wt != 2)
+                return "bad list_value";
+            if (depth_left < 1)
+                return "nested too deeply";
+            size_t lp = 0;
+            pfield g;
+            while (lp < f.n && !why) {
+                if (!next_field(f.p, f.n, &lp, &g))
+                    return "not a valid ListValue";
+                if (g.num != 1 || g.wt != 2)
+                    return "unknown field in a ListValue";
+                why = value_check(g.p, g.n, depth_left - 2);
+            }
+            break;
+        }
+        default:
+            return "unknown field in a Value";
+        }
+        if (why)
+            return why;
+        set = true;
+    }
+    return set ? NULL : "a value is not set";
+}
+
+const char *ann_wire_struct_check(const uint8_t *buf, size_t len, int max_depth)
+{
+    return struct_check(buf, len, max_depth);
 }
 
 #define NS 1000000000LL
@@ -78,8 +257,9 @@ int ann_wire_ts_to_ns(const Annals__Wire__V1__Timestamp *ts, int64_t *out)
 {
     if (ts->nanos < 0 || ts->nanos >= NS)
         return -1;
-    /* INT64 ns spans 1677-09-21 .. 2262-04-11; keep whole seconds strictly inside. */
-    if (ts->seconds <= INT64_MIN / NS || ts->seconds >= INT64_MAX / NS)
+    /* 1678-01-01T00:00:00Z .. 2262-01-01T00:00:00Z (exclusive): whole years inside the
+     * range of int64 nanoseconds (1677-09-21 .. 2262-04-11). */
+    if (ts->seconds < -9214560000LL || ts->seconds >= 9214646400LL)
         return -1;
     *out = ts->seconds * NS + ts->nanos;
     return 0;

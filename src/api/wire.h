@@ -11,20 +11,40 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/err.h"
 #include "wire.pb-c.h"
 
-/*
- * Checks that `buf` is well-formed protobuf for message `d` as far as framing goes and
- * that sub-messages nest no deeper than max_depth. protobuf-c's unpacker recurses
- * without a limit, so this runs first on every request: a deeply nested json_payload
- * must be refused, not overflow the stack. Iterative per level, recursive only for
- * sub-messages (at most max_depth frames).
- */
-bool ann_wire_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-                       int max_depth);
+/* How many times a repeated field may occur in one message before unpacking is refused;
+ * a table ends with a NULL descriptor. */
+typedef struct ann_wire_limit {
+    const ProtobufCMessageDescriptor *msg;
+    uint32_t field;
+    size_t max;
+} ann_wire_limit;
 
-/* Timestamp <-> ns since the Unix epoch. from_ts fails (-1) on nanos outside
- * 0..999999999 or a time outside the int64 ns range (years 1678..2261). */
+/*
+ * Runs on every request before protobuf-c unpacks it, because the unpacker recurses
+ * without a limit and allocates ~100 bytes for a 2-byte empty sub-message. Checks that
+ * `buf` is well-framed protobuf for message `d`, that sub-messages nest no deeper than
+ * max_depth, that no repeated field exceeds its limit in `limits`, and that no message
+ * carries more than ANN_WIRE_MAX_UNKNOWN unknown fields. On failure fills `err` (an
+ * INVALID_ARGUMENT naming the field when a count is the reason) and returns -1.
+ * Linear in len; recursion only for sub-messages, at most max_depth frames.
+ */
+#define ANN_WIRE_MAX_UNKNOWN 64
+int ann_wire_precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                      int max_depth, const ann_wire_limit *limits, ann_err *err);
+
+/*
+ * Validates the bytes of a google.protobuf.Struct in one pass, allocating nothing: known
+ * fields with their wire types, keys and strings UTF-8, numbers finite, null_value 0,
+ * every value set, nesting at most max_depth. Returns NULL when valid, else a reason.
+ */
+const char *ann_wire_struct_check(const uint8_t *buf, size_t len, int max_depth);
+
+/* Timestamp <-> ns since the Unix epoch. to_ns fails (-1) on nanos outside
+ * 0..999999999 or a time outside 1678-01-01T00:00:00Z .. 2261-12-31T23:59:59.999999999Z
+ * (whole years inside the range of int64 nanoseconds). */
 int ann_wire_ts_to_ns(const Annals__Wire__V1__Timestamp *ts, int64_t *out);
 void ann_wire_add_ts(ann_buf *b, uint32_t field, int64_t ns);
 

@@ -301,6 +301,105 @@ static void deep_nesting_is_refused(void **state)
     ann_buf_release(&entry), ann_buf_release(&req), ann_buf_release(&resp);
 }
 
+/* Counts beyond twice the limits, and floods of unknown fields, are refused before
+ * protobuf-c unpacks anything (each 2-byte empty sub-message would cost ~200 bytes). */
+static void floods_are_refused_before_unpacking(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
+    ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
+    for (int i = 0; i < 3 * ANN_MAX_ENTRIES_PER_WRITE; i++)
+        ann_buf_add_len_field(&req, 2, "", 0);
+    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
+                                       &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+    assert_non_null(strstr(err.msg, "entries"));
+
+    /* 65 unknown fields in one entry. */
+    ann_buf entry = ANN_BUF_INIT;
+    for (int i = 0; i < 65; i++)
+        ann_buf_add_tag(&entry, 1000, 0), ann_buf_add_varint(&entry, 1);
+    req.len = 0;
+    ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
+    ann_buf_add_len_field(&req, 2, entry.data, entry.len);
+    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
+                                       &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown fields"));
+    /* A few unknown fields (a newer client) are fine. */
+    entry.len = 0;
+    ann_buf_add_tag(&entry, 1000, 0), ann_buf_add_varint(&entry, 1);
+    ann_buf_add_len_field(&entry, 30, "hi", 2);
+    req.len = 0;
+    ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
+    ann_buf_add_len_field(&req, 2, entry.data, entry.len);
+    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
+                                       &err), 0);
+    assert_true(entry_count(f, &f->a, f->log) == 1);
+    ann_buf_release(&entry);
+    ann_buf_release(&req);
+    ann_buf_release(&resp);
+}
+
+/* JSON payloads are checked on their bytes: each defect is refused by name. */
+static void json_payload_bytes_are_checked(void **state)
+{
+    fx *f = *state;
+    struct {
+        const char *why;
+        uint8_t bytes[16];
+        size_t n;
+    } cases[] = {
+        /* Struct{fields{key:"k"}}: no value */
+        {"not set", {0x0a, 0x03, 0x0a, 0x01, 'k'}, 5},
+        /* Struct{fields{key:"k", value:{}}}: a Value with no kind */
+        {"not set", {0x0a, 0x05, 0x0a, 0x01, 'k', 0x12, 0x00}, 7},
+        /* value: null_value = 1 */
+        {"null_value", {0x0a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 0x08, 0x01}, 9},
+        /* value: string_value "\xff" */
+        {"UTF-8", {0x0a, 0x08, 0x0a, 0x01, 'k', 0x12, 0x03, 0x1a, 0x01, 0xff}, 10},
+        /* value: string_value sent as a varint */
+        {"string_value", {0x0a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 0x18, 0x01}, 9},
+        /* value: number_value NaN */
+        {"finite", {0x0a, 0x0e, 0x0a, 0x01, 'k', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f}, 16},
+        /* an unknown field in a Value */
+        {"unknown", {0x0a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 0x38, 0x01}, 9},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ann_buf entry = ANN_BUF_INIT, req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
+        ann_err err;
+        ann_buf_add_len_field(&entry, 31, cases[i].bytes, cases[i].n);
+        ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
+        ann_buf_add_len_field(&req, 2, entry.data, entry.len);
+        assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len,
+                                           &resp, &err), -1);
+        assert_int_equal(err.code, ANN_EINVAL);
+        if (!strstr(err.msg, "entries[0].json_payload") || !strstr(err.msg, cases[i].why))
+            fail_msg("case %zu: '%s'", i, err.msg);
+        ann_buf_release(&entry), ann_buf_release(&req), ann_buf_release(&resp);
+    }
+    assert_true(entry_count(f, &f->a, f->log) == 0);
+}
+
+static void time_bounds_are_exact(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    Annals__Wire__V1__Timestamp ts = ANNALS__WIRE__V1__TIMESTAMP__INIT;
+    ts.seconds = -9214560000LL; /* 1678-01-01T00:00:00Z */
+    assert_int_equal(write_one(f, m_time, &ts, &err), 0);
+    ts.seconds = 9214646399LL; /* 2261-12-31T23:59:59.999999999Z */
+    ts.nanos = 999999999;
+    assert_int_equal(write_one(f, m_time, &ts, &err), 0);
+    ts.seconds = 9214646400LL; /* 2262-01-01T00:00:00Z */
+    ts.nanos = 0;
+    expect_invalid(f, m_time, &ts, "entries[0].time");
+    ts.seconds = -9214560001LL;
+    ts.nanos = 999999999;
+    expect_invalid(f, m_time, &ts, "entries[0].time");
+}
+
 static int write_batch(fx *f, size_t n, int64_t base_time, const char *prefix)
 {
     Annals__Wire__V1__LogEntry *e = calloc(n, sizeof *e);
@@ -488,6 +587,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_entries_are_refused_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(request_level_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(deep_nesting_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(floods_are_refused_before_unpacking, setup, teardown),
+        cmocka_unit_test_setup_teardown(json_payload_bytes_are_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(time_bounds_are_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(paging_is_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(isolation_and_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(revoke_rules, setup, teardown),
