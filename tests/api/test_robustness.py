@@ -210,3 +210,27 @@ def test_deeply_nested_requests_are_refused_and_the_server_survives(client, log)
     for _ in range(20):
         v = v[0]
     assert v is None
+
+
+def test_tails_cancelled_while_opening_leave_no_trace(server, client, log):
+    """Tails cancelled within a few milliseconds of being opened, many times over.
+
+    A cancel that lands while the server is still opening the tail once leaked the call
+    and its store watch, and SIGTERM then waited for it forever (found in review): the
+    module's server fixture stops the server at the end and requires exit 0.
+    """
+    import random
+    import time
+    rnd = random.Random(7)
+    for _ in range(400):
+        it = client.query.TailLogEntries(pb.TailLogEntriesRequest(log_id=log),
+                                         metadata=client.md)
+        time.sleep(rnd.random() * 0.003)
+        it.cancel()
+    # the server still serves, and tails still work
+    reader = TailReader(client, log, "0")
+    try:
+        assert write_and_wait(client, log, texts(2)) == ["1", "2"]
+        assert [e.entry_id for e in reader.take(2)] == ["1", "2"]
+    finally:
+        reader.cancel()
