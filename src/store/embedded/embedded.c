@@ -217,27 +217,6 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 static int fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -462,7 +441,7 @@ static bool snapshot_matches(elog *h, uint64_t snap_end, uint64_t size)
         return true;
     uint64_t off = ann_idx_off(&h->idx, h->idx.n);
     uint8_t hdr[ANN_LF_REC_HDR];
-    if (off + ANN_LF_REC_HDR > snap_end || read_full(h->fd, hdr, sizeof hdr, off) != 0)
+    if (off + ANN_LF_REC_HDR > snap_end || ann_lf_pread_full(h->fd, hdr, sizeof hdr, off) != 0)
         return false;
     return ann_le64_get(hdr + 8) == h->idx.n && off + ann_le32_get(hdr + 4) == snap_end;
 }
@@ -485,7 +464,7 @@ static int redact_at(elog *h, uint64_t off, ann_err *err)
     uint8_t hdr[ANN_LF_REC_HDR];
     uint8_t *rec = NULL;
     int rc = -1;
-    if (read_full(h->fd, hdr, sizeof hdr, off) != 0)
+    if (ann_lf_pread_full(h->fd, hdr, sizeof hdr, off) != 0)
         return sys_fail(err, "read", h->path);
     uint32_t rec_len = ann_le32_get(hdr + 4);
     if (rec_len < ANN_LF_REC_HDR + (uint32_t)ann_le16_get(hdr + 40) || rec_len > h->end - off)
@@ -494,7 +473,7 @@ static int redact_at(elog *h, uint64_t off, ann_err *err)
     rec = malloc(rec_len);
     if (!rec)
         return ann_err_set(err, ANN_EIO, "out of memory");
-    if (read_full(h->fd, rec, rec_len, off) != 0) {
+    if (ann_lf_pread_full(h->fd, rec, rec_len, off) != 0) {
         sys_fail(err, "read", h->path);
         goto done;
     }
@@ -515,7 +494,7 @@ static int zero_tail(int fd, uint64_t from, uint64_t to)
     uint8_t buf[1 << 16];
     while (from < to) {
         size_t len = to - from < sizeof buf ? (size_t)(to - from) : sizeof buf;
-        if (read_full(fd, buf, len, from) != 0)
+        if (ann_lf_pread_full(fd, buf, len, from) != 0)
             return -1;
         for (size_t i = 0; i < len; i++)
             if (buf[i])
@@ -813,7 +792,7 @@ static bool confirm_iid(uint64_t id, void *ud)
         uint8_t *dst = buf;
         if (want > sizeof buf && !(dst = heap = malloc(want)))
             return false; /* cannot happen in practice: ids are short */
-        if (read_full(h->fd, dst, want, off) != 0) {
+        if (ann_lf_pread_full(h->fd, dst, want, off) != 0) {
             free(heap);
             return false;
         }
@@ -1645,7 +1624,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
         return ann_err_set(err, ANN_EIO, "out of memory");
     if (!(off >= r->win_off && off + ANN_LF_REC_HDR <= r->win_off + r->win_len)) {
         size_t len = h->end - off < WINDOW ? (size_t)(h->end - off) : WINDOW;
-        if (read_full(h->fd, r->win, len, off) != 0)
+        if (ann_lf_pread_full(h->fd, r->win, len, off) != 0)
             return sys_fail(err, "read", h->path);
         r->win_off = off;
         r->win_len = len;
@@ -1656,7 +1635,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
     if (off + rec_len <= r->win_off + r->win_len) {
         p = r->win + (off - r->win_off);
     } else if (rec_len <= WINDOW) {
-        if (read_full(h->fd, r->win, rec_len, off) != 0)
+        if (ann_lf_pread_full(h->fd, r->win, rec_len, off) != 0)
             return sys_fail(err, "read", h->path);
         r->win_off = off;
         r->win_len = rec_len;
@@ -1665,7 +1644,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
         free(r->big);
         if (!(r->big = malloc(rec_len)))
             return ann_err_set(err, ANN_EIO, "out of memory");
-        if (read_full(h->fd, r->big, rec_len, off) != 0)
+        if (ann_lf_pread_full(h->fd, r->big, rec_len, off) != 0)
             return sys_fail(err, "read", h->path);
         p = r->big;
     }

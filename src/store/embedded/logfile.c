@@ -83,7 +83,7 @@ void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len)
     ann_le32_put(p, ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len));
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
+int ann_lf_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
     uint8_t *p = buf;
     while (len) {
@@ -121,7 +121,7 @@ static int frame_header_after(int fd, uint64_t from, uint64_t size, bool *found)
         return -1;
     for (uint64_t off = from; off + ANN_LF_FRAME_HDR <= size;) {
         size_t len = size - off < BUF ? (size_t)(size - off) : BUF;
-        if (read_full(fd, buf, len, off) != 0)
+        if (ann_lf_pread_full(fd, buf, len, off) != 0)
             goto done;
         for (size_t i = 0; i + ANN_LF_FRAME_HDR <= len; i++) {
             if (buf[i] == 'A' && header_ok(buf + i)) {
@@ -213,7 +213,7 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
         if (size - off < ANN_LF_FRAME_HDR) {
             torn = true;
         } else {
-            if (read_full(fd, h, sizeof h, off) != 0) {
+            if (ann_lf_pread_full(fd, h, sizeof h, off) != 0) {
                 ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path,
                             (unsigned long long)off, strerror(errno));
                 goto done;
@@ -248,7 +248,7 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             buf = nb;
             cap = frame_len;
         }
-        if (read_full(fd, buf, frame_len, off) != 0) {
+        if (ann_lf_pread_full(fd, buf, frame_len, off) != 0) {
             ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
                         strerror(errno));
             goto done;

@@ -75,4 +75,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
                 ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
                 ann_err *err);
 
+/* pread() of exactly len bytes at off, retrying short reads and EINTR; -1 with errno set
+ * (EIO at end of file). */
+int ann_lf_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
 #endif
