@@ -33,6 +33,7 @@ typedef struct attempt {
     bool done, abandoned, written;
     int16_t stream;
     uint64_t gen;
+    struct timespec deadline; /* the request's timeout runs from its submission */
     int rc;
     ann_err err;
     ann_cql_result res;
@@ -537,6 +538,7 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
     }
     int timeout = f->timeout_ms;
     struct timespec dl = deadline_ts(timeout);
+    a->deadline = dl;
     pthread_mutex_lock(&c->mu);
     while (c->state == ST_UP && c->nfree == 0) {
         if (pthread_cond_timedwait(&c->stream_cond, &c->mu, &dl) == ETIMEDOUT) break;
@@ -601,7 +603,8 @@ static void attempt_wait(ann_cql_future *f)
 {
     ann_cql_conn *c = f->c;
     attempt *a = f->cur;
-    struct timespec dl = deadline_ts(f->timeout_ms);
+    /* From submission, not from this call: a future waited on late has had its time. */
+    struct timespec dl = a->deadline;
     pthread_mutex_lock(&c->mu);
     while (!a->done) {
         if (pthread_cond_timedwait(&a->cond, &c->mu, &dl) == ETIMEDOUT && !a->done) {
