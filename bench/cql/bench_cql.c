@@ -38,10 +38,12 @@ static void wait_ok(ann_cql_future *f, bool lwt)
 {
     ann_cql_result r;
     ann_err err;
-    if (ann_cql_future_wait(f, &r, &err) < 0) die("request", &err);
+    if (ann_cql_future_wait(f, &r, &err) < 0)
+        die("request", &err);
     if (lwt) {
         bool applied = false;
-        if (ann_cql_applied(&r, &applied, &err) < 0) die("lwt result", &err);
+        if (ann_cql_applied(&r, &applied, &err) < 0)
+            die("lwt result", &err);
         if (!applied) {
             fprintf(stderr, "bench_cql: lwt not applied\n");
             exit(1);
@@ -54,7 +56,8 @@ static void simple(ann_cql_conn *c, const char *q)
 {
     ann_cql_result r;
     ann_err err;
-    if (ann_cql_query(c, q, NULL, &r, &err) < 0) die(q, &err);
+    if (ann_cql_query(c, q, NULL, &r, &err) < 0)
+        die(q, &err);
     ann_cql_result_release(&r);
 }
 
@@ -68,14 +71,16 @@ int main(int argc, char **argv)
     long n = atol(argv[2]), w = atol(argv[3]);
     long bsz = argc > 4 ? atol(argv[4]) : 50;
     long round = argc > 5 ? atol(argv[5]) : 0;
-    if (n <= 0 || w <= 0 || w > 1000 || bsz <= 0 || bsz > 1000) return 2;
+    if (n <= 0 || w <= 0 || w > 1000 || bsz <= 0 || bsz > 1000)
+        return 2;
     ann_cql_config cfg = {.contact_points = env("ANN_CQL_CONTACT", "127.0.0.1:9042"),
                           .username = env("ANN_CQL_USER", "cassandra"),
                           .password = env("ANN_CQL_PASSWORD", "cassandra"),
                           .request_timeout_ms = 30000};
     ann_cql_conn *c;
     ann_err err;
-    if (ann_cql_conn_new(&cfg, &c, &err) < 0) die("connect", &err);
+    if (ann_cql_conn_new(&cfg, &c, &err) < 0)
+        die("connect", &err);
     simple(c, "CREATE KEYSPACE IF NOT EXISTS ann_bench WITH replication = "
               "{'class': 'SimpleStrategy', 'replication_factor': 1}");
     simple(c, "CREATE TABLE IF NOT EXISTS ann_bench.kv (k bigint PRIMARY KEY, v text)");
@@ -98,23 +103,26 @@ int main(int argc, char **argv)
         t0 = now_s();
         for (long i = 0; i < n; i++) {
             long slot = i % w;
-            if (win[slot]) wait_ok(win[slot], false);
+            if (win[slot])
+                wait_ok(win[slot], false);
             ann_cql_value v[] = {ann_cql_vbigint(base + i), ann_cql_vtext(payload)};
             ann_cql_params p;
             ann_cql_params_init(&p);
             p.values = v;
             p.nvalues = 2;
             win[slot] = ann_cql_execute_async(c, ps, &p, &err);
-            if (!win[slot]) die("submit", &err);
+            if (!win[slot])
+                die("submit", &err);
         }
         for (long s = 0; s < w; s++)
-            if (win[s]) wait_ok(win[s], false);
+            if (win[s])
+                wait_ok(win[s], false);
         t1 = now_s();
         ops = n;
     } else if (strcmp(wl, "batch") == 0) {
         ann_cql_prepared *ps;
-        if (ann_cql_prepare(c, "INSERT INTO ann_bench.rows (p, c, v) VALUES (?, ?, ?)", &ps,
-                            &err) < 0)
+        if (ann_cql_prepare(c, "INSERT INTO ann_bench.rows (p, c, v) VALUES (?, ?, ?)", &ps, &err) <
+            0)
             die("prepare", &err);
         ann_cql_value *vals = calloc((size_t)bsz * 3, sizeof *vals);
         ann_cql_batch_item *items = calloc((size_t)bsz, sizeof *items);
@@ -122,20 +130,25 @@ int main(int argc, char **argv)
         t0 = now_s();
         for (long b = 0; b < nb; b++) {
             long slot = b % w;
-            if (win[slot]) wait_ok(win[slot], false);
+            if (win[slot])
+                wait_ok(win[slot], false);
             for (long j = 0; j < bsz; j++) {
                 vals[j * 3] = ann_cql_vbigint(base + b);
                 vals[j * 3 + 1] = ann_cql_vint((int32_t)j);
                 vals[j * 3 + 2] = ann_cql_vtext(payload);
                 items[j] = (ann_cql_batch_item){.ps = ps, .values = &vals[j * 3], .nvalues = 3};
             }
-            ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED, .items = items, .n = (size_t)bsz,
+            ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED,
+                                .items = items,
+                                .n = (size_t)bsz,
                                 .consistency = ANN_CQL_ONE};
             win[slot] = ann_cql_batch_async(c, &bt, &err);
-            if (!win[slot]) die("submit", &err);
+            if (!win[slot])
+                die("submit", &err);
         }
         for (long s = 0; s < w; s++)
-            if (win[s]) wait_ok(win[s], false);
+            if (win[s])
+                wait_ok(win[s], false);
         t1 = now_s();
         ops = nb * bsz;
         free(vals);
@@ -143,39 +156,44 @@ int main(int argc, char **argv)
     } else if (strcmp(wl, "lwt") == 0) {
         ann_cql_prepared *ins, *upd;
         if (ann_cql_prepare(c, "INSERT INTO ann_bench.lwt (k, v) VALUES (?, 0)", &ins, &err) < 0 ||
-            ann_cql_prepare(c, "UPDATE ann_bench.lwt SET v = ? WHERE k = ? IF v = ?", &upd,
-                            &err) < 0)
+            ann_cql_prepare(c, "UPDATE ann_bench.lwt SET v = ? WHERE k = ? IF v = ?", &upd, &err) <
+                0)
             die("prepare", &err);
         for (long i = 0; i < n; i++) { /* setup, not timed */
             long slot = i % w;
-            if (win[slot]) wait_ok(win[slot], false);
+            if (win[slot])
+                wait_ok(win[slot], false);
             ann_cql_value v[] = {ann_cql_vbigint(base + i)};
             ann_cql_params p;
             ann_cql_params_init(&p);
             p.values = v;
             p.nvalues = 1;
             win[slot] = ann_cql_execute_async(c, ins, &p, &err);
-            if (!win[slot]) die("submit", &err);
+            if (!win[slot])
+                die("submit", &err);
         }
         for (long s = 0; s < w; s++)
-            if (win[s]) wait_ok(win[s], false);
+            if (win[s])
+                wait_ok(win[s], false);
         memset(win, 0, (size_t)w * sizeof *win);
         t0 = now_s();
         for (long i = 0; i < n; i++) {
             long slot = i % w;
-            if (win[slot]) wait_ok(win[slot], true);
-            ann_cql_value v[] = {ann_cql_vbigint(1), ann_cql_vbigint(base + i),
-                                 ann_cql_vbigint(0)};
+            if (win[slot])
+                wait_ok(win[slot], true);
+            ann_cql_value v[] = {ann_cql_vbigint(1), ann_cql_vbigint(base + i), ann_cql_vbigint(0)};
             ann_cql_params p;
             ann_cql_params_init(&p);
             p.values = v;
             p.nvalues = 3;
             p.serial_consistency = ANN_CQL_LOCAL_SERIAL;
             win[slot] = ann_cql_execute_async(c, upd, &p, &err);
-            if (!win[slot]) die("submit", &err);
+            if (!win[slot])
+                die("submit", &err);
         }
         for (long s = 0; s < w; s++)
-            if (win[s]) wait_ok(win[s], true);
+            if (win[s])
+                wait_ok(win[s], true);
         t1 = now_s();
         ops = n;
     } else {

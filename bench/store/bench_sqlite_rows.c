@@ -40,13 +40,26 @@ int main(int argc, char **argv)
     const char *base = "/tmp";
     while ((opt = getopt(argc, argv, "n:b:s:l:uD:")) != -1) {
         switch (opt) {
-        case 'n': total = atol(optarg); break;
-        case 'b': batch = atoi(optarg); break;
-        case 's': body_len = atoi(optarg); break;
-        case 'l': logs = atoi(optarg); break;
-        case 'u': uniq = 1; break;
-        case 'D': base = optarg; break;
-        default: return 2;
+        case 'n':
+            total = atol(optarg);
+            break;
+        case 'b':
+            batch = atoi(optarg);
+            break;
+        case 's':
+            body_len = atoi(optarg);
+            break;
+        case 'l':
+            logs = atoi(optarg);
+            break;
+        case 'u':
+            uniq = 1;
+            break;
+        case 'D':
+            base = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     char dir[256], path[300];
@@ -58,13 +71,14 @@ int main(int argc, char **argv)
     if (sqlite3_open(path, &db) != SQLITE_OK)
         return 1;
     sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
-    sqlite3_exec(db,
-                 "CREATE TABLE entries(log INTEGER, id INTEGER, time INTEGER, itime INTEGER,"
-                 " severity INTEGER, insert_id TEXT, body BLOB, PRIMARY KEY(log, id)) WITHOUT ROWID",
-                 NULL, NULL, NULL);
+    sqlite3_exec(
+        db,
+        "CREATE TABLE entries(log INTEGER, id INTEGER, time INTEGER, itime INTEGER,"
+        " severity INTEGER, insert_id TEXT, body BLOB, PRIMARY KEY(log, id)) WITHOUT ROWID",
+        NULL, NULL, NULL);
     if (uniq)
-        sqlite3_exec(db, "CREATE UNIQUE INDEX entries_iid ON entries(log, insert_id)", NULL,
-                     NULL, NULL);
+        sqlite3_exec(db, "CREATE UNIQUE INDEX entries_iid ON entries(log, insert_id)", NULL, NULL,
+                     NULL);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "INSERT INTO entries VALUES(?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL);
     char *body = malloc((size_t)body_len);
@@ -77,8 +91,8 @@ int main(int argc, char **argv)
         sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
         for (int i = 0; i < batch; i++) {
             char iid[64];
-            snprintf(iid, sizeof iid, "%08lx-%04x-4000-8000-%012lx", (unsigned long)b,
-                     (unsigned)i, (unsigned long)(b * batch + i));
+            snprintf(iid, sizeof iid, "%08lx-%04x-4000-8000-%012lx", (unsigned long)b, (unsigned)i,
+                     (unsigned long)(b * batch + i));
             sqlite3_bind_int(st, 1, log);
             sqlite3_bind_int64(st, 2, ++next_id[log]);
             sqlite3_bind_int64(st, 3, (sqlite3_int64)(b * batch + i));

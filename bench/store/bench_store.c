@@ -84,12 +84,19 @@ static void *worker_main(void *arg)
             char *iid = iids + (size_t)i * 64;
             snprintf(iid, 64, "%08lx-%04x-4000-8000-%012lx", (unsigned long)b, (unsigned)i,
                      (unsigned long)(b * c->batch + i));
-            es[i] = (ann_entry){.time_ns = t + i, .insert_time_ns = t, .severity = 300,
-                                .insert_id = iid, .insert_id_len = strlen(iid), .body = body,
+            es[i] = (ann_entry){.time_ns = t + i,
+                                .insert_time_ns = t,
+                                .severity = 300,
+                                .insert_id = iid,
+                                .insert_id_len = strlen(iid),
+                                .body = body,
                                 .body_len = (size_t)c->body};
         }
-        ann_append a = {.tenant_id = w->tenant, .log_id = log, .entries = es,
-                        .n = (size_t)c->batch, .ids_out = ids};
+        ann_append a = {.tenant_id = w->tenant,
+                        .log_id = log,
+                        .entries = es,
+                        .n = (size_t)c->batch,
+                        .ids_out = ids};
         ann_err err;
         double t0 = now_s();
         if (ann_store_append(w->s, &a, &err) != 0) {
@@ -170,8 +177,8 @@ static int run(const cfg *c, ann_durability d)
     double t0 = now_s();
     int64_t tstart = now_ns();
     for (int i = 0; i < c->threads; i++) {
-        ws[i] = (worker){.c = c, .s = s, .tenant = t.id, .tid = i, .next_batch = &next,
-                         .nbatches = nbatches};
+        ws[i] = (worker){
+            .c = c, .s = s, .tenant = t.id, .tid = i, .next_batch = &next, .nbatches = nbatches};
         pthread_create(&th[i], NULL, worker_main, &ws[i]);
     }
     size_t nlat = 0;
@@ -224,8 +231,10 @@ static int run(const cfg *c, ann_durability d)
     unsigned seed = 1;
     int64_t span = (int64_t)(el * 1e9) + 1;
     for (int i = 0; i < Q; i++) {
-        ann_list_query q = {.start_ns = tstart + (int64_t)(((double)rand_r(&seed) / RAND_MAX) * span),
-                            .end_ns = INT64_MAX, .limit = 100};
+        ann_list_query q = {.start_ns =
+                                tstart + (int64_t)(((double)rand_r(&seed) / RAND_MAX) * span),
+                            .end_ns = INT64_MAX,
+                            .limit = 100};
         long cnt = 0;
         double a = now_s();
         ann_store_list(s, t.id, "log-000", &q, count_visit, &cnt, &err);
@@ -242,19 +251,16 @@ static int run(const cfg *c, ann_durability d)
     ann_store_close(s);
     printf("durability=%-5s%s threads=%d logs=%d batch=%d body=%dB entries=%.0f failures=%d\n",
            d == ANN_DURABILITY_NONE ? "none" : "fsync", c->prealloc ? " (prealloc)" : "",
-           c->threads, c->logs, c->batch, c->body,
-           entries, failures);
+           c->threads, c->logs, c->batch, c->body, entries, failures);
     printf("  %.0f entries/s  %.1f MB/s of records (%.1f MB/s of bodies)  in %.2f s\n",
            entries / el, entries * rec / el / 1e6, entries * c->body / el / 1e6, el);
-    printf("  append latency p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-           nlat ? lat[nlat / 2] : 0.0, nlat ? lat[(size_t)((double)nlat * 0.99)] : 0.0,
-           nlat ? lat[nlat - 1] : 0.0);
+    printf("  append latency p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", nlat ? lat[nlat / 2] : 0.0,
+           nlat ? lat[(size_t)((double)nlat * 0.99)] : 0.0, nlat ? lat[nlat - 1] : 0.0);
     printf("  CPU %.2f s (%.2f CPU-s per million entries)  peak RSS %ld MiB\n", cpu,
            cpu / (entries / 1e6), r1.ru_maxrss / 1024);
     printf("  close (drain, snapshots): %.2f s\n", close_s);
     printf("  reopen + index %s of %llu entries: %.2f s\n",
-           c->no_snapshot ? "by scan" : "by snapshot or scan", (unsigned long long)total,
-           reopen);
+           c->no_snapshot ? "by scan" : "by snapshot or scan", (unsigned long long)total, reopen);
     printf("  one log of %llu entries: list 100 from a random time p50 %.3f ms p99 %.3f ms; "
            "read_after 100 p50 %.3f ms p99 %.3f ms\n",
            (unsigned long long)(total / c->logs), ql[Q / 2], ql[Q * 99 / 100], rl[Q / 2],
@@ -273,25 +279,47 @@ static int run(const cfg *c, ann_durability d)
 
 int main(int argc, char **argv)
 {
-    cfg c = {.threads = 8, .logs = 100, .batch = 1000, .body = 220, .total = 2000000,
-             .base = "/tmp"};
+    cfg c = {
+        .threads = 8, .logs = 100, .batch = 1000, .body = 220, .total = 2000000, .base = "/tmp"};
     const char *dur = "both";
     int opt;
     while ((opt = getopt(argc, argv, "d:t:l:b:s:n:D:kPS")) != -1) {
         switch (opt) {
-        case 'd': dur = optarg; break;
-        case 't': c.threads = atoi(optarg); break;
-        case 'l': c.logs = atoi(optarg); break;
-        case 'b': c.batch = atoi(optarg); break;
-        case 's': c.body = atoi(optarg); break;
-        case 'n': c.total = atol(optarg); break;
-        case 'D': c.base = optarg; break;
-        case 'k': c.keep = true; break;
-        case 'P': c.prealloc = true; break;
-        case 'S': c.no_snapshot = true; break;
+        case 'd':
+            dur = optarg;
+            break;
+        case 't':
+            c.threads = atoi(optarg);
+            break;
+        case 'l':
+            c.logs = atoi(optarg);
+            break;
+        case 'b':
+            c.batch = atoi(optarg);
+            break;
+        case 's':
+            c.body = atoi(optarg);
+            break;
+        case 'n':
+            c.total = atol(optarg);
+            break;
+        case 'D':
+            c.base = optarg;
+            break;
+        case 'k':
+            c.keep = true;
+            break;
+        case 'P':
+            c.prealloc = true;
+            break;
+        case 'S':
+            c.no_snapshot = true;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-d fsync|none|both] [-t threads] [-l logs] [-b batch] "
-                            "[-s body] [-n entries] [-D dir] [-k] [-P] [-S]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-d fsync|none|both] [-t threads] [-l logs] [-b batch] "
+                    "[-s body] [-n entries] [-D dir] [-k] [-P] [-S]\n",
+                    argv[0]);
             return 2;
         }
     }

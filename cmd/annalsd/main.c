@@ -20,10 +20,11 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
-            "                     [--workers N] [--durability fsync|none]\n"
-            "       annalsd tenant create NAME --data DIR\n");
+    fprintf(
+        stderr,
+        "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
+        "                     [--workers N] [--durability fsync|none]\n"
+        "       annalsd tenant create NAME --data DIR\n");
     return 2;
 }
 
@@ -129,8 +130,7 @@ static int cmd_serve(int argc, char **argv)
     ann_server *srv = NULL;
     grpc_init();
     if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
-        ann_service_init(&svc, store, &err) != 0 ||
-        ann_server_start(&svc, &so, &srv, &err) != 0) {
+        ann_service_init(&svc, store, &err) != 0 || ann_server_start(&svc, &so, &srv, &err) != 0) {
         fprintf(stderr, "annalsd: %s\n", err.msg);
         goto done;
     }

@@ -31,14 +31,19 @@ static void walk(const ann_cql_result *r)
         for (uint16_t j = 0; j < r->opt_count[i]; j++)
             sink += (size_t)r->opt_vals[r->opt_first[i] + j].len;
     }
-    for (uint16_t i = 0; i < r->nwarnings; i++) sink += (size_t)r->warnings[i].len;
-    for (int32_t i = 0; r->bind && i < r->nbind; i++) sink += r->bind[i].name.len;
-    for (int32_t i = 0; r->pk_index && i < r->npk; i++) sink += r->pk_index[i];
+    for (uint16_t i = 0; i < r->nwarnings; i++)
+        sink += (size_t)r->warnings[i].len;
+    for (int32_t i = 0; r->bind && i < r->nbind; i++)
+        sink += r->bind[i].name.len;
+    for (int32_t i = 0; r->pk_index && i < r->npk; i++)
+        sink += r->pk_index[i];
     for (int32_t row = 0; row < r->nrows; row++)
         for (int32_t col = 0; col < r->ncols; col++) {
             const ann_cql_bytes *c = ann_cql_cell(r, row, col);
-            if (!c) abort(); /* every (row, col) in range must exist */
-            if (c->len > 0) sink += c->p[0] + c->p[c->len - 1];
+            if (!c)
+                abort(); /* every (row, col) in range must exist */
+            if (c->len > 0)
+                sink += c->p[0] + c->p[c->len - 1];
             (void)ann_cql_get_text(r, row, col, &s, &n, &err);
             (void)ann_cql_get_blob(r, row, col, &p, &n, &err);
             (void)ann_cql_get_bigint(r, row, col, &i64, &err);
@@ -48,29 +53,35 @@ static void walk(const ann_cql_result *r)
             ann_cql_map_iter it;
             ann_cql_bytes k, v;
             if (ann_cql_map_iter_init(&it, c) == 0)
-                while (ann_cql_map_next(&it, &k, &v) > 0) sink += (size_t)k.len + (size_t)v.len;
+                while (ann_cql_map_next(&it, &k, &v) > 0)
+                    sink += (size_t)k.len + (size_t)v.len;
         }
     (void)ann_cql_applied(r, &b, &err);
-    if (r->cols) (void)ann_cql_column_index(r, "[applied]");
+    if (r->cols)
+        (void)ann_cql_column_index(r, "[applied]");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ann_cql_result r;
     ann_err err;
-    if (ann_cql_frame_decode(data, size, &r, &err) == 0) walk(&r);
+    if (ann_cql_frame_decode(data, size, &r, &err) == 0)
+        walk(&r);
     ann_cql_result_release(&r);
 
     /* As a stream of frames. */
     size_t off = 0;
     while (size - off >= ANN_CQL_HEADER_LEN) {
         ann_cql_header h;
-        if (ann_cql_header_decode(data + off, 1u << 20, &h, &err) < 0) break;
+        if (ann_cql_header_decode(data + off, 1u << 20, &h, &err) < 0)
+            break;
         off += ANN_CQL_HEADER_LEN;
-        if (h.length > size - off) break;
+        if (h.length > size - off)
+            break;
         /* A private copy, so ASan sees reads past the body exactly. */
         uint8_t *body = malloc(h.length ? h.length : 1);
-        if (!body) break;
+        if (!body)
+            break;
         memcpy(body, data + off, h.length);
         if (ann_cql_response_decode(&h, body, h.length, &r, &err) == 0) {
             r.buf = body; /* the result owns it now */

@@ -13,7 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int run_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    if (!f)
+        return -1;
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -28,7 +29,8 @@ static int run_file(const char *path)
             buf = nb;
         }
         size_t k = fread(buf + len, 1, cap - len, f);
-        if (k == 0) break;
+        if (k == 0)
+            break;
         len += k;
     }
     fclose(f);
@@ -55,18 +57,22 @@ int main(int argc, char **argv)
             return 1;
         }
         if (!S_ISDIR(st.st_mode)) {
-            if (run_file(argv[i]) < 0) return 1;
+            if (run_file(argv[i]) < 0)
+                return 1;
             n++;
             continue;
         }
         DIR *d = opendir(argv[i]);
-        if (!d) return 1;
+        if (!d)
+            return 1;
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (e->d_name[0] == '.') continue;
+            if (e->d_name[0] == '.')
+                continue;
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
-            if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) continue;
+            if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                continue;
             if (run_file(path) < 0) {
                 closedir(d);
                 return 1;

@@ -17,7 +17,7 @@
 #include "common/buf.h"
 #include "domain/limits.h"
 
-#define ARMED_CALLS 16      /* grpc_server_request_call kept outstanding */
+#define ARMED_CALLS 16 /* grpc_server_request_call kept outstanding */
 #define STOP_GRACE_SECONDS 30
 
 typedef struct call call;
@@ -55,10 +55,10 @@ struct call {
     /* Tails only. */
     ann_tail tail;
     ann_watch *watch;
-    bool busy;   /* a pump job is queued or running, or a send is in flight */
-    bool dirty;  /* the watch fired while busy */
-    bool closed; /* the client is gone or the server is stopping */
-    bool done;   /* the status is being sent */
+    bool busy;         /* a pump job is queued or running, or a send is in flight */
+    bool dirty;        /* the watch fired while busy */
+    bool closed;       /* the client is gone or the server is stopping */
+    bool done;         /* the status is being sent */
     call *prev, *next; /* in srv->tails */
 };
 
@@ -406,8 +406,8 @@ static void tail_open_job(call *c)
         goto done;
     }
     grpc_slice req = request_bytes(c);
-    int rc = ann_tail_open(s->svc, &t, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req),
-                           &c->tail, &err);
+    int rc = ann_tail_open(s->svc, &t, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &c->tail,
+                           &err);
     grpc_slice_unref(req);
     if (rc != 0) {
         tail_end(c, ann_status_from_code(err.code), err.msg);
@@ -518,9 +518,8 @@ static void arm(ann_server *s)
     c->t_close = (tag){on_close, c};
     c->t_send = (tag){on_send, c};
     c->t_finish = (tag){on_finish, c};
-    grpc_call_error e =
-        grpc_server_request_call(s->server, &c->call, &c->details, &c->req_md, s->cq, s->cq,
-                                 &c->t_new);
+    grpc_call_error e = grpc_server_request_call(s->server, &c->call, &c->details, &c->req_md,
+                                                 s->cq, s->cq, &c->t_new);
     if (e != GRPC_CALL_OK) {
         fprintf(stderr, "annalsd: grpc_server_request_call: error %d\n", (int)e);
         call_destroy(c);
@@ -572,8 +571,7 @@ static char *read_file(const char *path, ann_err *err)
     return (char *)b.data;
 }
 
-int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out,
-                     ann_err *err)
+int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out, ann_err *err)
 {
     grpc_server_credentials *creds = NULL;
     char *cert = NULL, *key = NULL;

@@ -23,8 +23,7 @@ typedef struct ann_server_opts {
 typedef struct ann_server ann_server;
 
 /* Starts serving `svc` (borrowed; it must outlive the server). */
-int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out,
-                     ann_err *err);
+int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out, ann_err *err);
 
 /* Graceful stop: refuses new calls, lets in-flight ones finish (writes complete and are
  * acknowledged), ends tails with UNAVAILABLE, then frees everything. */

@@ -49,8 +49,8 @@ static bool severity_valid(int32_t s)
 }
 
 /* Canonical (lower-case) log id from the request's bytes. */
-static int parse_log_id(const ProtobufCBinaryData *f, const char *field,
-                        char out[ANN_UUID_LEN + 1], ann_err *err)
+static int parse_log_id(const ProtobufCBinaryData *f, const char *field, char out[ANN_UUID_LEN + 1],
+                        ann_err *err)
 {
     uint8_t u[16];
     if (f->len == 0)
@@ -68,8 +68,7 @@ static int check_text(const ProtobufCBinaryData *f, const char *field, ann_err *
     return 0;
 }
 
-static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *field,
-                        ann_err *err)
+static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *field, ann_err *err)
 {
     if (n > ANN_MAX_LABELS)
         return ann_err_set(err, ANN_EINVAL, "%s: %zu labels, at most %d allowed", field, n,
@@ -77,11 +76,11 @@ static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *
     for (size_t i = 0; i < n; i++) {
         const ProtobufCBinaryData *k = &labels[i]->key, *v = &labels[i]->value;
         if (k->len > ANN_MAX_LABEL_KEY_BYTES)
-            return ann_err_set(err, ANN_EINVAL, "%s: key of %zu bytes, at most %d allowed",
-                               field, k->len, ANN_MAX_LABEL_KEY_BYTES);
+            return ann_err_set(err, ANN_EINVAL, "%s: key of %zu bytes, at most %d allowed", field,
+                               k->len, ANN_MAX_LABEL_KEY_BYTES);
         if (v->len > ANN_MAX_LABEL_VALUE_BYTES)
-            return ann_err_set(err, ANN_EINVAL,
-                               "%s[%.*s]: value of %zu bytes, at most %d allowed", field,
+            return ann_err_set(err, ANN_EINVAL, "%s[%.*s]: value of %zu bytes, at most %d allowed",
+                               field,
                                ann_utf8_valid((const char *)k->data, k->len) ? (int)k->len : 0,
                                (const char *)k->data, v->len, ANN_MAX_LABEL_VALUE_BYTES);
         if (!ann_utf8_valid((const char *)k->data, k->len))
@@ -96,8 +95,7 @@ static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *
  * still gets the precise message of the validation below, while an absurd one never
  * reaches the unpacker (a 2-byte empty entry costs protobuf-c ~200 bytes). */
 static const ann_wire_limit unpack_limits[] = {
-    {&annals__wire__v1__write_log_entries_request_in__descriptor, 2,
-     2 * ANN_MAX_ENTRIES_PER_WRITE},
+    {&annals__wire__v1__write_log_entries_request_in__descriptor, 2, 2 * ANN_MAX_ENTRIES_PER_WRITE},
     {&annals__wire__v1__log_entry_in__descriptor, 23, 2 * ANN_MAX_LABELS},
     {&annals__wire__v1__create_log_request__descriptor, 1, 2 * ANN_MAX_LABELS},
     {&annals__wire__v1__revoke_log_entries_request__descriptor, 2, 2 * ANN_MAX_REVOKE_IDS},
@@ -105,8 +103,8 @@ static const ann_wire_limit unpack_limits[] = {
 };
 
 /* Untrusted bytes -> message, refusing what protobuf-c cannot safely unpack. */
-static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *req,
-                                size_t len, ann_err *err)
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
+                                ann_err *err)
 {
     if (ann_wire_precheck(d, req, len, ANN_MAX_NESTING, unpack_limits, err) != 0)
         return NULL;
@@ -190,8 +188,7 @@ int ann_rpc_from_path(const char *path, size_t len)
     return -1;
 }
 
-int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,
-                     ann_err *err)
+int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out, ann_err *err)
 {
     if (!value || len == 0)
         return ann_err_set(err, ANN_EUNAUTH, "authorization: missing; send 'Bearer <key>'");
@@ -215,8 +212,8 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
 
 /* ---------- unary rpcs ---------- */
 
-static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
-                         size_t len, ann_buf *resp, ann_err *err)
+static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                         ann_buf *resp, ann_err *err)
 {
     int rc = -1;
     ann_buf labels = ANN_BUF_INIT;
@@ -234,11 +231,10 @@ static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
         ann_buf_reserve(&labels, n);
         labels.len += annals__wire__v1__label__pack(r->labels[i], labels.data + labels.len);
     }
-    ann_log_meta m = {.create_time_ns = now_ns(), .labels = labels.data,
-                      .labels_len = labels.len};
+    ann_log_meta m = {.create_time_ns = now_ns(), .labels = labels.data, .labels_len = labels.len};
     new_uuid(m.id);
-    if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len,
-                             m.create_time_ns, err) != 0)
+    if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len, m.create_time_ns,
+                             err) != 0)
         goto done;
     encode_log(resp, 1, &m);
     rc = 0;
@@ -269,8 +265,8 @@ done:
     return rc;
 }
 
-static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
-                         size_t len, ann_buf *resp, ann_err *err)
+static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                         ann_buf *resp, ann_err *err)
 {
     (void)resp; /* DeleteLogResponse is empty */
     char log_id[ANN_UUID_LEN + 1];
@@ -317,8 +313,8 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
         if (check_text(&w->text_payload, field, err) != 0)
             return -1;
     } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD) {
-        const char *why = ann_wire_struct_check(w->json_payload.data, w->json_payload.len,
-                                                ANN_MAX_NESTING);
+        const char *why =
+            ann_wire_struct_check(w->json_payload.data, w->json_payload.len, ANN_MAX_NESTING);
         if (why)
             return ann_err_set(err, ANN_EINVAL, "entries[%zu].json_payload: %s", i, why);
     }
@@ -345,7 +341,7 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     ann_entry *entries = NULL;
     uint64_t *ids = NULL;
     size_t *body_off = NULL;
-    char (*gen_ids)[ANN_UUID_LEN + 1] = NULL;
+    char(*gen_ids)[ANN_UUID_LEN + 1] = NULL;
     ann_buf bodies = ANN_BUF_INIT;
     Annals__Wire__V1__WriteLogEntriesRequestIn *r =
         (Annals__Wire__V1__WriteLogEntriesRequestIn *)decode(
@@ -399,8 +395,8 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
         entries[i].body = bodies.data + body_off[i];
         entries[i].body_len = body_off[i + 1] - body_off[i];
     }
-    ann_append ap = {.tenant_id = t->id, .log_id = log_id, .entries = entries, .n = n,
-                     .ids_out = ids};
+    ann_append ap = {
+        .tenant_id = t->id, .log_id = log_id, .entries = entries, .n = n, .ids_out = ids};
     if (ann_store_append(svc->store, &ap, err) != 0)
         goto done;
     for (size_t i = 0; i < n; i++)
@@ -436,8 +432,8 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
         goto done;
     }
     if (r->n_entry_ids > ANN_MAX_REVOKE_IDS) {
-        ann_err_set(err, ANN_EINVAL, "entry_ids: %zu ids, at most %d per request",
-                    r->n_entry_ids, ANN_MAX_REVOKE_IDS);
+        ann_err_set(err, ANN_EINVAL, "entry_ids: %zu ids, at most %d per request", r->n_entry_ids,
+                    ANN_MAX_REVOKE_IDS);
         goto done;
     }
     if (r->reason.len > ANN_MAX_REASON_BYTES) {
@@ -462,8 +458,8 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
     reason[r->reason.len] = '\0';
     char actor[160];
     snprintf(actor, sizeof actor, "tenant:%s", t->name);
-    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason,
-                          now_ns(), err);
+    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason, now_ns(),
+                          err);
 done:
     free(reason);
     free(ids);
@@ -514,7 +510,8 @@ static bool list_match(const ann_entry *e, void *ud)
     if (f->text_len) {
         const uint8_t *p;
         size_t n;
-        if ((e->flags & ANN_ENTRY_REDACTED) || !ann_wire_find_bytes(e->body, e->body_len, 30, &p, &n))
+        if ((e->flags & ANN_ENTRY_REDACTED) ||
+            !ann_wire_find_bytes(e->body, e->body_len, 30, &p, &n))
             return false;
         return memmem(p, n, f->text, f->text_len) != NULL;
     }
@@ -528,16 +525,15 @@ static int do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, si
     char log_id[ANN_UUID_LEN + 1];
     ann_log_meta m = {0};
     list_ctx c = {.log_id = log_id, .resp = resp, .tmp = ANN_BUF_INIT};
-    Annals__Wire__V1__ListLogEntriesRequest *r =
-        (Annals__Wire__V1__ListLogEntriesRequest *)decode(
-            &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__ListLogEntriesRequest *r = (Annals__Wire__V1__ListLogEntriesRequest *)decode(
+        &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
     if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
         goto done;
     if (r->page_size < 0 || r->page_size > ANN_MAX_PAGE_SIZE) {
-        ann_err_set(err, ANN_EINVAL, "page_size: %d, must be between 0 and %d",
-                    (int)r->page_size, ANN_MAX_PAGE_SIZE);
+        ann_err_set(err, ANN_EINVAL, "page_size: %d, must be between 0 and %d", (int)r->page_size,
+                    ANN_MAX_PAGE_SIZE);
         goto done;
     }
     ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .filter = list_match};
@@ -566,9 +562,13 @@ static int do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, si
     }
     list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity};
     q.filter_ud = &f;
-    ann_page_scope scope = {.tenant_id = t->id, .log_id = log_id, .start_ns = q.start_ns,
-                            .end_ns = q.end_ns, .text = (const char *)r->text_contains.data,
-                            .text_len = r->text_contains.len, .min_severity = r->min_severity};
+    ann_page_scope scope = {.tenant_id = t->id,
+                            .log_id = log_id,
+                            .start_ns = q.start_ns,
+                            .end_ns = q.end_ns,
+                            .text = (const char *)r->text_contains.data,
+                            .text_len = r->text_contains.len,
+                            .min_severity = r->min_severity};
     ann_page_cursor cur = {0};
     if (r->page_token.len) {
         if (ann_page_token_decode(svc->secret, &scope, (const char *)r->page_token.data,
@@ -606,8 +606,8 @@ done:
     return rc;
 }
 
-int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
-                      const uint8_t *req, size_t len, ann_buf *resp, ann_err *err)
+int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, const uint8_t *req,
+                      size_t len, ann_buf *resp, ann_err *err)
 {
     switch (rpc) {
     case ANN_RPC_CREATE_LOG:
@@ -638,9 +638,8 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
     memset(out, 0, sizeof *out);
     out->svc = svc;
     out->tenant = *tenant;
-    Annals__Wire__V1__TailLogEntriesRequest *r =
-        (Annals__Wire__V1__TailLogEntriesRequest *)decode(
-            &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__TailLogEntriesRequest *r = (Annals__Wire__V1__TailLogEntriesRequest *)decode(
+        &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
     if (parse_log_id(&r->log_id, "log_id", out->log_id, err) != 0)

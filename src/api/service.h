@@ -44,8 +44,8 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
                      ann_err *err);
 
 /* Runs a unary rpc. On success resp holds the serialized response (appended). */
-int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
-                      const uint8_t *req, size_t len, ann_buf *resp, ann_err *err);
+int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, const uint8_t *req,
+                      size_t len, ann_buf *resp, ann_err *err);
 
 /* A tail: the position of one TailLogEntries stream. */
 typedef struct ann_tail {

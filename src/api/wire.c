@@ -107,8 +107,8 @@ int ann_wire_precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, s
 typedef struct pfield {
     uint32_t num;
     unsigned wt;
-    uint64_t v;        /* varint, or fixed64 bits */
-    const uint8_t *p;  /* length-delimited payload */
+    uint64_t v;       /* varint, or fixed64 bits */
+    const uint8_t *p; /* length-delimited payload */
     size_t n;
 } pfield;
 

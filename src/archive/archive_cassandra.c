@@ -112,15 +112,20 @@ int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len)
     return id_bucket(insert_id, len);
 }
 
-static int64_t entry_bucket(uint64_t id) { return (int64_t)(id / ANN_ARCHIVE_BUCKET_IDS); }
+static int64_t entry_bucket(uint64_t id)
+{
+    return (int64_t)(id / ANN_ARCHIVE_BUCKET_IDS);
+}
 
 static bool valid_ident(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 48) return false;
+    if (n == 0 || n > 48)
+        return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) return false;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return false;
     }
     return s[0] >= 'a' && s[0] <= 'z';
 }
@@ -147,7 +152,8 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
 {
     *out = NULL;
     ann_archive *a = calloc(1, sizeof *a);
-    if (!a) return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+    if (!a)
+        return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
     const char *ks = cfg->keyspace ? cfg->keyspace : "annals";
     char q[1024];
     if (!valid_ident(ks)) {
@@ -163,7 +169,8 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
     }
     ann_cql_config cc = *cfg->cql;
     cc.keyspace = NULL;
-    if (ann_cql_conn_new(&cc, &a->c, err) < 0) goto fail;
+    if (ann_cql_conn_new(&cc, &a->c, err) < 0)
+        goto fail;
 
     char repl[512];
     if (cfg->replication)
@@ -172,14 +179,16 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
         snprintf(repl, sizeof repl, "{'class': 'SimpleStrategy', 'replication_factor': %d}",
                  cfg->replication_factor > 0 ? cfg->replication_factor : 1);
     snprintf(q, sizeof q, "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", a->ks, repl);
-    if (run(a, q, err) < 0) goto fail;
+    if (run(a, q, err) < 0)
+        goto fail;
     snprintf(q, sizeof q,
              "CREATE TABLE IF NOT EXISTS %s.log_heads (tenant_id text, log_id text, "
              "next_id bigint static, owner_epoch bigint static, deleted boolean static, "
              "create_time timestamp static, first_id bigint, last_id bigint, epoch bigint, "
              "commit_time timestamp, PRIMARY KEY ((tenant_id, log_id), first_id))",
              a->ks);
-    if (run(a, q, err) < 0) goto fail;
+    if (run(a, q, err) < 0)
+        goto fail;
     snprintf(q, sizeof q,
              "CREATE TABLE IF NOT EXISTS %s.log_entries (tenant_id text, log_id text, "
              "bucket bigint, entry_id bigint, epoch bigint, time_ns bigint, "
@@ -187,17 +196,20 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
              "PRIMARY KEY ((tenant_id, log_id, bucket), entry_id, epoch)) "
              "WITH CLUSTERING ORDER BY (entry_id ASC, epoch DESC)",
              a->ks);
-    if (run(a, q, err) < 0) goto fail;
+    if (run(a, q, err) < 0)
+        goto fail;
     snprintf(q, sizeof q,
              "CREATE TABLE IF NOT EXISTS %s.log_insert_ids (tenant_id text, log_id text, "
              "bucket int, insert_id text, epoch bigint, entry_id bigint, "
              "PRIMARY KEY ((tenant_id, log_id, bucket), insert_id, epoch)) "
              "WITH CLUSTERING ORDER BY (insert_id ASC, epoch DESC)",
              a->ks);
-    if (run(a, q, err) < 0) goto fail;
+    if (run(a, q, err) < 0)
+        goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], a->ks);
-        if (ann_cql_prepare(a->c, q, &a->ps[i], err) < 0) goto fail;
+        if (ann_cql_prepare(a->c, q, &a->ps[i], err) < 0)
+            goto fail;
     }
     *out = a;
     return 0;
@@ -208,12 +220,16 @@ fail:
 
 void ann_archive_close(ann_archive *a)
 {
-    if (!a) return;
+    if (!a)
+        return;
     ann_cql_conn_free(a->c);
     free(a);
 }
 
-ann_cql_conn *ann_archive_conn(ann_archive *a) { return a->c; }
+ann_cql_conn *ann_archive_conn(ann_archive *a)
+{
+    return a->c;
+}
 
 static int check_ids(const char *tenant_id, const char *log_id, ann_err *err)
 {
@@ -227,7 +243,8 @@ static int check_ids(const char *tenant_id, const char *log_id, ann_err *err)
 static uint64_t get_u64(const ann_cql_result *r, int32_t row, int32_t col)
 {
     int64_t v = 0;
-    if (ann_cql_get_bigint(r, row, col, &v, NULL) != 0) return 0;
+    if (ann_cql_get_bigint(r, row, col, &v, NULL) != 0)
+        return 0;
     return v < 0 ? 0 : (uint64_t)v;
 }
 
@@ -252,7 +269,8 @@ static int head_get(ann_archive *a, const char *t, const char *l, uint16_t cl,
             out->next_id = get_u64(&r, 0, 0);
             out->owner_epoch = get_u64(&r, 0, 1);
             bool d = false;
-            if (ann_cql_get_bool(&r, 0, 2, &d, NULL) == 0) out->deleted = d;
+            if (ann_cql_get_bool(&r, 0, 2, &d, NULL) == 0)
+                out->deleted = d;
         }
     }
     ann_cql_result_release(&r);
@@ -262,7 +280,8 @@ static int head_get(ann_archive *a, const char *t, const char *l, uint16_t cl,
 int ann_archive_head_load(ann_archive *a, const char *tenant_id, const char *log_id,
                           ann_archive_head *out, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     return head_get(a, tenant_id, log_id, a->serial, out, err);
 }
 
@@ -275,7 +294,8 @@ static int exec_lwt(ann_archive *a, int s, const ann_cql_value *v, size_t n, boo
     p.serial_consistency = a->serial;
     ann_cql_result r;
     int rc = ann_cql_execute(a->c, a->ps[s], &p, &r, err);
-    if (rc == 0) rc = ann_cql_applied(&r, applied, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, applied, err);
     ann_cql_result_release(&r);
     return rc;
 }
@@ -283,23 +303,27 @@ static int exec_lwt(ann_archive *a, int s, const ann_cql_value *v, size_t n, boo
 int ann_archive_claim(ann_archive *a, const char *tenant_id, const char *log_id,
                       ann_archive_head *out, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     for (int attempt = 0; attempt < 8; attempt++) {
         ann_archive_head h;
-        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0) return -1;
-        if (h.deleted) return ann_err_set(err, ANN_ENOTFOUND, "archive: log %s is deleted", log_id);
+        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0)
+            return -1;
+        if (h.deleted)
+            return ann_err_set(err, ANN_ENOTFOUND, "archive: log %s is deleted", log_id);
         bool applied = false;
         if (!h.exists) {
             ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
                                  ann_cql_vtimestamp(now_ms())};
-            if (exec_lwt(a, S_HEAD_CREATE, v, 3, &applied, err) < 0) return -1;
+            if (exec_lwt(a, S_HEAD_CREATE, v, 3, &applied, err) < 0)
+                return -1;
             continue; /* created (or someone else did): read it back */
         }
-        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1),
-                             ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                             ann_cql_vbigint((int64_t)h.owner_epoch),
+        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1), ann_cql_vtext(tenant_id),
+                             ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)h.owner_epoch),
                              ann_cql_vbigint((int64_t)h.next_id)};
-        if (exec_lwt(a, S_HEAD_CLAIM, v, 5, &applied, err) < 0) return -1;
+        if (exec_lwt(a, S_HEAD_CLAIM, v, 5, &applied, err) < 0)
+            return -1;
         if (applied) {
             *out = h;
             out->owner_epoch = h.owner_epoch + 1;
@@ -316,9 +340,11 @@ int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id
                        const size_t *lens, size_t n, uint64_t *ids_out, ann_err *err)
 {
     int ret = -1;
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     ann_cql_future **f = calloc(n ? n : 1, sizeof *f);
-    if (!f) return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+    if (!f)
+        return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
     for (size_t i = 0; i < n; i++) {
         ids_out[i] = 0;
         ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
@@ -327,7 +353,8 @@ int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id
         ann_cql_params p;
         params(a, &p, v, 4, true);
         f[i] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
-        if (!f[i]) goto done;
+        if (!f[i])
+            goto done;
     }
     ret = 0;
     for (size_t i = 0; i < n; i++) {
@@ -344,7 +371,8 @@ int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id
          * epoch's and holds this insert_id. */
         for (int32_t row = 0; ret == 0 && row < r.nrows && !ids_out[i]; row++) {
             uint64_t epoch = get_u64(&r, row, 0), id = get_u64(&r, row, 1);
-            if (id == 0 || id >= head->next_id) continue;
+            if (id == 0 || id >= head->next_id)
+                continue;
             ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
                                  ann_cql_vbigint(entry_bucket(id)), ann_cql_vbigint((int64_t)id)};
             ann_cql_params p;
@@ -394,20 +422,26 @@ typedef struct batcher {
 
 static int batcher_flush(batcher *b)
 {
-    if (b->n == 0) return 0;
+    if (b->n == 0)
+        return 0;
     if (b->nfut == b->capfut) {
         size_t cap = b->capfut ? b->capfut * 2 : 16;
         ann_cql_future **nf = realloc(b->futs, cap * sizeof *nf);
-        if (!nf) return ann_err_set(b->err, ANN_EINTERNAL, "archive: out of memory");
+        if (!nf)
+            return ann_err_set(b->err, ANN_EINTERNAL, "archive: out of memory");
         b->futs = nf;
         b->capfut = cap;
     }
-    ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED, .items = b->items, .n = b->n,
-                        .consistency = b->a->cl, .idempotent = true};
+    ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED,
+                        .items = b->items,
+                        .n = b->n,
+                        .consistency = b->a->cl,
+                        .idempotent = true};
     ann_cql_future *f = ann_cql_batch_async(b->a->c, &bt, b->err);
     b->n = 0;
     b->bytes = 0;
-    if (!f) return -1;
+    if (!f)
+        return -1;
     b->futs[b->nfut++] = f;
     return 0;
 }
@@ -417,7 +451,8 @@ static int batcher_wait(batcher *b)
     int ret = 0;
     for (size_t i = 0; i < b->nfut; i++) {
         ann_cql_result r;
-        if (ann_cql_future_wait(b->futs[i], &r, ret == 0 ? b->err : NULL) < 0) ret = -1;
+        if (ann_cql_future_wait(b->futs[i], &r, ret == 0 ? b->err : NULL) < 0)
+            ret = -1;
         ann_cql_result_release(&r);
     }
     b->nfut = 0;
@@ -433,7 +468,8 @@ static void cleanup_refused(ann_archive *a, const char *t, const char *l, uint64
 {
     for (size_t i = 0; i < n; i++) {
         uint64_t id = first_id + i;
-        if (id < from_id) continue;
+        if (id < from_id)
+            continue;
         ann_cql_value ev[] = {ann_cql_vtext(t), ann_cql_vtext(l), ann_cql_vbigint(entry_bucket(id)),
                               ann_cql_vbigint((int64_t)id), ann_cql_vbigint((int64_t)epoch)};
         ann_cql_value iv[] = {ann_cql_vtext(t), ann_cql_vtext(l),
@@ -446,19 +482,22 @@ static void cleanup_refused(ann_archive *a, const char *t, const char *l, uint64
         ann_cql_future *f1 = ann_cql_execute_async(a->c, a->ps[S_ENTRY_DEL], &p, NULL);
         params(a, &p, iv, 5, true);
         ann_cql_future *f2 = ann_cql_execute_async(a->c, a->ps[S_ID_DEL], &p, NULL);
-        if (f1) (void)ann_cql_future_wait(f1, &r, NULL);
+        if (f1)
+            (void)ann_cql_future_wait(f1, &r, NULL);
         ann_cql_result_release(&r);
-        if (f2) (void)ann_cql_future_wait(f2, &r, NULL);
+        if (f2)
+            (void)ann_cql_future_wait(f2, &r, NULL);
         ann_cql_result_release(&r);
     }
 }
 
-int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id,
-                       uint64_t epoch, uint64_t first_id, const ann_entry *e, size_t n,
-                       ann_archive_head *cur_out, ann_err *err)
+int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t epoch,
+                       uint64_t first_id, const ann_entry *e, size_t n, ann_archive_head *cur_out,
+                       ann_err *err)
 {
     int ret = -1, staged = 0;
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     if (n == 0 || n > ANN_ARCHIVE_MAX_APPEND)
         return ann_err_set(err, ANN_EINVAL, "archive: append of %zu entries (1..%d)", n,
                            ANN_ARCHIVE_MAX_APPEND);
@@ -482,7 +521,10 @@ int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id
     for (size_t i = 0; i < n; i++) {
         uint64_t id = first_id + i;
         if (entry_bucket(id) != cur_bucket || b.n == CHUNK_ROWS || b.bytes > CHUNK_BYTES) {
-            if (batcher_flush(&b) < 0) { staged = -1; goto wait; }
+            if (batcher_flush(&b) < 0) {
+                staged = -1;
+                goto wait;
+            }
             cur_bucket = entry_bucket(id);
         }
         ann_cql_value *v = &b.vals[b.n * VPS];
@@ -496,13 +538,16 @@ int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id
         v[7] = ann_cql_vint(e[i].severity);
         v[8] = ann_cql_vint((int32_t)(e[i].flags & ~(uint32_t)ANN_ENTRY_REDACTED));
         v[9] = ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len);
-        v[10] = ann_cql_vblob(e[i].body ? (const void *)e[i].body : (const void *)"",
-                              e[i].body_len);
-        b.items[b.n++] = (ann_cql_batch_item){.ps = a->ps[S_ENTRY_INS], .values = v,
-                                              .nvalues = VPS};
+        v[10] =
+            ann_cql_vblob(e[i].body ? (const void *)e[i].body : (const void *)"", e[i].body_len);
+        b.items[b.n++] =
+            (ann_cql_batch_item){.ps = a->ps[S_ENTRY_INS], .values = v, .nvalues = VPS};
         b.bytes += e[i].body_len + e[i].insert_id_len + 64;
     }
-    if (batcher_flush(&b) < 0) { staged = -1; goto wait; }
+    if (batcher_flush(&b) < 0) {
+        staged = -1;
+        goto wait;
+    }
     /* The flushed batches were encoded at submission: the value arrays can be
      * reused now. Insert ids, grouped by bucket (counting sort). */
     {
@@ -510,16 +555,21 @@ int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id
         int32_t *bk = malloc(n * sizeof *bk);
         if (!bk) {
             ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
-            { staged = -1; goto wait; }
+            {
+                staged = -1;
+                goto wait;
+            }
         }
         for (size_t i = 0; i < n; i++) {
             bk[i] = id_bucket(e[i].insert_id, e[i].insert_id_len);
             start[bk[i] + 1]++;
         }
-        for (int k = 0; k < ANN_ARCHIVE_ID_BUCKETS; k++) start[k + 1] += start[k];
+        for (int k = 0; k < ANN_ARCHIVE_ID_BUCKETS; k++)
+            start[k + 1] += start[k];
         size_t fill[ANN_ARCHIVE_ID_BUCKETS];
         memcpy(fill, start, sizeof fill);
-        for (size_t i = 0; i < n; i++) order[fill[bk[i]]++] = i;
+        for (size_t i = 0; i < n; i++)
+            order[fill[bk[i]]++] = i;
         int32_t prev = -1;
         for (size_t j = 0; j < n; j++) {
             size_t i = order[j];
@@ -538,14 +588,17 @@ int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id
             v[3] = ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len);
             v[4] = ann_cql_vbigint((int64_t)epoch);
             v[5] = ann_cql_vbigint((int64_t)(first_id + i));
-            b.items[b.n++] = (ann_cql_batch_item){.ps = a->ps[S_ID_INS], .values = v,
-                                                  .nvalues = 6};
+            b.items[b.n++] = (ann_cql_batch_item){.ps = a->ps[S_ID_INS], .values = v, .nvalues = 6};
         }
         free(bk);
-        if (batcher_flush(&b) < 0) { staged = -1; goto wait; }
+        if (batcher_flush(&b) < 0) {
+            staged = -1;
+            goto wait;
+        }
     }
 wait:
-    if (batcher_wait(&b) < 0 || staged < 0) goto done;
+    if (batcher_wait(&b) < 0 || staged < 0)
+        goto done;
 
     /* The commit: one conditional batch on the head's partition. */
     {
@@ -553,14 +606,17 @@ wait:
         ann_cql_value hv[] = {ann_cql_vbigint((int64_t)next), ann_cql_vtext(tenant_id),
                               ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)epoch),
                               ann_cql_vbigint((int64_t)first_id)};
-        ann_cql_value rv[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                              ann_cql_vbigint((int64_t)first_id),
-                              ann_cql_vbigint((int64_t)(next - 1)),
-                              ann_cql_vbigint((int64_t)epoch), ann_cql_vtimestamp(now_ms())};
+        ann_cql_value rv[] = {
+            ann_cql_vtext(tenant_id),           ann_cql_vtext(log_id),
+            ann_cql_vbigint((int64_t)first_id), ann_cql_vbigint((int64_t)(next - 1)),
+            ann_cql_vbigint((int64_t)epoch),    ann_cql_vtimestamp(now_ms())};
         ann_cql_batch_item items[] = {{.ps = a->ps[S_COMMIT_HEAD], .values = hv, .nvalues = 5},
                                       {.ps = a->ps[S_COMMIT_ROW], .values = rv, .nvalues = 6}};
-        ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 2,
-                            .consistency = a->cl, .serial_consistency = a->serial};
+        ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED,
+                            .items = items,
+                            .n = 2,
+                            .consistency = a->cl,
+                            .serial_consistency = a->serial};
         ann_cql_result r;
         bool applied = false;
         if (ann_cql_batch_run(a->c, &bt, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
@@ -572,12 +628,15 @@ wait:
             int32_t ci = ann_cql_column_index(&r, "next_id");
             int32_t ce = ann_cql_column_index(&r, "owner_epoch");
             cur.exists = ci >= 0 && ann_cql_cell(&r, 0, ci) && ann_cql_cell(&r, 0, ci)->len >= 0;
-            if (ci >= 0) cur.next_id = get_u64(&r, 0, ci);
-            if (ce >= 0) cur.owner_epoch = get_u64(&r, 0, ce);
+            if (ci >= 0)
+                cur.next_id = get_u64(&r, 0, ci);
+            if (ce >= 0)
+                cur.owner_epoch = get_u64(&r, 0, ce);
             ann_cql_result_release(&r);
             if (cur.owner_epoch != epoch)
                 cleanup_refused(a, tenant_id, log_id, epoch, first_id, e, n, cur.next_id);
-            if (cur_out) *cur_out = cur;
+            if (cur_out)
+                *cur_out = cur;
             ret = ANN_ARCHIVE_FENCED;
             goto done;
         }
@@ -594,22 +653,26 @@ done:
 
 /* ---- read ---- */
 
-int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id,
-                     uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit, void *ud,
-                     ann_err *err)
+int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t from_id,
+                     uint64_t to_id, ann_entry_visit_fn visit, void *ud, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     ann_archive_head h;
-    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0) return -1;
+    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0)
+        return -1;
     if (!h.exists || h.deleted)
         return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
-    if (from_id == 0) from_id = 1;
-    if (to_id > h.next_id) to_id = h.next_id;
+    if (from_id == 0)
+        from_id = 1;
+    if (to_id > h.next_id)
+        to_id = h.next_id;
     uint8_t ps_buf[1024];
     for (uint64_t lo = from_id; lo < to_id;) {
         int64_t bucket = entry_bucket(lo);
         uint64_t hi = (uint64_t)(bucket + 1) * ANN_ARCHIVE_BUCKET_IDS;
-        if (hi > to_id) hi = to_id;
+        if (hi > to_id)
+            hi = to_id;
         ann_cql_bytes ps = {NULL, -1};
         uint64_t last_id = 0; /* rows of lower epochs at an id already seen are skipped */
         for (;;) {
@@ -627,16 +690,21 @@ int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id,
             }
             for (int32_t row = 0; row < r.nrows; row++) {
                 uint64_t id = get_u64(&r, row, 0);
-                if (id == last_id) continue;
+                if (id == last_id)
+                    continue;
                 last_id = id;
                 ann_entry e = {0};
                 int64_t t = 0;
                 int32_t i32 = 0;
                 e.entry_id = id;
-                if (ann_cql_get_bigint(&r, row, 2, &t, NULL) == 0) e.time_ns = t;
-                if (ann_cql_get_bigint(&r, row, 3, &t, NULL) == 0) e.insert_time_ns = t;
-                if (ann_cql_get_int(&r, row, 4, &i32, NULL) == 0) e.severity = i32;
-                if (ann_cql_get_int(&r, row, 5, &i32, NULL) == 0) e.flags = (uint32_t)i32;
+                if (ann_cql_get_bigint(&r, row, 2, &t, NULL) == 0)
+                    e.time_ns = t;
+                if (ann_cql_get_bigint(&r, row, 3, &t, NULL) == 0)
+                    e.insert_time_ns = t;
+                if (ann_cql_get_int(&r, row, 4, &i32, NULL) == 0)
+                    e.severity = i32;
+                if (ann_cql_get_int(&r, row, 5, &i32, NULL) == 0)
+                    e.flags = (uint32_t)i32;
                 (void)ann_cql_get_text(&r, row, 6, &e.insert_id, &e.insert_id_len, NULL);
                 if (ann_cql_get_blob(&r, row, 7, &e.body, &e.body_len, NULL) != 0) {
                     e.body = NULL;
@@ -656,7 +724,8 @@ int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id,
                 return ann_err_set(err, ANN_EIO, "archive: paging state too large");
             }
             ann_cql_result_release(&r);
-            if (!more) break;
+            if (!more)
+                break;
         }
         lo = hi;
     }
@@ -668,9 +737,11 @@ int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id,
 int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id,
                        const uint64_t *ids, size_t n, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     ann_archive_head h;
-    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0) return -1;
+    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0)
+        return -1;
     if (!h.exists || h.deleted)
         return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
     for (size_t i = 0; i < n; i++)
@@ -726,34 +797,39 @@ static int exec_simple(ann_archive *a, int s, const ann_cql_value *v, size_t n, 
     return rc;
 }
 
-int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id,
-                           ann_err *err)
+int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0) return -1;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     ann_archive_head h;
     for (int attempt = 0;; attempt++) {
         if (attempt == 8)
-            return ann_err_set(err, ANN_EUNAVAIL, "archive: delete of %s lost to claimers",
-                               log_id);
-        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0) return -1;
-        if (!h.exists) return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
-        if (h.deleted) break; /* fenced already: finish the sweep */
-        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1),
-                             ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                             ann_cql_vbigint((int64_t)h.owner_epoch)};
+            return ann_err_set(err, ANN_EUNAVAIL, "archive: delete of %s lost to claimers", log_id);
+        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0)
+            return -1;
+        if (!h.exists)
+            return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
+        if (h.deleted)
+            break; /* fenced already: finish the sweep */
+        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1), ann_cql_vtext(tenant_id),
+                             ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)h.owner_epoch)};
         bool applied = false;
-        if (exec_lwt(a, S_DEL_FENCE, v, 4, &applied, err) < 0) return -1;
-        if (applied) break;
+        if (exec_lwt(a, S_DEL_FENCE, v, 4, &applied, err) < 0)
+            return -1;
+        if (applied)
+            break;
     }
     /* One bucket past the last id: a fenced writer's rows may lie there. */
     int64_t last = entry_bucket(h.next_id + ANN_ARCHIVE_MAX_APPEND);
     for (int64_t bk = 0; bk <= last; bk++) {
         ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vbigint(bk)};
-        if (exec_simple(a, S_DEL_BUCKET, v, 3, err) < 0) return -1;
+        if (exec_simple(a, S_DEL_BUCKET, v, 3, err) < 0)
+            return -1;
     }
     for (int32_t bk = 0; bk < ANN_ARCHIVE_ID_BUCKETS; bk++) {
         ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vint(bk)};
-        if (exec_simple(a, S_DEL_IDS, v, 3, err) < 0) return -1;
+        if (exec_simple(a, S_DEL_IDS, v, 3, err) < 0)
+            return -1;
     }
     ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
     return exec_simple(a, S_DEL_BATCHES, v, 2, err);

@@ -35,21 +35,21 @@
 #include "cql/cql.h"
 #include "store/store.h"
 
-#define ANN_ARCHIVE_BUCKET_IDS 65536    /* entry ids per log_entries partition */
-#define ANN_ARCHIVE_ID_BUCKETS 64       /* log_insert_ids partitions per log */
-#define ANN_ARCHIVE_MAX_APPEND 65536    /* entries per append (spans <= 2 buckets) */
+#define ANN_ARCHIVE_BUCKET_IDS 65536 /* entry ids per log_entries partition */
+#define ANN_ARCHIVE_ID_BUCKETS 64    /* log_insert_ids partitions per log */
+#define ANN_ARCHIVE_MAX_APPEND 65536 /* entries per append (spans <= 2 buckets) */
 
 /* Returned (positive) by ann_archive_append and ann_archive_claim when the
  * conditional write was refused: another owner, or another next_id. */
 #define ANN_ARCHIVE_FENCED 1
 
 typedef struct ann_archive_config {
-    const ann_cql_config *cql;  /* where and who; its keyspace is ignored */
-    const char *keyspace;       /* default "annals" */
-    int replication_factor;     /* SimpleStrategy factor; default 1 (one dev node) */
-    const char *replication;    /* optional full replication map, e.g.
-                                   "{'class': 'NetworkTopologyStrategy', 'dc1': 3}" */
-    uint16_t consistency;       /* default LOCAL_QUORUM */
+    const ann_cql_config *cql;   /* where and who; its keyspace is ignored */
+    const char *keyspace;        /* default "annals" */
+    int replication_factor;      /* SimpleStrategy factor; default 1 (one dev node) */
+    const char *replication;     /* optional full replication map, e.g.
+                                    "{'class': 'NetworkTopologyStrategy', 'dc1': 3}" */
+    uint16_t consistency;        /* default LOCAL_QUORUM */
     uint16_t serial_consistency; /* default LOCAL_SERIAL */
 } ann_archive_config;
 
@@ -83,8 +83,7 @@ int ann_archive_claim(ann_archive *a, const char *tenant_id, const char *log_id,
  * committed them), so rows a fenced or crashed writer left are ignored. */
 int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id,
                        const ann_archive_head *head, const char *const *insert_ids,
-                       const size_t *insert_id_lens, size_t n, uint64_t *ids_out,
-                       ann_err *err);
+                       const size_t *insert_id_lens, size_t n, uint64_t *ids_out, ann_err *err);
 
 /* Appends n entries as ids first_id .. first_id+n-1, as owner `epoch`,
  * expecting the head at next_id == first_id. Returns 0 when committed,
@@ -93,15 +92,14 @@ int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id
  * timeout of the conditional write) and the caller reloads the head with
  * ann_archive_head_load before doing anything else. Entries' entry_id and
  * insert_id must be set; insert_ids must be distinct and new (lookup first). */
-int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id,
-                       uint64_t epoch, uint64_t first_id, const ann_entry *entries, size_t n,
+int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t epoch,
+                       uint64_t first_id, const ann_entry *entries, size_t n,
                        ann_archive_head *cur_out, ann_err *err);
 
 /* Visits the committed entries with from_id <= id < to_id, in id order.
  * A visitor returning nonzero stops the walk (not an error). */
-int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id,
-                     uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit, void *ud,
-                     ann_err *err);
+int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t from_id,
+                     uint64_t to_id, ann_entry_visit_fn visit, void *ud, ann_err *err);
 
 /* Revokes entries: their body (payload and labels) is deleted (a tombstone,
  * purged from disk by compaction after gc_grace_seconds) in every row stored
@@ -113,8 +111,7 @@ int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id
 
 /* Deletes a log: fences every owner (deleted = true, owner_epoch + 1), then
  * deletes its entries, insert_ids and batch rows. Idempotent. */
-int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id,
-                           ann_err *err);
+int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id, ann_err *err);
 
 /* The log_insert_ids bucket of an insert_id (fnv1a % ANN_ARCHIVE_ID_BUCKETS). */
 int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len);

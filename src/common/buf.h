@@ -15,7 +15,10 @@ typedef struct ann_buf {
     size_t cap;
 } ann_buf;
 
-#define ANN_BUF_INIT {NULL, 0, 0}
+#define ANN_BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void ann_buf_reserve(ann_buf *b, size_t extra);
 void ann_buf_add(ann_buf *b, const void *p, size_t n);

@@ -26,16 +26,26 @@ void ann_err_clear(ann_err *err)
 const char *ann_code_name(ann_code code)
 {
     switch (code) {
-    case ANN_OK: return "ok";
-    case ANN_EINVAL: return "invalid";
-    case ANN_ENOTFOUND: return "not_found";
-    case ANN_EUNAUTH: return "unauthenticated";
-    case ANN_EEXISTS: return "already_exists";
-    case ANN_ERANGE: return "resource_exhausted";
-    case ANN_EUNAVAIL: return "unavailable";
-    case ANN_EIO: return "io";
-    case ANN_EINTERNAL: return "internal";
-    case ANN_ECORRUPT: return "corrupt";
+    case ANN_OK:
+        return "ok";
+    case ANN_EINVAL:
+        return "invalid";
+    case ANN_ENOTFOUND:
+        return "not_found";
+    case ANN_EUNAUTH:
+        return "unauthenticated";
+    case ANN_EEXISTS:
+        return "already_exists";
+    case ANN_ERANGE:
+        return "resource_exhausted";
+    case ANN_EUNAVAIL:
+        return "unavailable";
+    case ANN_EIO:
+        return "io";
+    case ANN_EINTERNAL:
+        return "internal";
+    case ANN_ECORRUPT:
+        return "corrupt";
     }
     return "unknown";
 }

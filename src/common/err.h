@@ -13,15 +13,15 @@
 
 typedef enum ann_code {
     ANN_OK = 0,
-    ANN_EINVAL,      /* bad input from the caller: INVALID_ARGUMENT */
-    ANN_ENOTFOUND,   /* no such tenant-visible object: NOT_FOUND */
-    ANN_EUNAUTH,     /* missing or unknown credentials: UNAUTHENTICATED */
-    ANN_EEXISTS,     /* ALREADY_EXISTS */
-    ANN_ERANGE,      /* a limit of the service was reached: RESOURCE_EXHAUSTED */
-    ANN_EUNAVAIL,    /* try again later: UNAVAILABLE */
-    ANN_EIO,         /* storage failed: INTERNAL */
-    ANN_EINTERNAL,   /* a bug or an impossible state: INTERNAL */
-    ANN_ECORRUPT,    /* stored data failed its checksum: DATA_LOSS */
+    ANN_EINVAL,    /* bad input from the caller: INVALID_ARGUMENT */
+    ANN_ENOTFOUND, /* no such tenant-visible object: NOT_FOUND */
+    ANN_EUNAUTH,   /* missing or unknown credentials: UNAUTHENTICATED */
+    ANN_EEXISTS,   /* ALREADY_EXISTS */
+    ANN_ERANGE,    /* a limit of the service was reached: RESOURCE_EXHAUSTED */
+    ANN_EUNAVAIL,  /* try again later: UNAVAILABLE */
+    ANN_EIO,       /* storage failed: INTERNAL */
+    ANN_EINTERNAL, /* a bug or an impossible state: INTERNAL */
+    ANN_ECORRUPT,  /* stored data failed its checksum: DATA_LOSS */
 } ann_code;
 
 typedef struct ann_err {

@@ -45,13 +45,13 @@ typedef struct ann_cql_config {
     const char *contact_points; /* "host[:port],host[:port]"; port 9042 by default */
     const char *username;       /* NULL: no authentication offered */
     const char *password;
-    const char *keyspace;       /* NULL: none; else USE on every (re)connect */
-    int connect_timeout_ms;     /* default 5000 */
-    int request_timeout_ms;     /* default 12000, per attempt */
-    int max_retries;            /* default 3 */
-    int retry_backoff_ms;       /* default 50, doubled per retry, capped at 2 s */
-    int max_streams;            /* default 1024; at most 32768 */
-    uint32_t max_frame_len;     /* default ANN_CQL_MAX_BODY */
+    const char *keyspace;   /* NULL: none; else USE on every (re)connect */
+    int connect_timeout_ms; /* default 5000 */
+    int request_timeout_ms; /* default 12000, per attempt */
+    int max_retries;        /* default 3 */
+    int retry_backoff_ms;   /* default 50, doubled per retry, capped at 2 s */
+    int max_streams;        /* default 1024; at most 32768 */
+    uint32_t max_frame_len; /* default ANN_CQL_MAX_BODY */
 } ann_cql_config;
 
 typedef struct ann_cql_conn ann_cql_conn;
@@ -73,11 +73,11 @@ void ann_cql_conn_free(ann_cql_conn *c);
 
 /* Counters, for tests and figures. */
 typedef struct ann_cql_stats {
-    uint64_t connects;    /* successful handshakes, first one included */
-    uint64_t reprepares;  /* UNPREPARED answered by a re-prepare */
-    uint64_t retries;     /* resends by the retry policy */
-    int in_flight;        /* streams in use right now */
-    int max_in_flight;    /* the most streams ever in use at once */
+    uint64_t connects;   /* successful handshakes, first one included */
+    uint64_t reprepares; /* UNPREPARED answered by a re-prepare */
+    uint64_t retries;    /* resends by the retry policy */
+    int in_flight;       /* streams in use right now */
+    int max_in_flight;   /* the most streams ever in use at once */
 } ann_cql_stats;
 void ann_cql_conn_stats(ann_cql_conn *c, ann_cql_stats *out);
 
@@ -89,12 +89,11 @@ int ann_cql_options(ann_cql_conn *c, ann_cql_result *out, ann_err *err);
 
 /* QUERY. `p` may be NULL (consistency ONE, no values). `out` is always
  * initialised and must be released with ann_cql_result_release(). */
-int ann_cql_query(ann_cql_conn *c, const char *cql, const ann_cql_params *p,
-                  ann_cql_result *out, ann_err *err);
+int ann_cql_query(ann_cql_conn *c, const char *cql, const ann_cql_params *p, ann_cql_result *out,
+                  ann_err *err);
 
 /* PREPARE (cached per connection by text). */
-int ann_cql_prepare(ann_cql_conn *c, const char *cql, ann_cql_prepared **out,
-                    ann_err *err);
+int ann_cql_prepare(ann_cql_conn *c, const char *cql, ann_cql_prepared **out, ann_err *err);
 /* Bind markers of a prepared statement and their types. */
 int32_t ann_cql_prepared_nbind(const ann_cql_prepared *ps);
 uint16_t ann_cql_prepared_bind_type(const ann_cql_prepared *ps, int32_t i);
@@ -105,7 +104,7 @@ int ann_cql_execute(ann_cql_conn *c, ann_cql_prepared *ps, const ann_cql_params 
 
 /* BATCH: statements are plain text (query) or prepared (ps). */
 typedef struct ann_cql_batch_item {
-    const char *query;          /* when ps is NULL */
+    const char *query; /* when ps is NULL */
     ann_cql_prepared *ps;
     const ann_cql_value *values;
     size_t nvalues;
@@ -123,8 +122,7 @@ typedef struct ann_cql_batch {
     int timeout_ms;
 } ann_cql_batch;
 
-int ann_cql_batch_run(ann_cql_conn *c, const ann_cql_batch *b, ann_cql_result *out,
-                      ann_err *err);
+int ann_cql_batch_run(ann_cql_conn *c, const ann_cql_batch *b, ann_cql_result *out, ann_err *err);
 
 /* Async forms: NULL on failure to submit (err filled). Wait for each future
  * exactly once; the wait frees it. */

@@ -149,19 +149,19 @@ typedef struct ann_cql_bytes {
 /* A server ERROR, with the details the protocol sends for its code. Strings
  * are copied (truncated) so an error outlives its frame. */
 typedef struct ann_cql_error {
-    int32_t code;          /* ann_cql_errcode */
+    int32_t code; /* ann_cql_errcode */
     char message[512];
-    uint16_t consistency;  /* unavailable, timeouts, failures, cas */
-    int32_t required;      /* unavailable */
-    int32_t alive;         /* unavailable */
-    int32_t received;      /* timeouts, failures, cas */
-    int32_t blockfor;      /* timeouts, failures, cas */
-    int32_t numfailures;   /* read/write failure */
-    bool data_present;     /* read timeout/failure */
+    uint16_t consistency;          /* unavailable, timeouts, failures, cas */
+    int32_t required;              /* unavailable */
+    int32_t alive;                 /* unavailable */
+    int32_t received;              /* timeouts, failures, cas */
+    int32_t blockfor;              /* timeouts, failures, cas */
+    int32_t numfailures;           /* read/write failure */
+    bool data_present;             /* read timeout/failure */
     ann_cql_write_type write_type; /* write timeout/failure */
     char write_type_name[32];
-    char keyspace[64];     /* already_exists, function_failure */
-    char table[64];        /* already_exists (empty for a keyspace); function name */
+    char keyspace[64];         /* already_exists, function_failure */
+    char table[64];            /* already_exists (empty for a keyspace); function name */
     uint8_t unprepared_id[64]; /* unprepared */
     uint16_t unprepared_id_len;
 } ann_cql_error;
@@ -182,15 +182,15 @@ typedef struct ann_cql_result {
     uint8_t opcode; /* ann_cql_opcode */
     uint8_t flags;
     int16_t stream;
-    int32_t kind;   /* ann_cql_result_kind for RESULT */
+    int32_t kind; /* ann_cql_result_kind for RESULT */
 
-    ann_cql_bytes tracing_id;     /* when the tracing flag is set */
-    uint16_t nwarnings;           /* when the warning flag is set */
+    ann_cql_bytes tracing_id; /* when the tracing flag is set */
+    uint16_t nwarnings;       /* when the warning flag is set */
     ann_cql_bytes *warnings;
 
-    ann_cql_error error;          /* ERROR */
-    ann_cql_bytes authenticator;  /* AUTHENTICATE */
-    ann_cql_bytes token;          /* AUTH_CHALLENGE, AUTH_SUCCESS */
+    ann_cql_error error;         /* ERROR */
+    ann_cql_bytes authenticator; /* AUTHENTICATE */
+    ann_cql_bytes token;         /* AUTH_CHALLENGE, AUTH_SUCCESS */
 
     /* SUPPORTED: option i has key opt_keys[i] and values
      * opt_vals[opt_first[i] .. opt_first[i] + opt_count[i]). */
@@ -204,11 +204,11 @@ typedef struct ann_cql_result {
     int32_t meta_flags;
     int32_t ncols;
     ann_cql_column *cols;
-    ann_cql_bytes paging_state;   /* null when there are no more pages */
+    ann_cql_bytes paging_state; /* null when there are no more pages */
     int32_t nrows;
-    ann_cql_bytes *cells;         /* nrows * ncols, row major */
+    ann_cql_bytes *cells; /* nrows * ncols, row major */
 
-    ann_cql_bytes keyspace;       /* SET_KEYSPACE */
+    ann_cql_bytes keyspace; /* SET_KEYSPACE */
 
     /* PREPARED */
     ann_cql_bytes prepared_id;
@@ -278,14 +278,14 @@ void ann_cql_buf_short_bytes(ann_cql_buf *b, const void *p, uint16_t n);
 typedef enum ann_cql_vkind {
     ANN_CQL_V_NULL = 0,
     ANN_CQL_V_UNSET,
-    ANN_CQL_V_TEXT,      /* text, varchar, ascii */
+    ANN_CQL_V_TEXT, /* text, varchar, ascii */
     ANN_CQL_V_BLOB,
     ANN_CQL_V_BIGINT,
     ANN_CQL_V_INT,
     ANN_CQL_V_TIMESTAMP, /* ms since the epoch */
     ANN_CQL_V_BOOLEAN,
     ANN_CQL_V_UUID,
-    ANN_CQL_V_MAP_TEXT,  /* map<text,text> */
+    ANN_CQL_V_MAP_TEXT, /* map<text,text> */
 } ann_cql_vkind;
 
 typedef struct ann_cql_kv {
@@ -335,14 +335,14 @@ typedef struct ann_cql_params {
     uint16_t serial_consistency; /* 0 = not sent, else SERIAL or LOCAL_SERIAL */
     const ann_cql_value *values;
     size_t nvalues;
-    int32_t page_size;           /* 0 = no paging */
-    ann_cql_bytes paging_state;  /* p == NULL: first page */
+    int32_t page_size;          /* 0 = no paging */
+    ann_cql_bytes paging_state; /* p == NULL: first page */
     bool skip_metadata;
     bool has_timestamp;
     int64_t timestamp_us;
     /* Client-side, not sent: */
-    bool idempotent;             /* may the retry policy resend it? */
-    int timeout_ms;              /* 0 = the connection's default */
+    bool idempotent; /* may the retry policy resend it? */
+    int timeout_ms;  /* 0 = the connection's default */
 } ann_cql_params;
 
 void ann_cql_params_init(ann_cql_params *p);
@@ -353,13 +353,11 @@ void ann_cql_params_init(ann_cql_params *p);
 int ann_cql_encode_startup(ann_cql_buf *b, ann_err *err);
 int ann_cql_encode_options(ann_cql_buf *b, ann_err *err);
 int ann_cql_encode_auth_response(ann_cql_buf *b, const void *token, int32_t n, ann_err *err);
-int ann_cql_encode_query(ann_cql_buf *b, const char *cql, const ann_cql_params *p,
-                         ann_err *err);
+int ann_cql_encode_query(ann_cql_buf *b, const char *cql, const ann_cql_params *p, ann_err *err);
 int ann_cql_encode_prepare(ann_cql_buf *b, const char *cql, ann_err *err);
 int ann_cql_encode_execute(ann_cql_buf *b, const uint8_t *id, uint16_t id_len,
                            const ann_cql_params *p, ann_err *err);
-int ann_cql_encode_register(ann_cql_buf *b, const char *const *events, size_t n,
-                            ann_err *err);
+int ann_cql_encode_register(ann_cql_buf *b, const char *const *events, size_t n, ann_err *err);
 
 typedef enum ann_cql_batch_type {
     ANN_CQL_BATCH_LOGGED = 0,
@@ -369,7 +367,7 @@ typedef enum ann_cql_batch_type {
 
 /* One statement of a batch: either plain `query` text, or a prepared id. */
 typedef struct ann_cql_batch_stmt {
-    const char *query;             /* when id is NULL */
+    const char *query; /* when id is NULL */
     const uint8_t *id;
     uint16_t id_len;
     const ann_cql_value *values;
@@ -379,10 +377,10 @@ typedef struct ann_cql_batch_stmt {
 /* `id_offsets`, when not NULL, receives for each statement the offset of its
  * prepared id bytes in the frame (0 for plain statements): the connection
  * patches them after a re-prepare. */
-int ann_cql_encode_batch(ann_cql_buf *b, ann_cql_batch_type type,
-                         const ann_cql_batch_stmt *stmts, size_t n, uint16_t consistency,
-                         uint16_t serial_consistency, bool has_timestamp,
-                         int64_t timestamp_us, size_t *id_offsets, ann_err *err);
+int ann_cql_encode_batch(ann_cql_buf *b, ann_cql_batch_type type, const ann_cql_batch_stmt *stmts,
+                         size_t n, uint16_t consistency, uint16_t serial_consistency,
+                         bool has_timestamp, int64_t timestamp_us, size_t *id_offsets,
+                         ann_err *err);
 
 void ann_cql_frame_set_stream(uint8_t *frame, int16_t stream);
 
@@ -395,16 +393,14 @@ int32_t ann_cql_column_index(const ann_cql_result *r, const char *name);
 
 /* Typed getters: 0 on success, 1 when the cell is null (out untouched),
  * -1 (ANN_EINVAL) when out of range or the column's type or size does not fit. */
-int ann_cql_get_text(const ann_cql_result *r, int32_t row, int32_t col, const char **p,
-                     size_t *n, ann_err *err);
+int ann_cql_get_text(const ann_cql_result *r, int32_t row, int32_t col, const char **p, size_t *n,
+                     ann_err *err);
 int ann_cql_get_blob(const ann_cql_result *r, int32_t row, int32_t col, const uint8_t **p,
                      size_t *n, ann_err *err);
 int ann_cql_get_bigint(const ann_cql_result *r, int32_t row, int32_t col, int64_t *out,
                        ann_err *err); /* bigint, counter, timestamp */
-int ann_cql_get_int(const ann_cql_result *r, int32_t row, int32_t col, int32_t *out,
-                    ann_err *err);
-int ann_cql_get_bool(const ann_cql_result *r, int32_t row, int32_t col, bool *out,
-                     ann_err *err);
+int ann_cql_get_int(const ann_cql_result *r, int32_t row, int32_t col, int32_t *out, ann_err *err);
+int ann_cql_get_bool(const ann_cql_result *r, int32_t row, int32_t col, bool *out, ann_err *err);
 int ann_cql_get_uuid(const ann_cql_result *r, int32_t row, int32_t col, uint8_t out[16],
                      ann_err *err); /* uuid, timeuuid */
 

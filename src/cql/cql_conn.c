@@ -128,7 +128,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     while (n) {
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return -1;
         }
         p += k;
@@ -150,20 +151,25 @@ static int read_exact(inbuf *in, uint8_t *dst, size_t n)
         if (in->start == in->end) {
             if (n >= sizeof in->b) { /* large body: read straight into place */
                 ssize_t k = recv(in->fd, dst, n, 0);
-                if (k < 0 && errno == EINTR) continue;
-                if (k <= 0) return -1;
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0)
+                    return -1;
                 dst += k;
                 n -= (size_t)k;
                 continue;
             }
             ssize_t k = recv(in->fd, in->b, sizeof in->b, 0);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) return -1;
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                return -1;
             in->start = 0;
             in->end = (size_t)k;
         }
         size_t m = in->end - in->start;
-        if (m > n) m = n;
+        if (m > n)
+            m = n;
         memcpy(dst, in->b + in->start, m);
         in->start += m;
         dst += m;
@@ -181,9 +187,11 @@ static int read_frame(inbuf *in, uint32_t max_frame, ann_cql_result *out, ann_er
     if (read_exact(in, h, sizeof h) < 0)
         return ann_err_set(err, ANN_EUNAVAIL, "cql: connection lost: %s",
                            errno ? strerror(errno) : "closed by peer");
-    if (ann_cql_header_decode(h, max_frame, &hd, err) < 0) return -2;
+    if (ann_cql_header_decode(h, max_frame, &hd, err) < 0)
+        return -2;
     uint8_t *body = hd.length ? malloc(hd.length) : NULL;
-    if (hd.length && !body) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (hd.length && !body)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     if (hd.length && read_exact(in, body, hd.length) < 0) {
         free(body);
         return ann_err_set(err, ANN_EUNAVAIL, "cql: connection lost mid-frame");
@@ -200,8 +208,10 @@ static int read_frame(inbuf *in, uint32_t max_frame, ann_cql_result *out, ann_er
 static int set_timeouts(int fd, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+        return -1;
     return 0;
 }
 
@@ -217,8 +227,7 @@ static int tcp_connect(const contact *cp, int timeout_ms, ann_err *err)
     int fd = -1;
     int saved = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             saved = errno;
             continue;
@@ -231,17 +240,20 @@ static int tcp_connect(const contact *cp, int timeout_ms, ann_err *err)
                 int soerr = 0;
                 socklen_t sl = sizeof soerr;
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-                if (soerr == 0) rc = 0;
+                if (soerr == 0)
+                    rc = 0;
                 else {
                     errno = soerr;
                     rc = -1;
                 }
             } else {
-                if (rc == 0) errno = ETIMEDOUT;
+                if (rc == 0)
+                    errno = ETIMEDOUT;
                 rc = -1;
             }
         }
-        if (rc == 0) break;
+        if (rc == 0)
+            break;
         saved = errno;
         close(fd);
         fd = -1;
@@ -270,7 +282,8 @@ static int sync_exchange(int fd, inbuf *in, uint32_t max_frame, ann_cql_buf *fra
     if (write_all(fd, frame->p, frame->len) < 0)
         return ann_err_set(err, ANN_EUNAVAIL, "cql: handshake write: %s", strerror(errno));
     int rc = read_frame(in, max_frame, out, err);
-    if (rc < 0) return -1;
+    if (rc < 0)
+        return -1;
     return 0;
 }
 
@@ -282,11 +295,14 @@ static int handshake(ann_cql_conn *c, int fd, ann_err *err)
     ann_cql_result r = {0};
     uint8_t *token = NULL;
     inbuf *in = calloc(1, sizeof *in);
-    if (!in) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!in)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     in->fd = fd;
 
-    if (ann_cql_encode_startup(&b, err) < 0) goto done;
-    if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0) goto done;
+    if (ann_cql_encode_startup(&b, err) < 0)
+        goto done;
+    if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0)
+        goto done;
     if (r.opcode == ANN_CQL_OP_AUTHENTICATE) {
         if (!c->username) {
             ann_err_set(err, ANN_EUNAUTH, "cql: server requires authentication (%.*s)",
@@ -311,10 +327,14 @@ static int handshake(ann_cql_conn *c, int fd, ann_err *err)
                 goto done;
             }
             ann_cql_result_release(&r);
-            if (ann_cql_encode_auth_response(&b, token, (int32_t)tl, err) < 0) goto done;
-            if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0) goto done;
-            if (r.opcode == ANN_CQL_OP_AUTH_SUCCESS) break;
-            if (r.opcode == ANN_CQL_OP_AUTH_CHALLENGE) continue;
+            if (ann_cql_encode_auth_response(&b, token, (int32_t)tl, err) < 0)
+                goto done;
+            if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0)
+                goto done;
+            if (r.opcode == ANN_CQL_OP_AUTH_SUCCESS)
+                break;
+            if (r.opcode == ANN_CQL_OP_AUTH_CHALLENGE)
+                continue;
             break;
         }
         if (r.opcode == ANN_CQL_OP_AUTH_SUCCESS) {
@@ -337,8 +357,10 @@ static int handshake(ann_cql_conn *c, int fd, ann_err *err)
         ann_cql_params p;
         ann_cql_params_init(&p);
         ann_cql_result_release(&r);
-        if (ann_cql_encode_query(&b, q, &p, err) < 0) goto done;
-        if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0) goto done;
+        if (ann_cql_encode_query(&b, q, &p, err) < 0)
+            goto done;
+        if (sync_exchange(fd, in, c->max_frame, &b, &r, err) < 0)
+            goto done;
         if (r.opcode == ANN_CQL_OP_ERROR) {
             server_error(&r, err);
             goto done;
@@ -358,7 +380,8 @@ done:
 
 static void attempt_free(attempt *a)
 {
-    if (!a) return;
+    if (!a)
+        return;
     pthread_cond_destroy(&a->cond);
     ann_cql_result_release(&a->res);
     free(a);
@@ -384,7 +407,8 @@ static void fail_all(ann_cql_conn *c, const char *why)
 {
     for (int s = 0; s < c->max_streams; s++) {
         attempt *a = c->slots[s];
-        if (!a) continue;
+        if (!a)
+            continue;
         a->rc = ann_err_set(&a->err, ANN_EUNAVAIL, "cql: connection lost: %s", why);
         attempt_finish(c, a);
     }
@@ -408,7 +432,8 @@ static void *reader_main(void *arg)
     for (;;) {
         ann_cql_result r;
         int rc = read_frame(in, c->max_frame, &r, &err);
-        if (rc == -1 || rc == -2) break; /* lost, or framing can no longer be trusted */
+        if (rc == -1 || rc == -2)
+            break; /* lost, or framing can no longer be trusted */
         pthread_mutex_lock(&c->mu);
         c->last_rx_ms = now_ms();
         if (r.stream < 0) { /* EVENT: not registered for, ignored */
@@ -435,7 +460,8 @@ static void *reader_main(void *arg)
 dead:
     free(in);
     pthread_mutex_lock(&c->mu);
-    if (c->state == ST_UP) c->state = ST_DOWN;
+    if (c->state == ST_UP)
+        c->state = ST_DOWN;
     fail_all(c, err.msg[0] ? err.msg : "closed");
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -461,7 +487,8 @@ static int ensure_up(ann_cql_conn *c, ann_err *err)
     /* The reader of the old socket has failed everything and is exiting. */
     if (joinable) {
         pthread_mutex_lock(&c->wmu);
-        if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
         pthread_mutex_unlock(&c->wmu);
         pthread_join(c->reader, NULL);
         pthread_mutex_lock(&c->mu);
@@ -478,11 +505,13 @@ static int ensure_up(ann_cql_conn *c, ann_err *err)
     for (size_t k = 0; k < c->ncps; k++) {
         const contact *cp = &c->cps[(c->next_cp + k) % c->ncps];
         int fd = tcp_connect(cp, c->connect_timeout_ms, &last);
-        if (fd < 0) continue;
+        if (fd < 0)
+            continue;
         if (set_timeouts(fd, c->connect_timeout_ms) < 0 || handshake(c, fd, &last) < 0 ||
             set_timeouts(fd, 0) < 0) {
             close(fd);
-            if (last.code == ANN_EUNAUTH || last.code == ANN_EINVAL) break; /* not transient */
+            if (last.code == ANN_EUNAUTH || last.code == ANN_EINVAL)
+                break; /* not transient */
             continue;
         }
         c->next_cp = (c->next_cp + k) % c->ncps;
@@ -498,7 +527,8 @@ static int ensure_up(ann_cql_conn *c, ann_err *err)
     if (c->fd < 0) {
         c->next_cp = (c->next_cp + 1) % c->ncps;
         pthread_mutex_unlock(&c->wmu);
-        if (err) *err = last;
+        if (err)
+            *err = last;
         goto done;
     }
     pthread_mutex_unlock(&c->wmu);
@@ -524,7 +554,8 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
 {
     ann_cql_conn *c = f->c;
     attempt *a = calloc(1, sizeof *a);
-    if (!a) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!a)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     pthread_cond_init(&a->cond, NULL);
     f->cur = a;
 
@@ -541,12 +572,13 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
     a->deadline = dl;
     pthread_mutex_lock(&c->mu);
     while (c->state == ST_UP && c->nfree == 0) {
-        if (pthread_cond_timedwait(&c->stream_cond, &c->mu, &dl) == ETIMEDOUT) break;
+        if (pthread_cond_timedwait(&c->stream_cond, &c->mu, &dl) == ETIMEDOUT)
+            break;
     }
     if (c->state != ST_UP || c->nfree == 0) {
-        a->rc = ann_err_set(&a->err, ANN_EUNAVAIL, c->state != ST_UP
-                                                       ? "cql: connection lost"
-                                                       : "cql: no free stream within %d ms",
+        a->rc = ann_err_set(&a->err, ANN_EUNAVAIL,
+                            c->state != ST_UP ? "cql: connection lost"
+                                              : "cql: no free stream within %d ms",
                             timeout);
         a->done = true;
         pthread_mutex_unlock(&c->mu);
@@ -563,7 +595,8 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
     pthread_mutex_lock(&c->wmu);
     pthread_mutex_lock(&c->mu);
     bool same = c->gen == a->gen && c->state == ST_UP && !a->done;
-    if (same) a->written = true;
+    if (same)
+        a->written = true;
     int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
     if (same && write_all(fd, f->frame.p, f->frame.len) < 0) {
@@ -579,7 +612,8 @@ static int attempt_send(ann_cql_future *f, ann_err *err)
 static ann_cql_future *future_new(ann_cql_conn *c, bool idempotent, int timeout_ms)
 {
     ann_cql_future *f = calloc(1, sizeof *f);
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     f->c = c;
     f->idempotent = idempotent;
     f->timeout_ms = timeout_ms > 0 ? timeout_ms : c->request_timeout_ms;
@@ -588,7 +622,8 @@ static ann_cql_future *future_new(ann_cql_conn *c, bool idempotent, int timeout_
 
 static void future_free(ann_cql_future *f)
 {
-    if (!f) return;
+    if (!f)
+        return;
     ann_cql_buf_release(&f->frame);
     free(f->id_off);
     free(f);
@@ -610,17 +645,20 @@ static void attempt_wait(ann_cql_future *f)
         if (pthread_cond_timedwait(&a->cond, &c->mu, &dl) == ETIMEDOUT && !a->done) {
             a->abandoned = true;
             uint64_t gen = a->gen;
-            bool silent = c->state == ST_UP && c->gen == gen &&
-                          now_ms() - c->last_rx_ms >= f->timeout_ms;
-            if (silent) c->state = ST_DOWN; /* the next submit reconnects */
+            bool silent =
+                c->state == ST_UP && c->gen == gen && now_ms() - c->last_rx_ms >= f->timeout_ms;
+            if (silent)
+                c->state = ST_DOWN; /* the next submit reconnects */
             pthread_mutex_unlock(&c->mu);
             if (silent) {
                 pthread_mutex_lock(&c->wmu);
-                if (c->gen == gen && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+                if (c->gen == gen && c->fd >= 0)
+                    shutdown(c->fd, SHUT_RDWR);
                 pthread_mutex_unlock(&c->wmu);
             }
             attempt *t = calloc(1, sizeof *t);
-            if (!t) abort(); /* no way to report: the old attempt is no longer ours */
+            if (!t)
+                abort(); /* no way to report: the old attempt is no longer ours */
             pthread_cond_init(&t->cond, NULL);
             t->done = true;
             t->written = true;
@@ -687,7 +725,8 @@ static bool retryable_server_error(int32_t code)
     case ANN_CQL_E_OVERLOADED:
     case ANN_CQL_E_IS_BOOTSTRAPPING:
     case ANN_CQL_E_READ_TIMEOUT:
-    case ANN_CQL_E_WRITE_TIMEOUT: return true;
+    case ANN_CQL_E_WRITE_TIMEOUT:
+        return true;
     }
     return false;
 }
@@ -696,7 +735,8 @@ int ann_cql_future_wait(ann_cql_future *f, ann_cql_result *out, ann_err *err)
 {
     int ret = -1;
     memset(out, 0, sizeof *out);
-    if (!f) return ann_err_set(err, ANN_EINVAL, "cql: no future");
+    if (!f)
+        return ann_err_set(err, ANN_EINVAL, "cql: no future");
     ann_cql_conn *c = f->c;
     int retries = 0, reprepares = 0;
     for (;;) {
@@ -708,17 +748,20 @@ int ann_cql_future_wait(ann_cql_future *f, ann_cql_result *out, ann_err *err)
             retry = a->err.code == ANN_EUNAVAIL && (!a->written || f->idempotent) &&
                     retries < c->max_retries;
             if (!retry) {
-                if (err) *err = a->err;
+                if (err)
+                    *err = a->err;
                 goto done;
             }
         } else if (a->res.opcode == ANN_CQL_OP_ERROR) {
             const ann_cql_error *e = &a->res.error;
             if (e->code == ANN_CQL_E_UNPREPARED && reprepares < 3) {
                 reprepares++;
-                if (reprepare(f, e, err) < 0) goto done;
+                if (reprepare(f, e, err) < 0)
+                    goto done;
                 attempt_free(a);
                 f->cur = NULL;
-                if (attempt_send(f, err) < 0) goto done;
+                if (attempt_send(f, err) < 0)
+                    goto done;
                 continue;
             }
             retry = f->idempotent && retryable_server_error(e->code) && retries < c->max_retries;
@@ -743,7 +786,8 @@ int ann_cql_future_wait(ann_cql_future *f, ann_cql_result *out, ann_err *err)
         sleep_ms(backoff > 2000 ? 2000 : (int)backoff);
         attempt_free(a);
         f->cur = NULL;
-        if (attempt_send(f, err) < 0) goto done;
+        if (attempt_send(f, err) < 0)
+            goto done;
     }
 done:
     attempt_free(f->cur);
@@ -822,7 +866,8 @@ ann_cql_future *ann_cql_batch_async(ann_cql_conn *c, const ann_cql_batch *b, ann
     ann_cql_future *f = future_new(c, b->idempotent, b->timeout_ms);
     ann_cql_batch_stmt *st = calloc(b->n ? b->n : 1, sizeof *st);
     uint8_t(*ids)[64] = calloc(b->n ? b->n : 1, sizeof *ids);
-    if (f) f->id_off = calloc(b->n ? b->n : 1, sizeof *f->id_off);
+    if (f)
+        f->id_off = calloc(b->n ? b->n : 1, sizeof *f->id_off);
     if (!f || !st || !ids || !f->id_off) {
         ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
         goto fail;
@@ -840,9 +885,8 @@ ann_cql_future *ann_cql_batch_async(ann_cql_conn *c, const ann_cql_batch *b, ann
         }
     }
     pthread_mutex_unlock(&c->mu);
-    if (ann_cql_encode_batch(&f->frame, b->type, st, b->n, b->consistency,
-                             b->serial_consistency, b->has_timestamp, b->timestamp_us,
-                             f->id_off, err) < 0)
+    if (ann_cql_encode_batch(&f->frame, b->type, st, b->n, b->consistency, b->serial_consistency,
+                             b->has_timestamp, b->timestamp_us, f->id_off, err) < 0)
         goto fail;
     f->nid = b->n;
     free(st);
@@ -855,8 +899,8 @@ fail:
     return NULL;
 }
 
-int ann_cql_query(ann_cql_conn *c, const char *cql, const ann_cql_params *p,
-                  ann_cql_result *out, ann_err *err)
+int ann_cql_query(ann_cql_conn *c, const char *cql, const ann_cql_params *p, ann_cql_result *out,
+                  ann_err *err)
 {
     memset(out, 0, sizeof *out);
     ann_cql_future *f = ann_cql_query_async(c, cql, p, err);
@@ -871,8 +915,7 @@ int ann_cql_execute(ann_cql_conn *c, ann_cql_prepared *ps, const ann_cql_params 
     return f ? ann_cql_future_wait(f, out, err) : -1;
 }
 
-int ann_cql_batch_run(ann_cql_conn *c, const ann_cql_batch *b, ann_cql_result *out,
-                      ann_err *err)
+int ann_cql_batch_run(ann_cql_conn *c, const ann_cql_batch *b, ann_cql_result *out, ann_err *err)
 {
     memset(out, 0, sizeof *out);
     ann_cql_future *f = ann_cql_batch_async(c, b, err);
@@ -883,14 +926,17 @@ int ann_cql_options(ann_cql_conn *c, ann_cql_result *out, ann_err *err)
 {
     memset(out, 0, sizeof *out);
     ann_cql_future *f = future_new(c, true, 0);
-    if (!f) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!f)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     if (ann_cql_encode_options(&f->frame, err) < 0) {
         future_free(f);
         return -1;
     }
     f = submit(f, err);
-    if (!f) return -1;
-    if (ann_cql_future_wait(f, out, err) < 0) return -1;
+    if (!f)
+        return -1;
+    if (ann_cql_future_wait(f, out, err) < 0)
+        return -1;
     if (out->opcode != ANN_CQL_OP_SUPPORTED)
         return ann_err_set(err, ANN_EIO, "cql: protocol: %s in answer to OPTIONS",
                            ann_cql_opcode_name(out->opcode));
@@ -901,18 +947,21 @@ static int do_prepare(ann_cql_conn *c, const char *cql, ann_cql_result *out, ann
 {
     memset(out, 0, sizeof *out);
     ann_cql_future *f = future_new(c, true, 0);
-    if (!f) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!f)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     if (ann_cql_encode_prepare(&f->frame, cql, err) < 0) {
         future_free(f);
         return -1;
     }
     f = submit(f, err);
-    if (!f) return -1;
-    if (ann_cql_future_wait(f, out, err) < 0) return -1;
+    if (!f)
+        return -1;
+    if (ann_cql_future_wait(f, out, err) < 0)
+        return -1;
     if (out->opcode != ANN_CQL_OP_RESULT || out->kind != ANN_CQL_RESULT_PREPARED)
         return ann_err_set(err, ANN_EIO, "cql: protocol: PREPARE answered by %s/%d",
                            ann_cql_opcode_name(out->opcode), out->kind);
-    if ((size_t)out->prepared_id.len > sizeof ((ann_cql_prepared *)0)->id)
+    if ((size_t)out->prepared_id.len > sizeof((ann_cql_prepared *)0)->id)
         return ann_err_set(err, ANN_EIO, "cql: protocol: prepared id of %d bytes",
                            out->prepared_id.len);
     return 0;
@@ -931,7 +980,8 @@ int ann_cql_prepare(ann_cql_conn *c, const char *cql, ann_cql_prepared **out, an
             return 0;
         }
     pthread_mutex_unlock(&c->mu);
-    if (do_prepare(c, cql, &r, err) < 0) goto done;
+    if (do_prepare(c, cql, &r, err) < 0)
+        goto done;
     ps = calloc(1, sizeof *ps);
     if (!ps || !(ps->query = strdup(cql))) {
         ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
@@ -946,13 +996,15 @@ int ann_cql_prepare(ann_cql_conn *c, const char *cql, ann_cql_prepared **out, an
             ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
             goto done;
         }
-        for (int32_t i = 0; i < r.nbind; i++) ps->bind_types[i] = r.bind[i].type;
+        for (int32_t i = 0; i < r.nbind; i++)
+            ps->bind_types[i] = r.bind[i].type;
     }
     pthread_mutex_lock(&c->mu);
     /* Another thread may have prepared the same text meanwhile. */
     ann_cql_prepared *dup = NULL;
     for (ann_cql_prepared *p = c->prepared; p; p = p->next)
-        if (strcmp(p->query, cql) == 0) dup = p;
+        if (strcmp(p->query, cql) == 0)
+            dup = p;
     if (dup) {
         *out = dup;
     } else {
@@ -973,7 +1025,10 @@ done:
     return ret;
 }
 
-int32_t ann_cql_prepared_nbind(const ann_cql_prepared *ps) { return ps->nbind; }
+int32_t ann_cql_prepared_nbind(const ann_cql_prepared *ps)
+{
+    return ps->nbind;
+}
 
 uint16_t ann_cql_prepared_bind_type(const ann_cql_prepared *ps, int32_t i)
 {
@@ -985,12 +1040,15 @@ uint16_t ann_cql_prepared_bind_type(const ann_cql_prepared *ps, int32_t i)
 
 static int parse_contacts(ann_cql_conn *c, const char *spec, ann_err *err)
 {
-    if (!spec || !*spec) return ann_err_set(err, ANN_EINVAL, "cql: contact_points: empty");
+    if (!spec || !*spec)
+        return ann_err_set(err, ANN_EINVAL, "cql: contact_points: empty");
     size_t n = 1;
     for (const char *s = spec; *s; s++)
-        if (*s == ',') n++;
+        if (*s == ',')
+            n++;
     c->cps = calloc(n, sizeof *c->cps);
-    if (!c->cps) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!c->cps)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     const char *s = spec;
     while (*s) {
         const char *e = strchr(s, ',');
@@ -1009,10 +1067,12 @@ static int parse_contacts(ann_cql_conn *c, const char *spec, ann_err *err)
             char *host = tmp, *port = NULL;
             if (tmp[0] == '[') { /* [v6]:port */
                 char *rb = strchr(tmp, ']');
-                if (!rb) return ann_err_set(err, ANN_EINVAL, "cql: contact_points: %s", tmp);
+                if (!rb)
+                    return ann_err_set(err, ANN_EINVAL, "cql: contact_points: %s", tmp);
                 *rb = 0;
                 host = tmp + 1;
-                if (rb[1] == ':') port = rb + 2;
+                if (rb[1] == ':')
+                    port = rb + 2;
             } else {
                 char *colon = strrchr(tmp, ':');
                 if (colon && strchr(tmp, ':') == colon) {
@@ -1027,10 +1087,12 @@ static int parse_contacts(ann_cql_conn *c, const char *spec, ann_err *err)
             strcpy(cp->port, port ? port : "9042");
             c->ncps++;
         }
-        if (!e) break;
+        if (!e)
+            break;
         s = e + 1;
     }
-    if (!c->ncps) return ann_err_set(err, ANN_EINVAL, "cql: contact_points: empty");
+    if (!c->ncps)
+        return ann_err_set(err, ANN_EINVAL, "cql: contact_points: empty");
     return 0;
 }
 
@@ -1038,7 +1100,8 @@ int ann_cql_conn_new(const ann_cql_config *cfg, ann_cql_conn **out, ann_err *err
 {
     *out = NULL;
     ann_cql_conn *c = calloc(1, sizeof *c);
-    if (!c) return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
+    if (!c)
+        return ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
     c->fd = -1;
     pthread_mutex_init(&c->connect_mu, NULL);
     pthread_mutex_init(&c->wmu, NULL);
@@ -1049,9 +1112,11 @@ int ann_cql_conn_new(const ann_cql_config *cfg, ann_cql_conn **out, ann_err *err
     c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : (cfg->max_retries < 0 ? 0 : 3);
     c->backoff_ms = cfg->retry_backoff_ms > 0 ? cfg->retry_backoff_ms : 50;
     c->max_streams = cfg->max_streams > 0 ? cfg->max_streams : 1024;
-    if (c->max_streams > 32768) c->max_streams = 32768;
+    if (c->max_streams > 32768)
+        c->max_streams = 32768;
     c->max_frame = cfg->max_frame_len ? cfg->max_frame_len : ANN_CQL_MAX_BODY;
-    if (parse_contacts(c, cfg->contact_points, err) < 0) goto fail;
+    if (parse_contacts(c, cfg->contact_points, err) < 0)
+        goto fail;
     if ((cfg->username && !(c->username = strdup(cfg->username))) ||
         (cfg->password && !(c->password = strdup(cfg->password))) ||
         (cfg->keyspace && !(c->keyspace = strdup(cfg->keyspace)))) {
@@ -1068,8 +1133,10 @@ int ann_cql_conn_new(const ann_cql_config *cfg, ann_cql_conn **out, ann_err *err
         ann_err_set(err, ANN_EINTERNAL, "cql: out of memory");
         goto fail;
     }
-    for (int s = c->max_streams - 1; s >= 0; s--) c->free_streams[c->nfree++] = (int16_t)s;
-    if (ensure_up(c, err) < 0) goto fail;
+    for (int s = c->max_streams - 1; s >= 0; s--)
+        c->free_streams[c->nfree++] = (int16_t)s;
+    if (ensure_up(c, err) < 0)
+        goto fail;
     *out = c;
     return 0;
 fail:
@@ -1080,7 +1147,8 @@ fail:
 void ann_cql_conn_break(ann_cql_conn *c)
 {
     pthread_mutex_lock(&c->wmu);
-    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
     pthread_mutex_unlock(&c->wmu);
 }
 
@@ -1093,20 +1161,25 @@ void ann_cql_conn_stats(ann_cql_conn *c, ann_cql_stats *out)
 
 void ann_cql_conn_free(ann_cql_conn *c)
 {
-    if (!c) return;
+    if (!c)
+        return;
     pthread_mutex_lock(&c->connect_mu);
     pthread_mutex_lock(&c->wmu);
     pthread_mutex_lock(&c->mu);
     c->state = ST_CLOSING;
     bool joinable = c->reader_running;
     pthread_mutex_unlock(&c->mu);
-    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
     pthread_mutex_unlock(&c->wmu);
-    if (joinable) pthread_join(c->reader, NULL);
+    if (joinable)
+        pthread_join(c->reader, NULL);
     pthread_mutex_unlock(&c->connect_mu);
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     if (c->slots)
-        for (int s = 0; s < c->max_streams; s++) attempt_free(c->slots[s]);
+        for (int s = 0; s < c->max_streams; s++)
+            attempt_free(c->slots[s]);
     for (ann_cql_prepared *p = c->prepared, *n; p; p = n) {
         n = p->next;
         free(p->query);

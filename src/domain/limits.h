@@ -14,7 +14,7 @@
 #define ANN_MAX_REVOKE_IDS 10000
 #define ANN_MAX_REASON_BYTES 4096
 #define ANN_MAX_TEXT_FILTER_BYTES 1024
-#define ANN_MAX_NESTING 64     /* protobuf message nesting in a request (json_payload) */
+#define ANN_MAX_NESTING 64 /* protobuf message nesting in a request (json_payload) */
 /* A response message stays under this many bytes (clients' default receive limit is 4 MiB);
  * a page or tail message always carries at least one entry. */
 #define ANN_MAX_RESPONSE_BYTES (3 * 1024 * 1024 + 512 * 1024)

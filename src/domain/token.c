@@ -67,8 +67,8 @@ void ann_page_token_encode(const uint8_t secret[32], const ann_page_scope *scope
     ann_b64url_encode(raw, sizeof raw, out);
 }
 
-int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope,
-                          const char *tok, size_t len, ann_page_cursor *out, ann_err *err)
+int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope, const char *tok,
+                          size_t len, ann_page_cursor *out, ann_err *err)
 {
     uint8_t raw[BODY_LEN + MAC_LEN + 3];
     long n = len < ANN_PAGE_TOKEN_MAX ? ann_b64url_decode(tok, len, raw, sizeof raw) : -1;

@@ -39,7 +39,7 @@ void ann_page_token_encode(const uint8_t secret[32], const ann_page_scope *scope
 
 /* Checks and decodes a token; ANN_EINVAL naming page_token when it is not one of ours
  * for this scope. */
-int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope,
-                          const char *tok, size_t len, ann_page_cursor *out, ann_err *err);
+int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope, const char *tok,
+                          size_t len, ann_page_cursor *out, ann_err *err);
 
 #endif

@@ -49,10 +49,10 @@ typedef struct ann_entry {
     int64_t time_ns;        /* event time, ns since the Unix epoch */
     int64_t insert_time_ns; /* receipt time, ns since the Unix epoch */
     int32_t severity;
-    uint32_t flags;         /* ANN_ENTRY_* */
-    const char *insert_id;  /* never empty on append (the API generates one) */
+    uint32_t flags;        /* ANN_ENTRY_* */
+    const char *insert_id; /* never empty on append (the API generates one) */
     size_t insert_id_len;
-    const uint8_t *body;    /* labels + payload, opaque; empty once redacted */
+    const uint8_t *body; /* labels + payload, opaque; empty once redacted */
     size_t body_len;
 } ann_entry;
 
@@ -79,8 +79,8 @@ typedef struct ann_append {
     const char *log_id;
     const ann_entry *entries; /* n entries; entry_id and flags are ignored */
     size_t n;
-    uint64_t *ids_out;        /* caller's array of n: each entry's id, new or existing */
-    size_t n_new_out;         /* how many entries were new */
+    uint64_t *ids_out; /* caller's array of n: each entry's id, new or existing */
+    size_t n_new_out;  /* how many entries were new */
 } ann_append;
 
 /*
@@ -126,16 +126,13 @@ typedef struct ann_store_ops {
     int (*tenant_create)(ann_store *s, const char *name, const uint8_t key_hash[32],
                          ann_tenant *out, ann_err *err);
     /* ANN_EUNAUTH when no tenant has this key hash. */
-    int (*tenant_by_key)(ann_store *s, const uint8_t key_hash[32], ann_tenant *out,
-                         ann_err *err);
+    int (*tenant_by_key)(ann_store *s, const uint8_t key_hash[32], ann_tenant *out, ann_err *err);
 
     int (*log_create)(ann_store *s, const char *tenant_id, const char *log_id,
-                      const uint8_t *labels, size_t labels_len, int64_t now_ns,
-                      ann_err *err);
-    int (*log_get)(ann_store *s, const char *tenant_id, const char *log_id,
-                   ann_log_meta *out, ann_err *err);
-    int (*log_delete)(ann_store *s, const char *tenant_id, const char *log_id,
-                      ann_err *err);
+                      const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+    int (*log_get)(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
+                   ann_err *err);
+    int (*log_delete)(ann_store *s, const char *tenant_id, const char *log_id, ann_err *err);
 
     int (*append)(ann_store *s, ann_append *req, ann_err *err);
 
@@ -143,20 +140,18 @@ typedef struct ann_store_ops {
      * whole call with ANN_ENOTFOUND naming it, and revokes nothing.
      * Revoking a redacted entry again is harmless. `actor` and `reason` are
      * kept with the time as the audit record. */
-    int (*revoke)(ann_store *s, const char *tenant_id, const char *log_id,
-                  const uint64_t *ids, size_t n, const char *actor, const char *reason,
-                  int64_t now_ns, ann_err *err);
+    int (*revoke)(ann_store *s, const char *tenant_id, const char *log_id, const uint64_t *ids,
+                  size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
 
-    int (*list)(ann_store *s, const char *tenant_id, const char *log_id,
-                const ann_list_query *q, ann_entry_visit_fn visit, void *ud, ann_err *err);
+    int (*list)(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
+                ann_entry_visit_fn visit, void *ud, ann_err *err);
 
     /* Entries with id > after_id in id order, at most `limit` of them. */
-    int (*read_after)(ann_store *s, const char *tenant_id, const char *log_id,
-                      uint64_t after_id, size_t limit, ann_entry_visit_fn visit, void *ud,
-                      ann_err *err);
+    int (*read_after)(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
+                      size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 
-    int (*watch)(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
-                 void *ud, ann_watch **out, ann_err *err);
+    int (*watch)(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn, void *ud,
+                 ann_watch **out, ann_err *err);
     /* After it returns, fn is not running and will never be called again. */
     void (*unwatch)(ann_store *s, ann_watch *w);
 } ann_store_ops;
@@ -174,21 +169,17 @@ int ann_store_tenant_create(ann_store *s, const char *name, const uint8_t key_ha
 int ann_store_tenant_by_key(ann_store *s, const uint8_t key_hash[32], ann_tenant *out,
                             ann_err *err);
 int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id,
-                         const uint8_t *labels, size_t labels_len, int64_t now_ns,
-                         ann_err *err);
-int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id,
-                      ann_log_meta *out, ann_err *err);
-int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id,
-                         ann_err *err);
+                         const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
+                      ann_err *err);
+int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id, ann_err *err);
 int ann_store_append(ann_store *s, ann_append *req, ann_err *err);
-int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id,
-                     const uint64_t *ids, size_t n, const char *actor, const char *reason,
-                     int64_t now_ns, ann_err *err);
-int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id,
-                   const ann_list_query *q, ann_entry_visit_fn visit, void *ud, ann_err *err);
-int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id,
-                         uint64_t after_id, size_t limit, ann_entry_visit_fn visit, void *ud,
-                         ann_err *err);
+int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, const uint64_t *ids,
+                     size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
+                   ann_entry_visit_fn visit, void *ud, ann_err *err);
+int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
+                         size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 int ann_store_watch(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
                     void *ud, ann_watch **out, ann_err *err);
 void ann_store_unwatch(ann_store *s, ann_watch *w);

@@ -72,7 +72,8 @@ void frame_supported(ann_cql_buf *b)
 void frame_void_warn_trace(ann_cql_buf *b)
 {
     fb_begin(b, ANN_CQL_OP_RESULT, ANN_CQL_FLAG_TRACING | ANN_CQL_FLAG_WARNING, 7);
-    for (int i = 0; i < 16; i++) ann_cql_buf_u8(b, (uint8_t)(0xa0 + i));
+    for (int i = 0; i < 16; i++)
+        ann_cql_buf_u8(b, (uint8_t)(0xa0 + i));
     ann_cql_buf_u16(b, 2);
     S(b, "Batch too large");
     S(b, "Aggregation query used without partition key");
@@ -165,7 +166,8 @@ void frame_rows_global(ann_cql_buf *b)
     ann_cql_buf_i32(b, 1);
     ann_cql_buf_u8(b, 1);
     ann_cql_buf_i32(b, 16);
-    for (int i = 0; i < 16; i++) ann_cql_buf_u8(b, (uint8_t)i);
+    for (int i = 0; i < 16; i++)
+        ann_cql_buf_u8(b, (uint8_t)i);
     ann_cql_buf_i32(b, 4);
     ann_cql_buf_i32(b, 123456);
     ann_cql_buf_i32(b, 8);
@@ -174,7 +176,8 @@ void frame_rows_global(ann_cql_buf *b)
     /* row 1 */
     ann_cql_buf_i32(b, 8);
     ann_cql_buf_i64(b, INT64_MAX);
-    for (int i = 0; i < 7; i++) ann_cql_buf_i32(b, -1);
+    for (int i = 0; i < 7; i++)
+        ann_cql_buf_i32(b, -1);
     fb_end(b);
 }
 

@@ -37,7 +37,8 @@ static ann_archive *open_archive(void)
 {
     ann_archive *a = NULL;
     ann_err err;
-    if (ann_archive_open(&CFG, &a, &err) < 0) fail_msg("open: %s", err.msg);
+    if (ann_archive_open(&CFG, &a, &err) < 0)
+        fail_msg("open: %s", err.msg);
     return a;
 }
 
@@ -53,8 +54,10 @@ static void make_batch(batch *b, const char *tag, size_t n)
     for (size_t i = 0; i < n; i++) {
         snprintf(b->ids[i], sizeof b->ids[i], "%s-id-%zu", tag, i);
         snprintf(b->bodies[i], sizeof b->bodies[i], "%s-%zu", tag, i);
-        b->e[i] = (ann_entry){.time_ns = 1000 + (int64_t)i, .insert_time_ns = 2000,
-                              .severity = 9, .insert_id = b->ids[i],
+        b->e[i] = (ann_entry){.time_ns = 1000 + (int64_t)i,
+                              .insert_time_ns = 2000,
+                              .severity = 9,
+                              .insert_id = b->ids[i],
                               .insert_id_len = strlen(b->ids[i]),
                               .body = (const uint8_t *)b->bodies[i],
                               .body_len = strlen(b->bodies[i])};
@@ -72,7 +75,8 @@ typedef struct seen {
 static int collect(const ann_entry *e, void *ud)
 {
     seen *s = ud;
-    if (s->n >= 256) return 1;
+    if (s->n >= 256)
+        return 1;
     s->id[s->n] = e->entry_id;
     snprintf(s->body[s->n], sizeof s->body[0], "%.*s", (int)e->body_len, (const char *)e->body);
     s->flags[s->n] = e->flags;
@@ -109,7 +113,8 @@ static void test_schema_claim_append_read(void **state)
     seen s = {0};
     assert_int_equal(ann_archive_read(a, TENANT, log, 1, 100, collect, &s, &err), 0);
     assert_int_equal(s.n, 5);
-    for (size_t i = 0; i < 5; i++) assert_int_equal(s.id[i], i + 1);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(s.id[i], i + 1);
     assert_string_equal(s.body[0], "a-0");
     assert_string_equal(s.body[3], "b-0");
     assert_int_equal(s.time_ns[1], 1001);
@@ -297,7 +302,8 @@ static void test_revoke(void **state)
              TENANT, log);
     assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
     assert_int_equal(r.nrows, 2);
-    for (int32_t i = 0; i < r.nrows; i++) assert_true(ann_cql_cell(&r, i, 1)->len < 0);
+    for (int32_t i = 0; i < r.nrows; i++)
+        assert_true(ann_cql_cell(&r, i, 1)->len < 0);
     ann_cql_result_release(&r);
     /* the insert_id of a revoked entry still deduplicates */
     assert_int_equal(ann_archive_head_load(a, TENANT, log, &h, &err), 0);
@@ -358,7 +364,8 @@ static void test_delete_log(void **state)
              TENANT, log);
     ann_cql_result r;
     assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
-    for (int32_t i = 0; i < r.nrows; i++) assert_true(ann_cql_cell(&r, i, 0)->len < 0);
+    for (int32_t i = 0; i < r.nrows; i++)
+        assert_true(ann_cql_cell(&r, i, 0)->len < 0);
     ann_cql_result_release(&r);
     assert_int_equal(ann_archive_delete_log(a, TENANT, "never-existed", &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
@@ -370,8 +377,8 @@ static void test_delete_log(void **state)
 static int count_ids(const ann_entry *e, void *ud)
 {
     uint64_t *want = ud;
-    if (e->entry_id != *want) fail_msg("id %llu, want %llu", (unsigned long long)e->entry_id,
-                                       (unsigned long long)*want);
+    if (e->entry_id != *want)
+        fail_msg("id %llu, want %llu", (unsigned long long)e->entry_id, (unsigned long long)*want);
     (*want)++;
     return 0;
 }
@@ -391,15 +398,18 @@ static void test_bucket_boundary(void **state)
     assert_non_null(ids);
     for (size_t i = 0; i < FIRST; i++) {
         snprintf(ids[i], sizeof ids[i], "x%zu", i);
-        e[i] = (ann_entry){.insert_id = ids[i], .insert_id_len = strlen(ids[i]),
-                           .body = (const uint8_t *)"b", .body_len = 1};
+        e[i] = (ann_entry){.insert_id = ids[i],
+                           .insert_id_len = strlen(ids[i]),
+                           .body = (const uint8_t *)"b",
+                           .body_len = 1};
     }
-    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 1, e, FIRST, NULL, &err),
-                     0);
+    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 1, e, FIRST, NULL, &err), 0);
     for (size_t i = 0; i < SECOND; i++) {
         snprintf(ids[FIRST + i], sizeof ids[0], "y%zu", i);
-        e[i] = (ann_entry){.insert_id = ids[FIRST + i], .insert_id_len = strlen(ids[FIRST + i]),
-                           .body = (const uint8_t *)"c", .body_len = 1};
+        e[i] = (ann_entry){.insert_id = ids[FIRST + i],
+                           .insert_id_len = strlen(ids[FIRST + i]),
+                           .body = (const uint8_t *)"c",
+                           .body_len = 1};
     }
     assert_int_equal(
         ann_archive_append(a, TENANT, log, h.owner_epoch, FIRST + 1, e, SECOND, NULL, &err), 0);

@@ -205,8 +205,7 @@ static void test_rows(void **state)
     ok = true;
     assert_int_equal(ann_cql_applied(&r, &ok, &err), 0);
     assert_false(ok);
-    assert_int_equal(ann_cql_get_bigint(&r, 0, ann_cql_column_index(&r, "owner_epoch"), &i64,
-                                        &err),
+    assert_int_equal(ann_cql_get_bigint(&r, 0, ann_cql_column_index(&r, "owner_epoch"), &i64, &err),
                      0);
     assert_int_equal(i64, 7);
     ann_cql_result_release(&r);
@@ -380,7 +379,8 @@ static void test_hostile_counts(void **state)
     ann_cql_buf_string(&b, "k", 1);
     ann_cql_buf_string(&b, "t", 1);
     ann_cql_buf_string(&b, "c", 1);
-    for (int i = 0; i < 40; i++) ann_cql_buf_u16(&b, ANN_CQL_T_LIST);
+    for (int i = 0; i < 40; i++)
+        ann_cql_buf_u16(&b, ANN_CQL_T_LIST);
     ann_cql_buf_u16(&b, ANN_CQL_T_INT);
     ann_cql_buf_i32(&b, 0);
     fb_end(&b);
@@ -422,9 +422,9 @@ static void test_encode_startup_options(void **state)
     ann_cql_buf b = {0};
     ann_err err;
     assert_int_equal(ann_cql_encode_startup(&b, &err), 0);
-    static const uint8_t want[] = {0x04, 0, 0, 0, 0x01, 0, 0, 0, 22, 0, 1, 0, 11, 'C', 'Q',
-                                   'L',  '_', 'V', 'E', 'R', 'S', 'I', 'O', 'N', 0, 5, '3',
-                                   '.',  '0', '.', '0'};
+    static const uint8_t want[] = {0x04, 0,   0,   0,   0x01, 0,   0,   0,   22,  0,   1,
+                                   0,    11,  'C', 'Q', 'L',  '_', 'V', 'E', 'R', 'S', 'I',
+                                   'O',  'N', 0,   5,   '3',  '.', '0', '.', '0'};
     assert_int_equal(b.len, sizeof want);
     assert_memory_equal(b.p, want, sizeof want);
     assert_int_equal(ann_cql_encode_options(&b, &err), 0);
@@ -436,14 +436,14 @@ static void test_encode_startup_options(void **state)
     assert_memory_equal(b.p, auth, sizeof auth);
     const char *ev[] = {"SCHEMA_CHANGE", "UP"};
     assert_int_equal(ann_cql_encode_register(&b, ev, 2, &err), 0);
-    static const uint8_t reg[] = {0x04, 0, 0, 0, 0x0b, 0, 0, 0, 21, 0, 2, 0, 13, 'S', 'C',
-                                  'H',  'E', 'M', 'A', '_', 'C', 'H', 'A', 'N', 'G', 'E', 0,
-                                  2,    'U', 'P'};
+    static const uint8_t reg[] = {0x04, 0,   0,   0,   0x0b, 0,   0,   0,   21,  0,
+                                  2,    0,   13,  'S', 'C',  'H', 'E', 'M', 'A', '_',
+                                  'C',  'H', 'A', 'N', 'G',  'E', 0,   2,   'U', 'P'};
     assert_int_equal(b.len, sizeof reg);
     assert_memory_equal(b.p, reg, sizeof reg);
     assert_int_equal(ann_cql_encode_prepare(&b, "SELECT 1", &err), 0);
-    static const uint8_t prep[] = {0x04, 0, 0, 0, 0x09, 0, 0, 0, 12, 0, 0, 0, 8,
-                                   'S',  'E', 'L', 'E', 'C', 'T', ' ', '1'};
+    static const uint8_t prep[] = {0x04, 0, 0,   0,   0x09, 0,   0,   0,   12,  0,  0,
+                                   0,    8, 'S', 'E', 'L',  'E', 'C', 'T', ' ', '1'};
     assert_memory_equal(b.p, prep, sizeof prep);
     ann_cql_frame_set_stream(b.p, 0x1234);
     assert_int_equal(b.p[2], 0x12);
@@ -457,11 +457,12 @@ static void test_encode_query_values(void **state)
     ann_cql_buf b = {0};
     ann_err err;
     uint8_t u[16];
-    for (int i = 0; i < 16; i++) u[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        u[i] = (uint8_t)i;
     ann_cql_kv kv[1] = {{"k", 1, "vv", 2}};
-    ann_cql_value vals[] = {ann_cql_vtext("hi"), ann_cql_vbigint(-2), ann_cql_vint(7),
-                            ann_cql_vbool(true), ann_cql_vuuid(u), ann_cql_vmap(kv, 1),
-                            ann_cql_vnull(), ann_cql_vunset(), ann_cql_vtimestamp(1000),
+    ann_cql_value vals[] = {ann_cql_vtext("hi"),     ann_cql_vbigint(-2), ann_cql_vint(7),
+                            ann_cql_vbool(true),     ann_cql_vuuid(u),    ann_cql_vmap(kv, 1),
+                            ann_cql_vnull(),         ann_cql_vunset(),    ann_cql_vtimestamp(1000),
                             ann_cql_vblob("\x01", 1)};
     ann_cql_params p;
     ann_cql_params_init(&p);
@@ -564,12 +565,12 @@ static void test_encode_batch(void **state)
     assert_memory_equal(b.p, w.p, w.len);
     assert_int_equal(off[0], 0);
     assert_memory_equal(b.p + off[1], "XY", 2);
-    assert_int_equal(ann_cql_encode_batch(&b, ANN_CQL_BATCH_LOGGED, st, 0, ANN_CQL_ONE, 0,
-                                          false, 0, NULL, &err),
-                     -1);
+    assert_int_equal(
+        ann_cql_encode_batch(&b, ANN_CQL_BATCH_LOGGED, st, 0, ANN_CQL_ONE, 0, false, 0, NULL, &err),
+        -1);
     ann_cql_batch_stmt bad = {0};
-    assert_int_equal(ann_cql_encode_batch(&b, ANN_CQL_BATCH_LOGGED, &bad, 1, ANN_CQL_ONE, 0,
-                                          false, 0, NULL, &err),
+    assert_int_equal(ann_cql_encode_batch(&b, ANN_CQL_BATCH_LOGGED, &bad, 1, ANN_CQL_ONE, 0, false,
+                                          0, NULL, &err),
                      -1);
     ann_cql_buf_release(&w);
     ann_cql_buf_release(&b);

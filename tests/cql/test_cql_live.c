@@ -25,7 +25,8 @@ static void must(ann_cql_conn *c, const char *cql)
     ann_err err;
     ann_err_clear(&err);
     int rc = ann_cql_query(c, cql, NULL, &r, &err);
-    if (rc != 0) fail_msg("%s: %s", cql, err.msg);
+    if (rc != 0)
+        fail_msg("%s: %s", cql, err.msg);
     ann_cql_result_release(&r);
 }
 
@@ -67,7 +68,8 @@ static void test_options_supported(void **state)
         if (bytes_eq(r.opt_keys[i], "PROTOCOL_VERSIONS"))
             for (uint16_t j = 0; j < r.opt_count[i]; j++)
                 v4 |= bytes_eq(r.opt_vals[r.opt_first[i] + j], "4/v4");
-        if (bytes_eq(r.opt_keys[i], "CQL_VERSION")) cqlv = r.opt_count[i] > 0;
+        if (bytes_eq(r.opt_keys[i], "CQL_VERSION"))
+            cqlv = r.opt_count[i] > 0;
     }
     assert_true(v4);
     assert_true(cqlv);
@@ -110,8 +112,7 @@ static void test_schema_keyspace_errors(void **state)
     ann_cql_result r;
     ann_err err;
     must(C, "DROP TABLE IF EXISTS " KS ".sc");
-    assert_int_equal(ann_cql_query(C, "CREATE TABLE " KS ".sc (k int PRIMARY KEY)", NULL, &r,
-                                   &err),
+    assert_int_equal(ann_cql_query(C, "CREATE TABLE " KS ".sc (k int PRIMARY KEY)", NULL, &r, &err),
                      0);
     assert_int_equal(r.kind, ANN_CQL_RESULT_SCHEMA_CHANGE);
     assert_true(bytes_eq(r.change_type, "CREATED"));
@@ -121,8 +122,7 @@ static void test_schema_keyspace_errors(void **state)
     ann_cql_result_release(&r);
 
     /* already_exists, with keyspace and table */
-    assert_int_equal(ann_cql_query(C, "CREATE TABLE " KS ".sc (k int PRIMARY KEY)", NULL, &r,
-                                   &err),
+    assert_int_equal(ann_cql_query(C, "CREATE TABLE " KS ".sc (k int PRIMARY KEY)", NULL, &r, &err),
                      -1);
     assert_int_equal(err.code, ANN_EEXISTS);
     assert_int_equal(r.opcode, ANN_CQL_OP_ERROR);
@@ -131,8 +131,9 @@ static void test_schema_keyspace_errors(void **state)
     assert_string_equal(r.error.table, "sc");
     ann_cql_result_release(&r);
     /* for a keyspace, the table is empty */
-    assert_int_equal(ann_cql_query(C, "CREATE KEYSPACE " KS " WITH replication = "
-                                      "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+    assert_int_equal(ann_cql_query(C,
+                                   "CREATE KEYSPACE " KS " WITH replication = "
+                                   "{'class': 'SimpleStrategy', 'replication_factor': 1}",
                                    NULL, &r, &err),
                      -1);
     assert_int_equal(r.error.code, ANN_CQL_E_ALREADY_EXISTS);
@@ -164,9 +165,8 @@ static void test_schema_keyspace_errors(void **state)
     ann_cql_params p;
     ann_cql_params_init(&p);
     p.consistency = ANN_CQL_QUORUM;
-    assert_int_equal(ann_cql_query(C, "INSERT INTO ann_cql_rf3.t (k, v) VALUES (1, 1)", &p, &r,
-                                   &err),
-                     -1);
+    assert_int_equal(
+        ann_cql_query(C, "INSERT INTO ann_cql_rf3.t (k, v) VALUES (1, 1)", &p, &r, &err), -1);
     assert_int_equal(err.code, ANN_EUNAVAIL);
     assert_int_equal(r.error.code, ANN_CQL_E_UNAVAILABLE);
     assert_int_equal(r.error.consistency, ANN_CQL_QUORUM);
@@ -209,32 +209,41 @@ static void test_types_roundtrip(void **state)
     must(C, "CREATE TABLE IF NOT EXISTS " KS ".types (k text PRIMARY KEY, vc varchar, "
             "bi bigint, i int, ts timestamp, b blob, ok boolean, u uuid, m map<text,text>)");
     ann_cql_prepared *ins, *sel;
-    assert_int_equal(ann_cql_prepare(C, "INSERT INTO " KS ".types (k, vc, bi, i, ts, b, ok, u, m) "
-                                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    assert_int_equal(ann_cql_prepare(C,
+                                     "INSERT INTO " KS ".types (k, vc, bi, i, ts, b, ok, u, m) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                      &ins, &err),
                      0);
     assert_int_equal(ann_cql_prepared_nbind(ins), 9);
     assert_int_equal(ann_cql_prepared_bind_type(ins, 2), ANN_CQL_T_BIGINT);
     assert_int_equal(ann_cql_prepared_bind_type(ins, 8), ANN_CQL_T_MAP);
     ann_cql_prepared *again;
-    assert_int_equal(ann_cql_prepare(C, "INSERT INTO " KS ".types (k, vc, bi, i, ts, b, ok, u, m) "
-                                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    assert_int_equal(ann_cql_prepare(C,
+                                     "INSERT INTO " KS ".types (k, vc, bi, i, ts, b, ok, u, m) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                      &again, &err),
                      0);
     assert_ptr_equal(ins, again);
-    assert_int_equal(ann_cql_prepare(C, "SELECT k, vc, bi, i, ts, b, ok, u, m FROM " KS
-                                        ".types WHERE k = ?",
-                                     &sel, &err),
-                     0);
+    assert_int_equal(
+        ann_cql_prepare(C, "SELECT k, vc, bi, i, ts, b, ok, u, m FROM " KS ".types WHERE k = ?",
+                        &sel, &err),
+        0);
 
     uint8_t u[16], blob[300];
-    for (int i = 0; i < 16; i++) u[i] = (uint8_t)(i * 17);
-    for (size_t i = 0; i < sizeof blob; i++) blob[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        u[i] = (uint8_t)(i * 17);
+    for (size_t i = 0; i < sizeof blob; i++)
+        blob[i] = (uint8_t)i;
     ann_cql_kv kv[] = {{"env", 3, "prod", 4}, {"emptyv", 6, "", 0}, {"ü", 2, "\xe2\x9c\x93", 3}};
-    ann_cql_value v[] = {ann_cql_vtext("row1"), ann_cql_vtext("h\xc3\xa9llo"),
-                         ann_cql_vbigint(INT64_MIN + 1), ann_cql_vint(-42),
-                         ann_cql_vtimestamp(1700000000123), ann_cql_vblob(blob, sizeof blob),
-                         ann_cql_vbool(true), ann_cql_vuuid(u), ann_cql_vmap(kv, 3)};
+    ann_cql_value v[] = {ann_cql_vtext("row1"),
+                         ann_cql_vtext("h\xc3\xa9llo"),
+                         ann_cql_vbigint(INT64_MIN + 1),
+                         ann_cql_vint(-42),
+                         ann_cql_vtimestamp(1700000000123),
+                         ann_cql_vblob(blob, sizeof blob),
+                         ann_cql_vbool(true),
+                         ann_cql_vuuid(u),
+                         ann_cql_vmap(kv, 3)};
     ann_cql_params p;
     ann_cql_params_init(&p);
     p.values = v;
@@ -281,10 +290,14 @@ static void test_types_roundtrip(void **state)
     int seen = 0;
     while (ann_cql_map_next(&it, &mk, &mv) > 0) {
         seen++;
-        if (bytes_eq(mk, "env")) assert_true(bytes_eq(mv, "prod"));
-        else if (bytes_eq(mk, "emptyv")) assert_int_equal(mv.len, 0);
-        else if (bytes_eq(mk, "ü")) assert_true(bytes_eq(mv, "\xe2\x9c\x93"));
-        else fail_msg("unexpected key");
+        if (bytes_eq(mk, "env"))
+            assert_true(bytes_eq(mv, "prod"));
+        else if (bytes_eq(mk, "emptyv"))
+            assert_int_equal(mv.len, 0);
+        else if (bytes_eq(mk, "ü"))
+            assert_true(bytes_eq(mv, "\xe2\x9c\x93"));
+        else
+            fail_msg("unexpected key");
     }
     assert_int_equal(seen, 3);
     ann_cql_result_release(&r);
@@ -301,9 +314,8 @@ static void test_types_roundtrip(void **state)
     key = ann_cql_vtext("row2");
     p.values = &key;
     p.nvalues = 1;
-    assert_int_equal(ann_cql_query(C, "SELECT vc, bi, i, m FROM " KS ".types WHERE k = ?", &p,
-                                   &r, &err),
-                     0);
+    assert_int_equal(
+        ann_cql_query(C, "SELECT vc, bi, i, m FROM " KS ".types WHERE k = ?", &p, &r, &err), 0);
     assert_int_equal(r.nrows, 1);
     assert_int_equal(ann_cql_get_text(&r, 0, 0, &s, &n, &err), 1);
     assert_int_equal(ann_cql_get_bigint(&r, 0, 1, &i64, &err), 0);
@@ -318,9 +330,9 @@ static void test_types_roundtrip(void **state)
     ann_cql_value bad[] = {ann_cql_vtext("row3"), ann_cql_vtext("x"), ann_cql_vint(1)};
     p.values = bad;
     p.nvalues = 3;
-    assert_int_equal(ann_cql_query(C, "INSERT INTO " KS ".types (k, vc, bi) VALUES (?, ?, ?)",
-                                   &p, &r, &err),
-                     -1);
+    assert_int_equal(
+        ann_cql_query(C, "INSERT INTO " KS ".types (k, vc, bi) VALUES (?, ?, ?)", &p, &r, &err),
+        -1);
     assert_int_equal(r.error.code, ANN_CQL_E_INVALID);
     ann_cql_result_release(&r);
 
@@ -328,13 +340,12 @@ static void test_types_roundtrip(void **state)
     ann_cql_params_init(&p);
     p.has_timestamp = true;
     p.timestamp_us = 1234567890123456;
-    assert_int_equal(ann_cql_query(C, "UPDATE " KS ".types SET i = 5 WHERE k = 'row4'", &p, &r,
-                                   &err),
-                     0);
+    assert_int_equal(
+        ann_cql_query(C, "UPDATE " KS ".types SET i = 5 WHERE k = 'row4'", &p, &r, &err), 0);
     ann_cql_result_release(&r);
-    assert_int_equal(ann_cql_query(C, "SELECT WRITETIME(i) FROM " KS ".types WHERE k = 'row4'",
-                                   NULL, &r, &err),
-                     0);
+    assert_int_equal(
+        ann_cql_query(C, "SELECT WRITETIME(i) FROM " KS ".types WHERE k = 'row4'", NULL, &r, &err),
+        0);
     assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &i64, &err), 0);
     assert_true(i64 == 1234567890123456);
     ann_cql_result_release(&r);
@@ -348,9 +359,8 @@ static void test_paging(void **state)
     must(C, "CREATE TABLE IF NOT EXISTS " KS ".paged (p int, c int, v text, PRIMARY KEY (p, c))");
     must(C, "TRUNCATE " KS ".paged");
     ann_cql_prepared *ins;
-    assert_int_equal(ann_cql_prepare(C, "INSERT INTO " KS ".paged (p, c, v) VALUES (1, ?, ?)",
-                                     &ins, &err),
-                     0);
+    assert_int_equal(
+        ann_cql_prepare(C, "INSERT INTO " KS ".paged (p, c, v) VALUES (1, ?, ?)", &ins, &err), 0);
     for (int i = 0; i < 250; i++) {
         char txt[16];
         snprintf(txt, sizeof txt, "v%d", i);
@@ -413,7 +423,8 @@ static void test_paging(void **state)
             ps = (ann_cql_bytes){state_buf, r.paging_state.len};
         }
         ann_cql_result_release(&r);
-        if (!more) break;
+        if (!more)
+            break;
     } while (pages < 20);
     assert_int_equal(total, 250);
     assert_int_equal(pages, 5);
@@ -423,7 +434,8 @@ static int count_rows(ann_cql_conn *c, const char *cql)
 {
     ann_cql_result r;
     ann_err err;
-    if (ann_cql_query(c, cql, NULL, &r, &err) != 0) fail_msg("%s: %s", cql, err.msg);
+    if (ann_cql_query(c, cql, NULL, &r, &err) != 0)
+        fail_msg("%s: %s", cql, err.msg);
     int64_t n = -1;
     assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &n, &err), 0);
     ann_cql_result_release(&r);
@@ -438,19 +450,19 @@ static void test_batches(void **state)
     must(C, "CREATE TABLE IF NOT EXISTS " KS ".bt (p int, c int, v text, PRIMARY KEY (p, c))");
     must(C, "TRUNCATE " KS ".bt");
     ann_cql_prepared *ins;
-    assert_int_equal(ann_cql_prepare(C, "INSERT INTO " KS ".bt (p, c, v) VALUES (?, ?, ?)", &ins,
-                                     &err),
-                     0);
+    assert_int_equal(
+        ann_cql_prepare(C, "INSERT INTO " KS ".bt (p, c, v) VALUES (?, ?, ?)", &ins, &err), 0);
     ann_cql_value a[] = {ann_cql_vint(1), ann_cql_vint(1), ann_cql_vtext("prepared")};
     ann_cql_value b[] = {ann_cql_vint(2), ann_cql_vint(1)};
     ann_cql_batch_item items[] = {
         {.ps = ins, .values = a, .nvalues = 3},
-        {.query = "INSERT INTO " KS ".bt (p, c, v) VALUES (?, ?, 'plain')", .values = b,
+        {.query = "INSERT INTO " KS ".bt (p, c, v) VALUES (?, ?, 'plain')",
+         .values = b,
          .nvalues = 2},
         {.query = "INSERT INTO " KS ".bt (p, c, v) VALUES (3, 1, 'no values')"},
     };
-    ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 3,
-                        .consistency = ANN_CQL_ONE};
+    ann_cql_batch bt = {
+        .type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 3, .consistency = ANN_CQL_ONE};
     assert_int_equal(ann_cql_batch_run(C, &bt, &r, &err), 0);
     assert_int_equal(r.kind, ANN_CQL_RESULT_VOID);
     ann_cql_result_release(&r);
@@ -460,8 +472,11 @@ static void test_batches(void **state)
     ann_cql_value a3[] = {ann_cql_vint(4), ann_cql_vint(2), ann_cql_vtext("u")};
     ann_cql_batch_item uitems[] = {{.ps = ins, .values = a2, .nvalues = 3},
                                    {.ps = ins, .values = a3, .nvalues = 3}};
-    bt = (ann_cql_batch){.type = ANN_CQL_BATCH_UNLOGGED, .items = uitems, .n = 2,
-                         .consistency = ANN_CQL_ONE, .has_timestamp = true,
+    bt = (ann_cql_batch){.type = ANN_CQL_BATCH_UNLOGGED,
+                         .items = uitems,
+                         .n = 2,
+                         .consistency = ANN_CQL_ONE,
+                         .has_timestamp = true,
                          .timestamp_us = 1000};
     assert_int_equal(ann_cql_batch_run(C, &bt, &r, &err), 0);
     ann_cql_result_release(&r);
@@ -473,8 +488,8 @@ static void test_batches(void **state)
     ann_cql_value a5[] = {ann_cql_vint(5), ann_cql_vint(1), ann_cql_vtext("x")};
     ann_cql_batch_item bad[] = {{.ps = ins, .values = a5, .nvalues = 3},
                                 {.query = "SELECT * FROM " KS ".bt"}};
-    bt = (ann_cql_batch){.type = ANN_CQL_BATCH_LOGGED, .items = bad, .n = 2,
-                         .consistency = ANN_CQL_ONE};
+    bt = (ann_cql_batch){
+        .type = ANN_CQL_BATCH_LOGGED, .items = bad, .n = 2, .consistency = ANN_CQL_ONE};
     assert_int_equal(ann_cql_batch_run(C, &bt, &r, &err), -1);
     assert_int_equal(r.opcode, ANN_CQL_OP_ERROR);
     assert_true(r.error.code == ANN_CQL_E_INVALID || r.error.code == ANN_CQL_E_SYNTAX);
@@ -515,8 +530,9 @@ static void test_lwt(void **state)
     ann_cql_result_release(&r);
 
     ann_cql_prepared *adv;
-    assert_int_equal(ann_cql_prepare(C, "UPDATE " KS ".lwt SET nxt = ? WHERE k = 'h' AND c = 0 "
-                                        "IF epoch = ? AND nxt = ?",
+    assert_int_equal(ann_cql_prepare(C,
+                                     "UPDATE " KS ".lwt SET nxt = ? WHERE k = 'h' AND c = 0 "
+                                     "IF epoch = ? AND nxt = ?",
                                      &adv, &err),
                      0);
     ann_cql_value v[] = {ann_cql_vbigint(11), ann_cql_vbigint(1), ann_cql_vbigint(1)};
@@ -542,7 +558,9 @@ static void test_lwt(void **state)
         {.query = "INSERT INTO " KS ".lwt (k, c, v) VALUES ('h', 11, 'a')"},
         {.query = "INSERT INTO " KS ".lwt (k, c, v) VALUES ('h', 12, 'b')"},
     };
-    ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 3,
+    ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED,
+                        .items = items,
+                        .n = 3,
                         .consistency = ANN_CQL_QUORUM,
                         .serial_consistency = ANN_CQL_LOCAL_SERIAL};
     assert_int_equal(ann_cql_batch_run(C, &bt, &r, &err), 0);
@@ -560,9 +578,8 @@ static void test_lwt(void **state)
     /* a linearizable read */
     ann_cql_params_init(&p);
     p.consistency = ANN_CQL_SERIAL;
-    assert_int_equal(ann_cql_query(C, "SELECT nxt FROM " KS ".lwt WHERE k = 'h' AND c = 0", &p,
-                                   &r, &err),
-                     0);
+    assert_int_equal(
+        ann_cql_query(C, "SELECT nxt FROM " KS ".lwt WHERE k = 'h' AND c = 0", &p, &r, &err), 0);
     assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &i64, &err), 0);
     assert_int_equal(i64, 13);
     ann_cql_result_release(&r);
@@ -606,8 +623,8 @@ static void test_unprepared_reprepare(void **state)
     ann_cql_value v3[] = {ann_cql_vint(3), ann_cql_vint(3)};
     ann_cql_batch_item items[] = {{.ps = ins, .values = v3, .nvalues = 2},
                                   {.query = "INSERT INTO " KS ".rp (k, v) VALUES (4, 4)"}};
-    ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 2,
-                        .consistency = ANN_CQL_ONE};
+    ann_cql_batch bt = {
+        .type = ANN_CQL_BATCH_LOGGED, .items = items, .n = 2, .consistency = ANN_CQL_ONE};
     assert_int_equal(ann_cql_batch_run(c, &bt, &r, &err), 0);
     ann_cql_result_release(&r);
     ann_cql_conn_stats(c, &st0);
@@ -629,11 +646,9 @@ static void test_100_in_flight(void **state)
     assert_int_equal(ann_cql_conn_new(&cfg, &c, &err), 0);
     must(c, "CREATE TABLE IF NOT EXISTS " KS ".inflight (k int PRIMARY KEY, v text)");
     ann_cql_prepared *ins, *sel;
-    assert_int_equal(ann_cql_prepare(c, "INSERT INTO " KS ".inflight (k, v) VALUES (?, ?)", &ins,
-                                     &err),
-                     0);
-    assert_int_equal(ann_cql_prepare(c, "SELECT k, v FROM " KS ".inflight WHERE k = ?", &sel,
-                                     &err),
+    assert_int_equal(
+        ann_cql_prepare(c, "INSERT INTO " KS ".inflight (k, v) VALUES (?, ?)", &ins, &err), 0);
+    assert_int_equal(ann_cql_prepare(c, "SELECT k, v FROM " KS ".inflight WHERE k = ?", &sel, &err),
                      0);
     ann_cql_future *f[N];
     char txt[N][16];
@@ -694,8 +709,7 @@ static void test_break_reconnect(void **state)
     ann_cql_conn *c;
     assert_int_equal(ann_cql_conn_new(&cfg, &c, &err), 0);
     ann_cql_prepared *sel;
-    assert_int_equal(ann_cql_prepare(c, "SELECT release_version FROM system.local", &sel, &err),
-                     0);
+    assert_int_equal(ann_cql_prepare(c, "SELECT release_version FROM system.local", &sel, &err), 0);
     ann_cql_conn_break(c);
     ann_cql_params p;
     ann_cql_params_init(&p);

@@ -31,7 +31,8 @@ static void sh(const char *deploy, const char *script)
     snprintf(cmd, sizeof cmd, "'%s/%s' cassandra", deploy, script);
     print_message("restart test: %s\n", cmd);
     int rc = system(cmd);
-    if (rc != 0) fail_msg("%s: exit %d", cmd, rc);
+    if (rc != 0)
+        fail_msg("%s: exit %d", cmd, rc);
 }
 
 static void test_restart_reconnect(void **state)
@@ -54,24 +55,24 @@ static void test_restart_reconnect(void **state)
     ann_cql_conn *c;
     assert_int_equal(ann_cql_conn_new(&cfg, &c, &err), 0);
     ann_cql_result r;
-    assert_int_equal(ann_cql_query(c, "CREATE KEYSPACE IF NOT EXISTS ann_cql_test WITH "
-                                      "replication = {'class': 'SimpleStrategy', "
-                                      "'replication_factor': 1}",
+    assert_int_equal(ann_cql_query(c,
+                                   "CREATE KEYSPACE IF NOT EXISTS ann_cql_test WITH "
+                                   "replication = {'class': 'SimpleStrategy', "
+                                   "'replication_factor': 1}",
                                    NULL, &r, &err),
                      0);
     ann_cql_result_release(&r);
-    assert_int_equal(ann_cql_query(c, "CREATE TABLE IF NOT EXISTS ann_cql_test.restart "
-                                      "(k int PRIMARY KEY, v text)",
+    assert_int_equal(ann_cql_query(c,
+                                   "CREATE TABLE IF NOT EXISTS ann_cql_test.restart "
+                                   "(k int PRIMARY KEY, v text)",
                                    NULL, &r, &err),
                      0);
     ann_cql_result_release(&r);
     ann_cql_prepared *ins, *sel;
-    assert_int_equal(ann_cql_prepare(c, "INSERT INTO ann_cql_test.restart (k, v) VALUES (?, ?)",
-                                     &ins, &err),
-                     0);
-    assert_int_equal(ann_cql_prepare(c, "SELECT v FROM ann_cql_test.restart WHERE k = ?", &sel,
-                                     &err),
-                     0);
+    assert_int_equal(
+        ann_cql_prepare(c, "INSERT INTO ann_cql_test.restart (k, v) VALUES (?, ?)", &ins, &err), 0);
+    assert_int_equal(
+        ann_cql_prepare(c, "SELECT v FROM ann_cql_test.restart WHERE k = ?", &sel, &err), 0);
 
     ann_cql_config acql = live_config();
     acql.request_timeout_ms = 5000;
@@ -83,11 +84,10 @@ static void test_restart_reconnect(void **state)
     snprintf(log, sizeof log, "restart-%ld", (long)time(NULL));
     ann_archive_head h;
     assert_int_equal(ann_archive_claim(a, "tenant-restart", log, &h, &err), 0);
-    ann_entry e = {.insert_id = "before", .insert_id_len = 6, .body = (const uint8_t *)"x",
-                   .body_len = 1};
-    assert_int_equal(ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 1, &e, 1, NULL,
-                                        &err),
-                     0);
+    ann_entry e = {
+        .insert_id = "before", .insert_id_len = 6, .body = (const uint8_t *)"x", .body_len = 1};
+    assert_int_equal(
+        ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 1, &e, 1, NULL, &err), 0);
 
     /* down */
     sh(deploy, "services-down.sh");
@@ -109,9 +109,11 @@ static void test_restart_reconnect(void **state)
     for (int i = 0; i < 120 && rc != 0; i++) {
         rc = ann_cql_execute(c, ins, &p, &r, &err);
         ann_cql_result_release(&r);
-        if (rc != 0) sleep(1);
+        if (rc != 0)
+            sleep(1);
     }
-    if (rc != 0) fail_msg("no reconnect: %s", err.msg);
+    if (rc != 0)
+        fail_msg("no reconnect: %s", err.msg);
     ann_cql_value k = ann_cql_vint(1);
     ann_cql_params_init(&p);
     p.values = &k;
@@ -125,26 +127,26 @@ static void test_restart_reconnect(void **state)
     ann_cql_result_release(&r);
     ann_cql_stats st;
     ann_cql_conn_stats(c, &st);
-    print_message("connects %llu, reprepares %llu, retries %llu\n",
-                  (unsigned long long)st.connects, (unsigned long long)st.reprepares,
-                  (unsigned long long)st.retries);
+    print_message("connects %llu, reprepares %llu, retries %llu\n", (unsigned long long)st.connects,
+                  (unsigned long long)st.reprepares, (unsigned long long)st.retries);
     assert_true(st.connects >= 2);
 
     /* the archive handle too: the owner goes on appending */
-    ann_entry e2 = {.insert_id = "after", .insert_id_len = 5, .body = (const uint8_t *)"y",
-                    .body_len = 1};
+    ann_entry e2 = {
+        .insert_id = "after", .insert_id_len = 5, .body = (const uint8_t *)"y", .body_len = 1};
     rc = -1;
     for (int i = 0; i < 60 && rc != 0; i++) {
         ann_archive_head cur;
         rc = ann_archive_head_load(a, "tenant-restart", log, &cur, &err);
         if (rc == 0 && cur.next_id == 2)
-            rc = ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 2, &e2, 1, NULL,
-                                    &err);
+            rc = ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 2, &e2, 1, NULL, &err);
         else if (rc == 0)
             fail_msg("head next_id %llu after restart", (unsigned long long)cur.next_id);
-        if (rc != 0) sleep(1);
+        if (rc != 0)
+            sleep(1);
     }
-    if (rc != 0) fail_msg("archive after restart: %s", err.msg);
+    if (rc != 0)
+        fail_msg("archive after restart: %s", err.msg);
     ann_archive_head_load(a, "tenant-restart", log, &h, &err);
     assert_int_equal(h.next_id, 3);
     ann_archive_close(a);

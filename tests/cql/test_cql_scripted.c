@@ -65,7 +65,8 @@ static int seen_count(fake *f, const char *q)
     int c = 0;
     pthread_mutex_lock(&f->mu);
     for (int i = 0; i < f->nseen; i++)
-        if (strcmp(f->seen[i].text, q) == 0) c = f->seen[i].count;
+        if (strcmp(f->seen[i].text, q) == 0)
+            c = f->seen[i].count;
     pthread_mutex_unlock(&f->mu);
     return c;
 }
@@ -75,7 +76,8 @@ static int seen_count(fake *f, const char *q)
 static int seen_wait(fake *f, const char *q, int want)
 {
     int c = 0;
-    for (int i = 0; i < 1000 && (c = seen_count(f, q)) < want; i++) usleep(10000);
+    for (int i = 0; i < 1000 && (c = seen_count(f, q)) < want; i++)
+        usleep(10000);
     return c;
 }
 
@@ -83,7 +85,8 @@ static int rd_all(int fd, uint8_t *p, size_t n)
 {
     while (n) {
         ssize_t k = read(fd, p, n);
-        if (k <= 0) return -1;
+        if (k <= 0)
+            return -1;
         p += k;
         n -= (size_t)k;
     }
@@ -138,9 +141,11 @@ static void serve(fake *f, int fd)
     int nhold = 0;
     for (;;) {
         uint8_t h[9];
-        if (rd_all(fd, h, 9) < 0) break;
+        if (rd_all(fd, h, 9) < 0)
+            break;
         uint32_t len = (uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8];
-        if (h[0] != 0x04 || len > (1u << 20)) break;
+        if (h[0] != 0x04 || len > (1u << 20))
+            break;
         uint8_t *body = malloc(len + 1);
         if (!body || rd_all(fd, body, len) < 0) {
             free(body);
@@ -177,16 +182,21 @@ static void serve(fake *f, int fd)
             char q[64] = {0};
             memcpy(q, body + 4, ql < 63 && ql <= len - 4 ? ql : 0);
             int n = seen_bump(f, q);
-            if (strcmp(q, "ok") == 0) reply_void(fd, stream);
+            if (strcmp(q, "ok") == 0)
+                reply_void(fd, stream);
             else if (strcmp(q, "write_timeout") == 0)
                 reply_frame(fd, stream, frame_err_write_timeout);
             else if (strcmp(q, "read_timeout") == 0)
                 reply_frame(fd, stream, frame_err_read_timeout);
-            else if (strcmp(q, "unavailable") == 0) reply_frame(fd, stream, frame_err_unavailable);
-            else if (strcmp(q, "syntax") == 0) reply_frame(fd, stream, frame_err_syntax);
+            else if (strcmp(q, "unavailable") == 0)
+                reply_frame(fd, stream, frame_err_unavailable);
+            else if (strcmp(q, "syntax") == 0)
+                reply_frame(fd, stream, frame_err_syntax);
             else if (strncmp(q, "flaky_overloaded", 16) == 0) {
-                if (n <= 2) reply_frame(fd, stream, frame_err_overloaded);
-                else reply_void(fd, stream);
+                if (n <= 2)
+                    reply_frame(fd, stream, frame_err_overloaded);
+                else
+                    reply_void(fd, stream);
             } else if (strncmp(q, "flaky_bootstrapping", 19) == 0) {
                 if (n <= 1) {
                     ann_cql_buf b = {0};
@@ -202,8 +212,10 @@ static void serve(fake *f, int fd)
             } else if (strncmp(q, "silent", 6) == 0) {
                 /* never answered */
             } else if (strncmp(q, "drop_once", 9) == 0) {
-                if (n == 1) close_now = true;
-                else reply_void(fd, stream);
+                if (n == 1)
+                    close_now = true;
+                else
+                    reply_void(fd, stream);
             } else if (strncmp(q, "drop", 4) == 0) {
                 close_now = true;
             } else if (strcmp(q, "garbage") == 0) {
@@ -226,7 +238,8 @@ static void serve(fake *f, int fd)
             reply_frame(fd, stream, frame_err_syntax);
         }
         free(body);
-        if (close_now) break;
+        if (close_now)
+            break;
     }
     close(fd);
 }
@@ -238,11 +251,14 @@ static void *fake_main(void *arg)
         pthread_mutex_lock(&f->mu);
         bool stop = f->stop;
         pthread_mutex_unlock(&f->mu);
-        if (stop) break;
+        if (stop)
+            break;
         struct pollfd p = {f->lfd, POLLIN, 0};
-        if (poll(&p, 1, 50) != 1) continue;
+        if (poll(&p, 1, 50) != 1)
+            continue;
         int fd = accept(f->lfd, NULL, NULL);
-        if (fd < 0) continue;
+        if (fd < 0)
+            continue;
         pthread_mutex_lock(&f->mu);
         f->accepted++;
         pthread_mutex_unlock(&f->mu);
@@ -285,16 +301,20 @@ static ann_cql_conn *connect_to(fake *f, int timeout_ms, const char *user, const
 {
     char cp[64];
     snprintf(cp, sizeof cp, "127.0.0.1:%d", f->port);
-    ann_cql_config cfg = {.contact_points = cp, .username = user, .password = pw,
-                          .request_timeout_ms = timeout_ms, .retry_backoff_ms = 1};
+    ann_cql_config cfg = {.contact_points = cp,
+                          .username = user,
+                          .password = pw,
+                          .request_timeout_ms = timeout_ms,
+                          .retry_backoff_ms = 1};
     ann_cql_conn *c = NULL;
     ann_err err;
-    if (ann_cql_conn_new(&cfg, &c, &err) < 0) fail_msg("connect: %s", err.msg);
+    if (ann_cql_conn_new(&cfg, &c, &err) < 0)
+        fail_msg("connect: %s", err.msg);
     return c;
 }
 
-static int run_t(ann_cql_conn *c, const char *q, bool idempotent, int timeout_ms,
-                 ann_cql_result *r, ann_err *err)
+static int run_t(ann_cql_conn *c, const char *q, bool idempotent, int timeout_ms, ann_cql_result *r,
+                 ann_err *err)
 {
     ann_cql_params p;
     ann_cql_params_init(&p);

@@ -18,18 +18,18 @@ static void utf8_accepts_and_refuses(void **state)
     assert_true(U8(""));
     assert_true(U8("plain ascii \x1b[31m with escape"));
     assert_true(U8("nul\0inside"));
-    assert_true(U8("\xc3\xa9"));             /* é */
-    assert_true(U8("\xe2\x82\xac"));         /* € */
-    assert_true(U8("\xf0\x9f\x98\x80"));     /* 😀 */
-    assert_true(U8("\xf4\x8f\xbf\xbf"));     /* U+10FFFF */
+    assert_true(U8("\xc3\xa9"));         /* é */
+    assert_true(U8("\xe2\x82\xac"));     /* € */
+    assert_true(U8("\xf0\x9f\x98\x80")); /* 😀 */
+    assert_true(U8("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
     assert_false(U8("\xff"));
-    assert_false(U8("\xc0\xaf"));            /* overlong '/' */
-    assert_false(U8("\xe0\x80\xaf"));        /* overlong */
-    assert_false(U8("\xed\xa0\x80"));        /* surrogate D800 */
-    assert_false(U8("\xf4\x90\x80\x80"));    /* > U+10FFFF */
-    assert_false(U8("\xc3"));                /* truncated */
-    assert_false(U8("\xe2\x82"));            /* truncated */
-    assert_false(U8("a\x80"));               /* lone continuation */
+    assert_false(U8("\xc0\xaf"));         /* overlong '/' */
+    assert_false(U8("\xe0\x80\xaf"));     /* overlong */
+    assert_false(U8("\xed\xa0\x80"));     /* surrogate D800 */
+    assert_false(U8("\xf4\x90\x80\x80")); /* > U+10FFFF */
+    assert_false(U8("\xc3"));             /* truncated */
+    assert_false(U8("\xe2\x82"));         /* truncated */
+    assert_false(U8("a\x80"));            /* lone continuation */
 }
 
 static void uuids(void **state)
@@ -87,15 +87,20 @@ static void base64url_round_trip(void **state)
     assert_int_equal(ann_b64url_decode("AB=", 3, out, sizeof out), -1); /* padding */
     assert_int_equal(ann_b64url_decode("AB", 2, out, sizeof out), -1);  /* stray low bits */
     assert_int_equal(ann_b64url_decode("AA", 2, out, sizeof out), 1);
-    assert_int_equal(ann_b64url_decode("AAAA", 4, out, 2), -1);         /* too small */
+    assert_int_equal(ann_b64url_decode("AAAA", 4, out, 2), -1); /* too small */
 }
 
 static void page_tokens(void **state)
 {
     (void)state;
     uint8_t secret[32] = {1, 2, 3};
-    ann_page_scope sc = {.tenant_id = "t", .log_id = "l", .start_ns = 5, .end_ns = 10,
-                         .text = "err", .text_len = 3, .min_severity = 500};
+    ann_page_scope sc = {.tenant_id = "t",
+                         .log_id = "l",
+                         .start_ns = 5,
+                         .end_ns = 10,
+                         .text = "err",
+                         .text_len = 3,
+                         .min_severity = 500};
     ann_page_cursor cur = {.max_id = 99, .time_ns = -12345, .entry_id = 42}, got;
     char tok[ANN_PAGE_TOKEN_MAX];
     ann_err err = {0};

@@ -39,8 +39,8 @@ static void pack(const ProtobufCMessage *m, ann_buf *out)
     out->len = protobuf_c_message_pack(m, out->data);
 }
 
-static int call(fx *f, ann_rpc rpc, const ann_tenant *t, const ProtobufCMessage *req,
-                ann_buf *resp, ann_err *err)
+static int call(fx *f, ann_rpc rpc, const ann_tenant *t, const ProtobufCMessage *req, ann_buf *resp,
+                ann_err *err)
 {
     ann_buf in = ANN_BUF_INIT;
     pack(req, &in);
@@ -105,7 +105,8 @@ static int write_one(fx *f, void (*mutate)(Annals__Wire__V1__LogEntry *, void *)
     e.text_payload = BIN("hello");
     if (mutate)
         mutate(&e, ud);
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     req.log_id = BINZ(f->log);
     req.n_entries = 1;
     req.entries = &ep;
@@ -237,7 +238,8 @@ static void request_level_limits(void **state)
     fx *f = *state;
     ann_err err;
     ann_buf resp = ANN_BUF_INIT;
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     req.log_id = BINZ(f->log);
     assert_int_equal(call(f, ANN_RPC_WRITE, &f->a, &req.base, &resp, &err), -1);
     assert_int_equal(err.code, ANN_EINVAL);
@@ -264,8 +266,8 @@ static void request_level_limits(void **state)
     /* Undecodable bytes. */
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0x0f};
     for (int rpc = ANN_RPC_CREATE_LOG; rpc <= ANN_RPC_GET_LOG; rpc++) {
-        assert_int_equal(ann_service_unary(&f->svc, (ann_rpc)rpc, &f->a, junk, sizeof junk,
-                                           &resp, &err), -1);
+        assert_int_equal(
+            ann_service_unary(&f->svc, (ann_rpc)rpc, &f->a, junk, sizeof junk, &resp, &err), -1);
         assert_int_equal(err.code, ANN_EINVAL);
         assert_non_null(strstr(err.msg, "request"));
     }
@@ -294,8 +296,8 @@ static void deep_nesting_is_refused(void **state)
     ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
     ann_buf_add_len_field(&req, 2, entry.data, entry.len);
     ann_buf resp = ANN_BUF_INIT;
-    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
-                                       &err), -1);
+    assert_int_equal(
+        ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp, &err), -1);
     assert_int_equal(err.code, ANN_EINVAL);
     ann_buf_release(&v), ann_buf_release(&tmp), ann_buf_release(&fe), ann_buf_release(&st);
     ann_buf_release(&entry), ann_buf_release(&req), ann_buf_release(&resp);
@@ -311,8 +313,8 @@ static void floods_are_refused_before_unpacking(void **state)
     ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
     for (int i = 0; i < 3 * ANN_MAX_ENTRIES_PER_WRITE; i++)
         ann_buf_add_len_field(&req, 2, "", 0);
-    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
-                                       &err), -1);
+    assert_int_equal(
+        ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp, &err), -1);
     assert_int_equal(err.code, ANN_EINVAL);
     assert_non_null(strstr(err.msg, "entries"));
 
@@ -323,8 +325,8 @@ static void floods_are_refused_before_unpacking(void **state)
     req.len = 0;
     ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
     ann_buf_add_len_field(&req, 2, entry.data, entry.len);
-    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
-                                       &err), -1);
+    assert_int_equal(
+        ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp, &err), -1);
     assert_int_equal(err.code, ANN_EINVAL);
     assert_non_null(strstr(err.msg, "unknown fields"));
     /* A few unknown fields (a newer client) are fine. */
@@ -334,8 +336,8 @@ static void floods_are_refused_before_unpacking(void **state)
     req.len = 0;
     ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
     ann_buf_add_len_field(&req, 2, entry.data, entry.len);
-    assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp,
-                                       &err), 0);
+    assert_int_equal(
+        ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp, &err), 0);
     assert_true(entry_count(f, &f->a, f->log) == 1);
     ann_buf_release(&entry);
     ann_buf_release(&req);
@@ -362,7 +364,9 @@ static void json_payload_bytes_are_checked(void **state)
         /* value: string_value sent as a varint */
         {"string_value", {0x0a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 0x18, 0x01}, 9},
         /* value: number_value NaN */
-        {"finite", {0x0a, 0x0e, 0x0a, 0x01, 'k', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f}, 16},
+        {"finite",
+         {0x0a, 0x0e, 0x0a, 0x01, 'k', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f},
+         16},
         /* an unknown field in a Value */
         {"unknown", {0x0a, 0x07, 0x0a, 0x01, 'k', 0x12, 0x02, 0x38, 0x01}, 9},
     };
@@ -372,8 +376,8 @@ static void json_payload_bytes_are_checked(void **state)
         ann_buf_add_len_field(&entry, 31, cases[i].bytes, cases[i].n);
         ann_buf_add_len_field(&req, 1, f->log, strlen(f->log));
         ann_buf_add_len_field(&req, 2, entry.data, entry.len);
-        assert_int_equal(ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len,
-                                           &resp, &err), -1);
+        assert_int_equal(
+            ann_service_unary(&f->svc, ANN_RPC_WRITE, &f->a, req.data, req.len, &resp, &err), -1);
         assert_int_equal(err.code, ANN_EINVAL);
         if (!strstr(err.msg, "entries[0].json_payload") || !strstr(err.msg, cases[i].why))
             fail_msg("case %zu: '%s'", i, err.msg);
@@ -405,7 +409,7 @@ static int write_batch(fx *f, size_t n, int64_t base_time, const char *prefix)
     Annals__Wire__V1__LogEntry *e = calloc(n, sizeof *e);
     Annals__Wire__V1__LogEntry **ep = calloc(n, sizeof *ep);
     Annals__Wire__V1__Timestamp *ts = calloc(n, sizeof *ts);
-    char (*ids)[32] = calloc(n, sizeof *ids);
+    char(*ids)[32] = calloc(n, sizeof *ids);
     for (size_t i = 0; i < n; i++) {
         annals__wire__v1__log_entry__init(&e[i]);
         annals__wire__v1__timestamp__init(&ts[i]);
@@ -417,7 +421,8 @@ static int write_batch(fx *f, size_t n, int64_t base_time, const char *prefix)
         e[i].insert_id = BINZ(ids[i]);
         ep[i] = &e[i];
     }
-    Annals__Wire__V1__WriteLogEntriesRequest req = ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
+    Annals__Wire__V1__WriteLogEntriesRequest req =
+        ANNALS__WIRE__V1__WRITE_LOG_ENTRIES_REQUEST__INIT;
     req.log_id = BINZ(f->log);
     req.n_entries = n;
     req.entries = ep;

@@ -106,12 +106,12 @@ static void make_log(fx *f, const char *log)
 
 /* Appends n entries with insert ids "<prefix>-<i>", bodies "body-<prefix>-<i>"
  * and the given times (or time = i). Returns the ids. */
-static int append_n(ann_store *s, const char *tenant, const char *log, const char *prefix,
-                    size_t n, const int64_t *times, uint64_t *ids, size_t *n_new, ann_err *err)
+static int append_n(ann_store *s, const char *tenant, const char *log, const char *prefix, size_t n,
+                    const int64_t *times, uint64_t *ids, size_t *n_new, ann_err *err)
 {
     ann_entry *es = calloc(n, sizeof *es);
-    char (*iids)[48] = calloc(n, 48);
-    char (*bodies)[64] = calloc(n, 64);
+    char(*iids)[48] = calloc(n, 48);
+    char(*bodies)[64] = calloc(n, 64);
     for (size_t i = 0; i < n; i++) {
         snprintf(iids[i], 48, "%s-%zu", prefix, i);
         snprintf(bodies[i], 64, "body-%s-%zu", prefix, i);
@@ -352,7 +352,8 @@ static void test_log_create_get(void **state)
     ann_err err;
     ann_log_meta m;
     const uint8_t labels[] = {1, 2, 3, 0, 4};
-    assert_int_equal(ann_store_log_create(f->s, f->t.id, "log-1", labels, sizeof labels, 777, &err), 0);
+    assert_int_equal(ann_store_log_create(f->s, f->t.id, "log-1", labels, sizeof labels, 777, &err),
+                     0);
     assert_int_equal(ann_store_log_get(f->s, f->t.id, "log-1", &m, &err), 0);
     assert_string_equal(m.id, "log-1");
     assert_int_equal(m.create_time_ns, 777);
@@ -589,8 +590,7 @@ static bool odd_filter(const ann_entry *e, void *ud)
     return e->entry_id % 2 == 1;
 }
 
-static void check_query(fx *f, const char *log, const ref *all, size_t n,
-                        const ann_list_query *q)
+static void check_query(fx *f, const char *log, const ref *all, size_t n, const ann_list_query *q)
 {
     got g = {0};
     ann_err err;
@@ -715,8 +715,8 @@ static void test_list_bounds_cursor_snapshot(void **state)
         assert_int_equal(seen[i], want2[i]);
 
     /* Filter before limit. */
-    q = (ann_list_query){.start_ns = INT64_MIN, .end_ns = INT64_MAX, .limit = 2,
-                         .filter = odd_filter};
+    q = (ann_list_query){
+        .start_ns = INT64_MIN, .end_ns = INT64_MAX, .limit = 2, .filter = odd_filter};
     assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, &err), 0);
     assert_int_equal(g.n, 2);
     assert_int_equal(g.ids[0] % 2, 1);
@@ -759,7 +759,8 @@ static void test_revoke_purges(void **state)
     assert_true(dir_contains(f->dir, "body-SECRETTOKEN-1"));
 
     uint64_t rv[3] = {4, 2, 2};
-    assert_int_equal(ann_store_revoke(f->s, f->t.id, "r", rv, 3, "alice", "leaked key", 5555, &err), 0);
+    assert_int_equal(ann_store_revoke(f->s, f->t.id, "r", rv, 3, "alice", "leaked key", 5555, &err),
+                     0);
     /* The bytes are gone from the data directory when the call returns. */
     assert_false(dir_contains(f->dir, "body-SECRETTOKEN-1"));
     assert_false(dir_contains(f->dir, "body-SECRETTOKEN-3"));
@@ -823,7 +824,8 @@ static void test_revoke_recovery(void **state)
     assert_int_equal(ann_meta_open(p, true, &m, &err), 0);
     int64_t rowid;
     uint64_t rv[2] = {2, 3};
-    assert_int_equal(ann_meta_revoke_insert(m, f->t.id, "rr", rv, 2, "eve", "crash", 1, &rowid, &err), 0);
+    assert_int_equal(
+        ann_meta_revoke_insert(m, f->t.id, "rr", rv, 2, "eve", "crash", 1, &rowid, &err), 0);
     ann_meta_free(m);
     /* A torn overwrite of entry 3: part of its body zeroed, checksum stale. */
     data_path(f, "rr", path, sizeof path);

@@ -65,11 +65,19 @@ static void run_pattern(int pattern)
     for (size_t i = 0; i < N; i++) {
         int64_t t;
         switch (pattern) {
-        case 0: t = (int64_t)i; break;                       /* in order */
-        case 1: t = (int64_t)(N - i); break;                 /* reversed */
-        case 2: t = rand_r(&seed) % 1000; break;             /* random, many equal */
-        case 3: t = (int64_t)i * 4 + rand_r(&seed) % 64; break; /* jitter */
-        default: /* whole batches of 100 out of order (concurrent writers) */
+        case 0:
+            t = (int64_t)i;
+            break; /* in order */
+        case 1:
+            t = (int64_t)(N - i);
+            break; /* reversed */
+        case 2:
+            t = rand_r(&seed) % 1000;
+            break; /* random, many equal */
+        case 3:
+            t = (int64_t)i * 4 + rand_r(&seed) % 64;
+            break; /* jitter */
+        default:   /* whole batches of 100 out of order (concurrent writers) */
             t = (int64_t)((i / 100) ^ 5) * 1000 + (int64_t)(i % 100);
             break;
         }
@@ -173,7 +181,8 @@ static void test_offsets_wide(void **state)
     ann_idx x;
     ann_idx_init(&x);
     for (uint64_t i = 0; i < 70000; i++)
-        assert_int_equal(ann_idx_add(&x, 0, 1000 + i * (i < 30000 ? 100 : (1u << 20)), (uint32_t)i), 0);
+        assert_int_equal(ann_idx_add(&x, 0, 1000 + i * (i < 30000 ? 100 : (1u << 20)), (uint32_t)i),
+                         0);
     for (uint64_t i = 0; i < 70000; i++)
         assert_true(ann_idx_off(&x, i + 1) == 1000 + i * (i < 30000 ? 100 : (1u << 20)));
     ann_idx_release(&x);
@@ -183,9 +192,13 @@ static void test_record_codec(void **state)
 {
     (void)state;
     uint8_t buf[256];
-    ann_entry e = {.time_ns = -5, .insert_time_ns = 77, .severity = 600,
-                   .insert_id = "iid", .insert_id_len = 3,
-                   .body = (const uint8_t *)"hello", .body_len = 5};
+    ann_entry e = {.time_ns = -5,
+                   .insert_time_ns = 77,
+                   .severity = 600,
+                   .insert_id = "iid",
+                   .insert_id_len = 3,
+                   .body = (const uint8_t *)"hello",
+                   .body_len = 5};
     size_t len = ann_lf_rec_size(3, 5);
     ann_lf_rec_encode(buf, 9, &e);
     ann_entry d;

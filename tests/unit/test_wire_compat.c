@@ -20,13 +20,22 @@
 static int wire_type(const ProtobufCFieldDescriptor *f)
 {
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_BOOL: case PROTOBUF_C_TYPE_ENUM:
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_BOOL:
+    case PROTOBUF_C_TYPE_ENUM:
         return 0;
-    case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
         return 1;
-    case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
         return 5;
     default:
         return 2;
@@ -67,12 +76,12 @@ static void compare(const ProtobufCMessageDescriptor *pub, const ProtobufCMessag
         const ProtobufCMessageDescriptor *x = pass ? wire : pub, *y = pass ? pub : wire;
         for (unsigned i = 0; i < x->n_fields; i++) {
             const ProtobufCFieldDescriptor *fx = &x->fields[i];
-            const ProtobufCFieldDescriptor *fy =
-                protobuf_c_message_descriptor_get_field(y, fx->id);
+            const ProtobufCFieldDescriptor *fy = protobuf_c_message_descriptor_get_field(y, fx->id);
             if (!fy)
                 fail_msg("%s.%s (#%u) has no field #%u in %s", x->name, fx->name, fx->id, fx->id,
                          y->name);
-            if ((fx->label == PROTOBUF_C_LABEL_REPEATED) != (fy->label == PROTOBUF_C_LABEL_REPEATED))
+            if ((fx->label == PROTOBUF_C_LABEL_REPEATED) !=
+                (fy->label == PROTOBUF_C_LABEL_REPEATED))
                 fail_msg("%s.%s: repeated in one view only", x->name, fx->name);
             if (wire_type(fx) != wire_type(fy))
                 fail_msg("%s.%s: wire types differ", x->name, fx->name);
@@ -87,7 +96,8 @@ static void compare(const ProtobufCMessageDescriptor *pub, const ProtobufCMessag
             } else if (!same_scalar(fx, fy)) {
                 fail_msg("%s.%s: scalar types differ", x->name, fx->name);
             }
-            if ((fx->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != (fy->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+            if ((fx->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) !=
+                (fy->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
                 fail_msg("%s.%s: oneof in one view only", x->name, fx->name);
         }
     }
@@ -97,21 +107,35 @@ static void views_agree(void **state)
 {
     (void)state;
     const ProtobufCMessageDescriptor *pairs[][2] = {
-        {&annals__v1__create_log_request__descriptor, &annals__wire__v1__create_log_request__descriptor},
-        {&annals__v1__create_log_response__descriptor, &annals__wire__v1__create_log_response__descriptor},
+        {&annals__v1__create_log_request__descriptor,
+         &annals__wire__v1__create_log_request__descriptor},
+        {&annals__v1__create_log_response__descriptor,
+         &annals__wire__v1__create_log_response__descriptor},
         {&annals__v1__get_log_request__descriptor, &annals__wire__v1__get_log_request__descriptor},
-        {&annals__v1__get_log_response__descriptor, &annals__wire__v1__get_log_response__descriptor},
-        {&annals__v1__delete_log_request__descriptor, &annals__wire__v1__delete_log_request__descriptor},
-        {&annals__v1__delete_log_response__descriptor, &annals__wire__v1__delete_log_response__descriptor},
-        {&annals__v1__write_log_entries_request__descriptor, &annals__wire__v1__write_log_entries_request__descriptor},
-        {&annals__v1__write_log_entries_request__descriptor, &annals__wire__v1__write_log_entries_request_in__descriptor},
-        {&annals__v1__write_log_entries_response__descriptor, &annals__wire__v1__write_log_entries_response__descriptor},
-        {&annals__v1__revoke_log_entries_request__descriptor, &annals__wire__v1__revoke_log_entries_request__descriptor},
-        {&annals__v1__revoke_log_entries_response__descriptor, &annals__wire__v1__revoke_log_entries_response__descriptor},
-        {&annals__v1__list_log_entries_request__descriptor, &annals__wire__v1__list_log_entries_request__descriptor},
-        {&annals__v1__list_log_entries_response__descriptor, &annals__wire__v1__list_log_entries_response__descriptor},
-        {&annals__v1__tail_log_entries_request__descriptor, &annals__wire__v1__tail_log_entries_request__descriptor},
-        {&annals__v1__tail_log_entries_response__descriptor, &annals__wire__v1__tail_log_entries_response__descriptor},
+        {&annals__v1__get_log_response__descriptor,
+         &annals__wire__v1__get_log_response__descriptor},
+        {&annals__v1__delete_log_request__descriptor,
+         &annals__wire__v1__delete_log_request__descriptor},
+        {&annals__v1__delete_log_response__descriptor,
+         &annals__wire__v1__delete_log_response__descriptor},
+        {&annals__v1__write_log_entries_request__descriptor,
+         &annals__wire__v1__write_log_entries_request__descriptor},
+        {&annals__v1__write_log_entries_request__descriptor,
+         &annals__wire__v1__write_log_entries_request_in__descriptor},
+        {&annals__v1__write_log_entries_response__descriptor,
+         &annals__wire__v1__write_log_entries_response__descriptor},
+        {&annals__v1__revoke_log_entries_request__descriptor,
+         &annals__wire__v1__revoke_log_entries_request__descriptor},
+        {&annals__v1__revoke_log_entries_response__descriptor,
+         &annals__wire__v1__revoke_log_entries_response__descriptor},
+        {&annals__v1__list_log_entries_request__descriptor,
+         &annals__wire__v1__list_log_entries_request__descriptor},
+        {&annals__v1__list_log_entries_response__descriptor,
+         &annals__wire__v1__list_log_entries_response__descriptor},
+        {&annals__v1__tail_log_entries_request__descriptor,
+         &annals__wire__v1__tail_log_entries_request__descriptor},
+        {&annals__v1__tail_log_entries_response__descriptor,
+         &annals__wire__v1__tail_log_entries_response__descriptor},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
         compare(pairs[i][0], pairs[i][1], 0);

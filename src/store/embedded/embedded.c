@@ -31,7 +31,7 @@
 
 #define MAX_ID_LEN ANN_UUID_LEN
 #define MAX_BODY (64u << 20)
-#define MAX_REQUEST (256u << 20) /* encoded; keeps every frame far below 1 GiB */
+#define MAX_REQUEST (256u << 20)   /* encoded; keeps every frame far below 1 GiB */
 #define FRAME_SOFT_CAP (64u << 20) /* a log's frame in one round stops growing here */
 #define NSYNC 15                   /* fdatasync helper threads */
 #define READ_CHUNK 256             /* entries copied per lock hold when reading */
@@ -39,7 +39,7 @@
 #define WINDOW (256u << 10)        /* read-ahead window */
 #define PREALLOC_MIN (256u << 10)  /* logs smaller than this are not preallocated */
 #define PREALLOC_MAX (4u << 20)
-#define PREALLOC_ROUND (8u << 20)  /* zeros written per group commit, all logs */
+#define PREALLOC_ROUND (8u << 20) /* zeros written per group commit, all logs */
 
 typedef struct elog elog;
 
@@ -57,8 +57,8 @@ struct ann_watch {
 struct elog {
     char tenant[MAX_ID_LEN + 1], log[MAX_ID_LEN + 1];
     char *path;
-    char *idx_path; /* the index snapshot */
-    uint64_t snap_n; /* entries in the snapshot on disk (0: none known) */
+    char *idx_path;    /* the index snapshot */
+    uint64_t snap_n;   /* entries in the snapshot on disk (0: none known) */
     uint64_t snap_min; /* write a snapshot at close from this many entries */
     uint64_t hash;
     elog *hnext;
@@ -76,9 +76,9 @@ struct elog {
     bool deleted, broken;
     unsigned revoke_gen; /* bumped when records are rewritten: readers drop caches */
     ann_idx idx;
-    uint64_t visible; /* entries published: ids 1..visible */
-    uint64_t end;       /* end of the durable frames in the file */
-    uint64_t alloc_end; /* file size: zeros from end to here (preallocated) */
+    uint64_t visible;            /* entries published: ids 1..visible */
+    uint64_t end;                /* end of the durable frames in the file */
+    uint64_t alloc_end;          /* file size: zeros from end to here (preallocated) */
     uint64_t zero_from, zero_to; /* zeros to write this round (committer plans) */
     int64_t create_ns;
     uint8_t *labels;
@@ -166,9 +166,8 @@ static bool valid_id(const char *s)
     size_t n = 0;
     for (; s[n]; n++) {
         char c = s[n];
-        if (n >= MAX_ID_LEN ||
-            !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '-' || c == '_'))
+        if (n >= MAX_ID_LEN || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                                 (c >= 'A' && c <= 'Z') || c == '-' || c == '_'))
             return false;
     }
     return n > 0;
@@ -520,8 +519,7 @@ static int log_load(emb *s, elog *h, ann_err *err)
     h->fd = open(h->path, O_RDWR | O_CLOEXEC);
     if (h->fd < 0) {
         if (errno == ENOENT) {
-            ann_err_set(err, ANN_ECORRUPT, "%s: data file of an existing log is missing",
-                        h->path);
+            ann_err_set(err, ANN_ECORRUPT, "%s: data file of an existing log is missing", h->path);
             fprintf(stderr, "annals store: %s\n", err->msg);
         } else {
             sys_fail(err, "open", h->path);
@@ -628,8 +626,8 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
         int64_t create_ns = 0;
         uint8_t *labels = NULL;
         size_t labels_len = 0;
-        int r = ann_meta_log_lookup(s->meta, tenant, log, &state, &create_ns, &labels,
-                                    &labels_len, err);
+        int r = ann_meta_log_lookup(s->meta, tenant, log, &state, &create_ns, &labels, &labels_len,
+                                    err);
         if (r <= 0 || state != ANN_META_LOG_LIVE) {
             pthread_mutex_unlock(&s->mu);
             free(labels);
@@ -840,8 +838,7 @@ static void stage_job(emb *s, elog *h, job *j)
                  * this log this round and rebuild it from the file. */
                 h->failed = true;
                 h->broken = true;
-                j->rc = ann_err_set(&j->err, ANN_EIO, "out of memory indexing log %s",
-                                    h->log);
+                j->rc = ann_err_set(&j->err, ANN_EIO, "out of memory indexing log %s", h->log);
                 return;
             }
             h->pend_len += ann_lf_rec_size(e->insert_id_len, e->body_len);
@@ -1056,8 +1053,8 @@ static job *commit_round(emb *s, job **arr, size_t n)
             fprintf(stderr,
                     "annals store trace: round %zu jobs %zu logs %.1f MB + %.1f MB zeros: "
                     "stage %.1f ms write %.1f ms sync %.1f ms\n",
-                    n, nlogs, (double)bytes / 1e6,
-                    (double)(PREALLOC_ROUND - zero_budget) / 1e6, t1 - t0, t2 - t1, t3 - t2);
+                    n, nlogs, (double)bytes / 1e6, (double)(PREALLOC_ROUND - zero_budget) / 1e6,
+                    t1 - t0, t2 - t1, t3 - t2);
     }
     if (syncs != stack)
         free(syncs);
@@ -1243,8 +1240,7 @@ static int emb_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tena
 }
 
 static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_id,
-                          const uint8_t *labels, size_t labels_len, int64_t now_ns,
-                          ann_err *err)
+                          const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err)
 {
     emb *s = (emb *)st;
     char *tdir = NULL, *path = NULL;
@@ -1321,8 +1317,8 @@ done:
     return rc;
 }
 
-static int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id,
-                       ann_log_meta *out, ann_err *err)
+static int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_log_meta *out,
+                       ann_err *err)
 {
     emb *s = (emb *)st;
     elog *h;
@@ -1383,8 +1379,7 @@ done:
     return rc;
 }
 
-static int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id,
-                          ann_err *err)
+static int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err)
 {
     emb *s = (emb *)st;
     elog *h;
@@ -1490,9 +1485,8 @@ static int u64_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
-                      const uint64_t *ids, size_t n, const char *actor, const char *reason,
-                      int64_t now_ns, ann_err *err)
+static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const uint64_t *ids,
+                      size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err)
 {
     emb *s = (emb *)st;
     elog *h;
@@ -1536,8 +1530,8 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id,
 
     /* The audit record first (durable): if we crash during the overwrite,
      * the next open of the log finishes it. */
-    if (ann_meta_revoke_insert(s->meta, tenant_id, log_id, sorted, m, actor, reason, now_ns,
-                               &rowid, err) != 0)
+    if (ann_meta_revoke_insert(s->meta, tenant_id, log_id, sorted, m, actor, reason, now_ns, &rowid,
+                               err) != 0)
         goto out;
     pthread_mutex_lock(&h->revoke_mu);
     for (size_t i = 0; i < m && rc != -2;) {
@@ -1969,16 +1963,16 @@ static int recover(emb *s, ann_err *err)
         } else if (e2.code == ANN_ENOTFOUND) {
             (void)ann_meta_revoke_applied_log(s->meta, v[i], slash + 1, &e2);
         } else {
-            fprintf(stderr, "annals store: pending revocation of log %s/%s not applied: %s\n",
-                    v[i], slash + 1, e2.msg);
+            fprintf(stderr, "annals store: pending revocation of log %s/%s not applied: %s\n", v[i],
+                    slash + 1, e2.msg);
         }
     }
     ann_meta_strv_free(v, n);
     return 0;
 }
 
-int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts,
-                            ann_store **out, ann_err *err)
+int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts, ann_store **out,
+                            ann_err *err)
 {
     emb *s = NULL;
     char *p = NULL;

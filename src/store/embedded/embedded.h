@@ -61,7 +61,7 @@ void ann_store_embedded_opts_init(ann_store_embedded_opts *o);
  * a second serving open of the same directory fails with ANN_EUNAVAIL.
  * On success *out is the store; free it with ann_store_close().
  */
-int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts,
-                            ann_store **out, ann_err *err);
+int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts, ann_store **out,
+                            ann_err *err);
 
 #endif

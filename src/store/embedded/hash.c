@@ -28,7 +28,7 @@ static void crc_init(void)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const uint8_t *p,
-                                                               size_t len)
+                                                             size_t len)
 {
     uint64_t c64 = c;
     while (len >= 8) {

@@ -228,8 +228,7 @@ static int runs_add(ann_idx *x, uint64_t id, int64_t time)
 {
     if (x->nruns) {
         ann_idx_run *top = &x->runs[x->nruns - 1];
-        if (!top->ids && !top->segs && top->hi == id - 1 &&
-            time >= ann_idx_time(x, id - 1)) {
+        if (!top->ids && !top->segs && top->hi == id - 1 && time >= ann_idx_time(x, id - 1)) {
             top->hi = id;
             top->n++;
             goto compact;
@@ -489,8 +488,8 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
         goto done;
     uint64_t n = get64(&io), end = get64(&io), mask = get64(&io), used = get64(&io),
              nruns = get64(&io);
-    if (io.bad || n > ANN_IDX_MAX_ENTRIES || used != n || nruns > 128 ||
-        (mask & (mask + 1)) != 0 || (n && (mask + 1) * 3 < n * 4) || mask > (1ull << 34))
+    if (io.bad || n > ANN_IDX_MAX_ENTRIES || used != n || nruns > 128 || (mask & (mask + 1)) != 0 ||
+        (n && (mask + 1) * 3 < n * 4) || mask > (1ull << 34))
         goto done;
     size_t nchunks = (size_t)((n + 65535) / 65536);
     x->time_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->time_chunks);

@@ -38,7 +38,7 @@ typedef struct ann_idx_run {
                         ids, so batches written out of order cost 8 bytes per
                         batch, not 4 per entry */
     size_t nseg;
-    size_t n;        /* entries in the run */
+    size_t n; /* entries in the run */
 } ann_idx_run;
 
 /* File offsets of one chunk of ids: 32-bit deltas from the chunk's first
@@ -55,8 +55,8 @@ typedef struct ann_idx {
     ann_idx_offs *off_chunks;
     size_t nchunks, chunks_cap;
     uint32_t **tag_chunks; /* tag[id]: the insert_id's 32-bit hash */
-    uint32_t *slots; /* dedup table of ids, 0 = empty */
-    uint64_t mask;   /* slots has mask+1 entries */
+    uint32_t *slots;       /* dedup table of ids, 0 = empty */
+    uint64_t mask;         /* slots has mask+1 entries */
     uint64_t used;
     ann_idx_run *runs;
     size_t nruns, runs_cap;

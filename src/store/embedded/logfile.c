@@ -171,8 +171,8 @@ static bool is_pending(const uint64_t *pending, size_t n, uint64_t id)
 
 /* Checks every record of the frame in buf; returns 0 if all are good (or
  * torn rewrites of pending revocations). */
-static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id,
-                       uint32_t count, const uint64_t *pending, size_t npending)
+static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id, uint32_t count,
+                       const uint64_t *pending, size_t npending)
 {
     uint64_t pos = ANN_LF_FRAME_HDR;
     for (uint32_t i = 0; i < count; i++) {
@@ -191,9 +191,8 @@ static int frame_check(const uint8_t *buf, uint64_t frame_len, uint64_t first_id
 }
 
 int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
-                const uint64_t *pending, size_t npending,
-                ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
-                ann_err *err)
+                const uint64_t *pending, size_t npending, ann_lf_scan_fn fn, void *ud,
+                uint64_t *valid_end, uint64_t *last_id, ann_err *err)
 {
     struct stat st;
     uint8_t *buf = NULL;
@@ -214,8 +213,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             torn = true;
         } else {
             if (ann_lf_pread_full(fd, h, sizeof h, off) != 0) {
-                ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path,
-                            (unsigned long long)off, strerror(errno));
+                ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
+                            strerror(errno));
                 goto done;
             }
             if (!header_ok(h)) {
@@ -232,8 +231,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
         if (first_id != expect || count == 0 || frame_len < ANN_LF_FRAME_HDR ||
             frame_len > MAX_FRAME_LEN) {
             ann_err_set(err, ANN_ECORRUPT,
-                        "%s: frame at offset %llu: first id %llu (expected %llu), %u records",
-                        path, (unsigned long long)off, (unsigned long long)first_id,
+                        "%s: frame at offset %llu: first id %llu (expected %llu), %u records", path,
+                        (unsigned long long)off, (unsigned long long)first_id,
                         (unsigned long long)expect, count);
             goto done;
         }
@@ -276,7 +275,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
                 fill_entry(buf + pos, &e, false);
                 redact = true;
             } else {
-                redact = !(e.flags & ANN_ENTRY_REDACTED) && is_pending(pending, npending, e.entry_id);
+                redact =
+                    !(e.flags & ANN_ENTRY_REDACTED) && is_pending(pending, npending, e.entry_id);
             }
             if (fn(&e, off + pos, rl, redact, ud, err) != 0)
                 goto done;

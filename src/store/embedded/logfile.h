@@ -57,8 +57,8 @@ void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len);
 /* Called for each record the scan accepts, in id order. `e` points into the
  * scan's buffer. `needs_redact`: the record is in the pending set and not yet
  * (correctly) redacted; the caller must redact it. */
-typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len,
-                              bool needs_redact, void *ud, ann_err *err);
+typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len, bool needs_redact,
+                              void *ud, ann_err *err);
 
 /*
  * Reads the file from start_off (a frame boundary; 0 for the whole file),
@@ -71,9 +71,8 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
  * frame, ANN_EIO for read errors.
  */
 int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
-                const uint64_t *pending, size_t npending,
-                ann_lf_scan_fn fn, void *ud, uint64_t *valid_end, uint64_t *last_id,
-                ann_err *err);
+                const uint64_t *pending, size_t npending, ann_lf_scan_fn fn, void *ud,
+                uint64_t *valid_end, uint64_t *last_id, ann_err *err);
 
 /* pread() of exactly len bytes at off, retrying short reads and EINTR; -1 with errno set
  * (EIO at end of file). */

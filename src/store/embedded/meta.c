@@ -29,10 +29,9 @@ static const char SCHEMA[] =
 static int db_fail(ann_meta *m, ann_err *err, const char *what)
 {
     int code = sqlite3_extended_errcode(m->db);
-    ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB
-                     ? ANN_ECORRUPT
-                 : (code & 0xff) == SQLITE_BUSY ? ANN_EUNAVAIL
-                                                : ANN_EIO;
+    ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB ? ANN_ECORRUPT
+                 : (code & 0xff) == SQLITE_BUSY                                    ? ANN_EUNAVAIL
+                                                                                   : ANN_EIO;
     return ann_err_set(err, c, "metadata %s: %s", what, sqlite3_errmsg(m->db));
 }
 
@@ -51,8 +50,9 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
     if (!m)
         return ann_err_set(err, ANN_EIO, "out of memory");
     pthread_mutex_init(&m->mu, NULL);
-    if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                          SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &m->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         ann_err_set(err, ANN_EIO, "open %s: %s", path,
                     m->db ? sqlite3_errmsg(m->db) : "out of memory");
         goto done;
@@ -75,8 +75,8 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
         goto done;
     }
     sqlite3_stmt *st;
-    if (prep(m, "INSERT OR IGNORE INTO meta(k, v) VALUES('secret', ?), ('hashkey', ?)", &st,
-             err) != 0)
+    if (prep(m, "INSERT OR IGNORE INTO meta(k, v) VALUES('secret', ?), ('hashkey', ?)", &st, err) !=
+        0)
         goto done;
     sqlite3_bind_blob(st, 1, secret, 32, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, secret + 32, 16, SQLITE_STATIC);
@@ -169,8 +169,7 @@ done:
     return rc;
 }
 
-int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out,
-                           ann_err *err)
+int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -224,8 +223,8 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "INSERT INTO logs(tenant_id, log_id, create_ns, labels) VALUES(?, ?, ?, ?)",
-             &st, err) != 0)
+    if (prep(m, "INSERT INTO logs(tenant_id, log_id, create_ns, labels) VALUES(?, ?, ?, ?)", &st,
+             err) != 0)
         goto done;
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
@@ -251,14 +250,13 @@ done:
 }
 
 int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *state,
-                        int64_t *create_ns, uint8_t **labels, size_t *labels_len,
-                        ann_err *err)
+                        int64_t *create_ns, uint8_t **labels, size_t *labels_len, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "SELECT state, create_ns, labels FROM logs WHERE tenant_id = ? AND log_id = ?",
-             &st, err) != 0)
+    if (prep(m, "SELECT state, create_ns, labels FROM logs WHERE tenant_id = ? AND log_id = ?", &st,
+             err) != 0)
         goto done;
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
@@ -330,8 +328,8 @@ int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_er
     }
     if (exec_log(m, "DELETE FROM logs WHERE tenant_id = ? AND log_id = ?", tenant, log,
                  "log remove", err) != 0 ||
-        exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?",
-                 tenant, log, "log remove", err) != 0) {
+        exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?", tenant,
+                 log, "log remove", err) != 0) {
         sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
         goto done;
     }
@@ -353,8 +351,8 @@ void ann_meta_strv_free(char **v, size_t n)
     free(v);
 }
 
-int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out,
-                        size_t *n, ann_err *err)
+int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out, size_t *n,
+                        ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     char **v = NULL;
@@ -408,9 +406,9 @@ done:
     return rc;
 }
 
-int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log,
-                           const uint64_t *ids, size_t n, const char *actor,
-                           const char *reason, int64_t now_ns, int64_t *rowid, ann_err *err)
+int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log, const uint64_t *ids,
+                           size_t n, const char *actor, const char *reason, int64_t now_ns,
+                           int64_t *rowid, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     uint8_t *blob = malloc(n * 8 + 1);
@@ -466,8 +464,9 @@ done:
 int ann_meta_revoke_applied_log(ann_meta *m, const char *tenant, const char *log, ann_err *err)
 {
     pthread_mutex_lock(&m->mu);
-    int rc = exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?"
-                         " AND applied = 0",
+    int rc = exec_log(m,
+                      "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?"
+                      " AND applied = 0",
                       tenant, log, "revocation update", err);
     pthread_mutex_unlock(&m->mu);
     return rc;
@@ -535,8 +534,7 @@ done:
 }
 
 int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
-                         void (*fn)(const ann_meta_revocation *r, void *ud), void *ud,
-                         ann_err *err)
+                         void (*fn)(const ann_meta_revocation *r, void *ud), void *ud, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;

@@ -32,8 +32,7 @@ int ann_meta_hashkey(ann_meta *m, uint8_t out[16], ann_err *err);
 int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
                            const uint8_t key_hash[32], int64_t now_ns, ann_err *err);
 /* 1 found, 0 not found, -1 error. */
-int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out,
-                           ann_err *err);
+int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out, ann_err *err);
 int ann_meta_tenant_exists(ann_meta *m, const char *id, ann_err *err);
 
 /* Fails with ANN_EEXISTS if the (tenant, log) row exists in any state. */
@@ -42,8 +41,7 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
 /* 1 found (fills state, create time and a malloc'd copy of labels, which
  * may be NULL when empty), 0 not found, -1 error. */
 int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *state,
-                        int64_t *create_ns, uint8_t **labels, size_t *labels_len,
-                        ann_err *err);
+                        int64_t *create_ns, uint8_t **labels, size_t *labels_len, ann_err *err);
 int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log, ann_err *err);
 /* Removes the row and marks the log's revocations applied. */
 int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_err *err);
@@ -51,14 +49,14 @@ int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_er
 /* (tenant, log) pairs as "tenant/log" strings, malloc'd array of malloc'd
  * strings, for logs in `state` (or with pending revocations when
  * pending_revocations is set). Free with ann_meta_strv_free. */
-int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out,
-                        size_t *n, ann_err *err);
+int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char ***out, size_t *n,
+                        ann_err *err);
 void ann_meta_strv_free(char **v, size_t n);
 
 /* Writes the audit record (durably) before the overwrite; *rowid names it. */
-int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log,
-                           const uint64_t *ids, size_t n, const char *actor,
-                           const char *reason, int64_t now_ns, int64_t *rowid, ann_err *err);
+int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log, const uint64_t *ids,
+                           size_t n, const char *actor, const char *reason, int64_t now_ns,
+                           int64_t *rowid, ann_err *err);
 int ann_meta_revoke_applied(ann_meta *m, int64_t rowid, ann_err *err);
 /* Marks every pending revocation of the log applied. */
 int ann_meta_revoke_applied_log(ann_meta *m, const char *tenant, const char *log, ann_err *err);
