@@ -31,79 +31,8 @@ static const ProtobufCFieldDescriptor *field_by_number(const ProtobufCMessageDes
     return NULL;
 }
 
-static size_t limit_for(const ann_wire_limit *limits, const ProtobufCMessageDescriptor *d,
-                        uint32_t field)
-{
-    for (; limits && limits->msg; limits++)
-        if (limits->msg == d && limits->field == field)
-            return limits->max;
-    return SIZE_MAX;
-}
-
-static int precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-                    int depth_left, const ann_wire_limit *limits, ann_err *err)
-{
-    size_t counts[32] = {0}; /* per field index; our messages have fewer than 32 fields */
-    size_t unknown = 0;
-    size_t pos = 0;
-    if (depth_left < 0)
-        return ann_err_set(err, ANN_EINVAL, "request: nested more than %d levels deep",
-                           ANN_MAX_NESTING);
-    while (pos < len) {
-        uint64_t key, v;
-        if (!read_varint(buf, len, &pos, &key) || key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
-            goto bad;
-        uint32_t num = (uint32_t)(key >> 3);
-        const ProtobufCFieldDescriptor *f = field_by_number(d, num);
-        if (!f) {
-            if (++unknown > ANN_WIRE_MAX_UNKNOWN)
-                return ann_err_set(err, ANN_EINVAL, "request: more than %d unknown fields in %s",
-                                   ANN_WIRE_MAX_UNKNOWN, d->short_name);
-        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t i = (size_t)(f - d->fields);
-            if (i < 32 && ++counts[i] > limit_for(limits, d, num))
-                return ann_err_set(err, ANN_EINVAL, "%s: more than %zu in one %s", f->name,
-                                   limit_for(limits, d, num), d->short_name);
-        }
-        switch (key & 7) {
-        case 0:
-            if (!read_varint(buf, len, &pos, &v))
-                goto bad;
-            break;
-        case 1:
-            if (len - pos < 8)
-                goto bad;
-            pos += 8;
-            break;
-        case 5:
-            if (len - pos < 4)
-                goto bad;
-            pos += 4;
-            break;
-        case 2:
-            if (!read_varint(buf, len, &pos, &v) || v > len - pos)
-                goto bad;
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                precheck(f->descriptor, buf + pos, (size_t)v, depth_left - 1, limits, err) != 0)
-                return -1;
-            pos += (size_t)v;
-            break;
-        default: /* groups (3, 4) and reserved types are refused */
-            goto bad;
-        }
-    }
-    return 0;
-bad:
-    return ann_err_set(err, ANN_EINVAL, "request: not a valid %s", d->short_name);
-}
-
-int ann_wire_precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-                      int max_depth, const ann_wire_limit *limits, ann_err *err)
-{
-    return precheck(d, buf, len, max_depth, limits, err);
-}
-
-/* One field of a Struct/Value/ListValue: its number, wire type and payload. */
+/* One protobuf field: its number, wire type and payload. Every scanner here reads with
+ * next_field(); it refuses groups, reserved wire types and anything past the end. */
 typedef struct pfield {
     uint32_t num;
     unsigned wt;
@@ -130,6 +59,14 @@ static bool next_field(const uint8_t *buf, size_t len, size_t *pos, pfield *f)
             f->v = f->v << 8 | buf[*pos + (size_t)i];
         *pos += 8;
         return true;
+    case 5:
+        if (len - *pos < 4)
+            return false;
+        f->v = 0;
+        for (int i = 3; i >= 0; i--)
+            f->v = f->v << 8 | buf[*pos + (size_t)i];
+        *pos += 4;
+        return true;
     case 2:
         if (!read_varint(buf, len, pos, &f->v) || f->v > len - *pos)
             return false;
@@ -140,6 +77,54 @@ static bool next_field(const uint8_t *buf, size_t len, size_t *pos, pfield *f)
     default:
         return false;
     }
+}
+
+static size_t limit_for(const ann_wire_limit *limits, const ProtobufCMessageDescriptor *d,
+                        uint32_t field)
+{
+    for (; limits && limits->msg; limits++)
+        if (limits->msg == d && limits->field == field)
+            return limits->max;
+    return SIZE_MAX;
+}
+
+static int precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                    int depth_left, const ann_wire_limit *limits, ann_err *err)
+{
+    size_t counts[32] = {0}; /* per field index; our messages have fewer than 32 fields */
+    size_t unknown = 0;
+    size_t pos = 0;
+    if (depth_left < 0)
+        return ann_err_set(err, ANN_EINVAL, "request: nested more than %d levels deep",
+                           ANN_MAX_NESTING);
+    pfield pf;
+    while (pos < len) {
+        if (!next_field(buf, len, &pos, &pf))
+            goto bad;
+        const ProtobufCFieldDescriptor *f = field_by_number(d, pf.num);
+        if (!f) {
+            if (++unknown > ANN_WIRE_MAX_UNKNOWN)
+                return ann_err_set(err, ANN_EINVAL, "request: more than %d unknown fields in %s",
+                                   ANN_WIRE_MAX_UNKNOWN, d->short_name);
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t i = (size_t)(f - d->fields);
+            if (i < 32 && ++counts[i] > limit_for(limits, d, pf.num))
+                return ann_err_set(err, ANN_EINVAL, "%s: more than %zu in one %s", f->name,
+                                   limit_for(limits, d, pf.num), d->short_name);
+        }
+        if (pf.wt == 2 && f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+            precheck(f->descriptor, pf.p, pf.n, depth_left - 1, limits, err) != 0)
+            return -1;
+    }
+    return 0;
+bad:
+    return ann_err_set(err, ANN_EINVAL, "request: not a valid %s", d->short_name);
+}
+
+int ann_wire_precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                      int max_depth, const ann_wire_limit *limits, ann_err *err)
+{
+    return precheck(d, buf, len, max_depth, limits, err);
 }
 
 static const char *value_check(const uint8_t *buf, size_t len, int depth_left);
@@ -286,37 +271,12 @@ bool ann_wire_find_bytes(const uint8_t *buf, size_t len, uint32_t field, const u
 {
     size_t pos = 0;
     bool found = false;
-    while (pos < len) {
-        uint64_t key, v;
-        if (!read_varint(buf, len, &pos, &key))
-            break;
-        switch (key & 7) {
-        case 0:
-            if (!read_varint(buf, len, &pos, &v))
-                return found;
-            break;
-        case 1:
-            if (len - pos < 8)
-                return found;
-            pos += 8;
-            break;
-        case 5:
-            if (len - pos < 4)
-                return found;
-            pos += 4;
-            break;
-        case 2:
-            if (!read_varint(buf, len, &pos, &v) || v > len - pos)
-                return found;
-            if (key >> 3 == field) {
-                *p = buf + pos;
-                *n = (size_t)v;
-                found = true;
-            }
-            pos += (size_t)v;
-            break;
-        default:
-            return found;
+    pfield f;
+    while (pos < len && next_field(buf, len, &pos, &f)) {
+        if (f.num == field && f.wt == 2) {
+            *p = f.p;
+            *n = f.n;
+            found = true;
         }
     }
     return found;

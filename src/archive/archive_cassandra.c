@@ -32,6 +32,23 @@ enum {
 };
 
 /* Statement texts; %s is the keyspace. */
+/* The archive's tables, each with a %s for the keyspace. */
+static const char *const schema_text[] = {
+    "CREATE TABLE IF NOT EXISTS %s.log_heads (tenant_id text, log_id text, "
+    "next_id bigint static, owner_epoch bigint static, deleted boolean static, "
+    "create_time timestamp static, first_id bigint, last_id bigint, epoch bigint, "
+    "commit_time timestamp, PRIMARY KEY ((tenant_id, log_id), first_id))",
+    "CREATE TABLE IF NOT EXISTS %s.log_entries (tenant_id text, log_id text, "
+    "bucket bigint, entry_id bigint, epoch bigint, time_ns bigint, "
+    "insert_time_ns bigint, severity int, flags int, insert_id text, body blob, "
+    "PRIMARY KEY ((tenant_id, log_id, bucket), entry_id, epoch)) "
+    "WITH CLUSTERING ORDER BY (entry_id ASC, epoch DESC)",
+    "CREATE TABLE IF NOT EXISTS %s.log_insert_ids (tenant_id text, log_id text, "
+    "bucket int, insert_id text, epoch bigint, entry_id bigint, "
+    "PRIMARY KEY ((tenant_id, log_id, bucket), insert_id, epoch)) "
+    "WITH CLUSTERING ORDER BY (insert_id ASC, epoch DESC)",
+};
+
 static const char *const stmt_text[S_COUNT] = {
     [S_HEAD_GET] = "SELECT next_id, owner_epoch, deleted FROM %s.log_heads "
                    "WHERE tenant_id = ? AND log_id = ? LIMIT 1",
@@ -181,31 +198,11 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
     snprintf(q, sizeof q, "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", a->ks, repl);
     if (run(a, q, err) < 0)
         goto fail;
-    snprintf(q, sizeof q,
-             "CREATE TABLE IF NOT EXISTS %s.log_heads (tenant_id text, log_id text, "
-             "next_id bigint static, owner_epoch bigint static, deleted boolean static, "
-             "create_time timestamp static, first_id bigint, last_id bigint, epoch bigint, "
-             "commit_time timestamp, PRIMARY KEY ((tenant_id, log_id), first_id))",
-             a->ks);
-    if (run(a, q, err) < 0)
-        goto fail;
-    snprintf(q, sizeof q,
-             "CREATE TABLE IF NOT EXISTS %s.log_entries (tenant_id text, log_id text, "
-             "bucket bigint, entry_id bigint, epoch bigint, time_ns bigint, "
-             "insert_time_ns bigint, severity int, flags int, insert_id text, body blob, "
-             "PRIMARY KEY ((tenant_id, log_id, bucket), entry_id, epoch)) "
-             "WITH CLUSTERING ORDER BY (entry_id ASC, epoch DESC)",
-             a->ks);
-    if (run(a, q, err) < 0)
-        goto fail;
-    snprintf(q, sizeof q,
-             "CREATE TABLE IF NOT EXISTS %s.log_insert_ids (tenant_id text, log_id text, "
-             "bucket int, insert_id text, epoch bigint, entry_id bigint, "
-             "PRIMARY KEY ((tenant_id, log_id, bucket), insert_id, epoch)) "
-             "WITH CLUSTERING ORDER BY (insert_id ASC, epoch DESC)",
-             a->ks);
-    if (run(a, q, err) < 0)
-        goto fail;
+    for (size_t i = 0; i < sizeof schema_text / sizeof schema_text[0]; i++) {
+        snprintf(q, sizeof q, schema_text[i], a->ks);
+        if (run(a, q, err) < 0)
+            goto fail;
+    }
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], a->ks);
         if (ann_cql_prepare(a->c, q, &a->ps[i], err) < 0)
