@@ -15,11 +15,13 @@ grpc_status_code ann_status_from_code(ann_code code)
         return GRPC_STATUS_ALREADY_EXISTS;
     case ANN_ERANGE:
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case ANN_ENOSPC:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case ANN_EUNAVAIL:
+    case ANN_EIO: /* retriable: writes are idempotent by insert_id */
         return GRPC_STATUS_UNAVAILABLE;
     case ANN_ECORRUPT:
         return GRPC_STATUS_DATA_LOSS;
-    case ANN_EIO:
     case ANN_EINTERNAL:
         return GRPC_STATUS_INTERNAL;
     }

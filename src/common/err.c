@@ -46,6 +46,57 @@ const char *ann_code_name(ann_code code)
         return "internal";
     case ANN_ECORRUPT:
         return "corrupt";
+    case ANN_ENOSPC:
+        return "storage_full";
     }
     return "unknown";
+}
+
+unsigned ann_code_flags(ann_code code)
+{
+    switch (code) {
+    case ANN_EUNAVAIL:
+    case ANN_ENOSPC:
+        return ANN_ERR_RETRIABLE;
+    case ANN_EIO:
+        return ANN_ERR_RETRIABLE | ANN_ERR_OUTCOME_UNKNOWN;
+    case ANN_EINTERNAL:
+    case ANN_ECORRUPT:
+        return ANN_ERR_FATAL;
+    default:
+        return 0;
+    }
+}
+
+int ann_code_is_internal(ann_code code)
+{
+    switch (code) {
+    case ANN_EUNAVAIL:
+    case ANN_EIO:
+    case ANN_EINTERNAL:
+    case ANN_ECORRUPT:
+    case ANN_ENOSPC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+const char *ann_code_public_msg(ann_code code)
+{
+    switch (code) {
+    case ANN_EUNAVAIL:
+        return "the server is busy or shutting down; nothing was done; retry";
+    case ANN_EIO:
+        return "storage failed; the request may or may not have taken effect; retry it "
+               "unchanged (writes keep their insert_ids, so nothing is stored twice)";
+    case ANN_EINTERNAL:
+        return "internal error; the operator's log has the details";
+    case ANN_ECORRUPT:
+        return "stored data failed its checksum; the operator's log has the details";
+    case ANN_ENOSPC:
+        return "the server's storage is full; nothing was stored; retry once space is freed";
+    default:
+        return "";
+    }
 }

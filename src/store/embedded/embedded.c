@@ -195,7 +195,7 @@ static int log_state(const elog *h, ann_err *err)
 static int sys_fail(ann_err *err, const char *what, const char *path)
 {
     /* A full disk may pass: say "try again later" rather than "broken". */
-    ann_code c = errno == ENOSPC || errno == EDQUOT ? ANN_EUNAVAIL : ANN_EIO;
+    ann_code c = errno == ENOSPC || errno == EDQUOT ? ANN_ENOSPC : ANN_EIO;
     return ann_err_set(err, c, "%s %.180s: %s", what, path, strerror(errno));
 }
 

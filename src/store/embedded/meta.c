@@ -30,7 +30,8 @@ static int db_fail(ann_meta *m, ann_err *err, const char *what)
 {
     int code = sqlite3_extended_errcode(m->db);
     ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB ? ANN_ECORRUPT
-                 : (code & 0xff) == SQLITE_BUSY                                    ? ANN_EUNAVAIL
+                 : (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED  ? ANN_EUNAVAIL
+                 : (code & 0xff) == SQLITE_FULL                                    ? ANN_ENOSPC
                                                                                    : ANN_EIO;
     return ann_err_set(err, c, "metadata %s: %s", what, sqlite3_errmsg(m->db));
 }
