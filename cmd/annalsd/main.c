@@ -7,6 +7,7 @@
  */
 #include <grpc/grpc.h>
 #include <openssl/sha.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,11 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    /* Buffers of 1 MiB and more (large requests, frames) are mmap'd and go back to the
+     * system when freed; left alone, glibc raises its threshold after the first such free
+     * and keeps them in the heap, so one burst of big requests would keep RSS high. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
 
     int rc = 1;
     ann_err err = {0};

@@ -2,23 +2,28 @@
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
+#include <grpc/compression.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zlib.h>
 
+#include "api/sched.h"
 #include "api/status.h"
 #include "common/buf.h"
 #include "domain/limits.h"
 
 #define ARMED_CALLS 16 /* grpc_server_request_call kept outstanding */
 #define STOP_GRACE_SECONDS 30
+#define ANN_TRIM_AFTER_BYTES (1 << 20) /* malloc_trim after a request this large */
 
 typedef struct call call;
 typedef struct ann_server ann_server;
@@ -29,21 +34,17 @@ typedef struct tag {
     call *c;
 } tag;
 
-typedef struct job {
-    void (*fn)(call *c);
-    call *c;
-    struct job *next;
-} job;
-
 struct call {
     ann_server *srv;
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array req_md;
     int rpc;
+    ann_tenant tenant; /* set by admit_job before the message is read */
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
     grpc_slice status_details;
+    grpc_metadata trailer; /* annals-retriable, when the error is */
     int cancelled;
     bool sent_initial_md;
     bool have_status;
@@ -69,12 +70,7 @@ struct ann_server {
     pthread_t *cq_threads;
     int n_cq;
 
-    pthread_t *workers;
-    int n_workers;
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    job *head, *tail;
-    bool pool_stop;
+    ann_sched *sched;
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;
@@ -84,45 +80,6 @@ struct ann_server {
     call *tails;
     tag t_shutdown;
 };
-
-/* ---------- worker pool ---------- */
-
-static void push_job(ann_server *s, void (*fn)(call *), call *c)
-{
-    job *j = ann_xmalloc(sizeof *j);
-    j->fn = fn;
-    j->c = c;
-    j->next = NULL;
-    pthread_mutex_lock(&s->pool_mu);
-    if (s->tail)
-        s->tail->next = j;
-    else
-        s->head = j;
-    s->tail = j;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
-}
-
-static void *worker_main(void *arg)
-{
-    ann_server *s = arg;
-    for (;;) {
-        pthread_mutex_lock(&s->pool_mu);
-        while (!s->head && !s->pool_stop)
-            pthread_cond_wait(&s->pool_cv, &s->pool_mu);
-        job *j = s->head;
-        if (!j) {
-            pthread_mutex_unlock(&s->pool_mu);
-            return NULL;
-        }
-        s->head = j->next;
-        if (!s->head)
-            s->tail = NULL;
-        pthread_mutex_unlock(&s->pool_mu);
-        j->fn(j->c);
-        free(j);
-    }
-}
 
 /* ---------- call lifetime ---------- */
 
@@ -163,10 +120,23 @@ static void unref(call *c)
         call_destroy(c);
 }
 
-static void job_for(call *c, void (*fn)(call *))
+/* The class of work an rpc's handler is: commands wait for group commit, reads use CPU. */
+static ann_class rpc_class(int rpc)
+{
+    switch (rpc) {
+    case ANN_RPC_LIST:
+    case ANN_RPC_TAIL:
+        return ANN_CLASS_READ;
+    default:
+        return ANN_CLASS_WRITE;
+    }
+}
+
+/* Queues fn(c) on the scheduler, under the call's tenant ("" before authentication). */
+static void job_for(call *c, ann_class cls, void (*fn)(void *))
 {
     ref(c);
-    push_job(c->srv, fn, c);
+    ann_sched_submit(c->srv->sched, cls, c->tenant.id, fn, c);
 }
 
 static grpc_call_error start(call *c, const grpc_op *ops, size_t n, tag *t)
@@ -181,7 +151,8 @@ static grpc_call_error start(call *c, const grpc_op *ops, size_t n, tag *t)
 }
 
 /* Sends the final status (and the response message, if any). Ends every call. */
-static void finish(call *c, grpc_status_code code, const char *msg, const ann_buf *resp)
+static void finish_md(call *c, grpc_status_code code, const char *msg, const ann_buf *resp,
+                      bool retriable)
 {
     grpc_op ops[4];
     size_t n = 0;
@@ -201,7 +172,14 @@ static void finish(call *c, grpc_status_code code, const char *msg, const ann_bu
     c->have_status = true;
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
-    ops[n++].data.send_status_from_server.status_details = &c->status_details;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    if (retriable) {
+        c->trailer.key = grpc_slice_from_static_string(ANN_RETRIABLE_MD);
+        c->trailer.value = grpc_slice_from_static_string("true");
+        ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
+    n++;
     if (c->rpc != ANN_RPC_TAIL) { /* a tail already waits for the close */
         ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
@@ -209,9 +187,25 @@ static void finish(call *c, grpc_status_code code, const char *msg, const ann_bu
     start(c, ops, n, &c->t_finish);
 }
 
+static void finish(call *c, grpc_status_code code, const char *msg, const ann_buf *resp)
+{
+    finish_md(c, code, msg, resp, false);
+}
+
+/* The rpc's name for the operator's log. */
+static void method_name(call *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
+             (const char *)GRPC_SLICE_START_PTR(c->details.method));
+}
+
 static void finish_err(call *c, const ann_err *err)
 {
-    finish(c, ann_status_from_code(err->code), err->msg, NULL);
+    char what[128];
+    ann_status st;
+    method_name(c, what, sizeof what);
+    ann_status_from_err(err, what, &st);
+    finish_md(c, st.code, st.msg, NULL, st.retriable);
 }
 
 static void on_finish(call *c, int ok)
@@ -220,15 +214,62 @@ static void on_finish(call *c, int ok)
     unref(c);
 }
 
-/* The request's bytes as one contiguous slice (caller unrefs). */
-static grpc_slice request_bytes(call *c)
+/* The request's bytes in `out`. The transport hands compressed messages over as they
+ * came (per-message decompression is off, see ann_server_start): they are inflated here,
+ * after authentication, and never past ANN_MAX_REQUEST_BYTES, so a small compressed
+ * request cannot make the server allocate more than the limit. */
+static int request_bytes(call *c, ann_buf *out, ann_err *err)
 {
-    grpc_byte_buffer_reader r;
-    if (!grpc_byte_buffer_reader_init(&r, c->recv_buf))
-        return grpc_empty_slice();
-    grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    return sl;
+    grpc_byte_buffer *bb = c->recv_buf;
+    if (bb->type != GRPC_BB_RAW)
+        return ann_err_set(err, ANN_EINVAL, "request: unsupported message buffer");
+    grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+    grpc_compression_algorithm alg = bb->data.raw.compression;
+    if (alg == GRPC_COMPRESS_NONE) {
+        ann_buf_reserve(out, sb->length);
+        for (size_t i = 0; i < sb->count; i++)
+            ann_buf_add(out, GRPC_SLICE_START_PTR(sb->slices[i]), GRPC_SLICE_LENGTH(sb->slices[i]));
+        return 0;
+    }
+    if (alg != GRPC_COMPRESS_DEFLATE && alg != GRPC_COMPRESS_GZIP)
+        return ann_err_set(err, ANN_EINVAL, "request: unsupported grpc-encoding");
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* deflate is the zlib format, gzip the gzip format: 15 + 32 detects either. */
+    if (inflateInit2(&z, 15 + 32) != Z_OK)
+        return ann_err_set(err, ANN_EINTERNAL, "inflateInit2 failed");
+    int rc = 0, zr = Z_OK;
+    for (size_t i = 0; i < sb->count && zr != Z_STREAM_END && rc == 0; i++) {
+        z.next_in = GRPC_SLICE_START_PTR(sb->slices[i]);
+        z.avail_in = (uInt)GRPC_SLICE_LENGTH(sb->slices[i]);
+        while (z.avail_in > 0 && zr != Z_STREAM_END) {
+            if (out->len == out->cap) {
+                size_t grow = out->cap ? out->cap : 64 * 1024;
+                if (out->cap >= ANN_MAX_REQUEST_BYTES) {
+                    rc = ann_err_set(err, ANN_ERANGE,
+                                     "request: larger than %d bytes once decompressed",
+                                     ANN_MAX_REQUEST_BYTES);
+                    break;
+                }
+                if (out->cap + grow > ANN_MAX_REQUEST_BYTES)
+                    grow = ANN_MAX_REQUEST_BYTES - out->cap;
+                ann_buf_reserve(out, grow);
+            }
+            z.next_out = out->data + out->len;
+            z.avail_out = (uInt)(out->cap - out->len);
+            zr = inflate(&z, Z_NO_FLUSH);
+            out->len = out->cap - z.avail_out;
+            if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+                rc = ann_err_set(err, ANN_EINVAL, "request: corrupt %s message",
+                                 alg == GRPC_COMPRESS_GZIP ? "gzip" : "deflate");
+                break;
+            }
+        }
+    }
+    if (rc == 0 && zr != Z_STREAM_END)
+        rc = ann_err_set(err, ANN_EINVAL, "request: truncated compressed message");
+    inflateEnd(&z);
+    return rc;
 }
 
 static int authenticate(call *c, ann_tenant *t, ann_err *err)
@@ -244,32 +285,44 @@ static int authenticate(call *c, ann_tenant *t, ann_err *err)
 
 /* ---------- unary calls ---------- */
 
-static void unary_job(call *c)
+/* Drops the received message, and gives large buffers back to the system at once (a
+ * burst of big requests must not leave the server's RSS high). */
+static void drop_request(call *c, ann_buf *req)
 {
-    ann_err err = {0};
-    ann_tenant t;
-    ann_buf resp = ANN_BUF_INIT;
-    if (authenticate(c, &t, &err) != 0) {
-        finish_err(c, &err);
-    } else {
-        grpc_slice req = request_bytes(c);
-        int rc = ann_service_unary(c->srv->svc, (ann_rpc)c->rpc, &t, GRPC_SLICE_START_PTR(req),
-                                   GRPC_SLICE_LENGTH(req), &resp, &err);
-        grpc_slice_unref(req);
-        if (rc == 0)
-            finish(c, GRPC_STATUS_OK, NULL, &resp);
-        else
-            finish_err(c, &err);
+    size_t big = req->cap;
+    if (c->recv_buf) {
+        big += grpc_byte_buffer_length(c->recv_buf);
+        grpc_byte_buffer_destroy(c->recv_buf);
+        c->recv_buf = NULL;
     }
+    ann_buf_release(req);
+    if (big >= ANN_TRIM_AFTER_BYTES)
+        malloc_trim(0);
+}
+
+static void unary_job(void *p)
+{
+    call *c = p;
+    ann_err err = {0};
+    ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
+    int rc = request_bytes(c, &req, &err);
+    if (rc == 0)
+        rc = ann_service_unary(c->srv->svc, (ann_rpc)c->rpc, &c->tenant, req.data, req.len, &resp,
+                               &err);
+    drop_request(c, &req);
+    if (rc == 0)
+        finish(c, GRPC_STATUS_OK, NULL, &resp);
+    else
+        finish_err(c, &err);
     ann_buf_release(&resp);
     unref(c); /* the job's */
 }
 
 /* ---------- tails ---------- */
 
-static void tail_pump(call *c);
+static void tail_pump(void *p);
 
-static void tail_end(call *c, grpc_status_code code, const char *msg)
+static void tail_end_md(call *c, grpc_status_code code, const char *msg, bool retriable)
 {
     ann_server *s = c->srv;
     pthread_mutex_lock(&c->mu);
@@ -295,7 +348,19 @@ static void tail_end(call *c, grpc_status_code code, const char *msg)
         c->prev = c->next = NULL;
     }
     pthread_mutex_unlock(&s->mu);
-    finish(c, code, msg, NULL);
+    finish_md(c, code, msg, NULL, retriable);
+}
+
+static void tail_end(call *c, grpc_status_code code, const char *msg)
+{
+    tail_end_md(c, code, msg, code == GRPC_STATUS_UNAVAILABLE);
+}
+
+static void tail_end_err(call *c, const ann_err *err)
+{
+    ann_status st;
+    ann_status_from_err(err, "TailLogEntries", &st);
+    tail_end_md(c, st.code, st.msg, st.retriable);
 }
 
 /* Schedules a pump unless one is already on its way. Caller holds c->mu. */
@@ -309,7 +374,7 @@ static void kick_locked(call *c)
     }
     c->busy = true;
     c->refs++; /* the job's */
-    push_job(c->srv, tail_pump, c);
+    ann_sched_submit(c->srv->sched, ANN_CLASS_READ, c->tenant.id, tail_pump, c);
 }
 
 static void on_watch(void *ud)
@@ -329,12 +394,13 @@ static void on_send(call *c, int ok)
         c->closed = true;
         pthread_mutex_unlock(&c->mu);
     }
-    job_for(c, tail_pump); /* still busy: the send's turn passes to the pump */
+    job_for(c, ANN_CLASS_READ, tail_pump); /* still busy: the send's turn passes to the pump */
     unref(c);
 }
 
-static void tail_pump(call *c)
+static void tail_pump(void *p)
 {
+    call *c = p;
     ann_err err = {0};
     ann_buf resp = ANN_BUF_INIT;
     for (;;) {
@@ -354,7 +420,7 @@ static void tail_pump(call *c)
         }
         size_t n = 0;
         if (ann_tail_next(&c->tail, &resp, &n, &err) != 0) {
-            tail_end(c, ann_status_from_code(err.code), err.msg);
+            tail_end_err(c, &err);
             break;
         }
         if (n > 0) {
@@ -396,21 +462,18 @@ static void on_close(call *c, int ok)
     unref(c);
 }
 
-static void tail_open_job(call *c)
+static void tail_open_job(void *p)
 {
+    call *c = p;
     ann_err err = {0};
-    ann_tenant t;
     ann_server *s = c->srv;
-    if (authenticate(c, &t, &err) != 0) {
-        tail_end(c, ann_status_from_code(err.code), err.msg);
-        goto done;
-    }
-    grpc_slice req = request_bytes(c);
-    int rc = ann_tail_open(s->svc, &t, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &c->tail,
-                           &err);
-    grpc_slice_unref(req);
+    ann_buf req = ANN_BUF_INIT;
+    int rc = request_bytes(c, &req, &err);
+    if (rc == 0)
+        rc = ann_tail_open(s->svc, &c->tenant, req.data, req.len, &c->tail, &err);
+    drop_request(c, &req);
     if (rc != 0) {
-        tail_end(c, ann_status_from_code(err.code), err.msg);
+        tail_end_err(c, &err);
         goto done;
     }
     pthread_mutex_lock(&s->mu);
@@ -432,9 +495,9 @@ static void tail_open_job(call *c)
     }
     ref(c); /* the watch's, released by tail_end after unwatch */
     ann_watch *w = NULL;
-    if (ann_store_watch(s->svc->store, t.id, c->tail.log_id, on_watch, c, &w, &err) != 0) {
+    if (ann_store_watch(s->svc->store, c->tenant.id, c->tail.log_id, on_watch, c, &w, &err) != 0) {
         unref(c);
-        tail_end(c, ann_status_from_code(err.code), err.msg);
+        tail_end_err(c, &err);
         goto done;
     }
     pthread_mutex_lock(&c->mu);
@@ -455,17 +518,44 @@ done:
 
 static void arm(ann_server *s);
 
+static void end_call(call *c, const ann_err *err)
+{
+    if (c->rpc == ANN_RPC_TAIL)
+        tail_end_err(c, err);
+    else
+        finish_err(c, err);
+}
+
 static void on_recv(call *c, int ok)
 {
     if (!ok || !c->recv_buf) {
-        if (c->rpc == ANN_RPC_TAIL)
-            tail_end(c, GRPC_STATUS_INVALID_ARGUMENT, "request: missing message");
-        else
-            finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request: missing message", NULL);
+        ann_err err;
+        ann_err_set(&err, ANN_EINVAL, "request: missing message");
+        end_call(c, &err);
     } else {
-        job_for(c, c->rpc == ANN_RPC_TAIL ? tail_open_job : unary_job);
+        job_for(c, rpc_class(c->rpc), c->rpc == ANN_RPC_TAIL ? tail_open_job : unary_job);
     }
     unref(c);
+}
+
+/* Admission: the key is checked on the call's initial metadata, before a byte of the
+ * message is read; a call without a valid key is refused unread (the transport's flow
+ * control then bounds what it buffers), and only then is the message received. */
+static void admit_job(void *p)
+{
+    call *c = p;
+    ann_err err = {0};
+    if (authenticate(c, &c->tenant, &err) != 0) {
+        c->tenant.id[0] = '\0';
+        end_call(c, &err);
+    } else {
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &c->recv_buf;
+        start(c, &op, 1, &c->t_recv);
+    }
+    unref(c); /* the job's */
 }
 
 static void on_new(call *c, int ok)
@@ -483,17 +573,14 @@ static void on_new(call *c, int ok)
     if (c->rpc < 0) {
         finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method", NULL);
     } else {
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &c->recv_buf;
-        start(c, &op, 1, &c->t_recv);
         if (c->rpc == ANN_RPC_TAIL) {
+            grpc_op op;
             memset(&op, 0, sizeof op);
             op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
             op.data.recv_close_on_server.cancelled = &c->cancelled;
             start(c, &op, 1, &c->t_close);
         }
+        job_for(c, ANN_CLASS_ADMIT, admit_job);
     }
     unref(c);
 }
@@ -577,8 +664,6 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
     char *cert = NULL, *key = NULL;
     ann_server *s = ann_xcalloc(1, sizeof *s);
     s->svc = svc;
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->t_shutdown = (tag){on_shutdown, (call *)s};
@@ -597,11 +682,16 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
         creds = grpc_insecure_server_credentials_create();
     }
 
-    grpc_arg args[1];
+    /* The transport checks the message's size as it arrives on the wire; compressed
+     * messages reach request_bytes() as they are, to be inflated within the same bound. */
+    grpc_arg args[2];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = ANN_MAX_REQUEST_BYTES;
-    grpc_channel_args chargs = {.num_args = 1, .args = args};
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION;
+    args[1].value.integer = 0;
+    grpc_channel_args chargs = {.num_args = 2, .args = args};
     s->server = grpc_server_create(&chargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
@@ -622,10 +712,9 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
     free(key);
     grpc_server_start(s->server);
 
-    s->n_workers = opts->workers > 0 ? opts->workers : 32;
-    s->workers = ann_xcalloc((size_t)s->n_workers, sizeof *s->workers);
-    for (int i = 0; i < s->n_workers; i++)
-        pthread_create(&s->workers[i], NULL, worker_main, s);
+    ann_sched_opts so;
+    ann_sched_opts_default(&so, opts->workers > 0 ? opts->workers : 32);
+    s->sched = ann_sched_create(&so);
     s->n_cq = opts->cq_threads > 0 ? opts->cq_threads : 2;
     s->cq_threads = ann_xcalloc((size_t)s->n_cq, sizeof *s->cq_threads);
     for (int i = 0; i < s->n_cq; i++)
@@ -637,8 +726,6 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
 fail:
     free(cert);
     free(key);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -678,22 +765,14 @@ void ann_server_stop(ann_server *s)
     pthread_mutex_unlock(&s->mu);
 
     /* 4. Workers, then the queue. */
-    pthread_mutex_lock(&s->pool_mu);
-    s->pool_stop = true;
-    pthread_cond_broadcast(&s->pool_cv);
-    pthread_mutex_unlock(&s->pool_mu);
-    for (int i = 0; i < s->n_workers; i++)
-        pthread_join(s->workers[i], NULL);
+    ann_sched_destroy(s->sched);
     grpc_server_destroy(s->server);
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_cq; i++)
         pthread_join(s->cq_threads[i], NULL);
     grpc_completion_queue_destroy(s->cq);
 
-    free(s->workers);
     free(s->cq_threads);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

@@ -1,5 +1,7 @@
 #include "api/status.h"
 
+#include <stdio.h>
+
 grpc_status_code ann_status_from_code(ann_code code)
 {
     switch (code) {
@@ -26,4 +28,17 @@ grpc_status_code ann_status_from_code(ann_code code)
         return GRPC_STATUS_INTERNAL;
     }
     return GRPC_STATUS_UNKNOWN;
+}
+
+void ann_status_from_err(const ann_err *err, const char *what, ann_status *out)
+{
+    out->code = ann_status_from_code(err->code);
+    out->retriable = (ann_code_flags(err->code) & ANN_ERR_RETRIABLE) != 0;
+    if (ann_code_is_internal(err->code)) {
+        fprintf(stderr, "annalsd: %s: %s: %s\n", what ? what : "call", ann_code_name(err->code),
+                err->msg);
+        out->msg = ann_code_public_msg(err->code);
+    } else {
+        out->msg = err->msg;
+    }
 }

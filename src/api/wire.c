@@ -1,8 +1,10 @@
 #include "api/wire.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "domain/limits.h"
 #include "domain/text.h"
 
@@ -88,10 +90,27 @@ static size_t limit_for(const ann_wire_limit *limits, const ProtobufCMessageDesc
     return SIZE_MAX;
 }
 
+static int precheck_fields(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                           int depth_left, const ann_wire_limit *limits, size_t *counts,
+                           ann_err *err);
+
 static int precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
                     int depth_left, const ann_wire_limit *limits, ann_err *err)
 {
-    size_t counts[32] = {0}; /* per field index; our messages have fewer than 32 fields */
+    /* Occurrences per field index: on the stack for every message of ours, on the heap
+     * for a descriptor with more fields (never silently uncounted). */
+    size_t stack_counts[32] = {0};
+    size_t *counts = d->n_fields <= 32 ? stack_counts : ann_xcalloc(d->n_fields, sizeof *counts);
+    int rc = precheck_fields(d, buf, len, depth_left, limits, counts, err);
+    if (counts != stack_counts)
+        free(counts);
+    return rc;
+}
+
+static int precheck_fields(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                           int depth_left, const ann_wire_limit *limits, size_t *counts,
+                           ann_err *err)
+{
     size_t unknown = 0;
     size_t pos = 0;
     if (depth_left < 0)
@@ -108,7 +127,7 @@ static int precheck(const ProtobufCMessageDescriptor *d, const uint8_t *buf, siz
                                    ANN_WIRE_MAX_UNKNOWN, d->short_name);
         } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t i = (size_t)(f - d->fields);
-            if (i < 32 && ++counts[i] > limit_for(limits, d, pf.num))
+            if (++counts[i] > limit_for(limits, d, pf.num))
                 return ann_err_set(err, ANN_EINVAL, "%s: more than %zu in one %s", f->name,
                                    limit_for(limits, d, pf.num), d->short_name);
         }

@@ -59,10 +59,10 @@ int ann_cli_exit_code(int code)
     }
 }
 
-int ann_cli_retryable(int code)
+int ann_cli_retryable(const ann_rpc_status *st)
 {
-    return code == ANN_RPC_UNAVAILABLE || code == ANN_RPC_DEADLINE_EXCEEDED ||
-           code == ANN_RPC_ABORTED;
+    return st->code == ANN_RPC_UNAVAILABLE || st->code == ANN_RPC_DEADLINE_EXCEEDED ||
+           st->code == ANN_RPC_ABORTED || (st->code != ANN_RPC_OK && st->retriable);
 }
 
 int ann_cli_fail_rpc(ann_cli *cli, const char *what, const ann_rpc_status *st)

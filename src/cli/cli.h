@@ -62,8 +62,9 @@ int ann_cli_fail_rpc(ann_cli *cli, const char *what, const ann_rpc_status *st);
 int ann_cli_fail(ann_cli *cli, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 1 for statuses worth retrying (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED). */
-int ann_cli_retryable(int rpc_code);
+/* 1 for failures worth retrying: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, and any
+ * status the server flagged retriable (a full disk: RESOURCE_EXHAUSTED). */
+int ann_cli_retryable(const ann_rpc_status *st);
 
 /* Sleeps for ms milliseconds, waking early when *cli->stop is set. */
 void ann_cli_sleep_ms(ann_cli *cli, int64_t ms);

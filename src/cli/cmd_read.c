@@ -121,7 +121,7 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
             if (ann_rpc_list_log_entries(cli->client, &req, cli->timeout_ms, &resp, &st) == 0)
                 break;
             /* A query changes nothing: retrying it is always safe. */
-            if (!ann_cli_retryable(st.code) || ++attempt >= LIST_ATTEMPTS ||
+            if (!ann_cli_retryable(&st) || ++attempt >= LIST_ATTEMPTS ||
                 (cli->stop && *cli->stop)) {
                 rc = ann_cli_fail_rpc(cli, NULL, &st);
                 goto done;
@@ -198,7 +198,7 @@ static int tail_start_point(ann_cli *cli, const char *log_id, uint64_t *after)
 
     req.log_id = (char *)log_id;
     while (ann_rpc_get_log(cli->client, &req, cli->timeout_ms, &resp, &st) < 0) {
-        if (!ann_cli_retryable(st.code) || (cli->stop && *cli->stop))
+        if (!ann_cli_retryable(&st) || (cli->stop && *cli->stop))
             return ann_cli_fail_rpc(cli, NULL, &st);
         ann_cli_sleep_ms(cli, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -291,7 +291,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
             break;
         /* The stream ended. A server going away (or ending the stream) is not
          * the end of a tail: resume after the last id seen. */
-        if (st.code != ANN_RPC_OK && st.code != ANN_RPC_CANCELLED && !ann_cli_retryable(st.code))
+        if (st.code != ANN_RPC_OK && st.code != ANN_RPC_CANCELLED && !ann_cli_retryable(&st))
             return ann_cli_fail_rpc(cli, NULL, &st);
         if (!warned) {
             fprintf(cli->err, "annals tail: %s: ", ann_rpc_code_name(st.code));

@@ -111,7 +111,7 @@ static int flush(writer *w)
     for (int attempt = 1;; attempt++) {
         if (ann_rpc_write_log_entries(w->cli->client, &req, w->cli->timeout_ms, &resp, &st) == 0)
             break;
-        if (!ann_cli_retryable(st.code) || attempt >= MAX_ATTEMPTS) {
+        if (!ann_cli_retryable(&st) || attempt >= MAX_ATTEMPTS) {
             int rc = ann_cli_fail_rpc(w->cli, "WriteLogEntries", &st);
             fprintf(w->cli->err,
                     "annals write: %" PRIu64 " entries were acknowledged before this failure; "

@@ -55,6 +55,7 @@ int ann_rpc_fail(ann_rpc_status *st, int code, const char *fmt, ...)
     if (st) {
         va_list ap;
         st->code = code;
+        st->retriable = 0;
         va_start(ap, fmt);
         vsnprintf(st->msg, sizeof st->msg, fmt, ap);
         va_end(ap);
@@ -67,17 +68,24 @@ static void status_ok(ann_rpc_status *st)
     if (st) {
         st->code = ANN_RPC_OK;
         st->msg[0] = '\0';
+        st->retriable = 0;
     }
 }
 
 /* Copies the server's status into st. NUL bytes would cut the message
  * short, so they become '?'; everything else stays for the caller to escape. */
-static void status_from_grpc(ann_rpc_status *st, grpc_status_code code, grpc_slice details)
+static void status_from_grpc(ann_rpc_status *st, grpc_status_code code, grpc_slice details,
+                             const grpc_metadata_array *trailing)
 {
     size_t n = GRPC_SLICE_LENGTH(details);
     if (!st)
         return;
     st->code = (int)code;
+    st->retriable = 0;
+    for (size_t i = 0; trailing && i < trailing->count; i++)
+        if (grpc_slice_str_cmp(trailing->metadata[i].key, "annals-retriable") == 0 &&
+            grpc_slice_str_cmp(trailing->metadata[i].value, "true") == 0)
+            st->retriable = 1;
     if (n >= sizeof st->msg)
         n = sizeof st->msg - 1;
     memcpy(st->msg, GRPC_SLICE_START_PTR(details), n);
@@ -294,7 +302,7 @@ int ann_client_unary(ann_client *c, const char *method, const void *req, size_t 
         goto done;
     }
     if (status != GRPC_STATUS_OK) {
-        status_from_grpc(st, status, details);
+        status_from_grpc(st, status, details, &trailing_md);
         goto done;
     }
     if (!recv_bb) {
@@ -461,7 +469,7 @@ wait_status:
     }
     s->ended = 1;
 end:
-    status_from_grpc(st, s->status, s->details);
+    status_from_grpc(st, s->status, s->details, &s->trailing_md);
     return ANN_STREAM_END;
 }
 

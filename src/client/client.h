@@ -51,6 +51,9 @@ enum {
 typedef struct ann_rpc_status {
     int code;
     char msg[512];
+    /* The server flagged the failure retriable (trailing metadata `annals-retriable:
+     * true`): the same request may succeed later, e.g. once a full disk has room. */
+    int retriable;
 } ann_rpc_status;
 
 /* The canonical name of a status code: "OK", "NOT_FOUND", ...; a code

@@ -259,8 +259,14 @@ static void exit_codes_and_names(void **state)
     assert_string_equal(ann_rpc_code_name(ANN_RPC_UNAUTHENTICATED), "UNAUTHENTICATED");
     assert_string_equal(ann_rpc_code_name(17), "UNKNOWN_CODE");
     assert_string_equal(ann_rpc_code_name(-1), "UNKNOWN_CODE");
-    assert_true(ann_cli_retryable(ANN_RPC_UNAVAILABLE));
-    assert_false(ann_cli_retryable(ANN_RPC_INVALID_ARGUMENT));
+    ann_rpc_status st = {.code = ANN_RPC_UNAVAILABLE};
+    assert_true(ann_cli_retryable(&st));
+    st.code = ANN_RPC_INVALID_ARGUMENT;
+    assert_false(ann_cli_retryable(&st));
+    st.code = ANN_RPC_RESOURCE_EXHAUSTED; /* the request limit: not retriable */
+    assert_false(ann_cli_retryable(&st));
+    st.retriable = 1; /* a full disk: the server says it is */
+    assert_true(ann_cli_retryable(&st));
 }
 
 static void labels_split_at_first_equals(void **state)
