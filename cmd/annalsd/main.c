@@ -6,16 +6,16 @@
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
  */
 #include <grpc/grpc.h>
-#include <openssl/sha.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "api/server.h"
 #include "api/service.h"
+#include "common/random.h"
+#include "domain/rules.h"
 #include "domain/text.h"
 #include "store/embedded/embedded.h"
 
@@ -53,21 +53,16 @@ static int cmd_tenant_create(int argc, char **argv)
     }
     if (!name || !data)
         return usage();
-    size_t nl = strlen(name);
-    if (nl == 0 || nl > 128 || !ann_utf8_valid(name, nl)) {
-        fprintf(stderr, "annalsd: tenant name must be 1..128 bytes of UTF-8\n");
+    if (!ann_tenant_name_valid(name, strlen(name))) {
+        fprintf(stderr, "annalsd: tenant name must be 1..%d bytes of UTF-8\n", ANN_TENANT_NAME_MAX);
         return 2;
     }
     /* The key: 256 random bits; only its SHA-256 is stored. */
     uint8_t raw[32], hash[32];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
-        perror("annalsd: getrandom");
-        return 1;
-    }
-    char key[8 + 44];
-    memcpy(key, "annals_", 7);
-    ann_b64url_encode(raw, sizeof raw, key + 7);
-    SHA256((const unsigned char *)key, strlen(key), hash);
+    char key[ANN_KEY_LEN + 1];
+    ann_random_bytes(raw, sizeof raw);
+    ann_key_format(raw, key);
+    ann_key_hash(key, strlen(key), hash);
 
     ann_err err = {0};
     ann_store *store = NULL;

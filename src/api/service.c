@@ -2,15 +2,15 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "api/wire.h"
+#include "common/random.h"
 #include "domain/limits.h"
+#include "domain/rules.h"
 #include "domain/text.h"
 #include "domain/token.h"
 
@@ -23,29 +23,11 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void random_bytes(void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n) {
-        ssize_t r = getrandom(b, n, 0);
-        if (r <= 0)
-            abort(); /* the kernel's CSPRNG does not fail once booted */
-        b += r;
-        n -= (size_t)r;
-    }
-}
-
 static void new_uuid(char out[ANN_UUID_LEN + 1])
 {
     uint8_t b[16];
-    random_bytes(b, sizeof b);
-    ann_uuid_v4_from_random(b);
-    ann_uuid_format(b, out);
-}
-
-static bool severity_valid(int32_t s)
-{
-    return s >= 0 && s <= 900 && s % 100 == 0;
+    ann_random_bytes(b, sizeof b);
+    ann_uuid_v4_format(b, out);
 }
 
 /* Canonical (lower-case) log id from the request's bytes. */
@@ -190,18 +172,12 @@ int ann_rpc_from_path(const char *path, size_t len)
 
 int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out, ann_err *err)
 {
-    if (!value || len == 0)
-        return ann_err_set(err, ANN_EUNAUTH, "authorization: missing; send 'Bearer <key>'");
-    if (len < 7 || strncasecmp(value, "Bearer ", 7) != 0)
-        return ann_err_set(err, ANN_EUNAUTH, "authorization: expected 'Bearer <key>'");
-    const char *key = value + 7;
-    size_t klen = len - 7;
-    while (klen && *key == ' ')
-        key++, klen--;
-    if (klen == 0)
-        return ann_err_set(err, ANN_EUNAUTH, "authorization: empty key");
+    const char *key, *why;
+    size_t klen;
+    if (ann_bearer_parse(value, len, &key, &klen, &why) != 0)
+        return ann_err_set(err, ANN_EUNAUTH, "%s", why);
     uint8_t hash[32];
-    SHA256((const unsigned char *)key, klen, hash);
+    ann_key_hash(key, klen, hash);
     if (ann_store_tenant_by_key(svc->store, hash, out, err) != 0) {
         if (err && err->code == ANN_EUNAUTH)
             ann_err_set(err, ANN_EUNAUTH, "authorization: unknown key");
@@ -318,14 +294,13 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
         if (why)
             return ann_err_set(err, ANN_EINVAL, "entries[%zu].json_payload: %s", i, why);
     }
-    if (!severity_valid(w->severity))
+    if (!ann_severity_valid(w->severity))
         return ann_err_set(err, ANN_EINVAL, "entries[%zu].severity: %d is not a Severity", i,
                            (int)w->severity);
     e->time_ns = now;
     if (w->time && ann_wire_ts_to_ns(w->time, &e->time_ns) != 0)
         return ann_err_set(err, ANN_EINVAL,
-                           "entries[%zu].time: out of range (years 1678..2261, nanos 0..999999999)",
-                           i);
+                           "entries[%zu].time: out of range (" ANN_TIME_RANGE_TEXT ")", i);
     e->insert_time_ns = now;
     e->severity = w->severity;
     e->insert_id = (const char *)w->insert_id.data;
@@ -552,7 +527,7 @@ static int do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, si
     }
     if (check_text(&r->text_contains, "text_contains", err) != 0)
         goto done;
-    if (!severity_valid(r->min_severity)) {
+    if (!ann_severity_valid(r->min_severity)) {
         ann_err_set(err, ANN_EINVAL, "min_severity: %d is not a Severity", (int)r->min_severity);
         goto done;
     }

@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "domain/limits.h"
+#include "domain/rules.h"
 #include "domain/text.h"
 
 static bool read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
@@ -259,14 +260,7 @@ const char *ann_wire_struct_check(const uint8_t *buf, size_t len, int max_depth)
 
 int ann_wire_ts_to_ns(const Annals__Wire__V1__Timestamp *ts, int64_t *out)
 {
-    if (ts->nanos < 0 || ts->nanos >= NS)
-        return -1;
-    /* 1678-01-01T00:00:00Z .. 2262-01-01T00:00:00Z (exclusive): whole years inside the
-     * range of int64 nanoseconds (1677-09-21 .. 2262-04-11). */
-    if (ts->seconds < -9214560000LL || ts->seconds >= 9214646400LL)
-        return -1;
-    *out = ts->seconds * NS + ts->nanos;
-    return 0;
+    return ann_time_to_ns(ts->seconds, ts->nanos, out);
 }
 
 void ann_wire_add_ts(ann_buf *b, uint32_t field, int64_t ns)

@@ -7,10 +7,61 @@
 
 #include <cmocka.h>
 
+#include "domain/rules.h"
 #include "domain/text.h"
 #include "domain/token.h"
 
 #define U8(s) ann_utf8_valid((s), sizeof(s) - 1)
+
+static void rules_on_entries_tenants_and_keys(void **state)
+{
+    (void)state;
+    assert_true(ann_severity_valid(0) && ann_severity_valid(100) && ann_severity_valid(900));
+    assert_false(ann_severity_valid(150) || ann_severity_valid(-100) || ann_severity_valid(1000));
+    int64_t ns;
+    assert_int_equal(ann_time_to_ns(0, 5, &ns), 0);
+    assert_int_equal(ns, 5);
+    assert_int_equal(ann_time_to_ns(-9214560000LL, 0, &ns), 0);        /* 1678-01-01 */
+    assert_int_equal(ann_time_to_ns(-9214560001LL, 0, &ns), -1);       /* 1677 */
+    assert_int_equal(ann_time_to_ns(9214646399LL, 999999999, &ns), 0); /* 2261-12-31 */
+    assert_int_equal(ann_time_to_ns(9214646400LL, 0, &ns), -1);        /* 2262 */
+    assert_int_equal(ann_time_to_ns(0, 1000000000, &ns), -1);
+    assert_int_equal(ann_time_to_ns(0, -1, &ns), -1);
+    assert_true(ann_tenant_name_valid("a", 1));
+    assert_false(ann_tenant_name_valid("", 0));
+    assert_false(ann_tenant_name_valid("\xff", 1));
+    char name[130];
+    memset(name, 'n', sizeof name);
+    assert_true(ann_tenant_name_valid(name, 128));
+    assert_false(ann_tenant_name_valid(name, 129));
+
+    uint8_t raw[32] = {0}, h1[32], h2[32];
+    char key[ANN_KEY_LEN + 1];
+    ann_key_format(raw, key);
+    assert_int_equal(strlen(key), ANN_KEY_LEN);
+    assert_memory_equal(key, "annals_AAAA", 11);
+    ann_key_hash(key, strlen(key), h1);
+    raw[31] = 1;
+    ann_key_format(raw, key);
+    ann_key_hash(key, strlen(key), h2);
+    assert_memory_not_equal(h1, h2, 32);
+
+    const char *k, *why;
+    size_t kl;
+    assert_int_equal(ann_bearer_parse("bearer   abc", 12, &k, &kl, &why), 0);
+    assert_int_equal(kl, 3);
+    assert_memory_equal(k, "abc", 3);
+    assert_int_equal(ann_bearer_parse("Basic abc", 9, &k, &kl, &why), -1);
+    assert_non_null(strstr(why, "Bearer"));
+    assert_int_equal(ann_bearer_parse("Bearer  ", 8, &k, &kl, &why), -1);
+    assert_int_equal(ann_bearer_parse(NULL, 0, &k, &kl, &why), -1);
+
+    uint8_t r16[16];
+    memset(r16, 0xff, sizeof r16);
+    char u[37];
+    ann_uuid_v4_format(r16, u);
+    assert_string_equal(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+}
 
 static void utf8_accepts_and_refuses(void **state)
 {
@@ -140,6 +191,7 @@ static void page_tokens(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rules_on_entries_tenants_and_keys),
         cmocka_unit_test(utf8_accepts_and_refuses),
         cmocka_unit_test(uuids),
         cmocka_unit_test(entry_ids),

@@ -1,0 +1,74 @@
+#include "domain/rules.h"
+
+#include <openssl/sha.h>
+#include <string.h>
+#include <strings.h>
+
+#include "domain/text.h"
+
+#define NS 1000000000LL
+
+bool ann_severity_valid(int32_t s)
+{
+    return s >= 0 && s <= 900 && s % 100 == 0;
+}
+
+int ann_time_to_ns(int64_t seconds, int32_t nanos, int64_t *out)
+{
+    if (nanos < 0 || nanos >= NS)
+        return -1;
+    /* 1678-01-01T00:00:00Z .. 2262-01-01T00:00:00Z (exclusive): whole years inside the
+     * range of int64 nanoseconds (1677-09-21 .. 2262-04-11). */
+    if (seconds < -9214560000LL || seconds >= 9214646400LL)
+        return -1;
+    *out = seconds * NS + nanos;
+    return 0;
+}
+
+void ann_uuid_v4_format(const uint8_t random[16], char out[37])
+{
+    uint8_t b[16];
+    memcpy(b, random, sizeof b);
+    ann_uuid_v4_from_random(b);
+    ann_uuid_format(b, out);
+}
+
+bool ann_tenant_name_valid(const char *name, size_t len)
+{
+    return len >= 1 && len <= ANN_TENANT_NAME_MAX && ann_utf8_valid(name, len);
+}
+
+void ann_key_format(const uint8_t random[32], char out[ANN_KEY_LEN + 1])
+{
+    memcpy(out, ANN_KEY_PREFIX, sizeof ANN_KEY_PREFIX - 1);
+    ann_b64url_encode(random, 32, out + sizeof ANN_KEY_PREFIX - 1);
+}
+
+void ann_key_hash(const char *key, size_t len, uint8_t out[32])
+{
+    SHA256((const unsigned char *)key, len, out);
+}
+
+int ann_bearer_parse(const char *value, size_t len, const char **key, size_t *klen,
+                     const char **why)
+{
+    if (!value || len == 0) {
+        *why = "authorization: missing; send 'Bearer <key>'";
+        return -1;
+    }
+    if (len < 7 || strncasecmp(value, "Bearer ", 7) != 0) {
+        *why = "authorization: expected 'Bearer <key>'";
+        return -1;
+    }
+    const char *k = value + 7;
+    size_t n = len - 7;
+    while (n && *k == ' ')
+        k++, n--;
+    if (n == 0) {
+        *why = "authorization: empty key";
+        return -1;
+    }
+    *key = k;
+    *klen = n;
+    return 0;
+}
