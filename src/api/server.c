@@ -126,6 +126,9 @@ static ann_class rpc_class(int rpc)
     switch (rpc) {
     case ANN_RPC_LIST:
     case ANN_RPC_TAIL:
+    case ANN_RPC_LIST_LOGS:
+    case ANN_RPC_READ:
+    case ANN_RPC_SEARCH:
         return ANN_CLASS_READ;
     default:
         return ANN_CLASS_WRITE;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/service_internal.h"
 #include "api/wire.h"
 #include "common/random.h"
 #include "domain/limits.h"
@@ -16,14 +17,14 @@
 
 /* ---------- small helpers ---------- */
 
-static int64_t now_ns(void)
+int64_t svc_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void new_uuid(char out[ANN_UUID_LEN + 1])
+void svc_new_uuid(char out[ANN_UUID_LEN + 1])
 {
     uint8_t b[16];
     ann_random_bytes(b, sizeof b);
@@ -31,7 +32,7 @@ static void new_uuid(char out[ANN_UUID_LEN + 1])
 }
 
 /* Canonical (lower-case) log id from the request's bytes. */
-static int parse_log_id(const ProtobufCBinaryData *f, const char *field, char out[ANN_UUID_LEN + 1],
+int svc_parse_log_id(const ProtobufCBinaryData *f, const char *field, char out[ANN_UUID_LEN + 1],
                         ann_err *err)
 {
     uint8_t u[16];
@@ -43,14 +44,14 @@ static int parse_log_id(const ProtobufCBinaryData *f, const char *field, char ou
     return 0;
 }
 
-static int check_text(const ProtobufCBinaryData *f, const char *field, ann_err *err)
+int svc_check_text(const ProtobufCBinaryData *f, const char *field, ann_err *err)
 {
     if (!ann_utf8_valid((const char *)f->data, f->len))
         return ann_err_set(err, ANN_EINVAL, "%s: not valid UTF-8", field);
     return 0;
 }
 
-static int check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *field, ann_err *err)
+int svc_check_labels(Annals__Wire__V1__Label **labels, size_t n, const char *field, ann_err *err)
 {
     if (n > ANN_MAX_LABELS)
         return ann_err_set(err, ANN_EINVAL, "%s: %zu labels, at most %d allowed", field, n,
@@ -85,7 +86,7 @@ static const ann_wire_limit unpack_limits[] = {
 };
 
 /* Untrusted bytes -> message, refusing what protobuf-c cannot safely unpack. */
-static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
+ProtobufCMessage *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
                                 ann_err *err)
 {
     if (ann_wire_precheck(d, req, len, ANN_MAX_NESTING, unpack_limits, err) != 0)
@@ -101,7 +102,7 @@ static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8
     return m;
 }
 
-static void add_entry_id(ann_buf *b, uint32_t field, uint64_t id)
+void svc_add_entry_id(ann_buf *b, uint32_t field, uint64_t id)
 {
     char s[24];
     int n = snprintf(s, sizeof s, "%" PRIu64, id);
@@ -110,12 +111,12 @@ static void add_entry_id(ann_buf *b, uint32_t field, uint64_t id)
 
 /* One LogEntry as the public wire sees it: the header fields, then the stored body
  * (labels and payload, already LogEntry fields) verbatim. */
-static void encode_entry(ann_buf *out, const char *log_id, const ann_entry *e, ann_buf *tmp)
+void svc_encode_entry(ann_buf *out, const char *log_id, const ann_entry *e, ann_buf *tmp)
 {
     tmp->len = 0;
     ann_buf_add_len_field(tmp, 1, log_id, strlen(log_id));
     ann_buf_add_len_field(tmp, 2, e->insert_id, e->insert_id_len);
-    add_entry_id(tmp, 20, e->entry_id);
+    svc_add_entry_id(tmp, 20, e->entry_id);
     ann_wire_add_ts(tmp, 21, e->time_ns);
     ann_wire_add_ts(tmp, 22, e->insert_time_ns);
     if (!(e->flags & ANN_ENTRY_REDACTED))
@@ -124,11 +125,23 @@ static void encode_entry(ann_buf *out, const char *log_id, const ann_entry *e, a
         ann_buf_add_tag(tmp, 40, 0), ann_buf_add_varint(tmp, 1);
     if (e->severity)
         ann_buf_add_tag(tmp, 41, 0), ann_buf_add_varint(tmp, (uint64_t)(int64_t)e->severity);
+    if ((e->flags & ANN_ENTRY_REDACTED) && e->revocation) {
+        ann_buf rv = ANN_BUF_INIT;
+        const char *actor = e->revocation->actor ? e->revocation->actor : "";
+        const char *reason = e->revocation->reason ? e->revocation->reason : "";
+        if (*actor)
+            ann_buf_add_len_field(&rv, 1, actor, strlen(actor));
+        if (*reason)
+            ann_buf_add_len_field(&rv, 2, reason, strlen(reason));
+        ann_wire_add_ts(&rv, 3, e->revocation->time_ns);
+        ann_buf_add_len_field(tmp, 42, rv.data, rv.len);
+        ann_buf_release(&rv);
+    }
     ann_buf_add_len_field(out, 1, tmp->data, tmp->len);
 }
 
 /* A Log message: id, the stored labels (Log fields, verbatim), create_time, count. */
-static void encode_log(ann_buf *out, uint32_t field, const ann_log_meta *m)
+void svc_encode_log(ann_buf *out, uint32_t field, const ann_log_meta *m)
 {
     ann_buf log = ANN_BUF_INIT;
     ann_buf_add_len_field(&log, 1, m->id, strlen(m->id));
@@ -160,6 +173,9 @@ static const struct {
     {"/annals.v1.LoggingQueryService/ListLogEntries", ANN_RPC_LIST},
     {"/annals.v1.LoggingQueryService/GetLog", ANN_RPC_GET_LOG},
     {"/annals.v1.LoggingQueryService/TailLogEntries", ANN_RPC_TAIL},
+    {"/annals.v1.LoggingQueryService/ListLogs", ANN_RPC_LIST_LOGS},
+    {"/annals.v1.LoggingQueryService/ReadLogEntries", ANN_RPC_READ},
+    {"/annals.v1.LoggingQueryService/SearchLogEntries", ANN_RPC_SEARCH},
 };
 
 int ann_rpc_from_path(const char *path, size_t len)
@@ -193,11 +209,11 @@ static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
 {
     int rc = -1;
     ann_buf labels = ANN_BUF_INIT;
-    Annals__Wire__V1__CreateLogRequest *r = (Annals__Wire__V1__CreateLogRequest *)decode(
+    Annals__Wire__V1__CreateLogRequest *r = (Annals__Wire__V1__CreateLogRequest *)svc_decode(
         &annals__wire__v1__create_log_request__descriptor, req, len, err);
     if (!r)
         return -1;
-    if (check_labels(r->labels, r->n_labels, "labels", err) != 0)
+    if (svc_check_labels(r->labels, r->n_labels, "labels", err) != 0)
         goto done;
     /* Stored as Log.labels fields, so GetLog splices them back verbatim. */
     for (size_t i = 0; i < r->n_labels; i++) {
@@ -207,12 +223,12 @@ static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
         ann_buf_reserve(&labels, n);
         labels.len += annals__wire__v1__label__pack(r->labels[i], labels.data + labels.len);
     }
-    ann_log_meta m = {.create_time_ns = now_ns(), .labels = labels.data, .labels_len = labels.len};
-    new_uuid(m.id);
+    ann_log_meta m = {.create_time_ns = svc_now_ns(), .labels = labels.data, .labels_len = labels.len};
+    svc_new_uuid(m.id);
     if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len, m.create_time_ns,
                              err) != 0)
         goto done;
-    encode_log(resp, 1, &m);
+    svc_encode_log(resp, 1, &m);
     rc = 0;
 done:
     ann_buf_release(&labels);
@@ -226,14 +242,14 @@ static int do_get_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
     int rc = -1;
     char log_id[ANN_UUID_LEN + 1];
     ann_log_meta m = {0};
-    Annals__Wire__V1__GetLogRequest *r = (Annals__Wire__V1__GetLogRequest *)decode(
+    Annals__Wire__V1__GetLogRequest *r = (Annals__Wire__V1__GetLogRequest *)svc_decode(
         &annals__wire__v1__get_log_request__descriptor, req, len, err);
     if (!r)
         return -1;
-    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0 ||
+    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0 ||
         ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
-    encode_log(resp, 1, &m);
+    svc_encode_log(resp, 1, &m);
     rc = 0;
 done:
     ann_log_meta_release(&m);
@@ -246,11 +262,11 @@ static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
 {
     (void)resp; /* DeleteLogResponse is empty */
     char log_id[ANN_UUID_LEN + 1];
-    Annals__Wire__V1__DeleteLogRequest *r = (Annals__Wire__V1__DeleteLogRequest *)decode(
+    Annals__Wire__V1__DeleteLogRequest *r = (Annals__Wire__V1__DeleteLogRequest *)svc_decode(
         &annals__wire__v1__delete_log_request__descriptor, req, len, err);
     if (!r)
         return -1;
-    int rc = parse_log_id(&r->log_id, "log_id", log_id, err);
+    int rc = svc_parse_log_id(&r->log_id, "log_id", log_id, err);
     if (rc == 0)
         rc = ann_store_log_delete(svc->store, t->id, log_id, err);
     protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -279,14 +295,14 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
     if (w->insert_id.len > ANN_MAX_INSERT_ID_BYTES)
         return ann_err_set(err, ANN_EINVAL, "%s: %zu bytes, at most %d allowed", field,
                            w->insert_id.len, ANN_MAX_INSERT_ID_BYTES);
-    if (check_text(&w->insert_id, field, err) != 0)
+    if (svc_check_text(&w->insert_id, field, err) != 0)
         return -1;
     snprintf(field, sizeof field, "entries[%zu].labels", i);
-    if (check_labels(w->labels, w->n_labels, field, err) != 0)
+    if (svc_check_labels(w->labels, w->n_labels, field, err) != 0)
         return -1;
     if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_TEXT_PAYLOAD) {
         snprintf(field, sizeof field, "entries[%zu].text_payload", i);
-        if (check_text(&w->text_payload, field, err) != 0)
+        if (svc_check_text(&w->text_payload, field, err) != 0)
             return -1;
     } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD) {
         const char *why =
@@ -319,11 +335,11 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     char(*gen_ids)[ANN_UUID_LEN + 1] = NULL;
     ann_buf bodies = ANN_BUF_INIT;
     Annals__Wire__V1__WriteLogEntriesRequestIn *r =
-        (Annals__Wire__V1__WriteLogEntriesRequestIn *)decode(
+        (Annals__Wire__V1__WriteLogEntriesRequestIn *)svc_decode(
             &annals__wire__v1__write_log_entries_request_in__descriptor, req, len, err);
     if (!r)
         return -1;
-    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
         goto done;
     size_t n = r->n_entries;
     if (n == 0) {
@@ -339,14 +355,14 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     ids = ann_xcalloc(n, sizeof *ids);
     body_off = ann_xcalloc(n + 1, sizeof *body_off);
     gen_ids = ann_xcalloc(n, sizeof *gen_ids);
-    int64_t now = now_ns();
+    int64_t now = svc_now_ns();
     for (size_t i = 0; i < n; i++) {
         const Annals__Wire__V1__LogEntryIn *w = r->entries[i];
         if (check_entry(w, i, log_id, &entries[i], now, err) != 0)
             goto done;
         if (entries[i].insert_id_len == 0) {
             /* Generated before anything is stored, so a redelivery can't duplicate it. */
-            new_uuid(gen_ids[i]);
+            svc_new_uuid(gen_ids[i]);
             entries[i].insert_id = gen_ids[i];
             entries[i].insert_id_len = ANN_UUID_LEN;
         }
@@ -375,7 +391,7 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     if (ann_store_append(svc->store, &ap, err) != 0)
         goto done;
     for (size_t i = 0; i < n; i++)
-        add_entry_id(resp, 1, ids[i]);
+        svc_add_entry_id(resp, 1, ids[i]);
     rc = 0;
 done:
     ann_buf_release(&bodies);
@@ -396,11 +412,11 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
     char *reason = NULL;
     uint64_t *ids = NULL;
     Annals__Wire__V1__RevokeLogEntriesRequest *r =
-        (Annals__Wire__V1__RevokeLogEntriesRequest *)decode(
+        (Annals__Wire__V1__RevokeLogEntriesRequest *)svc_decode(
             &annals__wire__v1__revoke_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
-    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
         goto done;
     if (r->n_entry_ids == 0) {
         ann_err_set(err, ANN_EINVAL, "entry_ids: at least one entry id is required");
@@ -416,7 +432,7 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
                     ANN_MAX_REASON_BYTES);
         goto done;
     }
-    if (check_text(&r->reason, "reason", err) != 0)
+    if (svc_check_text(&r->reason, "reason", err) != 0)
         goto done;
     ids = ann_xcalloc(r->n_entry_ids, sizeof *ids);
     for (size_t i = 0; i < r->n_entry_ids; i++) {
@@ -433,150 +449,11 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
     reason[r->reason.len] = '\0';
     char actor[160];
     snprintf(actor, sizeof actor, "tenant:%s", t->name);
-    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason, now_ns(),
+    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason, svc_now_ns(),
                           err);
 done:
     free(reason);
     free(ids);
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
-}
-
-typedef struct list_ctx {
-    const char *log_id;
-    ann_buf *resp;
-    ann_buf tmp;
-    size_t limit, count;
-    bool more; /* an entry past the page exists */
-    ann_page_cursor last;
-} list_ctx;
-
-static int list_visit(const ann_entry *e, void *ud)
-{
-    list_ctx *c = ud;
-    size_t before = c->resp->len;
-    if (c->count == c->limit) {
-        c->more = true;
-        return 1;
-    }
-    encode_entry(c->resp, c->log_id, e, &c->tmp);
-    if (c->count > 0 && c->resp->len > ANN_MAX_RESPONSE_BYTES) {
-        c->resp->len = before; /* keep the message under clients' receive limit */
-        c->more = true;
-        return 1;
-    }
-    c->count++;
-    c->last.time_ns = e->time_ns;
-    c->last.entry_id = e->entry_id;
-    return 0;
-}
-
-typedef struct list_filter {
-    const uint8_t *text;
-    size_t text_len;
-    int32_t min_severity;
-} list_filter;
-
-static bool list_match(const ann_entry *e, void *ud)
-{
-    const list_filter *f = ud;
-    if (f->min_severity && e->severity < f->min_severity)
-        return false;
-    if (f->text_len) {
-        const uint8_t *p;
-        size_t n;
-        if ((e->flags & ANN_ENTRY_REDACTED) ||
-            !ann_wire_find_bytes(e->body, e->body_len, 30, &p, &n))
-            return false;
-        return memmem(p, n, f->text, f->text_len) != NULL;
-    }
-    return true;
-}
-
-static int do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                   ann_buf *resp, ann_err *err)
-{
-    int rc = -1;
-    char log_id[ANN_UUID_LEN + 1];
-    ann_log_meta m = {0};
-    list_ctx c = {.log_id = log_id, .resp = resp, .tmp = ANN_BUF_INIT};
-    Annals__Wire__V1__ListLogEntriesRequest *r = (Annals__Wire__V1__ListLogEntriesRequest *)decode(
-        &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
-    if (!r)
-        return -1;
-    if (parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
-        goto done;
-    if (r->page_size < 0 || r->page_size > ANN_MAX_PAGE_SIZE) {
-        ann_err_set(err, ANN_EINVAL, "page_size: %d, must be between 0 and %d", (int)r->page_size,
-                    ANN_MAX_PAGE_SIZE);
-        goto done;
-    }
-    ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .filter = list_match};
-    if (r->start_time && ann_wire_ts_to_ns(r->start_time, &q.start_ns) != 0) {
-        ann_err_set(err, ANN_EINVAL, "start_time: out of range");
-        goto done;
-    }
-    if (r->end_time && ann_wire_ts_to_ns(r->end_time, &q.end_ns) != 0) {
-        ann_err_set(err, ANN_EINVAL, "end_time: out of range");
-        goto done;
-    }
-    if (r->text_contains.len > ANN_MAX_TEXT_FILTER_BYTES) {
-        ann_err_set(err, ANN_EINVAL, "text_contains: %zu bytes, at most %d allowed",
-                    r->text_contains.len, ANN_MAX_TEXT_FILTER_BYTES);
-        goto done;
-    }
-    if (check_text(&r->text_contains, "text_contains", err) != 0)
-        goto done;
-    if (!ann_severity_valid(r->min_severity)) {
-        ann_err_set(err, ANN_EINVAL, "min_severity: %d is not a Severity", (int)r->min_severity);
-        goto done;
-    }
-    if (r->page_token.len && !ann_utf8_valid((const char *)r->page_token.data, r->page_token.len)) {
-        ann_err_set(err, ANN_EINVAL, "page_token: not a valid page token");
-        goto done;
-    }
-    list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity};
-    q.filter_ud = &f;
-    ann_page_scope scope = {.tenant_id = t->id,
-                            .log_id = log_id,
-                            .start_ns = q.start_ns,
-                            .end_ns = q.end_ns,
-                            .text = (const char *)r->text_contains.data,
-                            .text_len = r->text_contains.len,
-                            .min_severity = r->min_severity};
-    ann_page_cursor cur = {0};
-    if (r->page_token.len) {
-        if (ann_page_token_decode(svc->secret, &scope, (const char *)r->page_token.data,
-                                  r->page_token.len, &cur, err) != 0)
-            goto done;
-        q.has_cursor = true;
-        q.cursor_time_ns = cur.time_ns;
-        q.cursor_id = cur.entry_id;
-        q.max_id = cur.max_id;
-    }
-    /* Existence (and tenancy) first, so a foreign log is NOT_FOUND like a missing one. */
-    if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
-        goto done;
-    if (!r->page_token.len)
-        q.max_id = m.entry_count; /* the walk's snapshot */
-    c.limit = r->page_size ? (size_t)r->page_size : ANN_DEFAULT_PAGE_SIZE;
-    c.last.max_id = q.max_id;
-    if (q.max_id == 0) { /* empty log: nothing can match */
-        rc = 0;
-        goto done;
-    }
-    q.limit = c.limit + 1;
-    if (ann_store_list(svc->store, t->id, log_id, &q, list_visit, &c, err) != 0)
-        goto done;
-    if (c.more && c.count) {
-        char tok[ANN_PAGE_TOKEN_MAX];
-        ann_page_token_encode(svc->secret, &scope, &c.last, tok);
-        ann_buf_add_len_field(resp, 2, tok, strlen(tok));
-    }
-    rc = 0;
-done:
-    ann_buf_release(&c.tmp);
-    ann_log_meta_release(&m);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return rc;
 }
@@ -594,7 +471,13 @@ int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, c
     case ANN_RPC_REVOKE:
         return do_revoke(svc, tenant, req, len, resp, err);
     case ANN_RPC_LIST:
-        return do_list(svc, tenant, req, len, resp, err);
+        return svc_do_list(svc, tenant, req, len, resp, err);
+    case ANN_RPC_READ:
+        return svc_do_read(svc, tenant, req, len, resp, err);
+    case ANN_RPC_LIST_LOGS:
+        return svc_do_list_logs(svc, tenant, req, len, resp, err);
+    case ANN_RPC_SEARCH:
+        return svc_do_search(svc, tenant, req, len, resp, err);
     case ANN_RPC_GET_LOG:
         return do_get_log(svc, tenant, req, len, resp, err);
     case ANN_RPC_TAIL:
@@ -603,71 +486,3 @@ int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, c
     return ann_err_set(err, ANN_EINTERNAL, "rpc %d is not unary", (int)rpc);
 }
 
-/* ---------- tail ---------- */
-
-int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req, size_t len,
-                  ann_tail *out, ann_err *err)
-{
-    int rc = -1;
-    ann_log_meta m = {0};
-    memset(out, 0, sizeof *out);
-    out->svc = svc;
-    out->tenant = *tenant;
-    Annals__Wire__V1__TailLogEntriesRequest *r = (Annals__Wire__V1__TailLogEntriesRequest *)decode(
-        &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
-    if (!r)
-        return -1;
-    if (parse_log_id(&r->log_id, "log_id", out->log_id, err) != 0)
-        goto done;
-    if (r->after_entry_id.len &&
-        ann_entry_id_parse((const char *)r->after_entry_id.data, r->after_entry_id.len, true,
-                           &out->last_id) != 0) {
-        ann_err_set(err, ANN_EINVAL, "after_entry_id: not an entry id (empty, 0, 1, 2, ...)");
-        goto done;
-    }
-    if (ann_store_log_get(svc->store, tenant->id, out->log_id, &m, err) != 0)
-        goto done;
-    if (!r->after_entry_id.len)
-        out->last_id = m.entry_count; /* from the current end */
-    rc = 0;
-done:
-    ann_log_meta_release(&m);
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
-}
-
-typedef struct tail_ctx {
-    ann_tail *t;
-    ann_buf *resp;
-    size_t start;
-    ann_buf tmp;
-    size_t n;
-} tail_ctx;
-
-static int tail_visit(const ann_entry *e, void *ud)
-{
-    tail_ctx *c = ud;
-    size_t before = c->resp->len;
-    if (e->entry_id != c->t->last_id + 1)
-        return 1; /* never skip an id: stop and let the next read continue densely */
-    encode_entry(c->resp, c->t->log_id, e, &c->tmp);
-    if (c->n > 0 && c->resp->len - c->start > ANN_MAX_RESPONSE_BYTES) {
-        c->resp->len = before;
-        return 1;
-    }
-    c->n++;
-    c->t->last_id = e->entry_id;
-    return 0;
-}
-
-int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err)
-{
-    tail_ctx c = {.t = t, .resp = resp, .start = resp->len, .tmp = ANN_BUF_INIT};
-    int rc = ann_store_read_after(t->svc->store, t->tenant.id, t->log_id, t->last_id,
-                                  ANN_MAX_PAGE_SIZE, tail_visit, &c, err);
-    ann_buf_release(&c.tmp);
-    *n = rc == 0 ? c.n : 0;
-    if (rc != 0)
-        resp->len = c.start;
-    return rc;
-}

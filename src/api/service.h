@@ -25,6 +25,9 @@ typedef enum ann_rpc {
     ANN_RPC_LIST,
     ANN_RPC_GET_LOG,
     ANN_RPC_TAIL, /* server streaming: ann_tail_* */
+    ANN_RPC_LIST_LOGS,
+    ANN_RPC_READ,
+    ANN_RPC_SEARCH,
 } ann_rpc;
 
 typedef struct ann_service {

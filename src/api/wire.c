@@ -6,24 +6,9 @@
 
 #include "common/buf.h"
 #include "domain/limits.h"
+#include "domain/pbread.h"
 #include "domain/rules.h"
 #include "domain/text.h"
-
-static bool read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len)
-            return false;
-        uint8_t c = buf[(*pos)++];
-        v |= (uint64_t)(c & 0x7F) << shift;
-        if (!(c & 0x80)) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
 
 static const ProtobufCFieldDescriptor *field_by_number(const ProtobufCMessageDescriptor *d,
                                                        uint32_t num)
@@ -32,54 +17,6 @@ static const ProtobufCFieldDescriptor *field_by_number(const ProtobufCMessageDes
         if (d->fields[i].id == num)
             return &d->fields[i];
     return NULL;
-}
-
-/* One protobuf field: its number, wire type and payload. Every scanner here reads with
- * next_field(); it refuses groups, reserved wire types and anything past the end. */
-typedef struct pfield {
-    uint32_t num;
-    unsigned wt;
-    uint64_t v;       /* varint, or fixed64 bits */
-    const uint8_t *p; /* length-delimited payload */
-    size_t n;
-} pfield;
-
-static bool next_field(const uint8_t *buf, size_t len, size_t *pos, pfield *f)
-{
-    uint64_t key;
-    if (!read_varint(buf, len, pos, &key) || key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
-        return false;
-    f->num = (uint32_t)(key >> 3);
-    f->wt = (unsigned)(key & 7);
-    switch (f->wt) {
-    case 0:
-        return read_varint(buf, len, pos, &f->v);
-    case 1:
-        if (len - *pos < 8)
-            return false;
-        f->v = 0;
-        for (int i = 7; i >= 0; i--)
-            f->v = f->v << 8 | buf[*pos + (size_t)i];
-        *pos += 8;
-        return true;
-    case 5:
-        if (len - *pos < 4)
-            return false;
-        f->v = 0;
-        for (int i = 3; i >= 0; i--)
-            f->v = f->v << 8 | buf[*pos + (size_t)i];
-        *pos += 4;
-        return true;
-    case 2:
-        if (!read_varint(buf, len, pos, &f->v) || f->v > len - *pos)
-            return false;
-        f->p = buf + *pos;
-        f->n = (size_t)f->v;
-        *pos += f->n;
-        return true;
-    default:
-        return false;
-    }
 }
 
 static size_t limit_for(const ann_wire_limit *limits, const ProtobufCMessageDescriptor *d,
@@ -117,9 +54,9 @@ static int precheck_fields(const ProtobufCMessageDescriptor *d, const uint8_t *b
     if (depth_left < 0)
         return ann_err_set(err, ANN_EINVAL, "request: nested more than %d levels deep",
                            ANN_MAX_NESTING);
-    pfield pf;
+    ann_pb_field pf;
     while (pos < len) {
-        if (!next_field(buf, len, &pos, &pf))
+        if (!ann_pb_next(buf, len, &pos, &pf))
             goto bad;
         const ProtobufCFieldDescriptor *f = field_by_number(d, pf.num);
         if (!f) {
@@ -152,20 +89,20 @@ static const char *value_check(const uint8_t *buf, size_t len, int depth_left);
 static const char *struct_check(const uint8_t *buf, size_t len, int depth_left)
 {
     size_t pos = 0;
-    pfield f;
+    ann_pb_field f;
     if (depth_left < 0)
         return "nested too deeply";
     while (pos < len) {
-        if (!next_field(buf, len, &pos, &f))
+        if (!ann_pb_next(buf, len, &pos, &f))
             return "not a valid Struct";
         if (f.num != 1 || f.wt != 2)
             return "unknown field in a Struct";
         /* FieldsEntry { string key = 1; Value value = 2; } */
         size_t ep = 0;
-        pfield g;
+        ann_pb_field g;
         bool has_value = false;
         while (ep < f.n) {
-            if (!next_field(f.p, f.n, &ep, &g))
+            if (!ann_pb_next(f.p, f.n, &ep, &g))
                 return "not a valid Struct field";
             if (g.num == 1 && g.wt == 2) {
                 if (!ann_utf8_valid((const char *)g.p, g.n))
@@ -188,12 +125,12 @@ static const char *struct_check(const uint8_t *buf, size_t len, int depth_left)
 static const char *value_check(const uint8_t *buf, size_t len, int depth_left)
 {
     size_t pos = 0;
-    pfield f;
+    ann_pb_field f;
     bool set = false;
     if (depth_left < 0)
         return "nested too deeply";
     while (pos < len) {
-        if (!next_field(buf, len, &pos, &f))
+        if (!ann_pb_next(buf, len, &pos, &f))
             return "not a valid Value";
         const char *why = NULL;
         switch (f.num) {
@@ -231,9 +168,9 @@ static const char *value_check(const uint8_t *buf, size_t len, int depth_left)
             if (depth_left < 1)
                 return "nested too deeply";
             size_t lp = 0;
-            pfield g;
+            ann_pb_field g;
             while (lp < f.n && !why) {
-                if (!next_field(f.p, f.n, &lp, &g))
+                if (!ann_pb_next(f.p, f.n, &lp, &g))
                     return "not a valid ListValue";
                 if (g.num != 1 || g.wt != 2)
                     return "unknown field in a ListValue";
@@ -284,8 +221,8 @@ bool ann_wire_find_bytes(const uint8_t *buf, size_t len, uint32_t field, const u
 {
     size_t pos = 0;
     bool found = false;
-    pfield f;
-    while (pos < len && next_field(buf, len, &pos, &f)) {
+    ann_pb_field f;
+    while (pos < len && ann_pb_next(buf, len, &pos, &f)) {
         if (f.num == field && f.wt == 2) {
             *p = f.p;
             *n = f.n;

@@ -43,3 +43,30 @@ int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope,
                           size_t len, ann_page_cursor *out, ann_err *err);
 
 #endif
+
+/*
+ * Sealed tokens for the other walks (ListLogs, SearchLogEntries): a kind byte and a
+ * payload of at most ANN_SEALED_PAYLOAD_MAX bytes, MAC'd (HMAC-SHA256 under the secret)
+ * together with a digest of the query that made them, so a token only continues the walk
+ * of the very query it came from.
+ */
+#define ANN_SEALED_PAYLOAD_MAX 64
+#define ANN_SEALED_TOKEN_MAX 128 /* buffer size for an encoded sealed token, NUL included */
+
+enum { ANN_TOKEN_LIST_LOGS = 2, ANN_TOKEN_SEARCH = 3 };
+
+/* A digest of a query: fields added in a fixed order, each length-prefixed. */
+typedef struct ann_scope_digest {
+    void *ctx; /* EVP_MD_CTX */
+} ann_scope_digest;
+void ann_scope_begin(ann_scope_digest *d, uint8_t kind);
+void ann_scope_add(ann_scope_digest *d, const void *p, size_t n);
+void ann_scope_add_i64(ann_scope_digest *d, int64_t v);
+void ann_scope_end(ann_scope_digest *d, uint8_t out[32]);
+
+void ann_token_seal(const uint8_t secret[32], uint8_t kind, const uint8_t scope[32],
+                    const uint8_t *payload, size_t n, char out[ANN_SEALED_TOKEN_MAX]);
+/* ANN_EINVAL naming page_token unless `tok` is a token of this kind and scope carrying
+ * exactly n payload bytes. */
+int ann_token_open(const uint8_t secret[32], uint8_t kind, const uint8_t scope[32], const char *tok,
+                   size_t len, uint8_t *payload, size_t n, ann_err *err);

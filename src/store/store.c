@@ -1,5 +1,7 @@
 #include "store/store.h"
 
+#include <string.h>
+
 #include <stdlib.h>
 
 void ann_log_meta_release(ann_log_meta *m)
@@ -62,9 +64,26 @@ int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, co
 }
 
 int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
-                   ann_entry_visit_fn visit, void *ud, ann_err *err)
+                   ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err)
 {
-    return s->ops->list(s, tenant_id, log_id, q, visit, ud, err);
+    ann_list_result ignored;
+    if (!res)
+        res = &ignored;
+    memset(res, 0, sizeof *res);
+    return s->ops->list(s, tenant_id, log_id, q, visit, ud, res, err);
+}
+
+int ann_store_logs_list(ann_store *s, const char *tenant_id, const ann_logs_query *q,
+                        ann_log_visit_fn visit, void *ud, ann_err *err)
+{
+    return s->ops->logs_list(s, tenant_id, q, visit, ud, err);
+}
+
+int ann_store_search(ann_store *s, const char *tenant_id, const ann_search_query *q,
+                     ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err)
+{
+    memset(res, 0, sizeof *res);
+    return s->ops->search(s, tenant_id, q, visit, ud, res, err);
 }
 
 int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,

@@ -32,12 +32,20 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "domain/body.h"
 
 #define ANN_UUID_LEN 36 /* canonical text form, without the NUL */
 
 enum {
     ANN_ENTRY_REDACTED = 1u << 0, /* body purged by revoke */
 };
+
+/* The audit record of a revocation, as kept by the store. */
+typedef struct ann_revocation {
+    const char *actor;
+    const char *reason;
+    int64_t time_ns;
+} ann_revocation;
 
 /*
  * One entry as the store sees it. The body is opaque to the store: the API
@@ -52,8 +60,11 @@ typedef struct ann_entry {
     uint32_t flags;        /* ANN_ENTRY_* */
     const char *insert_id; /* never empty on append (the API generates one) */
     size_t insert_id_len;
-    const uint8_t *body; /* labels + payload, opaque; empty once redacted */
+    const uint8_t *body; /* labels + payload (domain/body.h); empty once redacted */
     size_t body_len;
+    /* On output, for a redacted entry: the revocation that purged it (the first one),
+     * when the backend knows it; NULL otherwise. */
+    const ann_revocation *revocation;
 } ann_entry;
 
 typedef struct ann_tenant {
@@ -100,10 +111,81 @@ typedef struct ann_list_query {
     size_t limit;
     bool (*filter)(const ann_entry *e, void *ud);
     void *filter_ud;
+    /* Entries examined (time window, snapshot and cursor passed, filter run) at most;
+     * 0: no bound. When the budget stops the walk, the store says so in the result. */
+    uint64_t budget;
 } ann_list_query;
+
+/* How a listing ended: `budget_hit` when it stopped because `budget` entries were
+ * examined; then (last_time_ns, last_id) is the last entry examined, from which the
+ * walk continues (as a cursor). */
+typedef struct ann_list_result {
+    bool budget_hit;
+    int64_t last_time_ns;
+    uint64_t last_id;
+} ann_list_result;
+
+/*
+ * A listing of a tenant's logs, newest create time first, ties by id (ascending, as
+ * text). Deleted logs never appear. With has_cursor, only logs strictly after
+ * (cursor_create_ns, cursor_id) in that order.
+ */
+typedef struct ann_logs_query {
+    const ann_label_pair *labels; /* every pair must be among the log's labels */
+    size_t n_labels;
+    int64_t start_ns; /* create time, inclusive; INT64_MIN for no bound */
+    int64_t end_ns;   /* exclusive; INT64_MAX for no bound */
+    bool has_cursor;
+    int64_t cursor_create_ns;
+    char cursor_id[ANN_UUID_LEN + 1];
+    size_t limit;
+} ann_logs_query;
+
+/* A position in a search walk: (time, log id as text, entry id). */
+typedef struct ann_search_pos {
+    int64_t time_ns;
+    char log_id[ANN_UUID_LEN + 1];
+    uint64_t entry_id;
+} ann_search_pos;
+
+/*
+ * A search across a tenant's logs (domain/body.h says what matches). Entries are visited
+ * in (time, log_id, entry_id) order, strictly after the cursor when has_cursor, and only
+ * those with insert_time_ns <= snapshot_ns (the walk's snapshot: entries written during
+ * the walk are left out). Redacted entries never match.
+ */
+typedef struct ann_search_query {
+    const ann_matcher *match;
+    const ann_label_pair *labels; /* on the logs' labels */
+    size_t n_labels;
+    const char (*log_ids)[ANN_UUID_LEN + 1]; /* when n_log_ids > 0: only these logs */
+    size_t n_log_ids;
+    int64_t start_ns; /* entry time, inclusive */
+    int64_t end_ns;   /* exclusive */
+    int64_t snapshot_ns;
+    bool has_cursor;
+    ann_search_pos cursor;
+    size_t limit;    /* matches per call */
+    uint64_t budget; /* entries examined per call at most (>= 1) */
+} ann_search_query;
+
+/* How a search call ended: `more` when the walk is not complete; then every match at or
+ * before `resume` has been visited, and the next call continues strictly after it. */
+typedef struct ann_search_result {
+    bool more;
+    ann_search_pos resume;
+    uint64_t examined; /* entries examined in this call */
+} ann_search_result;
 
 /* Called for each listed entry; return nonzero to stop early (not an error). */
 typedef int (*ann_entry_visit_fn)(const ann_entry *e, void *ud);
+
+/* Called for each listed log; return nonzero to stop early. */
+typedef int (*ann_log_visit_fn)(const ann_log_meta *m, void *ud);
+
+/* Called for each search hit, with its log; return nonzero to stop early (the call then
+ * reports `more` with the hit's position as `resume`). */
+typedef int (*ann_hit_visit_fn)(const char *log_id, const ann_entry *e, void *ud);
 
 /* Called from a store thread, without store locks held, after new entries of
  * the watched log become visible, or once the log is deleted. It must not
@@ -144,7 +226,13 @@ typedef struct ann_store_ops {
                   size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
 
     int (*list)(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
-                ann_entry_visit_fn visit, void *ud, ann_err *err);
+                ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err);
+
+    int (*logs_list)(ann_store *s, const char *tenant_id, const ann_logs_query *q,
+                     ann_log_visit_fn visit, void *ud, ann_err *err);
+
+    int (*search)(ann_store *s, const char *tenant_id, const ann_search_query *q,
+                  ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
 
     /* Entries with id > after_id in id order, at most `limit` of them. */
     int (*read_after)(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
@@ -177,7 +265,11 @@ int ann_store_append(ann_store *s, ann_append *req, ann_err *err);
 int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, const uint64_t *ids,
                      size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
 int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
-                   ann_entry_visit_fn visit, void *ud, ann_err *err);
+                   ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err);
+int ann_store_logs_list(ann_store *s, const char *tenant_id, const ann_logs_query *q,
+                        ann_log_visit_fn visit, void *ud, ann_err *err);
+int ann_store_search(ann_store *s, const char *tenant_id, const ann_search_query *q,
+                     ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
 int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
                          size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 int ann_store_watch(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,

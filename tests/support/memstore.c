@@ -11,6 +11,8 @@ typedef struct mentry {
     ann_entry e;
     char *insert_id;
     uint8_t *body;
+    ann_revocation rev; /* the first revocation, once redacted */
+    char *actor, *reason;
 } mentry;
 
 struct ann_watch {
@@ -61,6 +63,8 @@ static void ms_close(ann_store *s)
         for (size_t k = 0; k < l->n; k++) {
             free(l->v[k].insert_id);
             free(l->v[k].body);
+            free(l->v[k].actor);
+            free(l->v[k].reason);
         }
         free(l->v);
         free(l->labels);
@@ -185,9 +189,14 @@ static int ms_append(ann_store *s, ann_append *req, ann_err *err)
             if (l->n == l->cap) {
                 l->cap = l->cap ? l->cap * 2 : 16;
                 l->v = ann_xrealloc(l->v, l->cap * sizeof *l->v);
+                for (size_t k = 0; k < l->n; k++) /* the records moved with the entries */
+                    if (l->v[k].e.revocation)
+                        l->v[k].e.revocation = &l->v[k].rev;
             }
             mentry *me = &l->v[l->n];
+            me->actor = me->reason = NULL;
             me->e = *in;
+            me->e.revocation = NULL;
             me->e.flags = 0;
             me->e.entry_id = id = ++l->n;
             me->insert_id = ann_xmalloc(in->insert_id_len + 1);
@@ -209,7 +218,6 @@ static int ms_append(ann_store *s, ann_append *req, ann_err *err)
 static int ms_revoke(ann_store *s, const char *tenant, const char *id, const uint64_t *ids,
                      size_t n, const char *actor, const char *reason, int64_t now, ann_err *err)
 {
-    (void)actor, (void)reason, (void)now;
     memstore *m = (memstore *)s;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
@@ -224,6 +232,12 @@ static int ms_revoke(ann_store *s, const char *tenant, const char *id, const uin
         }
     for (size_t i = 0; i < n; i++) {
         mentry *me = &l->v[ids[i] - 1];
+        if (!(me->e.flags & ANN_ENTRY_REDACTED)) {
+            me->actor = strdup(actor ? actor : "");
+            me->reason = strdup(reason ? reason : "");
+            me->rev = (ann_revocation){me->actor, me->reason, now};
+            me->e.revocation = &me->rev;
+        }
         me->e.flags |= ANN_ENTRY_REDACTED;
         me->e.body_len = 0;
     }
@@ -242,7 +256,7 @@ static int cmp_entry(const void *a, const void *b)
 }
 
 static int ms_list(ann_store *s, const char *tenant, const char *id, const ann_list_query *q,
-                   ann_entry_visit_fn visit, void *ud, ann_err *err)
+                   ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err)
 {
     memstore *m = (memstore *)s;
     pthread_mutex_lock(&m->mu);
@@ -257,6 +271,7 @@ static int ms_list(ann_store *s, const char *tenant, const char *id, const ann_l
         v[k++] = &l->v[i].e;
     qsort(v, k, sizeof *v, cmp_entry);
     size_t listed = 0;
+    uint64_t examined = 0;
     for (size_t i = 0; i < k && listed < q->limit; i++) {
         const ann_entry *e = v[i];
         if (e->time_ns < q->start_ns || e->time_ns >= q->end_ns)
@@ -266,6 +281,13 @@ static int ms_list(ann_store *s, const char *tenant, const char *id, const ann_l
         if (q->has_cursor && (e->time_ns < q->cursor_time_ns ||
                               (e->time_ns == q->cursor_time_ns && e->entry_id <= q->cursor_id)))
             continue;
+        if (q->budget && examined == q->budget) {
+            res->budget_hit = true;
+            break;
+        }
+        examined++;
+        res->last_time_ns = e->time_ns;
+        res->last_id = e->entry_id;
         if (q->filter && !q->filter(e, q->filter_ud))
             continue;
         listed++;
@@ -323,6 +345,136 @@ static void ms_unwatch(ann_store *s, ann_watch *w)
     free(w);
 }
 
+static int log_cmp(const void *a, const void *b)
+{
+    const mlog *x = *(const mlog *const *)a, *y = *(const mlog *const *)b;
+    if (x->create_time != y->create_time)
+        return x->create_time > y->create_time ? -1 : 1; /* newest first */
+    return strcmp(x->id, y->id);
+}
+
+static int ms_logs_list(ann_store *s, const char *tenant, const ann_logs_query *q,
+                        ann_log_visit_fn visit, void *ud, ann_err *err)
+{
+    (void)err;
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog **v = ann_xcalloc(m->n_logs + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_logs; i++) {
+        mlog *l = m->logs[i];
+        if (l->deleted || strcmp(l->tenant, tenant) != 0 || l->create_time < q->start_ns ||
+            l->create_time >= q->end_ns ||
+            !ann_labels_match(l->labels, l->labels_len, 2, q->labels, q->n_labels))
+            continue;
+        if (q->has_cursor && (l->create_time > q->cursor_create_ns ||
+                              (l->create_time == q->cursor_create_ns &&
+                               strcmp(l->id, q->cursor_id) <= 0)))
+            continue;
+        v[k++] = l;
+    }
+    qsort(v, k, sizeof *v, log_cmp);
+    for (size_t i = 0; i < k && i < q->limit; i++) {
+        ann_log_meta meta = {.create_time_ns = v[i]->create_time,
+                             .entry_count = v[i]->n,
+                             .labels = v[i]->labels,
+                             .labels_len = v[i]->labels_len};
+        memcpy(meta.id, v[i]->id, sizeof meta.id);
+        if (visit(&meta, ud))
+            break;
+    }
+    free(v);
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+typedef struct hit {
+    const mlog *l;
+    const ann_entry *e;
+} hit;
+
+static int pos_cmp(int64_t t1, const char *l1, uint64_t i1, int64_t t2, const char *l2, uint64_t i2)
+{
+    if (t1 != t2)
+        return t1 < t2 ? -1 : 1;
+    int c = strcmp(l1, l2);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return i1 < i2 ? -1 : i1 > i2;
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const hit *x = a, *y = b;
+    return pos_cmp(x->e->time_ns, x->l->id, x->e->entry_id, y->e->time_ns, y->l->id,
+                   y->e->entry_id);
+}
+
+/* The reference search: every candidate entry in (time, log, id) order, each one examined
+ * counting against the budget. */
+static int ms_search(ann_store *s, const char *tenant, const ann_search_query *q,
+                     ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err)
+{
+    (void)err;
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    size_t total = 0;
+    for (size_t i = 0; i < m->n_logs; i++)
+        total += m->logs[i]->n;
+    hit *v = ann_xcalloc(total + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_logs; i++) {
+        mlog *l = m->logs[i];
+        if (l->deleted || strcmp(l->tenant, tenant) != 0 ||
+            !ann_labels_match(l->labels, l->labels_len, 2, q->labels, q->n_labels))
+            continue;
+        if (q->n_log_ids) {
+            bool named = false;
+            for (size_t j = 0; j < q->n_log_ids && !named; j++)
+                named = strcmp(q->log_ids[j], l->id) == 0;
+            if (!named)
+                continue;
+        }
+        for (size_t j = 0; j < l->n; j++) {
+            const ann_entry *e = &l->v[j].e;
+            if (e->time_ns < q->start_ns || e->time_ns >= q->end_ns ||
+                e->insert_time_ns > q->snapshot_ns)
+                continue;
+            if (q->has_cursor && pos_cmp(e->time_ns, l->id, e->entry_id, q->cursor.time_ns,
+                                         q->cursor.log_id, q->cursor.entry_id) <= 0)
+                continue;
+            v[k++] = (hit){l, e};
+        }
+    }
+    qsort(v, k, sizeof *v, hit_cmp);
+    size_t found = 0;
+    if (q->has_cursor)
+        res->resume = q->cursor;
+    else
+        res->resume = (ann_search_pos){.time_ns = INT64_MIN};
+    for (size_t i = 0; i < k; i++) {
+        const ann_entry *e = v[i].e;
+        if (res->examined == q->budget || found == q->limit) {
+            res->more = true;
+            break;
+        }
+        res->examined++;
+        if (!(e->flags & ANN_ENTRY_REDACTED) && ann_body_matches(q->match, e->body, e->body_len)) {
+            if (visit(v[i].l->id, e, ud)) {
+                res->more = true;
+                break;
+            }
+            found++;
+        }
+        res->resume.time_ns = e->time_ns;
+        memcpy(res->resume.log_id, v[i].l->id, sizeof res->resume.log_id);
+        res->resume.entry_id = e->entry_id;
+    }
+    free(v);
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
 static const ann_store_ops memstore_ops = {
     .version = 1,
     .name = "memory (tests only)",
@@ -336,6 +488,8 @@ static const ann_store_ops memstore_ops = {
     .append = ms_append,
     .revoke = ms_revoke,
     .list = ms_list,
+    .logs_list = ms_logs_list,
+    .search = ms_search,
     .read_after = ms_read_after,
     .watch = ms_watch,
     .unwatch = ms_unwatch,

@@ -136,6 +136,18 @@ static void views_agree(void **state)
          &annals__wire__v1__tail_log_entries_request__descriptor},
         {&annals__v1__tail_log_entries_response__descriptor,
          &annals__wire__v1__tail_log_entries_response__descriptor},
+        {&annals__v1__list_logs_request__descriptor,
+         &annals__wire__v1__list_logs_request__descriptor},
+        {&annals__v1__list_logs_response__descriptor,
+         &annals__wire__v1__list_logs_response__descriptor},
+        {&annals__v1__read_log_entries_request__descriptor,
+         &annals__wire__v1__read_log_entries_request__descriptor},
+        {&annals__v1__read_log_entries_response__descriptor,
+         &annals__wire__v1__read_log_entries_response__descriptor},
+        {&annals__v1__search_log_entries_request__descriptor,
+         &annals__wire__v1__search_log_entries_request__descriptor},
+        {&annals__v1__search_log_entries_response__descriptor,
+         &annals__wire__v1__search_log_entries_response__descriptor},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
         compare(pairs[i][0], pairs[i][1], 0);
