@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "store/embedded/hash.h"
 #include "store/embedded/index.h"
 #include "store/embedded/logfile.h"
@@ -229,13 +230,11 @@ static int fsync_dir(const char *path)
 static char *path_join(const char *a, const char *b, const char *c, const char *suffix)
 {
     size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + strlen(suffix) + 3;
-    char *p = malloc(n);
-    if (p) {
-        if (c)
-            snprintf(p, n, "%s/%s/%s%s", a, b, c, suffix);
-        else
-            snprintf(p, n, "%s/%s%s", a, b, suffix);
-    }
+    char *p = ann_xmalloc(n);
+    if (c)
+        snprintf(p, n, "%s/%s/%s%s", a, b, c, suffix);
+    else
+        snprintf(p, n, "%s/%s%s", a, b, suffix);
     return p;
 }
 
@@ -263,13 +262,11 @@ static elog *table_find(emb *s, uint64_t hash, const char *tenant, const char *l
     return NULL;
 }
 
-static int table_insert(emb *s, elog *h)
+static void table_insert(emb *s, elog *h)
 {
     if ((s->tcount + 1) * 2 > s->tcap) {
         size_t ncap = s->tcap ? s->tcap * 2 : 64;
-        elog **nt = calloc(ncap, sizeof *nt);
-        if (!nt)
-            return -1;
+        elog **nt = ann_xcalloc(ncap, sizeof *nt);
         for (size_t i = 0; i < s->tcap; i++) {
             for (elog *e = s->table[i], *next; e; e = next) {
                 next = e->hnext;
@@ -286,7 +283,6 @@ static int table_insert(emb *s, elog *h)
     *slot = h;
     h->in_table = true;
     s->tcount++;
-    return 0;
 }
 
 static void table_remove(emb *s, elog *h)
@@ -416,18 +412,13 @@ typedef struct load_ctx {
     size_t nredact, redact_cap;
 } load_ctx;
 
-static int push_redact(load_ctx *c, uint64_t off, ann_err *err)
+static void push_redact(load_ctx *c, uint64_t off)
 {
     if (c->nredact == c->redact_cap) {
-        size_t ncap = c->redact_cap ? c->redact_cap * 2 : 16;
-        uint64_t *n = realloc(c->redact, ncap * sizeof *n);
-        if (!n)
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        c->redact = n;
-        c->redact_cap = ncap;
+        c->redact_cap = c->redact_cap ? c->redact_cap * 2 : 16;
+        c->redact = ann_xrealloc(c->redact, c->redact_cap * sizeof *c->redact);
     }
     c->redact[c->nredact++] = off;
-    return 0;
 }
 
 /* Does the snapshot belong to this file? Its last entry must be where it
@@ -451,9 +442,11 @@ static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool n
     load_ctx *c = ud;
     (void)rec_len;
     if (ann_idx_add(&c->h->idx, e->time_ns, off, iid_tag(c->s, e->insert_id, e->insert_id_len)))
-        return ann_err_set(err, ANN_EIO, "%s: out of memory indexing entry %llu", c->h->path,
-                           (unsigned long long)e->entry_id);
-    return needs_redact ? push_redact(c, off, err) : 0;
+        return ann_err_set(err, ANN_EINTERNAL, "%s: more than %llu entries", c->h->path,
+                           (unsigned long long)ANN_IDX_MAX_ENTRIES);
+    if (needs_redact)
+        push_redact(c, off);
+    return 0;
 }
 
 /* Rewrites the record at `off` as redacted (no-op if it already is). The
@@ -469,9 +462,7 @@ static int redact_at(elog *h, uint64_t off, ann_err *err)
     if (rec_len < ANN_LF_REC_HDR + (uint32_t)ann_le16_get(hdr + 40) || rec_len > h->end - off)
         return ann_err_set(err, ANN_ECORRUPT, "%s: bad record length at offset %llu", h->path,
                            (unsigned long long)off);
-    rec = malloc(rec_len);
-    if (!rec)
-        return ann_err_set(err, ANN_EIO, "out of memory");
+    rec = ann_xmalloc(rec_len);
     if (ann_lf_pread_full(h->fd, rec, rec_len, off) != 0) {
         sys_fail(err, "read", h->path);
         goto done;
@@ -533,10 +524,6 @@ static int log_load(emb *s, elog *h, ann_err *err)
     /* A snapshot spares the scan of everything before its data_end. */
     uint64_t snap_end = 0;
     int sr = h->idx_path ? ann_idx_load(&h->idx, h->idx_path, &snap_end) : 0;
-    if (sr < 0) {
-        ann_err_set(err, ANN_EIO, "%s: out of memory loading the index", h->path);
-        goto done;
-    }
     if (sr == 1 && !snapshot_matches(h, snap_end, (uint64_t)st.st_size)) {
         ann_idx_release(&h->idx);
         ann_idx_init(&h->idx);
@@ -546,8 +533,7 @@ static int log_load(emb *s, elog *h, ann_err *err)
     if (sr == 1) {
         /* Pending revocations of entries the scan will not visit. */
         for (size_t i = 0; i < npending && pending[i] <= h->idx.n; i++)
-            if (push_redact(&c, ann_idx_off(&h->idx, pending[i]), err) != 0)
-                goto done;
+            push_redact(&c, ann_idx_off(&h->idx, pending[i]));
     }
     if (ann_lf_scan(h->fd, h->path, sr == 1 ? snap_end : 0, h->idx.n + 1, pending, npending,
                     load_visit, &c, &valid_end, &last_id, err) != 0) {
@@ -634,21 +620,9 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
             return r < 0 ? -1 : not_found(err, log);
         }
         size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
-        h = calloc(1, sizeof *h);
-        if (h) {
-            h->path = malloc(plen);
-            h->idx_path = malloc(plen);
-        }
-        if (!h || !h->path || !h->idx_path) {
-            pthread_mutex_unlock(&s->mu);
-            free(labels);
-            if (h) {
-                free(h->path);
-                free(h->idx_path);
-            }
-            free(h);
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        }
+        h = ann_xcalloc(1, sizeof *h);
+        h->path = ann_xmalloc(plen);
+        h->idx_path = ann_xmalloc(plen);
         snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
         snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
         h->snap_min = s->opts.snapshot_min;
@@ -663,12 +637,7 @@ static int log_acquire(emb *s, const char *tenant, const char *log, elog **out, 
         pthread_rwlock_init(&h->lk, NULL);
         pthread_mutex_init(&h->revoke_mu, NULL);
         pthread_rwlock_wrlock(&h->lk);
-        if (table_insert(s, h) != 0) {
-            pthread_rwlock_unlock(&h->lk);
-            pthread_mutex_unlock(&s->mu);
-            elog_free(h);
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        }
+        table_insert(s, h);
         h->refs = 1;
         loader = true;
     }
@@ -720,12 +689,8 @@ static void watch_gather(emb *s, elog *h, ann_watch ***ws, size_t *cap, size_t *
         h->watch_gone = true;
     for (ann_watch *w = h->watchers; w; w = w->next) {
         if (n == *cap) {
-            size_t ncap = *cap ? *cap * 2 : 16;
-            ann_watch **nw = realloc(*ws, ncap * sizeof *nw);
-            if (!nw)
-                break; /* out of memory: those watchers miss this wake-up */
-            *ws = nw;
-            *cap = ncap;
+            *cap = *cap ? *cap * 2 : 16;
+            *ws = ann_xrealloc(*ws, *cap * sizeof **ws);
         }
         w->busy++;
         (*ws)[n++] = w;
@@ -788,8 +753,8 @@ static bool confirm_iid(uint64_t id, void *ud)
     } else {
         size_t want = ANN_LF_REC_HDR + c->len;
         uint8_t *dst = buf;
-        if (want > sizeof buf && !(dst = heap = malloc(want)))
-            return false; /* cannot happen in practice: ids are short */
+        if (want > sizeof buf)
+            dst = heap = ann_xmalloc(want);
         if (ann_lf_pread_full(h->fd, dst, want, off) != 0) {
             free(heap);
             return false;
@@ -816,12 +781,7 @@ static void stage_job(emb *s, elog *h, job *j)
         size_t ncap = h->pend_cap ? h->pend_cap : 1 << 16;
         while (ncap < h->pend_len + need)
             ncap *= 2;
-        uint8_t *np = realloc(h->pend, ncap);
-        if (!np) {
-            j->rc = ann_err_set(&j->err, ANN_EIO, "out of memory");
-            return;
-        }
-        h->pend = np;
+        h->pend = ann_xrealloc(h->pend, ncap);
         h->pend_cap = ncap;
     }
     size_t n_new = 0;
@@ -833,14 +793,8 @@ static void stage_job(emb *s, elog *h, job *j)
         if (!id) {
             id = h->idx.n + 1;
             ann_lf_rec_encode(h->pend + h->pend_len, id, e);
-            if (ann_idx_add(&h->idx, e->time_ns, h->end + h->pend_len, tag) != 0) {
-                /* The index now holds part of this job: write nothing for
-                 * this log this round and rebuild it from the file. */
-                h->failed = true;
-                h->broken = true;
-                j->rc = ann_err_set(&j->err, ANN_EIO, "out of memory indexing log %s", h->log);
-                return;
-            }
+            /* Cannot fail: the entry limit was checked above. */
+            (void)ann_idx_add(&h->idx, e->time_ns, h->end + h->pend_len, tag);
             h->pend_len += ann_lf_rec_size(e->insert_id_len, e->body_len);
             h->pend_count++;
             n_new++;
@@ -996,29 +950,21 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 h->pend_count = 0;
                 h->pend_first = h->idx.n + 1;
                 if (h->pend_cap < ANN_LF_FRAME_HDR) {
-                    uint8_t *np = realloc(h->pend, 1 << 16);
-                    if (np) {
-                        h->pend = np;
-                        h->pend_cap = 1 << 16;
-                    } else {
-                        h->failed = true;
-                    }
+                    h->pend = ann_xrealloc(h->pend, 1 << 16);
+                    h->pend_cap = 1 << 16;
                 }
                 h->cnext = logs;
                 logs = h;
                 nlogs++;
             }
-            if (!h->failed)
-                stage_job(s, h, j);
-            else
-                ann_err_set(&j->err, ANN_EIO, "out of memory");
+            stage_job(s, h, j);
         }
         pthread_rwlock_unlock(&h->lk);
     }
 
     /* Write each log's frame, then make them all durable together. */
     elog *stack[64];
-    elog **syncs = nlogs <= 64 ? stack : malloc(nlogs * sizeof *syncs);
+    elog **syncs = nlogs <= 64 ? stack : ann_xmalloc(nlogs * sizeof *syncs);
     size_t nsync = 0;
     uint64_t zero_budget = PREALLOC_ROUND, bytes = 0;
     if (s->trace)
@@ -1036,12 +982,8 @@ static job *commit_round(emb *s, job **arr, size_t n)
         if (s->durable && s->opts.prealloc)
             prealloc_plan(h, &zero_budget);
         bytes += h->pend_len;
-        if (s->durable) {
-            if (syncs)
-                syncs[nsync++] = h;
-            else
-                sync_one(h);
-        }
+        if (s->durable)
+            syncs[nsync++] = h;
     }
     if (s->trace)
         t2 = mono_ms();
@@ -1146,31 +1088,12 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&s->q_mu);
 
         size_t n = 0;
-        bool oom = false;
         for (job *j = list; j; j = j->next) {
             if (n == arr_cap) {
-                size_t ncap = arr_cap ? arr_cap * 2 : 64;
-                job **na = realloc(arr, ncap * sizeof *na);
-                if (!na) {
-                    oom = true;
-                    break;
-                }
-                arr = na;
-                arr_cap = ncap;
+                arr_cap = arr_cap ? arr_cap * 2 : 64;
+                arr = ann_xrealloc(arr, arr_cap * sizeof *arr);
             }
             arr[n++] = j;
-        }
-        if (oom) {
-            pthread_mutex_lock(&s->q_mu);
-            for (job *k = list, *nx; k; k = nx) {
-                nx = k->next;
-                k->rc = ann_err_set(&k->err, ANN_EIO, "out of memory");
-                k->done = true;
-                pthread_cond_signal(&k->cv);
-            }
-            pthread_mutex_unlock(&s->q_mu);
-            carry = NULL;
-            continue;
         }
         carry = commit_round(s, arr, n);
     }
@@ -1271,15 +1194,11 @@ static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_
     }
     tdir = path_join(s->dir, "logs", tenant_id, "");
     size_t plen = strlen(s->dir) + strlen(tenant_id) + strlen(log_id) + 16;
-    path = malloc(plen);
-    if (!tdir || !path) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
+    path = ann_xmalloc(plen);
     snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant_id, log_id);
     if (mkdir(tdir, 0700) == 0) {
         char *logs = path_join(s->dir, "logs", NULL, "");
-        int fr = logs && s->durable ? fsync_dir(logs) : 0;
+        int fr = s->durable ? fsync_dir(logs) : 0;
         free(logs);
         if (fr != 0) {
             sys_fail(err, "sync", s->dir);
@@ -1333,11 +1252,7 @@ static int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id,
     out->create_time_ns = h->create_ns;
     out->entry_count = h->visible;
     if (h->labels_len) {
-        out->labels = malloc(h->labels_len);
-        if (!out->labels) {
-            ann_err_set(err, ANN_EIO, "out of memory");
-            goto done;
-        }
+        out->labels = ann_xmalloc(h->labels_len);
         memcpy(out->labels, h->labels, h->labels_len);
         out->labels_len = h->labels_len;
     }
@@ -1351,13 +1266,9 @@ done:
 static int unlink_log_file(emb *s, const char *tenant, const char *log, ann_err *err)
 {
     size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
-    char *path = malloc(plen);
+    char *path = ann_xmalloc(plen);
     char *tdir = path_join(s->dir, "logs", tenant, "");
     int rc = -1;
-    if (!path || !tdir) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
     snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
     if (unlink(path) != 0 && errno != ENOENT) {
         sys_fail(err, "unlink", path);
@@ -1516,11 +1427,7 @@ static int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, 
         rc = 0;
         goto out;
     }
-    sorted = malloc(n * sizeof *sorted);
-    if (!sorted) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto out;
-    }
+    sorted = ann_xmalloc(n * sizeof *sorted);
     memcpy(sorted, ids, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, u64_cmp);
     size_t m = 0;
@@ -1614,8 +1521,8 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
     elog *h = r->h;
     uint64_t off = ann_idx_off(&h->idx, id);
     const uint8_t *p;
-    if (!r->win && !(r->win = malloc(WINDOW)))
-        return ann_err_set(err, ANN_EIO, "out of memory");
+    if (!r->win)
+        r->win = ann_xmalloc(WINDOW);
     if (!(off >= r->win_off && off + ANN_LF_REC_HDR <= r->win_off + r->win_len)) {
         size_t len = h->end - off < WINDOW ? (size_t)(h->end - off) : WINDOW;
         if (ann_lf_pread_full(h->fd, r->win, len, off) != 0)
@@ -1636,8 +1543,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
         p = r->win;
     } else {
         free(r->big);
-        if (!(r->big = malloc(rec_len)))
-            return ann_err_set(err, ANN_EIO, "out of memory");
+        r->big = ann_xmalloc(rec_len);
         if (ann_lf_pread_full(h->fd, r->big, rec_len, off) != 0)
             return sys_fail(err, "read", h->path);
         p = r->big;
@@ -1646,10 +1552,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
         size_t ncap = r->buf_cap ? r->buf_cap : 1 << 16;
         while (ncap < r->buf_len + rec_len)
             ncap *= 2;
-        uint8_t *nb = realloc(r->buf, ncap);
-        if (!nb)
-            return ann_err_set(err, ANN_EIO, "out of memory");
-        r->buf = nb;
+        r->buf = ann_xrealloc(r->buf, ncap);
         r->buf_cap = ncap;
     }
     memcpy(r->buf + r->buf_len, p, rec_len);
@@ -1809,9 +1712,7 @@ static int emb_watch(ann_store *st, const char *tenant_id, const char *log_id, a
     if (!fn || !out)
         return ann_err_set(err, ANN_EINVAL, "watch: missing callback");
     *out = NULL;
-    ann_watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return ann_err_set(err, ANN_EIO, "out of memory");
+    ann_watch *w = ann_xcalloc(1, sizeof *w);
     if (log_acquire(s, tenant_id, log_id, &h, err) != 0) {
         free(w);
         return -1;
@@ -1980,9 +1881,7 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     *out = NULL;
     if (!dir || !dir[0])
         return ann_err_set(err, ANN_EINVAL, "data directory: missing");
-    s = calloc(1, sizeof *s);
-    if (!s)
-        return ann_err_set(err, ANN_EIO, "out of memory");
+    s = ann_xcalloc(1, sizeof *s);
     s->base.ops = &embedded_ops;
     s->lock_fd = -1;
     if (opts)
@@ -2008,20 +1907,13 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_cond_init(&s->sync_done, NULL);
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);
-    s->dir = strdup(dir);
-    if (!s->dir) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
+    s->dir = ann_xmalloc(strlen(dir) + 1);
+    memcpy(s->dir, dir, strlen(dir) + 1);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         sys_fail(err, "mkdir", dir);
         goto done;
     }
     p = path_join(dir, "logs", NULL, "");
-    if (!p) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
     if (mkdir(p, 0700) == 0) {
         if (s->durable && fsync_dir(dir) != 0) {
             sys_fail(err, "sync", dir);
@@ -2035,10 +1927,6 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     p = NULL;
     if (!s->opts.admin_only) {
         p = path_join(dir, "LOCK", NULL, "");
-        if (!p) {
-            ann_err_set(err, ANN_EIO, "out of memory");
-            goto done;
-        }
         s->lock_fd = open(p, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
         if (s->lock_fd < 0) {
             sys_fail(err, "open", p);
@@ -2053,10 +1941,6 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         p = NULL;
     }
     p = path_join(dir, "meta.db", NULL, "");
-    if (!p) {
-        ann_err_set(err, ANN_EIO, "out of memory");
-        goto done;
-    }
     if (ann_meta_open(p, s->durable, &s->meta, err) != 0 ||
         ann_meta_hashkey(s->meta, s->hkey, err) != 0)
         goto done;

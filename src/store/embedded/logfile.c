@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "store/embedded/hash.h"
 
 #define MAX_FRAME_LEN (1ull << 30) /* frames are capped far below this */
@@ -114,11 +115,9 @@ static bool header_ok(const uint8_t *h)
 static int frame_header_after(int fd, uint64_t from, uint64_t size, bool *found)
 {
     enum { BUF = 1 << 20 };
-    uint8_t *buf = malloc(BUF);
+    uint8_t *buf = ann_xmalloc(BUF);
     int rc = -1;
     *found = false;
-    if (!buf)
-        return -1;
     for (uint64_t off = from; off + ANN_LF_FRAME_HDR <= size;) {
         size_t len = size - off < BUF ? (size_t)(size - off) : BUF;
         if (ann_lf_pread_full(fd, buf, len, off) != 0)
@@ -237,14 +236,9 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             goto done;
         }
         if (frame_len > size - off)
-            break; /* torn: the frame was being written */
-        if (frame_len > cap) {
-            uint8_t *nb = realloc(buf, frame_len);
-            if (!nb) {
-                ann_err_set(err, ANN_EIO, "%s: out of memory", path);
-                goto done;
-            }
-            buf = nb;
+            break;             /* torn: the frame was being written */
+        if (frame_len > cap) { /* bounded by the file's size (checked above) */
+            buf = ann_xrealloc(buf, frame_len);
             cap = frame_len;
         }
         if (ann_lf_pread_full(fd, buf, frame_len, off) != 0) {
