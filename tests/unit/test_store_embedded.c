@@ -1420,6 +1420,109 @@ static void test_lru_eviction(void **state)
     assert_int_equal(n_new, 0);
 }
 
+/* Create, write, delete one log id again and again while other threads probe
+ * it with every operation. The probers may only ever see success or not
+ * found; the cycler's own calls must always succeed (a create is seen by the
+ * next call even if a prober's lookup began before it), and nothing of a
+ * deleted incarnation may be served or left on disk. */
+typedef struct race_ctx {
+    fx *f;
+    atomic_bool done;
+    atomic_int bad;
+    char why[400];
+} race_ctx;
+
+static void race_fail(race_ctx *r, const char *what, const ann_err *err)
+{
+    if (atomic_fetch_add(&r->bad, 1) == 0)
+        snprintf(r->why, sizeof r->why, "%.40s: %.20s %.256s", what, ann_code_name(err->code),
+                 err->msg);
+}
+
+static void race_noop(void *ud)
+{
+    (void)ud;
+}
+
+static void *race_prober(void *arg)
+{
+    race_ctx *r = arg;
+    fx *f = r->f;
+    unsigned i = 0;
+    while (!atomic_load(&r->done)) {
+        ann_err err;
+        ann_log_meta m;
+        got g = {0};
+        uint64_t ids[2];
+        int rc = 0;
+        switch (i++ % 5) {
+        case 0:
+            rc = ann_store_log_get(f->s, f->t.id, "race", &m, &err);
+            if (rc == 0)
+                ann_log_meta_release(&m);
+            break;
+        case 1:
+            rc = append_n(f->s, f->t.id, "race", "probe", 2, NULL, ids, NULL, &err);
+            break;
+        case 2:
+            rc = ann_store_read_after(f->s, f->t.id, "race", 0, 0, collect, &g, &err);
+            got_free(&g);
+            break;
+        case 3: {
+            ann_watch *w;
+            rc = ann_store_watch(f->s, f->t.id, "race", race_noop, NULL, &w, &err);
+            if (rc == 0)
+                ann_store_unwatch(f->s, w);
+            break;
+        }
+        default: {
+            uint64_t one = 1;
+            rc = ann_store_revoke(f->s, f->t.id, "race", &one, 1, "a", "probe", 1, &err);
+            break;
+        }
+        }
+        if (rc != 0 && err.code != ANN_ENOTFOUND)
+            race_fail(r, "prober", &err);
+    }
+    return NULL;
+}
+
+static void test_delete_races_acquire(void **state)
+{
+    fx *f = *state;
+    race_ctx r = {.f = f};
+    pthread_t th[3];
+    char path[256];
+    data_path(f, "race", path, sizeof path);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, race_prober, &r), 0);
+    for (int round = 0; round < 150 && !atomic_load(&r.bad); round++) {
+        ann_err err;
+        uint64_t ids[3];
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "RACEROUND%03d", round);
+        if (ann_store_log_create(f->s, f->t.id, "race", NULL, 0, 1, &err) != 0)
+            race_fail(&r, "create", &err);
+        else if (append_n(f->s, f->t.id, "race", prefix, 3, NULL, ids, NULL, &err) != 0)
+            race_fail(&r, "append after create", &err);
+        else if (ann_store_log_delete(f->s, f->t.id, "race", &err) != 0)
+            race_fail(&r, "delete", &err);
+        else if (access(path, F_OK) == 0)
+            snprintf(r.why, sizeof r.why, "round %d: data file left", round),
+                atomic_fetch_add(&r.bad, 1);
+    }
+    atomic_store(&r.done, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    if (atomic_load(&r.bad))
+        fail_msg("%s", r.why);
+    ann_log_meta m;
+    ann_err err;
+    assert_int_not_equal(ann_store_log_get(f->s, f->t.id, "race", &m, &err), 0);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
+    assert_false(dir_contains(f->dir, "body-RACEROUND"));
+}
+
 /* ---- watch ------------------------------------------------------------- */
 
 static void test_watch(void **state)
@@ -1781,6 +1884,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_many_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_insert_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_races_acquire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwatch_races_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mixed_stress, setup, teardown),

@@ -152,8 +152,7 @@ void emb_log_release(emb *s, elog *h)
     elog *victims = NULL;
     pthread_mutex_lock(&s->mu);
     if (--h->refs == 0) {
-        if (!h->in_table || h->drop) {
-            table_remove(s, h);
+        if (!h->in_table) {
             h->hnext = victims;
             victims = h;
         } else {
@@ -357,14 +356,81 @@ done:
 
 /* ---- acquire, reload, unpublish ------------------------------------------ */
 
+/* A new elog for the table: nothing read yet (the loader fills it). */
+static elog *elog_new(emb *s, uint64_t hash, const char *tenant, const char *log)
+{
+    size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
+    elog *h = ann_xcalloc(1, sizeof *h);
+    h->path = ann_xmalloc(plen);
+    h->idx_path = ann_xmalloc(plen);
+    snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
+    snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+    h->snap_min = s->opts.snapshot_min;
+    snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
+    snprintf(h->log, sizeof h->log, "%s", log);
+    h->hash = hash;
+    h->fd = -1;
+    ann_idx_init(&h->idx);
+    pthread_rwlock_init(&h->lk, NULL);
+    pthread_mutex_init(&h->purge_mu, NULL);
+    return h;
+}
+
+/*
+ * The loader's part of acquire, with no store lock held: looks the log up in
+ * SQLite and loads its file, then publishes the outcome (loading = false)
+ * under s->mu. A log that failed to load leaves the table at once, so the
+ * next acquire tries afresh; its holders keep answering the failure.
+ */
+static void log_open(emb *s, elog *h)
+{
+    int state = 0;
+    int64_t create_ns = 0;
+    uint8_t *labels = NULL;
+    size_t labels_len = 0;
+    ann_err e;
+    int r = ann_meta_log_lookup(s->meta, h->tenant, h->log, &state, &create_ns, &labels,
+                                &labels_len, &e);
+    /* Uncontended: everyone else waits for loading to clear before looking. */
+    pthread_rwlock_wrlock(&h->lk);
+    ann_err_clear(&h->load_err);
+    if (r < 0) {
+        h->load_rc = -1;
+        h->load_err = e;
+    } else if (r == 0 || state != ANN_META_LOG_LIVE) {
+        free(labels);
+        h->absent = true;
+        h->load_rc = emb_not_found(&h->load_err, h->log);
+    } else {
+        h->create_ns = create_ns;
+        h->labels = labels;
+        h->labels_len = labels_len;
+        h->load_rc = log_load(s, h, &h->load_err);
+    }
+    bool failed = h->load_rc != 0;
+    pthread_rwlock_unlock(&h->lk);
+
+    pthread_mutex_lock(&s->mu);
+    if (failed)
+        table_remove(s, h);
+    h->loading = false;
+    pthread_cond_broadcast(&s->load_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /*
  * Finds (or opens) the log and takes a reference. Fails with the one
  * not-found message for a missing, deleted, foreign or malformed log.
+ *
+ * The first acquire of a log puts an elog in the table marked `loading`
+ * (s->mu is held only for that), then looks the log up and loads it with no
+ * store lock held; later acquires wait for it on s->load_cv. Delete marks the
+ * log deleting in SQLite before it takes the elog out of the table, so an
+ * acquire that misses the table afterwards finds the log deleting in its own
+ * lookup; one that found the elog before shares it and then sees `deleted`.
  */
 int emb_log_acquire(emb *s, const char *tenant, const char *log, elog **out, ann_err *err)
 {
-    elog *h = NULL;
-    bool loader = false;
     *out = NULL;
     if (s->opts.admin_only)
         return ann_err_set(err, ANN_EINVAL, "store opened admin-only");
@@ -372,66 +438,41 @@ int emb_log_acquire(emb *s, const char *tenant, const char *log, elog **out, ann
         return emb_not_found(err, log);
     uint64_t hash = emb_log_hash(s, tenant, log);
 
-    pthread_mutex_lock(&s->mu);
-    h = table_find(s, hash, tenant, log);
-    if (h) {
-        h->refs++;
-        lru_unlink(s, h);
-    } else {
-        int state = 0;
-        int64_t create_ns = 0;
-        uint8_t *labels = NULL;
-        size_t labels_len = 0;
-        int r = ann_meta_log_lookup(s->meta, tenant, log, &state, &create_ns, &labels, &labels_len,
-                                    err);
-        if (r <= 0 || state != ANN_META_LOG_LIVE) {
-            pthread_mutex_unlock(&s->mu);
-            free(labels);
-            return r < 0 ? -1 : emb_not_found(err, log);
+    for (int attempt = 0;; attempt++) {
+        bool loader = false;
+        pthread_mutex_lock(&s->mu);
+        elog *h = table_find(s, hash, tenant, log);
+        if (h) {
+            h->refs++;
+            lru_unlink(s, h);
+            while (h->loading)
+                pthread_cond_wait(&s->load_cv, &s->mu);
+        } else {
+            h = elog_new(s, hash, tenant, log);
+            h->loading = true;
+            h->refs = 1;
+            table_insert(s, h);
+            loader = true;
         }
-        size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
-        h = ann_xcalloc(1, sizeof *h);
-        h->path = ann_xmalloc(plen);
-        h->idx_path = ann_xmalloc(plen);
-        snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
-        snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
-        h->snap_min = s->opts.snapshot_min;
-        snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
-        snprintf(h->log, sizeof h->log, "%s", log);
-        h->hash = hash;
-        h->fd = -1;
-        h->create_ns = create_ns;
-        h->labels = labels;
-        h->labels_len = labels_len;
-        ann_idx_init(&h->idx);
-        pthread_rwlock_init(&h->lk, NULL);
-        pthread_mutex_init(&h->purge_mu, NULL);
-        pthread_rwlock_wrlock(&h->lk);
-        table_insert(s, h);
-        h->refs = 1;
-        loader = true;
-    }
-    pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->mu);
+        if (loader)
+            log_open(s, h);
 
-    if (loader) {
-        ann_err_clear(&h->load_err);
-        int load_rc = h->load_rc = log_load(s, h, &h->load_err);
+        pthread_rwlock_rdlock(&h->lk);
+        int rc = emb_log_state(h, err);
+        bool absent = h->absent;
         pthread_rwlock_unlock(&h->lk);
-        if (load_rc != 0) {
-            pthread_mutex_lock(&s->mu);
-            h->drop = true; /* the next acquire loads afresh */
-            pthread_mutex_unlock(&s->mu);
+        if (rc == 0) {
+            *out = h;
+            return 0;
         }
-    }
-    pthread_rwlock_rdlock(&h->lk);
-    int rc = emb_log_state(h, err);
-    pthread_rwlock_unlock(&h->lk);
-    if (rc != 0) {
         emb_log_release(s, h);
-        return rc;
+        /* Another caller's lookup may predate this call (and a log_create
+         * that returned before it): look once more, ourselves. The elog left
+         * the table before its waiters woke, so this finds a newer one. */
+        if (!(absent && !loader && attempt == 0))
+            return rc;
     }
-    *out = h;
-    return 0;
 }
 
 /*
@@ -459,20 +500,11 @@ int emb_log_reload(emb *s, elog *h, ann_err *err)
     return 0;
 }
 
-int emb_log_unpublish(emb *s, elog *h, ann_err *err)
+void emb_log_unpublish(emb *s, elog *h)
 {
     pthread_mutex_lock(&s->mu);
-    if (!h->in_table) { /* a concurrent delete won */
-        pthread_mutex_unlock(&s->mu);
-        return emb_not_found(err, h->log);
-    }
-    if (ann_meta_log_set_deleting(s->meta, h->tenant, h->log, err) != 0) {
-        pthread_mutex_unlock(&s->mu);
-        return -1;
-    }
     table_remove(s, h);
     pthread_mutex_unlock(&s->mu);
-    return 0;
 }
 
 void emb_cache_free_all(emb *s)

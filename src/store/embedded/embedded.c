@@ -289,6 +289,7 @@ static void emb_close(ann_store *st)
     pthread_cond_destroy(&s->sync_done);
     pthread_mutex_destroy(&s->watch_mu);
     pthread_cond_destroy(&s->watch_cv);
+    pthread_cond_destroy(&s->load_cv);
     free(s->dir);
     free(s);
 }
@@ -328,6 +329,7 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_cond_init(&s->sync_done, NULL);
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);
+    pthread_cond_init(&s->load_cv, NULL);
     s->dir = ann_xmalloc(strlen(dir) + 1);
     memcpy(s->dir, dir, strlen(dir) + 1);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

@@ -89,7 +89,7 @@ struct elog {
     elog *lru_prev, *lru_next; /* s->mu */
     bool in_lru;               /* s->mu */
     bool in_table;             /* s->mu: findable by acquire */
-    bool drop;                 /* s->mu: free when the last reference goes (failed load) */
+    bool loading;              /* s->mu: its first acquire is loading it (waiters: load_cv) */
     size_t lru_bytes;          /* s->mu: index bytes counted in s->lru_bytes */
     double idle_since;         /* s->mu: when it went idle (ms, monotonic) */
     int refs;                  /* s->mu */
@@ -101,6 +101,7 @@ struct elog {
      * elog, reloaded under lk (write) by the committer only. */
     int load_rc;         /* lk: 0, or the load's failure ... */
     ann_err load_err;    /* lk: ... and why (answered to every caller) */
+    bool absent;         /* lk: the loader found no live log in SQLite */
     int fd;              /* lk; replaced only by load and by the committer's reload, so the
                             committer also reads it without lk */
     bool deleted;        /* lk: set once by delete; every call then answers not found */
@@ -111,9 +112,9 @@ struct elog {
     uint64_t end;        /* lk (written by the committer and loads): end of the durable
                             frames; the committer reads it without lk */
     uint64_t alloc_end;  /* committer (and load): file size, zeros from end to here */
-    int64_t create_ns;   /* immutable */
-    uint8_t *labels;     /* immutable */
-    size_t labels_len;   /* immutable */
+    int64_t create_ns;   /* immutable once loaded (the loader sets them before it clears */
+    uint8_t *labels;     /* loading under s->mu; everyone else reads them after that) */
+    size_t labels_len;   /* immutable once loaded */
 
     /* The current group-commit round. */
     uint64_t zero_from, zero_to; /* committer: zeros to write ahead this round */
@@ -155,11 +156,12 @@ struct emb {
     pthread_mutex_t create_mu;
 
     pthread_mutex_t mu;
-    elog **table;        /* s->mu: open logs by hash, chained through hnext */
-    size_t tcap, tcount; /* s->mu */
-    elog lru;            /* s->mu: sentinel; lru.lru_next is the most recently idle */
-    size_t lru_count;    /* s->mu */
-    size_t lru_bytes;    /* s->mu */
+    elog **table;           /* s->mu: open logs by hash, chained through hnext */
+    size_t tcap, tcount;    /* s->mu */
+    pthread_cond_t load_cv; /* with s->mu: some elog finished loading */
+    elog lru;               /* s->mu: sentinel; lru.lru_next is the most recently idle */
+    size_t lru_count;       /* s->mu */
+    size_t lru_bytes;       /* s->mu */
 
     pthread_mutex_t q_mu;
     pthread_cond_t q_cv;    /* the committer waits here for jobs */
@@ -234,10 +236,9 @@ int emb_log_reload(emb *s, elog *h, ann_err *err);
 /* Rewrites the record at `off` as redacted (readers excluded by the caller). */
 int emb_redact_at(elog *h, uint64_t off, ann_err *err);
 
-/* Delete's first step: marks the log deleting in SQLite and takes it out of
- * the open-log table, so that no later acquire finds it. Fails with the
- * not-found message if a concurrent delete already did. */
-int emb_log_unpublish(emb *s, elog *h, ann_err *err);
+/* Takes h out of the open-log table (delete, once the log is marked deleting
+ * in SQLite): later acquires look the log up afresh. */
+void emb_log_unpublish(emb *s, elog *h);
 
 /* close(): frees every open log (no other thread is left). */
 void emb_cache_free_all(emb *s);

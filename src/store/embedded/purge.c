@@ -141,14 +141,26 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
     size_t cap = 0;
     if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
         return -1;
-    if (emb_log_unpublish(s, h, err) != 0) {
+    /* purge_mu: one deletion at a time, and no revocation rewriting the file. */
+    pthread_mutex_lock(&h->purge_mu);
+    pthread_rwlock_rdlock(&h->lk);
+    int rc = emb_log_state(h, err); /* a concurrent delete won: not found */
+    pthread_rwlock_unlock(&h->lk);
+    if (rc == 0)
+        rc = ann_meta_log_set_deleting(s->meta, tenant_id, log_id, err);
+    if (rc != 0) {
+        pthread_mutex_unlock(&h->purge_mu);
         emb_log_release(s, h);
         return -1;
     }
-
+    /* Decided (durably). From now on an acquire that misses the table finds
+     * the log deleting; one that already holds h sees `deleted`. */
+    emb_log_unpublish(s, h);
     pthread_rwlock_wrlock(&h->lk);
     h->deleted = true;
     pthread_rwlock_unlock(&h->lk);
+    pthread_mutex_unlock(&h->purge_mu);
+
     size_t n = 0;
     emb_watch_gather(s, h, &ws, &cap, &n, true);
     emb_watch_call(s, ws, n);
@@ -156,7 +168,7 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
 
     /* The deletion is decided (durably); finishing it is idempotent and is
      * redone at the next open if we crash here. */
-    int rc = emb_unlink_log_files(s, tenant_id, log_id, err);
+    rc = emb_unlink_log_files(s, tenant_id, log_id, err);
     if (rc == 0)
         rc = ann_meta_log_remove(s->meta, tenant_id, log_id, err);
     emb_log_release(s, h);
