@@ -100,15 +100,17 @@ static void stage_job(emb *s, elog *h, job *j)
 
 static int prealloc_write(elog *h);
 
+/* The sync step of one log (a sync helper or the committer). The frame is
+ * written: a failure now leaves its fate unknown. The zeros written ahead are
+ * only an optimisation: when they fail (a full disk), the frame is synced
+ * anyway and the next round plans them again. */
 static void sync_one(elog *h)
 {
-    if (h->zero_to > h->zero_from && prealloc_write(h) != 0) {
-        h->failed = true;
-        h->sys_errno = errno;
-        return;
-    }
+    if (h->zero_to > h->zero_from)
+        (void)prealloc_write(h);
     if (fdatasync(h->fd) != 0) {
         h->failed = true;
+        h->sync_failed = true;
         h->sys_errno = errno;
     }
 }
@@ -233,11 +235,12 @@ static job *commit_round(emb *s, job **arr, size_t n)
         } else if (h->broken && !h->in_round && emb_log_reload(s, h, &j->err) != 0) {
             /* still broken: j->err says why */
         } else if (h->broken) {
-            ann_err_set(&j->err, ANN_EIO, "log %s: storage failed; retry", h->log);
+            ann_err_set(&j->err, ANN_EUNAVAIL, "log %s: storage failed; retry", h->log);
         } else {
             if (!h->in_round) {
                 h->in_round = true;
                 h->failed = false;
+                h->sync_failed = false;
                 h->sys_errno = 0;
                 h->pend_len = ANN_LF_FRAME_HDR;
                 h->pend_count = 0;
@@ -325,8 +328,14 @@ static job *commit_round(emb *s, job **arr, size_t n)
     for (size_t i = 0; i < n; i++) {
         job *j = arr[i];
         if (j && j->rc == 0 && j->h->failed) {
+            /* A frame that failed to write is torn (cut above, or at the next
+             * load): nothing stored. One that was written but not synced
+             * may yet be on disk after a crash: outcome unknown. */
             errno = j->h->sys_errno ? j->h->sys_errno : EIO;
-            j->rc = emb_sys_fail(&j->err, "write", j->h->path);
+            if (j->h->sync_failed)
+                j->rc = emb_sys_unknown(&j->err, "sync", j->h->path);
+            else
+                j->rc = emb_sys_fail(&j->err, "write", j->h->path);
         }
     }
     for (elog *h = logs, *next; h; h = next) {
@@ -463,7 +472,7 @@ int emb_append(ann_store *st, ann_append *req, ann_err *err)
 int emb_committer_start(emb *s, ann_err *err)
 {
     if (pthread_create(&s->committer, NULL, committer_thread, s) != 0)
-        return ann_err_set(err, ANN_EIO, "cannot start the committer thread");
+        return ann_err_set(err, ANN_EUNAVAIL, "cannot start the committer thread");
     s->committer_started = true;
     if (s->durable) {
         /* Fewer helpers only make syncs less parallel; none is needed. */

@@ -61,9 +61,22 @@ int emb_log_state(const elog *h, ann_err *err)
 
 int emb_sys_fail(ann_err *err, const char *what, const char *path)
 {
-    /* A full disk may pass: say "try again later" rather than "broken". */
-    ann_code c = errno == ENOSPC || errno == EDQUOT ? ANN_ENOSPC : ANN_EIO;
+    /* EFBIG: the file reached the process's size limit (RLIMIT_FSIZE), which
+     * is how the tests make a disk full. */
+    ann_code c = errno == ENOSPC || errno == EDQUOT || errno == EFBIG ? ANN_ENOSPC : ANN_EUNAVAIL;
     return ann_err_set(err, c, "%s %.180s: %s", what, path, strerror(errno));
+}
+
+int emb_sys_unknown(ann_err *err, const char *what, const char *path)
+{
+    return ann_err_set(err, ANN_EIO, "%s %.180s: %s", what, path, strerror(errno));
+}
+
+int emb_outcome_unknown(ann_err *err)
+{
+    if (err && err->code != ANN_ENOTFOUND && err->code != ANN_ECORRUPT)
+        err->code = ANN_EIO;
+    return -1;
 }
 
 int emb_write_full(int fd, const void *buf, size_t len, uint64_t off)
@@ -135,7 +148,7 @@ static int emb_tenant_create(ann_store *st, const char *name, const uint8_t key_
     if (!key_hash)
         return ann_err_set(err, ANN_EINVAL, "key_hash: missing");
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return ann_err_set(err, ANN_EIO, "getrandom failed");
+        return ann_err_set(err, ANN_EUNAVAIL, "getrandom failed");
     r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
     r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
     memset(&t, 0, sizeof t);
@@ -187,7 +200,7 @@ static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_
     if (r < 0)
         return -1;
     if (r == 0)
-        return ann_err_set(err, ANN_ENOTFOUND, "tenant %s not found", tenant_id);
+        return ann_err_set(err, ANN_ENOTFOUND, "tenant not found");
 
     pthread_mutex_lock(&s->create_mu);
     int state;

@@ -124,6 +124,7 @@ struct elog {
     uint32_t pend_count;         /* committer: records in the frame */
     bool in_round;               /* committer: on this round's list */
     bool failed;                 /* committer: the write or sync failed this round */
+    bool sync_failed;            /* committer: ... after the frame was written (may survive) */
     int sys_errno;               /* committer: errno of that failure */
     elog *cnext;                 /* committer: this round's list of logs */
 
@@ -206,9 +207,22 @@ int emb_not_found(ann_err *err, const char *log);
 /* What an operation on h answers besides success (h->lk held). */
 int emb_log_state(const elog *h, ann_err *err);
 
-/* Fills err from errno after a failed system call on `path`: ANN_ENOSPC when
- * the disk is full, else ANN_EIO. Returns -1. */
+/*
+ * Error codes are chosen where the failure happens, by what it left behind
+ * (common/err.h):
+ *  - nothing became visible or durable: emb_sys_fail(), ANN_ENOSPC when the
+ *    disk is full (ENOSPC, EDQUOT, EFBIG), else ANN_EUNAVAIL;
+ *  - the outcome is unknown (e.g. fdatasync failed after the frame was
+ *    written, or a revocation or deletion was recorded but not finished):
+ *    emb_sys_unknown() or emb_outcome_unknown(), ANN_EIO.
+ * Both fill err from errno and return -1; messages may name files (they are
+ * for the operator's log, clients read a fixed text per code).
+ */
 int emb_sys_fail(ann_err *err, const char *what, const char *path);
+int emb_sys_unknown(ann_err *err, const char *what, const char *path);
+/* Turns an error already in err into ANN_EIO, the outcome unknown (but keeps
+ * ANN_ENOTFOUND and ANN_ECORRUPT, which say more). Returns -1. */
+int emb_outcome_unknown(ann_err *err);
 
 /* pwrite() of exactly len bytes at off; -1 with errno set. */
 int emb_write_full(int fd, const void *buf, size_t len, uint64_t off);

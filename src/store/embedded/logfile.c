@@ -145,7 +145,7 @@ static int later_frame(int fd, const char *path, uint64_t off, uint64_t size, an
 {
     bool found;
     if (frame_header_after(fd, off + 1, size, &found) != 0)
-        return ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+        return ann_err_set(err, ANN_EUNAVAIL, "%s: read: %s", path, strerror(errno));
     if (found)
         return ann_err_set(err, ANN_ECORRUPT,
                            "%s: damaged frame at offset %llu before later frames", path,
@@ -200,7 +200,7 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
     int rc = -1;
 
     if (fstat(fd, &st) != 0) {
-        ann_err_set(err, ANN_EIO, "%s: stat: %s", path, strerror(errno));
+        ann_err_set(err, ANN_EUNAVAIL, "%s: stat: %s", path, strerror(errno));
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -212,8 +212,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             torn = true;
         } else {
             if (ann_lf_pread_full(fd, h, sizeof h, off) != 0) {
-                ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
-                            strerror(errno));
+                ann_err_set(err, ANN_EUNAVAIL, "%s: read at %llu: %s", path,
+                            (unsigned long long)off, strerror(errno));
                 goto done;
             }
             if (!header_ok(h)) {
@@ -242,7 +242,7 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             cap = frame_len;
         }
         if (ann_lf_pread_full(fd, buf, frame_len, off) != 0) {
-            ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
+            ann_err_set(err, ANN_EUNAVAIL, "%s: read at %llu: %s", path, (unsigned long long)off,
                         strerror(errno));
             goto done;
         }

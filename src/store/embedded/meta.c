@@ -36,16 +36,24 @@ static void sqlite_oom(void)
     abort();
 }
 
+/* The code of the connection's last error: busy or locked, nothing was done;
+ * full, nothing was stored; anything else (an I/O error in a commit) may have
+ * taken effect. */
+static ann_code db_code(ann_meta *m)
+{
+    int code = sqlite3_extended_errcode(m->db) & 0xff;
+    if (code == SQLITE_NOMEM)
+        sqlite_oom();
+    return code == SQLITE_CORRUPT || code == SQLITE_NOTADB  ? ANN_ECORRUPT
+           : code == SQLITE_BUSY || code == SQLITE_LOCKED   ? ANN_EUNAVAIL
+           : code == SQLITE_FULL                            ? ANN_ENOSPC
+           : code == SQLITE_CANTOPEN || code == SQLITE_PERM ? ANN_EUNAVAIL
+                                                            : ANN_EIO;
+}
+
 static int db_fail(ann_meta *m, ann_err *err, const char *what)
 {
-    int code = sqlite3_extended_errcode(m->db);
-    if ((code & 0xff) == SQLITE_NOMEM)
-        sqlite_oom();
-    ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB ? ANN_ECORRUPT
-                 : (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED  ? ANN_EUNAVAIL
-                 : (code & 0xff) == SQLITE_FULL                                    ? ANN_ENOSPC
-                                                                                   : ANN_EIO;
-    return ann_err_set(err, c, "metadata %s: %s", what, sqlite3_errmsg(m->db));
+    return ann_err_set(err, db_code(m), "metadata %s: %s", what, sqlite3_errmsg(m->db));
 }
 
 static int prep(ann_meta *m, const char *sql, sqlite3_stmt **st, ann_err *err)
@@ -66,7 +74,7 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
                         NULL) != SQLITE_OK) {
         if (!m->db)
             sqlite_oom();
-        ann_err_set(err, ANN_EIO, "open %s: %s", path, sqlite3_errmsg(m->db));
+        ann_err_set(err, db_code(m), "open %s: %s", path, sqlite3_errmsg(m->db));
         goto done;
     }
     sqlite3_busy_timeout(m->db, 10000);
@@ -76,14 +84,14 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
              durable ? "FULL" : "NORMAL");
     if (sqlite3_exec(m->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(m->db, SCHEMA, NULL, NULL, &emsg) != SQLITE_OK) {
-        ann_err_set(err, ANN_EIO, "%s: schema: %s", path, emsg ? emsg : "?");
+        ann_err_set(err, db_code(m), "%s: schema: %s", path, emsg ? emsg : "?");
         goto done;
     }
     /* The secret and the hash key are made once, by whichever process opens
      * the store first. */
     uint8_t secret[32 + 16];
     if (getrandom(secret, sizeof secret, 0) != (ssize_t)sizeof secret) {
-        ann_err_set(err, ANN_EIO, "getrandom failed");
+        ann_err_set(err, ANN_EUNAVAIL, "getrandom failed");
         goto done;
     }
     sqlite3_stmt *st;

@@ -38,7 +38,7 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
     pthread_rwlock_rdlock(&h->lk);
     int state_rc = emb_log_state(h, err);
     if (state_rc == 0 && h->broken)
-        state_rc = ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
+        state_rc = ann_err_set(err, ANN_EUNAVAIL, "log %s: storage failed; retry", h->log);
     uint64_t visible = h->visible;
     pthread_rwlock_unlock(&h->lk);
     if (state_rc != 0)
@@ -86,14 +86,16 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
     if (rc != -2 && s->durable) {
         pthread_rwlock_rdlock(&h->lk); /* keeps h->fd from a concurrent reload */
         if (fdatasync(h->fd) != 0) {
-            emb_sys_fail(err, "sync", h->path);
+            emb_sys_unknown(err, "sync", h->path);
             rc = -2;
         }
         pthread_rwlock_unlock(&h->lk);
     }
     pthread_mutex_unlock(&h->purge_mu);
     if (rc == -2) {
-        rc = -1;
+        /* The audit record is pending: the next load of the log finishes the
+         * revocation. */
+        rc = emb_outcome_unknown(err);
         goto out;
     }
     /* Not fatal if this fails: re-applying a revocation is harmless. */
@@ -172,5 +174,5 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
     if (rc == 0)
         rc = ann_meta_log_remove(s->meta, tenant_id, log_id, err);
     emb_log_release(s, h);
-    return rc;
+    return rc == 0 ? 0 : emb_outcome_unknown(err);
 }
