@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "store/embedded/embedded.h"
+#include "store/embedded/internal.h" /* emb_keys_stats */
 #include "store/embedded/meta.h"
 
 /* ---- fixtures ---------------------------------------------------------- */
@@ -344,6 +345,99 @@ static void test_tenants(void **state)
     assert_int_equal(err.code, ANN_EEXISTS);
     assert_int_not_equal(ann_store_tenant_create(f->s, "", k, &t, &err), 0);
     assert_int_equal(err.code, ANN_EINVAL);
+}
+
+/* tenant_by_key is answered from memory once a key is known; unknown keys
+ * are never cached; a tenant another process creates is still found; the
+ * cache stays within its bound. */
+static void test_key_cache(void **state)
+{
+    fx *f = *state;
+    ann_tenant t;
+    ann_err err;
+    size_t entries;
+    uint64_t hits, misses;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ann_store_tenant_by_key(f->s, f->key, &t, &err), 0);
+        assert_string_equal(t.id, f->t.id);
+        assert_string_equal(t.name, "acme");
+    }
+    emb_keys_stats(f->s, &entries, &hits, &misses);
+    assert_int_equal(entries, 1);
+    assert_int_equal(misses, 1);
+    assert_int_equal(hits, 2);
+
+    /* Random keys: each a miss answered UNAUTHENTICATED, none kept. */
+    for (int i = 0; i < 1000; i++) {
+        uint8_t k[32];
+        memset(k, 0, sizeof k);
+        memcpy(k, &i, sizeof i);
+        k[31] = 0x5a;
+        assert_int_not_equal(ann_store_tenant_by_key(f->s, k, &t, &err), 0);
+        assert_int_equal(err.code, ANN_EUNAUTH);
+    }
+    emb_keys_stats(f->s, &entries, &hits, &misses);
+    assert_int_equal(entries, 1);
+    assert_int_equal(misses, 1001);
+
+    /* A tenant made by another process while this one serves. */
+    uint8_t k5[32];
+    memset(k5, 0xE5, 32);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ann_store_embedded_opts o;
+        ann_store_embedded_opts_init(&o);
+        o.admin_only = true;
+        ann_store *a = NULL;
+        ann_tenant t5;
+        ann_err e5;
+        if (ann_store_embedded_open(f->dir, &o, &a, &e5) != 0 ||
+            ann_store_tenant_create(a, "umbrella", k5, &t5, &e5) != 0)
+            _exit(1);
+        ann_store_close(a);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(ann_store_tenant_by_key(f->s, k5, &t, &err), 0);
+    assert_string_equal(t.name, "umbrella");
+    assert_int_equal(ann_store_tenant_by_key(f->s, k5, &t, &err), 0);
+    emb_keys_stats(f->s, &entries, &hits, &misses);
+    assert_int_equal(entries, 2);
+    assert_int_equal(hits, 3);
+
+    /* More tenants than the cache holds: every lookup still right, the
+     * cache bounded. (No fsync: 5,000 tenant inserts.) */
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ann-keys-test-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ann_store *s = open_store(dir, ANN_DURABILITY_NONE);
+    enum { N = 5000 };
+    static ann_tenant ts[N];
+    for (int i = 0; i < N; i++) {
+        uint8_t k[32] = {0};
+        char name[32];
+        memcpy(k, &i, sizeof i);
+        snprintf(name, sizeof name, "t%d", i);
+        assert_int_equal(ann_store_tenant_create(s, name, k, &ts[i], &err), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            uint8_t k[32] = {0};
+            memcpy(k, &i, sizeof i);
+            assert_int_equal(ann_store_tenant_by_key(s, k, &t, &err), 0);
+            assert_string_equal(t.id, ts[i].id);
+            assert_string_equal(t.name, ts[i].name);
+        }
+    }
+    emb_keys_stats(s, &entries, &hits, &misses);
+    assert_true(entries <= 4096);
+    assert_true(entries >= 4096 / 2);
+    assert_true(hits > 0);
+    ann_store_close(s);
+    rm_rf(dir);
 }
 
 static void test_log_create_get(void **state)
@@ -1870,6 +1964,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secret_stable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_server_refused_admin_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_create_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_dense_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),

@@ -172,11 +172,15 @@ static int emb_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tena
 {
     emb *s = (emb *)st;
     ann_tenant t;
-    int r = ann_meta_tenant_by_key(s->meta, key_hash, &t, err);
-    if (r < 0)
-        return -1;
-    if (r == 0)
-        return ann_err_set(err, ANN_EUNAUTH, "unknown API key");
+    if (!emb_keys_get(s, key_hash, &t)) {
+        /* A miss asks SQLite, which also sees tenants other processes made. */
+        int r = ann_meta_tenant_by_key(s->meta, key_hash, &t, err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return ann_err_set(err, ANN_EUNAUTH, "unknown API key"); /* not cached */
+        emb_keys_put(s, key_hash, &t);
+    }
     if (out)
         *out = t;
     return 0;
@@ -303,6 +307,7 @@ static void emb_close(ann_store *st)
     pthread_mutex_destroy(&s->watch_mu);
     pthread_cond_destroy(&s->watch_cv);
     pthread_cond_destroy(&s->load_cv);
+    emb_keys_release(&s->keys);
     free(s->dir);
     free(s);
 }
@@ -343,6 +348,7 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);
     pthread_cond_init(&s->load_cv, NULL);
+    emb_keys_init(&s->keys);
     s->dir = ann_xmalloc(strlen(dir) + 1);
     memcpy(s->dir, dir, strlen(dir) + 1);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

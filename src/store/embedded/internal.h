@@ -4,7 +4,8 @@
  * its own options are embedded.h; formats and protocols are docs/storage.md.
  *
  * Files:
- *   embedded.c  the ops table, open/close, tenants (and the key cache), log_create
+ *   embedded.c  the ops table, open/close, tenants, log_create, shared helpers
+ *   keys.c      the cache of authenticated keys (tenant_by_key)
  *   cache.c     the open-log table and LRU; loading a log from its file (and reloading)
  *   commit.c    append: the group committer thread and the fdatasync helpers
  *   read.c      log_get, list and read_after
@@ -18,7 +19,7 @@
  * to its left; none is held across a watcher callback or a visitor):
  *
  *   s->create_mu > h->purge_mu > s->mu > h->lk > meta's mutex
- *   s->q_mu, s->sync_mu, s->watch_mu, s->keys_mu: leaves (nothing is taken under them)
+ *   s->q_mu, s->sync_mu, s->watch_mu, s->keys.mu: leaves (nothing is taken under them)
  *
  *   s->create_mu  serializes log_create (its existence check and insert).
  *   h->purge_mu   serializes the operations that rewrite or remove a log's file: its
@@ -143,6 +144,23 @@ typedef struct job {
     struct job *next;  /* s->q_mu while queued, then committer */
 } job;
 
+/* The authenticated-key cache (keys.c). */
+#define EMB_KEYS_WAYS 4
+#define EMB_KEYS_SETS 1024
+typedef struct emb_key_slot {
+    uint8_t key_hash[32]; /* keys.mu */
+    ann_tenant tenant;    /* keys.mu */
+    uint64_t used;        /* keys.mu: tick of the last use; 0 when empty */
+} emb_key_slot;
+
+typedef struct emb_keys {
+    pthread_mutex_t mu;
+    emb_key_slot *slots;   /* mu: EMB_KEYS_SETS x EMB_KEYS_WAYS, NULL until the first put */
+    size_t count;          /* mu: slots in use */
+    uint64_t tick;         /* mu */
+    uint64_t hits, misses; /* mu: for tests */
+} emb_keys;
+
 /* The store. */
 struct emb {
     ann_store base;               /* immutable */
@@ -187,6 +205,8 @@ struct emb {
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv; /* unwatch waits here for busy to drop */
     ann_watch *watches;      /* s->watch_mu: every live watch */
+
+    emb_keys keys; /* its own leaf lock, keys.mu */
 };
 
 /* ---- helpers (embedded.c) ------------------------------------------------ */
@@ -235,6 +255,17 @@ char *emb_path_join(const char *a, const char *b, const char *c, const char *suf
 
 uint64_t emb_log_hash(const emb *s, const char *tenant, const char *log);
 uint32_t emb_iid_tag(const emb *s, const char *iid, size_t len);
+
+/* ---- authenticated keys (keys.c) ----------------------------------------- */
+
+void emb_keys_init(emb_keys *k);
+void emb_keys_release(emb_keys *k);
+/* True and *out filled if the key hash is cached. */
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out);
+/* Caches a key hash that SQLite knows (never an unknown one). */
+void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t);
+/* For tests: entries cached, lookups answered from the cache and not. */
+void emb_keys_stats(ann_store *st, size_t *entries, uint64_t *hits, uint64_t *misses);
 
 /* ---- open logs (cache.c) ------------------------------------------------- */
 
