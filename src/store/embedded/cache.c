@@ -7,6 +7,7 @@
  * records; the committer reloads a log the same way after a failed write.
  */
 #include "store/embedded/internal.h"
+#include "store/embedded/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,14 +336,17 @@ static int log_load(emb *s, elog *h, ann_err *err)
     }
 tail_done:
     h->end = valid_end;
-    for (size_t i = 0; i < c.nredact; i++)
+    for (size_t i = 0; i < c.nredact; i++) {
         if (emb_redact_at(h, c.redact[i], err) != 0)
             goto done;
+        ANN_FAULT_POINT("load.redact"); /* per record finished by recovery */
+    }
     if (npending) {
         if ((c.nredact && fdatasync(h->fd) != 0)) {
             emb_sys_fail(err, "sync", h->path);
             goto done;
         }
+        ANN_FAULT_POINT("load.redact_synced");
         if (ann_meta_revoke_applied_log(s->meta, h->tenant, h->log, err) != 0)
             goto done;
     }

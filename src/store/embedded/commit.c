@@ -6,6 +6,7 @@
  * the committer), publish, wake watchers, answer.
  */
 #include "store/embedded/internal.h"
+#include "store/embedded/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -274,6 +275,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
             h->sys_errno = errno;
             continue;
         }
+        ANN_FAULT_POINT("commit.written"); /* per frame: written, not yet synced */
         h->zero_from = h->zero_to = 0;
         if (s->durable && s->opts.prealloc)
             prealloc_plan(h, &zero_budget);
@@ -283,8 +285,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
     }
     if (s->trace)
         t2 = emb_mono_ms();
-    if (nsync)
+    if (nsync) {
         sync_all(s, syncs, nsync);
+        ANN_FAULT_POINT("commit.synced"); /* durable, not yet visible or answered */
+    }
     if (s->trace) {
         t3 = emb_mono_ms();
         if (t3 - t0 >= s->trace)
@@ -316,6 +320,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
         }
         pthread_rwlock_unlock(&h->lk);
     }
+    ANN_FAULT_POINT("commit.published"); /* visible, not yet answered */
     /* Wake the watchers of every log that got entries. */
     for (elog *h = logs; h; h = h->cnext)
         if (!h->failed && h->pend_count)

@@ -6,6 +6,7 @@
  * by the next open (recover.c) or the next load of the log (cache.c).
  */
 #include "store/embedded/internal.h"
+#include "store/embedded/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,6 +68,7 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
     if (ann_meta_revoke_insert(s->meta, tenant_id, log_id, sorted, m, actor, reason, now_ns, &rowid,
                                err) != 0)
         goto out;
+    ANN_FAULT_POINT("revoke.audit_inserted");
     pthread_mutex_lock(&h->purge_mu);
     for (size_t i = 0; i < m && rc != -2;) {
         pthread_rwlock_wrlock(&h->lk);
@@ -80,9 +82,13 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
         for (size_t k = 0; k < 64 && i < m && rc != -2; k++, i++) {
             if (emb_redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0)
                 rc = -2;
+            else
+                ANN_FAULT_POINT("revoke.overwrite"); /* per record: ":k" dies after k */
         }
         pthread_rwlock_unlock(&h->lk);
     }
+    if (rc != -2)
+        ANN_FAULT_POINT("revoke.before_sync");
     if (rc != -2 && s->durable) {
         pthread_rwlock_rdlock(&h->lk); /* keeps h->fd from a concurrent reload */
         if (fdatasync(h->fd) != 0) {
@@ -98,9 +104,11 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
         rc = emb_outcome_unknown(err);
         goto out;
     }
+    ANN_FAULT_POINT("revoke.synced");
     /* Not fatal if this fails: re-applying a revocation is harmless. */
     ann_err tmp;
     (void)ann_meta_revoke_applied(s->meta, rowid, &tmp);
+    ANN_FAULT_POINT("revoke.applied");
     rc = 0;
 out:
     free(sorted);
@@ -119,15 +127,18 @@ int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *e
         emb_sys_fail(err, "unlink", path);
         goto done;
     }
+    ANN_FAULT_POINT("delete.idx_unlinked");
     snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
     if (unlink(path) != 0 && errno != ENOENT) {
         emb_sys_fail(err, "unlink", path);
         goto done;
     }
+    ANN_FAULT_POINT("delete.dat_unlinked");
     if (s->durable && emb_fsync_dir(tdir) != 0 && errno != ENOENT) {
         emb_sys_fail(err, "sync", tdir);
         goto done;
     }
+    ANN_FAULT_POINT("delete.dir_synced");
     rc = 0;
 done:
     free(path);
@@ -155,6 +166,7 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
         emb_log_release(s, h);
         return -1;
     }
+    ANN_FAULT_POINT("delete.marked");
     /* Decided (durably). From now on an acquire that misses the table finds
      * the log deleting; one that already holds h sees `deleted`. */
     emb_log_unpublish(s, h);
@@ -173,6 +185,8 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
     rc = emb_unlink_log_files(s, tenant_id, log_id, err);
     if (rc == 0)
         rc = ann_meta_log_remove(s->meta, tenant_id, log_id, err);
+    if (rc == 0)
+        ANN_FAULT_POINT("delete.removed");
     emb_log_release(s, h);
     return rc == 0 ? 0 : emb_outcome_unknown(err);
 }
