@@ -16,6 +16,7 @@ checked:
 and then the cut operation, retried, succeeds (a deletion already finished answers
 NOT_FOUND, the idempotent outcome) and the invariants hold again.
 """
+import contextlib
 import importlib.util
 import os
 import random
@@ -34,20 +35,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT_CONFTEST = os.path.join(os.path.dirname(HERE), "conftest.py")
 
 
-def _root_conftest():
-    """tests/conftest.py (Server, Client, stubs), whatever other conftest is loaded."""
+def _load(path, name):
+    """A module of tests/ by its path, whatever other conftest is loaded."""
     for m in list(sys.modules.values()):
         f = getattr(m, "__file__", None)
-        if f and os.path.abspath(f) == ROOT_CONFTEST:
+        if f and os.path.abspath(f) == path:
             return m
-    spec = importlib.util.spec_from_file_location("annals_tests_conftest", ROOT_CONFTEST)
+    spec = importlib.util.spec_from_file_location(name, path)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     return m
 
 
-_rc = _root_conftest()
+_rc = _load(ROOT_CONFTEST, "annals_tests_conftest")
 Server, Client, pb, BIN, SANITIZED = _rc.Server, _rc.Client, _rc.pb, _rc.BIN, _rc.SANITIZED
+list_all = _load(os.path.join(os.path.dirname(HERE), "api", "helpers.py"),
+                 "annals_tests_api_helpers").list_all
 
 FAULTS_BIN = os.path.join(BIN, "annalsd-faults")
 ENTRIES = 3000       # in the log before the cut operation
@@ -102,17 +105,6 @@ def new_entries(n):
             for _ in range(n)]
 
 
-def list_all(c, log_id):
-    out, token = [], ""
-    while True:
-        r = c.call(c.query.ListLogEntries, pb.ListLogEntriesRequest(
-            log_id=log_id, page_size=1000, page_token=token))
-        out.extend(r.entries)
-        token = r.next_page_token
-        if not token:
-            return out
-
-
 def markers_on_disk(data_dir):
     """Every marker in every file of the data directory (raw bytes)."""
     found = set()
@@ -132,6 +124,18 @@ def log_files(data_dir, log_id):
             if f.split(".")[0] == log_id]
 
 
+@contextlib.contextmanager
+def world():
+    """A World in a temporary directory; its server is stopped (exit 0) at the end."""
+    with tempfile.TemporaryDirectory(prefix="annals-faults-") as d:
+        w = World(d)
+        try:
+            yield w
+        finally:
+            if w.s.proc is not None:
+                assert w.s.stop() == 0
+
+
 class World:
     """One data directory with one log of ENTRIES acknowledged entries."""
 
@@ -139,8 +143,7 @@ class World:
         self.s = FaultServer(d)
         self.key = self.s.tenant("faults")
         self.s.start()
-        c = Client(self.s, self.key)
-        try:
+        with self.client() as c:
             self.log = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
             self.acked = []  # (entry_id, LogEntry), in id order
             for _ in range(ENTRIES // BATCH):
@@ -148,24 +151,23 @@ class World:
                 r = c.call(c.cmd.WriteLogEntries,
                            pb.WriteLogEntriesRequest(log_id=self.log, entries=es))
                 self.acked += list(zip([int(i) for i in r.entry_ids], es))
-        finally:
-            c.close()
         assert self.s.stop() == 0
 
+    @contextlib.contextmanager
     def client(self):
-        return Client(self.s, self.key)
+        c = Client(self.s, self.key)
+        try:
+            yield c
+        finally:
+            c.close()
 
     def cut(self, point, op, *recovery_points):
         """Runs op(client) on annalsd-faults armed at `point`, which must kill it;
         then (optionally) restarts armed at each recovery point, which must kill it
         during recovery; then starts the release annalsd."""
         self.s.start_faulty(point)
-        c = self.client()
-        try:
-            with pytest.raises(grpc.RpcError):
-                op(c)
-        finally:
-            c.close()
+        with self.client() as c, pytest.raises(grpc.RpcError):
+            op(c)
         self.s.expect_killed_at(point)
         for rp in recovery_points:
             self.s.start_faulty(rp)
@@ -225,29 +227,20 @@ def check_revocation(w, c, revoke, where):
 @pytest.mark.parametrize("point,recovery", REVOKE_POINTS,
                          ids=[p + ("+" + "+".join(r) if r else "") for p, r in REVOKE_POINTS])
 def test_revocation_cut(point, recovery):
-    with tempfile.TemporaryDirectory(prefix="annals-faults-") as d:
-        w = World(d)
-        try:
-            revoke = set(random.Random(point).sample([i for i, _ in w.acked], REVOKED))
-            req = pb.RevokeLogEntriesRequest(
-                log_id=w.log, entry_ids=[str(i) for i in sorted(revoke)], reason="fault test")
-            w.cut(point, lambda c: c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT),
-                  *recovery)
-            c = w.client()
-            try:
-                red = check_revocation(w, c, revoke, f"{point} after restart")
-                # Every point follows the durable audit record: recovery completes it.
-                done = red == revoke
-                assert done, f"{point}: recovery did not finish the revocation"
-                c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT)  # the retry
-                red = check_revocation(w, c, revoke, f"{point} after the retry")
-                done = red == revoke
-                assert done, f"{point}: the retried revocation is not complete"
-            finally:
-                c.close()
-        finally:
-            if w.s.proc is not None:
-                assert w.s.stop() == 0
+    with world() as w:
+        revoke = set(random.Random(point).sample([i for i, _ in w.acked], REVOKED))
+        req = pb.RevokeLogEntriesRequest(
+            log_id=w.log, entry_ids=[str(i) for i in sorted(revoke)], reason="fault test")
+        w.cut(point, lambda c: c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT), *recovery)
+        with w.client() as c:
+            red = check_revocation(w, c, revoke, f"{point} after restart")
+            # Every point follows the durable audit record: recovery completes it.
+            done = red == revoke
+            assert done, f"{point}: recovery did not finish the revocation"
+            c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT)  # the retry
+            red = check_revocation(w, c, revoke, f"{point} after the retry")
+            done = red == revoke
+            assert done, f"{point}: the retried revocation is not complete"
 
 
 # ------------------------------------------------------------------ deletion
@@ -266,40 +259,33 @@ DELETE_POINTS = [
 @pytest.mark.parametrize("point,recovery", DELETE_POINTS,
                          ids=[p + ("+" + "+".join(r) if r else "") for p, r in DELETE_POINTS])
 def test_deletion_cut(point, recovery):
-    with tempfile.TemporaryDirectory(prefix="annals-faults-") as d:
-        w = World(d)
-        try:
-            req = pb.DeleteLogRequest(log_id=w.log)
-            w.cut(point, lambda c: c.call(c.cmd.DeleteLog, req, timeout=WAIT), *recovery)
-            c = w.client()
+    with world() as w:
+        d = w.s.data
+        req = pb.DeleteLogRequest(log_id=w.log)
+        w.cut(point, lambda c: c.call(c.cmd.DeleteLog, req, timeout=WAIT), *recovery)
+        with w.client() as c:
             try:
-                try:
-                    c.call(c.query.GetLog, pb.GetLogRequest(log_id=w.log))
-                    applied = False
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.NOT_FOUND, e
-                    applied = True
-                if not applied:  # not applied: everything is still there
-                    w.check_entries(c)
-                # Every point follows the durable "deleting" mark: recovery completes it.
-                assert applied, f"{point}: recovery did not finish the deletion"
-                assert not log_files(d, w.log), f"{point}: files of the deleted log left"
-                left = {e.text_payload for _, e in w.acked} & markers_on_disk(d)
-                assert not left, f"{point}: {len(left)} markers of the deleted log on disk"
-                # The retry: the deletion is complete, so NOT_FOUND (idempotent).
-                with pytest.raises(grpc.RpcError) as ei:
-                    c.call(c.cmd.DeleteLog, req, timeout=WAIT)
-                assert ei.value.code() == grpc.StatusCode.NOT_FOUND
-                # The store goes on: a new log takes writes.
-                log2 = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
-                r = c.call(c.cmd.WriteLogEntries, pb.WriteLogEntriesRequest(
-                    log_id=log2, entries=new_entries(3)))
-                assert [int(i) for i in r.entry_ids] == [1, 2, 3]
-            finally:
-                c.close()
-        finally:
-            if w.s.proc is not None:
-                assert w.s.stop() == 0
+                c.call(c.query.GetLog, pb.GetLogRequest(log_id=w.log))
+                applied = False
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.NOT_FOUND, e
+                applied = True
+            if not applied:  # not applied: everything is still there
+                w.check_entries(c)
+            # Every point follows the durable "deleting" mark: recovery completes it.
+            assert applied, f"{point}: recovery did not finish the deletion"
+            assert not log_files(d, w.log), f"{point}: files of the deleted log left"
+            left = {e.text_payload for _, e in w.acked} & markers_on_disk(d)
+            assert not left, f"{point}: {len(left)} markers of the deleted log on disk"
+            # The retry: the deletion is complete, so NOT_FOUND (idempotent).
+            with pytest.raises(grpc.RpcError) as ei:
+                c.call(c.cmd.DeleteLog, req, timeout=WAIT)
+            assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+            # The store goes on: a new log takes writes.
+            log2 = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
+            r = c.call(c.cmd.WriteLogEntries, pb.WriteLogEntriesRequest(
+                log_id=log2, entries=new_entries(3)))
+            assert [int(i) for i in r.entry_ids] == [1, 2, 3]
 
 
 # ------------------------------------------------------------------ group commit
@@ -309,29 +295,21 @@ COMMIT_POINTS = ["commit.written", "commit.synced", "commit.published"]
 
 @pytest.mark.parametrize("point", COMMIT_POINTS)
 def test_write_cut(point):
-    with tempfile.TemporaryDirectory(prefix="annals-faults-") as d:
-        w = World(d)
-        try:
-            es = new_entries(BATCH)
-            req = pb.WriteLogEntriesRequest(log_id=w.log, entries=es)
-            w.cut(point, lambda c: c.call(c.cmd.WriteLogEntries, req, timeout=WAIT))
-            c = w.client()
-            try:
-                by_id = w.check_entries(c)
-                mine = [i for i, e in by_id.items() if e.insert_id in {x.insert_id for x in es}]
-                assert len(mine) in (0, BATCH), f"{point}: a write half stored ({len(mine)})"
-                if mine:
-                    assert sorted(mine) == list(range(ENTRIES + 1, ENTRIES + BATCH + 1))
-                r = c.call(c.cmd.WriteLogEntries, req, timeout=WAIT)  # the retry
-                ids = [int(i) for i in r.entry_ids]
-                assert ids == list(range(ENTRIES + 1, ENTRIES + BATCH + 1))
-                by_id = w.check_entries(c, extra=list(zip(ids, es)))
-                assert len(by_id) == ENTRIES + BATCH, f"{point}: the retry stored twice"
-            finally:
-                c.close()
-        finally:
-            if w.s.proc is not None:
-                assert w.s.stop() == 0
+    with world() as w:
+        es = new_entries(BATCH)
+        req = pb.WriteLogEntriesRequest(log_id=w.log, entries=es)
+        w.cut(point, lambda c: c.call(c.cmd.WriteLogEntries, req, timeout=WAIT))
+        with w.client() as c:
+            by_id = w.check_entries(c)
+            mine = [i for i, e in by_id.items() if e.insert_id in {x.insert_id for x in es}]
+            assert len(mine) in (0, BATCH), f"{point}: a write half stored ({len(mine)})"
+            if mine:
+                assert sorted(mine) == list(range(ENTRIES + 1, ENTRIES + BATCH + 1))
+            r = c.call(c.cmd.WriteLogEntries, req, timeout=WAIT)  # the retry
+            ids = [int(i) for i in r.entry_ids]
+            assert ids == list(range(ENTRIES + 1, ENTRIES + BATCH + 1))
+            by_id = w.check_entries(c, extra=list(zip(ids, es)))
+            assert len(by_id) == ENTRIES + BATCH, f"{point}: the retry stored twice"
 
 
 def test_release_binary_has_no_fault_hook():

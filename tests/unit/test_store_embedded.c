@@ -258,6 +258,30 @@ static void spit(const char *path, const uint8_t *b, size_t len)
     fclose(fp);
 }
 
+/* Creates a tenant from another process (an admin-only open, as `annalsd
+ * tenant create` does) while f->s serves. */
+static void tenant_create_elsewhere(fx *f, const char *name, const uint8_t key[32])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ann_store_embedded_opts o;
+        ann_store_embedded_opts_init(&o);
+        o.admin_only = true;
+        ann_store *a = NULL;
+        ann_tenant t;
+        ann_err e;
+        if (ann_store_embedded_open(f->dir, &o, &a, &e) != 0 ||
+            ann_store_tenant_create(a, name, key, &t, &e) != 0)
+            _exit(1);
+        ann_store_close(a);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- basics ------------------------------------------------------------ */
 
 static void test_secret_stable(void **state)
@@ -309,21 +333,7 @@ static void test_second_server_refused_admin_allowed(void **state)
     /* And one another process created. */
     uint8_t k4[32];
     memset(k4, 0xD4, 32);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        ann_store *a = NULL;
-        ann_tenant t4;
-        ann_err e4;
-        if (ann_store_embedded_open(f->dir, &o, &a, &e4) != 0 ||
-            ann_store_tenant_create(a, "hooli", k4, &t4, &e4) != 0)
-            _exit(1);
-        ann_store_close(a);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tenant_create_elsewhere(f, "hooli", k4);
     assert_int_equal(ann_store_tenant_by_key(f->s, k4, &found, &err), 0);
     assert_string_equal(found.name, "hooli");
 }
@@ -383,24 +393,7 @@ static void test_key_cache(void **state)
     /* A tenant made by another process while this one serves. */
     uint8_t k5[32];
     memset(k5, 0xE5, 32);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        ann_store_embedded_opts o;
-        ann_store_embedded_opts_init(&o);
-        o.admin_only = true;
-        ann_store *a = NULL;
-        ann_tenant t5;
-        ann_err e5;
-        if (ann_store_embedded_open(f->dir, &o, &a, &e5) != 0 ||
-            ann_store_tenant_create(a, "umbrella", k5, &t5, &e5) != 0)
-            _exit(1);
-        ann_store_close(a);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tenant_create_elsewhere(f, "umbrella", k5);
     assert_int_equal(ann_store_tenant_by_key(f->s, k5, &t, &err), 0);
     assert_string_equal(t.name, "umbrella");
     assert_int_equal(ann_store_tenant_by_key(f->s, k5, &t, &err), 0);

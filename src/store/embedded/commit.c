@@ -71,13 +71,7 @@ static void stage_job(emb *s, elog *h, job *j)
         j->rc = ann_err_set(&j->err, ANN_ERANGE, "log %s: entry limit reached", h->log);
         return;
     }
-    if (h->pend_len + need > h->pend_cap) {
-        size_t ncap = h->pend_cap ? h->pend_cap : 1 << 16;
-        while (ncap < h->pend_len + need)
-            ncap *= 2;
-        h->pend = ann_xrealloc(h->pend, ncap);
-        h->pend_cap = ncap;
-    }
+    emb_grow(&h->pend, &h->pend_cap, h->pend_len + need);
     size_t n_new = 0;
     for (size_t i = 0; i < req->n; i++) {
         const ann_entry *e = &req->entries[i];
@@ -246,10 +240,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 h->pend_len = ANN_LF_FRAME_HDR;
                 h->pend_count = 0;
                 h->pend_first = h->idx.n + 1;
-                if (h->pend_cap < ANN_LF_FRAME_HDR) {
-                    h->pend = ann_xrealloc(h->pend, 1 << 16);
-                    h->pend_cap = 1 << 16;
-                }
+                emb_grow(&h->pend, &h->pend_cap, ANN_LF_FRAME_HDR);
                 h->cnext = logs;
                 logs = h;
                 nlogs++;

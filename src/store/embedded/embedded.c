@@ -117,6 +117,17 @@ char *emb_path_join(const char *a, const char *b, const char *c, const char *suf
     return p;
 }
 
+void emb_grow(uint8_t **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return;
+    size_t ncap = *cap ? *cap : 1 << 16;
+    while (ncap < need)
+        ncap *= 2;
+    *p = ann_xrealloc(*p, ncap);
+    *cap = ncap;
+}
+
 uint64_t emb_log_hash(const emb *s, const char *tenant, const char *log)
 {
     char key[2 * EMB_MAX_ID_LEN + 2];

@@ -253,6 +253,10 @@ int emb_fsync_dir(const char *path);
 /* "a/b/c<suffix>" (or "a/b<suffix>" when c is NULL), malloc'd. */
 char *emb_path_join(const char *a, const char *b, const char *c, const char *suffix);
 
+/* Grows the buffer *p of capacity *cap to hold `need` bytes (doubling, from
+ * 64 KiB; contents kept). */
+void emb_grow(uint8_t **p, size_t *cap, size_t need);
+
 uint64_t emb_log_hash(const emb *s, const char *tenant, const char *log);
 uint32_t emb_iid_tag(const emb *s, const char *iid, size_t len);
 

@@ -110,13 +110,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
             return emb_sys_fail(err, "read", h->path);
         p = r->big;
     }
-    if (r->buf_len + rec_len > r->buf_cap) {
-        size_t ncap = r->buf_cap ? r->buf_cap : 1 << 16;
-        while (ncap < r->buf_len + rec_len)
-            ncap *= 2;
-        r->buf = ann_xrealloc(r->buf, ncap);
-        r->buf_cap = ncap;
-    }
+    emb_grow(&r->buf, &r->buf_cap, r->buf_len + rec_len);
     memcpy(r->buf + r->buf_len, p, rec_len);
     ann_entry e;
     uint32_t rl;
