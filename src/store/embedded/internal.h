@@ -12,6 +12,7 @@
  *   watch.c     watchers
  *   purge.c     revoke and delete: durable intent first, then the files, then "done"
  *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
+ *   fault.c     fault points, live only in test builds (fault.h)
  *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
  *   index, checksums and SipHash (each has its own header)
  *
@@ -30,6 +31,8 @@
  *                 fd; the committer takes it for writing to sequence and to publish,
  *                 readers take it for reading to copy records.
  *   meta's mutex  one SQLite connection (meta.c), taken inside every ann_meta_* call.
+ *   leaves        the append queue (q_mu), the sync helpers' work (sync_mu), watcher
+ *                 lists and busy counts (watch_mu), the key cache (keys.mu).
  *
  * Every field of the structs below says what guards it: a lock, "immutable"
  * (set before the struct is shared and never changed), or "committer" (only
