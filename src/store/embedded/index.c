@@ -1,11 +1,13 @@
 #include "store/embedded/index.h"
 
+#include "common/buf.h"
 #include "store/embedded/hash.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK 65536u
@@ -106,12 +108,10 @@ static uint32_t tag_of(const ann_idx *x, uint64_t id)
     return x->tag_chunks[(id - 1) >> 16][(id - 1) & 0xffff];
 }
 
-static int slots_grow(ann_idx *x)
+static void slots_grow(ann_idx *x)
 {
     uint64_t ncap = x->slots ? (x->mask + 1) * 2 : 1024;
-    uint32_t *ns = calloc(ncap, sizeof *ns);
-    if (!ns)
-        return -1;
+    uint32_t *ns = ann_xcalloc(ncap, sizeof *ns);
     uint64_t nmask = ncap - 1;
     if (x->slots) {
         for (uint64_t i = 0; i <= x->mask; i++) {
@@ -129,7 +129,6 @@ static int slots_grow(ann_idx *x)
     x->slots = ns;
     x->mask = nmask;
     x->bytes += ncap * sizeof(uint32_t);
-    return 0;
 }
 
 uint64_t ann_idx_find(const ann_idx *x, uint32_t tag, bool (*confirm)(uint64_t id, void *ud),
@@ -164,7 +163,7 @@ static uint64_t merge_next(const ann_idx *x, run_cur *a, run_cur *b)
     return id;
 }
 
-static int merge_top(ann_idx *x)
+static void merge_top(ann_idx *x)
 {
     ann_idx_run *a = &x->runs[x->nruns - 2], *b = &x->runs[x->nruns - 1];
     /* Two ranges that continue each other in time stay one range. */
@@ -173,7 +172,7 @@ static int merge_top(ann_idx *x)
         a->hi = b->hi;
         a->n += b->n;
         x->nruns--;
-        return 0;
+        return;
     }
     size_t n = a->n + b->n;
     /* Pass 1 counts the segments of consecutive ids in the merged order, so
@@ -188,9 +187,7 @@ static int merge_top(ann_idx *x)
         prev = id;
     }
     bool seg = nseg * 2 < n;
-    uint32_t *m = malloc((seg ? nseg * 2 : n) * sizeof *m);
-    if (!m)
-        return -1;
+    uint32_t *m = ann_xmalloc((seg ? nseg * 2 : n) * sizeof *m);
     ca = (run_cur){a, 0, 0};
     cb = (run_cur){b, 0, 0};
     size_t w = 0;
@@ -221,10 +218,9 @@ static int merge_top(ann_idx *x)
     }
     x->bytes += run_bytes(a);
     x->nruns--;
-    return 0;
 }
 
-static int runs_add(ann_idx *x, uint64_t id, int64_t time)
+static void runs_add(ann_idx *x, uint64_t id, int64_t time)
 {
     if (x->nruns) {
         ann_idx_run *top = &x->runs[x->nruns - 1];
@@ -236,22 +232,15 @@ static int runs_add(ann_idx *x, uint64_t id, int64_t time)
     }
     if (x->nruns == x->runs_cap) {
         size_t ncap = x->runs_cap ? x->runs_cap * 2 : 8;
-        ann_idx_run *nr = realloc(x->runs, ncap * sizeof *nr);
-        if (!nr)
-            return -1;
-        x->runs = nr;
+        x->runs = ann_xrealloc(x->runs, ncap * sizeof *x->runs);
         x->runs_cap = ncap;
     }
     x->runs[x->nruns++] = (ann_idx_run){.lo = id, .hi = id, .n = 1};
 compact:
     /* Binary-counter merging: a run that reaches half of the run below it is
-     * merged into it. A merge failing for memory leaves the runs valid
-     * (just more of them). */
-    while (x->nruns >= 2 && x->runs[x->nruns - 1].n * 2 >= x->runs[x->nruns - 2].n) {
-        if (merge_top(x) != 0)
-            break;
-    }
-    return 0;
+     * merged into it. */
+    while (x->nruns >= 2 && x->runs[x->nruns - 1].n * 2 >= x->runs[x->nruns - 2].n)
+        merge_top(x);
 }
 
 int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
@@ -263,29 +252,14 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
     if (chunk == x->nchunks) {
         if (x->nchunks == x->chunks_cap) {
             size_t ncap = x->chunks_cap ? x->chunks_cap * 2 : 4;
-            int64_t **nt = realloc(x->time_chunks, ncap * sizeof *nt);
-            if (!nt)
-                return -1;
-            x->time_chunks = nt;
-            uint32_t **ng = realloc(x->tag_chunks, ncap * sizeof *ng);
-            if (!ng)
-                return -1;
-            x->tag_chunks = ng;
-            ann_idx_offs *no = realloc(x->off_chunks, ncap * sizeof *no);
-            if (!no)
-                return -1;
-            x->off_chunks = no;
+            x->time_chunks = ann_xrealloc(x->time_chunks, ncap * sizeof *x->time_chunks);
+            x->tag_chunks = ann_xrealloc(x->tag_chunks, ncap * sizeof *x->tag_chunks);
+            x->off_chunks = ann_xrealloc(x->off_chunks, ncap * sizeof *x->off_chunks);
             x->chunks_cap = ncap;
         }
-        int64_t *t = malloc(CHUNK * sizeof *t);
-        uint32_t *o = malloc(CHUNK * sizeof *o);
-        uint32_t *g = malloc(CHUNK * sizeof *g);
-        if (!t || !o || !g) {
-            free(t);
-            free(o);
-            free(g);
-            return -1;
-        }
+        int64_t *t = ann_xmalloc(CHUNK * sizeof *t);
+        uint32_t *o = ann_xmalloc(CHUNK * sizeof *o);
+        uint32_t *g = ann_xmalloc(CHUNK * sizeof *g);
         x->time_chunks[x->nchunks] = t;
         x->tag_chunks[x->nchunks] = g;
         x->off_chunks[x->nchunks] = (ann_idx_offs){.base = off, .d32 = o, .o64 = NULL};
@@ -295,9 +269,7 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
     ann_idx_offs *oc = &x->off_chunks[chunk];
     if (!oc->o64 && off - oc->base > UINT32_MAX) {
         /* A chunk spanning more than 4 GiB: widen it. */
-        uint64_t *w = malloc(CHUNK * sizeof *w);
-        if (!w)
-            return -1;
+        uint64_t *w = ann_xmalloc(CHUNK * sizeof *w);
         for (size_t i = 0; i < (size_t)((id - 1) & 0xffff); i++)
             w[i] = oc->base + oc->d32[i];
         free(oc->d32);
@@ -305,16 +277,15 @@ int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag)
         oc->o64 = w;
         x->bytes += CHUNK * (sizeof *w - sizeof(uint32_t));
     }
-    if ((x->used + 1) * 4 > (x->slots ? (x->mask + 1) * 3 : 0) && slots_grow(x) != 0)
-        return -1;
+    if ((x->used + 1) * 4 > (x->slots ? (x->mask + 1) * 3 : 0))
+        slots_grow(x);
     x->time_chunks[chunk][(id - 1) & 0xffff] = time;
     x->tag_chunks[chunk][(id - 1) & 0xffff] = tag;
     if (oc->o64)
         oc->o64[(id - 1) & 0xffff] = off;
     else
         oc->d32[(id - 1) & 0xffff] = (uint32_t)(off - oc->base);
-    if (runs_add(x, id, time) != 0)
-        return -1;
+    runs_add(x, id, time);
     uint64_t j = tag & x->mask;
     while (x->slots[j])
         j = (j + 1) & x->mask;
@@ -379,6 +350,7 @@ typedef struct snap_io {
     FILE *f;
     uint32_t crc;
     bool bad;
+    uint64_t size; /* of the file being read */
 } snap_io;
 
 static void snap_put(snap_io *io, const void *p, size_t len)
@@ -416,10 +388,8 @@ static uint64_t get64(snap_io *io)
 int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end)
 {
     size_t plen = strlen(path) + 8;
-    char *tmp = malloc(plen);
+    char *tmp = ann_xmalloc(plen);
     int rc = -1;
-    if (!tmp)
-        return -1;
     snprintf(tmp, plen, "%s.tmp", path);
     int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     snap_io io = {.f = fd >= 0 ? fdopen(fd, "wb") : NULL};
@@ -477,47 +447,56 @@ done:
     return rc;
 }
 
+/* Can `bytes` more be read? A damaged length field must not make us allocate
+ * more than the file holds (allocation failure aborts). */
+static bool snap_fits(snap_io *io, uint64_t bytes)
+{
+    long pos = ftell(io->f);
+    if (pos < 0 || (uint64_t)pos > io->size || bytes > io->size - (uint64_t)pos)
+        io->bad = true;
+    return !io->bad;
+}
+
 int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
 {
     snap_io io = {.f = fopen(path, "rb")};
+    struct stat st;
     int rc = 0;
     if (!io.f)
         return 0;
+    if (fstat(fileno(io.f), &st) != 0)
+        goto done;
+    io.size = (uint64_t)st.st_size;
     setvbuf(io.f, NULL, _IOFBF, 1 << 20);
     if (get64(&io) != SNAP_MAGIC || get64(&io) != 0x0102030405060708ull)
         goto done;
     uint64_t n = get64(&io), end = get64(&io), mask = get64(&io), used = get64(&io),
              nruns = get64(&io);
     if (io.bad || n > ANN_IDX_MAX_ENTRIES || used != n || nruns > 128 || (mask & (mask + 1)) != 0 ||
-        (n && (mask + 1) * 3 < n * 4) || mask > (1ull << 34))
+        (n && (mask + 1) * 3 < n * 4) || mask > (1ull << 34) ||
+        !snap_fits(&io, n * 16 + (n ? (mask + 1) * 4 : 0)))
         goto done;
     size_t nchunks = (size_t)((n + 65535) / 65536);
-    x->time_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->time_chunks);
-    x->tag_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->tag_chunks);
-    x->off_chunks = calloc(nchunks ? nchunks : 1, sizeof *x->off_chunks);
-    if (!x->time_chunks || !x->tag_chunks || !x->off_chunks)
-        goto oom;
+    x->time_chunks = ann_xcalloc(nchunks ? nchunks : 1, sizeof *x->time_chunks);
+    x->tag_chunks = ann_xcalloc(nchunks ? nchunks : 1, sizeof *x->tag_chunks);
+    x->off_chunks = ann_xcalloc(nchunks ? nchunks : 1, sizeof *x->off_chunks);
     x->chunks_cap = nchunks ? nchunks : 1;
     for (size_t c = 0; c < nchunks; c++) {
         size_t k = c + 1 < nchunks ? 65536 : (size_t)(n - (uint64_t)c * 65536);
         ann_idx_offs *o = &x->off_chunks[c];
-        x->time_chunks[c] = malloc(65536 * sizeof(int64_t));
-        x->tag_chunks[c] = malloc(65536 * sizeof(uint32_t));
+        x->time_chunks[c] = ann_xmalloc(65536 * sizeof(int64_t));
+        x->tag_chunks[c] = ann_xmalloc(65536 * sizeof(uint32_t));
         x->nchunks = c + 1;
-        if (!x->time_chunks[c] || !x->tag_chunks[c])
-            goto oom;
         x->bytes += 65536 * (sizeof(int64_t) + sizeof(uint32_t));
         snap_get(&io, x->time_chunks[c], k * sizeof(int64_t));
         snap_get(&io, x->tag_chunks[c], k * sizeof(uint32_t));
         o->base = get64(&io);
         if (get64(&io)) {
-            if (!(o->o64 = malloc(65536 * sizeof(uint64_t))))
-                goto oom;
+            o->o64 = ann_xmalloc(65536 * sizeof(uint64_t));
             x->bytes += 65536 * sizeof(uint64_t);
             snap_get(&io, o->o64, k * sizeof(uint64_t));
         } else {
-            if (!(o->d32 = malloc(65536 * sizeof(uint32_t))))
-                goto oom;
+            o->d32 = ann_xmalloc(65536 * sizeof(uint32_t));
             x->bytes += 65536 * sizeof(uint32_t);
             snap_get(&io, o->d32, k * sizeof(uint32_t));
         }
@@ -525,16 +504,16 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
             goto bad;
     }
     if (n) {
-        if (!(x->slots = malloc((mask + 1) * sizeof(uint32_t))))
-            goto oom;
+        if (!snap_fits(&io, (mask + 1) * sizeof(uint32_t)))
+            goto bad;
+        x->slots = ann_xmalloc((mask + 1) * sizeof(uint32_t));
         x->mask = mask;
         x->bytes += (mask + 1) * sizeof(uint32_t);
         snap_get(&io, x->slots, (mask + 1) * sizeof(uint32_t));
     }
     x->used = used;
     if (nruns) {
-        if (!(x->runs = calloc(nruns, sizeof *x->runs)))
-            goto oom;
+        x->runs = ann_xcalloc(nruns, sizeof *x->runs);
         x->runs_cap = nruns;
     }
     uint64_t total = 0;
@@ -548,16 +527,17 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
             goto bad;
         x->nruns = r + 1;
         if (kind == 1) {
-            if (!(run->ids = malloc(run->n * sizeof(uint32_t))))
-                goto oom;
+            if (!snap_fits(&io, run->n * sizeof(uint32_t)))
+                goto bad;
+            run->ids = ann_xmalloc(run->n * sizeof(uint32_t));
             x->bytes += run->n * sizeof(uint32_t);
             snap_get(&io, run->ids, run->n * sizeof(uint32_t));
         } else if (kind == 2) {
             uint64_t nseg = get64(&io);
-            if (io.bad || nseg == 0 || nseg > run->n)
+            if (io.bad || nseg == 0 || nseg > run->n ||
+                !snap_fits(&io, nseg * 2 * sizeof(uint32_t)))
                 goto bad;
-            if (!(run->segs = malloc(nseg * 2 * sizeof(uint32_t))))
-                goto oom;
+            run->segs = ann_xmalloc(nseg * 2 * sizeof(uint32_t));
             run->nseg = nseg;
             x->bytes += nseg * 2 * sizeof(uint32_t);
             snap_get(&io, run->segs, nseg * 2 * sizeof(uint32_t));
@@ -576,8 +556,6 @@ int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end)
     *data_end = end;
     rc = 1;
     goto done;
-oom:
-    rc = -1;
 bad:
     ann_idx_release(x);
 done:

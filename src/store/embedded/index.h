@@ -83,7 +83,8 @@ static inline uint64_t ann_idx_off(const ann_idx *x, uint64_t id)
 }
 
 /* Adds entry n+1 with its time, file offset and insert_id hash tag.
- * Returns 0, or -1 when memory ran out (the index is then unchanged). */
+ * Returns 0, or -1 when the index is full (ANN_IDX_MAX_ENTRIES; unchanged).
+ * Allocation failure aborts (common/buf.h). */
 int ann_idx_add(ann_idx *x, int64_t time, uint64_t off, uint32_t tag);
 
 /* Calls `confirm(id, ud)` for each id whose tag matches, until it returns
@@ -109,7 +110,9 @@ size_t ann_idx_list(const ann_idx *x, ann_idx_key *after, int64_t end, uint64_t 
  */
 int ann_idx_save(const ann_idx *x, const char *path, uint64_t data_end);
 /* 1 and the index filled (x must be empty) with *data_end set; 0 if there is
- * no usable snapshot (x left empty); -1 when memory ran out. */
+ * no usable snapshot (x left empty). Lengths read from the file are checked
+ * against its size before anything is allocated, so a damaged snapshot cannot
+ * ask for more memory than the file holds. */
 int ann_idx_load(ann_idx *x, const char *path, uint64_t *data_end);
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "store/embedded/hash.h"
 
 #define MAX_FRAME_LEN (1ull << 30) /* frames are capped far below this */
@@ -114,11 +115,9 @@ static bool header_ok(const uint8_t *h)
 static int frame_header_after(int fd, uint64_t from, uint64_t size, bool *found)
 {
     enum { BUF = 1 << 20 };
-    uint8_t *buf = malloc(BUF);
+    uint8_t *buf = ann_xmalloc(BUF);
     int rc = -1;
     *found = false;
-    if (!buf)
-        return -1;
     for (uint64_t off = from; off + ANN_LF_FRAME_HDR <= size;) {
         size_t len = size - off < BUF ? (size_t)(size - off) : BUF;
         if (ann_lf_pread_full(fd, buf, len, off) != 0)
@@ -146,7 +145,7 @@ static int later_frame(int fd, const char *path, uint64_t off, uint64_t size, an
 {
     bool found;
     if (frame_header_after(fd, off + 1, size, &found) != 0)
-        return ann_err_set(err, ANN_EIO, "%s: read: %s", path, strerror(errno));
+        return ann_err_set(err, ANN_EUNAVAIL, "%s: read: %s", path, strerror(errno));
     if (found)
         return ann_err_set(err, ANN_ECORRUPT,
                            "%s: damaged frame at offset %llu before later frames", path,
@@ -201,7 +200,7 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
     int rc = -1;
 
     if (fstat(fd, &st) != 0) {
-        ann_err_set(err, ANN_EIO, "%s: stat: %s", path, strerror(errno));
+        ann_err_set(err, ANN_EUNAVAIL, "%s: stat: %s", path, strerror(errno));
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -213,8 +212,8 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             torn = true;
         } else {
             if (ann_lf_pread_full(fd, h, sizeof h, off) != 0) {
-                ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
-                            strerror(errno));
+                ann_err_set(err, ANN_EUNAVAIL, "%s: read at %llu: %s", path,
+                            (unsigned long long)off, strerror(errno));
                 goto done;
             }
             if (!header_ok(h)) {
@@ -237,18 +236,13 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
             goto done;
         }
         if (frame_len > size - off)
-            break; /* torn: the frame was being written */
-        if (frame_len > cap) {
-            uint8_t *nb = realloc(buf, frame_len);
-            if (!nb) {
-                ann_err_set(err, ANN_EIO, "%s: out of memory", path);
-                goto done;
-            }
-            buf = nb;
+            break;             /* torn: the frame was being written */
+        if (frame_len > cap) { /* bounded by the file's size (checked above) */
+            buf = ann_xrealloc(buf, frame_len);
             cap = frame_len;
         }
         if (ann_lf_pread_full(fd, buf, frame_len, off) != 0) {
-            ann_err_set(err, ANN_EIO, "%s: read at %llu: %s", path, (unsigned long long)off,
+            ann_err_set(err, ANN_EUNAVAIL, "%s: read at %llu: %s", path, (unsigned long long)off,
                         strerror(errno));
             goto done;
         }

@@ -68,7 +68,7 @@ typedef int (*ann_lf_scan_fn)(const ann_entry *e, uint64_t off, uint32_t rec_len
  * On success *valid_end is the end of the last good frame; if it is below the
  * file size the rest is preallocated zeros or a torn tail.
  * Fails with ANN_ECORRUPT (naming path and offset) for damage before the last
- * frame, ANN_EIO for read errors.
+ * frame, ANN_EUNAVAIL for read errors (nothing is changed by a scan).
  */
 int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
                 const uint64_t *pending, size_t npending, ann_lf_scan_fn fn, void *ud,

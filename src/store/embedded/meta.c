@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "common/buf.h"
 #include "store/embedded/hash.h"
 
 struct ann_meta {
@@ -26,14 +27,33 @@ static const char SCHEMA[] =
     " reason TEXT NOT NULL, ids BLOB NOT NULL, applied INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS revocations_log ON revocations(tenant_id, log_id, applied);";
 
+/* SQLite reports its own allocation failures as errors; the store's policy is
+ * to abort on those (common/buf.h), so they are not told apart from the rest
+ * by callers. */
+static void sqlite_oom(void)
+{
+    fprintf(stderr, "annals: out of memory (SQLite)\n");
+    abort();
+}
+
+/* The code of the connection's last error: busy or locked, nothing was done;
+ * full, nothing was stored; anything else (an I/O error in a commit) may have
+ * taken effect. */
+static ann_code db_code(ann_meta *m)
+{
+    int code = sqlite3_extended_errcode(m->db) & 0xff;
+    if (code == SQLITE_NOMEM)
+        sqlite_oom();
+    return code == SQLITE_CORRUPT || code == SQLITE_NOTADB  ? ANN_ECORRUPT
+           : code == SQLITE_BUSY || code == SQLITE_LOCKED   ? ANN_EUNAVAIL
+           : code == SQLITE_FULL                            ? ANN_ENOSPC
+           : code == SQLITE_CANTOPEN || code == SQLITE_PERM ? ANN_EUNAVAIL
+                                                            : ANN_EIO;
+}
+
 static int db_fail(ann_meta *m, ann_err *err, const char *what)
 {
-    int code = sqlite3_extended_errcode(m->db);
-    ann_code c = (code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB ? ANN_ECORRUPT
-                 : (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED  ? ANN_EUNAVAIL
-                 : (code & 0xff) == SQLITE_FULL                                    ? ANN_ENOSPC
-                                                                                   : ANN_EIO;
-    return ann_err_set(err, c, "metadata %s: %s", what, sqlite3_errmsg(m->db));
+    return ann_err_set(err, db_code(m), "metadata %s: %s", what, sqlite3_errmsg(m->db));
 }
 
 static int prep(ann_meta *m, const char *sql, sqlite3_stmt **st, ann_err *err)
@@ -45,17 +65,16 @@ static int prep(ann_meta *m, const char *sql, sqlite3_stmt **st, ann_err *err)
 
 int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
 {
-    ann_meta *m = calloc(1, sizeof *m);
+    ann_meta *m = ann_xcalloc(1, sizeof *m);
     char *emsg = NULL;
     int rc = -1;
-    if (!m)
-        return ann_err_set(err, ANN_EIO, "out of memory");
     pthread_mutex_init(&m->mu, NULL);
     if (sqlite3_open_v2(path, &m->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        ann_err_set(err, ANN_EIO, "open %s: %s", path,
-                    m->db ? sqlite3_errmsg(m->db) : "out of memory");
+        if (!m->db)
+            sqlite_oom();
+        ann_err_set(err, db_code(m), "open %s: %s", path, sqlite3_errmsg(m->db));
         goto done;
     }
     sqlite3_busy_timeout(m->db, 10000);
@@ -65,14 +84,14 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
              durable ? "FULL" : "NORMAL");
     if (sqlite3_exec(m->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(m->db, SCHEMA, NULL, NULL, &emsg) != SQLITE_OK) {
-        ann_err_set(err, ANN_EIO, "%s: schema: %s", path, emsg ? emsg : "?");
+        ann_err_set(err, db_code(m), "%s: schema: %s", path, emsg ? emsg : "?");
         goto done;
     }
     /* The secret and the hash key are made once, by whichever process opens
      * the store first. */
     uint8_t secret[32 + 16];
     if (getrandom(secret, sizeof secret, 0) != (ssize_t)sizeof secret) {
-        ann_err_set(err, ANN_EIO, "getrandom failed");
+        ann_err_set(err, ANN_EUNAVAIL, "getrandom failed");
         goto done;
     }
     sqlite3_stmt *st;
@@ -277,11 +296,7 @@ int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *s
         *labels = NULL;
         *labels_len = 0;
         if (len) {
-            *labels = malloc(len);
-            if (!*labels) {
-                ann_err_set(err, ANN_EIO, "out of memory");
-                goto done;
-            }
+            *labels = ann_xmalloc(len);
             memcpy(*labels, sqlite3_column_blob(st, 2), len);
             *labels_len = len;
         }
@@ -371,22 +386,13 @@ int ann_meta_logs_where(ann_meta *m, bool pending_revocations, int state, char *
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 8;
-            char **nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                ann_err_set(err, ANN_EIO, "out of memory");
-                goto done;
-            }
-            v = nv;
+            v = ann_xrealloc(v, ncap * sizeof *v);
             cap = ncap;
         }
         const char *t = (const char *)sqlite3_column_text(st, 0);
         const char *l = (const char *)sqlite3_column_text(st, 1);
         size_t sz = strlen(t) + strlen(l) + 2;
-        v[len] = malloc(sz);
-        if (!v[len]) {
-            ann_err_set(err, ANN_EIO, "out of memory");
-            goto done;
-        }
+        v[len] = ann_xmalloc(sz);
         snprintf(v[len++], sz, "%s/%s", t, l);
     }
     if (r != SQLITE_DONE) {
@@ -412,10 +418,8 @@ int ann_meta_revoke_insert(ann_meta *m, const char *tenant, const char *log, con
                            int64_t *rowid, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
-    uint8_t *blob = malloc(n * 8 + 1);
+    uint8_t *blob = ann_xmalloc(n * 8 + 1);
     int rc = -1;
-    if (!blob)
-        return ann_err_set(err, ANN_EIO, "out of memory");
     for (size_t i = 0; i < n; i++)
         ann_le64_put(blob + 8 * i, ids[i]);
     pthread_mutex_lock(&m->mu);
@@ -498,12 +502,7 @@ int ann_meta_revoke_pending(ann_meta *m, const char *tenant, const char *log, ui
         size_t k = (size_t)sqlite3_column_bytes(st, 0) / 8;
         if (len + k > cap) {
             size_t ncap = (len + k) * 2;
-            uint64_t *nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                ann_err_set(err, ANN_EIO, "out of memory");
-                goto done;
-            }
-            v = nv;
+            v = ann_xrealloc(v, ncap * sizeof *v);
             cap = ncap;
         }
         for (size_t i = 0; i < k; i++)

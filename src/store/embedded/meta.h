@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "domain/limits.h"
+#include "domain/rules.h"
 #include "store/store.h"
 
 typedef struct ann_meta ann_meta;
@@ -68,10 +70,13 @@ int ann_meta_revoke_pending(ann_meta *m, const char *tenant, const char *log, ui
 typedef struct ann_meta_revocation {
     int64_t time_ns;
     char actor[256];
-    char reason[1024];
+    char reason[ANN_MAX_REASON_BYTES + 1]; /* the API's limit, whole */
     size_t n_ids;
     bool applied;
 } ann_meta_revocation;
+_Static_assert(sizeof(((ann_meta_revocation *)0)->actor) > sizeof "tenant:" + ANN_TENANT_NAME_MAX,
+               "an actor names the tenant whole");
+
 /* Calls fn for each of the log's audit records in order. */
 int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
                          void (*fn)(const ann_meta_revocation *r, void *ud), void *ud,

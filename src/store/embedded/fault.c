@@ -1,0 +1,57 @@
+/* Fault points of test builds (fault.h). Empty unless ANN_FAULTS is defined. */
+#include "store/embedded/fault.h"
+
+#ifdef ANN_FAULTS
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The one point chosen for this process, read once from ANNALS_FAULT. A test
+ * build runs one store per process, so process-wide state is acceptable here
+ * (and only here). */
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static char fault_name[64];
+static unsigned long fault_nth;
+static atomic_ulong fault_hits;
+
+static void fault_init(void)
+{
+    const char *v = getenv("ANNALS_FAULT");
+    if (!v || !v[0])
+        return;
+    const char *colon = strchr(v, ':');
+    size_t len = colon ? (size_t)(colon - v) : strlen(v);
+    if (len >= sizeof fault_name)
+        len = sizeof fault_name - 1;
+    memcpy(fault_name, v, len);
+    fault_nth = colon ? strtoul(colon + 1, NULL, 10) : 1;
+    if (fault_nth == 0)
+        fault_nth = 1;
+    fprintf(stderr, "annals fault: armed %s at hit %lu\n", fault_name, fault_nth);
+}
+
+void ann_fault_point(const char *name)
+{
+    pthread_once(&fault_once, fault_init);
+    if (!fault_name[0] || strcmp(name, fault_name) != 0)
+        return;
+    unsigned long hit = atomic_fetch_add(&fault_hits, 1) + 1;
+    if (hit != fault_nth)
+        return;
+    char line[128];
+    int n = snprintf(line, sizeof line, "annals fault: %s hit %lu: SIGKILL\n", name, hit);
+    if (n > 0)
+        (void)!write(STDERR_FILENO, line, (size_t)n);
+    raise(SIGKILL);
+}
+
+#else
+
+typedef int ann_fault_unused; /* ISO C wants a declaration in every file */
+
+#endif

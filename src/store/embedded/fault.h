@@ -1,0 +1,24 @@
+/*
+ * Fault points: named places in the store where a test can make the process
+ * die at once (SIGKILL, as kill -9 would), to check that recovery finishes or
+ * undoes what was cut short (tests/faults/test_fault_points.py).
+ *
+ * ANN_FAULT_POINT("revoke.overwrite") expands to nothing unless the sources
+ * are compiled with -DANN_FAULTS, which only the test-only build does
+ * (build/bin/annalsd-faults; the release annalsd has no hook). There, the
+ * environment variable ANNALS_FAULT=<point>[:<n>] (read once) kills the
+ * process at the n-th hit (default 1) of that point, after a line on stderr
+ * ("annals fault: <point> hit <n>: SIGKILL"). The points are listed in
+ * docs/storage.md ("Fault points").
+ */
+#ifndef ANN_STORE_EMBEDDED_FAULT_H
+#define ANN_STORE_EMBEDDED_FAULT_H
+
+#ifdef ANN_FAULTS
+void ann_fault_point(const char *name);
+#define ANN_FAULT_POINT(name) ann_fault_point(name)
+#else
+#define ANN_FAULT_POINT(name) ((void)0)
+#endif
+
+#endif

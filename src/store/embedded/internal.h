@@ -1,0 +1,337 @@
+/*
+ * The embedded store's internals, shared by its files and by nothing else
+ * (tests may include it to look inside). The port it implements is store.h;
+ * its own options are embedded.h; formats and protocols are docs/storage.md.
+ *
+ * Files:
+ *   embedded.c  the ops table, open/close, tenants, log_create, shared helpers
+ *   keys.c      the cache of authenticated keys (tenant_by_key)
+ *   cache.c     the open-log table and LRU; loading a log from its file (and reloading)
+ *   commit.c    append: the group committer thread and the fdatasync helpers
+ *   read.c      log_get, list and read_after
+ *   watch.c     watchers
+ *   purge.c     revoke and delete: durable intent first, then the files, then "done"
+ *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
+ *   fault.c     fault points, live only in test builds (fault.h)
+ *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
+ *   index, checksums and SipHash (each has its own header)
+ *
+ * Locks, in the order they may nest (a lock is only taken while holding locks
+ * to its left; none is held across a watcher callback or a visitor):
+ *
+ *   s->create_mu > h->purge_mu > s->mu > h->lk > meta's mutex
+ *   s->q_mu, s->sync_mu, s->watch_mu, s->keys.mu: leaves (nothing is taken under them)
+ *
+ *   s->create_mu  serializes log_create (its existence check and insert).
+ *   h->purge_mu   serializes the operations that rewrite or remove a log's file: its
+ *                 revocations and its deletion.
+ *   s->mu         the open-log table, the LRU and every elog's reference count. It
+ *                 guards in-memory structures only: no file or SQLite I/O under it.
+ *   h->lk         (read-write) a loaded log's index, visible count, state flags and
+ *                 fd; the committer takes it for writing to sequence and to publish,
+ *                 readers take it for reading to copy records.
+ *   meta's mutex  one SQLite connection (meta.c), taken inside every ann_meta_* call.
+ *   leaves        the append queue (q_mu), the sync helpers' work (sync_mu), watcher
+ *                 lists and busy counts (watch_mu), the key cache (keys.mu).
+ *
+ * Every field of the structs below says what guards it: a lock, "immutable"
+ * (set before the struct is shared and never changed), or "committer" (only
+ * the committer thread touches it, and the sync helper working on that log
+ * while the committer waits for it in sync_all()).
+ */
+#ifndef ANN_STORE_EMBEDDED_INTERNAL_H
+#define ANN_STORE_EMBEDDED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "store/embedded/embedded.h"
+#include "store/embedded/hash.h"
+#include "store/embedded/index.h"
+#include "store/embedded/meta.h"
+#include "store/store.h"
+
+#define EMB_MAX_ID_LEN ANN_UUID_LEN
+#define EMB_NSYNC 15 /* fdatasync helper threads */
+
+typedef struct elog elog;
+typedef struct emb emb;
+
+/* One watch() registration. Holds a reference on its log until unwatch(). */
+struct ann_watch {
+    elog *h;                        /* immutable */
+    ann_watch_fn fn;                /* immutable */
+    void *ud;                       /* immutable */
+    int busy;                       /* s->watch_mu: calls in progress */
+    bool linked;                    /* s->watch_mu: on h->watchers */
+    ann_watch *prev, *next;         /* s->watch_mu: h->watchers */
+    ann_watch *all_prev, *all_next; /* s->watch_mu: s->watches, for close */
+};
+
+/*
+ * One open log: its file, its index and its place in the open-log table.
+ * Created by the first acquire (which loads it), shared by reference; freed
+ * when the last reference goes and it is no longer in the table.
+ */
+struct elog {
+    char tenant[EMB_MAX_ID_LEN + 1]; /* immutable */
+    char log[EMB_MAX_ID_LEN + 1];    /* immutable */
+    char *path;                      /* immutable: the data file */
+    char *idx_path;                  /* immutable: the index snapshot */
+    uint64_t hash;                   /* immutable: emb_log_hash(tenant, log) */
+    uint64_t snap_min;               /* immutable: write a snapshot at close from this size */
+    uint64_t snap_n;                 /* lk (write): entries in the snapshot on disk, 0: none */
+
+    /* Open-log table and LRU. */
+    elog *hnext;               /* s->mu: table chain; then the freeing thread's victim list */
+    elog *lru_prev, *lru_next; /* s->mu */
+    bool in_lru;               /* s->mu */
+    bool in_table;             /* s->mu: findable by acquire */
+    bool loading;              /* s->mu: its first acquire is loading it (waiters: load_cv) */
+    size_t lru_bytes;          /* s->mu: index bytes counted in s->lru_bytes */
+    double idle_since;         /* s->mu: when it went idle (ms, monotonic) */
+    int refs;                  /* s->mu */
+
+    pthread_rwlock_t lk;      /* see the lock order above */
+    pthread_mutex_t purge_mu; /* see the lock order above */
+
+    /* The loaded log. Loaded under lk (write) by the acquire that created the
+     * elog, reloaded under lk (write) by the committer only. */
+    int load_rc;         /* lk: 0, or the load's failure ... */
+    ann_err load_err;    /* lk: ... and why (answered to every caller) */
+    bool absent;         /* lk: the loader found no live log in SQLite */
+    int fd;              /* lk; replaced only by load and by the committer's reload, so the
+                            committer also reads it without lk */
+    bool deleted;        /* lk: set once by delete; every call then answers not found */
+    bool broken;         /* lk: a write or fdatasync failed; the committer reloads it */
+    unsigned revoke_gen; /* lk (write to bump): records were rewritten; readers drop caches */
+    ann_idx idx;         /* lk: readers take it for reading, the committer for writing */
+    uint64_t visible;    /* lk: entries published, ids 1..visible */
+    uint64_t end;        /* lk (written by the committer and loads): end of the durable
+                            frames; the committer reads it without lk */
+    uint64_t alloc_end;  /* committer (and load): file size, zeros from end to here */
+    int64_t create_ns;   /* immutable once loaded (the loader sets them before it clears */
+    uint8_t *labels;     /* loading under s->mu; everyone else reads them after that) */
+    size_t labels_len;   /* immutable once loaded */
+
+    /* The current group-commit round. */
+    uint64_t zero_from, zero_to; /* committer: zeros to write ahead this round */
+    uint8_t *pend;               /* committer: the pending frame */
+    size_t pend_len, pend_cap;   /* committer */
+    uint64_t pend_first;         /* committer: id of the frame's first record */
+    uint32_t pend_count;         /* committer: records in the frame */
+    bool in_round;               /* committer: on this round's list */
+    bool failed;                 /* committer: the write or sync failed this round */
+    bool sync_failed;            /* committer: ... after the frame was written (may survive) */
+    int sys_errno;               /* committer: errno of that failure */
+    elog *cnext;                 /* committer: this round's list of logs */
+
+    ann_watch *watchers; /* s->watch_mu */
+    bool watch_gone;     /* s->watch_mu: deleted; watch() answers not found */
+};
+
+/* One append() waiting for the committer. Lives on the appender's stack. */
+typedef struct job {
+    ann_append *req;   /* immutable once queued; the committer fills its outputs */
+    elog *h;           /* immutable: the appender's reference */
+    int rc;            /* committer; read by the appender once done */
+    ann_err err;       /* committer; read by the appender once done */
+    bool done;         /* s->q_mu */
+    pthread_cond_t cv; /* waited on with s->q_mu */
+    struct job *next;  /* s->q_mu while queued, then committer */
+} job;
+
+/* The authenticated-key cache (keys.c). */
+#define EMB_KEYS_WAYS 4
+#define EMB_KEYS_SETS 1024
+typedef struct emb_key_slot {
+    uint8_t key_hash[32]; /* keys.mu */
+    ann_tenant tenant;    /* keys.mu */
+    uint64_t used;        /* keys.mu: tick of the last use; 0 when empty */
+} emb_key_slot;
+
+typedef struct emb_keys {
+    pthread_mutex_t mu;
+    emb_key_slot *slots;   /* mu: EMB_KEYS_SETS x EMB_KEYS_WAYS, NULL until the first put */
+    size_t count;          /* mu: slots in use */
+    uint64_t tick;         /* mu */
+    uint64_t hits, misses; /* mu: for tests */
+} emb_keys;
+
+/* The store. */
+struct emb {
+    ann_store base;               /* immutable */
+    char *dir;                    /* immutable */
+    ann_store_embedded_opts opts; /* immutable (defaults filled at open) */
+    bool durable;                 /* immutable */
+    ann_meta *meta;               /* immutable; thread-safe */
+    int lock_fd;                  /* immutable: DIR/LOCK, flock'd */
+    uint8_t hkey[16];             /* immutable: SipHash key */
+    double trace;                 /* immutable: ANN_STORE_TRACE=<ms>, report slow rounds */
+
+    pthread_mutex_t create_mu;
+
+    pthread_mutex_t mu;
+    elog **table;           /* s->mu: open logs by hash, chained through hnext */
+    size_t tcap, tcount;    /* s->mu */
+    pthread_cond_t load_cv; /* with s->mu: some elog finished loading */
+    elog lru;               /* s->mu: sentinel; lru.lru_next is the most recently idle */
+    size_t lru_count;       /* s->mu */
+    size_t lru_bytes;       /* s->mu */
+
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;    /* the committer waits here for jobs */
+    job *q_head, *q_tail;   /* s->q_mu */
+    bool stopping;          /* s->q_mu: close() began; appends answer EUNAVAIL */
+    pthread_t committer;    /* immutable after open */
+    bool committer_started; /* immutable after open */
+    ann_watch **notify;     /* committer: watchers to call this round */
+    size_t notify_cap;      /* committer */
+
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_go, sync_done;
+    pthread_t sync_th[EMB_NSYNC]; /* immutable after open */
+    int nsync_started;            /* immutable after open */
+    elog **sync_items;            /* s->sync_mu: this round's logs to fdatasync */
+    size_t sync_n;                /* s->sync_mu */
+    size_t sync_next;             /* s->sync_mu: next item to take */
+    size_t sync_finished;         /* s->sync_mu */
+    unsigned sync_gen;            /* s->sync_mu: bumped per round */
+    bool sync_stop;               /* s->sync_mu */
+
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_cv; /* unwatch waits here for busy to drop */
+    ann_watch *watches;      /* s->watch_mu: every live watch */
+
+    emb_keys keys; /* its own leaf lock, keys.mu */
+};
+
+/* ---- helpers (embedded.c) ------------------------------------------------ */
+
+static inline double emb_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 1..36 characters of [A-Za-z0-9_-]: ids name files. */
+bool emb_valid_id(const char *s);
+
+/* The one message for a missing, deleted or foreign log. Returns -1. */
+int emb_not_found(ann_err *err, const char *log);
+
+/* What an operation on h answers besides success (h->lk held). */
+int emb_log_state(const elog *h, ann_err *err);
+
+/*
+ * Error codes are chosen where the failure happens, by what it left behind
+ * (common/err.h):
+ *  - nothing became visible or durable: emb_sys_fail(), ANN_ENOSPC when the
+ *    disk is full (ENOSPC, EDQUOT, EFBIG), else ANN_EUNAVAIL;
+ *  - the outcome is unknown (e.g. fdatasync failed after the frame was
+ *    written, or a revocation or deletion was recorded but not finished):
+ *    emb_sys_unknown() or emb_outcome_unknown(), ANN_EIO.
+ * Both fill err from errno and return -1; messages may name files (they are
+ * for the operator's log, clients read a fixed text per code).
+ */
+int emb_sys_fail(ann_err *err, const char *what, const char *path);
+int emb_sys_unknown(ann_err *err, const char *what, const char *path);
+/* Turns an error already in err into ANN_EIO, the outcome unknown (but keeps
+ * ANN_ENOTFOUND and ANN_ECORRUPT, which say more). Returns -1. */
+int emb_outcome_unknown(ann_err *err);
+
+/* pwrite() of exactly len bytes at off; -1 with errno set. */
+int emb_write_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* fsync() of a directory; -1 with errno set. */
+int emb_fsync_dir(const char *path);
+
+/* "a/b/c<suffix>" (or "a/b<suffix>" when c is NULL), malloc'd. */
+char *emb_path_join(const char *a, const char *b, const char *c, const char *suffix);
+
+/* Grows the buffer *p of capacity *cap to hold `need` bytes (doubling, from
+ * 64 KiB; contents kept). */
+void emb_grow(uint8_t **p, size_t *cap, size_t need);
+
+uint64_t emb_log_hash(const emb *s, const char *tenant, const char *log);
+uint32_t emb_iid_tag(const emb *s, const char *iid, size_t len);
+
+/* ---- authenticated keys (keys.c) ----------------------------------------- */
+
+void emb_keys_init(emb_keys *k);
+void emb_keys_release(emb_keys *k);
+/* True and *out filled if the key hash is cached. */
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out);
+/* Caches a key hash that SQLite knows (never an unknown one). */
+void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t);
+/* For tests: entries cached, lookups answered from the cache and not. */
+void emb_keys_stats(ann_store *st, size_t *entries, uint64_t *hits, uint64_t *misses);
+
+/* ---- open logs (cache.c) ------------------------------------------------- */
+
+/* Finds (or opens and loads) the log and takes a reference. Fails with the one
+ * not-found message for a missing, deleted, foreign or malformed log; an
+ * admin-only store answers ANN_EINVAL. */
+int emb_log_acquire(emb *s, const char *tenant, const char *log, elog **out, ann_err *err);
+void emb_log_release(emb *s, elog *h);
+
+/* Rebuilds a broken log from its file in place (h->lk held for writing). */
+int emb_log_reload(emb *s, elog *h, ann_err *err);
+
+/* Rewrites the record at `off` as redacted (readers excluded by the caller). */
+int emb_redact_at(elog *h, uint64_t off, ann_err *err);
+
+/* Takes h out of the open-log table (delete, once the log is marked deleting
+ * in SQLite): later acquires look the log up afresh. */
+void emb_log_unpublish(emb *s, elog *h);
+
+/* close(): frees every open log (no other thread is left). */
+void emb_cache_free_all(emb *s);
+
+/* ---- append (commit.c) --------------------------------------------------- */
+
+int emb_append(ann_store *st, ann_append *req, ann_err *err);
+int emb_committer_start(emb *s, ann_err *err);
+/* Drains the queue and joins the committer and the sync helpers. */
+void emb_committer_stop(emb *s);
+
+/* ---- reads (read.c) ------------------------------------------------------ */
+
+int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_log_meta *out,
+                ann_err *err);
+int emb_list(ann_store *st, const char *tenant_id, const char *log_id, const ann_list_query *q,
+             ann_entry_visit_fn visit, void *ud, ann_err *err);
+int emb_read_after(ann_store *st, const char *tenant_id, const char *log_id, uint64_t after_id,
+                   size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
+
+/* ---- watchers (watch.c) -------------------------------------------------- */
+
+int emb_watch(ann_store *st, const char *tenant_id, const char *log_id, ann_watch_fn fn, void *ud,
+              ann_watch **out, ann_err *err);
+void emb_unwatch(ann_store *st, ann_watch *w);
+/* Appends h's watchers to (*ws)[*n..] (grown as needed), raising busy; with
+ * `detach` they are also unlinked (the log is gone). */
+void emb_watch_gather(emb *s, elog *h, ann_watch ***ws, size_t *cap, size_t *np, bool detach);
+/* Calls the gathered watchers with no store lock held, then lowers busy. */
+void emb_watch_call(emb *s, ann_watch **ws, size_t n);
+
+/* ---- revoke and delete (purge.c) ----------------------------------------- */
+
+int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const uint64_t *ids,
+               size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err);
+/* Unlinks the log's files and fsyncs its directory (idempotent). */
+int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *err);
+
+/* ---- start-up recovery (recover.c) --------------------------------------- */
+
+int emb_recover(emb *s, ann_err *err);
+
+#endif

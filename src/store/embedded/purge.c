@@ -1,0 +1,192 @@
+/*
+ * revoke and delete, the two operations that take data out of the data
+ * directory. Both write their intent durably to SQLite first (an audit
+ * record with applied = 0; the log's state "deleting"), then do the file
+ * work, then record that it is done, so that a crash in between is finished
+ * by the next open (recover.c) or the next load of the log (cache.c).
+ */
+#include "store/embedded/internal.h"
+#include "store/embedded/fault.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "store/embedded/logfile.h"
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const uint64_t *ids,
+               size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    uint64_t *sorted = NULL;
+    int64_t rowid = 0;
+    int rc = -1;
+    if (n && !ids)
+        return ann_err_set(err, ANN_EINVAL, "ids: missing");
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    pthread_rwlock_rdlock(&h->lk);
+    int state_rc = emb_log_state(h, err);
+    if (state_rc == 0 && h->broken)
+        state_rc = ann_err_set(err, ANN_EUNAVAIL, "log %s: storage failed; retry", h->log);
+    uint64_t visible = h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    if (state_rc != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == 0 || ids[i] > visible) {
+            ann_err_set(err, ANN_ENOTFOUND, "entry %llu not found in log %.64s",
+                        (unsigned long long)ids[i], log_id);
+            goto out;
+        }
+    }
+    if (n == 0) {
+        rc = 0;
+        goto out;
+    }
+    sorted = ann_xmalloc(n * sizeof *sorted);
+    memcpy(sorted, ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, u64_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || sorted[m - 1] != sorted[i])
+            sorted[m++] = sorted[i];
+
+    /* The audit record first (durable): if we crash during the overwrite,
+     * the next open of the log finishes it. */
+    if (ann_meta_revoke_insert(s->meta, tenant_id, log_id, sorted, m, actor, reason, now_ns, &rowid,
+                               err) != 0)
+        goto out;
+    ANN_FAULT_POINT("revoke.audit_inserted");
+    pthread_mutex_lock(&h->purge_mu);
+    for (size_t i = 0; i < m && rc != -2;) {
+        pthread_rwlock_wrlock(&h->lk);
+        if (emb_log_state(h, err) != 0) {
+            rc = -2;
+        } else if (h->broken || h->visible < sorted[m - 1]) {
+            ann_err_set(err, ANN_EIO, "log %s: storage failed; retry", h->log);
+            rc = -2;
+        }
+        h->revoke_gen++;
+        for (size_t k = 0; k < 64 && i < m && rc != -2; k++, i++) {
+            if (emb_redact_at(h, ann_idx_off(&h->idx, sorted[i]), err) != 0)
+                rc = -2;
+            else
+                ANN_FAULT_POINT("revoke.overwrite"); /* per record: ":k" dies after k */
+        }
+        pthread_rwlock_unlock(&h->lk);
+    }
+    if (rc != -2)
+        ANN_FAULT_POINT("revoke.before_sync");
+    if (rc != -2 && s->durable) {
+        pthread_rwlock_rdlock(&h->lk); /* keeps h->fd from a concurrent reload */
+        if (fdatasync(h->fd) != 0) {
+            emb_sys_unknown(err, "sync", h->path);
+            rc = -2;
+        }
+        pthread_rwlock_unlock(&h->lk);
+    }
+    pthread_mutex_unlock(&h->purge_mu);
+    if (rc == -2) {
+        /* The audit record is pending: the next load of the log finishes the
+         * revocation. */
+        rc = emb_outcome_unknown(err);
+        goto out;
+    }
+    ANN_FAULT_POINT("revoke.synced");
+    /* Not fatal if this fails: re-applying a revocation is harmless. */
+    ann_err tmp;
+    (void)ann_meta_revoke_applied(s->meta, rowid, &tmp);
+    ANN_FAULT_POINT("revoke.applied");
+    rc = 0;
+out:
+    free(sorted);
+    emb_log_release(s, h);
+    return rc;
+}
+
+int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *err)
+{
+    size_t plen = strlen(s->dir) + strlen(tenant) + strlen(log) + 16;
+    char *path = ann_xmalloc(plen);
+    char *tdir = emb_path_join(s->dir, "logs", tenant, "");
+    int rc = -1;
+    snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        emb_sys_fail(err, "unlink", path);
+        goto done;
+    }
+    ANN_FAULT_POINT("delete.idx_unlinked");
+    snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        emb_sys_fail(err, "unlink", path);
+        goto done;
+    }
+    ANN_FAULT_POINT("delete.dat_unlinked");
+    if (s->durable && emb_fsync_dir(tdir) != 0 && errno != ENOENT) {
+        emb_sys_fail(err, "sync", tdir);
+        goto done;
+    }
+    ANN_FAULT_POINT("delete.dir_synced");
+    rc = 0;
+done:
+    free(path);
+    free(tdir);
+    return rc;
+}
+
+int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    ann_watch **ws = NULL;
+    size_t cap = 0;
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    /* purge_mu: one deletion at a time, and no revocation rewriting the file. */
+    pthread_mutex_lock(&h->purge_mu);
+    pthread_rwlock_rdlock(&h->lk);
+    int rc = emb_log_state(h, err); /* a concurrent delete won: not found */
+    pthread_rwlock_unlock(&h->lk);
+    if (rc == 0)
+        rc = ann_meta_log_set_deleting(s->meta, tenant_id, log_id, err);
+    if (rc != 0) {
+        pthread_mutex_unlock(&h->purge_mu);
+        emb_log_release(s, h);
+        return -1;
+    }
+    ANN_FAULT_POINT("delete.marked");
+    /* Decided (durably). From now on an acquire that misses the table finds
+     * the log deleting; one that already holds h sees `deleted`. */
+    emb_log_unpublish(s, h);
+    pthread_rwlock_wrlock(&h->lk);
+    h->deleted = true;
+    pthread_rwlock_unlock(&h->lk);
+    pthread_mutex_unlock(&h->purge_mu);
+
+    size_t n = 0;
+    emb_watch_gather(s, h, &ws, &cap, &n, true);
+    emb_watch_call(s, ws, n);
+    free(ws);
+
+    /* The deletion is decided (durably); finishing it is idempotent and is
+     * redone at the next open if we crash here. */
+    rc = emb_unlink_log_files(s, tenant_id, log_id, err);
+    if (rc == 0)
+        rc = ann_meta_log_remove(s->meta, tenant_id, log_id, err);
+    if (rc == 0)
+        ANN_FAULT_POINT("delete.removed");
+    emb_log_release(s, h);
+    return rc == 0 ? 0 : emb_outcome_unknown(err);
+}
