@@ -221,6 +221,51 @@ int ann_cli_time_opt(ann_cli *cli, const char *opt, const char *arg, int64_t *se
     return 0;
 }
 
+void ann_cli_filter_init(ann_cli_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    annals__wire__v1__timestamp__init(&f->since);
+    annals__wire__v1__timestamp__init(&f->until);
+}
+
+void ann_cli_filter_free(ann_cli_filter *f)
+{
+    for (size_t i = 0; i < f->n_labels; i++)
+        free(f->labels[i]);
+    free(f->labels);
+    f->labels = NULL;
+    f->n_labels = 0;
+}
+
+int ann_cli_filter_opt(ann_cli *cli, ann_cli_filter *f, int c, char *arg)
+{
+    char *k, *v;
+    switch (c) {
+    case 'l': {
+        if (ann_cli_split_label(arg, &k, &v) < 0)
+            return ann_cli_fail(cli, ANN_EXIT_USAGE, "--label: expected key=value");
+        Annals__Wire__V1__Label *l = ann_xmalloc(sizeof *l);
+        annals__wire__v1__label__init(l);
+        l->key = ANN_CLI_BYTES(k);
+        l->value = ANN_CLI_BYTES(v);
+        f->labels = ann_xrealloc(f->labels, (f->n_labels + 1) * sizeof *f->labels);
+        f->labels[f->n_labels++] = l;
+        return 0;
+    }
+    case 's':
+        f->has_since = 1;
+        return ann_cli_time_opt(cli, "--since", arg, &f->since.seconds, &f->since.nanos);
+    case 'u':
+        f->has_until = 1;
+        return ann_cli_time_opt(cli, "--until", arg, &f->until.seconds, &f->until.nanos);
+    case 'j':
+        f->json = 1;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 int ann_cli_check_output(ann_cli *cli)
 {
     if (fflush(cli->out) != 0 || ferror(cli->out))

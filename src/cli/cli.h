@@ -117,6 +117,27 @@ int ann_cli_walk_pages(ann_cli *cli, const char *method, const ProtobufCMessage 
                        ProtobufCBinaryData *req_token, const ProtobufCMessageDescriptor *desc,
                        ann_cli_page_fn fn, void *ud);
 
+/* The options of list, logs and search that narrow what is shown: --label k=v
+ * (repeatable), --since T, --until T, and --json. */
+typedef struct ann_cli_filter {
+    Annals__Wire__V1__Label **labels; /* each its own allocation, strings in argv */
+    size_t n_labels;
+    Annals__Wire__V1__Timestamp since, until;
+    int has_since, has_until, json;
+} ann_cli_filter;
+
+void ann_cli_filter_init(ann_cli_filter *f);
+void ann_cli_filter_free(ann_cli_filter *f);
+
+/* Handles getopt's c ('l', 's', 'u' or 'j' as above) with its value arg.
+ * Returns 0 when handled, an exit code when the value is bad (after printing
+ * why), -1 when c is none of them. */
+int ann_cli_filter_opt(ann_cli *cli, ann_cli_filter *f, int c, char *arg);
+
+/* &f->since, &f->until, or NULL when not given. */
+#define ANN_CLI_SINCE(f) ((f)->has_since ? &(f)->since : NULL)
+#define ANN_CLI_UNTIL(f) ((f)->has_until ? &(f)->until : NULL)
+
 /* Parses a time option's value (see timefmt.h) relative to now. Returns 0, or
  * ANN_EXIT_USAGE after printing why (naming `opt`). */
 int ann_cli_time_opt(ann_cli *cli, const char *opt, const char *arg, int64_t *sec, int32_t *nsec);

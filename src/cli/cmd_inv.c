@@ -18,65 +18,12 @@
 #include "cli/text.h"
 #include "domain/limits.h"
 
-/* Options shared by `logs` and `search`: label filters, a time window, --json. */
-typedef struct filter_opts {
-    Annals__Wire__V1__Label *labels, **label_ptrs; /* room for argc */
-    size_t n_labels;
-    Annals__Wire__V1__Timestamp since, until;
-    int has_since, has_until, json;
-} filter_opts;
-
-static void filter_init(filter_opts *f, int argc)
-{
-    memset(f, 0, sizeof *f);
-    f->labels = ann_xcalloc((size_t)argc, sizeof *f->labels);
-    f->label_ptrs = ann_xcalloc((size_t)argc, sizeof *f->label_ptrs);
-    annals__wire__v1__timestamp__init(&f->since);
-    annals__wire__v1__timestamp__init(&f->until);
-}
-
-static void filter_free(filter_opts *f)
-{
-    free(f->labels);
-    free(f->label_ptrs);
-}
-
-/* Handles the option c if it is a shared one. Returns 0 when handled, an exit
- * code when its value is bad, -1 when c is not a shared option. */
-static int filter_opt(ann_cli *cli, filter_opts *f, int c, char *arg)
-{
-    char *k, *v;
-    switch (c) {
-    case 'l': {
-        if (ann_cli_split_label(arg, &k, &v) < 0)
-            return ann_cli_fail(cli, ANN_EXIT_USAGE, "--label: expected key=value");
-        Annals__Wire__V1__Label *l = &f->labels[f->n_labels];
-        annals__wire__v1__label__init(l);
-        l->key = ANN_CLI_BYTES(k);
-        l->value = ANN_CLI_BYTES(v);
-        f->label_ptrs[f->n_labels++] = l;
-        return 0;
-    }
-    case 's':
-        f->has_since = 1;
-        return ann_cli_time_opt(cli, "--since", arg, &f->since.seconds, &f->since.nanos);
-    case 'u':
-        f->has_until = 1;
-        return ann_cli_time_opt(cli, "--until", arg, &f->until.seconds, &f->until.nanos);
-    case 'j':
-        f->json = 1;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 /* ---------- annals logs ---------- */
 
 static int logs_page(ann_cli *cli, const ProtobufCMessage *m, void *ud, ProtobufCBinaryData *next)
 {
     const Annals__Wire__V1__ListLogsResponse *resp = (const void *)m;
-    const filter_opts *f = ud;
+    const ann_cli_filter *f = ud;
     for (size_t i = 0; i < resp->n_logs; i++)
         (f->json ? ann_cli_print_log_json : ann_cli_print_log_line)(cli->out, resp->logs[i]);
     *next = resp->next_page_token;
@@ -93,14 +40,14 @@ int ann_cmd_logs(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__Wire__V1__ListLogsRequest req = ANNALS__WIRE__V1__LIST_LOGS_REQUEST__INIT;
-    filter_opts f;
+    ann_cli_filter f;
     int c, rc = 0;
 
-    filter_init(&f, argc);
+    ann_cli_filter_init(&f);
     optind = 0;
     opterr = 0;
     while (!rc && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1)
-        if ((rc = filter_opt(cli, &f, c, optarg)) < 0)
+        if ((rc = ann_cli_filter_opt(cli, &f, c, optarg)) < 0)
             rc = ann_cli_bad_option(cli, argv, c);
     if (rc)
         goto done;
@@ -109,16 +56,16 @@ int ann_cmd_logs(ann_cli *cli, int argc, char **argv)
                           "usage: annals logs [--label k=v]... [--since T] [--until T] [--json]");
         goto done;
     }
-    req.label_filter = f.label_ptrs;
+    req.label_filter = f.labels;
     req.n_label_filter = f.n_labels;
-    req.start_time = f.has_since ? &f.since : NULL;
-    req.end_time = f.has_until ? &f.until : NULL;
+    req.start_time = ANN_CLI_SINCE(&f);
+    req.end_time = ANN_CLI_UNTIL(&f);
     if ((rc = ann_cli_connect(cli)))
         goto done;
     rc = ann_cli_walk_pages(cli, ANN_METHOD_LIST_LOGS, &req.base, &req.page_token,
                             &annals__wire__v1__list_logs_response__descriptor, logs_page, &f);
 done:
-    filter_free(&f);
+    ann_cli_filter_free(&f);
     return rc;
 }
 
@@ -335,10 +282,10 @@ int ann_cmd_search(ann_cli *cli, int argc, char **argv)
     ann_cli_hits hits = {0};
     search_walk w = {.cli = cli};
     const char *reason = NULL;
-    filter_opts f;
+    ann_cli_filter f;
     int c, rc = 0, revoke = 0, yes = 0;
 
-    filter_init(&f, argc);
+    ann_cli_filter_init(&f);
     optind = 0;
     opterr = 0;
     while (!rc && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -359,7 +306,7 @@ int ann_cmd_search(ann_cli *cli, int argc, char **argv)
             yes = 1;
             break;
         default:
-            if ((rc = filter_opt(cli, &f, c, optarg)) < 0)
+            if ((rc = ann_cli_filter_opt(cli, &f, c, optarg)) < 0)
                 rc = ann_cli_bad_option(cli, argv, c);
         }
     }
@@ -398,10 +345,10 @@ int ann_cmd_search(ann_cli *cli, int argc, char **argv)
     }
     req.query = ANN_CLI_BYTES(query);
     req.log_ids = log_ids;
-    req.label_filter = f.label_ptrs;
+    req.label_filter = f.labels;
     req.n_label_filter = f.n_labels;
-    req.start_time = f.has_since ? &f.since : NULL;
-    req.end_time = f.has_until ? &f.until : NULL;
+    req.start_time = ANN_CLI_SINCE(&f);
+    req.end_time = ANN_CLI_UNTIL(&f);
     w.json = f.json;
     w.collect = revoke ? &hits : NULL;
     if ((rc = ann_cli_connect(cli)))
@@ -426,7 +373,7 @@ int ann_cmd_search(ann_cli *cli, int argc, char **argv)
     rc = revoke_hits(cli, f.json, &hits, logs, reason);
 done:
     ann_cli_hits_free(&hits);
-    filter_free(&f);
+    ann_cli_filter_free(&f);
     free(log_ids);
     return rc;
 }

@@ -42,27 +42,14 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     Annals__Wire__V1__ListLogEntriesRequest req = ANNALS__WIRE__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
-    Annals__Wire__V1__Timestamp since = ANNALS__WIRE__V1__TIMESTAMP__INIT;
-    Annals__Wire__V1__Timestamp until = ANNALS__WIRE__V1__TIMESTAMP__INIT;
-    int c, json = 0, rc;
+    ann_cli_filter f; /* no --label here, so it owns nothing to free */
+    int c, rc;
 
+    ann_cli_filter_init(&f);
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 's':
-            if ((rc = ann_cli_time_opt(cli, "--since", optarg, &since.seconds, &since.nanos)))
-                return rc;
-            req.start_time = &since;
-            break;
-        case 'u':
-            if ((rc = ann_cli_time_opt(cli, "--until", optarg, &until.seconds, &until.nanos)))
-                return rc;
-            req.end_time = &until;
-            break;
-        case 'j':
-            json = 1;
-            break;
         case 'p': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -85,7 +72,10 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
             break;
         }
         default:
-            return ann_cli_bad_option(cli, argv, c);
+            if ((rc = ann_cli_filter_opt(cli, &f, c, optarg)) < 0)
+                return ann_cli_bad_option(cli, argv, c);
+            if (rc)
+                return rc;
         }
     }
     if (argc - optind != 1)
@@ -93,11 +83,13 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
                             "usage: annals list LOG [--since T] [--until T] [--json] "
                             "[--page-size N]");
     req.log_id = ANN_CLI_BYTES(argv[optind]);
+    req.start_time = ANN_CLI_SINCE(&f);
+    req.end_time = ANN_CLI_UNTIL(&f);
     if ((rc = ann_cli_connect(cli)))
         return rc;
     return ann_cli_walk_pages(cli, ANN_METHOD_LIST_LOG_ENTRIES, &req.base, &req.page_token,
                               &annals__wire__v1__list_log_entries_response__descriptor, list_page,
-                              &json);
+                              &f.json);
 }
 
 /* Where the tail starts when no --after is given: after the log's current last

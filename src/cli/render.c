@@ -220,6 +220,14 @@ void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e)
     fputs("}\n", f);
 }
 
+/* A label as key=value, each escaped for a terminal. */
+static void put_label_term(FILE *f, const Annals__Wire__V1__Label *l)
+{
+    ANN_CLI_PUT_TERM_BYTES(f, l->key);
+    fputc('=', f);
+    ANN_CLI_PUT_TERM_BYTES(f, l->value);
+}
+
 void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
 {
     fputs("id: ", f);
@@ -229,9 +237,7 @@ void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
     fprintf(f, "\nentry_count: %lld\n", (long long)log->entry_count);
     for (size_t i = 0; i < log->n_labels; i++) {
         fputs("label: ", f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->key);
-        fputc('=', f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->value);
+        put_label_term(f, log->labels[i]);
         fputc('\n', f);
     }
 }
@@ -244,9 +250,7 @@ void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log)
     fprintf(f, " %lld", (long long)log->entry_count);
     for (size_t i = 0; i < log->n_labels; i++) {
         fputc(' ', f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->key);
-        fputc('=', f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->value);
+        put_label_term(f, log->labels[i]);
     }
     fputc('\n', f);
 }

@@ -11,17 +11,17 @@ import pty
 import re
 import select
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from conftest import Client, Server
+from conftest import Client
 from annals.v1 import annals_pb2 as pb
 from test_cli import (ANNALS, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_USAGE, UUID_RE, WAIT,
-                      assert_terminal_safe, fmt_ts, list_all, ok, parse_lines, run, write_direct)
+                      assert_terminal_safe, fmt_ts, list_all, ok, own_server, parse_lines, run,
+                      write_direct)
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
 LOG_LINE = re.compile(rb"^([0-9a-f-]{36}) (" + TIME.encode() + rb") (\d+)((?: [^ ]*=[^ ]*)*)$")
@@ -597,15 +597,7 @@ def test_help_lists_the_investigator_commands(server, tenant):
 
 # ------------------------------------------------- a server that goes away
 
-@pytest.fixture
-def own_server():
-    with tempfile.TemporaryDirectory(prefix="annals-cli-inv-") as d:
-        s = Server(d).start()
-        yield s
-        s.stop()
-
-
-def test_queries_retry_while_the_server_restarts(own_server):
+def test_queries_retry_while_the_server_restarts(own_server):  # noqa: F811 (a fixture)
     s = own_server
     key = s.tenant("restart-inv")
     c = Client(s, key)

@@ -19,35 +19,25 @@
 
 #define BYTES(lit) ((ProtobufCBinaryData){sizeof(lit) - 1, (uint8_t *)(lit)})
 
-/* Runs a renderer into a memory stream; returns the text (caller frees). */
-static FILE *open_capture(char **out, size_t *len)
+/* RENDER(fn, x): what fn(f, x) writes, as a string (caller frees). */
+static char *cap_out;
+static size_t cap_len;
+static FILE *cap_f;
+
+static FILE *cap_begin(void)
 {
-    FILE *f = open_memstream(out, len);
-    assert_non_null(f);
-    return f;
+    cap_f = open_memstream(&cap_out, &cap_len);
+    assert_non_null(cap_f);
+    return cap_f;
 }
 
-static char *render_log(void (*fn)(FILE *, const Annals__Wire__V1__Log *),
-                        const Annals__Wire__V1__Log *log)
+static char *cap_end(void)
 {
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_capture(&out, &len);
-    fn(f, log);
-    fclose(f);
-    return out;
+    fclose(cap_f);
+    return cap_out;
 }
 
-static char *render_entry(void (*fn)(FILE *, const Annals__Wire__V1__LogEntry *),
-                          const Annals__Wire__V1__LogEntry *e)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_capture(&out, &len);
-    fn(f, e);
-    fclose(f);
-    return out;
-}
+#define RENDER(fn, x) (fn(cap_begin(), x), cap_end())
 
 static void expect(char *got, const char *want)
 {
@@ -64,7 +54,7 @@ static void log_line_has_every_field_escaped(void **state)
     annals__wire__v1__label__init(&l[0]);
     annals__wire__v1__label__init(&l[1]);
     log.id = BYTES("0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d");
-    expect(render_log(ann_cli_print_log_line, &log),
+    expect(RENDER(ann_cli_print_log_line, &log),
            "0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d - 0\n"); /* no time, no labels */
     t.seconds = 1764151200;
     t.nanos = 250000000;
@@ -76,10 +66,10 @@ static void log_line_has_every_field_escaped(void **state)
     l[1].value = BYTES("v\n\0x");
     log.n_labels = 2;
     log.labels = lp;
-    expect(render_log(ann_cli_print_log_line, &log),
+    expect(RENDER(ann_cli_print_log_line, &log),
            "0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d 2025-11-26T10:00:00.250000000Z 2500 "
            "job=nightly etl k\\x1b[1m=v\\n\\x00x\n");
-    expect(render_log(ann_cli_print_log_json, &log),
+    expect(RENDER(ann_cli_print_log_json, &log),
            "{\"id\":\"0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d\",\"labels\":{\"job\":\"nightly etl\","
            "\"k\\u001b[1m\":\"v\\n\\u0000x\"},\"create_time\":\"2025-11-26T10:00:00.250000000Z\","
            "\"entry_count\":2500}\n");
@@ -97,7 +87,7 @@ static void hit_line_starts_with_the_log(void **state)
     e.severity = 600;
     e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
     e.text_payload = BYTES("token=\x1b]0;x\x07 ghp_1\0end");
-    expect(render_entry(ann_cli_print_hit_text, &e),
+    expect(RENDER(ann_cli_print_hit_text, &e),
            "L\\x1b 17 2025-11-26T10:00:00.000000000Z ERROR token=\\x1b]0;x\\x07 ghp_1\\x00end\n");
 }
 
@@ -110,7 +100,7 @@ static void revocation_in_json_marker_in_text(void **state)
     e.log_id = BYTES("L");
     e.entry_id = BYTES("3");
     e.redacted = 1;
-    expect(render_entry(ann_cli_print_entry_json, &e),
+    expect(RENDER(ann_cli_print_entry_json, &e),
            "{\"log_id\":\"L\",\"entry_id\":\"3\",\"insert_id\":\"\",\"time\":null,"
            "\"insert_time\":null,\"severity\":\"UNSPECIFIED\",\"labels\":{},\"redacted\":true}\n");
     t.seconds = 1764151200;
@@ -119,13 +109,13 @@ static void revocation_in_json_marker_in_text(void **state)
     r.reason = BYTES("leaked \"token\"\n");
     r.time = &t;
     e.revocation = &r;
-    expect(render_entry(ann_cli_print_entry_json, &e),
+    expect(RENDER(ann_cli_print_entry_json, &e),
            "{\"log_id\":\"L\",\"entry_id\":\"3\",\"insert_id\":\"\",\"time\":null,"
            "\"insert_time\":null,\"severity\":\"UNSPECIFIED\",\"labels\":{},\"redacted\":true,"
            "\"revocation\":{\"actor\":\"tenant:acme\",\"reason\":\"leaked \\\"token\\\"\\n\","
            "\"time\":\"2025-11-26T10:00:00.000000007Z\"}}\n");
     r.time = NULL;
-    expect(render_entry(ann_cli_print_entry_text, &e), "3 - UNSPECIFIED [redacted]\n");
+    expect(RENDER(ann_cli_print_entry_text, &e), "3 - UNSPECIFIED [redacted]\n");
 }
 
 static void hits_are_checked_sorted_grouped_and_unique(void **state)
