@@ -516,6 +516,40 @@ static void test_filter_edges(void **state)
     set_free(&s);
 }
 
+/* The encoder keeps the distinct trigrams in a table for small inputs and in a 2^24-bit map
+ * for large ones: the filter must not depend on which. The same strings, once with label
+ * keys (not searched) big enough to push the input past the table's limit. */
+static void test_filter_same_both_ways(void **state)
+{
+    (void)state;
+    set small, large;
+    random_set(&small, 200, 0);
+    set_init(&large, 200);
+    char key[1024];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    for (size_t i = 0; i < 200; i++) {
+        add_label(&large.bodies[i], key, "", 0);
+        ann_buf_add(&large.bodies[i], small.bodies[i].data, small.bodies[i].len);
+        set_entry(&large, i, small.e[i].insert_id, small.e[i].insert_id_len, 0, 0, 0,
+                  small.e[i].flags);
+    }
+    ann_buf a = ANN_BUF_INIT, b = ANN_BUF_INIT;
+    ann_blk_header ha, hb;
+    encode_ok(&small, 1, &a, &ha);
+    encode_ok(&large, 1, &b, &hb);
+    assert_true(hb.body_raw > 200 * 1024); /* past the table's limit (64 KiB) */
+    assert_true(ha.body_raw < 64 * 1024);
+    assert_true(ha.filter_len > 8);
+    assert_int_equal(ha.filter_len, hb.filter_len);
+    assert_memory_equal(a.data + ann_blk_filter_off(&ha), b.data + ann_blk_filter_off(&hb),
+                        ha.filter_len);
+    ann_buf_release(&a);
+    ann_buf_release(&b);
+    set_free(&small);
+    set_free(&large);
+}
+
 /* ---------- damage ---------- */
 
 static void small_block(ann_buf *b, ann_blk_header *h, size_t n)
@@ -830,6 +864,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_filter_no_false_negatives),
         cmocka_unit_test(test_filter_edges),
+        cmocka_unit_test(test_filter_same_both_ways),
         cmocka_unit_test(test_every_byte_flip_is_caught),
         cmocka_unit_test(test_truncation_fails_cleanly),
         cmocka_unit_test(test_header_lies),

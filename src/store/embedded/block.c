@@ -200,13 +200,22 @@ static void col_put(col c, size_t i, const void *v, size_t size)
     memcpy((char *)c.base + i * c.stride, v, size);
 }
 
+static ZSTD_DCtx *dctx_new(void)
+{
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (!d)
+        abort(); /* allocation failure, as ann_xmalloc */
+    ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ANN_BLK_WINDOW_LOG);
+    return d;
+}
+
 /*
  * Checks section s of the block (len bytes readable) and decompresses it into out (its
  * contents replaced). out grows only as the frame really produces output, never beyond
  * s->raw, so a header that lies about the raw size costs no large allocation.
  */
-static int sec_unpack(const uint8_t *block, size_t len, const ann_blk_header *h, const section *s,
-                      ann_buf *out, ann_err *err)
+static int sec_unpack(ZSTD_DCtx *dctx, const uint8_t *block, size_t len, const ann_blk_header *h,
+                      const section *s, ann_buf *out, ann_err *err)
 {
     if (h->flags & ANN_BLK_DEAD)
         return ann_err_set(err, ANN_EINTERNAL,
@@ -220,10 +229,7 @@ static int sec_unpack(const uint8_t *block, size_t len, const ann_blk_header *h,
     if (ZSTD_getFrameContentSize(src, s->zlen) != s->raw)
         return sec_fail(err, h, s, "zstd frame does not declare the raw size");
 
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
-    if (!dctx)
-        abort();
-    ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ANN_BLK_WINDOW_LOG);
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
     ZSTD_inBuffer in = {src, s->zlen, 0};
     const char *why = NULL;
     out->len = 0;
@@ -254,7 +260,6 @@ static int sec_unpack(const uint8_t *block, size_t len, const ann_blk_header *h,
             break;
         }
     }
-    ZSTD_freeDCtx(dctx);
     return why ? sec_fail(err, h, s, why) : 0;
 }
 
@@ -323,9 +328,11 @@ int ann_blk_decode_meta(const uint8_t *block, size_t len, const ann_blk_header *
                       {insert_time_ns, sizeof *insert_time_ns},
                       {severity, sizeof *severity},
                       {flags, sizeof *flags}};
-    int rc = sec_unpack(block, len, h, &s, &raw, err);
+    ZSTD_DCtx *d = dctx_new();
+    int rc = sec_unpack(d, block, len, h, &s, &raw, err);
     if (rc == 0)
         rc = meta_parse(&raw, h, k, err);
+    ZSTD_freeDCtx(d);
     ann_buf_release(&raw);
     return rc;
 }
@@ -334,7 +341,10 @@ int ann_blk_decode_iids(const uint8_t *block, size_t len, const ann_blk_header *
                         const char **iid, size_t *iid_len, ann_err *err)
 {
     section s = sec_iid(h);
-    if (sec_unpack(block, len, h, &s, raw, err) != 0)
+    ZSTD_DCtx *d = dctx_new();
+    int rc = sec_unpack(d, block, len, h, &s, raw, err);
+    ZSTD_freeDCtx(d);
+    if (rc != 0)
         return -1;
     return items_parse(raw, h, &s, 1, (col){iid, sizeof *iid}, (col){iid_len, sizeof *iid_len},
                        err);
@@ -356,9 +366,14 @@ int ann_blk_view_open(const uint8_t *block, size_t len, const ann_blk_header *h,
     section sm = sec_meta(h), si = sec_iid(h), sb = sec_body(h);
     /* Every section is decompressed (and so backed by real data) before the count-sized
      * entry array is allocated. */
-    if (sec_unpack(block, len, h, &sm, &meta, err) != 0 ||
-        sec_unpack(block, len, h, &si, &v->iids, err) != 0 ||
-        sec_unpack(block, len, h, &sb, &v->bodies, err) != 0)
+    ZSTD_DCtx *d = dctx_new();
+    int rc = sec_unpack(d, block, len, h, &sm, &meta, err);
+    if (rc == 0)
+        rc = sec_unpack(d, block, len, h, &si, &v->iids, err);
+    if (rc == 0)
+        rc = sec_unpack(d, block, len, h, &sb, &v->bodies, err);
+    ZSTD_freeDCtx(d);
+    if (rc != 0)
         goto fail;
     size_t n = h->count, es = sizeof *v->e;
     v->e = ann_xcalloc(n, es);
@@ -412,12 +427,77 @@ static inline uint64_t tri_bit(uint32_t h1, uint32_t h2, unsigned i, uint64_t m)
     return ((uint64_t)(uint32_t)(h1 + i * h2) * m) >> 32;
 }
 
-/* The distinct folded trigrams of a block: a 2^24-bit set and the list of its members. */
+/* Sets the k bits of trigram t in a filter of m bits. */
+static void bloom_add(uint8_t *bits, uint64_t m, uint32_t t)
+{
+    uint32_t h1, h2;
+    tri_hash(t, &h1, &h2);
+    for (unsigned i = 0; i < FILTER_K; i++) {
+        uint64_t b = tri_bit(h1, h2, i, m);
+        bits[b >> 3] |= (uint8_t)(1u << (b & 7));
+    }
+}
+
+/*
+ * The distinct folded trigrams of a block: a 2^24-bit map for large inputs, an
+ * open-addressing table of t + 1 (0: empty) at most half full for small ones (so a small
+ * block does not pay for clearing 2 MiB).
+ */
+#define TRI_SMALL_INPUT (64u << 10) /* string bytes up to which the table is used */
+
 typedef struct tri_set {
-    uint64_t *seen;
-    uint32_t *list;
-    size_t n, cap;
+    uint64_t *bits;
+    uint32_t *slots;
+    unsigned shift; /* 32 - log2(slots) */
+    size_t n;       /* distinct trigrams */
 } tri_set;
+
+static void tri_init(tri_set *ts, uint64_t input_bytes)
+{
+    memset(ts, 0, sizeof *ts);
+    if (input_bytes > TRI_SMALL_INPUT) {
+        ts->bits = ann_xcalloc((size_t)1 << 18, sizeof(uint64_t));
+        return;
+    }
+    unsigned lg = 4;
+    while (((uint64_t)1 << lg) < 2 * input_bytes)
+        lg++;
+    ts->slots = ann_xcalloc((size_t)1 << lg, sizeof(uint32_t));
+    ts->shift = 32 - lg;
+}
+
+static inline void tri_insert(tri_set *ts, uint32_t t)
+{
+    if (ts->bits) {
+        uint64_t *w = &ts->bits[t >> 6], bit = (uint64_t)1 << (t & 63);
+        ts->n += !(*w & bit);
+        *w |= bit;
+        return;
+    }
+    size_t mask = ((size_t)1 << (32 - ts->shift)) - 1, i = (t * 0x9E3779B1u) >> ts->shift;
+    while (ts->slots[i] && ts->slots[i] != t + 1)
+        i = (i + 1) & mask;
+    if (!ts->slots[i]) {
+        ts->slots[i] = t + 1;
+        ts->n++;
+    }
+}
+
+/* Adds every member to a filter of m bits, and frees the set. */
+static void tri_drain(tri_set *ts, uint8_t *bits, uint64_t m)
+{
+    if (ts->bits) {
+        for (size_t w = 0; w < ((size_t)1 << 18); w++)
+            for (uint64_t x = ts->bits[w]; x; x &= x - 1)
+                bloom_add(bits, m, (uint32_t)(w << 6 | (unsigned)__builtin_ctzll(x)));
+    } else {
+        for (size_t i = 0; i < ((size_t)1 << (32 - ts->shift)); i++)
+            if (ts->slots[i])
+                bloom_add(bits, m, ts->slots[i] - 1);
+    }
+    free(ts->bits);
+    free(ts->slots);
+}
 
 static int tri_add_string(ann_body_kind kind, const uint8_t *p, size_t n, void *ud)
 {
@@ -428,15 +508,7 @@ static int tri_add_string(ann_body_kind kind, const uint8_t *p, size_t n, void *
     uint32_t t = (uint32_t)fold(p[0]) << 8 | fold(p[1]);
     for (size_t i = 2; i < n; i++) {
         t = (t << 8 | fold(p[i])) & 0xFFFFFFu;
-        uint64_t *w = &ts->seen[t >> 6], bit = (uint64_t)1 << (t & 63);
-        if (*w & bit)
-            continue;
-        *w |= bit;
-        if (ts->n == ts->cap) {
-            ts->cap = ts->cap ? ts->cap * 2 : 4096;
-            ts->list = ann_xrealloc(ts->list, ts->cap * sizeof *ts->list);
-        }
-        ts->list[ts->n++] = t;
+        tri_insert(ts, t);
     }
     return 0;
 }
@@ -449,29 +521,24 @@ static bool entry_redacted(const ann_entry *e)
 /* Appends the filter of the n entries to out; returns its length. */
 static uint32_t filter_build(const ann_entry *e, size_t n, ann_buf *out)
 {
-    tri_set ts = {ann_xcalloc((size_t)1 << 18, sizeof(uint64_t)), NULL, 0, 0};
+    uint64_t input = 0;
+    for (size_t i = 0; i < n; i++)
+        input += entry_redacted(&e[i]) ? 0 : e[i].body_len;
+    tri_set ts;
+    tri_init(&ts, input);
     for (size_t i = 0; i < n; i++)
         if (!entry_redacted(&e[i]))
             ann_body_strings(e[i].body, e[i].body_len, tri_add_string, &ts);
     uint64_t m = ((uint64_t)ts.n * ANN_BLK_FILTER_BITS + 63) / 64 * 64;
     size_t len = FILTER_HDR + (size_t)(m / 8);
     ann_buf_reserve(out, len);
-    uint8_t *f = out->data + out->len, *bits = f + FILTER_HDR;
+    uint8_t *f = out->data + out->len;
     memset(f, 0, len);
     f[0] = FILTER_VERSION;
     f[1] = FILTER_K;
     ann_le32_put(f + 4, (uint32_t)ts.n);
-    for (size_t j = 0; j < ts.n; j++) {
-        uint32_t h1, h2;
-        tri_hash(ts.list[j], &h1, &h2);
-        for (unsigned i = 0; i < FILTER_K; i++) {
-            uint64_t b = tri_bit(h1, h2, i, m);
-            bits[b >> 3] |= (uint8_t)(1u << (b & 7));
-        }
-    }
+    tri_drain(&ts, f + FILTER_HDR, m);
     out->len += len;
-    free(ts.seen);
-    free(ts.list);
     return (uint32_t)len;
 }
 
