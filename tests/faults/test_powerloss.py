@@ -1,0 +1,234 @@
+"""Power loss: what an acknowledgement promised must survive losing every unsynced write.
+
+kill -9 keeps the page cache, so the crash test cannot show that an acknowledged entry
+is on disk. Here annalsd runs under the power-cut shim (powercut.c, powercut.py): after
+the kill, the data directory is replaced by what the disk held — only what fsync and
+directory fsync made durable (strict), or that plus a random part of the rest (torn:
+sectors of unsynced writes, a prefix of unsynced name changes). docs/testing.md has the
+design.
+
+The shim's own tests come first (test_shim_*): each can fail, and shows one rule.
+
+ANNALS_POWERLOSS_ROUNDS overrides the number of rounds (default 25).
+ANNALS_POWERLOSS_SEED fixes the random choices (the seed is in every failure message).
+ANNALS_POWERLOSS_KEEP=dir keeps, on a failure, the directory before the last cut, the
+shim's shadow and the image (for a post-mortem).
+"""
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+import powercut
+from conftest import BIN, Client, Server, pb
+from invariants import (CHECK_SECONDS, LONG_LOGS, WRITERS, Book, Follower, catch_up, check,
+                        cycler, guarded, retry_unacked, revoker, writer)
+
+ROUNDS = int(os.environ.get("ANNALS_POWERLOSS_ROUNDS", "25"))
+SEED = int(os.environ.get("ANNALS_POWERLOSS_SEED", str(int(time.time()))))
+KEEP = os.environ.get("ANNALS_POWERLOSS_KEEP")
+LIB = powercut.library(BIN)
+
+
+def run_under_shim(data, shadow, script, verify=True, expect_kill=True):
+    """Runs a Python script under the shim in data; it ends by killing itself (SIGKILL) unless
+    told otherwise. Returns the completed process."""
+    prelude = textwrap.dedent("""\
+        import os, signal, sqlite3, sys, ctypes
+        D = sys.argv[1]
+        def create(name, data=b"", flags=0):
+            fd = os.open(os.path.join(D, name), os.O_CREAT | os.O_WRONLY | flags, 0o600)
+            if data:
+                os.write(fd, data)
+            return fd
+        def fsync_dir(path=D):
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    env = powercut.env(LIB, data, shadow, verify=verify)
+    p = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script),
+                        os.path.abspath(data)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    if expect_kill:
+        assert p.returncode == -signal.SIGKILL, f"script failed ({p.returncode}): {p.stderr}"
+    return p
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    return str(data), str(tmp_path / "shadow")
+
+
+def test_shim_strict_image(tmp):
+    """Only what fsync and directory fsync made durable is in the strict image."""
+    data, shadow = tmp
+    for name, content in [("keep", b"K" * 5000), ("old", b"O" * 3000), ("tr", b"T" * 3000),
+                          ("keep2", b"2" * 100), ("gone1", b"g"), ("gone2", b"h"),
+                          ("tz", b"Z" * 3000), ("mm", b"m" * 8192)]:
+        write(os.path.join(data, name), content)
+    run_under_shim(data, shadow, """
+        fd = create("a", b"A" * 5000); os.fsync(fd); os.close(fd)      # data and name synced
+        fd_b = create("b")                                              # name synced, data not
+        fd = os.open(os.path.join(D, "keep"), os.O_RDWR)
+        os.pwrite(fd, b"k" * 10, 100); os.fsync(fd)                     # synced overwrite
+        os.pwrite(fd, b"x" * 10, 200); os.close(fd)                     # unsynced overwrite
+        fd = os.open(os.path.join(D, "tr"), os.O_RDWR)
+        os.ftruncate(fd, 1000); os.fsync(fd); os.ftruncate(fd, 2000); os.close(fd)
+        fd = os.open(os.path.join(D, "tz"), os.O_RDWR)
+        os.ftruncate(fd, 1000); os.ftruncate(fd, 2000); os.fsync(fd); os.close(fd)
+        import mmap                                                     # a shared mapping
+        fd = os.open(os.path.join(D, "mm"), os.O_RDWR)
+        m = mmap.mmap(fd, 8192); m[4000:4010] = b"W" * 10; os.fsync(fd)
+        m[6000:6010] = b"V" * 10
+        fd = create("ap", flags=os.O_APPEND)
+        os.write(fd, b"1" * 100); os.write(fd, b"2" * 100); os.fsync(fd); os.close(fd)
+        fd = create("ds", flags=os.O_DSYNC); os.write(fd, b"D" * 700); os.close(fd)
+        os.mkdir(os.path.join(D, "sub1"))
+        fd = create("sub1/f", b"F" * 10); os.fsync(fd); os.close(fd); fsync_dir(D + "/sub1")
+        os.unlink(os.path.join(D, "gone1"))
+        db = sqlite3.connect(os.path.join(D, "db"), isolation_level=None)
+        db.execute("pragma journal_mode=wal"); db.execute("pragma synchronous=full")
+        db.execute("create table t(x)"); db.execute("insert into t values(1)")
+        fsync_dir()                                                     # the one sync of D
+        os.write(fd_b, b"B" * 3000)
+        fd = create("c", b"C" * 100); os.fsync(fd); os.close(fd)        # name never synced
+        os.rename(os.path.join(D, "keep2"), os.path.join(D, "keep3"))
+        os.unlink(os.path.join(D, "gone2"))
+        os.mkdir(os.path.join(D, "sub2"))
+        fd = create("sub2/f", b"F"); os.fsync(fd); os.close(fd); fsync_dir(D + "/sub2")
+        fd = os.open(os.path.join(D, "old"), os.O_RDWR); os.pwrite(fd, b"Z" * 100, 0)
+        db.execute("pragma synchronous=off"); db.execute("insert into t values(2)")
+        die()
+        """)
+    real = {n: read(os.path.join(data, n)) for n in ("b", "keep", "old", "tr")}
+    assert real["b"] == b"B" * 3000 and real["old"][:100] == b"Z" * 100  # the shim's inputs
+    assert len(real["tr"]) == 2000 and real["keep"][200:210] == b"x" * 10
+    stats = powercut.cut(data, shadow)
+    files = sorted(os.listdir(data))
+    assert files == ["a", "ap", "b", "db", "db-shm", "db-wal", "ds", "gone2", "keep", "keep2", "mm",
+                     "old", "sub1", "tr", "tz"], files
+    assert read(os.path.join(data, "a")) == b"A" * 5000
+    assert read(os.path.join(data, "b")) == b""
+    assert read(os.path.join(data, "keep")) == b"K" * 100 + b"k" * 10 + b"K" * 4890
+    assert read(os.path.join(data, "old")) == b"O" * 3000
+    assert read(os.path.join(data, "tr")) == b"T" * 1000
+    assert read(os.path.join(data, "tz")) == b"Z" * 1000 + b"\0" * 1000
+    assert read(os.path.join(data, "mm")) == b"m" * 4000 + b"W" * 10 + b"m" * 4182
+    assert read(os.path.join(data, "ap")) == b"1" * 100 + b"2" * 100
+    assert read(os.path.join(data, "ds")) == b"D" * 700
+    assert read(os.path.join(data, "sub1", "f")) == b"F" * 10
+    assert read(os.path.join(data, "keep2")) == b"2" * 100
+    assert read(os.path.join(data, "gone2")) == b"h"
+    db = sqlite3.connect(os.path.join(data, "db"))
+    assert [r[0] for r in db.execute("select x from t")] == [1], "an unsynced commit survived"
+    db.close()
+    assert stats["names lost"] >= 4 and stats["file syncs"] >= 6, stats
+
+
+def test_shim_torn_image(tmp):
+    """A torn image mixes old and new sectors, sizes between, and a prefix of the names."""
+    data, shadow = tmp
+    old = b"o" * (64 * 512)
+    write(os.path.join(data, "f"), old)
+    run_under_shim(data, shadow, """
+        fd = os.open(os.path.join(D, "f"), os.O_RDWR)
+        os.pwrite(fd, b"n" * (80 * 512), 0)
+        fd = create("p1", b"1" * 2048); fd = create("p2", b"2" * 2048)
+        die()
+        """)
+    new = b"n" * (80 * 512)
+    journal = powercut.Journal(shadow)
+    seen_sectors, seen_sizes, seen_names = set(), set(), set()
+    for i in range(40):
+        dest = os.path.join(os.path.dirname(data), f"image{i}")
+        powercut.materialize(journal, dest, real=data, rng=random.Random(i))
+        got = read(os.path.join(dest, "f"))
+        assert len(old) <= len(got) <= len(new)
+        seen_sizes.add(len(got))
+        for s in range(0, len(got), 512):
+            sector = got[s:s + 512]
+            assert sector in (old[s:s + 512].ljust(512, b"\0")[:len(sector)],
+                              new[s:s + 512][:len(sector)]), f"sector {s // 512} is neither"
+            seen_sectors.add(sector[:1])
+        names = tuple(sorted(os.listdir(dest)))
+        assert names in (("f",), ("f", "p1"), ("f", "p1", "p2")), \
+            f"not a prefix of the name changes: {names}"
+        seen_names.add(names)
+        for n in names[1:]:  # never synced: each sector is the new one or zeros
+            content, digit = read(os.path.join(dest, n)), n[1:].encode()
+            assert len(content) <= 2048
+            for s in range(0, len(content), 512):
+                sector = content[s:s + 512]
+                assert sector in (digit * len(sector), b"\0" * len(sector))
+        shutil.rmtree(dest)
+    assert seen_sectors >= {b"o", b"n"} and len(seen_sizes) > 2 and len(seen_names) == 3
+    dest = os.path.join(os.path.dirname(data), "strict")
+    powercut.materialize(journal, dest)
+    assert sorted(os.listdir(dest)) == ["f"] and read(os.path.join(dest, "f")) == old
+
+
+def test_shim_continues_after_kill(tmp):
+    """A killed process's unsynced writes stay in the page cache: the next process's fsync
+    makes them durable, and without one they are lost."""
+    data, shadow = tmp
+    run_under_shim(data, shadow, """
+        fd = create("k"); fsync_dir(); os.write(fd, b"K" * 9000)
+        fd = create("m"); fsync_dir(); os.write(fd, b"M" * 9000)
+        fd = create("n", b"N")
+        die()
+        """)
+    run_under_shim(data, shadow, """
+        fd = os.open(os.path.join(D, "k"), os.O_RDONLY); os.fsync(fd)
+        die()
+        """)
+    powercut.cut(data, shadow)
+    assert sorted(os.listdir(data)) == ["k", "m"]
+    assert read(os.path.join(data, "k")) == b"K" * 9000
+    assert read(os.path.join(data, "m")) == b""
+
+
+def test_shim_refuses_what_it_did_not_see(tmp):
+    """A file made or written behind the shim's back (a raw system call) fails loudly."""
+    data, shadow = tmp
+    raw = """
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        """
+    p = run_under_shim(data, shadow, raw + """
+        fd = libc.syscall(257, -100, os.path.join(D, "raw").encode(), os.O_CREAT | os.O_WRONLY, 0o600)
+        assert fd >= 0
+        fsync_dir()
+        """, expect_kill=False)
+    assert p.returncode == -signal.SIGABRT and "never saw created" in p.stderr, p.stderr
+    shutil.rmtree(shadow)
+    os.unlink(os.path.join(data, "raw"))
+    p = run_under_shim(data, shadow, raw + """
+        fd = create("w", b"abc")
+        assert libc.syscall(18, fd, b"XYZ", 3, 1) == 3   # pwrite64, not through the shim
+        os.fsync(fd)
+        """, expect_kill=False)
+    assert p.returncode == -signal.SIGABRT and "did not see" in p.stderr, p.stderr
