@@ -25,6 +25,7 @@ class Request:
         self.log_id = log_id
         self.entries = entries
         self.ids = None  # set when acknowledged
+        self.retried = False  # acknowledged by retry_unacked
 
 
 class Book:
@@ -223,7 +224,10 @@ def _check(c, book, followers, where, data_dir):
         have = stored[req.log_id]
         for e, i in zip(req.entries, req.ids):
             g = have.get(e.insert_id)
-            assert g is not None, f"{where}: acknowledged entry {i} of {req.log_id} is lost"
+            assert g is not None, \
+                f"{where}: acknowledged entry {i} of {req.log_id} is lost (written by " \
+                f"{e.text_payload.split(' ')[0]}, acknowledged by " \
+                f"{'a retry' if req.retried else 'its first attempt'})"
             assert g.entry_id == i, f"{where}: acknowledged id {i} became {g.entry_id}"
             if not g.redacted:
                 assert g.text_payload == e.text_payload and g.severity == e.severity, \
@@ -303,6 +307,7 @@ def retry_unacked(c, book, where):
             assert old is None or old == i, \
                 f"{where}: retry of a stored entry returned {i}, it is stored as {old}"
         req.ids = ids
+        req.retried = True
         book.acked.append(req)
     return len(pending)
 
