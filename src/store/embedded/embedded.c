@@ -585,14 +585,16 @@ tail_done:
     for (size_t i = 0; i < c.nredact; i++)
         if (redact_at(h, c.redact[i], err) != 0)
             goto done;
-    if (npending) {
-        if ((c.nredact && fdatasync(h->fd) != 0)) {
-            sys_fail(err, "sync", h->path);
-            goto done;
-        }
-        if (ann_meta_revoke_applied_log(s->meta, h->tenant, h->log, err) != 0)
-            goto done;
+    /* What the scan read may be a killed process's writes that were never
+     * synced (frames, revocation rewrites: the page cache outlives it). They
+     * become visible, answer retries and mark revocations applied: durable
+     * first. */
+    if (s->durable && fdatasync(h->fd) != 0) {
+        sys_fail(err, "sync", h->path);
+        goto done;
     }
+    if (npending && ann_meta_revoke_applied_log(s->meta, h->tenant, h->log, err) != 0)
+        goto done;
     h->visible = h->idx.n;
     rc = 0;
 done:
