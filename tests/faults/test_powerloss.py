@@ -26,6 +26,7 @@ import textwrap
 import threading
 import time
 
+import grpc
 import pytest
 
 import powercut
@@ -276,6 +277,48 @@ def test_retry_after_kill_is_durable(tmp_path):
         assert [e.insert_id for e in got] == [e.insert_id for e in entries], \
             f"a retry was acknowledged with ids {again[0]}..{again[-1]}, after the power " \
             f"cut {len(got)} of its {len(entries)} entries are stored: " + _tail(s.log_path)
+    finally:
+        if s.proc is not None:
+            s.stop()
+
+
+def test_directories_of_a_killed_process_are_synced(tmp_path):
+    """A killed process may have made a directory (the tenant's) and died before syncing its
+    parent: the next process finds it there, but its entry is not durable yet. A log
+    created and written by the next process must survive a power cut all the same. (The
+    first process runs with --durability none: it syncs nothing, like a process killed
+    right after its mkdir.)"""
+    data, shadow = str(tmp_path / "data"), str(tmp_path / "shadow")
+    s = Server(data, extra_args=["--durability", "none"], log_path=str(tmp_path / "out"))
+    key = s.tenant("t")
+    entries = [pb.LogEntry(insert_id=f"iid-{i}", text_payload=f"entry {i}") for i in range(5)]
+    try:
+        s.env = powercut.env(LIB, data, shadow, verify=True)
+        s.start()
+        c = Client(s, key)
+        c.call(c.cmd.CreateLog, pb.CreateLogRequest())  # makes the tenant's directory
+        c.close()
+        s.kill(signal.SIGKILL)
+        s.extra = ["--durability", "fsync"]
+        s.start()
+        c = Client(s, key)
+        log_id = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
+        c.call(c.cmd.WriteLogEntries, pb.WriteLogEntriesRequest(log_id=log_id, entries=entries))
+        c.close()
+        s.kill(signal.SIGKILL)
+        powercut.cut(data, shadow)
+        s.env = None
+        s.start()
+        c = Client(s, key)
+        try:
+            got = c.call(c.query.ListLogEntries, pb.ListLogEntriesRequest(log_id=log_id)).entries
+        except grpc.RpcError as e:
+            raise AssertionError(f"log {log_id}, created and written with acknowledgements "
+                                 f"before the cut, is unreadable: {e.code()} {e.details()}; "
+                                 + _tail(s.log_path)) from None
+        finally:
+            c.close()
+        assert [e.insert_id for e in got] == [e.insert_id for e in entries]
     finally:
         if s.proc is not None:
             s.stop()

@@ -2024,13 +2024,15 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         ann_err_set(err, ANN_EIO, "out of memory");
         goto done;
     }
-    if (mkdir(p, 0700) == 0) {
-        if (s->durable && fsync_dir(dir) != 0) {
-            sys_fail(err, "sync", dir);
-            goto done;
-        }
-    } else if (errno != EEXIST) {
+    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
         sys_fail(err, "mkdir", p);
+        goto done;
+    }
+    /* A killed process may have made logs/ or a tenant's directory and died
+     * before syncing the directory holding it: found again here (and by
+     * log_create's mkdir, EEXIST), it would never be synced. */
+    if (s->durable && (fsync_dir(dir) != 0 || fsync_dir(p) != 0)) {
+        sys_fail(err, "sync", p);
         goto done;
     }
     free(p);
