@@ -5,8 +5,8 @@ PY         := .venv/bin/python
 ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
 
-.PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-asan \
-        test-extra pystubs clean format
+.PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-powerloss \
+        test-asan test-extra pystubs clean format
 
 all: build
 
@@ -40,7 +40,7 @@ EXTRA_TESTS :=
 -include deploy/services.mk
 -include tests/cql/cql.mk
 
-test: build test-unit test-api test-cli test-crash test-extra test-asan
+test: build test-unit test-api test-cli test-crash test-powerloss test-extra test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -58,6 +58,11 @@ test-cli: build pystubs
 test-crash: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/crash
+
+# Power cuts under the LD_PRELOAD shim (tests/faults, docs/testing.md); release build only.
+test-powerloss: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/faults
 
 test-extra: $(EXTRA_TESTS)
 
