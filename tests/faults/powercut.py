@@ -16,7 +16,6 @@ what a disk would hold after a power cut at that moment:
 Without a process killed in between, `cut` also works after a clean exit.
 """
 import os
-import random
 import shutil
 
 SECTOR = 512
@@ -221,7 +220,3 @@ def cut(data, shadow, rng=None, keep=None):
         shutil.rmtree(shadow)
     os.rename(image, data)
     return stats
-
-
-def random_for(seed, *parts):
-    return random.Random(":".join(str(p) for p in (seed,) + parts))
