@@ -542,16 +542,7 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     elog *h = NULL;
     if (!emb_valid_id(tenant) || !emb_valid_id(log))
         return emb_not_found(err, log);
-    uint64_t hash = emb_log_hash(s, tenant, log);
-    pthread_mutex_lock(&s->mu);
-    h = table_find(s, hash, tenant, log);
-    if (h && !h->loading) {
-        h->refs++;
-        lru_unlink(s, h);
-    } else {
-        h = NULL;
-    }
-    pthread_mutex_unlock(&s->mu);
+    h = emb_log_peek(s, tenant, log);
     if (!h && !sqlite_dirty) {
         *out = sqlite_count; /* exact: recorded at the log's last clean close */
         return 0;
@@ -598,4 +589,30 @@ void emb_open_logs(emb *s, elog ***out, size_t *n)
     }
     *out = v;
     *n = w;
+}
+
+elog *emb_log_peek(emb *s, const char *tenant, const char *log)
+{
+    if (!emb_valid_id(tenant) || !emb_valid_id(log))
+        return NULL;
+    uint64_t hash = emb_log_hash(s, tenant, log);
+    pthread_mutex_lock(&s->mu);
+    elog *h = table_find(s, hash, tenant, log);
+    if (h && !h->loading) {
+        h->refs++;
+        lru_unlink(s, h);
+    } else {
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (h) {
+        pthread_rwlock_rdlock(&h->lk);
+        bool ok = h->load_rc == 0 && !h->deleted;
+        pthread_rwlock_unlock(&h->lk);
+        if (!ok) {
+            emb_log_release(s, h);
+            h = NULL;
+        }
+    }
+    return h;
 }
