@@ -569,7 +569,8 @@ int emb_blocks_load(emb *s, elog *h, const uint64_t *pending, size_t npending, a
         off += hd.total_len;
     }
     h->blk_end = off;
-    qsort(v, nv, sizeof *v, found_cmp);
+    if (nv)
+        qsort(v, nv, sizeof *v, found_cmp);
 
     /* One version per first id, the newest; the older ones die (a rewrite cut short). */
     size_t w = 0;

@@ -458,7 +458,8 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
         if (ann_meta_logs_page(s->meta, tenant_id, &lq, collect_logs, &w, err) != 0)
             goto done;
     }
-    qsort(w.c, w.nc, sizeof *w.c, cand_cmp);
+    if (w.nc)
+        qsort(w.c, w.nc, sizeof *w.c, cand_cmp);
     size_t keep = 0;
     for (size_t i = 0; i < w.nc; i++) {
         cand c = {.bfd = -1};
@@ -538,7 +539,8 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
     res->examined = w.examined;
 
     /* Every key examined is final: answer the smallest ones. */
-    qsort(w.hp.v, w.hp.n, sizeof *w.hp.v, key_qcmp);
+    if (w.hp.n)
+        qsort(w.hp.v, w.hp.n, sizeof *w.hp.v, key_qcmp);
     size_t given = 0;
     for (; given < w.hp.n; given++) {
         key *k = &w.hp.v[given];

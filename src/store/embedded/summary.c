@@ -142,7 +142,8 @@ static int summary_read(int fd, const struct stat *st, emb_summary *m, ann_err *
         }
         off += hd.total_len;
     }
-    qsort(m->b, m->n, sizeof *m->b, found_cmp);
+    if (m->n)
+        qsort(m->b, m->n, sizeof *m->b, found_cmp);
     for (size_t i = 0; i < m->n; i++)
         if (m->b[i].first != (i ? m->b[i - 1].last + 1 : 1))
             return 0; /* two versions, or a gap: the load settles it */
