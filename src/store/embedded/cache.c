@@ -131,21 +131,41 @@ static void elog_free(emb *s, elog *h)
 
 /* Unlinks idle logs beyond the budgets; returns them as a list (via hnext)
  * for the caller to free outside s->mu. */
+/* Has h entries the sealer has yet to seal? Those logs stay open until it has (only the
+ * sealer seals, and only open logs): closing one would leave its tail uncompressed until
+ * it is opened again. s->mu held (h->lk nests inside it). */
+static bool unsealed(emb *s, elog *h)
+{
+    if (s->opts.no_blocks || s->opts.admin_only)
+        return false;
+    pthread_rwlock_rdlock(&h->lk);
+    bool u = h->load_rc == 0 && !h->deleted && !h->broken && h->sealed < h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    return u;
+}
+
 static elog *lru_evict(emb *s)
 {
     elog *victims = NULL;
     double now = emb_mono_ms();
-    while (s->lru_count) {
-        elog *h = s->lru.lru_prev; /* the longest idle */
+    elog *h = s->lru.lru_prev; /* the longest idle */
+    while (h != &s->lru) {
+        elog *prev = h->lru_prev;
         /* Reopening a log rescans its file, so memory pressure alone closes
          * only logs idle for a while: a busy log is never thrashed. */
         if (s->lru_count <= s->opts.max_open_logs &&
             !(s->lru_bytes > s->opts.cache_bytes && now - h->idle_since >= s->opts.idle_evict_ms))
             break;
+        /* A log waiting for the sealer is passed over, up to twice the open-log bound. */
+        if (s->lru_count <= 2 * s->opts.max_open_logs && unsealed(s, h)) {
+            h = prev;
+            continue;
+        }
         lru_unlink(s, h);
         table_remove(s, h);
         h->hnext = victims;
         victims = h;
+        h = prev;
     }
     return victims;
 }

@@ -301,8 +301,11 @@ void ann_store_embedded_opts_init(ann_store_embedded_opts *o)
 static void emb_close(ann_store *st)
 {
     emb *s = (emb *)st;
+    bool sealing = s->sealer_started;
     emb_sealer_stop(s);
     emb_committer_stop(s);
+    if (sealing) /* what is left unsealed is compressed before the files are closed */
+        emb_seal_all(s);
     /* Watches the caller did not remove (they should have): freed here. */
     while (s->watches)
         emb_unwatch(st, s->watches);

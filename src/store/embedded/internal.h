@@ -428,6 +428,8 @@ void emb_open_logs(emb *s, elog ***out, size_t *n);
  * idle logs whole. */
 int emb_sealer_start(emb *s, ann_err *err);
 void emb_sealer_stop(emb *s);
+/* Seals every open log whole (close, after the committer stopped). */
+void emb_seal_all(emb *s);
 
 /* ---- search summaries (summary.c) ---------------------------------------------- */
 /* The summary of a log that is not open: its live blocks (1), or 0 when the log must be

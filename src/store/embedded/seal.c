@@ -723,6 +723,26 @@ static void *sealer_main(void *arg)
     return NULL;
 }
 
+void emb_seal_all(emb *s)
+{
+    elog **todo = NULL;
+    size_t n = 0;
+    emb_open_logs(s, &todo, &n);
+    for (size_t i = 0; i < n; i++) {
+        elog *h = todo[i];
+        ann_err err;
+        int r;
+        pthread_mutex_lock(&h->purge_mu);
+        while ((r = seal_one(s, h, true, &err)) == 1)
+            ;
+        pthread_mutex_unlock(&h->purge_mu);
+        if (r < 0)
+            fprintf(stderr, "annals store: %s: sealing at close: %s\n", h->log, err.msg);
+        emb_log_release(s, h);
+    }
+    free(todo);
+}
+
 int emb_sealer_start(emb *s, ann_err *err)
 {
     if (s->opts.no_blocks)
