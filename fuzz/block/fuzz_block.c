@@ -118,7 +118,7 @@ static void encode_roundtrip(const uint8_t *data, size_t size)
         }
         ann_buf_add_len_field(b, 30, data + pos, len);
         int il = snprintf(iids[n], sizeof iids[n], "i%zu", n);
-        e[n] = (ann_entry){.time_ns = (int64_t)((uint64_t)data[pos - 1] << 56) - (int64_t)n,
+        e[n] = (ann_entry){.time_ns = (int64_t)(((uint64_t)data[pos - 1] << 56) - n),
                            .insert_time_ns = (int64_t)len,
                            .severity = (int32_t)data[pos - 1] - 100,
                            .flags = data[pos - 1] % 7 == 0 ? ANN_ENTRY_REDACTED : 0,
