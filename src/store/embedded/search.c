@@ -218,10 +218,12 @@ static void log_units(walk *w, uint32_t li, unit **u, size_t *n, size_t *cap)
                 continue;
             unit x = {
                 .log = li, .sb = bi, .first = b->first, .last = b->last, .count = b->hdr.count};
-            long double span = (long double)b->hdr.max_time_ns - b->hdr.min_time_ns;
-            for (int j = 0; j <= NQ; j++)
-                x.q[j] = b->hdr.min_time_ns + (int64_t)(span * j / NQ);
-            x.q[NQ] = b->hdr.max_time_ns;
+            /* In long double: the span of two int64 may exceed INT64_MAX. */
+            long double lo = (long double)b->hdr.min_time_ns, hi = (long double)b->hdr.max_time_ns;
+            for (int j = 0; j <= NQ; j++) {
+                long double t = lo + (hi - lo) * j / NQ;
+                x.q[j] = t <= lo ? b->hdr.min_time_ns : t >= hi ? b->hdr.max_time_ns : (int64_t)t;
+            }
             add_unit(u, n, cap, &x);
         }
         return;
