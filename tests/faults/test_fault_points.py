@@ -121,11 +121,15 @@ def log_files(data_dir, log_id):
             if f.split(".")[0] == log_id]
 
 
+NO_BLOCKS = ["--blocks", "off"]          # the data file's own points: nothing sealed
+BLOCKS = ["--seal-idle-ms", "100"]       # sealed blocks: the log is sealed at once
+
+
 @contextlib.contextmanager
-def world():
+def world(args=NO_BLOCKS):
     """A World in a temporary directory; its server is stopped (exit 0) at the end."""
     with tempfile.TemporaryDirectory(prefix="annals-faults-") as d:
-        w = World(d)
+        w = World(d, args)
         try:
             yield w
         finally:
@@ -136,8 +140,8 @@ def world():
 class World:
     """One data directory with one log of ENTRIES acknowledged entries."""
 
-    def __init__(self, d):
-        self.s = FaultServer(d)
+    def __init__(self, d, args):
+        self.s = FaultServer(d, extra_args=args)
         self.key = self.s.tenant("faults")
         self.s.start()
         with self.client() as c:
@@ -240,10 +244,65 @@ def test_revocation_cut(point, recovery):
             assert done, f"{point}: the retried revocation is not complete"
 
 
+# Revocations of sealed entries rewrite blocks: cut at each step, and in the recovery.
+BLOCK_REVOKE_POINTS = [
+    ("revoke.block_written", ()),                   # the new version synced, the old alive
+    ("block.killed", ()),                           # the old version dead, not yet punched
+    ("revoke.audit_inserted", ("load.block_rewritten",)),  # recovery's rewrite cut short
+]
+
+
+@pytest.mark.parametrize("point,recovery", BLOCK_REVOKE_POINTS,
+                         ids=[p + ("+" + "+".join(r) if r else "") for p, r in
+                              BLOCK_REVOKE_POINTS])
+def test_revocation_cut_in_blocks(point, recovery):
+    with world(BLOCKS) as w:
+        assert log_blocks(w.s.data, w.log), "the log was not sealed before the cut"
+        revoke = set(random.Random(point).sample([i for i, _ in w.acked], REVOKED))
+        req = pb.RevokeLogEntriesRequest(
+            log_id=w.log, entry_ids=[str(i) for i in sorted(revoke)], reason="fault test")
+        w.cut(point, lambda c: c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT), *recovery)
+        with w.client() as c:
+            red = check_revocation(w, c, revoke, f"{point} after restart")
+            assert red == revoke, f"{point}: recovery did not finish the revocation"
+            c.call(c.cmd.RevokeLogEntries, req, timeout=WAIT)  # the retry
+            red = check_revocation(w, c, revoke, f"{point} after the retry")
+            assert red == revoke, f"{point}: the retried revocation is not complete"
+
+
+SEAL_POINTS = ["seal.block_synced", "seal.dat_punched"]
+
+
+@pytest.mark.parametrize("point", SEAL_POINTS)
+def test_sealing_cut(point):
+    """The sealer killed between a block's sync and its publication or the data file's
+    wipe: every entry is still there once, read from the block or the data file, and a
+    revocation afterwards leaves no copy in either."""
+    with world(NO_BLOCKS) as w:
+        w.s.extra = list(BLOCKS)  # the armed server seals the unsealed log at once
+        w.s.start_faulty(point)
+        with w.client() as c:  # the sealer seals the logs that are open: open it
+            c.call(c.query.GetLog, pb.GetLogRequest(log_id=w.log), timeout=WAIT)
+        w.s.expect_killed_at(point)
+        w.s.start()
+        with w.client() as c:
+            w.check_entries(c)
+            revoke = set(random.Random(point).sample([i for i, _ in w.acked], 50))
+            c.call(c.cmd.RevokeLogEntries, pb.RevokeLogEntriesRequest(
+                log_id=w.log, entry_ids=[str(i) for i in sorted(revoke)], reason="x"),
+                timeout=WAIT)
+            assert check_revocation(w, c, revoke, f"{point} then revoked") == revoke
+
+
+def log_blocks(data_dir, log_id):
+    return [p for p in log_files(data_dir, log_id) if p.endswith(".blk")]
+
+
 # ------------------------------------------------------------------ deletion
 
 DELETE_POINTS = [
     ("delete.marked", ()),
+    ("delete.blk_unlinked", ()),
     ("delete.idx_unlinked", ()),
     ("delete.dat_unlinked", ()),
     ("delete.dir_synced", ()),
@@ -256,7 +315,7 @@ DELETE_POINTS = [
 @pytest.mark.parametrize("point,recovery", DELETE_POINTS,
                          ids=[p + ("+" + "+".join(r) if r else "") for p, r in DELETE_POINTS])
 def test_deletion_cut(point, recovery):
-    with world() as w:
+    with world(BLOCKS if "blk" in point else NO_BLOCKS) as w:
         d = w.s.data
         req = pb.DeleteLogRequest(log_id=w.log)
         w.cut(point, lambda c: c.call(c.cmd.DeleteLog, req, timeout=WAIT), *recovery)
