@@ -239,50 +239,21 @@ int emb_read_after(ann_store *st, const char *tenant_id, const char *log_id, uin
 {
     emb *s = (emb *)st;
     elog *h;
-    reader r = {0};
-    int rc = -1;
     if (!visit)
         return ann_err_set(err, ANN_EINVAL, "read_after: missing visitor");
     if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
         return -1;
-    r.h = h;
-    size_t left = limit ? limit : SIZE_MAX;
-    uint64_t next = 0, last = 0;
-    bool have_last = false;
-    while (left) {
-        pthread_rwlock_rdlock(&h->lk);
-        if (emb_log_state(h, err) != 0) {
-            pthread_rwlock_unlock(&h->lk);
-            goto done;
-        }
-        if (!have_last) {
-            last = h->visible;
-            next = after_id < last ? after_id + 1 : last + 1; /* no overflow */
-            have_last = true;
-        }
-        reader_begin(&r);
-        while (next <= last && r.n < READ_CHUNK && r.n < left && r.buf_len < READ_BYTES) {
-            if (reader_take(&r, next, err) != 0) {
-                pthread_rwlock_unlock(&h->lk);
-                goto done;
-            }
-            next++;
-        }
-        pthread_rwlock_unlock(&h->lk);
-        if (r.n == 0)
-            break;
-        reader_fix(&r);
-        for (size_t i = 0; i < r.n; i++) {
-            left--;
-            if (visit(&r.ents[i], ud) != 0) {
-                left = 0;
-                break;
-            }
-        }
+    /* What is visible now bounds the read: entries published meanwhile come next time. */
+    pthread_rwlock_rdlock(&h->lk);
+    int rc = emb_log_state(h, err);
+    uint64_t last = h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    if (rc == 0 && after_id < last) {
+        uint64_t first = after_id + 1; /* no overflow: after_id < last */
+        if (limit && last - first >= limit)
+            last = first + limit - 1;
+        rc = emb_read_range(s, h, first, last, visit, ud, err);
     }
-    rc = 0;
-done:
-    reader_release(&r);
     emb_log_release(s, h);
     return rc;
 }
