@@ -237,7 +237,7 @@ static int run(const cfg *c, ann_durability d)
                             .limit = 100};
         long cnt = 0;
         double a = now_s();
-        ann_store_list(s, t.id, "log-000", &q, count_visit, &cnt, &err);
+        ann_store_list(s, t.id, "log-000", &q, count_visit, &cnt, NULL, &err);
         ql[i] = (now_s() - a) * 1000.0;
         uint64_t after = (uint64_t)rand_r(&seed) % (total / c->logs + 1);
         a = now_s();

@@ -64,14 +64,15 @@ static bool list_match(const ann_entry *e, void *ud)
 }
 
 int svc_do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                   ann_buf *resp, ann_err *err)
+                ann_buf *resp, ann_err *err)
 {
     int rc = -1;
     char log_id[ANN_UUID_LEN + 1];
     ann_log_meta m = {0};
     list_ctx c = {.log_id = log_id, .resp = resp, .tmp = ANN_BUF_INIT};
-    Annals__Wire__V1__ListLogEntriesRequest *r = (Annals__Wire__V1__ListLogEntriesRequest *)svc_decode(
-        &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__ListLogEntriesRequest *r =
+        (Annals__Wire__V1__ListLogEntriesRequest *)svc_decode(
+            &annals__wire__v1__list_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
     if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
@@ -170,8 +171,9 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
     memset(out, 0, sizeof *out);
     out->svc = svc;
     out->tenant = *tenant;
-    Annals__Wire__V1__TailLogEntriesRequest *r = (Annals__Wire__V1__TailLogEntriesRequest *)svc_decode(
-        &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__TailLogEntriesRequest *r =
+        (Annals__Wire__V1__TailLogEntriesRequest *)svc_decode(
+            &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
     if (svc_parse_log_id(&r->log_id, "log_id", out->log_id, err) != 0)
@@ -228,7 +230,6 @@ int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err)
         resp->len = c.start;
     return rc;
 }
-
 
 /* ---------- shared by the new reads ---------- */
 
@@ -353,16 +354,16 @@ int svc_do_read(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
     char log_id[ANN_UUID_LEN + 1];
     ann_log_meta m = {0};
     read_ctx c = {.log_id = log_id, .resp = resp, .tmp = ANN_BUF_INIT};
-    Annals__Wire__V1__ReadLogEntriesRequest *r = (Annals__Wire__V1__ReadLogEntriesRequest *)svc_decode(
-        &annals__wire__v1__read_log_entries_request__descriptor, req, len, err);
+    Annals__Wire__V1__ReadLogEntriesRequest *r =
+        (Annals__Wire__V1__ReadLogEntriesRequest *)svc_decode(
+            &annals__wire__v1__read_log_entries_request__descriptor, req, len, err);
     if (!r)
         return -1;
     uint64_t first = 1;
     if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
         goto done;
-    if (r->first_entry_id.len &&
-        ann_entry_id_parse((const char *)r->first_entry_id.data, r->first_entry_id.len, false,
-                           &first) != 0) {
+    if (r->first_entry_id.len && ann_entry_id_parse((const char *)r->first_entry_id.data,
+                                                    r->first_entry_id.len, false, &first) != 0) {
         ann_err_set(err, ANN_EINVAL, "first_entry_id: not an entry id (a decimal 1, 2, ...)");
         goto done;
     }
@@ -550,7 +551,7 @@ int svc_do_search(ann_service *svc, const ann_tenant *t, const uint8_t *req, siz
     ann_matcher_init(match, r->query.data, r->query.len, r->ignore_case);
     q.match = match;
     q.labels = labels;
-    q.log_ids = (const char(*)[ANN_UUID_LEN + 1])ids;
+    q.log_ids = (const char(*)[ANN_UUID_LEN + 1]) ids;
     q.n_log_ids = nids;
     q.budget = ANN_WORK_BUDGET;
 

@@ -33,7 +33,7 @@ void svc_new_uuid(char out[ANN_UUID_LEN + 1])
 
 /* Canonical (lower-case) log id from the request's bytes. */
 int svc_parse_log_id(const ProtobufCBinaryData *f, const char *field, char out[ANN_UUID_LEN + 1],
-                        ann_err *err)
+                     ann_err *err)
 {
     uint8_t u[16];
     if (f->len == 0)
@@ -87,7 +87,7 @@ static const ann_wire_limit unpack_limits[] = {
 
 /* Untrusted bytes -> message, refusing what protobuf-c cannot safely unpack. */
 ProtobufCMessage *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
-                                ann_err *err)
+                             ann_err *err)
 {
     if (ann_wire_precheck(d, req, len, ANN_MAX_NESTING, unpack_limits, err) != 0)
         return NULL;
@@ -223,7 +223,8 @@ static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *r
         ann_buf_reserve(&labels, n);
         labels.len += annals__wire__v1__label__pack(r->labels[i], labels.data + labels.len);
     }
-    ann_log_meta m = {.create_time_ns = svc_now_ns(), .labels = labels.data, .labels_len = labels.len};
+    ann_log_meta m = {
+        .create_time_ns = svc_now_ns(), .labels = labels.data, .labels_len = labels.len};
     svc_new_uuid(m.id);
     if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len, m.create_time_ns,
                              err) != 0)
@@ -449,8 +450,8 @@ static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
     reason[r->reason.len] = '\0';
     char actor[160];
     snprintf(actor, sizeof actor, "tenant:%s", t->name);
-    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason, svc_now_ns(),
-                          err);
+    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason,
+                          svc_now_ns(), err);
 done:
     free(reason);
     free(ids);
@@ -485,4 +486,3 @@ int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, c
     }
     return ann_err_set(err, ANN_EINTERNAL, "rpc %d is not unary", (int)rpc);
 }
-

@@ -367,9 +367,9 @@ static int ms_logs_list(ann_store *s, const char *tenant, const ann_logs_query *
             l->create_time >= q->end_ns ||
             !ann_labels_match(l->labels, l->labels_len, 2, q->labels, q->n_labels))
             continue;
-        if (q->has_cursor && (l->create_time > q->cursor_create_ns ||
-                              (l->create_time == q->cursor_create_ns &&
-                               strcmp(l->id, q->cursor_id) <= 0)))
+        if (q->has_cursor &&
+            (l->create_time > q->cursor_create_ns ||
+             (l->create_time == q->cursor_create_ns && strcmp(l->id, q->cursor_id) <= 0)))
             continue;
         v[k++] = l;
     }

@@ -639,7 +639,7 @@ static void test_isolation(void **state)
         assert_string_equal(pa + strlen("mine-missing"), pb + strlen("mine"));
     }
     expect_nf(append_n(f->s, f->t2.id, "mine", "q", 1, NULL, ids, NULL, &err), &err, nf);
-    expect_nf(ann_store_list(f->s, f->t2.id, "mine", &q, collect, &g, &err), &err, nf);
+    expect_nf(ann_store_list(f->s, f->t2.id, "mine", &q, collect, &g, NULL, &err), &err, nf);
     expect_nf(ann_store_read_after(f->s, f->t2.id, "mine", 0, 0, collect, &g, &err), &err, nf);
     uint64_t one = 1;
     expect_nf(ann_store_revoke(f->s, f->t2.id, "mine", &one, 1, "a", "r", 1, &err), &err, nf);
@@ -684,7 +684,7 @@ static void check_query(fx *f, const char *log, const ref *all, size_t n, const 
 {
     got g = {0};
     ann_err err;
-    assert_int_equal(ann_store_list(f->s, f->t.id, log, q, collect, &g, &err), 0);
+    assert_int_equal(ann_store_list(f->s, f->t.id, log, q, collect, &g, NULL, &err), 0);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const ref *r = &all[i];
@@ -770,7 +770,7 @@ static void test_list_bounds_cursor_snapshot(void **state)
     /* order: (50,2) (50,5) (100,1) (100,3) (200,4) (300,6) */
     got g = {0};
     ann_list_query q = {.start_ns = 50, .end_ns = 200};
-    assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, &err), 0);
+    assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, NULL, &err), 0);
     assert_int_equal(g.n, 4);
     uint64_t want[] = {2, 5, 1, 3};
     for (int i = 0; i < 4; i++)
@@ -782,7 +782,7 @@ static void test_list_bounds_cursor_snapshot(void **state)
     uint64_t seen[16];
     size_t nseen = 0;
     for (int page = 0; page < 10; page++) {
-        assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, &err), 0);
+        assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, NULL, &err), 0);
         for (size_t i = 0; i < g.n; i++)
             seen[nseen++] = g.ids[i];
         if (g.n == 0) {
@@ -807,7 +807,7 @@ static void test_list_bounds_cursor_snapshot(void **state)
     /* Filter before limit. */
     q = (ann_list_query){
         .start_ns = INT64_MIN, .end_ns = INT64_MAX, .limit = 2, .filter = odd_filter};
-    assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, &err), 0);
+    assert_int_equal(ann_store_list(f->s, f->t.id, "b", &q, collect, &g, NULL, &err), 0);
     assert_int_equal(g.n, 2);
     assert_int_equal(g.ids[0] % 2, 1);
     assert_int_equal(g.ids[1] % 2, 1);
@@ -998,7 +998,7 @@ static void test_delete(void **state)
     assert_int_not_equal(ann_store_log_get(f->s, f->t.id, "del", &m, &nf), 0);
     assert_int_equal(nf.code, ANN_ENOTFOUND);
     expect_nf(ann_store_read_after(f->s, f->t.id, "del", 0, 0, collect, &g, &err), &err, nf.msg);
-    expect_nf(ann_store_list(f->s, f->t.id, "del", &q, collect, &g, &err), &err, nf.msg);
+    expect_nf(ann_store_list(f->s, f->t.id, "del", &q, collect, &g, NULL, &err), &err, nf.msg);
     expect_nf(append_n(f->s, f->t.id, "del", "x", 1, NULL, ids, NULL, &err), &err, nf.msg);
     uint64_t one = 1;
     expect_nf(ann_store_revoke(f->s, f->t.id, "del", &one, 1, "a", "b", 1, &err), &err, nf.msg);
@@ -1739,7 +1739,7 @@ static void *mixed_reader(void *arg)
                 m->errors++;
         got_free(&g);
         ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .limit = 500};
-        if (ann_store_list(m->s, m->tenant, "mix", &q, collect, &g, &err) != 0)
+        if (ann_store_list(m->s, m->tenant, "mix", &q, collect, &g, NULL, &err) != 0)
             m->errors++;
         got_free(&g);
     }

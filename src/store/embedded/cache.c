@@ -92,10 +92,21 @@ static void lru_push(emb *s, elog *h)
     s->lru_bytes += h->lru_bytes;
 }
 
-static void elog_free(elog *h)
+/* An evicted or closing log leaves SQLite its exact entry count (one row update), so a
+ * listing need not load it again. A failure only leaves the count dirty. */
+static void count_store(emb *s, elog *h)
+{
+    ann_err e;
+    if (h->fd >= 0 && h->load_rc == 0 && !h->broken && !h->deleted && !h->count_clean &&
+        ann_meta_log_count_set(s->meta, h->tenant, h->log, h->visible, false, &e) != 0)
+        fprintf(stderr, "annals store: %s: entry count not recorded: %s\n", h->log, e.msg);
+}
+
+static void elog_free(emb *s, elog *h)
 {
     if (!h)
         return;
+    count_store(s, h);
     if (h->fd >= 0 && h->load_rc == 0 && !h->broken && !h->deleted && h->idx_path &&
         h->idx.n >= h->snap_min && h->idx.n != h->snap_n &&
         ann_idx_save(&h->idx, h->idx_path, h->end) != 0)
@@ -109,6 +120,7 @@ static void elog_free(elog *h)
         close(h->fd);
     }
     ann_idx_release(&h->idx);
+    emb_revmap_release(&h->revs);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
     free(h->labels);
@@ -139,11 +151,11 @@ static elog *lru_evict(emb *s)
     return victims;
 }
 
-static void free_list(elog *l)
+static void free_list(emb *s, elog *l)
 {
     while (l) {
         elog *next = l->hnext;
-        elog_free(l);
+        elog_free(s, l);
         l = next;
     }
 }
@@ -168,7 +180,7 @@ void emb_log_release(emb *s, elog *h)
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free_list(victims);
+    free_list(s, victims);
 }
 
 /* ---- loading a log ------------------------------------------------------ */
@@ -351,6 +363,18 @@ tail_done:
             goto done;
     }
     h->visible = h->idx.n;
+    if (emb_revmap_load(s, h, err) != 0)
+        goto done;
+    /* The count SQLite keeps for listings: fixed here if a crash left it behind. */
+    uint64_t count = 0;
+    bool dirty = true;
+    if (ann_meta_log_count_get(s->meta, h->tenant, h->log, &count, &dirty, err) < 0)
+        goto done;
+    h->count_clean = !dirty && count == h->visible;
+    if (!h->count_clean &&
+        ann_meta_log_count_set(s->meta, h->tenant, h->log, h->visible, false, err) == 0)
+        h->count_clean = true;
+    ann_err_clear(err);
     rc = 0;
 done:
     free(pending);
@@ -514,8 +538,38 @@ void emb_log_unpublish(emb *s, elog *h)
 void emb_cache_free_all(emb *s)
 {
     for (size_t i = 0; i < s->tcap; i++)
-        free_list(s->table[i]);
+        free_list(s, s->table[i]);
     free(s->table);
     s->table = NULL;
     s->tcap = s->tcount = 0;
+}
+
+int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_count,
+                  bool sqlite_dirty, uint64_t *out, ann_err *err)
+{
+    elog *h = NULL;
+    if (!emb_valid_id(tenant) || !emb_valid_id(log))
+        return emb_not_found(err, log);
+    uint64_t hash = emb_log_hash(s, tenant, log);
+    pthread_mutex_lock(&s->mu);
+    h = table_find(s, hash, tenant, log);
+    if (h && !h->loading) {
+        h->refs++;
+        lru_unlink(s, h);
+    } else {
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!h && !sqlite_dirty) {
+        *out = sqlite_count; /* exact: recorded at the log's last clean close */
+        return 0;
+    }
+    if (!h && emb_log_acquire(s, tenant, log, &h, err) != 0)
+        return -1;
+    pthread_rwlock_rdlock(&h->lk);
+    int rc = emb_log_state(h, err);
+    *out = h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    emb_log_release(s, h);
+    return rc;
 }

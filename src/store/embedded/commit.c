@@ -439,6 +439,22 @@ int emb_append(ann_store *st, ann_append *req, ann_err *err)
         emb_log_release(s, h);
         return 0;
     }
+    /* The first append since SQLite recorded this log's count marks that count dirty
+     * there first: a crash after the append then cannot leave a stale count that a
+     * listing would believe. Once per load of the log. */
+    pthread_rwlock_rdlock(&h->lk);
+    bool clean = h->count_clean;
+    uint64_t visible = h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    if (clean) {
+        if (ann_meta_log_count_set(s->meta, h->tenant, h->log, visible, true, err) != 0) {
+            emb_log_release(s, h);
+            return -1; /* nothing was appended */
+        }
+        pthread_rwlock_wrlock(&h->lk);
+        h->count_clean = false;
+        pthread_rwlock_unlock(&h->lk);
+    }
     job j = {.req = req, .h = h, .rc = -1};
     ann_err_clear(&j.err);
     pthread_cond_init(&j.cv, NULL);

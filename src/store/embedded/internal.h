@@ -63,6 +63,19 @@
 typedef struct elog elog;
 typedef struct emb emb;
 
+/* A log's revocation records, for reads (revmap.c): which record redacted each id (the
+ * first one that named it). Records are allocated one by one and freed only with the
+ * map, so a reader may keep a pointer after it lets go of the log's lock. */
+typedef struct emb_revmap {
+    struct emb_rev_id {
+        uint64_t id;
+        uint32_t rec;
+    } * v; /* sorted by id */
+    size_t n, cap;
+    ann_revocation **recs; /* each malloc'd with its strings */
+    size_t nrecs, recs_cap;
+} emb_revmap;
+
 /* One watch() registration. Holds a reference on its log until unwatch(). */
 struct ann_watch {
     elog *h;                        /* immutable */
@@ -134,6 +147,10 @@ struct elog {
 
     ann_watch *watchers; /* s->watch_mu */
     bool watch_gone;     /* s->watch_mu: deleted; watch() answers not found */
+
+    emb_revmap revs;  /* lk (write to add): the revocation records of redacted entries */
+    bool count_clean; /* lk: SQLite holds the exact entry count (count_dirty = 0); the
+                         first append after a load marks it dirty there first */
 };
 
 /* One append() waiting for the committer. Lives on the appender's stack. */
@@ -307,7 +324,11 @@ void emb_committer_stop(emb *s);
 int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_log_meta *out,
                 ann_err *err);
 int emb_list(ann_store *st, const char *tenant_id, const char *log_id, const ann_list_query *q,
-             ann_entry_visit_fn visit, void *ud, ann_err *err);
+             ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err);
+/* Visits h's entries first..last (clipped to the visible ones) in id order, copying them
+ * in chunks under h->lk and visiting with no lock held. h is acquired by the caller. */
+int emb_read_range(emb *s, elog *h, uint64_t first, uint64_t last, ann_entry_visit_fn visit,
+                   void *ud, ann_err *err);
 int emb_read_after(ann_store *st, const char *tenant_id, const char *log_id, uint64_t after_id,
                    size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 
@@ -316,6 +337,24 @@ int emb_read_after(ann_store *st, const char *tenant_id, const char *log_id, uin
 int emb_watch(ann_store *st, const char *tenant_id, const char *log_id, ann_watch_fn fn, void *ud,
               ann_watch **out, ann_err *err);
 void emb_unwatch(ann_store *st, ann_watch *w);
+
+/* ---- the tenant-wide reads (catalog.c, search.c) ---------------------------- */
+int emb_logs_list(ann_store *st, const char *tenant_id, const ann_logs_query *q,
+                  ann_log_visit_fn visit, void *ud, ann_err *err);
+int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
+               ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
+/* The entry count of a log for listings: the loaded log's, else SQLite's when clean,
+ * else loads the log. */
+int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_count,
+                  bool sqlite_dirty, uint64_t *out, ann_err *err);
+
+/* ---- revocation records (revmap.c) ------------------------------------------ */
+void emb_revmap_add(emb_revmap *m, const uint64_t *ids, size_t n, const char *actor,
+                    const char *reason, int64_t time_ns);
+const ann_revocation *emb_revmap_find(const emb_revmap *m, uint64_t id);
+void emb_revmap_release(emb_revmap *m);
+/* Loads every record of h's log from SQLite into h->revs (h->lk held for writing). */
+int emb_revmap_load(emb *s, elog *h, ann_err *err);
 /* Appends h's watchers to (*ws)[*n..] (grown as needed), raising busy; with
  * `detach` they are also unlinked (the log is gone). */
 void emb_watch_gather(emb *s, elog *h, ann_watch ***ws, size_t *cap, size_t *np, bool detach);

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "common/buf.h"
+#include "domain/body.h"
 #include "store/embedded/hash.h"
 
 struct ann_meta {
@@ -25,7 +26,21 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS revocations(id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL,"
     " log_id TEXT NOT NULL, time_ns INTEGER NOT NULL, actor TEXT NOT NULL,"
     " reason TEXT NOT NULL, ids BLOB NOT NULL, applied INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS revocations_log ON revocations(tenant_id, log_id, applied);";
+    "CREATE INDEX IF NOT EXISTS revocations_log ON revocations(tenant_id, log_id, applied);"
+    /* ListLogs: a tenant's logs newest first, and by label (the pair with the create time,
+     * so one pair's logs come in the listing's order straight from the key). */
+    "CREATE INDEX IF NOT EXISTS logs_by_time ON logs(tenant_id, create_ns DESC, log_id);"
+    "CREATE TABLE IF NOT EXISTS log_labels(tenant_id TEXT NOT NULL, key BLOB NOT NULL,"
+    " value BLOB NOT NULL, create_ns INTEGER NOT NULL, log_id TEXT NOT NULL,"
+    " PRIMARY KEY(tenant_id, key, value, create_ns DESC, log_id)) WITHOUT ROWID;";
+
+/* Columns added after the first release: (table, column, definition). */
+static const char *const ADDED_COLUMNS[][3] = {
+    /* A log's entry count as of its last clean close; count_dirty says it may be behind
+     * (the log took appends since), so the count must come from the log itself. */
+    {"logs", "entry_count", "INTEGER NOT NULL DEFAULT 0"},
+    {"logs", "count_dirty", "INTEGER NOT NULL DEFAULT 1"},
+};
 
 /* SQLite reports its own allocation failures as errors; the store's policy is
  * to abort on those (common/buf.h), so they are not told apart from the rest
@@ -63,6 +78,113 @@ static int prep(ann_meta *m, const char *sql, sqlite3_stmt **st, ann_err *err)
     return 0;
 }
 
+typedef struct label_ins {
+    sqlite3_stmt *st;
+    int rc;
+} label_ins;
+
+static int insert_label(const uint8_t *k, size_t kn, const uint8_t *v, size_t vn, void *ud)
+{
+    label_ins *li = ud;
+    sqlite3_bind_blob(li->st, 2, kn ? (const void *)k : "", (int)kn, SQLITE_STATIC);
+    sqlite3_bind_blob(li->st, 3, vn ? (const void *)v : "", (int)vn, SQLITE_STATIC);
+    int r = sqlite3_step(li->st);
+    sqlite3_reset(li->st);
+    if (r != SQLITE_DONE && r != SQLITE_CONSTRAINT) {
+        li->rc = -1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The log's labels (Log fields 2) as rows of log_labels, in the caller's transaction. */
+static int labels_insert(ann_meta *m, const char *tenant, const char *log, const uint8_t *labels,
+                         size_t labels_len, int64_t create_ns, ann_err *err)
+{
+    label_ins li = {NULL, 0};
+    if (labels_len == 0)
+        return 0;
+    if (prep(m,
+             "INSERT OR IGNORE INTO log_labels(tenant_id, key, value, create_ns, log_id)"
+             " VALUES(?1, ?2, ?3, ?4, ?5)",
+             &li.st, err) != 0)
+        return -1;
+    sqlite3_bind_text(li.st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(li.st, 4, create_ns);
+    sqlite3_bind_text(li.st, 5, log, -1, SQLITE_STATIC);
+    ann_labels_each(labels, labels_len, 2, insert_label, &li);
+    sqlite3_finalize(li.st);
+    return li.rc == 0 ? 0 : db_fail(m, err, "label insert");
+}
+
+static int column_exists(ann_meta *m, const char *table, const char *column)
+{
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(m->db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Brings a data directory made by an earlier release up to this schema: added columns,
+ * and the label rows of logs created before log_labels existed. Idempotent; one
+ * transaction, so two processes opening at once do it once. */
+static int migrate(ann_meta *m, ann_err *err)
+{
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(m, err, "begin");
+    bool added = false;
+    for (size_t i = 0; i < sizeof ADDED_COLUMNS / sizeof ADDED_COLUMNS[0]; i++) {
+        int e = column_exists(m, ADDED_COLUMNS[i][0], ADDED_COLUMNS[i][1]);
+        if (e < 0)
+            goto fail;
+        if (e)
+            continue;
+        char sql[256];
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", ADDED_COLUMNS[i][0],
+                 ADDED_COLUMNS[i][1], ADDED_COLUMNS[i][2]);
+        if (sqlite3_exec(m->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+        added = true;
+    }
+    if (added) { /* logs from before log_labels: index their labels */
+        sqlite3_stmt *st = NULL;
+        if (prep(m, "SELECT tenant_id, log_id, create_ns, labels FROM logs", &st, err) != 0)
+            goto fail_err;
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            char *t = strdup((const char *)sqlite3_column_text(st, 0));
+            char *l = strdup((const char *)sqlite3_column_text(st, 1));
+            size_t n = (size_t)sqlite3_column_bytes(st, 3);
+            uint8_t *lab = n ? ann_xmalloc(n) : NULL;
+            if (n)
+                memcpy(lab, sqlite3_column_blob(st, 3), n);
+            int lr = labels_insert(m, t, l, lab, n, sqlite3_column_int64(st, 2), err);
+            free(t), free(l), free(lab);
+            if (lr != 0) {
+                sqlite3_finalize(st);
+                goto fail_err;
+            }
+        }
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE)
+            goto fail;
+    }
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    db_fail(m, err, "schema upgrade");
+fail_err:
+    sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
 int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
 {
     ann_meta *m = ann_xcalloc(1, sizeof *m);
@@ -87,6 +209,8 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
         ann_err_set(err, db_code(m), "%s: schema: %s", path, emsg ? emsg : "?");
         goto done;
     }
+    if (migrate(m, err) != 0)
+        goto done;
     /* The secret and the hash key are made once, by whichever process opens
      * the store first. */
     uint8_t secret[32 + 16];
@@ -243,8 +367,15 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "INSERT INTO logs(tenant_id, log_id, create_ns, labels) VALUES(?, ?, ?, ?)", &st,
-             err) != 0)
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
+    if (prep(m,
+             "INSERT INTO logs(tenant_id, log_id, create_ns, labels, entry_count, count_dirty)"
+             " VALUES(?, ?, ?, ?, 0, 0)",
+             &st, err) != 0)
         goto done;
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
@@ -262,9 +393,17 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
         db_fail(m, err, "log insert");
         goto done;
     }
+    if (labels_insert(m, tenant, log, labels, labels_len, create_ns, err) != 0)
+        goto done;
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        goto done;
+    }
     rc = 0;
 done:
     sqlite3_finalize(st);
+    if (rc != 0)
+        sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }
@@ -343,6 +482,8 @@ int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_er
         goto done;
     }
     if (exec_log(m, "DELETE FROM logs WHERE tenant_id = ? AND log_id = ?", tenant, log,
+                 "log remove", err) != 0 ||
+        exec_log(m, "DELETE FROM log_labels WHERE tenant_id = ?1 AND log_id = ?2", tenant, log,
                  "log remove", err) != 0 ||
         exec_log(m, "UPDATE revocations SET applied = 1 WHERE tenant_id = ? AND log_id = ?", tenant,
                  log, "log remove", err) != 0) {
@@ -555,6 +696,160 @@ int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
         rv.n_ids = (size_t)sqlite3_column_int64(st, 3);
         rv.applied = sqlite3_column_int(st, 4) != 0;
         fn(&rv, ud);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "revocation scan");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_count_set(ann_meta *m, const char *tenant, const char *log, uint64_t count,
+                           bool dirty, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "UPDATE logs SET entry_count = ?3, count_dirty = ?4 WHERE tenant_id = ?1 AND"
+             " log_id = ?2",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)count);
+    sqlite3_bind_int(st, 4, dirty ? 1 : 0);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(m, err, "count update");
+    else
+        rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_count_get(ann_meta *m, const char *tenant, const char *log, uint64_t *count,
+                           bool *dirty, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT entry_count, count_dirty FROM logs WHERE tenant_id = ?1 AND log_id = ?2",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *count = (uint64_t)sqlite3_column_int64(st, 0);
+        *dirty = sqlite3_column_int(st, 1) != 0;
+        rc = 1;
+    } else if (r == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        db_fail(m, err, "count lookup");
+    }
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
+                       int (*fn)(const ann_meta_log_row *row, void *ud), void *ud, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    /* (create desc, id asc) strictly after the cursor: create <= cursor, and at the
+     * cursor's create time only ids after it. */
+    int64_t hi = q->end_ns == INT64_MIN ? INT64_MIN : q->end_ns - 1;
+    if (q->has_cursor && q->cursor_create_ns < hi)
+        hi = q->cursor_create_ns;
+    if (hi < q->start_ns)
+        return 0;
+    const ann_label_pair *drive = q->n_labels ? &q->labels[0] : NULL;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             drive ? "SELECT l.log_id, l.create_ns, l.labels, l.entry_count, l.count_dirty"
+                     " FROM log_labels ll JOIN logs l ON l.tenant_id = ll.tenant_id AND"
+                     " l.log_id = ll.log_id WHERE ll.tenant_id = ?1 AND ll.key = ?6 AND"
+                     " ll.value = ?7 AND ll.create_ns >= ?2 AND ll.create_ns <= ?3 AND"
+                     " NOT (ll.create_ns = ?4 AND ll.log_id <= ?5) AND l.state = 0"
+                     " ORDER BY ll.create_ns DESC, ll.log_id"
+                   : "SELECT log_id, create_ns, labels, entry_count, count_dirty FROM logs"
+                     " WHERE tenant_id = ?1 AND create_ns >= ?2 AND create_ns <= ?3 AND"
+                     " NOT (create_ns = ?4 AND log_id <= ?5) AND state = 0"
+                     " ORDER BY create_ns DESC, log_id",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, q->start_ns);
+    sqlite3_bind_int64(st, 3, hi);
+    sqlite3_bind_int64(st, 4, q->has_cursor ? q->cursor_create_ns : INT64_MIN);
+    sqlite3_bind_text(st, 5, q->has_cursor ? q->cursor_id : "", -1, SQLITE_STATIC);
+    if (drive) {
+        sqlite3_bind_blob(st, 6, drive->key_len ? (const void *)drive->key : "",
+                          (int)drive->key_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 7, drive->value_len ? (const void *)drive->value : "",
+                          (int)drive->value_len, SQLITE_STATIC);
+    }
+    size_t taken = 0, limit = q->limit ? q->limit : SIZE_MAX;
+    int r;
+    while (taken < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        ann_meta_log_row row = {
+            .log_id = (const char *)sqlite3_column_text(st, 0),
+            .create_ns = sqlite3_column_int64(st, 1),
+            .labels = sqlite3_column_blob(st, 2),
+            .labels_len = (size_t)sqlite3_column_bytes(st, 2),
+            .entry_count = (uint64_t)sqlite3_column_int64(st, 3),
+            .count_dirty = sqlite3_column_int(st, 4) != 0,
+        };
+        if (q->n_labels > 1 &&
+            !ann_labels_match(row.labels, row.labels_len, 2, q->labels + 1, q->n_labels - 1))
+            continue;
+        taken++;
+        if (fn(&row, ud) != 0)
+            break;
+    }
+    if (taken < limit && r != SQLITE_DONE && r != SQLITE_ROW) {
+        db_fail(m, err, "log listing");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_revocation_records(ann_meta *m, const char *tenant, const char *log,
+                                int (*fn)(const uint8_t *ids_le, size_t n, const char *actor,
+                                          const char *reason, int64_t time_ns, void *ud),
+                                void *ud, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "SELECT ids, actor, reason, time_ns FROM revocations WHERE tenant_id = ?1 AND"
+             " log_id = ?2 ORDER BY id",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0) / 8,
+               (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+               sqlite3_column_int64(st, 3), ud) != 0) {
+            r = SQLITE_DONE;
+            break;
+        }
     }
     if (r != SQLITE_DONE) {
         db_fail(m, err, "revocation scan");

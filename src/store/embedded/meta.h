@@ -82,4 +82,34 @@ int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
                          void (*fn)(const ann_meta_revocation *r, void *ud), void *ud,
                          ann_err *err);
 
+/* A log's entry count as recorded at its last clean close (count_dirty: it may have
+ * grown since). 1 found, 0 not found, -1 error. */
+int ann_meta_log_count_set(ann_meta *m, const char *tenant, const char *log, uint64_t count,
+                           bool dirty, ann_err *err);
+int ann_meta_log_count_get(ann_meta *m, const char *tenant, const char *log, uint64_t *count,
+                           bool *dirty, ann_err *err);
+
+/* One row of a log listing; pointers valid during the callback only. */
+typedef struct ann_meta_log_row {
+    const char *log_id;
+    int64_t create_ns;
+    const uint8_t *labels; /* Log fields 2 */
+    size_t labels_len;
+    uint64_t entry_count;
+    bool count_dirty;
+} ann_meta_log_row;
+
+/* A tenant's live logs in ListLogs order (create time desc, id asc), filtered by q's
+ * labels and window, after its cursor, at most q->limit (0: all). fn may stop the walk
+ * by returning nonzero. Runs fn with the metadata lock held: fn must not call ann_meta_*. */
+int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
+                       int (*fn)(const ann_meta_log_row *row, void *ud), void *ud, ann_err *err);
+
+/* Every audit record of the log, applied or pending, oldest first: its ids (8-byte
+ * little-endian each), actor, reason and time. Same locking rule as above. */
+int ann_meta_revocation_records(ann_meta *m, const char *tenant, const char *log,
+                                int (*fn)(const uint8_t *ids_le, size_t n, const char *actor,
+                                          const char *reason, int64_t time_ns, void *ud),
+                                void *ud, ann_err *err);
+
 #endif

@@ -69,6 +69,10 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
                                err) != 0)
         goto out;
     ANN_FAULT_POINT("revoke.audit_inserted");
+    /* Reads say who revoked an entry from the moment it is redacted. */
+    pthread_rwlock_wrlock(&h->lk);
+    emb_revmap_add(&h->revs, sorted, m, actor, reason, now_ns);
+    pthread_rwlock_unlock(&h->lk);
     pthread_mutex_lock(&h->purge_mu);
     for (size_t i = 0; i < m && rc != -2;) {
         pthread_rwlock_wrlock(&h->lk);

@@ -55,6 +55,7 @@ typedef struct reader {
     size_t buf_len, buf_cap;
     ann_entry ents[READ_CHUNK];
     size_t offs[READ_CHUNK];
+    const ann_revocation *revs[READ_CHUNK]; /* records outlive the lock (revmap.c) */
     size_t n;
 } reader;
 
@@ -117,6 +118,7 @@ static int reader_take(reader *r, uint64_t id, ann_err *err)
     if (ann_lf_rec_decode(r->buf + r->buf_len, rec_len, &e, &rl) != 0 || e.entry_id != id)
         goto corrupt;
     r->offs[r->n] = r->buf_len;
+    r->revs[r->n] = (e.flags & ANN_ENTRY_REDACTED) ? emb_revmap_find(&h->revs, id) : NULL;
     r->ents[r->n++] = e;
     r->buf_len += rec_len;
     return 0;
@@ -137,11 +139,12 @@ static void reader_fix(reader *r)
         e->body = p + ANN_LF_REC_HDR + e->insert_id_len;
         if (e->flags & ANN_ENTRY_REDACTED)
             e->body_len = 0;
+        e->revocation = r->revs[i];
     }
 }
 
 int emb_list(ann_store *st, const char *tenant_id, const char *log_id, const ann_list_query *q,
-             ann_entry_visit_fn visit, void *ud, ann_err *err)
+             ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err)
 {
     emb *s = (emb *)st;
     elog *h;
@@ -160,6 +163,7 @@ int emb_list(ann_store *st, const char *tenant_id, const char *log_id, const ann
         after.id = q->cursor_id;
     }
     size_t limit = q->limit ? q->limit : SIZE_MAX, emitted = 0;
+    uint64_t examined = 0;
     uint64_t max_id = 0;
     bool stop = false;
     while (!stop) {
@@ -189,6 +193,14 @@ int emb_list(ann_store *st, const char *tenant_id, const char *log_id, const ann
             break;
         reader_fix(&r);
         for (size_t i = 0; i < r.n; i++) {
+            if (q->budget && examined == q->budget) {
+                res->budget_hit = true;
+                stop = true;
+                break;
+            }
+            examined++;
+            res->last_time_ns = r.ents[i].time_ns;
+            res->last_id = r.ents[i].entry_id;
             if (q->filter && !q->filter(&r.ents[i], q->filter_ud))
                 continue;
             if (visit(&r.ents[i], ud) != 0 || ++emitted >= limit) {
@@ -256,5 +268,44 @@ int emb_read_after(ann_store *st, const char *tenant_id, const char *log_id, uin
 done:
     reader_release(&r);
     emb_log_release(s, h);
+    return rc;
+}
+
+int emb_read_range(emb *s, elog *h, uint64_t first, uint64_t last, ann_entry_visit_fn visit,
+                   void *ud, ann_err *err)
+{
+    (void)s;
+    reader r = {0};
+    int rc = -1;
+    r.h = h;
+    uint64_t next = first ? first : 1;
+    for (;;) {
+        pthread_rwlock_rdlock(&h->lk);
+        if (emb_log_state(h, err) != 0) {
+            pthread_rwlock_unlock(&h->lk);
+            goto done;
+        }
+        uint64_t end = last < h->visible ? last : h->visible;
+        reader_begin(&r);
+        while (next <= end && r.n < READ_CHUNK && r.buf_len < READ_BYTES) {
+            if (reader_take(&r, next, err) != 0) {
+                pthread_rwlock_unlock(&h->lk);
+                goto done;
+            }
+            next++;
+        }
+        pthread_rwlock_unlock(&h->lk);
+        if (r.n == 0)
+            break;
+        reader_fix(&r);
+        for (size_t i = 0; i < r.n; i++)
+            if (visit(&r.ents[i], ud) != 0) {
+                rc = 0;
+                goto done;
+            }
+    }
+    rc = 0;
+done:
+    reader_release(&r);
     return rc;
 }
