@@ -5,9 +5,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cli/text.h"
+#include "cli/timefmt.h"
 
 #define DEFAULT_ADDR "127.0.0.1:50051"
 #define DEFAULT_TIMEOUT_MS 30000
@@ -24,6 +26,14 @@ static const char usage_text[] =
     "           [--min-severity S] [--json] every entry in a time window\n"
     "  tail LOG [--after ID] [--json]       follow new entries until interrupted\n"
     "  revoke LOG ID... --reason R          redact entries\n"
+    "  logs [--label k=v]... [--since T] [--until T] [--json]\n"
+    "                                       the logs, newest first\n"
+    "  read LOG [--from ID] [--count N] [--json]\n"
+    "                                       entries in id order\n"
+    "  search QUERY [--label k=v]... [--log LOG]... [--since T] [--until T]\n"
+    "         [--ignore-case] [--json]     every entry containing QUERY, in any log\n"
+    "  search QUERY ... --revoke --reason R [--yes]\n"
+    "                                       revoke every hit (asks first without --yes)\n"
     "  delete LOG                           delete a log and all its entries\n"
     "\n"
     "environment: ANNALS_ADDR (default " DEFAULT_ADDR "), ANNALS_TOKEN,\n"
@@ -140,6 +150,164 @@ int ann_cli_bad_option(ann_cli *cli, char **argv, int c)
     return ANN_EXIT_USAGE;
 }
 
+int ann_cli_call(ann_cli *cli, const char *what, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp)
+{
+    ann_rpc_status st;
+    int64_t backoff = ANN_CLI_BACKOFF_FIRST_MS;
+    for (int attempt = 1;; attempt++) {
+        if (ann_rpc_call(cli->client, method, req, desc, cli->timeout_ms, resp, &st) == 0)
+            return 0;
+        if (!ann_cli_retryable(&st) || attempt >= ANN_CLI_QUERY_ATTEMPTS ||
+            (cli->stop && *cli->stop))
+            return ann_cli_fail_rpc(cli, what, &st);
+        ann_cli_sleep_ms(cli, backoff);
+        backoff = backoff * 2 > ANN_CLI_BACKOFF_MAX_MS ? ANN_CLI_BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+/* Keeps the page token `next` in *token (a NUL-terminated copy); *more = 0
+ * when it is empty. Returns 0 or an exit code. */
+static int next_token(ann_cli *cli, ProtobufCBinaryData next, ProtobufCBinaryData *token, int *more)
+{
+    *more = next.len > 0;
+    if (!*more)
+        return 0;
+    if (token->data && token->len == next.len && !memcmp(token->data, next.data, next.len))
+        return ann_cli_fail(cli, ANN_EXIT_FAILED, "the server repeated a page token");
+    if (memchr(next.data, 0, next.len))
+        return ann_cli_fail(cli, ANN_EXIT_FAILED, "the server sent a malformed page token");
+    free(token->data);
+    token->data = ann_xmalloc(next.len + 1);
+    memcpy(token->data, next.data, next.len);
+    token->data[next.len] = '\0';
+    token->len = next.len;
+    return 0;
+}
+
+int ann_cli_walk_pages(ann_cli *cli, const char *method, const ProtobufCMessage *req,
+                       ProtobufCBinaryData *req_token, const ProtobufCMessageDescriptor *desc,
+                       ann_cli_page_fn fn, void *ud)
+{
+    ProtobufCBinaryData token = {0, NULL};
+    int rc = 0, more = 1;
+    while (more) {
+        ProtobufCMessage *resp = NULL;
+        ProtobufCBinaryData next = {0, NULL};
+        if ((rc = ann_cli_call(cli, NULL, method, req, desc, &resp)))
+            break;
+        rc = fn(cli, resp, ud, &next);
+        if (!rc)
+            rc = ann_cli_check_output(cli);
+        if (!rc)
+            rc = next_token(cli, next, &token, &more);
+        protobuf_c_message_free_unpacked(resp, NULL);
+        if (rc)
+            break;
+        *req_token = token;
+    }
+    free(token.data);
+    return rc;
+}
+
+int ann_cli_time_opt(ann_cli *cli, const char *opt, const char *arg, int64_t *sec, int32_t *nsec)
+{
+    int64_t now_s;
+    int32_t now_ns;
+    ann_err err;
+    ann_cli_now(&now_s, &now_ns);
+    if (ann_cli_time_parse(arg, now_s, now_ns, sec, nsec, &err) < 0)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE, "%s: %s", opt, err.msg);
+    return 0;
+}
+
+void ann_cli_filter_init(ann_cli_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    annals__wire__v1__timestamp__init(&f->since);
+    annals__wire__v1__timestamp__init(&f->until);
+}
+
+void ann_cli_filter_free(ann_cli_filter *f)
+{
+    for (size_t i = 0; i < f->n_labels; i++)
+        free(f->labels[i]);
+    free(f->labels);
+    f->labels = NULL;
+    f->n_labels = 0;
+}
+
+int ann_cli_filter_opt(ann_cli *cli, ann_cli_filter *f, int c, char *arg)
+{
+    char *k, *v;
+    switch (c) {
+    case 'l': {
+        if (ann_cli_split_label(arg, &k, &v) < 0)
+            return ann_cli_fail(cli, ANN_EXIT_USAGE, "--label: expected key=value");
+        Annals__Wire__V1__Label *l = ann_xmalloc(sizeof *l);
+        annals__wire__v1__label__init(l);
+        l->key = ANN_CLI_BYTES(k);
+        l->value = ANN_CLI_BYTES(v);
+        f->labels = ann_xrealloc(f->labels, (f->n_labels + 1) * sizeof *f->labels);
+        f->labels[f->n_labels++] = l;
+        return 0;
+    }
+    case 's':
+        f->has_since = 1;
+        return ann_cli_time_opt(cli, "--since", arg, &f->since.seconds, &f->since.nanos);
+    case 'u':
+        f->has_until = 1;
+        return ann_cli_time_opt(cli, "--until", arg, &f->until.seconds, &f->until.nanos);
+    case 'j':
+        f->json = 1;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+int ann_cli_check_output(ann_cli *cli)
+{
+    if (fflush(cli->out) != 0 || ferror(cli->out))
+        return ann_cli_fail(cli, ANN_EXIT_IO, "writing output: %s", strerror(errno));
+    return 0;
+}
+
+int ann_cli_parse_id(const char *s, uint64_t *v)
+{
+    if (!*s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+int ann_cli_parse_id_bytes(ProtobufCBinaryData b, uint64_t *v)
+{
+    char buf[24];
+    if (b.len == 0 || b.len >= sizeof buf || memchr(b.data, 0, b.len))
+        return -1;
+    memcpy(buf, b.data, b.len);
+    buf[b.len] = '\0';
+    return ann_cli_parse_id(buf, v);
+}
+
+int ann_cli_answer_is_yes(const char *line)
+{
+    size_t n;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    n = strlen(line);
+    while (n && strchr(" \t\r\n", line[n - 1]))
+        n--;
+    return (n == 1 && (line[0] == 'y' || line[0] == 'Y')) ||
+           (n == 3 && !strncasecmp(line, "yes", 3));
+}
+
 /* Reads a PEM file for ANNALS_CA_FILE. */
 static char *read_file(const char *path)
 {
@@ -251,6 +419,12 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_tail(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "revoke")) {
         rc = ann_cmd_revoke(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "logs")) {
+        rc = ann_cmd_logs(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "read")) {
+        rc = ann_cmd_read(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "search")) {
+        rc = ann_cmd_search(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "delete")) {
         rc = ann_cmd_delete(&cli, argc - 1, argv + 1);
     } else {

@@ -13,8 +13,10 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "client/client.h"
+#include "client/rpc.h"
 
 enum {
     ANN_EXIT_OK = 0,
@@ -81,6 +83,78 @@ int ann_cli_split_label(char *arg, char **k, char **v);
  * and returns ANN_EXIT_USAGE. */
 int ann_cli_bad_option(ann_cli *cli, char **argv, int c);
 
+/* A NUL-terminated string as a protobuf-c `bytes` value (not copied; the
+ * string must outlive the message). */
+#define ANN_CLI_BYTES(s) ((ProtobufCBinaryData){strlen(s), (uint8_t *)(s)})
+
+/* Attempts of a query (it changes nothing, so retrying is always safe) and
+ * the backoff between them. */
+#define ANN_CLI_QUERY_ATTEMPTS 8
+#define ANN_CLI_BACKOFF_FIRST_MS 100
+#define ANN_CLI_BACKOFF_MAX_MS 2000
+
+/* Calls `method` with `req` and unpacks the answer as a `desc` message into
+ * *resp, retrying ann_cli_retryable() failures (ANN_CLI_QUERY_ATTEMPTS in all,
+ * with backoff; not after a stop signal). Returns 0, or an exit code after
+ * printing the status (prefixed by `what` unless NULL). Only for calls that
+ * are safe to repeat: queries, and revocations (a revoked entry stays revoked
+ * and keeps its first reason). */
+int ann_cli_call(ann_cli *cli, const char *what, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp);
+
+/* One page of a walk: prints or collects what `resp` holds and sets *next to
+ * its next page token (empty on the last page). Returns 0 or an exit code. */
+typedef int (*ann_cli_page_fn)(ann_cli *cli, const ProtobufCMessage *resp, void *ud,
+                               ProtobufCBinaryData *next);
+
+/* Walks every page of a paged query: calls `method` with `req` (ann_cli_call(),
+ * so with retries), hands each response (a `desc` message) to fn, and asks
+ * again with *req_token (a field of req) set to the page token fn found, until
+ * it is empty. stdout is flushed after each page. Refuses a token with a NUL
+ * byte or the same token twice in a row (a server that would make the walk
+ * loop forever). Returns 0 or an exit code. */
+int ann_cli_walk_pages(ann_cli *cli, const char *method, const ProtobufCMessage *req,
+                       ProtobufCBinaryData *req_token, const ProtobufCMessageDescriptor *desc,
+                       ann_cli_page_fn fn, void *ud);
+
+/* The options of list, logs and search that narrow what is shown: --label k=v
+ * (repeatable), --since T, --until T, and --json. */
+typedef struct ann_cli_filter {
+    Annals__Wire__V1__Label **labels; /* each its own allocation, strings in argv */
+    size_t n_labels;
+    Annals__Wire__V1__Timestamp since, until;
+    int has_since, has_until, json;
+} ann_cli_filter;
+
+void ann_cli_filter_init(ann_cli_filter *f);
+void ann_cli_filter_free(ann_cli_filter *f);
+
+/* Handles getopt's c ('l', 's', 'u' or 'j' as above) with its value arg.
+ * Returns 0 when handled, an exit code when the value is bad (after printing
+ * why), -1 when c is none of them. */
+int ann_cli_filter_opt(ann_cli *cli, ann_cli_filter *f, int c, char *arg);
+
+/* &f->since, &f->until, or NULL when not given. */
+#define ANN_CLI_SINCE(f) ((f)->has_since ? &(f)->since : NULL)
+#define ANN_CLI_UNTIL(f) ((f)->has_until ? &(f)->until : NULL)
+
+/* Parses a time option's value (see timefmt.h) relative to now. Returns 0, or
+ * ANN_EXIT_USAGE after printing why (naming `opt`). */
+int ann_cli_time_opt(ann_cli *cli, const char *opt, const char *arg, int64_t *sec, int32_t *nsec);
+
+/* Flushes stdout; when the output went nowhere (closed pipe, full disk)
+ * prints why and returns ANN_EXIT_IO, else 0. */
+int ann_cli_check_output(ann_cli *cli);
+
+/* Parses a decimal entry id ("0", "1", ...; no sign, no spaces). Returns 0 or
+ * -1. The _bytes form takes an id the server sent (untrusted bytes). */
+int ann_cli_parse_id(const char *s, uint64_t *v);
+int ann_cli_parse_id_bytes(ProtobufCBinaryData b, uint64_t *v);
+
+/* 1 when a line typed at a confirmation prompt says yes ("y" or "yes", any
+ * case, blanks around it ignored), else 0. */
+int ann_cli_answer_is_yes(const char *line);
+
 /* The commands; argv[0] is the command word. Each returns an exit code. */
 int ann_cmd_log_create(ann_cli *cli, int argc, char **argv);
 int ann_cmd_log_get(ann_cli *cli, int argc, char **argv);
@@ -89,5 +163,8 @@ int ann_cmd_revoke(ann_cli *cli, int argc, char **argv);
 int ann_cmd_write(ann_cli *cli, int argc, char **argv);
 int ann_cmd_list(ann_cli *cli, int argc, char **argv);
 int ann_cmd_tail(ann_cli *cli, int argc, char **argv);
+int ann_cmd_logs(ann_cli *cli, int argc, char **argv);
+int ann_cmd_read(ann_cli *cli, int argc, char **argv);
+int ann_cmd_search(ann_cli *cli, int argc, char **argv);
 
 #endif

@@ -1,5 +1,4 @@
 /* annals list | tail */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -11,9 +10,8 @@
 #include "cli/timefmt.h"
 #include "client/rpc.h"
 
-#define LIST_ATTEMPTS 8
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_FIRST_MS ANN_CLI_BACKOFF_FIRST_MS
+#define BACKOFF_MAX_MS ANN_CLI_BACKOFF_MAX_MS
 
 static void print_entry(ann_cli *cli, const Annals__Wire__V1__LogEntry *e, int json)
 {
@@ -23,25 +21,12 @@ static void print_entry(ann_cli *cli, const Annals__Wire__V1__LogEntry *e, int j
         ann_cli_print_entry_text(cli->out, e);
 }
 
-/* Output went nowhere (closed pipe, full disk): stop with ANN_EXIT_IO. */
-static int check_output(ann_cli *cli)
+static int list_page(ann_cli *cli, const ProtobufCMessage *m, void *ud, ProtobufCBinaryData *next)
 {
-    if (fflush(cli->out) != 0 || ferror(cli->out))
-        return ann_cli_fail(cli, ANN_EXIT_IO, "writing output: %s", strerror(errno));
-    return 0;
-}
-
-static int parse_time_opt(ann_cli *cli, const char *opt, const char *arg,
-                          Google__Protobuf__Timestamp *ts)
-{
-    int64_t now_s, sec;
-    int32_t now_ns, nsec;
-    ann_err err;
-    ann_cli_now(&now_s, &now_ns);
-    if (ann_cli_time_parse(arg, now_s, now_ns, &sec, &nsec, &err) < 0)
-        return ann_cli_fail(cli, ANN_EXIT_USAGE, "%s: %s", opt, err.msg);
-    ts->seconds = sec;
-    ts->nanos = nsec;
+    const Annals__Wire__V1__ListLogEntriesResponse *resp = (const void *)m;
+    for (size_t i = 0; i < resp->n_entries; i++)
+        print_entry(cli, resp->entries[i], *(const int *)ud);
+    *next = resp->next_page_token;
     return 0;
 }
 
@@ -56,31 +41,15 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
         {"min-severity", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
-    Annals__V1__ListLogEntriesRequest req = ANNALS__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
-    Annals__Wire__V1__ListLogEntriesResponse *resp = NULL;
-    Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    Google__Protobuf__Timestamp until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    char *token = NULL;
-    ann_rpc_status st;
-    int c, json = 0, rc;
+    Annals__Wire__V1__ListLogEntriesRequest req = ANNALS__WIRE__V1__LIST_LOG_ENTRIES_REQUEST__INIT;
+    ann_cli_filter f; /* no --label here, so it owns nothing to free */
+    int c, rc;
 
+    ann_cli_filter_init(&f);
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 's':
-            if ((rc = parse_time_opt(cli, "--since", optarg, &since)))
-                return rc;
-            req.start_time = &since;
-            break;
-        case 'u':
-            if ((rc = parse_time_opt(cli, "--until", optarg, &until)))
-                return rc;
-            req.end_time = &until;
-            break;
-        case 'j':
-            json = 1;
-            break;
         case 'p': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -92,98 +61,35 @@ int ann_cmd_list(ann_cli *cli, int argc, char **argv)
         case 'c':
             if (!ann_cli_utf8_valid(optarg, strlen(optarg)))
                 return ann_cli_fail(cli, ANN_EXIT_USAGE, "--contains: not valid UTF-8");
-            req.text_contains = optarg;
+            req.text_contains = ANN_CLI_BYTES(optarg);
             break;
         case 'm': {
             int sev = ann_cli_severity_parse(optarg);
             if (sev < 0)
                 return ann_cli_fail(cli, ANN_EXIT_USAGE,
                                     "--min-severity: expected a severity name (INFO, ...)");
-            req.min_severity = (Annals__V1__LogEntry__Severity)sev;
+            req.min_severity = sev;
             break;
         }
         default:
-            return ann_cli_bad_option(cli, argv, c);
+            if ((rc = ann_cli_filter_opt(cli, &f, c, optarg)) < 0)
+                return ann_cli_bad_option(cli, argv, c);
+            if (rc)
+                return rc;
         }
     }
     if (argc - optind != 1)
         return ann_cli_fail(cli, ANN_EXIT_USAGE,
                             "usage: annals list LOG [--since T] [--until T] [--json] "
                             "[--page-size N]");
-    req.log_id = argv[optind];
+    req.log_id = ANN_CLI_BYTES(argv[optind]);
+    req.start_time = ANN_CLI_SINCE(&f);
+    req.end_time = ANN_CLI_UNTIL(&f);
     if ((rc = ann_cli_connect(cli)))
         return rc;
-
-    for (;;) {
-        int attempt = 0;
-        int64_t backoff = BACKOFF_FIRST_MS;
-        for (;;) {
-            if (ann_rpc_list_log_entries(cli->client, &req, cli->timeout_ms, &resp, &st) == 0)
-                break;
-            /* A query changes nothing: retrying it is always safe. */
-            if (!ann_cli_retryable(&st) || ++attempt >= LIST_ATTEMPTS ||
-                (cli->stop && *cli->stop)) {
-                rc = ann_cli_fail_rpc(cli, NULL, &st);
-                goto done;
-            }
-            ann_cli_sleep_ms(cli, backoff);
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-        }
-        for (size_t i = 0; i < resp->n_entries; i++)
-            print_entry(cli, resp->entries[i], json);
-        if ((rc = check_output(cli)))
-            goto done;
-        ProtobufCBinaryData next = resp->next_page_token;
-        if (!next.len)
-            break;
-        /* A server that hands out the same token again would loop forever. */
-        if (token && strlen(token) == next.len && !memcmp(token, next.data, next.len)) {
-            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server repeated a page token");
-            goto done;
-        }
-        if (memchr(next.data, 0, next.len)) {
-            rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server sent a malformed page token");
-            goto done;
-        }
-        free(token);
-        token = ann_xmalloc(next.len + 1);
-        memcpy(token, next.data, next.len);
-        token[next.len] = '\0';
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-        resp = NULL;
-        req.page_token = token;
-    }
-    rc = ANN_EXIT_OK;
-done:
-    if (resp)
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    free(token);
-    return rc;
-}
-
-/* Parses a decimal entry id; -1 when it is not one. */
-static int parse_id(const char *s, uint64_t *v)
-{
-    if (!*s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (*end || errno)
-        return -1;
-    *v = x;
-    return 0;
-}
-
-/* parse_id() of an id the server sent (bytes, untrusted). */
-static int parse_id_bytes(ProtobufCBinaryData b, uint64_t *v)
-{
-    char buf[24];
-    if (b.len == 0 || b.len >= sizeof buf || memchr(b.data, 0, b.len))
-        return -1;
-    memcpy(buf, b.data, b.len);
-    buf[b.len] = '\0';
-    return parse_id(buf, v);
+    return ann_cli_walk_pages(cli, ANN_METHOD_LIST_LOG_ENTRIES, &req.base, &req.page_token,
+                              &annals__wire__v1__list_log_entries_response__descriptor, list_page,
+                              &f.json);
 }
 
 /* Where the tail starts when no --after is given: after the log's current last
@@ -242,7 +148,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
     if (argc - optind != 1)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "usage: annals tail LOG [--after ID] [--json]");
     req.log_id = argv[optind];
-    if (after_arg && parse_id(after_arg, &last) < 0)
+    if (after_arg && ann_cli_parse_id(after_arg, &last) < 0)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "--after: expected an entry id (0 for the start)");
     if ((rc = ann_cli_connect(cli)))
         return rc;
@@ -270,7 +176,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
                 const Annals__Wire__V1__LogEntry *e = resp->entries[i];
                 uint64_t id;
                 /* Each entry once: skip what a resumed stream repeats. */
-                if (parse_id_bytes(e->entry_id, &id) == 0) {
+                if (ann_cli_parse_id_bytes(e->entry_id, &id) == 0) {
                     if (id <= last)
                         continue;
                     last = id;
@@ -278,7 +184,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv)
                 print_entry(cli, e, json);
             }
             protobuf_c_message_free_unpacked(&resp->base, NULL);
-            if ((rc = check_output(cli))) {
+            if ((rc = ann_cli_check_output(cli))) {
                 ann_client_stream_free(stream);
                 return rc;
             }

@@ -146,6 +146,13 @@ void ann_cli_print_struct_json(FILE *f, const Annals__Wire__V1__Struct *s)
     put_struct(f, s, 0);
 }
 
+void ann_cli_print_hit_text(FILE *f, const Annals__Wire__V1__LogEntry *e)
+{
+    ANN_CLI_PUT_TERM_BYTES(f, e->log_id);
+    fputc(' ', f);
+    ann_cli_print_entry_text(f, e);
+}
+
 void ann_cli_print_entry_text(FILE *f, const Annals__Wire__V1__LogEntry *e)
 {
     ANN_CLI_PUT_TERM_BYTES(f, e->entry_id);
@@ -200,7 +207,25 @@ void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e)
         fputs(",\"json_payload\":", f);
         put_struct(f, e->json_payload, 0);
     }
-    fprintf(f, ",\"redacted\":%s}\n", e->redacted ? "true" : "false");
+    fprintf(f, ",\"redacted\":%s", e->redacted ? "true" : "false");
+    if (e->revocation) {
+        fputs(",\"revocation\":{\"actor\":", f);
+        ANN_CLI_PUT_JSON_BYTES(f, e->revocation->actor);
+        fputs(",\"reason\":", f);
+        ANN_CLI_PUT_JSON_BYTES(f, e->revocation->reason);
+        fputs(",\"time\":", f);
+        put_time_json(f, e->revocation->time);
+        fputc('}', f);
+    }
+    fputs("}\n", f);
+}
+
+/* A label as key=value, each escaped for a terminal. */
+static void put_label_term(FILE *f, const Annals__Wire__V1__Label *l)
+{
+    ANN_CLI_PUT_TERM_BYTES(f, l->key);
+    fputc('=', f);
+    ANN_CLI_PUT_TERM_BYTES(f, l->value);
 }
 
 void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
@@ -212,11 +237,22 @@ void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
     fprintf(f, "\nentry_count: %lld\n", (long long)log->entry_count);
     for (size_t i = 0; i < log->n_labels; i++) {
         fputs("label: ", f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->key);
-        fputc('=', f);
-        ANN_CLI_PUT_TERM_BYTES(f, log->labels[i]->value);
+        put_label_term(f, log->labels[i]);
         fputc('\n', f);
     }
+}
+
+void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log)
+{
+    ANN_CLI_PUT_TERM_BYTES(f, log->id);
+    fputc(' ', f);
+    put_time_text(f, log->create_time);
+    fprintf(f, " %lld", (long long)log->entry_count);
+    for (size_t i = 0; i < log->n_labels; i++) {
+        fputc(' ', f);
+        put_label_term(f, log->labels[i]);
+    }
+    fputc('\n', f);
 }
 
 void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)

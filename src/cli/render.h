@@ -14,7 +14,8 @@
  *      "severity":"INFO","labels":{..},"text_payload":".."|"json_payload":{..},
  *      "redacted":false}
  * times are RFC 3339 strings (null when absent); a redacted entry has no
- * payload field.
+ * payload field, and when the server says who revoked it, why and when, a
+ * "revocation":{"actor":..,"reason":..,"time":..} after "redacted".
  *
  * The entries are the wire view of the messages (client/rpc.h): strings are
  * bytes, so a NUL or invalid UTF-8 from the server is shown, not lost.
@@ -35,12 +36,22 @@ int ann_cli_severity_parse(const char *s);
 void ann_cli_print_entry_text(FILE *f, const Annals__Wire__V1__LogEntry *e);
 void ann_cli_print_entry_json(FILE *f, const Annals__Wire__V1__LogEntry *e);
 
+/* A search hit: "<log_id> " and then the entry's text line. (Its JSON form is
+ * ann_cli_print_entry_json(), which has the log_id.) */
+void ann_cli_print_hit_text(FILE *f, const Annals__Wire__V1__LogEntry *e);
+
 /* A google.protobuf.Struct as compact JSON (nesting beyond 64 levels is
  * written as null). */
 void ann_cli_print_struct_json(FILE *f, const Annals__Wire__V1__Struct *s);
 
-/* A log's metadata: "key: value" lines, or one JSON object. */
+/* A log's metadata: "key: value" lines, or one JSON object
+ * {"id","labels","create_time","entry_count"} on one line. */
 void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log);
 void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log);
+
+/* A log on one line, fields separated by single spaces:
+ *     <id> <create_time> <entry_count> [<key>=<value>]...
+ * (labels in the server's order, each escaped). */
+void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log);
 
 #endif

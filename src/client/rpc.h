@@ -29,6 +29,9 @@
 #define ANN_METHOD_LIST_LOG_ENTRIES "/annals.v1.LoggingQueryService/ListLogEntries"
 #define ANN_METHOD_GET_LOG "/annals.v1.LoggingQueryService/GetLog"
 #define ANN_METHOD_TAIL_LOG_ENTRIES "/annals.v1.LoggingQueryService/TailLogEntries"
+#define ANN_METHOD_LIST_LOGS "/annals.v1.LoggingQueryService/ListLogs"
+#define ANN_METHOD_READ_LOG_ENTRIES "/annals.v1.LoggingQueryService/ReadLogEntries"
+#define ANN_METHOD_SEARCH_LOG_ENTRIES "/annals.v1.LoggingQueryService/SearchLogEntries"
 
 /* Any unary call: packs `req`, calls `method` and unpacks the response as a
  * `resp_desc` message (any descriptor). Ownership as described above. */

@@ -234,7 +234,7 @@ typedef struct ann_store_ops {
     int (*search)(ann_store *s, const char *tenant_id, const ann_search_query *q,
                   ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
 
-    /* Entries with id > after_id in id order, at most `limit` of them. */
+    /* Entries with id > after_id in id order, at most `limit` of them (0: no limit). */
     int (*read_after)(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
                       size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 

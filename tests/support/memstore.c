@@ -306,7 +306,7 @@ static int ms_read_after(ann_store *s, const char *tenant, const char *id, uint6
     pthread_mutex_lock(&m->mu);
     mlog *l = find(m, tenant, id, err);
     if (l)
-        for (uint64_t i = after; i < l->n && i - after < limit; i++)
+        for (uint64_t i = after; i < l->n && (limit == 0 || i - after < limit); i++)
             if (visit(&l->v[i].e, ud))
                 break;
     pthread_mutex_unlock(&m->mu);

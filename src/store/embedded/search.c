@@ -2,19 +2,18 @@
  * SearchLogEntries across a tenant's logs: exact, in (time, log id, entry id) order, with a
  * bounded amount of work per call.
  *
- * The logs are cut into units of consecutive ids, each with the time range of its entries
- * (a unit is a sealed block, or a range of the unsealed tail). A call keeps only the units
- * that may hold a match after the cursor (time range; the block's search filter), orders
- * them by their lower bound (the first time at or after the cursor they can hold, their
- * log, their first id), and examines them in that order, keeping the `limit` smallest
- * matching keys. Once the units up to some point are examined, every match below the next
- * unit's lower bound (the horizon) is final: no unit not yet examined can hold a smaller
- * key. A call stops when `limit` final matches are known, when every unit is examined, or
- * when it has examined `budget` entries (checked between units, so a call examines at most
- * the budget plus one unit); it then answers the final matches it has and a resume point:
- * the last match answered, or just below the horizon. The next call starts from there and
- * examines again what lies beyond it, so a unit may be read by more than one call; nothing
- * is answered twice, and nothing is skipped.
+ * The logs are cut into units of consecutive ids, each with a few quantiles of its entry
+ * times (a unit is a sealed block, or a range of the unsealed tail). A call keeps the units
+ * that may hold a match after the cursor (time window; the block's search filter) and cuts
+ * a time slice [lo, H) starting at the cursor's time, as long as the units' quantiles say
+ * it holds about `budget` entries; then it examines every entry of the slice in every kept
+ * unit. Every match in the slice is then final (no entry outside it sorts before H), so
+ * the call answers the smallest `limit` of them and resumes after the last one answered,
+ * or at H when it answered them all. When even one nanosecond holds more than the budget,
+ * the slice is that one time, walked in (log, id) order and cut after `budget` entries.
+ * Each call therefore moves the walk forward, never answers a key twice and never skips
+ * one; it examines about `budget` entries (more only when entries are unevenly spread
+ * between a unit's quantiles).
  */
 #include "store/embedded/internal.h"
 
@@ -23,7 +22,8 @@
 
 #include "common/buf.h"
 
-#define UNIT_IDS 4096 /* ids per unit of the unsealed tail (< ANN_WORK_BUDGET) */
+#define UNIT_IDS 4096 /* ids per unit of the unsealed tail */
+#define NQ 8          /* a unit's times are summarised by NQ + 1 quantiles */
 
 typedef struct cand {
     char id[EMB_MAX_ID_LEN + 1];
@@ -33,7 +33,8 @@ typedef struct cand {
 typedef struct unit {
     uint32_t log; /* index into the candidates, which are sorted by id */
     uint64_t first, last;
-    int64_t lo_time; /* its lower bound: max(first time it holds, the walk's low time) */
+    uint64_t count;
+    int64_t q[NQ + 1]; /* q[0] the smallest time, q[NQ] the largest */
 } unit;
 
 typedef struct key {
@@ -56,16 +57,15 @@ static int key_qcmp(const void *a, const void *b)
     return key_cmp(a, b);
 }
 
-static int unit_cmp(const void *a, const void *b)
-{
-    const unit *x = a, *y = b;
-    key kx = {x->lo_time, x->log, x->first}, ky = {y->lo_time, y->log, y->first};
-    return key_cmp(&kx, &ky);
-}
-
 static int cand_cmp(const void *a, const void *b)
 {
     return strcmp(((const cand *)a)->id, ((const cand *)b)->id);
+}
+
+static int i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* A max-heap of at most `cap` keys: the smallest keys seen so far. */
@@ -119,15 +119,19 @@ typedef struct walk {
     const ann_search_query *q;
     cand *c;
     size_t nc, ccap;
-    key cursor; /* valid when q->has_cursor; log as a candidate index (see below) */
-    int64_t lo;
-    uint32_t log;
+    key cursor; /* valid when q->has_cursor; its log as a candidate index */
+    int64_t lo; /* the slice: keys after the cursor with time in [lo, hi) ... */
+    int64_t hi;
+    bool one_time; /* ... or, at one time lo, up to budget entries in (log, id) order */
+    key last_seen; /* one_time: the last key examined */
+    uint32_t log;  /* the log being examined */
     heap hp;
     uint64_t examined;
 } walk;
 
-/* The cursor's log id as a position among the candidates: the index of the first
- * candidate whose id is >= it, and whether it is equal. */
+/* The cursor's log as a position among the candidates (sorted by id): keys of candidate i
+ * come after the cursor's log when i >= the index of the first id >= it (strictly after
+ * when equal, by entry id). */
 static void cursor_place(walk *w)
 {
     const char *cl = w->q->cursor.log_id;
@@ -135,8 +139,6 @@ static void cursor_place(walk *w)
     while (i < w->nc && strcmp(w->c[i].id, cl) < 0)
         i++;
     bool eq = i < w->nc && strcmp(w->c[i].id, cl) == 0;
-    /* Keys after the cursor: (t > ct) or (t == ct and (log > cl or (log == cl and id > cid))).
-     * With candidates indexed in id order, log > cl is index >= i (+1 if equal). */
     w->cursor.t = w->q->cursor.time_ns;
     w->cursor.log = (uint32_t)i;
     w->cursor.id = eq ? w->q->cursor.entry_id : 0; /* not equal: every id of i is after */
@@ -146,53 +148,91 @@ static bool after_cursor(const walk *w, const key *k)
 {
     if (!w->q->has_cursor)
         return true;
-    if (k->t != w->cursor.t)
-        return k->t > w->cursor.t;
-    if (k->log != w->cursor.log)
-        return k->log > w->cursor.log;
-    return k->id > w->cursor.id;
+    return key_cmp(k, &w->cursor) > 0;
+}
+
+/* Is the entry in the slice? (Time window, snapshot and cursor included.) */
+static bool in_slice(const walk *w, int64_t t, int64_t it, uint64_t id)
+{
+    const ann_search_query *q = w->q;
+    if (t < w->lo || t >= q->end_ns || it > q->snapshot_ns)
+        return false;
+    if (w->one_time ? t != w->lo : t >= w->hi)
+        return false;
+    key k = {t, w->log, id};
+    return after_cursor(w, &k);
 }
 
 static int examine(const ann_entry *e, void *ud)
 {
     walk *w = ud;
-    const ann_search_query *q = w->q;
-    if (e->time_ns < w->lo || e->time_ns >= q->end_ns || e->insert_time_ns > q->snapshot_ns)
+    if (!in_slice(w, e->time_ns, e->insert_time_ns, e->entry_id))
         return 0;
     key k = {e->time_ns, w->log, e->entry_id};
-    if (!after_cursor(w, &k))
-        return 0;
     w->examined++;
-    if (e->flags & ANN_ENTRY_REDACTED)
-        return 0;
-    if (ann_body_matches(q->match, e->body, e->body_len))
+    w->last_seen = k;
+    if (!(e->flags & ANN_ENTRY_REDACTED) && ann_body_matches(w->q->match, e->body, e->body_len))
         heap_push(&w->hp, k);
-    return 0;
+    /* One time at a time: stop within a log once the budget is spent. */
+    return w->one_time && w->examined >= w->q->budget ? 1 : 0;
 }
 
-/* The units of one log whose time range can hold keys in [lo, end). */
+static void add_unit(unit **u, size_t *n, size_t *cap, const unit *x)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *u = ann_xrealloc(*u, *cap * sizeof **u);
+    }
+    (*u)[(*n)++] = *x;
+}
+
+/* The units of one log that may hold keys in [lo, end). */
 static void log_units(walk *w, uint32_t li, unit **u, size_t *n, size_t *cap)
 {
     elog *h = w->c[li].h;
+    int64_t *times = ann_xmalloc(UNIT_IDS * sizeof *times);
     pthread_rwlock_rdlock(&h->lk);
     uint64_t visible = h->visible;
     for (uint64_t first = 1; first <= visible; first += UNIT_IDS) {
         uint64_t last = first + UNIT_IDS - 1 < visible ? first + UNIT_IDS - 1 : visible;
-        int64_t mn = INT64_MAX, mx = INT64_MIN;
-        for (uint64_t id = first; id <= last; id++) {
-            int64_t t = ann_idx_time(&h->idx, id);
-            mn = t < mn ? t : mn;
-            mx = t > mx ? t : mx;
-        }
-        if (mx < w->lo || mn >= w->q->end_ns)
+        size_t k = 0;
+        for (uint64_t id = first; id <= last; id++)
+            times[k++] = ann_idx_time(&h->idx, id);
+        qsort(times, k, sizeof *times, i64_cmp);
+        if (times[k - 1] < w->lo || times[0] >= w->q->end_ns)
             continue;
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 64;
-            *u = ann_xrealloc(*u, *cap * sizeof **u);
-        }
-        (*u)[(*n)++] = (unit){li, first, last, mn > w->lo ? mn : w->lo};
+        unit x = {.log = li, .first = first, .last = last, .count = k};
+        for (int j = 0; j <= NQ; j++)
+            x.q[j] = times[(k - 1) * (size_t)j / NQ];
+        add_unit(u, n, cap, &x);
     }
     pthread_rwlock_unlock(&h->lk);
+    free(times);
+}
+
+/* About how many of a unit's entries have times in [lo, t): each of its NQ quantile
+ * intervals holds count / NQ entries, spread evenly. */
+static double unit_est(const unit *u, int64_t lo, int64_t t)
+{
+    /* long double holds every int64 exactly (x86-64), so nanosecond slices of times far
+     * apart still count right. */
+    long double per = (long double)u->count / NQ, sum = 0;
+    for (int j = 0; j < NQ; j++) {
+        long double a = (long double)u->q[j], b = (long double)u->q[j + 1] + 1.0L;
+        long double x = (long double)lo > a ? (long double)lo : a;
+        long double y = (long double)t < b ? (long double)t : b;
+        if (y > x)
+            sum += per * (y - x) / (b - a);
+    }
+    return (double)sum;
+}
+
+static double slice_est(const unit *u, size_t n, int64_t lo, int64_t t)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += unit_est(&u[i], lo, t);
+    return sum;
 }
 
 typedef struct hit_ctx {
@@ -227,8 +267,47 @@ static int collect_logs(const ann_meta_log_row *r, void *ud)
 static void set_pos(const walk *w, const key *k, ann_search_pos *p)
 {
     p->time_ns = k->t;
-    snprintf(p->log_id, sizeof p->log_id, "%s", w->c[k->log].id);
+    if (k->log < w->nc)
+        snprintf(p->log_id, sizeof p->log_id, "%s", w->c[k->log].id);
+    else /* after every candidate log */
+        snprintf(p->log_id, sizeof p->log_id, "ffffffff-ffff-ffff-ffff-ffffffffffff");
     p->entry_id = k->id;
+}
+
+static int unit_log_cmp(const void *a, const void *b)
+{
+    const unit *x = a, *y = b;
+    if (x->log != y->log)
+        return x->log < y->log ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Picks the slice: [lo, hi) holding about `budget` entries, or the single time lo. */
+static void pick_slice(walk *w, const unit *u, size_t n)
+{
+    int64_t top = INT64_MIN; /* the largest time any unit holds inside the window */
+    for (size_t i = 0; i < n; i++) {
+        int64_t m = u[i].q[NQ] < w->q->end_ns ? u[i].q[NQ] : w->q->end_ns - 1;
+        top = m > top ? m : top;
+    }
+    double budget = (double)w->q->budget;
+    if (slice_est(u, n, w->lo, w->lo + 1) > budget && w->q->budget > 0) {
+        w->one_time = true;
+        return;
+    }
+    if (slice_est(u, n, w->lo, top) + 1 <= budget || top == INT64_MAX) {
+        w->hi = top == INT64_MAX ? INT64_MAX : top + 1; /* everything that is left */
+        return;
+    }
+    int64_t a = w->lo + 1, b = top + 1; /* est(a) <= budget < est(b) */
+    while (b - a > 1) {
+        int64_t m = a + (b - a) / 2;
+        if (slice_est(u, n, w->lo, m) <= budget)
+            a = m;
+        else
+            b = m;
+    }
+    w->hi = a;
 }
 
 int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
@@ -241,8 +320,8 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
     int rc = -1;
     if (s->opts.admin_only)
         return ann_err_set(err, ANN_EINVAL, "store opened admin-only");
-    if (!q->match || q->limit == 0)
-        return ann_err_set(err, ANN_EINVAL, "search: missing matcher or limit");
+    if (!q->match || q->limit == 0 || q->budget == 0)
+        return ann_err_set(err, ANN_EINVAL, "search: missing matcher, limit or budget");
 
     /* The candidate logs, in id order. */
     if (q->n_log_ids) {
@@ -281,45 +360,52 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
     w.lo = q->start_ns;
     if (q->has_cursor) {
         cursor_place(&w);
-        if (q->cursor.time_ns > w.lo)
-            w.lo = q->cursor.time_ns;
+        /* A cursor past every log at its time means that time is done. */
+        int64_t from = q->cursor.time_ns;
+        if (w.cursor.log >= w.nc) {
+            if (from == INT64_MAX) {
+                rc = 0;
+                goto done;
+            }
+            from++;
+        }
+        if (from > w.lo)
+            w.lo = from;
     }
     res->resume = q->has_cursor ? q->cursor : (ann_search_pos){.time_ns = INT64_MIN};
+    if (w.lo >= q->end_ns) {
+        rc = 0; /* nothing is left in the window */
+        goto done;
+    }
     for (uint32_t i = 0; i < w.nc; i++)
         log_units(&w, i, &units, &nunits, &ucap);
-    qsort(units, nunits, sizeof *units, unit_cmp);
+    if (nunits == 0) {
+        rc = 0;
+        goto done;
+    }
+    pick_slice(&w, units, nunits);
 
+    /* Examine the slice: in the one-time case in (log, id) order, stopping at the budget. */
     w.hp.cap = q->limit;
     w.hp.v = ann_xmalloc(w.hp.cap * sizeof *w.hp.v);
-    size_t ui = 0;
-    bool early = false;
-    for (; ui < nunits; ui++) {
-        if (ui > 0 && w.examined >= q->budget)
-            break;
-        if (w.hp.n == w.hp.cap) { /* the page may be complete already */
-            key bound = {units[ui].lo_time, units[ui].log, units[ui].first};
-            if (key_cmp(&w.hp.v[0], &bound) < 0) {
-                early = true;
-                break;
-            }
-        }
-        w.log = units[ui].log;
-        if (emb_read_range(s, w.c[w.log].h, units[ui].first, units[ui].last, examine, &w, err) != 0)
+    qsort(units, nunits, sizeof *units, unit_log_cmp);
+    bool cut = false; /* one_time: the budget stopped the walk of the time lo */
+    for (size_t ui = 0; ui < nunits && !cut; ui++) {
+        const unit *u = &units[ui];
+        if (w.one_time ? (u->q[0] > w.lo || u->q[NQ] < w.lo) : (u->q[NQ] < w.lo || u->q[0] >= w.hi))
+            continue;
+        w.log = u->log;
+        if (emb_read_range(s, w.c[w.log].h, u->first, u->last, examine, &w, err) != 0)
             goto done;
+        if (w.one_time && w.examined >= q->budget)
+            cut = true;
     }
     res->examined = w.examined;
 
-    /* The final keys: below the horizon (the next unit's lower bound), all if none. */
-    bool all = ui == nunits;
-    key horizon = all ? (key){INT64_MAX, UINT32_MAX, UINT64_MAX}
-                      : (key){units[ui].lo_time, units[ui].log, units[ui].first};
+    /* Every key examined is final: answer the smallest ones. */
     qsort(w.hp.v, w.hp.n, sizeof *w.hp.v, key_qcmp);
-    size_t nfinal = 0;
-    while (nfinal < w.hp.n && (all || key_cmp(&w.hp.v[nfinal], &horizon) < 0))
-        nfinal++;
-
     size_t given = 0;
-    for (; given < nfinal; given++) {
+    for (; given < w.hp.n; given++) {
         key *k = &w.hp.v[given];
         hit_ctx hc = {&w, k->log, visit, ud, false};
         if (emb_read_range(s, w.c[k->log].h, k->id, k->id, give_hit, &hc, err) != 0)
@@ -327,20 +413,25 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
         if (hc.refused)
             break;
     }
-    if (given < nfinal) { /* the visitor stopped: resume after the last hit it took */
+    if (given < w.hp.n || w.hp.dropped) {
+        /* A page's worth: continue after the last hit answered. */
         res->more = true;
         if (given > 0)
             set_pos(&w, &w.hp.v[given - 1], &res->resume);
-    } else if ((early || w.hp.dropped) && nfinal == w.hp.cap) {
-        /* The page is full; keys beyond the last one given may exist below the horizon. */
+    } else if (w.one_time) {
         res->more = true;
-        set_pos(&w, &w.hp.v[nfinal - 1], &res->resume);
-    } else if (!all) {
-        /* Everything below the horizon was given: resume just below it. */
-        res->more = true;
-        key below = horizon; /* a unit's first id is >= 1 */
-        below.id--;
-        set_pos(&w, &below, &res->resume);
+        key end = cut ? w.last_seen : (key){w.lo, (uint32_t)w.nc, UINT64_MAX};
+        set_pos(&w, &end, &res->resume);
+    } else if (w.hi != INT64_MAX && w.hi < q->end_ns) {
+        /* The rest of the walk starts at hi, if any unit reaches it. */
+        bool beyond = false;
+        for (size_t i = 0; i < nunits && !beyond; i++)
+            beyond = units[i].q[NQ] >= w.hi;
+        if (beyond) {
+            res->more = true;
+            key below = {w.hi - 1, (uint32_t)w.nc, UINT64_MAX};
+            set_pos(&w, &below, &res->resume);
+        }
     }
     rc = 0;
 done:

@@ -1,7 +1,8 @@
 /*
  * Property test of what the CLI prints from untrusted server bytes: for random
  * entries (every byte value in payloads, labels, ids and JSON strings) and for
- * randomly corrupted responses, the text and JSON renderings
+ * randomly corrupted responses, the text and JSON renderings (of entries, of
+ * search hits, and of logs made of the same random bytes)
  *   - are valid UTF-8,
  *   - contain no C0 control but the newline ending each entry, no DEL, no C1
  *     control and no bidirectional control,
@@ -76,15 +77,37 @@ static void check_safe(const char *out, size_t len, size_t want_lines)
     assert_int_equal(lines, want_lines);
 }
 
+/* Every one-line rendering of an entry: text, JSON, and as a search hit. */
+static void (*const entry_renderers[])(FILE *, const Annals__Wire__V1__LogEntry *) = {
+    ann_cli_print_entry_text,
+    ann_cli_print_entry_json,
+    ann_cli_print_hit_text,
+};
+
+/* Each entry's labels and id also make a log, as `annals logs` prints it. */
+static void render_as_log(FILE *f, const Annals__Wire__V1__LogEntry *e, int json)
+{
+    Annals__Wire__V1__Log log = ANNALS__WIRE__V1__LOG__INIT;
+    log.id = e->log_id;
+    log.create_time = e->time;
+    log.entry_count = (int64_t)e->severity * 1000003;
+    log.n_labels = e->n_labels;
+    log.labels = e->labels;
+    (json ? ann_cli_print_log_json : ann_cli_print_log_line)(f, &log);
+}
+
 static void render_all(const Annals__Wire__V1__ListLogEntriesResponse *r)
 {
-    for (int json = 0; json < 2; json++) {
+    for (int k = 0; k < 5; k++) {
         char *out = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&out, &len);
         assert_non_null(f);
         for (size_t i = 0; i < r->n_entries; i++)
-            (json ? ann_cli_print_entry_json : ann_cli_print_entry_text)(f, r->entries[i]);
+            if (k < 3)
+                entry_renderers[k](f, r->entries[i]);
+            else
+                render_as_log(f, r->entries[i], k == 4);
         fclose(f);
         check_safe(out, len, r->n_entries);
         free(out);
@@ -100,6 +123,7 @@ static void random_response(uint8_t **packed, size_t *plen)
     Annals__Wire__V1__ListLogEntriesResponse r = ANNALS__WIRE__V1__LIST_LOG_ENTRIES_RESPONSE__INIT;
     Annals__Wire__V1__LogEntry e[N], *ep[N];
     Annals__Wire__V1__Timestamp t[N];
+    Annals__Wire__V1__Revocation rev[N];
     Annals__Wire__V1__Label lab[N][2], *labp[N][2];
     Annals__Wire__V1__Struct st[N], inner[N];
     Annals__Wire__V1__Struct__FieldsEntry fe[N][3], *fep[N][3], ife[N], *ifep[N];
@@ -119,6 +143,13 @@ static void random_response(uint8_t **packed, size_t *plen)
         e[i].insert_id = rand_bytes(pool, &used);
         e[i].severity = (int32_t)(rnd() % 3 ? (rnd() % 10) * 100 : (uint32_t)rnd());
         e[i].redacted = rnd() % 7 == 0;
+        if (rnd() % 4 == 0) {
+            annals__wire__v1__revocation__init(&rev[i]);
+            rev[i].actor = rand_bytes(pool, &used);
+            rev[i].reason = rand_bytes(pool, &used);
+            rev[i].time = rnd() % 3 ? &t[i] : NULL;
+            e[i].revocation = &rev[i];
+        }
         for (int k = 0; k < 2; k++) {
             annals__wire__v1__label__init(&lab[i][k]);
             lab[i][k].key = rand_bytes(pool, &used);

@@ -1,0 +1,553 @@
+/*
+ * The storage port's contract, run against every backend: the same random archive is
+ * written to each, and the tenant-wide reads (ListLogs, SearchLogEntries walks with tiny
+ * pages and tiny work budgets, reads with revocation records) must give exactly what a
+ * brute-force model of the contract computes. Pages and budgets may cut a walk anywhere;
+ * the concatenated walk must still be every match, once, in order.
+ *
+ * Backends: the memory reference (tests/support/memstore.c) and the embedded store. The
+ * distributed backend joins this list when it lands.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "domain/body.h"
+#include "memstore.h"
+#include "store/embedded/embedded.h"
+
+#define NLOGS 14
+#define MAXE 400
+
+typedef struct ment {
+    uint64_t id;
+    int64_t t, it;
+    char text[96];
+    char label[24];
+    bool redacted;
+    const char *reason;
+} ment;
+
+typedef struct mlog {
+    char id[ANN_UUID_LEN + 1];
+    int tenant;
+    int64_t create;
+    char job[8];
+    ment e[MAXE];
+    size_t n;
+    bool deleted;
+} mlog;
+
+typedef struct model {
+    mlog logs[NLOGS];
+    ann_tenant t[2];
+    unsigned seed;
+} model;
+
+static const char *WORDS[] = {"alpha",  "Beta", "gamma", "DELTA", "eps",  "zeta9",
+                              "needle", "ab",   "x",     "Alpha", "béta", "🚀"};
+
+static unsigned rnd(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (*s >> 16) & 0x7fff;
+}
+
+/* The body as the API layer stores it: labels (field 23) then text (field 30). */
+static void body_of(const ment *e, ann_buf *b)
+{
+    b->len = 0;
+    if (e->label[0]) {
+        ann_buf lab = ANN_BUF_INIT;
+        ann_buf_add_len_field(&lab, 1, "tag", 3);
+        ann_buf_add_len_field(&lab, 2, e->label, strlen(e->label));
+        ann_buf_add_len_field(b, 23, lab.data, lab.len);
+        ann_buf_release(&lab);
+    }
+    ann_buf_add_len_field(b, 30, e->text, strlen(e->text));
+}
+
+static void log_labels(const mlog *l, ann_buf *b)
+{
+    ann_buf lab = ANN_BUF_INIT;
+    b->len = 0;
+    ann_buf_add_len_field(&lab, 1, "job", 3);
+    ann_buf_add_len_field(&lab, 2, l->job, strlen(l->job));
+    ann_buf_add_len_field(b, 2, lab.data, lab.len);
+    ann_buf_release(&lab);
+}
+
+static void make_model(model *m, unsigned seed)
+{
+    memset(m, 0, sizeof *m);
+    m->seed = seed;
+    unsigned s = seed;
+    for (int i = 0; i < NLOGS; i++) {
+        mlog *l = &m->logs[i];
+        snprintf(l->id, sizeof l->id, "%08x-0000-4000-8000-%012d", rnd(&s) * 7919u + (unsigned)i,
+                 i);
+        l->tenant = i % 5 == 4 ? 1 : 0;
+        l->create = 1000 + (int64_t)(rnd(&s) % 5); /* ties on purpose */
+        snprintf(l->job, sizeof l->job, "j%d", i % 3);
+        l->n = 50 + rnd(&s) % (MAXE - 50);
+        int64_t base = (int64_t)(rnd(&s) % 300);
+        for (size_t k = 0; k < l->n; k++) {
+            ment *e = &l->e[k];
+            e->id = k + 1;
+            /* Mostly increasing, with jitter and many equal times across logs. */
+            e->t = base + (int64_t)k / 2 + (int64_t)(rnd(&s) % 7) - 3;
+            if (rnd(&s) % 50 == 0)
+                e->t = INT64_MIN + 5; /* far out of order */
+            e->it = 10 + (int64_t)k;
+            snprintf(e->text, sizeof e->text, "line %zu %s %s end", k, WORDS[rnd(&s) % 12],
+                     WORDS[rnd(&s) % 12]);
+            if (rnd(&s) % 9 == 0)
+                snprintf(e->label, sizeof e->label, "L-%s", WORDS[rnd(&s) % 12]);
+        }
+    }
+}
+
+static void write_model(ann_store *st, model *m)
+{
+    ann_err err;
+    uint8_t k0[32], k1[32];
+    memset(k0, 1, 32);
+    memset(k1, 2, 32);
+    assert_int_equal(ann_store_tenant_create(st, "t0", k0, &m->t[0], &err), 0);
+    assert_int_equal(ann_store_tenant_create(st, "t1", k1, &m->t[1], &err), 0);
+    ann_buf b = ANN_BUF_INIT, labels = ANN_BUF_INIT;
+    for (int i = 0; i < NLOGS; i++) {
+        mlog *l = &m->logs[i];
+        log_labels(l, &labels);
+        assert_int_equal(ann_store_log_create(st, m->t[l->tenant].id, l->id, labels.data,
+                                              labels.len, l->create, &err),
+                         0);
+        /* In a few appends, so units and frames have several boundaries. */
+        for (size_t k = 0; k < l->n;) {
+            size_t n = 1 + (size_t)(l->n * 7 % 97);
+            if (k + n > l->n)
+                n = l->n - k;
+            ann_entry *es = calloc(n, sizeof *es);
+            uint8_t **bodies = calloc(n, sizeof *bodies);
+            char(*iids)[16] = calloc(n, 16);
+            uint64_t *ids = calloc(n, sizeof *ids);
+            for (size_t j = 0; j < n; j++) {
+                const ment *e = &l->e[k + j];
+                body_of(e, &b);
+                bodies[j] = malloc(b.len);
+                memcpy(bodies[j], b.data, b.len);
+                snprintf(iids[j], 16, "i%zu", k + j);
+                es[j] = (ann_entry){.time_ns = e->t,
+                                    .insert_time_ns = e->it,
+                                    .insert_id = iids[j],
+                                    .insert_id_len = strlen(iids[j]),
+                                    .body = bodies[j],
+                                    .body_len = b.len};
+            }
+            ann_append ap = {.tenant_id = m->t[l->tenant].id,
+                             .log_id = l->id,
+                             .entries = es,
+                             .n = n,
+                             .ids_out = ids};
+            assert_int_equal(ann_store_append(st, &ap, &err), 0);
+            for (size_t j = 0; j < n; j++) {
+                assert_int_equal(ids[j], k + j + 1);
+                free(bodies[j]);
+            }
+            free(es), free(bodies), free(iids), free(ids);
+            k += n;
+        }
+    }
+    /* Revocations (two on one entry: the first record is the one reads show), a delete. */
+    unsigned s = m->seed ^ 0x5a5a;
+    for (int i = 0; i < NLOGS; i++) {
+        mlog *l = &m->logs[i];
+        uint64_t ids[8];
+        size_t n = 0;
+        for (int k = 0; k < 8; k++) {
+            ids[n] = 1 + rnd(&s) % l->n;
+            if (!l->e[ids[n] - 1].redacted) {
+                l->e[ids[n] - 1].redacted = true;
+                l->e[ids[n] - 1].reason = "first";
+            }
+            n++;
+        }
+        assert_int_equal(
+            ann_store_revoke(st, m->t[l->tenant].id, l->id, ids, n, "actor-1", "first", 77, &err),
+            0);
+        assert_int_equal(
+            ann_store_revoke(st, m->t[l->tenant].id, l->id, ids, 1, "actor-2", "second", 78, &err),
+            0);
+    }
+    m->logs[3].deleted = true;
+    assert_int_equal(ann_store_log_delete(st, m->t[m->logs[3].tenant].id, m->logs[3].id, &err), 0);
+    ann_buf_release(&b);
+    ann_buf_release(&labels);
+}
+
+/* ---- the model's answers --------------------------------------------------- */
+
+typedef struct hit {
+    int64_t t;
+    char log[ANN_UUID_LEN + 1];
+    uint64_t id;
+} hit;
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const hit *x = a, *y = b;
+    if (x->t != y->t)
+        return x->t < y->t ? -1 : 1;
+    int c = strcmp(x->log, y->log);
+    if (c)
+        return c;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+typedef struct query {
+    const char *q;
+    bool icase;
+    const char *job; /* label filter, or NULL */
+    int logs[3];     /* log_ids (indexes), -1 ends */
+    int64_t start, end;
+    int64_t snapshot;
+} query;
+
+static bool named(const query *qq, int i)
+{
+    if (qq->logs[0] < 0)
+        return true;
+    for (int k = 0; k < 3 && qq->logs[k] >= 0; k++)
+        if (qq->logs[k] == i)
+            return true;
+    return false;
+}
+
+static size_t expect_hits(const model *m, int tenant, const query *qq, hit *out)
+{
+    ann_matcher mt;
+    ann_matcher_init(&mt, (const uint8_t *)qq->q, strlen(qq->q), qq->icase);
+    size_t n = 0;
+    for (int i = 0; i < NLOGS; i++) {
+        const mlog *l = &m->logs[i];
+        if (l->deleted || l->tenant != tenant || !named(qq, i) ||
+            (qq->job && strcmp(qq->job, l->job) != 0))
+            continue;
+        for (size_t k = 0; k < l->n; k++) {
+            const ment *e = &l->e[k];
+            if (e->redacted || e->t < qq->start || e->t >= qq->end || e->it > qq->snapshot)
+                continue;
+            bool match =
+                ann_matcher_find(&mt, (const uint8_t *)e->text, strlen(e->text)) ||
+                (e->label[0] && ann_matcher_find(&mt, (const uint8_t *)e->label, strlen(e->label)));
+            if (match) {
+                out[n].t = e->t;
+                snprintf(out[n].log, sizeof out[n].log, "%s", l->id);
+                out[n++].id = e->id;
+            }
+        }
+    }
+    qsort(out, n, sizeof *out, hit_cmp);
+    return n;
+}
+
+/* ---- walking a backend ------------------------------------------------------ */
+
+typedef struct walk {
+    hit *v;
+    size_t n, cap;
+    size_t page;
+} walk;
+
+static int take(const char *log_id, const ann_entry *e, void *ud)
+{
+    walk *w = ud;
+    if (w->page == 0)
+        return 1; /* refuse: exercises the "visitor stopped" resume */
+    w->page--;
+    assert_true(w->n < w->cap);
+    w->v[w->n].t = e->time_ns;
+    snprintf(w->v[w->n].log, sizeof w->v[w->n].log, "%s", log_id);
+    w->v[w->n++].id = e->entry_id;
+    assert_false(e->flags & ANN_ENTRY_REDACTED);
+    return 0;
+}
+
+static size_t walk_search(ann_store *st, const model *m, int tenant, const query *qq, size_t limit,
+                          uint64_t budget, bool refuse_some, hit *out, size_t cap)
+{
+    ann_matcher mt;
+    ann_matcher_init(&mt, (const uint8_t *)qq->q, strlen(qq->q), qq->icase);
+    ann_label_pair lp = {(const uint8_t *)"job", 3, (const uint8_t *)qq->job,
+                         qq->job ? strlen(qq->job) : 0};
+    char ids[3][ANN_UUID_LEN + 1];
+    size_t nids = 0;
+    for (int k = 0; k < 3 && qq->logs[k] >= 0; k++) {
+        const mlog *l = &m->logs[qq->logs[k]];
+        if (l->deleted || l->tenant != tenant)
+            continue;
+        snprintf(ids[nids++], sizeof ids[0], "%s", l->id);
+    }
+    qsort(ids, nids, sizeof ids[0], (int (*)(const void *, const void *))strcmp);
+    ann_search_query q = {.match = &mt,
+                          .labels = qq->job ? &lp : NULL,
+                          .n_labels = qq->job ? 1 : 0,
+                          .log_ids = (const char(*)[ANN_UUID_LEN + 1]) ids,
+                          .n_log_ids = nids,
+                          .start_ns = qq->start,
+                          .end_ns = qq->end,
+                          .snapshot_ns = qq->snapshot,
+                          .limit = limit,
+                          .budget = budget};
+    if (qq->logs[0] >= 0 && nids == 0)
+        return 0; /* every named log is gone: the service answers NOT_FOUND before */
+    walk w = {out, 0, cap, 0};
+    unsigned s = (unsigned)limit * 31u + (unsigned)budget;
+    for (int calls = 0;; calls++) {
+        assert_true(calls < 100000);
+        ann_search_result res;
+        ann_err err;
+        w.page = refuse_some && rnd(&s) % 3 == 0 ? rnd(&s) % (limit + 1) : limit;
+        assert_int_equal(ann_store_search(st, m->t[tenant].id, &q, take, &w, &res, &err), 0);
+        if (!res.more)
+            break;
+        q.has_cursor = true;
+        q.cursor = res.resume;
+    }
+    return w.n;
+}
+
+static void check_equal(const hit *got, size_t ngot, const hit *want, size_t nwant,
+                        const char *what, const query *qq, size_t limit, uint64_t budget)
+{
+    if (ngot != nwant)
+        fail_msg("%s: query '%s' icase %d limit %zu budget %llu: %zu hits, want %zu", what, qq->q,
+                 qq->icase, limit, (unsigned long long)budget, ngot, nwant);
+    for (size_t i = 0; i < nwant; i++)
+        if (hit_cmp(&got[i], &want[i]) != 0)
+            fail_msg("%s: query '%s' limit %zu budget %llu: hit %zu is (%lld %s %llu), want "
+                     "(%lld %s %llu)",
+                     what, qq->q, limit, (unsigned long long)budget, i, (long long)got[i].t,
+                     got[i].log, (unsigned long long)got[i].id, (long long)want[i].t, want[i].log,
+                     (unsigned long long)want[i].id);
+}
+
+static void search_contract(ann_store *st, const model *m, const char *what)
+{
+    static hit want[NLOGS * MAXE], got[NLOGS * MAXE];
+    const query qs[] = {
+        {"alpha", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"ALPHA", true, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"needle", false, "j1", {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"a", false, NULL, {-1}, 20, 200, INT64_MAX},
+        {"L-", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* labels only */
+        {"🚀", false, NULL, {0, 5, 7}, INT64_MIN, INT64_MAX, 200},
+        {"béta", true, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"e", false, NULL, {2, 3, -1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* 3 is deleted */
+        {"line 1", false, "j0", {-1}, 0, INT64_MAX, 150},
+        {"nothing at all", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+    };
+    /* (limit, budget): pages cut by the limit, by the budget, or by both. */
+    const size_t limits[] = {1, 3, 3, 1000, 1000, 7};
+    const uint64_t budgets[] = {50000, 29, 307, 29, 50000, 113};
+    for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++)
+        for (int tenant = 0; tenant < 2; tenant++) {
+            size_t nw = expect_hits(m, tenant, &qs[qi], want);
+            for (size_t c = 0; c < sizeof limits / sizeof limits[0]; c++) {
+                size_t ng = walk_search(st, m, tenant, &qs[qi], limits[c], budgets[c], c == 1, got,
+                                        NLOGS * MAXE);
+                check_equal(got, ng, want, nw, what, &qs[qi], limits[c], budgets[c]);
+            }
+        }
+}
+
+typedef struct lwalk {
+    char ids[NLOGS][ANN_UUID_LEN + 1];
+    uint64_t counts[NLOGS];
+    int64_t creates[NLOGS];
+    size_t n;
+} lwalk;
+
+static int take_log(const ann_log_meta *lm, void *ud)
+{
+    lwalk *w = ud;
+    assert_true(w->n < NLOGS);
+    snprintf(w->ids[w->n], sizeof w->ids[0], "%s", lm->id);
+    w->counts[w->n] = lm->entry_count;
+    w->creates[w->n++] = lm->create_time_ns;
+    return 0;
+}
+
+static void logs_contract(ann_store *st, const model *m, const char *what)
+{
+    for (int tenant = 0; tenant < 2; tenant++)
+        for (int withjob = 0; withjob < 2; withjob++) {
+            /* The model: live logs of the tenant, create desc, id asc. */
+            int order[NLOGS], n = 0;
+            for (int i = 0; i < NLOGS; i++)
+                if (!m->logs[i].deleted && m->logs[i].tenant == tenant &&
+                    (!withjob || strcmp(m->logs[i].job, "j1") == 0))
+                    order[n++] = i;
+            for (int a = 0; a < n; a++)
+                for (int b = a + 1; b < n; b++) {
+                    const mlog *x = &m->logs[order[a]], *y = &m->logs[order[b]];
+                    if (y->create > x->create ||
+                        (y->create == x->create && strcmp(y->id, x->id) < 0)) {
+                        int t = order[a];
+                        order[a] = order[b];
+                        order[b] = t;
+                    }
+                }
+            ann_label_pair lp = {(const uint8_t *)"job", 3, (const uint8_t *)"j1", 2};
+            lwalk w = {0};
+            ann_logs_query q = {.labels = withjob ? &lp : NULL,
+                                .n_labels = withjob ? 1 : 0,
+                                .start_ns = INT64_MIN,
+                                .end_ns = INT64_MAX,
+                                .limit = 2};
+            for (;;) { /* pages of 2, continuing after the last log given */
+                size_t before = w.n;
+                ann_err err;
+                assert_int_equal(ann_store_logs_list(st, m->t[tenant].id, &q, take_log, &w, &err),
+                                 0);
+                if (w.n == before)
+                    break;
+                q.has_cursor = true;
+                q.cursor_create_ns = w.creates[w.n - 1];
+                snprintf(q.cursor_id, sizeof q.cursor_id, "%s", w.ids[w.n - 1]);
+            }
+            if ((int)w.n != n)
+                fail_msg("%s: tenant %d: %zu logs listed, want %d", what, tenant, w.n, n);
+            for (int i = 0; i < n; i++) {
+                assert_string_equal(w.ids[i], m->logs[order[i]].id);
+                assert_int_equal(w.counts[i], m->logs[order[i]].n);
+            }
+        }
+}
+
+typedef struct rcheck {
+    const mlog *l;
+    size_t seen;
+} rcheck;
+
+static int check_rev(const ann_entry *e, void *ud)
+{
+    rcheck *c = ud;
+    const ment *me = &c->l->e[e->entry_id - 1];
+    c->seen++;
+    assert_int_equal(!!(e->flags & ANN_ENTRY_REDACTED), me->redacted);
+    if (me->redacted) {
+        assert_non_null(e->revocation);
+        assert_string_equal(e->revocation->reason, "first");
+        assert_string_equal(e->revocation->actor, "actor-1");
+        assert_int_equal(e->revocation->time_ns, 77);
+        assert_int_equal(e->body_len, 0);
+    } else {
+        assert_null(e->revocation);
+    }
+    return 0;
+}
+
+static void reads_contract(ann_store *st, const model *m)
+{
+    for (int i = 0; i < NLOGS; i++) {
+        const mlog *l = &m->logs[i];
+        if (l->deleted)
+            continue;
+        rcheck c = {l, 0};
+        ann_err err;
+        assert_int_equal(
+            ann_store_read_after(st, m->t[l->tenant].id, l->id, 0, 0, check_rev, &c, &err), 0);
+        assert_int_equal(c.seen, l->n);
+    }
+}
+
+static void run_contract(ann_store *st, const char *what, unsigned seed)
+{
+    model *m = malloc(sizeof *m);
+    make_model(m, seed);
+    write_model(st, m);
+    search_contract(st, m, what);
+    logs_contract(st, m, what);
+    reads_contract(st, m);
+    free(m);
+}
+
+static void memory_backend(void **state)
+{
+    (void)state;
+    for (unsigned seed = 1; seed <= 3; seed++) {
+        ann_store *st = ann_memstore_new();
+        run_contract(st, "memory", seed);
+        ann_store_close(st);
+    }
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void embedded_backend(void **state)
+{
+    (void)state;
+    for (unsigned seed = 1; seed <= 2; seed++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "/tmp/ann-contract-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        ann_store_embedded_opts o;
+        ann_store_embedded_opts_init(&o);
+        o.durability = ANN_DURABILITY_NONE;
+        ann_store *st = NULL;
+        ann_err err;
+        assert_int_equal(ann_store_embedded_open(dir, &o, &st, &err), 0);
+        run_contract(st, "embedded", seed);
+        ann_store_close(st);
+        /* And again after a reopen: counts, labels and revocation records from disk. */
+        assert_int_equal(ann_store_embedded_open(dir, &o, &st, &err), 0);
+        model *m = malloc(sizeof *m);
+        make_model(m, seed);
+        uint8_t k0[32];
+        memset(k0, 1, 32);
+        assert_int_equal(ann_store_tenant_by_key(st, k0, &m->t[0], &err), 0);
+        memset(k0, 2, 32);
+        assert_int_equal(ann_store_tenant_by_key(st, k0, &m->t[1], &err), 0);
+        /* replay the model's revocation marks without touching the store */
+        unsigned s = seed ^ 0x5a5a;
+        for (int i = 0; i < NLOGS; i++)
+            for (int k = 0; k < 8; k++) {
+                uint64_t id = 1 + rnd(&s) % m->logs[i].n;
+                if (!m->logs[i].e[id - 1].redacted) {
+                    m->logs[i].e[id - 1].redacted = true;
+                    m->logs[i].e[id - 1].reason = "first";
+                }
+            }
+        m->logs[3].deleted = true;
+        search_contract(st, m, "embedded after reopen");
+        logs_contract(st, m, "embedded after reopen");
+        reads_contract(st, m);
+        free(m);
+        ann_store_close(st);
+        nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(memory_backend),
+        cmocka_unit_test(embedded_backend),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
