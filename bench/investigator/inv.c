@@ -47,6 +47,7 @@ typedef struct opts {
     int have_base;
     int threads, batch, reps, min_reps, page_size, jobs, ignore_case, first_page, server_pid;
     double max_seconds;
+    int64_t start_s, end_s; /* search window, unix seconds; 0: unbounded */
     long long expect, limit;
     uint64_t count;
 } opts;
@@ -880,6 +881,10 @@ static int contains(const ProtobufCBinaryData *p, const char *q, int icase)
     return r;
 }
 
+/* A walk that has not ended after this many calls or seconds counts as failed. */
+#define WALK_MAX_CALLS 20000
+#define WALK_MAX_S 120
+
 static int run_search(const opts *o)
 {
     if (!o->query)
@@ -888,14 +893,33 @@ static int run_search(const opts *o)
     qstat s = {0};
     for (int rep = 0; qstat_more(&s, o, rep); rep++) {
         char *token = NULL;
-        uint64_t hits = 0, t0 = now_ns();
+        uint64_t hits = 0, t0 = now_ns(), calls = 0;
         int err = 0;
         do {
+            if (++calls > WALK_MAX_CALLS || now_ns() - t0 > WALK_MAX_S * 1000000000ULL) {
+                if (!s.errors++)
+                    fprintf(stderr,
+                            "annals-inv: the walk did not end (%" PRIu64 " calls, %" PRIu64
+                            " hits, %.1f s)\n",
+                            calls - 1, hits, (double)(now_ns() - t0) / 1e9);
+                err = 1;
+                break;
+            }
             Annals__V1__SearchLogEntriesRequest req = ANNALS__V1__SEARCH_LOG_ENTRIES_REQUEST__INIT;
             Annals__Wire__V1__SearchLogEntriesResponse *resp;
             ann_rpc_status st;
+            Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+                                        te = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
             req.query = (char *)o->query;
             req.ignore_case = o->ignore_case;
+            if (o->start_s) {
+                ts.seconds = o->start_s;
+                req.start_time = &ts;
+            }
+            if (o->end_s) {
+                te.seconds = o->end_s;
+                req.end_time = &te;
+            }
             req.page_size = o->page_size;
             if (token)
                 req.page_token = token;
@@ -910,6 +934,11 @@ static int run_search(const opts *o)
                 break;
             }
             hits += resp->n_entries;
+            if (getenv("ANNALS_INV_TRACE"))
+                fprintf(stderr,
+                        "annals-inv: call %" PRIu64 ": %zu entries, token %zu bytes, %.2f ms\n",
+                        calls, resp->n_entries, resp->next_page_token.len,
+                        (double)(now_ns() - t0) / 1e6);
             for (size_t i = 0; i < resp->n_entries; i++)
                 if (!contains(&resp->entries[i]->text_payload, o->query, o->ignore_case))
                     s.bad++;
@@ -920,12 +949,14 @@ static int run_search(const opts *o)
             protobuf_c_message_free_unpacked(&resp->base, NULL);
         } while (token && !o->first_page);
         free(token);
-        if (!err)
-            qstat_rep(&s, rep, (now_ns() - t0) / 1000, hits);
+        if (err)
+            break;
+        qstat_rep(&s, rep, (now_ns() - t0) / 1000, hits);
     }
     char what[1200];
-    snprintf(what, sizeof what, "SearchLogEntries query=\"%s\"%s page_size=%d, %s", o->query,
+    snprintf(what, sizeof what, "SearchLogEntries query=\"%s\"%s page_size=%d%s, %s", o->query,
              o->ignore_case ? " ignore_case" : "", o->page_size,
+             o->start_s || o->end_s ? " within --start-time/--end-time" : "",
              o->first_page ? "first page" : "every page (the complete walk)");
     qstat_print("search", what, &s, o->expect);
     free(s.lat.v);
@@ -1083,8 +1114,8 @@ out:
     return NULL;
 }
 
-static int vl_get(http_conn *h, const char *path, const char *query, long long limit, ann_buf *out,
-                  int *status, char *err, size_t errn)
+static int vl_get(http_conn *h, const char *path, const char *query, long long limit,
+                  int64_t start_s, int64_t end_s, ann_buf *out, int *status, char *err, size_t errn)
 {
     ann_buf target = ANN_BUF_INIT;
     ann_buf_add(&target, path, strlen(path));
@@ -1094,6 +1125,11 @@ static int vl_get(http_conn *h, const char *path, const char *query, long long l
         char l[32];
         snprintf(l, sizeof l, "&limit=%lld", limit);
         ann_buf_add(&target, l, strlen(l));
+    }
+    if (start_s || end_s) {
+        char w[64];
+        snprintf(w, sizeof w, "&start=%lld&end=%lld", (long long)start_s, (long long)end_s);
+        ann_buf_add(&target, w, strlen(w));
     }
     ann_buf_add_byte(&target, '\0');
     int rc = http_do(h, "GET", (const char *)target.data, NULL, NULL, 0, status, out, err, errn);
@@ -1182,8 +1218,8 @@ static int run_vl_query(const opts *o)
         int status = 0;
         uint64_t t0 = now_ns();
         s.calls++;
-        if (vl_get(&h, "/select/logsql/query", o->query, o->limit, &resp, &status, err,
-                   sizeof err) != 0 ||
+        if (vl_get(&h, "/select/logsql/query", o->query, o->limit, o->start_s, o->end_s, &resp,
+                   &status, err, sizeof err) != 0 ||
             status != 200) {
             if (!s.errors++)
                 fprintf(stderr, "annals-inv: VictoriaLogs query: status %d %s %.*s\n", status, err,
@@ -1193,12 +1229,9 @@ static int run_vl_query(const opts *o)
         qstat_rep(&s, rep, (now_ns() - t0) / 1000, count_lines(&resp));
     }
     char what[1200];
-    if (o->limit > 0)
-        snprintf(what, sizeof what, "VictoriaLogs /select/logsql/query query=%s limit=%lld",
-                 o->query, o->limit);
-    else
-        snprintf(what, sizeof what, "VictoriaLogs /select/logsql/query query=%s (no limit)",
-                 o->query);
+    snprintf(what, sizeof what, "VictoriaLogs /select/logsql/query query=%s %s%s", o->query,
+             o->limit > 0 ? "with limit" : "(no limit)",
+             o->start_s || o->end_s ? ", within start/end" : "");
     qstat_print("vl-query", what, &s, o->expect);
     free(s.lat.v);
     ann_buf_release(&resp);
@@ -1216,7 +1249,7 @@ static int run_vl_count(const opts *o)
     ann_buf resp = ANN_BUF_INIT;
     if (http_init(&h, o->url, err, sizeof err) != 0)
         fail("%s", err);
-    if (vl_get(&h, "/select/logsql/query", "* | stats count() as n", 0, &resp, &status, err,
+    if (vl_get(&h, "/select/logsql/query", "* | stats count() as n", 0, 0, 0, &resp, &status, err,
                sizeof err) != 0 ||
         status != 200)
         fail("VictoriaLogs count: status %d %s", status, err);
@@ -1241,6 +1274,7 @@ static void usage(FILE *f)
           "  --query Q  --ignore-case  --first-page  --page-size N (100)  --reps N (50)\n"
           "  --expect N (results per rep; -1: no check)  --log ID  --count N  --jobs N (100)\n"
           "  --max-seconds S (stop repeating after S seconds, but not before --min-reps N (3))\n"
+          "  --start-time / --end-time UNIX_S (search, vl-query: the window; default unbounded)\n"
           "  --url 127.0.0.1:PORT (VictoriaLogs)  --limit N (VictoriaLogs limit=, 0: none)\n"
           "See the head of bench/investigator/inv.c and docs/bench.md.\n",
           f);
@@ -1273,6 +1307,8 @@ int main(int argc, char **argv)
         {"server-pid", required_argument, NULL, 'p'},
         {"max-seconds", required_argument, NULL, 'X'},
         {"min-reps", required_argument, NULL, 'M'},
+        {"start-time", required_argument, NULL, 's'},
+        {"end-time", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1370,6 +1406,12 @@ int main(int argc, char **argv)
             break;
         case 'M':
             o.min_reps = atoi(optarg);
+            break;
+        case 's':
+            o.start_s = strtoll(optarg, NULL, 10);
+            break;
+        case 'e':
+            o.end_s = strtoll(optarg, NULL, 10);
             break;
         case 'h':
             usage(stdout);
