@@ -6,6 +6,7 @@ ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
 
 .PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-faults \
+        test-powerloss \
         test-asan test-extra pystubs clean format bench-investigator
 
 all: build
@@ -40,7 +41,7 @@ EXTRA_TESTS :=
 -include deploy/services.mk
 -include tests/cql/cql.mk
 
-test: build test-unit test-api test-cli test-crash test-faults test-extra test-asan
+test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -64,6 +65,11 @@ test-crash: build pystubs
 test-faults: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/faults/test_fault_points.py
+
+# Power cuts under the LD_PRELOAD shim (tests/faults, docs/testing.md); release build only.
+test-powerloss: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/faults/test_powerloss.py
 
 test-extra: $(EXTRA_TESTS)
 

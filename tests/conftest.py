@@ -35,13 +35,14 @@ def free_port():
 class Server:
     """One annalsd process on one data directory; restartable (kill -9 included)."""
 
-    def __init__(self, data_dir, port=None, extra_args=()):
+    def __init__(self, data_dir, port=None, extra_args=(), log_path=None):
         self.data = data_dir
         self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.extra = list(extra_args)
         self.proc = None
-        self.log_path = os.path.join(data_dir, "annalsd.out")
+        self.env = None  # the environment of the next start (None: ours)
+        self.log_path = log_path or os.path.join(data_dir, "annalsd.out")
 
     def tenant(self, name):
         """Creates a tenant with `annalsd tenant create` and returns its API key."""
@@ -56,7 +57,7 @@ class Server:
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "annalsd"), "serve", "--data", self.data,
              "--listen", self.addr] + self.extra,
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         deadline = time.time() + (timeout * 3 if SANITIZED else timeout)
         while time.time() < deadline:

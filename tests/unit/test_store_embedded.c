@@ -29,6 +29,8 @@
 #include "domain/limits.h"
 #include "store/embedded/embedded.h"
 #include "store/embedded/internal.h" /* emb_keys_stats */
+#include "store/embedded/hash.h"
+#include "store/embedded/logfile.h"
 #include "store/embedded/meta.h"
 
 /* ---- fixtures ---------------------------------------------------------- */
@@ -902,10 +904,10 @@ static void test_revoke_recovery(void **state)
 {
     fx *f = *state;
     ann_err err;
-    uint64_t ids[4];
+    uint64_t ids[5];
     char path[256];
     make_log(f, "rr");
-    assert_int_equal(append_n(f->s, f->t.id, "rr", "PENDINGSECRET", 4, NULL, ids, NULL, &err), 0);
+    assert_int_equal(append_n(f->s, f->t.id, "rr", "PENDINGSECRET", 5, NULL, ids, NULL, &err), 0);
     make_log(f, "rr2");
     assert_int_equal(append_n(f->s, f->t.id, "rr2", "other", 2, NULL, ids, NULL, &err), 0);
     ann_store_close(f->s);
@@ -917,9 +919,9 @@ static void test_revoke_recovery(void **state)
     ann_meta *m;
     assert_int_equal(ann_meta_open(p, true, &m, &err), 0);
     int64_t rowid;
-    uint64_t rv[2] = {2, 3};
+    uint64_t rv[3] = {2, 3, 4};
     assert_int_equal(
-        ann_meta_revoke_insert(m, f->t.id, "rr", rv, 2, "eve", "crash", 1, &rowid, &err), 0);
+        ann_meta_revoke_insert(m, f->t.id, "rr", rv, 3, "eve", "crash", 1, &rowid, &err), 0);
     ann_meta_free(m);
     /* A torn overwrite of entry 3: part of its body zeroed, checksum stale. */
     data_path(f, "rr", path, sizeof path);
@@ -928,28 +930,44 @@ static void test_revoke_recovery(void **state)
     uint8_t *hit = memmem(b, len, "body-PENDINGSECRET-2", 20);
     assert_non_null(hit);
     memset(hit, 0, 5);
+    /* A torn overwrite of entry 4 (power cut): the new header (redacted,
+     * body_len 0, its checksum) reached the disk, the zeroed body did not. */
+    hit = memmem(b, len, "body-PENDINGSECRET-3", 20);
+    assert_non_null(hit);
+    uint8_t *rec = hit - ANN_LF_REC_HDR - strlen("PENDINGSECRET-3");
+    uint32_t rec_len = ann_le32_get(rec + 4);
+    uint8_t *copy = malloc(rec_len);
+    memcpy(copy, rec, rec_len);
+    ann_lf_rec_redact(copy, rec_len);
+    memcpy(rec, copy, ANN_LF_REC_HDR + strlen("PENDINGSECRET-3"));
+    free(copy);
     spit(path, b, len);
     free(b);
 
     f->s = open_store(f->dir, ANN_DURABILITY_FSYNC);
     /* Applied at open: gone before any call touches the log. */
     assert_false(dir_contains(f->dir, "body-PENDINGSECRET-1"));
-    /* Entry 3's torn body remnant is gone too: the text is left only once,
-     * as its insert_id (which stays). */
+    /* Entry 3's torn body remnant and entry 4's whole body are gone too: the
+     * text is left only once, as the insert_id (which stays). */
     b = slurp(path, &len);
-    size_t count = 0;
-    for (uint8_t *q = b; (q = memmem(q, len - (size_t)(q - b), "PENDINGSECRET-2", 15)); q++)
-        count++;
-    assert_int_equal(count, 1);
+    for (int k = 2; k <= 3; k++) {
+        char needle[32];
+        snprintf(needle, sizeof needle, "PENDINGSECRET-%d", k);
+        size_t count = 0;
+        for (uint8_t *q = b; (q = memmem(q, len - (size_t)(q - b), needle, 15)); q++)
+            count++;
+        assert_int_equal(count, 1);
+    }
     free(b);
     assert_true(dir_contains(f->dir, "body-PENDINGSECRET-0"));
     got g = {0};
     read_all(f, "rr", &g);
-    assert_int_equal(g.n, 4);
+    assert_int_equal(g.n, 5);
     assert_int_equal(g.flags[1], ANN_ENTRY_REDACTED);
     assert_int_equal(g.flags[2], ANN_ENTRY_REDACTED);
-    assert_int_equal(g.flags[3], 0);
-    assert_string_equal(g.bodies[3], "body-PENDINGSECRET-3");
+    assert_int_equal(g.flags[3], ANN_ENTRY_REDACTED);
+    assert_int_equal(g.flags[4], 0);
+    assert_string_equal(g.bodies[4], "body-PENDINGSECRET-4");
     got_free(&g);
 }
 

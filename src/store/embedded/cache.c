@@ -353,11 +353,14 @@ tail_done:
             goto done;
         ANN_FAULT_POINT("load.redact"); /* per record finished by recovery */
     }
+    /* What the scan read may be a killed process's writes that were never synced
+     * (frames, revocation rewrites: the page cache outlives it). They become visible,
+     * answer retries and mark revocations applied: durable first. */
+    if (s->durable && fdatasync(h->fd) != 0) {
+        emb_sys_fail(err, "sync", h->path);
+        goto done;
+    }
     if (npending) {
-        if ((c.nredact && fdatasync(h->fd) != 0)) {
-            emb_sys_fail(err, "sync", h->path);
-            goto done;
-        }
         ANN_FAULT_POINT("load.redact_synced");
         if (ann_meta_revoke_applied_log(s->meta, h->tenant, h->log, err) != 0)
             goto done;

@@ -369,13 +369,15 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         goto done;
     }
     p = emb_path_join(dir, "logs", NULL, "");
-    if (mkdir(p, 0700) == 0) {
-        if (s->durable && emb_fsync_dir(dir) != 0) {
-            emb_sys_fail(err, "sync", dir);
-            goto done;
-        }
-    } else if (errno != EEXIST) {
+    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
         emb_sys_fail(err, "mkdir", p);
+        goto done;
+    }
+    /* A killed process may have made logs/ or a tenant's directory and died before
+     * syncing the directory holding it: found again here (and by log_create's mkdir,
+     * EEXIST), it would never be synced. */
+    if (s->durable && (emb_fsync_dir(dir) != 0 || emb_fsync_dir(p) != 0)) {
+        emb_sys_fail(err, "sync", p);
         goto done;
     }
     free(p);

@@ -269,8 +269,9 @@ int ann_lf_scan(int fd, const char *path, uint64_t start_off, uint64_t start_id,
                 fill_entry(buf + pos, &e, false);
                 redact = true;
             } else {
-                redact =
-                    !(e.flags & ANN_ENTRY_REDACTED) && is_pending(pending, npending, e.entry_id);
+                /* Rewritten even if it looks redacted: a torn rewrite can keep
+                 * the new header and the old body (the payload). */
+                redact = is_pending(pending, npending, e.entry_id);
             }
             if (fn(&e, off + pos, rl, redact, ud, err) != 0)
                 goto done;

@@ -291,6 +291,12 @@ static void pick_slice(walk *w, const unit *u, size_t n)
         top = m > top ? m : top;
     }
     double budget = (double)w->q->budget;
+    /* Nothing lies below the smallest time of any unit: start the slice there. */
+    int64_t bottom = INT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        bottom = u[i].q[0] < bottom ? u[i].q[0] : bottom;
+    if (bottom > w->lo)
+        w->lo = bottom;
     if (slice_est(u, n, w->lo, w->lo + 1) > budget && w->q->budget > 0) {
         w->one_time = true;
         return;
@@ -300,8 +306,8 @@ static void pick_slice(walk *w, const unit *u, size_t n)
         return;
     }
     int64_t a = w->lo + 1, b = top + 1; /* est(a) <= budget < est(b) */
-    while (b - a > 1) {
-        int64_t m = a + (b - a) / 2;
+    while ((uint64_t)b - (uint64_t)a > 1) { /* the span may exceed INT64_MAX */
+        int64_t m = (int64_t)((uint64_t)a + ((uint64_t)b - (uint64_t)a) / 2);
         if (slice_est(u, n, w->lo, m) <= budget)
             a = m;
         else
