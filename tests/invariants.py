@@ -13,6 +13,7 @@ import uuid
 
 import grpc
 
+import diskscan
 from conftest import Client, pb
 
 WRITERS = 4
@@ -292,13 +293,8 @@ def _check(c, book, followers, where, data_dir):
         return stored
     redacted = {e.insert_id for v in stored.values() for e in v.values() if e.redacted}
     on_disk = set()
-    for d, _, files in os.walk(data_dir):
-        for name in files:
-            try:
-                with open(os.path.join(d, name), "rb") as fh:
-                    on_disk.update(m[8:].decode() for m in MARK.findall(fh.read()))
-            except OSError:
-                continue
+    for _, blob in diskscan.walk(data_dir):  # raw bytes and compressed blocks
+        on_disk.update(m[8:].decode() for m in MARK.findall(blob))
     left = redacted & on_disk
     assert not left, f"{where}: payloads of {len(left)} redacted entries still on disk"
     return stored

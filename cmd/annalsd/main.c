@@ -2,7 +2,8 @@
  * annalsd: the annals server.
  *
  *   annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
- *                 [--workers N] [--durability fsync|none]
+ *                 [--workers N] [--durability fsync|none] [--blocks on|off]
+ *                 [--seal-idle-ms N]
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
  */
 #include <grpc/grpc.h>
@@ -24,7 +25,8 @@ static int usage(void)
     fprintf(
         stderr,
         "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
-        "                     [--workers N] [--durability fsync|none]\n"
+        "                     [--workers N] [--durability fsync|none] [--blocks on|off]\n"
+        "                     [--seal-idle-ms N]\n"
         "       annalsd tenant create NAME --data DIR\n");
     return 2;
 }
@@ -96,6 +98,19 @@ static int cmd_serve(int argc, char **argv)
             so.tls_key_file = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--workers") == 0) {
             so.workers = atoi(opt_value(argc, argv, &i));
+        } else if (strcmp(argv[i], "--blocks") == 0) {
+            const char *b = opt_value(argc, argv, &i);
+            if (strcmp(b, "on") == 0)
+                o.no_blocks = false;
+            else if (strcmp(b, "off") == 0)
+                o.no_blocks = true;
+            else
+                return usage();
+        } else if (strcmp(argv[i], "--seal-idle-ms") == 0) {
+            int v = atoi(opt_value(argc, argv, &i));
+            if (v <= 0)
+                return usage();
+            o.seal_idle_ms = (unsigned)v;
         } else if (strcmp(argv[i], "--durability") == 0) {
             const char *d = opt_value(argc, argv, &i);
             if (strcmp(d, "fsync") == 0)

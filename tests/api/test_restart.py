@@ -6,6 +6,8 @@ import threading
 import grpc
 import pytest
 
+import diskscan
+
 from conftest import Client, Server
 from helpers import (TailReader, create_log, entry, expect_code, get_log, list_all, pb, texts,
                      uid, write, write_and_wait)
@@ -92,10 +94,8 @@ def test_revoked_bytes_stay_gone_after_restart(fresh):
         assert r.redacted and r.text_payload == ""
     finally:
         c.close()
-    for d, _, files in os.walk(fresh.data):
-        for f in files:
-            with open(os.path.join(d, f), "rb") as fh:
-                assert secret.encode() not in fh.read(), f"revoked bytes back in {f}"
+    hits = diskscan.files_containing(fresh.data, [secret.encode()])
+    assert not hits, f"revoked bytes back in {hits}"
 
 
 def test_sigterm_finishes_in_flight_writes_and_exits_0(fresh):

@@ -4,6 +4,8 @@ import os
 import grpc
 import pytest
 
+import diskscan
+
 from helpers import (SEV, TailReader, create_log, entry, expect_code, expect_invalid, get_log,
                      list_all, pb, snapshot, texts, uid, write_and_wait)
 
@@ -14,20 +16,9 @@ def revoke(c, log_id, ids, reason="leaked secret"):
 
 
 def files_containing(root, needles):
-    """Every file under root (recursively) that holds any of the needles, as bytes."""
-    hits = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            try:
-                with open(p, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            for n in needles:
-                if n in data:
-                    hits.append((os.path.relpath(p, root), n))
-    return hits
+    """Every file under root (recursively) that holds any of the needles, as raw bytes or
+    inside a compressed block."""
+    return diskscan.files_containing(root, needles)
 
 
 def data_dirs(server):

@@ -31,6 +31,8 @@ import uuid
 import grpc
 import pytest
 
+import diskscan
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT_CONFTEST = os.path.join(os.path.dirname(HERE), "conftest.py")
 
@@ -108,13 +110,8 @@ def new_entries(n):
 def markers_on_disk(data_dir):
     """Every marker in every file of the data directory (raw bytes)."""
     found = set()
-    for d, _, files in os.walk(data_dir):
-        for name in files:
-            try:
-                with open(os.path.join(d, name), "rb") as fh:
-                    found.update(m.decode() for m in MARK.findall(fh.read()))
-            except OSError:
-                continue
+    for _, blob in diskscan.walk(data_dir):  # raw bytes and compressed blocks
+        found.update(m.decode() for m in MARK.findall(blob))
     return found
 
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "domain/limits.h"
+#include "store/embedded/block.h"
 #include "store/embedded/embedded.h"
 #include "store/embedded/internal.h" /* emb_keys_stats */
 #include "store/embedded/hash.h"
@@ -1828,13 +1829,13 @@ static void test_mixed_stress(void **state)
     got_free(&g);
 }
 
-/* ---- index snapshots --------------------------------------------------- */
+/* ---- sealed blocks ------------------------------------------------------ */
 
-static ann_store *open_snap(const char *dir)
+static ann_store *open_sealing(const char *dir)
 {
     ann_store_embedded_opts o;
     ann_store_embedded_opts_init(&o);
-    o.snapshot_min = 1;
+    o.seal_idle_ms = 50; /* idle logs are sealed whole at once */
     ann_store *s = NULL;
     ann_err err;
     assert_int_equal(ann_store_embedded_open(dir, &o, &s, &err), 0);
@@ -1851,22 +1852,66 @@ static void check_log_against(fx *f, const char *log, const ref *all, size_t n)
     assert_int_equal(entry_count(f, log), n);
 }
 
-static void test_snapshot(void **state)
+/* Bytes of the data file still allocated (not punched out by sealing). */
+static long long allocated(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (long long)st.st_blocks * 512;
+}
+
+/* Waits (bounded: a liveness bound, not a timing test) until the .dat file of the log has
+ * been punched below `below` bytes. */
+static void wait_sealed(const char *dat, long long below)
+{
+    for (int i = 0; i < 600 && allocated(dat) >= below; i++)
+        usleep(20000);
+    assert_true(allocated(dat) < below);
+}
+
+/* Every non-dead block of a .blk file, decoded: is any body exactly `needle`? */
+static bool blocks_hold(const char *blk, const char *needle)
+{
+    size_t len;
+    uint8_t *all = slurp(blk, &len);
+    bool found = false;
+    for (size_t off = 0; off + ANN_BLK_HDR_LEN <= len && !found;) {
+        ann_blk_header h;
+        ann_err err;
+        assert_int_equal(ann_blk_header_decode(all + off, len - off, &h, &err), 0);
+        if (!(h.flags & ANN_BLK_DEAD)) {
+            ann_blk_view v;
+            assert_int_equal(ann_blk_view_open(all + off, len - off, &h, &v, &err), 0);
+            for (size_t i = 0; i < v.n && !found; i++)
+                found = v.e[i].body_len == strlen(needle) &&
+                        memcmp(v.e[i].body, needle, v.e[i].body_len) == 0;
+            ann_blk_view_release(&v);
+        } else { /* a dead block keeps nothing but its header */
+            for (size_t k = off + ANN_BLK_HDR_LEN; k < off + h.total_len; k++)
+                assert_int_equal(all[k], 0);
+        }
+        off += h.total_len;
+    }
+    free(all);
+    return found;
+}
+
+static void test_sealed_blocks(void **state)
 {
     fx *f = *state;
     ann_err err;
-    enum { B = 400 };
+    enum { B = 3000 };
     static int64_t times[B];
-    static ref all[3 * B + 1];
+    static ref all[2 * B + 1];
     uint64_t ids[B];
     size_t n_new, n = 0;
-    char dat[256], idx[256];
+    char dat[256], blk[256];
     unsigned seed = 5;
     ann_store_close(f->s);
-    f->s = open_snap(f->dir);
+    f->s = open_sealing(f->dir);
     make_log(f, "s");
     data_path(f, "s", dat, sizeof dat);
-    snprintf(idx, sizeof idx, "%.*s.idx", (int)(strlen(dat) - 4), dat);
+    snprintf(blk, sizeof blk, "%.*s.blk", (int)(strlen(dat) - 4), dat);
     for (int b = 0; b < 2; b++) {
         char p[8];
         snprintf(p, sizeof p, "s%d", b);
@@ -1876,102 +1921,60 @@ static void test_snapshot(void **state)
         for (size_t i = 0; i < B; i++)
             all[n++] = (ref){times[i], ids[i]};
     }
-    ann_store_close(f->s); /* writes the snapshot */
-    assert_int_equal(access(idx, F_OK), 0);
     qsort(all, n, sizeof *all, ref_cmp);
+    long long before = allocated(dat);
+    wait_sealed(dat, before / 4); /* the frames moved into blocks */
+    assert_int_equal(access(blk, F_OK), 0);
+    assert_false(dir_contains(f->dir, "body-s1-299")); /* compressed: no plain copy */
+    assert_true(blocks_hold(blk, "body-s1-2999"));
 
-    /* The snapshot is used: damage inside the first frame goes unseen by the
-     * open (no scan), and is still caught when that entry is read. */
-    size_t len;
-    uint8_t *full = slurp(dat, &len);
-    uint8_t *hit = memmem(full, len, "body-s0-7", 9);
-    assert_non_null(hit);
-    hit[5] ^= 1;
-    spit(dat, full, len);
-    f->s = open_snap(f->dir);
-    assert_int_equal(entry_count(f, "s"), n);
+    /* Every read sees the same entries, from the blocks. */
+    check_log_against(f, "s", all, n);
     got g = {0};
-    assert_int_not_equal(ann_store_read_after(f->s, f->t.id, "s", 0, 0, collect, &g, &err), 0);
-    assert_int_equal(err.code, ANN_ECORRUPT);
+    read_all(f, "s", &g);
+    assert_int_equal(g.n, n);
+    assert_string_equal(g.bodies[B + 7], "body-s1-7");
+    assert_string_equal(g.iids[B + 7], "s1-7");
     got_free(&g);
-    hit[5] ^= 1;
-    ann_store_close(f->s);
-    spit(dat, full, len);
-    free(full);
-
-    /* Frames written after the snapshot are scanned; dedup covers both. */
-    f->s = open_snap(f->dir);
+    /* Dedup reaches into sealed entries. */
     assert_int_equal(append_n(f->s, f->t.id, "s", "s0", B, NULL, ids, &n_new, &err), 0);
     assert_int_equal(n_new, 0);
-    for (size_t i = 0; i < B; i++)
-        times[i] = rand_r(&seed) % 3000;
-    assert_int_equal(append_n(f->s, f->t.id, "s", "s2", B, times, ids, NULL, &err), 0);
-    for (size_t i = 0; i < B; i++)
-        all[n++] = (ref){times[i], ids[i]};
-    qsort(all, n, sizeof *all, ref_cmp);
-    ann_store_close(f->s); /* snapshot of all n */
-    f->s = NULL;
-    /* A crash after one more append: the snapshot on disk is older. */
-    pid_t pid = fork();
-    if (pid == 0) {
-        ann_store *c = open_snap(f->dir);
-        uint64_t cid[1];
-        ann_err e2;
-        if (append_n(c, f->t.id, "s", "late", 1, NULL, cid, NULL, &e2) != 0 || cid[0] != n + 1)
-            _exit(1);
-        _exit(0); /* no close: no new snapshot */
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    /* And a revocation whose overwrite never happened. */
-    char mp[128];
-    snprintf(mp, sizeof mp, "%s/meta.db", f->dir);
-    ann_meta *m;
-    int64_t rowid;
-    uint64_t rv = 400; /* "s0-399": no other body starts with its text */
-    assert_int_equal(ann_meta_open(mp, true, &m, &err), 0);
-    assert_int_equal(ann_meta_revoke_insert(m, f->t.id, "s", &rv, 1, "a", "b", 1, &rowid, &err), 0);
-    ann_meta_free(m);
-    assert_true(dir_contains(f->dir, "body-s0-399"));
+    assert_int_equal(ids[B - 1], B);
 
-    f->s = open_snap(f->dir);
-    assert_false(dir_contains(f->dir, "body-s0-399"));
-    assert_int_equal(entry_count(f, "s"), n + 1);
-    ann_list_query q = {.start_ns = INT64_MIN, .end_ns = INT64_MAX, .max_id = n};
-    check_query(f, "s", all, n, &q);
-    assert_int_equal(append_n(f->s, f->t.id, "s", "s2", B, NULL, ids, &n_new, &err), 0);
-    assert_int_equal(n_new, 0);
-    assert_int_equal(append_n(f->s, f->t.id, "s", "late", 1, NULL, ids, &n_new, &err), 0);
-    assert_int_equal(n_new, 0);
-    assert_int_equal(ids[0], n + 1);
+    /* Revoking sealed entries rewrites their block: the bytes leave every file. */
+    uint64_t rv[3] = {8, 3001, 6000};
+    assert_int_equal(ann_store_revoke(f->s, f->t.id, "s", rv, 3, "a", "leak", 9, &err), 0);
+    assert_false(blocks_hold(blk, "body-s0-7"));
+    assert_false(blocks_hold(blk, "body-s1-0"));
+    assert_false(blocks_hold(blk, "body-s1-2999"));
+    assert_true(blocks_hold(blk, "body-s1-2998"));
+    read_all(f, "s", &g);
+    assert_int_equal(g.flags[7], ANN_ENTRY_REDACTED);
+    assert_string_equal(g.bodies[7], "");
+    assert_string_equal(g.iids[7], "s0-7"); /* ids and times stay */
+    assert_string_equal(g.bodies[8], "body-s0-8");
+    got_free(&g);
+
+    /* After a reopen: the same, read from the blocks and the data file's tail. */
     ann_store_close(f->s);
-    n++;
-    all[n - 1] = (ref){0, n}; /* "late" has time 0 */
-    qsort(all, n, sizeof *all, ref_cmp);
-
-    /* A damaged or foreign snapshot is ignored. */
-    full = slurp(idx, &len);
-    full[len / 2] ^= 0x40;
-    spit(idx, full, len);
-    free(full);
-    f->s = open_snap(f->dir);
+    f->s = open_sealing(f->dir);
     check_log_against(f, "s", all, n);
-    make_log(f, "other");
-    assert_int_equal(append_n(f->s, f->t.id, "other", "o", 10, NULL, ids, NULL, &err), 0);
-    ann_store_close(f->s);
-    char oidx[256];
-    data_path(f, "other", oidx, sizeof oidx);
-    strcpy(oidx + strlen(oidx) - 4, ".idx");
-    full = slurp(oidx, &len);
-    spit(idx, full, len); /* log "other"'s snapshot in place of "s"'s */
-    free(full);
-    f->s = open_snap(f->dir);
-    check_log_against(f, "s", all, n);
+    read_all(f, "s", &g);
+    assert_int_equal(g.n, n);
+    assert_int_equal(g.flags[3000], ANN_ENTRY_REDACTED);
+    assert_string_equal(g.bodies[3001], "body-s1-1");
+    got_free(&g);
+    /* More entries after the blocks, sealed in turn. */
+    assert_int_equal(append_n(f->s, f->t.id, "s", "s2", 10, NULL, ids, NULL, &err), 0);
+    assert_int_equal(ids[0], 2 * B + 1);
+    read_all(f, "s", &g);
+    assert_int_equal(g.n, 2 * B + 10);
+    assert_string_equal(g.bodies[2 * B + 9], "body-s2-9");
+    got_free(&g);
 
-    /* Deleting the log removes its snapshot. */
+    /* Deleting the log takes its blocks too. */
     assert_int_equal(ann_store_log_delete(f->s, f->t.id, "s", &err), 0);
-    assert_int_not_equal(access(idx, F_OK), 0);
+    assert_int_not_equal(access(blk, F_OK), 0);
 }
 
 int main(void)
@@ -2005,7 +2008,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwatch_races_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mixed_stress, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sealed_blocks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,10 +107,6 @@ static void elog_free(emb *s, elog *h)
     if (!h)
         return;
     count_store(s, h);
-    if (h->fd >= 0 && h->load_rc == 0 && !h->broken && !h->deleted && h->idx_path &&
-        h->idx.n >= h->snap_min && h->idx.n != h->snap_n &&
-        ann_idx_save(&h->idx, h->idx_path, h->end) != 0)
-        fprintf(stderr, "annals store: %s: index snapshot not written\n", h->idx_path);
     if (h->fd >= 0) {
         /* Give back the preallocated zeros of an idle log (no sync needed:
          * a zero tail that survives a crash is harmless). */
@@ -120,6 +116,9 @@ static void elog_free(emb *s, elog *h)
         close(h->fd);
     }
     ann_idx_release(&h->idx);
+    emb_blocks_release(h);
+    pthread_mutex_destroy(&h->vc_mu);
+    free(h->blk_path);
     emb_revmap_release(&h->revs);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
@@ -199,21 +198,6 @@ static void push_redact(load_ctx *c, uint64_t off)
         c->redact = ann_xrealloc(c->redact, c->redact_cap * sizeof *c->redact);
     }
     c->redact[c->nredact++] = off;
-}
-
-/* Does the snapshot belong to this file? Its last entry must be where it
- * says, and its data_end must be a frame boundary inside the file. */
-static bool snapshot_matches(elog *h, uint64_t snap_end, uint64_t size)
-{
-    if (snap_end > size || (h->idx.n == 0) != (snap_end == 0))
-        return false;
-    if (h->idx.n == 0)
-        return true;
-    uint64_t off = ann_idx_off(&h->idx, h->idx.n);
-    uint8_t hdr[ANN_LF_REC_HDR];
-    if (off + ANN_LF_REC_HDR > snap_end || ann_lf_pread_full(h->fd, hdr, sizeof hdr, off) != 0)
-        return false;
-    return ann_le64_get(hdr + 8) == h->idx.n && off + ann_le32_get(hdr + 4) == snap_end;
 }
 
 static int load_visit(const ann_entry *e, uint64_t off, uint32_t rec_len, bool needs_redact,
@@ -301,22 +285,23 @@ static int log_load(emb *s, elog *h, ann_err *err)
         emb_sys_fail(err, "stat", h->path);
         goto done;
     }
-    /* A snapshot spares the scan of everything before its data_end. */
-    uint64_t snap_end = 0;
-    int sr = h->idx_path ? ann_idx_load(&h->idx, h->idx_path, &snap_end) : 0;
-    if (sr == 1 && !snapshot_matches(h, snap_end, (uint64_t)st.st_size)) {
-        ann_idx_release(&h->idx);
-        ann_idx_init(&h->idx);
-        sr = 0;
+    /* Index snapshots of earlier releases: the sealed blocks took their place. */
+    if (h->idx_path)
+        (void)unlink(h->idx_path);
+    /* The sealed blocks first (they redo their part of pending revocations), then the
+     * unsealed frames after them; the frames they replaced are wiped again, in case a
+     * crash came between a block's sync and that wipe. */
+    if (emb_blocks_load(s, h, pending, npending, err) != 0)
+        goto done;
+    if (h->dat_start > (uint64_t)st.st_size) {
+        ann_err_set(err, ANN_ECORRUPT, "%s: shorter than its sealed blocks say", h->path);
+        fprintf(stderr, "annals store: CORRUPTION: %s\n", err->msg);
+        goto done;
     }
-    h->snap_n = sr == 1 ? h->idx.n : 0;
-    if (sr == 1) {
-        /* Pending revocations of entries the scan will not visit. */
-        for (size_t i = 0; i < npending && pending[i] <= h->idx.n; i++)
-            push_redact(&c, ann_idx_off(&h->idx, pending[i]));
-    }
-    if (ann_lf_scan(h->fd, h->path, sr == 1 ? snap_end : 0, h->idx.n + 1, pending, npending,
-                    load_visit, &c, &valid_end, &last_id, err) != 0) {
+    if (h->dat_start && emb_wipe(s, h->fd, h->path, 0, h->dat_start, err) != 0)
+        goto done;
+    if (ann_lf_scan(h->fd, h->path, h->dat_start, h->idx.n + 1, pending, npending, load_visit, &c,
+                    &valid_end, &last_id, err) != 0) {
         if (err && err->code == ANN_ECORRUPT)
             fprintf(stderr, "annals store: CORRUPTION: %s\n", err->msg);
         goto done;
@@ -396,7 +381,10 @@ static elog *elog_new(emb *s, uint64_t hash, const char *tenant, const char *log
     h->idx_path = ann_xmalloc(plen);
     snprintf(h->path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
     snprintf(h->idx_path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
-    h->snap_min = s->opts.snapshot_min;
+    h->blk_path = ann_xmalloc(plen);
+    snprintf(h->blk_path, plen, "%s/logs/%s/%s.blk", s->dir, tenant, log);
+    h->bfd = -1;
+    pthread_mutex_init(&h->vc_mu, NULL);
     snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
     snprintf(h->log, sizeof h->log, "%s", log);
     h->hash = hash;
@@ -518,6 +506,7 @@ int emb_log_reload(emb *s, elog *h, ann_err *err)
     h->fd = -1;
     ann_idx_release(&h->idx);
     ann_idx_init(&h->idx);
+    emb_blocks_release(h);
     h->visible = h->end = h->alloc_end = 0;
     h->revoke_gen++;
     ann_err_clear(&h->load_err);
@@ -575,4 +564,38 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     pthread_rwlock_unlock(&h->lk);
     emb_log_release(s, h);
     return rc;
+}
+
+void emb_open_logs(emb *s, elog ***out, size_t *n)
+{
+    elog **v = NULL;
+    size_t k = 0, cap = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->tcap; i++)
+        for (elog *h = s->table[i]; h; h = h->hnext) {
+            if (h->loading || !h->in_table)
+                continue;
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = ann_xrealloc(v, cap * sizeof *v);
+            }
+            h->refs++;
+            lru_unlink(s, h);
+            v[k++] = h;
+        }
+    pthread_mutex_unlock(&s->mu);
+    /* Those with nothing to seal go back at once. */
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        elog *h = v[i];
+        pthread_rwlock_rdlock(&h->lk);
+        bool some = h->load_rc == 0 && !h->deleted && h->sealed < h->visible;
+        pthread_rwlock_unlock(&h->lk);
+        if (some)
+            v[w++] = h;
+        else
+            emb_log_release(s, h);
+    }
+    *out = v;
+    *n = w;
 }

@@ -37,6 +37,17 @@ static bool confirm_iid(uint64_t id, void *ud)
 {
     confirm_ctx *c = ud;
     elog *h = c->h;
+    if (id <= h->sealed) { /* in a block: copy the record out */
+        const emb_block *b = emb_block_of(h, id);
+        uint8_t *buf = NULL;
+        size_t cap = 0, len = 0;
+        ann_err err;
+        bool same = b && emb_block_take(h, b, id, &buf, &cap, &len, &err) == 0 &&
+                    ann_le16_get(buf + 40) == c->len &&
+                    !memcmp(buf + ANN_LF_REC_HDR, c->iid, c->len);
+        free(buf);
+        return same;
+    }
     uint64_t off = ann_idx_off(&h->idx, id);
     uint8_t buf[ANN_LF_REC_HDR + 512];
     uint8_t *heap = NULL;
@@ -297,8 +308,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
     for (elog *h = logs; h; h = h->cnext) {
         pthread_rwlock_wrlock(&h->lk);
         if (!h->failed) {
-            if (h->pend_count)
+            if (h->pend_count) {
                 h->end += h->pend_len;
+                h->last_write_ms = emb_mono_ms(); /* the sealer waits for idle logs */
+            }
             h->visible = h->idx.n;
         } else {
             /* Nothing of this round is acknowledged; cut what may have been

@@ -301,6 +301,7 @@ void ann_store_embedded_opts_init(ann_store_embedded_opts *o)
 static void emb_close(ann_store *st)
 {
     emb *s = (emb *)st;
+    emb_sealer_stop(s);
     emb_committer_stop(s);
     /* Watches the caller did not remove (they should have): freed here. */
     while (s->watches)
@@ -320,6 +321,8 @@ static void emb_close(ann_store *st)
     pthread_mutex_destroy(&s->watch_mu);
     pthread_cond_destroy(&s->watch_cv);
     pthread_cond_destroy(&s->load_cv);
+    pthread_mutex_destroy(&s->seal_mu);
+    pthread_cond_destroy(&s->seal_cv);
     emb_keys_release(&s->keys);
     free(s->dir);
     free(s);
@@ -347,6 +350,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         s->opts.snapshot_min = 100000;
     if (!s->opts.cache_bytes)
         s->opts.cache_bytes = 64u << 20;
+    if (!s->opts.seal_idle_ms)
+        s->opts.seal_idle_ms = 3000;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
     const char *tr = getenv("ANN_STORE_TRACE");
     s->trace = tr ? atof(tr) : 0;
@@ -361,6 +366,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);
     pthread_cond_init(&s->load_cv, NULL);
+    pthread_mutex_init(&s->seal_mu, NULL);
+    pthread_cond_init(&s->seal_cv, NULL);
     emb_keys_init(&s->keys);
     s->dir = ann_xmalloc(strlen(dir) + 1);
     memcpy(s->dir, dir, strlen(dir) + 1);
@@ -402,7 +409,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         ann_meta_hashkey(s->meta, s->hkey, err) != 0)
         goto done;
     if (!s->opts.admin_only) {
-        if (emb_recover(s, err) != 0 || emb_committer_start(s, err) != 0)
+        if (emb_recover(s, err) != 0 || emb_committer_start(s, err) != 0 ||
+            emb_sealer_start(s, err) != 0)
             goto done;
     }
     rc = 0;

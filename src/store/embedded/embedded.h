@@ -5,7 +5,8 @@
  *   DIR/meta.db                     SQLite (WAL): secret, tenants, logs,
  *                                   revocation audit records
  *   DIR/logs/<tenant>/<log>.dat     one append-only data file per log
- *   DIR/logs/<tenant>/<log>.idx     its index snapshot (a cache, for big logs)
+ *   DIR/logs/<tenant>/<log>.blk     its sealed blocks: older entries, compressed, with
+ *                                   search filters (block.h)
  *   DIR/LOCK                        flock'd by the serving process
  *
  * File formats, recovery, group commit and memory use: docs/storage.md.
@@ -49,6 +50,11 @@ typedef struct ann_store_embedded_opts {
      * filesystem journal (docs/storage.md: it pays under foreign fsync load,
      * costs bandwidth on a quiet disk). Off by default. */
     bool prealloc;
+    /* No sealing: entries stay uncompressed in the data files, with no search filters
+     * (for benchmarks that compare; docs/storage.md, "Sealed blocks"). */
+    bool no_blocks;
+    /* A log is sealed whole once it has had no append for this long; 0: 3000. */
+    unsigned seal_idle_ms;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */

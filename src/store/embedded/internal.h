@@ -51,6 +51,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "store/embedded/block.h"
 #include "store/embedded/embedded.h"
 #include "store/embedded/hash.h"
 #include "store/embedded/index.h"
@@ -62,6 +63,26 @@
 
 typedef struct elog elog;
 typedef struct emb emb;
+
+#define EMB_NQ 8     /* a block's entry times are summarised by EMB_NQ + 1 quantiles */
+#define EMB_VCACHE 4 /* decoded blocks cached per log */
+
+/* One sealed block of a log (seal.c), as loaded from or appended to its .blk file. */
+typedef struct emb_block {
+    uint64_t first, last; /* ids */
+    uint64_t off;         /* in the .blk file */
+    ann_blk_header hdr;
+    int64_t q[EMB_NQ + 1]; /* entry time quantiles (search slices) */
+    uint8_t *filter;       /* its search filter (hdr.filter_len bytes), malloc'd */
+} emb_block;
+
+/* A decoded block kept for reads (seal.c). */
+typedef struct emb_vslot {
+    uint64_t first; /* 0: empty */
+    uint32_t gen;
+    uint64_t tick;
+    ann_blk_view view;
+} emb_vslot;
 
 /* A log's revocation records, for reads (revmap.c): which record redacted each id (the
  * first one that named it). Records are allocated one by one and freed only with the
@@ -98,8 +119,6 @@ struct elog {
     char *path;                      /* immutable: the data file */
     char *idx_path;                  /* immutable: the index snapshot */
     uint64_t hash;                   /* immutable: emb_log_hash(tenant, log) */
-    uint64_t snap_min;               /* immutable: write a snapshot at close from this size */
-    uint64_t snap_n;                 /* lk (write): entries in the snapshot on disk, 0: none */
 
     /* Open-log table and LRU. */
     elog *hnext;               /* s->mu: table chain; then the freeing thread's victim list */
@@ -147,6 +166,21 @@ struct elog {
 
     ann_watch *watchers; /* s->watch_mu */
     bool watch_gone;     /* s->watch_mu: deleted; watch() answers not found */
+
+    /* Sealed blocks (seal.c): ids 1..sealed live compressed in the .blk file; the .dat
+     * file's frames before dat_start are punched out. */
+    char *blk_path;           /* immutable */
+    int bfd;                  /* lk: the .blk file; -1 when the log has none yet */
+    emb_block *blocks;        /* lk: sorted by id, covering 1..sealed */
+    size_t nblocks;           /* lk */
+    size_t blocks_cap;        /* lk */
+    uint64_t sealed;          /* lk: ids 1..sealed are in blocks */
+    uint64_t blk_end;         /* lk: where the next block goes */
+    uint64_t dat_start;       /* lk: the first unsealed frame of the .dat file */
+    double last_write_ms;     /* lk: when the committer last published to it (idle seal) */
+    pthread_mutex_t vc_mu;    /* leaf: the decoded-block cache below */
+    emb_vslot vc[EMB_VCACHE]; /* vc_mu */
+    uint64_t vc_tick;         /* vc_mu */
 
     emb_revmap revs;  /* lk (write to add): the revocation records of redacted entries */
     bool count_clean; /* lk: SQLite holds the exact entry count (count_dirty = 0); the
@@ -227,6 +261,12 @@ struct emb {
     ann_watch *watches;      /* s->watch_mu: every live watch */
 
     emb_keys keys; /* its own leaf lock, keys.mu */
+
+    pthread_mutex_t seal_mu; /* the sealer's wake-ups */
+    pthread_cond_t seal_cv;
+    bool seal_stop;      /* seal_mu */
+    pthread_t sealer;    /* immutable after open */
+    bool sealer_started; /* immutable after open */
 };
 
 /* ---- helpers (embedded.c) ------------------------------------------------ */
@@ -347,6 +387,33 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
  * else loads the log. */
 int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_count,
                   bool sqlite_dirty, uint64_t *out, ann_err *err);
+
+/* ---- sealed blocks (seal.c) ---------------------------------------------------- */
+/* The block holding id (<= h->sealed), h->lk held. */
+const emb_block *emb_block_of(const elog *h, uint64_t id);
+/* Copies entry `id` (<= h->sealed) of block b as a data-file record into *buf at *len
+ * (growing it), h->lk held for reading or writing. */
+int emb_block_take(elog *h, const emb_block *b, uint64_t id, uint8_t **buf, size_t *cap,
+                   size_t *len, ann_err *err);
+/* Loads the .blk file into h (h->lk held for writing, during load): blocks, their entries
+ * into the index, sealed, dat_start; cuts a torn tail, kills superseded versions, and
+ * rewrites blocks holding `pending` revocations (sorted ids) not yet applied. */
+int emb_blocks_load(emb *s, elog *h, const uint64_t *pending, size_t npending, ann_err *err);
+/* Rewrites the blocks holding the sorted ids (all <= h->sealed) with those entries
+ * redacted, then kills the old versions. h->purge_mu held; takes h->lk as needed. */
+int emb_blocks_revoke(emb *s, elog *h, const uint64_t *ids, size_t n, ann_err *err);
+/* Frees h's block state (blocks, filters, decoded views); closes bfd. */
+void emb_blocks_release(elog *h);
+/* Frees bytes [from, to) of a file (a hole, or zeros where holes are not supported) and
+ * syncs it: nothing of those bytes is left. */
+int emb_wipe(emb *s, int fd, const char *path, uint64_t from, uint64_t to, ann_err *err);
+/* References to the loaded logs that have unsealed entries (for the sealer); release each
+ * with emb_log_release and free the array. */
+void emb_open_logs(emb *s, elog ***out, size_t *n);
+/* The sealer thread: seals busy logs as their unsealed frames reach a block's worth, and
+ * idle logs whole. */
+int emb_sealer_start(emb *s, ann_err *err);
+void emb_sealer_stop(emb *s);
 
 /* ---- revocation records (revmap.c) ------------------------------------------ */
 void emb_revmap_add(emb_revmap *m, const uint64_t *ids, size_t n, const char *actor,

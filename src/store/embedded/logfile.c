@@ -110,6 +110,16 @@ static bool header_ok(const uint8_t *h)
     return ann_le32_get(h) == ANN_LF_MAGIC && ann_le32_get(h + 4) == ann_crc32c(0, h + 8, 24);
 }
 
+bool ann_lf_frame_decode(const uint8_t *p, uint64_t *first_id, uint32_t *count, uint64_t *frame_len)
+{
+    if (!header_ok(p))
+        return false;
+    *first_id = ann_le64_get(p + 8);
+    *count = ann_le32_get(p + 16);
+    *frame_len = ann_le64_get(p + 24);
+    return *frame_len >= ANN_LF_FRAME_HDR;
+}
+
 /* Is there a well-formed frame header anywhere in [from, size)? Such a
  * header after a damaged one means the damage is not a torn tail. */
 static int frame_header_after(int fd, uint64_t from, uint64_t size, bool *found)

@@ -42,6 +42,9 @@ void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e);
 
 /* Fills the frame header at p. */
 void ann_lf_frame_encode(uint8_t *p, uint64_t first_id, uint32_t count, uint64_t frame_len);
+/* Reads a frame header (ANN_LF_FRAME_HDR bytes at p); false unless its magic and CRC hold. */
+bool ann_lf_frame_decode(const uint8_t *p, uint64_t *first_id, uint32_t *count,
+                         uint64_t *frame_len);
 
 /*
  * Decodes and checks the record at p (avail bytes readable). On success

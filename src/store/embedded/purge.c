@@ -74,7 +74,16 @@ int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const u
     emb_revmap_add(&h->revs, sorted, m, actor, reason, now_ns);
     pthread_rwlock_unlock(&h->lk);
     pthread_mutex_lock(&h->purge_mu);
-    for (size_t i = 0; i < m && rc != -2;) {
+    /* Sealed entries: their blocks are rewritten (the sealer waits on purge_mu, so what
+     * is sealed stays so meanwhile). */
+    pthread_rwlock_rdlock(&h->lk);
+    size_t nsealed = 0;
+    while (nsealed < m && sorted[nsealed] <= h->sealed)
+        nsealed++;
+    pthread_rwlock_unlock(&h->lk);
+    if (nsealed && emb_blocks_revoke(s, h, sorted, nsealed, err) != 0)
+        rc = -2;
+    for (size_t i = nsealed; i < m && rc != -2;) {
         pthread_rwlock_wrlock(&h->lk);
         if (emb_log_state(h, err) != 0) {
             rc = -2;
@@ -132,6 +141,12 @@ int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *e
         goto done;
     }
     ANN_FAULT_POINT("delete.idx_unlinked");
+    snprintf(path, plen, "%s/logs/%s/%s.blk", s->dir, tenant, log);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        emb_sys_fail(err, "unlink", path);
+        goto done;
+    }
+    ANN_FAULT_POINT("delete.blk_unlinked");
     snprintf(path, plen, "%s/logs/%s/%s.dat", s->dir, tenant, log);
     if (unlink(path) != 0 && errno != ENOENT) {
         emb_sys_fail(err, "unlink", path);

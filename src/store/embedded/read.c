@@ -82,6 +82,22 @@ static void reader_begin(reader *r)
 static int reader_take(reader *r, uint64_t id, ann_err *err)
 {
     elog *h = r->h;
+    if (id <= h->sealed) { /* from its block, as a record like those of the data file */
+        const emb_block *b = emb_block_of(h, id);
+        size_t at = r->buf_len;
+        ann_entry e;
+        uint32_t rl;
+        if (!b || emb_block_take(h, b, id, &r->buf, &r->buf_cap, &r->buf_len, err) != 0)
+            return b ? -1
+                     : ann_err_set(err, ANN_EINTERNAL, "entry %llu is in no block",
+                                   (unsigned long long)id);
+        if (ann_lf_rec_decode(r->buf + at, r->buf_len - at, &e, &rl) != 0 || e.entry_id != id)
+            return ann_err_set(err, ANN_EINTERNAL, "entry %llu: bad copy", (unsigned long long)id);
+        r->offs[r->n] = at;
+        r->revs[r->n] = (e.flags & ANN_ENTRY_REDACTED) ? emb_revmap_find(&h->revs, id) : NULL;
+        r->ents[r->n++] = e;
+        return 0;
+    }
     uint64_t off = ann_idx_off(&h->idx, id);
     const uint8_t *p;
     if (!r->win)

@@ -23,7 +23,7 @@
 #include "common/buf.h"
 
 #define UNIT_IDS 4096 /* ids per unit of the unsealed tail */
-#define NQ 8          /* a unit's times are summarised by NQ + 1 quantiles */
+#define NQ EMB_NQ     /* a unit's times are summarised by NQ + 1 quantiles */
 
 typedef struct cand {
     char id[EMB_MAX_ID_LEN + 1];
@@ -186,14 +186,25 @@ static void add_unit(unit **u, size_t *n, size_t *cap, const unit *x)
     (*u)[(*n)++] = *x;
 }
 
-/* The units of one log that may hold keys in [lo, end). */
+/* The units of one log that may hold keys in [lo, end): its sealed blocks whose time range
+ * meets the window and whose filter admits the query, and ranges of its unsealed tail. */
 static void log_units(walk *w, uint32_t li, unit **u, size_t *n, size_t *cap)
 {
     elog *h = w->c[li].h;
     int64_t *times = ann_xmalloc(UNIT_IDS * sizeof *times);
     pthread_rwlock_rdlock(&h->lk);
     uint64_t visible = h->visible;
-    for (uint64_t first = 1; first <= visible; first += UNIT_IDS) {
+    for (size_t bi = 0; bi < h->nblocks; bi++) {
+        const emb_block *b = &h->blocks[bi];
+        if (b->hdr.max_time_ns < w->lo || b->hdr.min_time_ns >= w->q->end_ns ||
+            b->hdr.min_insert_time_ns > w->q->snapshot_ns ||
+            !ann_blk_filter_may_match(b->filter, b->filter ? b->hdr.filter_len : 0, w->q->match))
+            continue;
+        unit x = {.log = li, .first = b->first, .last = b->last, .count = b->hdr.count};
+        memcpy(x.q, b->q, sizeof x.q);
+        add_unit(u, n, cap, &x);
+    }
+    for (uint64_t first = h->sealed + 1; first <= visible; first += UNIT_IDS) {
         uint64_t last = first + UNIT_IDS - 1 < visible ? first + UNIT_IDS - 1 : visible;
         size_t k = 0;
         for (uint64_t id = first; id <= last; id++)
@@ -305,7 +316,7 @@ static void pick_slice(walk *w, const unit *u, size_t n)
         w->hi = top == INT64_MAX ? INT64_MAX : top + 1; /* everything that is left */
         return;
     }
-    int64_t a = w->lo + 1, b = top + 1; /* est(a) <= budget < est(b) */
+    int64_t a = w->lo + 1, b = top + 1;     /* est(a) <= budget < est(b) */
     while ((uint64_t)b - (uint64_t)a > 1) { /* the span may exceed INT64_MAX */
         int64_t m = (int64_t)((uint64_t)a + ((uint64_t)b - (uint64_t)a) / 2);
         if (slice_est(u, n, w->lo, m) <= budget)
