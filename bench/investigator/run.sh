@@ -76,7 +76,8 @@ if [ "$VL" = 1 ] && [ ! -x "$VL_BIN" ]; then
         "$GO" install "$VL_MODULE@$VL_VERSION" >&2
 fi
 BLOCKS_FLAG=0
-if "$BIN/annalsd" serve --help 2>&1 | grep -q -- '--blocks'; then BLOCKS_FLAG=1; fi
+SERVE_USAGE=$("$BIN/annalsd" serve --help 2>&1 || true)
+if grep -q -- '--blocks' <<<"$SERVE_USAGE"; then BLOCKS_FLAG=1; fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/annals-inv.XXXXXX")
 OUT=$TMP/out
