@@ -207,7 +207,7 @@ inv deep deep --entries "$DEEP_ENTRIES" --seed "$((SEED + 1))" --base-time "$DEE
 DEEP_LOG=$(get deep log)
 inv a-read read --log "$DEEP_LOG" --entries "$DEEP_ENTRIES" --reps "$POINT_REPS" "${QB[@]}"
 export ANNALS_TOKEN=$KEY_many
-inv mklogs mklogs --count "$MANY_LOGS" --jobs "$JOBS" --threads 16
+inv mklogs mklogs --count "$MANY_LOGS" --jobs "$JOBS" --threads 64
 PER_JOB=$((MANY_LOGS / JOBS))
 [ "$PER_JOB" -le 100 ] || PER_JOB=100
 inv a-listlogs listlogs --jobs "$JOBS" --reps "$POINT_REPS" "${QB[@]}" --expect "$PER_JOB"
