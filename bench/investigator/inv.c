@@ -11,6 +11,9 @@
  *                       [--expect N]
  *   annals-inv read     --log ID --entries N [--page-size N] [--reps N]
  *   annals-inv listlogs [--jobs N] [--page-size N] [--reps N]
+ *   annals-inv touch    [--data-dir DIR [--batch-logs N] [--stable-s S]]
+ *                       read the first entry of every log once, N logs at a time, waiting
+ *                       after each batch until DIR's size has been stable for S seconds
  *   annals-inv vl-load  ARCHIVE --url 127.0.0.1:PORT [--threads N]
  *   annals-inv vl-query --url 127.0.0.1:PORT --query LOGSQL [--limit N] [--reps N] [--expect N]
  *   annals-inv vl-count --url 127.0.0.1:PORT
@@ -30,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ftw.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +53,9 @@ typedef struct opts {
     int threads, batch, reps, min_reps, page_size, jobs, ignore_case, first_page, server_pid;
     double max_seconds;
     int64_t start_s, end_s; /* search window, unix seconds; 0: unbounded */
+    const char *data_dir;   /* touch: the server's data directory, to wait for sealing */
+    int batch_logs;
+    double stable_s;
     long long expect, limit;
     uint64_t count;
 } opts;
@@ -1051,6 +1059,107 @@ static int run_listlogs(const opts *o)
     return s.errors ? 1 : 0;
 }
 
+/* du -s -B1: the bytes allocated to the files under a directory. */
+static uint64_t du_total;
+static int du_add(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)path, (void)flag, (void)ftw;
+    du_total += (uint64_t)sb->st_blocks * 512u;
+    return 0;
+}
+
+static uint64_t du_bytes(const char *dir)
+{
+    du_total = 0;
+    nftw(dir, du_add, 64, FTW_PHYS);
+    return du_total;
+}
+
+/* Waits until du of dir has not changed for `stable_s` seconds (polling every 0.5 s). */
+static void wait_stable(const char *dir, double stable_s)
+{
+    uint64_t last = du_bytes(dir), since = now_ns();
+    while ((double)(now_ns() - since) / 1e9 < stable_s) {
+        usleep(500000);
+        uint64_t b = du_bytes(dir);
+        if (b != last) {
+            last = b;
+            since = now_ns();
+        }
+    }
+}
+
+/*
+ * Opens every log of the tenant once (ReadLogEntries of its first entry, the logs from
+ * ListLogs), `--batch-logs` at a time; with --data-dir, waits after each batch until the
+ * directory's size has been stable for --stable-s seconds. The embedded store seals only
+ * the logs it holds open, and holds a bounded number of them (512 by default).
+ */
+static int run_touch(const opts *o)
+{
+    ann_client *c = connect_client(o);
+    char *token = NULL;
+    uint64_t logs = 0, errors = 0, t0 = now_ns();
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    do {
+        Annals__V1__ListLogsRequest req = ANNALS__V1__LIST_LOGS_REQUEST__INIT;
+        Annals__Wire__V1__ListLogsResponse *resp;
+        ann_rpc_status st;
+        req.page_size = 1000;
+        if (token)
+            req.page_token = token;
+        if (ann_rpc_call(c, "/annals.v1.LoggingQueryService/ListLogs", &req.base,
+                         &annals__wire__v1__list_logs_response__descriptor, TIMEOUT_MS,
+                         (ProtobufCMessage **)&resp, &st) != 0)
+            die("ListLogs", &st);
+        for (size_t i = 0; i < resp->n_logs; i++) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                ids = ann_xrealloc(ids, cap * sizeof *ids);
+            }
+            ids[n++] = strndup((const char *)resp->logs[i]->id.data, resp->logs[i]->id.len);
+        }
+        free(token);
+        token = resp->next_page_token.len
+                    ? strndup((const char *)resp->next_page_token.data, resp->next_page_token.len)
+                    : NULL;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    } while (token);
+    for (size_t i = 0; i < n; i++) {
+        Annals__V1__ReadLogEntriesRequest rr = ANNALS__V1__READ_LOG_ENTRIES_REQUEST__INIT;
+        Annals__Wire__V1__ReadLogEntriesResponse *rresp;
+        ann_rpc_status st;
+        rr.log_id = ids[i];
+        rr.first_entry_id = "1";
+        rr.page_size = 1;
+        if (ann_rpc_call(c, "/annals.v1.LoggingQueryService/ReadLogEntries", &rr.base,
+                         &annals__wire__v1__read_log_entries_response__descriptor, TIMEOUT_MS,
+                         (ProtobufCMessage **)&rresp, &st) != 0) {
+            if (!errors++)
+                fprintf(stderr, "annals-inv: ReadLogEntries: %s: %s\n", ann_rpc_code_name(st.code),
+                        st.msg);
+        } else {
+            protobuf_c_message_free_unpacked(&rresp->base, NULL);
+        }
+        logs++;
+        if (o->data_dir && (logs % (uint64_t)o->batch_logs == 0 || i + 1 == n)) {
+            wait_stable(o->data_dir, o->stable_s);
+            fprintf(stderr,
+                    "annals-inv: touched %" PRIu64 " logs; %" PRIu64 " bytes after %.1f s\n", logs,
+                    du_bytes(o->data_dir), (double)(now_ns() - t0) / 1e9);
+        }
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    printf("RESULT mode=touch logs=%" PRIu64 " failed=%" PRIu64 " seconds=%.2f\n", logs, errors,
+           secs);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    ann_client_free(c);
+    return errors ? 1 : 0;
+}
+
 /* ---- VictoriaLogs -------------------------------------------------------------------------- */
 
 #define VL_INSERT                                                                                  \
@@ -1265,19 +1374,20 @@ static int run_vl_count(const opts *o)
 
 static void usage(FILE *f)
 {
-    fputs("usage: annals-inv tokens|gen|load|deep|mklogs|search|read|listlogs|vl-load|vl-query|"
-          "vl-count [options]\n"
-          "  archive: --seed S (1) --base-time UNIX_S --logs N (1000) --entries N (10000000)\n"
-          "           --span-hours H (36)\n"
-          "  --addr HOST:PORT (ANNALS_ADDR)  --token KEY (ANNALS_TOKEN)  --server-pid PID\n"
-          "  --threads N (4)  --batch N (1000)  --format jsonl|text|stats\n"
-          "  --query Q  --ignore-case  --first-page  --page-size N (100)  --reps N (50)\n"
-          "  --expect N (results per rep; -1: no check)  --log ID  --count N  --jobs N (100)\n"
-          "  --max-seconds S (stop repeating after S seconds, but not before --min-reps N (3))\n"
-          "  --start-time / --end-time UNIX_S (search, vl-query: the window; default unbounded)\n"
-          "  --url 127.0.0.1:PORT (VictoriaLogs)  --limit N (VictoriaLogs limit=, 0: none)\n"
-          "See the head of bench/investigator/inv.c and docs/bench.md.\n",
-          f);
+    fputs(
+        "usage: annals-inv tokens|gen|load|deep|mklogs|search|read|listlogs|touch|vl-load|vl-query|"
+        "vl-count [options]\n"
+        "  archive: --seed S (1) --base-time UNIX_S --logs N (1000) --entries N (10000000)\n"
+        "           --span-hours H (36)\n"
+        "  --addr HOST:PORT (ANNALS_ADDR)  --token KEY (ANNALS_TOKEN)  --server-pid PID\n"
+        "  --threads N (4)  --batch N (1000)  --format jsonl|text|stats\n"
+        "  --query Q  --ignore-case  --first-page  --page-size N (100)  --reps N (50)\n"
+        "  --expect N (results per rep; -1: no check)  --log ID  --count N  --jobs N (100)\n"
+        "  --max-seconds S (stop repeating after S seconds, but not before --min-reps N (3))\n"
+        "  --start-time / --end-time UNIX_S (search, vl-query: the window; default unbounded)\n"
+        "  --url 127.0.0.1:PORT (VictoriaLogs)  --limit N (VictoriaLogs limit=, 0: none)\n"
+        "See the head of bench/investigator/inv.c and docs/bench.md.\n",
+        f);
 }
 
 int main(int argc, char **argv)
@@ -1308,6 +1418,9 @@ int main(int argc, char **argv)
         {"max-seconds", required_argument, NULL, 'X'},
         {"min-reps", required_argument, NULL, 'M'},
         {"start-time", required_argument, NULL, 's'},
+        {"data-dir", required_argument, NULL, 'D'},
+        {"batch-logs", required_argument, NULL, 'K'},
+        {"stable-s", required_argument, NULL, 'W'},
         {"end-time", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1410,6 +1523,15 @@ int main(int argc, char **argv)
         case 's':
             o.start_s = strtoll(optarg, NULL, 10);
             break;
+        case 'D':
+            o.data_dir = optarg;
+            break;
+        case 'K':
+            o.batch_logs = atoi(optarg);
+            break;
+        case 'W':
+            o.stable_s = atof(optarg);
+            break;
         case 'e':
             o.end_s = strtoll(optarg, NULL, 10);
             break;
@@ -1445,6 +1567,8 @@ int main(int argc, char **argv)
         return run_read(&o);
     if (!strcmp(o.mode, "listlogs"))
         return run_listlogs(&o);
+    if (!strcmp(o.mode, "touch"))
+        return run_touch(&o);
     if (!strcmp(o.mode, "vl-load"))
         return run_vl_load(&o);
     if (!strcmp(o.mode, "vl-query"))
