@@ -142,6 +142,12 @@ settle() { # dir, name
     SETTLE_S=$((since - t0))
 }
 
+# The server's peak resident set so far (VmHWM, MiB), noted after each phase.
+HWM_NOTES=()
+note_hwm() { # pid, phase
+    HWM_NOTES+=("$2 $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo n/a)")
+}
+
 CMDS=()
 inv() { # name, annals-inv arguments... (output in $OUT/name.txt)
     local name=$1
@@ -194,12 +200,14 @@ ANNALS_TOKEN=$KEY_archive inv load load "${ARCH[@]}" --threads "$THREADS" --serv
 log "annals: waiting for the data directory to settle"
 settle "$TMP/main/data" annals
 A0_BYTES=$SETTLED_BYTES A0_SETTLE=$SETTLE_S
+note_hwm "$MAIN_PID" load
 # The store seals only the logs it holds open (at most 512 by default): open every log
 # once, 256 at a time, each batch left to seal, then wait for the size to settle again.
 ANNALS_TOKEN=$KEY_archive inv touch touch --data-dir "$TMP/main/data" --batch-logs 256 --stable-s 3
 SETTLE_MIN=0 settle "$TMP/main/data" annals
 A_BYTES=$SETTLED_BYTES A_APPARENT=$SETTLED_APPARENT
 A_SETTLE=$(awk -v t="$(get touch seconds)" -v s="$SETTLE_S" 'BEGIN { printf "%.0f", t + s }')
+note_hwm "$MAIN_PID" touch
 (cd "$TMP/main/data" && du -s -B1 -- * 2>/dev/null) >"$OUT/annals-du.txt" || true
 cat "$OUT/annals-du.txt" >&2
 export ANNALS_TOKEN=$KEY_archive
@@ -208,6 +216,7 @@ inv a-icase search "${SW[@]}" --query "$RARE10_LC" --ignore-case --reps "$REPS" 
 inv a-common search "${SW[@]}" --query "$COMMON" --first-page --reps "$REPS" "${QB[@]}" --expect 100
 inv a-rare1 search "${SW[@]}" --query "$RARE1" --reps "$REPS" "${QB[@]}" --expect 1
 inv a-rare100 search "${SW[@]}" --query "$RARE100" --reps "$REPS" "${QB[@]}" --expect 100
+note_hwm "$MAIN_PID" searches
 export ANNALS_TOKEN=$KEY_deep
 inv deep deep --entries "$DEEP_ENTRIES" --seed "$((SEED + 1))" --base-time "$DEEP_BASE" \
     --threads "$THREADS" --server-pid "$MAIN_PID"
@@ -215,12 +224,15 @@ DEEP_LOG=$(get deep log)
 log "annals: waiting for the deep log to settle (sealing)"
 settle "$TMP/main/data" annals
 DEEP_SETTLE=$SETTLE_S
+note_hwm "$MAIN_PID" deep-load
 inv a-read read --log "$DEEP_LOG" --entries "$DEEP_ENTRIES" --reps "$POINT_REPS" "${QB[@]}"
+note_hwm "$MAIN_PID" reads
 export ANNALS_TOKEN=$KEY_many
 inv mklogs mklogs --count "$MANY_LOGS" --jobs "$JOBS" --threads 64
 PER_JOB=$((MANY_LOGS / JOBS))
 [ "$PER_JOB" -le 100 ] || PER_JOB=100
 inv a-listlogs listlogs --jobs "$JOBS" --reps "$POINT_REPS" "${QB[@]}" --expect "$PER_JOB"
+note_hwm "$MAIN_PID" logs
 MAIN_HWM=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$MAIN_PID/status" 2>/dev/null || echo n/a)
 stop "$MAIN_PID"
 
@@ -346,6 +358,7 @@ model=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
         "$MAIN_HWM" "${VL_HWM:--}" "$VL_MEM"
     printf '\nentries counted: annals %s, VictoriaLogs %s; apparent sizes (du -b): annals %s B, VictoriaLogs %s B\n' \
         "$A_E" "$V_E" "$A_APPARENT" "${V_APPARENT:--}"
+    printf 'annalsd peak RSS (MiB) after each phase of step 1: %s\n' "${HWM_NOTES[*]}"
     printf 'whole run: %s s\n\ncommands:\n' "$RUN_S"
     printf '  SCALE=%s ENTRIES=%s LOGS=%s DEEP_ENTRIES=%s MANY_LOGS=%s REPS=%s POINT_REPS=%s QUERY_BUDGET=%s INGEST_DURATION=%s SEED=%s bench/investigator/run.sh\n' \
         "$SCALE" "$ENTRIES" "$LOGS" "$DEEP_ENTRIES" "$MANY_LOGS" "$REPS" "$POINT_REPS" "$QUERY_BUDGET" "$INGEST_DURATION" "$SEED"
