@@ -30,6 +30,13 @@ seeds = {
                                          min_severity=100, start_time={"seconds": 1})),
     "get": (5, pb.GetLogRequest(log_id=LOG)),
     "tail": (6, pb.TailLogEntriesRequest(log_id=LOG, after_entry_id="0")),
+    "list_logs": (7, pb.ListLogsRequest(label_filter={"job": "etl"}, page_size=1,
+                                        start_time={"seconds": 0}, page_token="AQI")),
+    "read": (8, pb.ReadLogEntriesRequest(log_id=LOG, first_entry_id="2", page_size=2)),
+    "search": (9, pb.SearchLogEntriesRequest(query="hel", log_ids=[LOG], ignore_case=True,
+                                             label_filter={"k": "v"}, page_size=1,
+                                             end_time={"seconds": 9})),
+    "search_short": (9, pb.SearchLogEntriesRequest(query="\x00", page_token="AQMx")),
 }
 for name, (rpc, msg) in seeds.items():
     with open(os.path.join(out, name), "wb") as f:

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blk_reseal.h"
 #include "store/embedded/block.h"
-#include "store/embedded/hash.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,24 +66,14 @@ static void decode_all(const uint8_t *p, size_t size)
     ann_blk_view_release(&v);
 }
 
-/* The copy with every CRC made right (lengths taken from the header, clamped to size). */
+/* The copy with every CRC made right (lengths taken from its header). */
 static void decode_resealed(const uint8_t *data, size_t size)
 {
     if (size < ANN_BLK_HDR_LEN)
         return;
     uint8_t *p = malloc(size);
     memcpy(p, data, size);
-    uint64_t off = ANN_BLK_HDR_LEN;
-    for (int i = 0; i < 4; i++) { /* meta, iid, body, filter */
-        uint64_t z = ann_le32_get(p + 72 + 8 * i);
-        z = off + z <= size ? z : (off <= size ? size - off : 0);
-        ann_le32_put(p + 104 + 4 * i, ann_crc32c(0, p + off, (size_t)z));
-        off += z;
-    }
-    uint64_t total = ann_le32_get(p + 100);
-    total = total >= ANN_BLK_HDR_LEN && total <= size ? total : size;
-    ann_le32_put(p + 8, ann_crc32c(0, p + ANN_BLK_HDR_LEN, (size_t)(total - ANN_BLK_HDR_LEN)));
-    ann_le32_put(p + 4, ann_crc32c(0, p + 8, ANN_BLK_HDR_LEN - 8));
+    blk_reseal(p, size);
     decode_all(p, size);
     free(p);
 }
@@ -128,7 +118,7 @@ static void encode_roundtrip(const uint8_t *data, size_t size)
         }
         ann_buf_add_len_field(b, 30, data + pos, len);
         int il = snprintf(iids[n], sizeof iids[n], "i%zu", n);
-        e[n] = (ann_entry){.time_ns = (int64_t)((uint64_t)data[pos - 1] << 56) - (int64_t)n,
+        e[n] = (ann_entry){.time_ns = (int64_t)(((uint64_t)data[pos - 1] << 56) - n),
                            .insert_time_ns = (int64_t)len,
                            .severity = (int32_t)data[pos - 1] - 100,
                            .flags = data[pos - 1] % 7 == 0 ? ANN_ENTRY_REDACTED : 0,

@@ -1,12 +1,18 @@
 /*
  * Writes the seed corpus of fuzz_block: a few valid blocks (one entry; labels, JSON,
- * redacted, NUL bytes, extreme times; 40 log lines; a dead block) and inputs for the
- * encode mode ('E'). Usage: make_block_seeds DIR
+ * redacted, NUL bytes, extreme times; 40 log lines; a dead block), the same blocks with
+ * their sections stored uncompressed in their zstd frames (raw blocks: the fuzzer then
+ * mutates varints and lengths directly), and inputs for the encode mode ('E').
+ * Usage: make_block_seeds DIR
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
+#include "blk_reseal.h"
 #include "store/embedded/block.h"
+#include "store/embedded/hash.h"
 
 static int put(const char *dir, const char *name, const void *p, size_t n)
 {
@@ -20,9 +26,76 @@ static int put(const char *dir, const char *name, const void *p, size_t n)
     return 0;
 }
 
+/* p[0..n) as one zstd frame of raw (stored) blocks (RFC 8878: single segment, no checksum). */
+static void stored_frame(ann_buf *out, const uint8_t *p, size_t n)
+{
+    static const uint8_t magic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    ann_buf_add(out, magic, 4);
+    uint8_t fcs[4];
+    if (n < 256) {
+        ann_buf_add_byte(out, 0x20);
+        ann_buf_add_byte(out, (uint8_t)n);
+    } else if (n < 65792) {
+        ann_buf_add_byte(out, 0x60);
+        ann_le16_put(fcs, (uint16_t)(n - 256));
+        ann_buf_add(out, fcs, 2);
+    } else {
+        ann_buf_add_byte(out, 0xA0);
+        ann_le32_put(fcs, (uint32_t)n);
+        ann_buf_add(out, fcs, 4);
+    }
+    do {
+        size_t k = n < (128u << 10) ? n : (128u << 10);
+        uint32_t bh = (uint32_t)(k << 3) | (k == n); /* type 0: raw; bit 0: last block */
+        uint8_t b3[3] = {(uint8_t)bh, (uint8_t)(bh >> 8), (uint8_t)(bh >> 16)};
+        ann_buf_add(out, b3, 3);
+        ann_buf_add(out, p, k);
+        p += k;
+        n -= k;
+    } while (n);
+}
+
+/* The block at b (header h) with its three sections re-stored as raw zstd blocks. */
+static int restore_stored(const ann_buf *b, const ann_blk_header *h, ann_buf *out)
+{
+    uint32_t zlen[3] = {h->meta_zlen, h->iid_zlen, h->body_zlen},
+             raw[3] = {h->meta_raw, h->iid_raw, h->body_raw};
+    const uint8_t *src = b->data + ANN_BLK_HDR_LEN;
+    out->len = 0;
+    ann_buf_add(out, b->data, ANN_BLK_HDR_LEN);
+    for (int i = 0; i < 3; i++) {
+        uint8_t *plain = malloc(raw[i]);
+        size_t got = ZSTD_decompress(plain, raw[i], src, zlen[i]);
+        if (got != raw[i]) {
+            free(plain);
+            return -1;
+        }
+        size_t at = out->len;
+        stored_frame(out, plain, raw[i]);
+        ann_le32_put(out->data + 72 + 8 * i, (uint32_t)(out->len - at));
+        free(plain);
+        src += zlen[i];
+    }
+    ann_buf_add(out, src, h->filter_len);
+    ann_le32_put(out->data + 100, (uint32_t)out->len);
+    blk_reseal(out->data, out->len);
+    ann_blk_header x;
+    ann_blk_view v;
+    ann_err err;
+    if (ann_blk_header_decode(out->data, out->len, &x, &err) != 0 ||
+        ann_blk_check(out->data, out->len, &x, &err) != 0 ||
+        ann_blk_view_open(out->data, out->len, &x, &v, &err) != 0) {
+        fprintf(stderr, "stored copy: %s\n", err.msg);
+        return -1;
+    }
+    ann_blk_view_release(&v);
+    return 0;
+}
+
+/* Writes the block of e[0..n) as `name`, and as `name`-stored unless dead. */
 static int block(const char *dir, const char *name, const ann_entry *e, size_t n, bool dead)
 {
-    ann_buf out = ANN_BUF_INIT;
+    ann_buf out = ANN_BUF_INIT, st = ANN_BUF_INIT;
     ann_blk_header h;
     ann_err err;
     if (ann_blk_encode(e, n, 1, 0, 0, 3, &out, &err) != 0 ||
@@ -30,10 +103,20 @@ static int block(const char *dir, const char *name, const ann_entry *e, size_t n
         fprintf(stderr, "%s: %s\n", name, err.msg);
         return -1;
     }
-    if (dead)
+    int rc = 0;
+    if (dead) {
         ann_blk_zero(out.data, &h);
-    int rc = put(dir, name, out.data, out.len);
+    } else {
+        char sname[256];
+        snprintf(sname, sizeof sname, "%s-stored", name);
+        rc = restore_stored(&out, &h, &st);
+        if (rc == 0)
+            rc = put(dir, sname, st.data, st.len);
+    }
+    if (rc == 0)
+        rc = put(dir, name, out.data, out.len);
     ann_buf_release(&out);
+    ann_buf_release(&st);
     return rc;
 }
 

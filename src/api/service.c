@@ -325,6 +325,8 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
     return 0;
 }
 
+#define GEN_IID_LEN (ANN_UUID_LEN + 8) /* "<uuid>/<index in the request>" */
+
 static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
                     ann_buf *resp, ann_err *err)
 {
@@ -333,7 +335,8 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
     ann_entry *entries = NULL;
     uint64_t *ids = NULL;
     size_t *body_off = NULL;
-    char(*gen_ids)[ANN_UUID_LEN + 1] = NULL;
+    char(*gen_ids)[GEN_IID_LEN] = NULL;
+    char req_uuid[ANN_UUID_LEN + 1] = "";
     ann_buf bodies = ANN_BUF_INIT;
     Annals__Wire__V1__WriteLogEntriesRequestIn *r =
         (Annals__Wire__V1__WriteLogEntriesRequestIn *)svc_decode(
@@ -363,9 +366,13 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
             goto done;
         if (entries[i].insert_id_len == 0) {
             /* Generated before anything is stored, so a redelivery can't duplicate it. */
-            svc_new_uuid(gen_ids[i]);
+            /* One random UUID per request and the entry's place in it: unique, and cheap
+             * to store compressed (a block holds one UUID per request, not per entry). */
+            if (!req_uuid[0])
+                svc_new_uuid(req_uuid);
+            int len = snprintf(gen_ids[i], GEN_IID_LEN, "%s/%zu", req_uuid, i);
             entries[i].insert_id = gen_ids[i];
-            entries[i].insert_id_len = ANN_UUID_LEN;
+            entries[i].insert_id_len = (size_t)len;
         }
         /* The body: the entry's labels and payload as LogEntry fields (the JSON payload
          * travels as the Struct's bytes, which is how field 31 is encoded anyway). */

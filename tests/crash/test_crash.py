@@ -46,7 +46,7 @@ def test_kill9_during_concurrent_traffic():
     book = Book()
     retried = 0
     with tempfile.TemporaryDirectory(prefix="annals-crash-") as d:
-        s = Server(d)
+        s = Server(d, extra_args=["--seal-idle-ms", "150"])  # seal often: blocks in every round
         key = s.tenant("crash")
         s.start()
         try:
@@ -104,6 +104,8 @@ def test_kill9_during_concurrent_traffic():
                 check(c, book, followers, "final after catching up", d)
             finally:
                 c.close()
+            blocks = [f for _, _, fs in os.walk(d) for f in fs if f.endswith(".blk")]
+            assert blocks, "no log was ever sealed: the rounds did not exercise sealed blocks"
             print(f"crash test: {len(book.acked)} acknowledged writes, "
                   f"{sum(len(r.entries) for r in book.acked)} entries, {len(book.logs)} logs, "
                   f"{retried} writes retried, {len(book.revoked)} revoked, "

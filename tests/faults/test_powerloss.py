@@ -354,8 +354,8 @@ def test_power_loss_during_concurrent_traffic():
     with tempfile.TemporaryDirectory(prefix="annals-power-") as root:
         data, shadow = os.path.join(root, "data"), os.path.join(root, "shadow")
         last = os.path.join(root, "last-cut")
-        s = Server(data, extra_args=["--durability", "fsync"],
-                   log_path=os.path.join(root, "annalsd.out"))
+        s = Server(data, extra_args=["--durability", "fsync", "--seal-idle-ms", "150"],
+                   log_path=os.path.join(root, "annalsd.out"))  # seals in every round
         key = s.tenant("power")  # without the shim: the directory starts durable
         try:
             for rnd_no in range(ROUNDS):

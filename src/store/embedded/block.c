@@ -466,14 +466,9 @@ static void tri_init(tri_set *ts, uint64_t input_bytes)
     ts->shift = 32 - lg;
 }
 
-static inline void tri_insert(tri_set *ts, uint32_t t)
+/* Adds t to the table (small inputs). */
+static void tri_insert_slot(tri_set *ts, uint32_t t)
 {
-    if (ts->bits) {
-        uint64_t *w = &ts->bits[t >> 6], bit = (uint64_t)1 << (t & 63);
-        ts->n += !(*w & bit);
-        *w |= bit;
-        return;
-    }
     size_t mask = ((size_t)1 << (32 - ts->shift)) - 1, i = (t * 0x9E3779B1u) >> ts->shift;
     while (ts->slots[i] && ts->slots[i] != t + 1)
         i = (i + 1) & mask;
@@ -506,10 +501,22 @@ static int tri_add_string(ann_body_kind kind, const uint8_t *p, size_t n, void *
     if (n < 3)
         return 0;
     uint32_t t = (uint32_t)fold(p[0]) << 8 | fold(p[1]);
+    if (!ts->bits) {
+        for (size_t i = 2; i < n; i++) {
+            t = (t << 8 | fold(p[i])) & 0xFFFFFFu;
+            tri_insert_slot(ts, t);
+        }
+        return 0;
+    }
+    uint64_t *bits = ts->bits;
+    size_t added = 0; /* counted here: ts->n would be reloaded after every store */
     for (size_t i = 2; i < n; i++) {
         t = (t << 8 | fold(p[i])) & 0xFFFFFFu;
-        tri_insert(ts, t);
+        uint64_t bit = (uint64_t)1 << (t & 63), w = bits[t >> 6];
+        added += !(w & bit);
+        bits[t >> 6] = w | bit;
     }
+    ts->n += added;
     return 0;
 }
 

@@ -131,21 +131,41 @@ static void elog_free(emb *s, elog *h)
 
 /* Unlinks idle logs beyond the budgets; returns them as a list (via hnext)
  * for the caller to free outside s->mu. */
+/* Has h entries the sealer has yet to seal? Those logs stay open until it has (only the
+ * sealer seals, and only open logs): closing one would leave its tail uncompressed until
+ * it is opened again. s->mu held (h->lk nests inside it). */
+static bool unsealed(emb *s, elog *h)
+{
+    if (s->opts.no_blocks || s->opts.admin_only)
+        return false;
+    pthread_rwlock_rdlock(&h->lk);
+    bool u = h->load_rc == 0 && !h->deleted && !h->broken && h->sealed < h->visible;
+    pthread_rwlock_unlock(&h->lk);
+    return u;
+}
+
 static elog *lru_evict(emb *s)
 {
     elog *victims = NULL;
     double now = emb_mono_ms();
-    while (s->lru_count) {
-        elog *h = s->lru.lru_prev; /* the longest idle */
+    elog *h = s->lru.lru_prev; /* the longest idle */
+    while (h != &s->lru) {
+        elog *prev = h->lru_prev;
         /* Reopening a log rescans its file, so memory pressure alone closes
          * only logs idle for a while: a busy log is never thrashed. */
         if (s->lru_count <= s->opts.max_open_logs &&
             !(s->lru_bytes > s->opts.cache_bytes && now - h->idle_since >= s->opts.idle_evict_ms))
             break;
+        /* A log waiting for the sealer is passed over, up to twice the open-log bound. */
+        if (s->lru_count <= 2 * s->opts.max_open_logs && unsealed(s, h)) {
+            h = prev;
+            continue;
+        }
         lru_unlink(s, h);
         table_remove(s, h);
         h->hnext = victims;
         victims = h;
+        h = prev;
     }
     return victims;
 }
@@ -542,16 +562,7 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     elog *h = NULL;
     if (!emb_valid_id(tenant) || !emb_valid_id(log))
         return emb_not_found(err, log);
-    uint64_t hash = emb_log_hash(s, tenant, log);
-    pthread_mutex_lock(&s->mu);
-    h = table_find(s, hash, tenant, log);
-    if (h && !h->loading) {
-        h->refs++;
-        lru_unlink(s, h);
-    } else {
-        h = NULL;
-    }
-    pthread_mutex_unlock(&s->mu);
+    h = emb_log_peek(s, tenant, log);
     if (!h && !sqlite_dirty) {
         *out = sqlite_count; /* exact: recorded at the log's last clean close */
         return 0;
@@ -598,4 +609,30 @@ void emb_open_logs(emb *s, elog ***out, size_t *n)
     }
     *out = v;
     *n = w;
+}
+
+elog *emb_log_peek(emb *s, const char *tenant, const char *log)
+{
+    if (!emb_valid_id(tenant) || !emb_valid_id(log))
+        return NULL;
+    uint64_t hash = emb_log_hash(s, tenant, log);
+    pthread_mutex_lock(&s->mu);
+    elog *h = table_find(s, hash, tenant, log);
+    if (h && !h->loading) {
+        h->refs++;
+        lru_unlink(s, h);
+    } else {
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (h) {
+        pthread_rwlock_rdlock(&h->lk);
+        bool ok = h->load_rc == 0 && !h->deleted;
+        pthread_rwlock_unlock(&h->lk);
+        if (!ok) {
+            emb_log_release(s, h);
+            h = NULL;
+        }
+    }
+    return h;
 }

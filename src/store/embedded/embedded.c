@@ -301,8 +301,11 @@ void ann_store_embedded_opts_init(ann_store_embedded_opts *o)
 static void emb_close(ann_store *st)
 {
     emb *s = (emb *)st;
+    bool sealing = s->sealer_started;
     emb_sealer_stop(s);
     emb_committer_stop(s);
+    if (sealing) /* what is left unsealed is compressed before the files are closed */
+        emb_seal_all(s);
     /* Watches the caller did not remove (they should have): freed here. */
     while (s->watches)
         emb_unwatch(st, s->watches);
@@ -322,6 +325,7 @@ static void emb_close(ann_store *st)
     pthread_cond_destroy(&s->watch_cv);
     pthread_cond_destroy(&s->load_cv);
     pthread_mutex_destroy(&s->seal_mu);
+    emb_summaries_free(s);
     pthread_cond_destroy(&s->seal_cv);
     emb_keys_release(&s->keys);
     free(s->dir);
@@ -352,6 +356,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         s->opts.cache_bytes = 64u << 20;
     if (!s->opts.seal_idle_ms)
         s->opts.seal_idle_ms = 3000;
+    if (!s->opts.summary_bytes)
+        s->opts.summary_bytes = 128u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
     const char *tr = getenv("ANN_STORE_TRACE");
     s->trace = tr ? atof(tr) : 0;
@@ -367,6 +373,7 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_cond_init(&s->watch_cv, NULL);
     pthread_cond_init(&s->load_cv, NULL);
     pthread_mutex_init(&s->seal_mu, NULL);
+    emb_summaries_init(s);
     pthread_cond_init(&s->seal_cv, NULL);
     emb_keys_init(&s->keys);
     s->dir = ann_xmalloc(strlen(dir) + 1);

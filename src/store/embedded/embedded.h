@@ -55,6 +55,8 @@ typedef struct ann_store_embedded_opts {
     bool no_blocks;
     /* A log is sealed whole once it has had no append for this long; 0: 3000. */
     unsigned seal_idle_ms;
+    /* Memory for the search summaries of logs that are not open; 0: 128 MiB. */
+    size_t summary_bytes;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */

@@ -76,6 +76,14 @@ typedef struct emb_block {
     uint8_t *filter;       /* its search filter (hdr.filter_len bytes), malloc'd */
 } emb_block;
 
+/* One block of a search summary (summary.c). */
+typedef struct emb_sumblk {
+    uint64_t first, last, off;
+    ann_blk_header hdr;
+    uint8_t *filter;
+} emb_sumblk;
+typedef struct emb_summary emb_summary;
+
 /* A decoded block kept for reads (seal.c). */
 typedef struct emb_vslot {
     uint64_t first; /* 0: empty */
@@ -262,6 +270,12 @@ struct emb {
 
     emb_keys keys; /* its own leaf lock, keys.mu */
 
+    pthread_mutex_t sum_mu;    /* leaf: the search summaries below (summary.c) */
+    emb_summary **sum_table;   /* sum_mu */
+    emb_summary *sum_lru;      /* sum_mu: most recently used first */
+    emb_summary *sum_lru_tail; /* sum_mu */
+    size_t sum_bytes;          /* sum_mu */
+
     pthread_mutex_t seal_mu; /* the sealer's wake-ups */
     pthread_cond_t seal_cv;
     bool seal_stop;      /* seal_mu */
@@ -414,6 +428,21 @@ void emb_open_logs(emb *s, elog ***out, size_t *n);
  * idle logs whole. */
 int emb_sealer_start(emb *s, ann_err *err);
 void emb_sealer_stop(emb *s);
+/* Seals every open log whole (close, after the committer stopped). */
+void emb_seal_all(emb *s);
+
+/* ---- search summaries (summary.c) ---------------------------------------------- */
+/* The summary of a log that is not open: its live blocks (1), or 0 when the log must be
+ * opened to be searched (no blocks, an unsealed tail, a file to repair); -1 on error.
+ * Release with emb_summary_release. */
+int emb_summary_get(emb *s, const char *tenant, const char *log, emb_summary **out,
+                    const emb_sumblk **blocks, size_t *n, ann_err *err);
+const char *emb_summary_path(const emb_summary *m);
+void emb_summary_release(emb *s, emb_summary *m);
+void emb_summaries_init(emb *s);
+void emb_summaries_free(emb *s);
+/* A reference to the log if it is open (loaded and in the table), else NULL. */
+elog *emb_log_peek(emb *s, const char *tenant, const char *log);
 
 /* ---- revocation records (revmap.c) ------------------------------------------ */
 void emb_revmap_add(emb_revmap *m, const uint64_t *ids, size_t n, const char *actor,

@@ -569,7 +569,8 @@ int emb_blocks_load(emb *s, elog *h, const uint64_t *pending, size_t npending, a
         off += hd.total_len;
     }
     h->blk_end = off;
-    qsort(v, nv, sizeof *v, found_cmp);
+    if (nv)
+        qsort(v, nv, sizeof *v, found_cmp);
 
     /* One version per first id, the newest; the older ones die (a rewrite cut short). */
     size_t w = 0;
@@ -720,6 +721,26 @@ static void *sealer_main(void *arg)
     }
     pthread_mutex_unlock(&s->seal_mu);
     return NULL;
+}
+
+void emb_seal_all(emb *s)
+{
+    elog **todo = NULL;
+    size_t n = 0;
+    emb_open_logs(s, &todo, &n);
+    for (size_t i = 0; i < n; i++) {
+        elog *h = todo[i];
+        ann_err err;
+        int r;
+        pthread_mutex_lock(&h->purge_mu);
+        while ((r = seal_one(s, h, true, &err)) == 1)
+            ;
+        pthread_mutex_unlock(&h->purge_mu);
+        if (r < 0)
+            fprintf(stderr, "annals store: %s: sealing at close: %s\n", h->log, err.msg);
+        emb_log_release(s, h);
+    }
+    free(todo);
 }
 
 int emb_sealer_start(emb *s, ann_err *err)

@@ -17,21 +17,32 @@
  */
 #include "store/embedded/internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
+#include "store/embedded/logfile.h"
 
 #define UNIT_IDS 4096 /* ids per unit of the unsealed tail */
 #define NQ EMB_NQ     /* a unit's times are summarised by NQ + 1 quantiles */
 
+/* A log searched: open (h), or known by its summary (sum) when it is not open. */
 typedef struct cand {
     char id[EMB_MAX_ID_LEN + 1];
     elog *h;
+    emb_summary *sum;
+    const emb_sumblk *sb; /* the summary's blocks */
+    size_t nsb;
+    int bfd;             /* the .blk file, opened on first read */
+    ann_blk_view view;   /* the last block decoded from the summary path */
+    uint64_t view_first; /* its first id; 0: none */
 } cand;
 
 typedef struct unit {
     uint32_t log; /* index into the candidates, which are sorted by id */
+    size_t sb;    /* the summary block, for a candidate known by its summary */
     uint64_t first, last;
     uint64_t count;
     int64_t q[NQ + 1]; /* q[0] the smallest time, q[NQ] the largest */
@@ -127,6 +138,7 @@ typedef struct walk {
     uint32_t log;  /* the log being examined */
     heap hp;
     uint64_t examined;
+    const char *tenant;
 } walk;
 
 /* The cursor's log as a position among the candidates (sorted by id): keys of candidate i
@@ -186,19 +198,43 @@ static void add_unit(unit **u, size_t *n, size_t *cap, const unit *x)
     (*u)[(*n)++] = *x;
 }
 
+/* May this block hold a match in the walk's window? */
+static bool block_may(const walk *w, const ann_blk_header *h, const uint8_t *filter)
+{
+    return h->max_time_ns >= w->lo && h->min_time_ns < w->q->end_ns &&
+           h->min_insert_time_ns <= w->q->snapshot_ns &&
+           ann_blk_filter_may_match(filter, filter ? h->filter_len : 0, w->q->match);
+}
+
 /* The units of one log that may hold keys in [lo, end): its sealed blocks whose time range
  * meets the window and whose filter admits the query, and ranges of its unsealed tail. */
 static void log_units(walk *w, uint32_t li, unit **u, size_t *n, size_t *cap)
 {
-    elog *h = w->c[li].h;
+    const cand *c = &w->c[li];
+    if (!c->h) { /* from the summary: quantiles spread evenly over the block's range */
+        for (size_t bi = 0; bi < c->nsb; bi++) {
+            const emb_sumblk *b = &c->sb[bi];
+            if (!block_may(w, &b->hdr, b->filter))
+                continue;
+            unit x = {
+                .log = li, .sb = bi, .first = b->first, .last = b->last, .count = b->hdr.count};
+            /* In long double: the span of two int64 may exceed INT64_MAX. */
+            long double lo = (long double)b->hdr.min_time_ns, hi = (long double)b->hdr.max_time_ns;
+            for (int j = 0; j <= NQ; j++) {
+                long double t = lo + (hi - lo) * j / NQ;
+                x.q[j] = t <= lo ? b->hdr.min_time_ns : t >= hi ? b->hdr.max_time_ns : (int64_t)t;
+            }
+            add_unit(u, n, cap, &x);
+        }
+        return;
+    }
+    elog *h = c->h;
     int64_t *times = ann_xmalloc(UNIT_IDS * sizeof *times);
     pthread_rwlock_rdlock(&h->lk);
     uint64_t visible = h->visible;
     for (size_t bi = 0; bi < h->nblocks; bi++) {
         const emb_block *b = &h->blocks[bi];
-        if (b->hdr.max_time_ns < w->lo || b->hdr.min_time_ns >= w->q->end_ns ||
-            b->hdr.min_insert_time_ns > w->q->snapshot_ns ||
-            !ann_blk_filter_may_match(b->filter, b->filter ? b->hdr.filter_len : 0, w->q->match))
+        if (!block_may(w, &b->hdr, b->filter))
             continue;
         unit x = {.log = li, .first = b->first, .last = b->last, .count = b->hdr.count};
         memcpy(x.q, b->q, sizeof x.q);
@@ -246,6 +282,75 @@ static double slice_est(const unit *u, size_t n, int64_t lo, int64_t t)
     return sum;
 }
 
+/* Decodes summary block bi of candidate c (kept as its view). -2 when the file no longer
+ * holds that block as summarised (a seal, a rewrite): the caller opens the log instead. */
+static int cand_view(cand *c, size_t bi, ann_err *err)
+{
+    const emb_sumblk *b = &c->sb[bi];
+    if (c->view_first == b->first)
+        return 0;
+    if (c->view_first) {
+        ann_blk_view_release(&c->view);
+        c->view_first = 0;
+    }
+    if (c->bfd < 0) {
+        c->bfd = open(emb_summary_path(c->sum), O_RDONLY | O_CLOEXEC);
+        if (c->bfd < 0)
+            return -2;
+    }
+    size_t len = (size_t)ann_blk_body_end(&b->hdr);
+    uint8_t *bytes = ann_xmalloc(len);
+    ann_blk_header h;
+    int rc = -2;
+    if (ann_lf_pread_full(c->bfd, bytes, len, b->off) == 0 &&
+        ann_blk_header_decode(bytes, len, &h, NULL) == 0 && h.gen == b->hdr.gen &&
+        h.first_id == b->first && h.count == b->hdr.count && !(h.flags & ANN_BLK_DEAD) &&
+        ann_blk_view_open(bytes, len, &h, &c->view, err) == 0) {
+        c->view_first = b->first;
+        rc = 0;
+    }
+    free(bytes);
+    return rc;
+}
+
+/* Visits entries first..last of a unit of candidate li (an open log's, or a summary
+ * block's). */
+static int read_unit(emb *s, walk *w, uint32_t li, size_t sb, uint64_t first, uint64_t last,
+                     ann_entry_visit_fn fn, void *ud, ann_err *err)
+{
+    cand *c = &w->c[li];
+    if (!c->h && cand_view(c, sb, err) != 0) {
+        /* The file changed under the summary (a seal, a rewrite): read the log itself.
+         * Ids never change, so the unit's range still holds. */
+        ann_err e;
+        if (emb_log_acquire(s, w->tenant, c->id, &c->h, &e) != 0) {
+            if (e.code == ANN_ENOTFOUND)
+                return 0; /* deleted meanwhile */
+            *err = e;
+            return -1;
+        }
+    }
+    if (c->h)
+        return emb_read_range(s, c->h, first, last, fn, ud, err);
+    for (uint64_t id = first; id <= last; id++)
+        if (fn(&c->view.e[id - c->sb[sb].first], ud) != 0)
+            break;
+    return 0;
+}
+
+static size_t sum_block_of(const cand *c, uint64_t id)
+{
+    size_t lo = 0, hi = c->nsb;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->sb[mid].last < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 typedef struct hit_ctx {
     walk *w;
     uint32_t log;
@@ -257,6 +362,8 @@ typedef struct hit_ctx {
 static int give_hit(const ann_entry *e, void *ud)
 {
     hit_ctx *c = ud;
+    if (e->flags & ANN_ENTRY_REDACTED)
+        return 1; /* revoked since it was examined: it no longer matches */
     if (c->visit(c->w->c[c->log].id, e, c->ud) != 0)
         c->refused = true;
     return 1; /* one entry per read */
@@ -331,7 +438,7 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
                ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err)
 {
     emb *s = (emb *)st;
-    walk w = {.q = q};
+    walk w = {.q = q, .tenant = tenant_id};
     unit *units = NULL;
     size_t nunits = 0, ucap = 0;
     int rc = -1;
@@ -341,7 +448,7 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
         return ann_err_set(err, ANN_EINVAL, "search: missing matcher, limit or budget");
 
     /* The candidate logs, in id order. */
-    if (q->n_log_ids) {
+    if (q->n_log_ids && !q->n_labels) {
         w.c = ann_xcalloc(q->n_log_ids, sizeof *w.c);
         for (size_t i = 0; i < q->n_log_ids; i++)
             snprintf(w.c[w.nc++].id, sizeof w.c[0].id, "%s", q->log_ids[i]);
@@ -353,24 +460,38 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
         if (ann_meta_logs_page(s->meta, tenant_id, &lq, collect_logs, &w, err) != 0)
             goto done;
     }
-    qsort(w.c, w.nc, sizeof *w.c, cand_cmp);
+    if (w.nc)
+        qsort(w.c, w.nc, sizeof *w.c, cand_cmp);
     size_t keep = 0;
     for (size_t i = 0; i < w.nc; i++) {
-        elog *h;
+        cand c = {.bfd = -1};
+        memcpy(c.id, w.c[i].id, sizeof c.id);
+        if (q->n_log_ids && q->n_labels) { /* both: the labelled logs that are named */
+            bool named = false;
+            for (size_t k = 0; k < q->n_log_ids && !named; k++)
+                named = strcmp(q->log_ids[k], c.id) == 0;
+            if (!named)
+                continue;
+        }
+        /* An open log is read as it is; another by its summary, if it has one. */
+        c.h = emb_log_peek(s, tenant_id, c.id);
+        if (!c.h) {
+            int r = emb_summary_get(s, tenant_id, c.id, &c.sum, &c.sb, &c.nsb, err);
+            if (r < 0)
+                goto done;
+            if (r == 1) {
+                w.c[keep++] = c;
+                continue;
+            }
+        }
         ann_err e;
-        if (emb_log_acquire(s, tenant_id, w.c[i].id, &h, &e) != 0) {
+        if (!c.h && emb_log_acquire(s, tenant_id, c.id, &c.h, &e) != 0) {
             if (e.code == ANN_ENOTFOUND)
                 continue; /* deleted meanwhile: nothing of it is searched */
             *err = e;
             goto done;
         }
-        if (q->n_log_ids && q->n_labels &&
-            !ann_labels_match(h->labels, h->labels_len, 2, q->labels, q->n_labels)) {
-            emb_log_release(s, h);
-            continue;
-        }
-        w.c[keep] = w.c[i];
-        w.c[keep++].h = h;
+        w.c[keep++] = c;
     }
     w.nc = keep;
 
@@ -412,7 +533,7 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
         if (w.one_time ? (u->q[0] > w.lo || u->q[NQ] < w.lo) : (u->q[NQ] < w.lo || u->q[0] >= w.hi))
             continue;
         w.log = u->log;
-        if (emb_read_range(s, w.c[w.log].h, u->first, u->last, examine, &w, err) != 0)
+        if (read_unit(s, &w, u->log, u->sb, u->first, u->last, examine, &w, err) != 0)
             goto done;
         if (w.one_time && w.examined >= q->budget)
             cut = true;
@@ -420,12 +541,14 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
     res->examined = w.examined;
 
     /* Every key examined is final: answer the smallest ones. */
-    qsort(w.hp.v, w.hp.n, sizeof *w.hp.v, key_qcmp);
+    if (w.hp.n)
+        qsort(w.hp.v, w.hp.n, sizeof *w.hp.v, key_qcmp);
     size_t given = 0;
     for (; given < w.hp.n; given++) {
         key *k = &w.hp.v[given];
         hit_ctx hc = {&w, k->log, visit, ud, false};
-        if (emb_read_range(s, w.c[k->log].h, k->id, k->id, give_hit, &hc, err) != 0)
+        size_t sb = w.c[k->log].h ? 0 : sum_block_of(&w.c[k->log], k->id);
+        if (read_unit(s, &w, k->log, sb, k->id, k->id, give_hit, &hc, err) != 0)
             goto done;
         if (hc.refused)
             break;
@@ -452,9 +575,16 @@ int emb_search(ann_store *st, const char *tenant_id, const ann_search_query *q,
     }
     rc = 0;
 done:
-    for (size_t i = 0; i < w.nc; i++)
+    for (size_t i = 0; i < w.nc; i++) {
         if (w.c[i].h)
             emb_log_release(s, w.c[i].h);
+        if (w.c[i].sum)
+            emb_summary_release(s, w.c[i].sum);
+        if (w.c[i].view_first)
+            ann_blk_view_release(&w.c[i].view);
+        if (w.c[i].bfd >= 0)
+            close(w.c[i].bfd);
+    }
     free(w.c);
     free(w.hp.v);
     free(units);
