@@ -79,7 +79,7 @@ test-asan: build-asan pystubs
 	ANNALS_BIN=$(abspath $(BUILD_ASAN))/bin ANNALS_PY=$(abspath $(BUILD))/py ANNALS_SANITIZED=1 \
 	    ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/api tests/cli
 
-# The investigator benchmarks (docs/bench.md): ~20 minutes at the full size (10 M entries,
+# The investigator benchmarks (docs/bench.md): ~10 minutes at the full size (10 M entries,
 # VictoriaLogs beside annals); `make bench-investigator SCALE=100` is a smoke run (< 1 minute).
 bench-investigator: build
 	NO_BUILD=1 bench/investigator/run.sh

@@ -14,7 +14,7 @@
 # then prints a Markdown table and the commands, stops everything and removes the
 # temporary directories. Figures are reported, never asserted.
 #
-#   bench/investigator/run.sh               # the full size (10 M entries; ~15 minutes)
+#   bench/investigator/run.sh               # the full size (10 M entries; ~10 minutes)
 #   SCALE=100 bench/investigator/run.sh     # a smoke run with 1/100 of the data (< 1 minute)
 #
 # Environment (defaults for SCALE=1): ENTRIES (10000000) LOGS (1000) DEEP_ENTRIES (10000000)
