@@ -7,7 +7,7 @@ DATA       ?= ./annals-data
 
 .PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-faults \
         test-powerloss \
-        test-asan test-extra pystubs clean format
+        test-asan test-extra pystubs clean format bench-investigator
 
 all: build
 
@@ -78,6 +78,11 @@ test-asan: build-asan pystubs
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -L unit
 	ANNALS_BIN=$(abspath $(BUILD_ASAN))/bin ANNALS_PY=$(abspath $(BUILD))/py ANNALS_SANITIZED=1 \
 	    ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/api tests/cli
+
+# The investigator benchmarks (docs/bench.md): ~10 minutes at the full size (10 M entries,
+# VictoriaLogs beside annals); `make bench-investigator SCALE=100` is a smoke run (< 1 minute).
+bench-investigator: build
+	NO_BUILD=1 bench/investigator/run.sh
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
