@@ -28,7 +28,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -36,7 +38,8 @@
 
 #define SEAL_ENTRIES 2048       /* a block's entries ... */
 #define SEAL_BYTES (512u << 10) /* ... or frame bytes, whichever comes first */
-#define SEAL_LEVEL 3            /* zstd level */
+#define SEAL_LEVEL 5            /* zstd level: the sealer is background work (see below) */
+#define SEALER_NICE 10          /* the sealer yields the CPU to ingest and reads */
 #define SEALER_TICK_MS 500
 
 /* ---- finding and reading blocks --------------------------------------------- */
@@ -678,6 +681,13 @@ done:
 static void *sealer_main(void *arg)
 {
     emb *s = arg;
+    /* Sealing is deferred work: on a busy machine it waits for spare CPU, so appends and
+     * reads keep their latency; the unsealed tail is searched and read as well meanwhile. */
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, tid, prio + SEALER_NICE);
     pthread_mutex_lock(&s->seal_mu);
     while (!s->seal_stop) {
         struct timespec dl;
