@@ -555,8 +555,8 @@ static void embedded_backend(void **state)
             if (!l->e[id - 1].redacted) {
                 l->e[id - 1].redacted = true;
                 l->e[id - 1].reason = "first";
-                assert_int_equal(ann_store_revoke(st, m->t[l->tenant].id, l->id, &id, 1,
-                                                  "actor-1", "first", 77, &err),
+                assert_int_equal(ann_store_revoke(st, m->t[l->tenant].id, l->id, &id, 1, "actor-1",
+                                                  "first", 77, &err),
                                  0);
             }
         }
