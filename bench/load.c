@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchkit.h"
 #include "client/rpc.h"
 
 #define UUID_LEN 36
@@ -62,106 +63,7 @@ static void die(const char *what, const ann_rpc_status *st)
     exit(1);
 }
 
-static uint64_t rng_next(uint64_t *s) /* xorshift64* */
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ULL;
-}
-
-/* A growable array of latencies in microseconds. */
-typedef struct lat {
-    uint64_t *v;
-    size_t n, cap;
-} lat;
-
-static void lat_add(lat *l, uint64_t us)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 1024;
-        l->v = realloc(l->v, l->cap * sizeof *l->v);
-        if (!l->v) {
-            perror("annals-load");
-            exit(1);
-        }
-    }
-    l->v[l->n++] = us;
-}
-
-static void lat_merge(lat *into, const lat *from)
-{
-    for (size_t i = 0; i < from->n; i++)
-        lat_add(into, from->v[i]);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile in milliseconds; NAN when empty. */
-static double lat_pct_ms(lat *l, double q)
-{
-    if (!l->n)
-        return NAN;
-    qsort(l->v, l->n, sizeof *l->v, cmp_u64);
-    size_t k = (size_t)ceil(q * (double)l->n);
-    if (k < 1)
-        k = 1;
-    return (double)l->v[k - 1] / 1000.0;
-}
-
 /* ---- the server process, from /proc ------------------------------------ */
-
-typedef struct proc_sample {
-    int ok;
-    double cpu_s; /* user + system */
-    long hwm_kib; /* peak resident set (VmHWM) */
-    long rss_kib;
-} proc_sample;
-
-static proc_sample proc_read(int pid)
-{
-    proc_sample p = {0};
-    char path[64], buf[4096];
-    FILE *f;
-    if (pid <= 0)
-        return p;
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    if ((f = fopen(path, "r"))) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        /* Fields after the command name, which may hold spaces: 3 is state,
-         * 14 utime and 15 stime in clock ticks. */
-        char *p2 = strrchr(buf, ')');
-        unsigned long ut = 0, stt = 0;
-        if (p2 &&
-            sscanf(p2 + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2) {
-            p.cpu_s = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
-            p.ok = 1;
-        }
-    }
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if ((f = fopen(path, "r"))) {
-        while (fgets(buf, sizeof buf, f)) {
-            sscanf(buf, "VmHWM: %ld", &p.hwm_kib);
-            sscanf(buf, "VmRSS: %ld", &p.rss_kib);
-        }
-        fclose(f);
-    }
-    return p;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
 
 static void print_server(const opts *o, proc_sample before, proc_sample after, uint64_t entries)
 {

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchkit.h"
 #include "client/rpc.h"
 #include "gen.h"
 #include "http.h"
@@ -85,87 +86,6 @@ static void fail(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(va);
     exit(1);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ULL;
-}
-
-typedef struct lat {
-    uint64_t *v; /* microseconds */
-    size_t n, cap;
-} lat;
-
-static void lat_add(lat *l, uint64_t us)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 256;
-        l->v = ann_xrealloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = us;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile in ms; NAN when empty. */
-static double pct_ms(lat *l, double q)
-{
-    if (!l->n)
-        return NAN;
-    qsort(l->v, l->n, sizeof *l->v, cmp_u64);
-    size_t k = (size_t)ceil(q * (double)l->n);
-    return (double)l->v[(k < 1 ? 1 : k) - 1] / 1000.0;
-}
-
-typedef struct proc_sample {
-    int ok;
-    double cpu_s;
-    long hwm_kib;
-} proc_sample;
-
-static proc_sample proc_read(int pid)
-{
-    proc_sample p = {0};
-    char path[64], buf[4096];
-    FILE *f;
-    if (pid <= 0)
-        return p;
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    if ((f = fopen(path, "r"))) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        char *q = strrchr(buf, ')');
-        unsigned long ut = 0, stt = 0;
-        if (q &&
-            sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) == 2) {
-            p.cpu_s = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
-            p.ok = 1;
-        }
-    }
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if ((f = fopen(path, "r"))) {
-        while (fgets(buf, sizeof buf, f))
-            sscanf(buf, "VmHWM: %ld", &p.hwm_kib);
-        fclose(f);
-    }
-    return p;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
 }
 
 static ann_client *connect_client(const opts *o)
@@ -528,7 +448,7 @@ static void print_write_result(const char *mode, const opts *o, loader *ws, int 
         requests += ws[i].requests;
         failed |= ws[i].failed;
     }
-    double eps = (double)entries / secs, p50 = pct_ms(&all, 0.5), p99 = pct_ms(&all, 0.99);
+    double eps = (double)entries / secs, p50 = lat_pct_ms(&all, 0.5), p99 = lat_pct_ms(&all, 0.99);
     double scpu = p0.ok && p1.ok ? p1.cpu_s - p0.cpu_s : NAN;
     printf("mode                        %s\n", mode);
     printf("threads                     %d\n", o->threads);
@@ -847,7 +767,7 @@ static int qstat_more(qstat *s, const opts *o, int rep)
 static void qstat_print(const char *mode, const char *what, qstat *s, long long expect)
 {
     int reps = (int)s->lat.n;
-    double p50 = pct_ms(&s->lat, 0.5), p99 = pct_ms(&s->lat, 0.99);
+    double p50 = lat_pct_ms(&s->lat, 0.5), p99 = lat_pct_ms(&s->lat, 0.99);
     double mx = s->lat.n ? (double)s->lat.v[s->lat.n - 1] / 1000.0 : NAN;
     int ok = !s->errors && !s->bad &&
              (expect < 0 || (s->hits_min == (uint64_t)expect && s->hits_max == (uint64_t)expect));
