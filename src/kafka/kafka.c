@@ -1,0 +1,216 @@
+#include "kafka/kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "domain/event.h"
+
+void ann_kafka_config_defaults(ann_kafka_config *c)
+{
+    if (!c->brokers || !*c->brokers)
+        c->brokers = "127.0.0.1:9092";
+    if (!c->ns || !*c->ns)
+        c->ns = ANN_NAMESPACE_DEFAULT;
+    if (c->partitions <= 0)
+        c->partitions = ANN_PARTITIONS_DEFAULT;
+    if (c->replication <= 0)
+        c->replication = 1;
+    if (c->min_insync <= 0)
+        c->min_insync = c->replication >= 3 ? 2 : 1;
+}
+
+void ann_kafka_topic(const ann_kafka_config *c, const char *suffix, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%s", c->ns, suffix);
+}
+
+int ann_kafka_fail(ann_err *err, const char *what, rd_kafka_resp_err_t code, const char *detail)
+{
+    fprintf(stderr, "annalsd: kafka: %s: %s%s%s\n", what, rd_kafka_err2str(code),
+            detail ? ": " : "", detail ? detail : "");
+    switch (code) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+        return ann_err_set(err, ANN_EUNAVAIL, "kafka %s: %s", what, rd_kafka_err2str(code));
+    default:
+        return ann_err_set(err, ANN_EIO, "kafka %s: %s", what, rd_kafka_err2str(code));
+    }
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, ann_err *err)
+{
+    char errstr[256];
+    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+        return ann_err_set(err, ANN_EINVAL, "kafka setting %s: %s", k, errstr);
+    return 0;
+}
+
+static rd_kafka_conf_t *base_conf(const ann_kafka_config *c, const char *client_id, ann_err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char max[32];
+    snprintf(max, sizeof max, "%d", ANN_KAFKA_MAX_MESSAGE + 1024 * 1024);
+    if (set(conf, "bootstrap.servers", c->brokers, err) != 0 ||
+        set(conf, "client.id", client_id ? client_id : "annalsd", err) != 0 ||
+        set(conf, "message.max.bytes", max, err) != 0 ||
+        set(conf, "log_level", "3", err) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+static rd_kafka_t *make(rd_kafka_type_t type, rd_kafka_conf_t *conf, ann_err *err)
+{
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        ann_err_set(err, ANN_EUNAVAIL, "kafka client: %s", errstr);
+        return NULL;
+    }
+    return rk;
+}
+
+rd_kafka_t *ann_kafka_producer(const ann_kafka_config *c, const char *client_id,
+                               const char *transactional_id,
+                               void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                               void *opaque, ann_err *err)
+{
+    rd_kafka_conf_t *conf = base_conf(c, client_id, err);
+    if (!conf)
+        return NULL;
+    if (set(conf, "enable.idempotence", "true", err) != 0 || set(conf, "acks", "all", err) != 0 ||
+        set(conf, "linger.ms", "2", err) != 0 ||
+        set(conf, "compression.type", "lz4", err) != 0 ||
+        (transactional_id && set(conf, "transactional.id", transactional_id, err) != 0) ||
+        (transactional_id && set(conf, "transaction.timeout.ms", "30000", err) != 0)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (dr)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    return make(RD_KAFKA_PRODUCER, conf, err);
+}
+
+rd_kafka_t *ann_kafka_consumer(const ann_kafka_config *c, const char *group_id,
+                               const char *instance_id,
+                               void (*rebalance)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                 rd_kafka_topic_partition_list_t *, void *),
+                               void *opaque, ann_err *err)
+{
+    rd_kafka_conf_t *conf = base_conf(c, group_id, err);
+    if (!conf)
+        return NULL;
+    char max[32];
+    snprintf(max, sizeof max, "%d", ANN_KAFKA_MAX_MESSAGE + 1024 * 1024);
+    if (set(conf, "group.id", group_id ? group_id : "annals.reader", err) != 0 ||
+        set(conf, "isolation.level", "read_committed", err) != 0 ||
+        set(conf, "enable.auto.commit", "false", err) != 0 ||
+        set(conf, "enable.auto.offset.store", "false", err) != 0 ||
+        set(conf, "auto.offset.reset", "earliest", err) != 0 ||
+        set(conf, "partition.assignment.strategy", "range", err) != 0 ||
+        set(conf, "fetch.max.bytes", max, err) != 0 ||
+        set(conf, "max.partition.fetch.bytes", max, err) != 0 ||
+        set(conf, "session.timeout.ms", "10000", err) != 0 ||
+        set(conf, "heartbeat.interval.ms", "1000", err) != 0 ||
+        (instance_id && set(conf, "group.instance.id", instance_id, err) != 0)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (rebalance)
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = make(RD_KAFKA_CONSUMER, conf, err);
+    if (rk)
+        rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+int ann_kafka_partition_count(rd_kafka_t *rk, const char *topic, int32_t *out, ann_err *err)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000);
+    rd_kafka_topic_destroy(t);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return ann_kafka_fail(err, "metadata", e, topic);
+    int rc = 0;
+    if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = ann_kafka_fail(err, "metadata", md->topic_cnt ? md->topics[0].err : e, topic);
+    else
+        *out = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+int ann_kafka_ensure_topics(const ann_kafka_config *c, ann_err *err)
+{
+    rd_kafka_conf_t *conf = base_conf(c, "annalsd-admin", err);
+    if (!conf)
+        return -1;
+    rd_kafka_t *rk = make(RD_KAFKA_PRODUCER, conf, err);
+    if (!rk)
+        return -1;
+    static const char *const suffix[3] = {ANN_TOPIC_PENDING, ANN_TOPIC_COMMITTED, ANN_TOPIC_ACKS};
+    char names[3][256], errstr[256], num[32];
+    rd_kafka_NewTopic_t *nt[3];
+    for (int i = 0; i < 3; i++) {
+        ann_kafka_topic(c, suffix[i], names[i], sizeof names[i]);
+        nt[i] = rd_kafka_NewTopic_new(names[i], c->partitions, c->replication, errstr,
+                                      sizeof errstr);
+        snprintf(num, sizeof num, "%d", ANN_KAFKA_MAX_MESSAGE);
+        rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes", num);
+        snprintf(num, sizeof num, "%d", c->min_insync);
+        rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", num);
+        rd_kafka_NewTopic_set_config(nt[i], "unclean.leader.election.enable", "false");
+        /* Acks are read once, at once: an hour is plenty. Commands and committed records
+         * are kept until consumed; docs/distributed.md says how revoked bytes leave. */
+        if (i == 2)
+            rd_kafka_NewTopic_set_config(nt[i], "retention.ms", "3600000");
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, 15000, errstr, sizeof errstr);
+    rd_kafka_CreateTopics(rk, nt, 3, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = 0;
+    if (!ev) {
+        rc = ann_err_set(err, ANN_EUNAVAIL, "kafka create topics: no answer from %s", c->brokers);
+    } else if (rd_kafka_event_error(ev)) {
+        rc = ann_kafka_fail(err, "create topics", rd_kafka_event_error(ev),
+                            rd_kafka_event_error_string(ev));
+    } else {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                rc = ann_kafka_fail(err, "create topic", e, rd_kafka_topic_result_name(tr[i]));
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy_array(nt, 3);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        int32_t have = 0;
+        rc = ann_kafka_partition_count(rk, names[i], &have, err);
+        if (rc == 0 && have != c->partitions)
+            rc = ann_err_set(err, ANN_EINVAL,
+                             "kafka topic %s has %d partitions, the deployment says %d: the "
+                             "partition count is fixed when the topics are created",
+                             names[i], (int)have, (int)c->partitions);
+    }
+    rd_kafka_destroy(rk);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/*
+ * ann_kafka: what annals' roles share over librdkafka (docs/distributed.md).
+ *
+ * librdkafka is the client; this file only holds the settings every role must agree on
+ * (message size limits for 16 MiB requests, acks=all and idempotence, read_committed,
+ * the eager assignor with static membership that librdkafka 2.0 handles correctly), the
+ * topics' names and creation, and the mapping of librdkafka errors onto ann_err.
+ */
+#ifndef ANN_KAFKA_KAFKA_H
+#define ANN_KAFKA_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+/* A Kafka record may carry a whole 16 MiB request plus its framing. */
+#define ANN_KAFKA_MAX_MESSAGE (20 * 1024 * 1024)
+
+typedef struct ann_kafka_config {
+    const char *brokers;   /* bootstrap.servers; default "127.0.0.1:9092" */
+    const char *ns;        /* topic prefix; default "annals" */
+    int32_t partitions;    /* of pending and committed, fixed at creation; default 12 */
+    int replication;       /* replication factor; default 1 (one dev node), 3 in production */
+    int min_insync;        /* min.insync.replicas; default 1, 2 with replication 3 */
+} ann_kafka_config;
+
+/* Fills unset fields with the defaults above. */
+void ann_kafka_config_defaults(ann_kafka_config *c);
+
+/* "<ns>.<suffix>" into out. */
+void ann_kafka_topic(const ann_kafka_config *c, const char *suffix, char *out, size_t cap);
+
+/* Creates <ns>.pending, <ns>.committed and <ns>.acks if missing (idempotent) and checks
+ * that pending and committed have c->partitions partitions. */
+int ann_kafka_ensure_topics(const ann_kafka_config *c, ann_err *err);
+
+/* The partition count of a topic, from the broker's metadata. */
+int ann_kafka_partition_count(rd_kafka_t *rk, const char *topic, int32_t *out, ann_err *err);
+
+/* A producer: idempotent, acks=all, large messages. With transactional_id set, a
+ * transactional producer (the caller runs init_transactions). `dr` receives delivery
+ * reports from rd_kafka_poll/flush; `opaque` is rd_kafka_opaque(). */
+rd_kafka_t *ann_kafka_producer(const ann_kafka_config *c, const char *client_id,
+                               const char *transactional_id,
+                               void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                               void *opaque, ann_err *err);
+
+/* A consumer: read_committed, no auto commit, eager range assignment; with group_id a
+ * group member (static when instance_id is set), without one a plain reader that the
+ * caller assigns partitions to. `rebalance` may be NULL (librdkafka's default). */
+rd_kafka_t *ann_kafka_consumer(const ann_kafka_config *c, const char *group_id,
+                               const char *instance_id,
+                               void (*rebalance)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                 rd_kafka_topic_partition_list_t *, void *),
+                               void *opaque, ann_err *err);
+
+/* librdkafka error -> ann_err: retriable ones become ANN_EUNAVAIL, fatal ones ANN_EIO.
+ * `what` names the step for the server's log. Returns -1. */
+int ann_kafka_fail(ann_err *err, const char *what, rd_kafka_resp_err_t code, const char *detail);
+
+#endif
