@@ -5,7 +5,7 @@ PY         := .venv/bin/python
 ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
 
-.PHONY: all deps build build-asan run test test-unit test-api test-cli test-crash test-faults \
+.PHONY: all deps build build-asan run run-distributed test-distributed test test-unit test-api test-cli test-crash test-faults \
         test-powerloss \
         test-asan test-extra pystubs clean format bench-investigator
 
@@ -29,6 +29,11 @@ build-asan: deps $(BUILD_ASAN)/build.ninja
 # Build, make a development tenant if there is none, and serve on the embedded default.
 run: build
 	@scripts/run-dev.sh $(BUILD)/bin "$(DATA)" "$(ADDR)"
+
+# The same on the distributed mode: engines up, a development tenant, all roles in one
+# process (docs/distributed.md).
+run-distributed: build services-up
+	@scripts/run-distributed.sh $(BUILD)/bin "$(ADDR)"
 
 # Python stubs for the behavioural suite, generated from our proto by grpcio-tools.
 pystubs: deps
@@ -72,6 +77,12 @@ test-powerloss: build pystubs
 	    $(PY) -m pytest -q tests/faults/test_powerloss.py
 
 test-extra: $(EXTRA_TESTS)
+
+# The behavioural suite, unchanged, against the distributed mode (`annalsd all` on the
+# engines of services-up; one namespace per run). docs/distributed.md.
+test-distributed: build pystubs services-up
+	ANNALS_MODE=distributed ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/api
 
 # The unit tests and the behavioural suite again, under ASan+UBSan (leaks included).
 test-asan: build-asan pystubs

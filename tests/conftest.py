@@ -4,6 +4,10 @@ Environment:
   ANNALS_BIN  directory with annalsd and annals (default: build/bin)
   ANNALS_PY   directory with the generated Python stubs (default: build/py)
   ANNALS_SANITIZED=1 when the binaries are ASan builds (slower: longer waits)
+  ANNALS_MODE=distributed to run every Server as the distributed deployment
+    (`annalsd all` on the engines of `make services-up`, docs/distributed.md) instead
+    of the embedded `annalsd serve --data DIR`; ANNALS_NAMESPACE names its topics,
+    keyspace and schema (default: one fresh namespace per test session)
 """
 import os
 import signal
@@ -12,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import grpc
 import pytest
@@ -20,6 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("ANNALS_BIN", os.path.join(ROOT, "build", "bin"))
 PY = os.environ.get("ANNALS_PY", os.path.join(ROOT, "build", "py"))
 SANITIZED = os.environ.get("ANNALS_SANITIZED") == "1"
+MODE = os.environ.get("ANNALS_MODE", "embedded")
+DISTRIBUTED = MODE == "distributed"
+NAMESPACE = os.environ.get("ANNALS_NAMESPACE") or ("t" + uuid.uuid4().hex[:12])
+# Flags that tune the embedded store only; a distributed deployment has no data directory.
+EMBEDDED_ONLY = {"--seal-idle-ms": 1, "--blocks": 1, "--durability": 1, "--data": 1}
 sys.path.insert(0, PY)
 
 from annals.v1 import annals_pb2 as pb  # noqa: E402
@@ -46,19 +56,40 @@ class Server:
 
     def tenant(self, name):
         """Creates a tenant with `annalsd tenant create` and returns its API key."""
+        if DISTRIBUTED:  # one namespace for the whole session: names must not collide
+            where = ["--distributed", "--namespace", NAMESPACE]
+            name = f"{name}-{uuid.uuid4().hex[:8]}"
+        else:
+            where = ["--data", self.data]
         out = subprocess.run(
-            [os.path.join(BIN, "annalsd"), "tenant", "create", name, "--data", self.data],
-            check=True, capture_output=True, text=True, timeout=60)
+            [os.path.join(BIN, "annalsd"), "tenant", "create", name] + where,
+            check=True, capture_output=True, text=True, timeout=120)
         return out.stdout.strip().splitlines()[-1]
+
+    def command(self):
+        """The command line that starts this server."""
+        if not DISTRIBUTED:
+            return [os.path.join(BIN, "annalsd"), "serve", "--data", self.data,
+                    "--listen", self.addr] + self.extra
+        extra, skip = [], 0
+        for a in self.extra:
+            if skip:
+                skip -= 1
+            elif a in EMBEDDED_ONLY:
+                skip = EMBEDDED_ONLY[a]
+            else:
+                extra.append(a)
+        return [os.path.join(BIN, "annalsd"), "all", "--namespace", NAMESPACE,
+                "--listen", self.addr] + extra
 
     def start(self, timeout=30):
         os.makedirs(self.data, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "annalsd"), "serve", "--data", self.data,
-             "--listen", self.addr] + self.extra,
-            stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
+        if DISTRIBUTED:  # the first start creates topics, keyspace and schema
+            timeout = max(timeout, 180)
         deadline = time.time() + (timeout * 3 if SANITIZED else timeout)
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,290 @@
+/*
+ * annalsd's distributed roles (docs/distributed.md):
+ *
+ *   annalsd serve|sequence|project|all [--distributed] [--kafka BROKERS]
+ *           [--cassandra HOST:PORT[,...]] [--postgres CONNINFO] [--namespace NS]
+ *           [--partitions N] [--replication N] [--instance NAME]
+ *           [--listen HOST:PORT] [--tls-cert F --tls-key F] [--workers N]
+ *           [--default-wait durable|sequenced|queryable]
+ *   annalsd tenant create NAME --distributed [engine flags]
+ *
+ * Every engine flag defaults to what `make services-up` starts: Kafka 127.0.0.1:9092,
+ * Cassandra 127.0.0.1:9042 with ANNALS_CASSANDRA_USER / ANNALS_CASSANDRA_PASSWORD
+ * (default cassandra/cassandra), PostgreSQL by libpq's usual means when PGHOST,
+ * PGSERVICE or PGDATABASE is set, else the dev database on 127.0.0.1:5432.
+ */
+#include "roles.h"
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/server.h"
+#include "api/service.h"
+#include "projector/projector.h"
+#include "sequencer/sequencer.h"
+#include "store/distributed/distributed.h"
+
+#define DEV_CONNINFO "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals"
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+/* Parses one distributed flag at argv[*i]; 1 when taken, 0 when not ours, -1 on error. */
+int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    static const char *const with_value[] = {"--kafka",       "--cassandra", "--postgres",
+                                             "--namespace",   "--partitions", "--replication",
+                                             "--instance",    NULL};
+    if (strcmp(a, "--distributed") == 0) {
+        o->distributed = true;
+        return 1;
+    }
+    int k = -1;
+    for (int j = 0; with_value[j]; j++)
+        if (strcmp(a, with_value[j]) == 0)
+            k = j;
+    if (k < 0)
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "annalsd: %s needs a value\n", a);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    o->distributed = true;
+    switch (k) {
+    case 0:
+        o->kafka = v;
+        break;
+    case 1:
+        o->cassandra = v;
+        break;
+    case 2:
+        o->postgres = v;
+        break;
+    case 3:
+        o->ns = v;
+        break;
+    case 4:
+        o->partitions = atoi(v);
+        if (o->partitions <= 0 || o->partitions > 10000) {
+            fprintf(stderr, "annalsd: --partitions: 1 to 10000\n");
+            return -1;
+        }
+        break;
+    case 5:
+        o->replication = atoi(v);
+        if (o->replication <= 0 || o->replication > 9) {
+            fprintf(stderr, "annalsd: --replication: 1 to 9\n");
+            return -1;
+        }
+        break;
+    case 6:
+        o->instance = v;
+        break;
+    }
+    return 1;
+}
+
+typedef struct engines {
+    ann_kafka_config kafka;
+    ann_cql_config cql;
+    char replication[160];
+    const char *conninfo;
+} engines;
+
+static void engines_from(const ann_roles_opts *o, engines *e)
+{
+    memset(e, 0, sizeof *e);
+    e->kafka.brokers = o->kafka;
+    e->kafka.ns = o->ns;
+    e->kafka.partitions = o->partitions;
+    e->kafka.replication = o->replication;
+    ann_kafka_config_defaults(&e->kafka);
+    e->cql.contact_points = o->cassandra ? o->cassandra : "127.0.0.1:9042";
+    e->cql.username = env_or("ANNALS_CASSANDRA_USER", "cassandra");
+    e->cql.password = env_or("ANNALS_CASSANDRA_PASSWORD", "cassandra");
+    snprintf(e->replication, sizeof e->replication,
+             "{'class': 'SimpleStrategy', 'replication_factor': %d}", e->kafka.replication);
+    if (o->postgres)
+        e->conninfo = o->postgres;
+    else if (getenv("PGHOST") || getenv("PGSERVICE") || getenv("PGDATABASE"))
+        e->conninfo = "";
+    else
+        e->conninfo = DEV_CONNINFO;
+}
+
+int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err)
+{
+    engines e;
+    engines_from(o, &e);
+    ann_store_distributed_opts so = {.kafka = e.kafka,
+                                     .cql = e.cql,
+                                     .replication = e.replication,
+                                     .conninfo = e.conninfo,
+                                     .instance = o->instance};
+    return ann_store_distributed_open(&so, out, err);
+}
+
+/* ---------- the role threads ---------- */
+
+typedef struct role_thread {
+    const char *name;
+    engines *e;
+    const char *instance;
+    volatile int *stop;
+    int (*run)(struct role_thread *rt, ann_err *err);
+    pthread_t t;
+    int rc;
+    ann_err err;
+    volatile int *failed; /* set when the role exits with an error */
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+} role_thread;
+
+static int run_sequencer(role_thread *rt, ann_err *err)
+{
+    ann_sequencer_config c = {.kafka = rt->e->kafka,
+                              .archive = {.cql = &rt->e->cql,
+                                          .keyspace = rt->e->kafka.ns,
+                                          .replication = rt->e->replication},
+                              .instance = rt->instance};
+    return ann_sequencer_run(&c, rt->stop, err);
+}
+
+static int run_projector(role_thread *rt, ann_err *err)
+{
+    ann_projector_config c = {
+        .kafka = rt->e->kafka, .conninfo = rt->e->conninfo, .instance = rt->instance};
+    return ann_projector_run(&c, rt->stop, err);
+}
+
+static void *role_main(void *p)
+{
+    role_thread *rt = p;
+    rt->rc = rt->run(rt, &rt->err);
+    if (rt->rc != 0) {
+        fprintf(stderr, "annalsd: %s stopped: %s\n", rt->name, rt->err.msg);
+        pthread_mutex_lock(rt->mu);
+        *rt->failed = 1;
+        pthread_cond_broadcast(rt->cv);
+        pthread_mutex_unlock(rt->mu);
+    }
+    return NULL;
+}
+
+int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,
+                  ann_wait default_wait)
+{
+    bool serve = strcmp(role, "serve") == 0 || strcmp(role, "all") == 0;
+    bool seq = strcmp(role, "sequence") == 0 || strcmp(role, "all") == 0;
+    bool proj = strcmp(role, "project") == 0 || strcmp(role, "all") == 0;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    engines e;
+    engines_from(o, &e);
+    char instance[128];
+    if (o->instance)
+        snprintf(instance, sizeof instance, "%s", o->instance);
+    else
+        snprintf(instance, sizeof instance, "annalsd-%ld", (long)getpid());
+
+    int rc = 1;
+    ann_err err = {0};
+    /* Topics first: every role needs them, and their partition count is the deployment's. */
+    if (ann_kafka_ensure_topics(&e.kafka, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        return 1;
+    }
+
+    volatile int stop = 0, failed = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    role_thread rts[2];
+    int nrt = 0;
+    if (seq)
+        rts[nrt++] = (role_thread){.name = "sequencer", .run = run_sequencer};
+    if (proj)
+        rts[nrt++] = (role_thread){.name = "projector", .run = run_projector};
+    for (int i = 0; i < nrt; i++) {
+        rts[i].e = &e;
+        rts[i].instance = instance;
+        rts[i].stop = &stop;
+        rts[i].failed = &failed;
+        rts[i].mu = &mu;
+        rts[i].cv = &cv;
+        pthread_create(&rts[i].t, NULL, role_main, &rts[i]);
+    }
+
+    ann_store *store = NULL;
+    ann_service svc;
+    ann_server *srv = NULL;
+    if (serve) {
+        grpc_init();
+        if (ann_roles_open_store(o, &store, &err) != 0 ||
+            ann_service_init(&svc, store, &err) != 0) {
+            fprintf(stderr, "annalsd: %s\n", err.msg);
+            goto stop_roles;
+        }
+        svc.default_wait = default_wait;
+        if (ann_server_start(&svc, so, &srv, &err) != 0) {
+            fprintf(stderr, "annalsd: %s\n", err.msg);
+            goto stop_roles;
+        }
+    }
+    fprintf(stderr, "annalsd: %s (distributed, namespace %s, %d partitions)%s%s\n", role,
+            e.kafka.ns, (int)e.kafka.partitions, serve ? " serving on " : "",
+            serve ? so->listen : "");
+
+    /* Wait for a signal, or for a role to fail (then exit nonzero: a supervisor restarts). */
+    {
+        int sig = 0;
+        struct timespec zero = {0, 0};
+        for (;;) {
+            siginfo_t si;
+            sig = sigtimedwait(&set, &si, &zero);
+            if (sig > 0)
+                break;
+            pthread_mutex_lock(&mu);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200 * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            if (!failed)
+                pthread_cond_timedwait(&cv, &mu, &ts);
+            int f = failed;
+            pthread_mutex_unlock(&mu);
+            if (f)
+                break;
+        }
+        rc = failed ? 1 : 0;
+        if (sig > 0)
+            fprintf(stderr, "annalsd: signal %d: finishing in-flight calls\n", sig);
+    }
+    if (srv)
+        ann_server_stop(srv);
+stop_roles:
+    ann_store_close(store);
+    stop = 1;
+    for (int i = 0; i < nrt; i++)
+        pthread_join(rts[i].t, NULL);
+    if (serve)
+        grpc_shutdown();
+    if (rc == 0)
+        fprintf(stderr, "annalsd: stopped cleanly\n");
+    return rc;
+}

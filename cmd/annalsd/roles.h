@@ -1,0 +1,26 @@
+/* annalsd's distributed roles (roles.c). */
+#ifndef ANN_CMD_ANNALSD_ROLES_H
+#define ANN_CMD_ANNALSD_ROLES_H
+
+#include <stdbool.h>
+
+#include "api/server.h"
+#include "store/store.h"
+
+typedef struct ann_roles_opts {
+    bool distributed; /* --distributed or any engine flag */
+    const char *kafka, *cassandra, *postgres, *ns, *instance;
+    int partitions, replication;
+} ann_roles_opts;
+
+/* One distributed flag at argv[*i]: 1 taken (value consumed), 0 not ours, -1 bad. */
+int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i);
+
+/* The distributed store an API server (or `tenant create`) uses. */
+int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err);
+
+/* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
+int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,
+                  ann_wait default_wait);
+
+#endif

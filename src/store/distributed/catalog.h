@@ -1,0 +1,54 @@
+/*
+ * The distributed mode's catalog in Cassandra: the deployment secret, tenants, their
+ * hashed keys and the logs' metadata (docs/distributed.md, "Cassandra"). API servers
+ * read and write it directly, so NOT_FOUND and UNAUTHENTICATED are answered at once;
+ * the ordered path through Kafka is for what changes a log's contents.
+ *
+ * Threading: every call may run from any thread (one multiplexed CQL connection).
+ */
+#ifndef ANN_STORE_DISTRIBUTED_CATALOG_H
+#define ANN_STORE_DISTRIBUTED_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "cql/cql.h"
+#include "store/store.h"
+
+typedef struct ann_catalog ann_catalog;
+
+typedef struct ann_catalog_config {
+    const ann_cql_config *cql; /* its keyspace is ignored */
+    const char *keyspace;      /* the namespace; default "annals" */
+    const char *replication;   /* full replication map; NULL: SimpleStrategy, factor 1 */
+} ann_catalog_config;
+
+/* Connects and creates the keyspace and the catalog's tables if missing. */
+int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *err);
+void ann_catalog_close(ann_catalog *c);
+
+/* The deployment's 32-byte secret, made once by whichever server asks first. */
+int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err);
+
+/* ANN_EEXISTS when the name is taken. */
+int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t key_hash[32],
+                              ann_tenant *out, ann_err *err);
+/* ANN_EUNAUTH when no tenant has this key hash. */
+int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *out,
+                              ann_err *err);
+
+int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
+                           const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+
+/* A log's metadata (labels malloc'd into out; release with ann_log_meta_release). Returns
+ * 1 when found and not deleted, 0 when missing or deleted (out untouched), -1 on error. */
+int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_id,
+                        ann_log_meta *out, ann_err *err);
+
+/* Marks a log deleted (first step of DeleteLog). */
+int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                 ann_err *err);
+
+#endif

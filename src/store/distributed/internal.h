@@ -1,0 +1,124 @@
+/*
+ * Inside the distributed backend: the structs its files share and the lock that guards
+ * each field. distributed.c: commands, acks, waiters, watchers; readmodel_port.c: the
+ * reads and the read model's notifications.
+ */
+#ifndef ANN_STORE_DISTRIBUTED_INTERNAL_H
+#define ANN_STORE_DISTRIBUTED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "domain/event.h"
+#include "kafka/kafka.h"
+#include "store/store.h"
+
+#define DIST_BUCKETS 1024
+#define DIST_STATE_POLL_MS 250 /* fallback re-read of logs someone waits on */
+
+enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE };
+
+/* One command in flight. Immutable after send_command except where noted. */
+typedef struct dop dop;
+struct dop {
+    int kind;
+    ann_wait wait;
+    char request_id[ANN_UUID_LEN + 1];
+    char tenant[ANN_UUID_LEN + 1];
+    char log[ANN_UUID_LEN + 1];
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_append *ap; /* writes: the caller's, until done; filled under d->mu */
+    ann_done_fn done;
+    void *ud;
+    /* Guarded by d->mu: */
+    int refs;
+    bool finished;
+    bool waiting;           /* on its log's waiter list */
+    int outcome;            /* set when taken off the list: 1 ok, -1 log gone */
+    uint64_t want_visible;  /* written before wait_visible, read under d->mu */
+    uint64_t want_op;
+    dop *hnext; /* request table chain */
+    dop *wnext; /* waiter list */
+};
+
+struct ann_watch {
+    ann_watch_fn fn;
+    void *ud;
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_watch *next, *prev; /* guarded by d->mu */
+};
+
+/* A log someone waits on or watches. Guarded by d->mu. */
+typedef struct wlog {
+    char key[ANN_EVENT_KEY_LEN + 1];
+    dop *waiters;
+    ann_watch *watchers;
+    struct wlog *next;
+} wlog;
+
+/* A log's state in the read model. */
+typedef struct dist_log_state {
+    bool exists;
+    bool deleted;
+    uint64_t visible_count;
+    uint64_t applied_op;
+} dist_log_state;
+
+struct ann_catalog;
+struct ann_archive;
+struct ann_readmodel;
+
+typedef struct dist {
+    ann_store base;
+    ann_kafka_config kcfg;
+    ann_wait default_wait;
+    char origin[96];     /* acks for this process carry this key */
+    char t_pending[256]; /* topic name */
+    struct ann_catalog *cat;
+    struct ann_archive *arch;
+    struct ann_readmodel *rm;
+    rd_kafka_t *prod; /* thread-safe */
+    rd_kafka_t *acks; /* ack thread only */
+
+    pthread_mutex_t mu; /* guards: ops, logs, inflight, stop, and dop/wlog fields above */
+    pthread_cond_t cv;  /* inflight reached 0 */
+    pthread_cond_t cv_poll;
+    dop *ops[DIST_BUCKETS];
+    wlog *logs[DIST_BUCKETS];
+    long inflight;
+    volatile int stop;
+
+    pthread_mutex_t jmu; /* guards the job queue */
+    pthread_cond_t jcv;
+    struct job *jhead, *jtail;
+    bool jstop;
+    pthread_t jobs[4];
+    int n_jobs;
+
+    bool threads_started;
+    pthread_t t_poll, t_ack, t_state;
+} dist;
+
+/* distributed.c */
+void dist_on_state(dist *d, const char *key, const dist_log_state *st);
+void dist_on_notify(void *ud, const char *tenant_id, const char *log_id, uint64_t visible,
+                    uint64_t applied_op, bool deleted);
+
+/* readmodel_port.c: the read model behind the port. */
+int dist_rm_open(dist *d, const char *conninfo, int pool, ann_err *err);
+void dist_rm_close(dist *d);
+int dist_rm_listen_start(dist *d, ann_err *err);
+void dist_rm_listen_stop(dist *d);
+int dist_rm_state(dist *d, const char *tenant_id, const char *log_id, dist_log_state *out,
+                  ann_err *err);
+int dist_rm_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
+                 ann_entry_visit_fn visit, void *ud, ann_list_result *res, ann_err *err);
+int dist_rm_logs_list(ann_store *s, const char *tenant_id, const ann_logs_query *q,
+                      ann_log_visit_fn visit, void *ud, ann_err *err);
+int dist_rm_search(ann_store *s, const char *tenant_id, const ann_search_query *q,
+                   ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
+int dist_rm_read_after(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
+                       size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
+
+#endif
