@@ -1,6 +1,7 @@
 /*
- * The Cassandra archive: schema, head/claim, dedup lookups, fenced appends,
- * range reads, revocation and deletion. See archive_cassandra.h.
+ * The Cassandra archive: schema, partition claims, heads, fenced head commits,
+ * entry and insert_id rows, dedup lookups, range reads, revocation, deletion.
+ * See archive_cassandra.h and docs/cql.md.
  */
 #include "archive/archive_cassandra.h"
 
@@ -9,12 +10,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "domain/event.h"
+
 enum {
+    S_PART_GET,
+    S_PART_INIT,
+    S_PART_CLAIM,
     S_HEAD_GET,
-    S_HEAD_CREATE,
-    S_HEAD_CLAIM,
-    S_COMMIT_HEAD,
-    S_COMMIT_ROW,
+    S_HEAD_SET,
     S_ENTRY_INS,
     S_ID_INS,
     S_ID_GET,
@@ -22,22 +25,19 @@ enum {
     S_ENTRY_EPOCHS,
     S_ENTRY_RANGE,
     S_REDACT,
-    S_DEL_FENCE,
+    S_REV_INS,
+    S_REV_GET,
     S_DEL_BUCKET,
     S_DEL_IDS,
-    S_DEL_BATCHES,
-    S_ENTRY_DEL,
-    S_ID_DEL,
+    S_DEL_REVS,
     S_COUNT
 };
 
-/* Statement texts; %s is the keyspace. */
 /* The archive's tables, each with a %s for the keyspace. */
 static const char *const schema_text[] = {
-    "CREATE TABLE IF NOT EXISTS %s.log_heads (tenant_id text, log_id text, "
-    "next_id bigint static, owner_epoch bigint static, deleted boolean static, "
-    "create_time timestamp static, first_id bigint, last_id bigint, epoch bigint, "
-    "commit_time timestamp, PRIMARY KEY ((tenant_id, log_id), first_id))",
+    "CREATE TABLE IF NOT EXISTS %s.seq_heads (partition int, tenant_id text, log_id text, "
+    "range_id bigint static, next_id bigint, next_op bigint, deleted boolean, "
+    "PRIMARY KEY ((partition), tenant_id, log_id))",
     "CREATE TABLE IF NOT EXISTS %s.log_entries (tenant_id text, log_id text, "
     "bucket bigint, entry_id bigint, epoch bigint, time_ns bigint, "
     "insert_time_ns bigint, severity int, flags int, insert_id text, body blob, "
@@ -47,19 +47,19 @@ static const char *const schema_text[] = {
     "bucket int, insert_id text, epoch bigint, entry_id bigint, "
     "PRIMARY KEY ((tenant_id, log_id, bucket), insert_id, epoch)) "
     "WITH CLUSTERING ORDER BY (insert_id ASC, epoch DESC)",
+    "CREATE TABLE IF NOT EXISTS %s.revocations (tenant_id text, log_id text, "
+    "entry_id bigint, actor text, reason text, time_ns bigint, "
+    "PRIMARY KEY ((tenant_id, log_id), entry_id))",
 };
 
 static const char *const stmt_text[S_COUNT] = {
-    [S_HEAD_GET] = "SELECT next_id, owner_epoch, deleted FROM %s.log_heads "
-                   "WHERE tenant_id = ? AND log_id = ? LIMIT 1",
-    [S_HEAD_CREATE] = "INSERT INTO %s.log_heads (tenant_id, log_id, next_id, owner_epoch, "
-                      "deleted, create_time) VALUES (?, ?, 1, 0, false, ?) IF NOT EXISTS",
-    [S_HEAD_CLAIM] = "UPDATE %s.log_heads SET owner_epoch = ? WHERE tenant_id = ? AND "
-                     "log_id = ? IF owner_epoch = ? AND next_id = ? AND deleted = false",
-    [S_COMMIT_HEAD] = "UPDATE %s.log_heads SET next_id = ? WHERE tenant_id = ? AND log_id = ? "
-                      "IF owner_epoch = ? AND next_id = ?",
-    [S_COMMIT_ROW] = "INSERT INTO %s.log_heads (tenant_id, log_id, first_id, last_id, epoch, "
-                     "commit_time) VALUES (?, ?, ?, ?, ?, ?)",
+    [S_PART_GET] = "SELECT range_id FROM %s.seq_heads WHERE partition = ? LIMIT 1",
+    [S_PART_INIT] = "INSERT INTO %s.seq_heads (partition, range_id) VALUES (?, 1) IF NOT EXISTS",
+    [S_PART_CLAIM] = "UPDATE %s.seq_heads SET range_id = ? WHERE partition = ? IF range_id = ?",
+    [S_HEAD_GET] = "SELECT next_id, next_op, deleted FROM %s.seq_heads WHERE partition = ? AND "
+                   "tenant_id = ? AND log_id = ?",
+    [S_HEAD_SET] = "UPDATE %s.seq_heads SET next_id = ?, next_op = ?, deleted = ? WHERE "
+                   "partition = ? AND tenant_id = ? AND log_id = ? IF range_id = ?",
     [S_ENTRY_INS] = "INSERT INTO %s.log_entries (tenant_id, log_id, bucket, entry_id, epoch, "
                     "time_ns, insert_time_ns, severity, flags, insert_id, body) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -76,18 +76,15 @@ static const char *const stmt_text[S_COUNT] = {
                       "AND bucket = ? AND entry_id >= ? AND entry_id < ?",
     [S_REDACT] = "UPDATE %s.log_entries SET body = null, flags = ? WHERE tenant_id = ? AND "
                  "log_id = ? AND bucket = ? AND entry_id = ? AND epoch = ?",
-    [S_DEL_FENCE] = "UPDATE %s.log_heads SET deleted = true, owner_epoch = ? WHERE "
-                    "tenant_id = ? AND log_id = ? IF owner_epoch = ?",
+    [S_REV_INS] = "INSERT INTO %s.revocations (tenant_id, log_id, entry_id, actor, reason, "
+                  "time_ns) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+    [S_REV_GET] = "SELECT actor, reason, time_ns FROM %s.revocations WHERE tenant_id = ? AND "
+                  "log_id = ? AND entry_id = ?",
     [S_DEL_BUCKET] = "DELETE FROM %s.log_entries WHERE tenant_id = ? AND log_id = ? AND "
                      "bucket = ?",
     [S_DEL_IDS] = "DELETE FROM %s.log_insert_ids WHERE tenant_id = ? AND log_id = ? AND "
                   "bucket = ?",
-    [S_DEL_BATCHES] = "DELETE FROM %s.log_heads WHERE tenant_id = ? AND log_id = ? AND "
-                      "first_id >= 0",
-    [S_ENTRY_DEL] = "DELETE FROM %s.log_entries WHERE tenant_id = ? AND log_id = ? AND "
-                    "bucket = ? AND entry_id = ? AND epoch = ?",
-    [S_ID_DEL] = "DELETE FROM %s.log_insert_ids WHERE tenant_id = ? AND log_id = ? AND "
-                 "bucket = ? AND insert_id = ? AND epoch = ?",
+    [S_DEL_REVS] = "DELETE FROM %s.revocations WHERE tenant_id = ? AND log_id = ?",
 };
 
 struct ann_archive {
@@ -101,13 +98,6 @@ struct ann_archive {
 #define CHUNK_ROWS 256
 #define CHUNK_BYTES (1u << 20)
 #define PAGE_ROWS 1000
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t fnv1a(const char *s, size_t n)
 {
@@ -245,43 +235,6 @@ static uint64_t get_u64(const ann_cql_result *r, int32_t row, int32_t col)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-/* Reads the head at `cl` (SERIAL for a linearizable read). */
-static int head_get(ann_archive *a, const char *t, const char *l, uint16_t cl,
-                    ann_archive_head *out, ann_err *err)
-{
-    memset(out, 0, sizeof *out);
-    ann_cql_value v[] = {ann_cql_vtext(t), ann_cql_vtext(l)};
-    ann_cql_params p;
-    params(a, &p, v, 2, true);
-    p.consistency = cl;
-    ann_cql_result r;
-    if (ann_cql_execute(a->c, a->ps[S_HEAD_GET], &p, &r, err) < 0) {
-        ann_cql_result_release(&r);
-        return -1;
-    }
-    if (r.nrows > 0) {
-        const ann_cql_bytes *nx = ann_cql_cell(&r, 0, 0);
-        if (nx && nx->len >= 0) {
-            out->exists = true;
-            out->next_id = get_u64(&r, 0, 0);
-            out->owner_epoch = get_u64(&r, 0, 1);
-            bool d = false;
-            if (ann_cql_get_bool(&r, 0, 2, &d, NULL) == 0)
-                out->deleted = d;
-        }
-    }
-    ann_cql_result_release(&r);
-    return 0;
-}
-
-int ann_archive_head_load(ann_archive *a, const char *tenant_id, const char *log_id,
-                          ann_archive_head *out, ann_err *err)
-{
-    if (check_ids(tenant_id, log_id, err) < 0)
-        return -1;
-    return head_get(a, tenant_id, log_id, a->serial, out, err);
-}
-
 /* Runs a conditional statement; *applied says whether it took. */
 static int exec_lwt(ann_archive *a, int s, const ann_cql_value *v, size_t n, bool *applied,
                     ann_err *err)
@@ -297,238 +250,317 @@ static int exec_lwt(ann_archive *a, int s, const ann_cql_value *v, size_t n, boo
     return rc;
 }
 
-int ann_archive_claim(ann_archive *a, const char *tenant_id, const char *log_id,
-                      ann_archive_head *out, ann_err *err)
+static int exec_simple(ann_archive *a, int s, const ann_cql_value *v, size_t n, ann_err *err)
 {
-    if (check_ids(tenant_id, log_id, err) < 0)
-        return -1;
-    for (int attempt = 0; attempt < 8; attempt++) {
-        ann_archive_head h;
-        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0)
-            return -1;
-        if (h.deleted)
-            return ann_err_set(err, ANN_ENOTFOUND, "archive: log %s is deleted", log_id);
-        bool applied = false;
-        if (!h.exists) {
-            ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                                 ann_cql_vtimestamp(now_ms())};
-            if (exec_lwt(a, S_HEAD_CREATE, v, 3, &applied, err) < 0)
-                return -1;
-            continue; /* created (or someone else did): read it back */
-        }
-        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1), ann_cql_vtext(tenant_id),
-                             ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)h.owner_epoch),
-                             ann_cql_vbigint((int64_t)h.next_id)};
-        if (exec_lwt(a, S_HEAD_CLAIM, v, 5, &applied, err) < 0)
-            return -1;
-        if (applied) {
-            *out = h;
-            out->owner_epoch = h.owner_epoch + 1;
-            return 0;
-        }
-    }
-    return ann_err_set(err, ANN_EUNAVAIL, "archive: claim of %s lost to other claimers", log_id);
+    ann_cql_params p;
+    params(a, &p, v, n, true);
+    ann_cql_result r;
+    int rc = ann_cql_execute(a->c, a->ps[s], &p, &r, err);
+    ann_cql_result_release(&r);
+    return rc;
 }
 
-/* ---- lookup ---- */
-
-int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id,
-                       const ann_archive_head *head, const char *const *insert_ids,
-                       const size_t *lens, size_t n, uint64_t *ids_out, ann_err *err)
+/* Waits for n futures (NULL ones skipped); the first error is kept. */
+static int wait_all(ann_cql_future **f, size_t n, ann_err *err)
 {
-    int ret = -1;
-    if (check_ids(tenant_id, log_id, err) < 0)
-        return -1;
-    ann_cql_future **f = calloc(n ? n : 1, sizeof *f);
-    if (!f)
-        return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+    int ret = 0;
     for (size_t i = 0; i < n; i++) {
-        ids_out[i] = 0;
-        ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                             ann_cql_vint(id_bucket(insert_ids[i], lens[i])),
-                             ann_cql_vtextn(insert_ids[i], lens[i])};
-        ann_cql_params p;
-        params(a, &p, v, 4, true);
-        f[i] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
         if (!f[i])
-            goto done;
-    }
-    ret = 0;
-    for (size_t i = 0; i < n; i++) {
-        ann_cql_result r;
-        ann_cql_future *fi = f[i];
-        f[i] = NULL;
-        if (ann_cql_future_wait(fi, &r, ret == 0 ? err : NULL) < 0) {
-            ret = -1;
-            ann_cql_result_release(&r);
             continue;
-        }
-        /* Candidates, highest epoch first; a candidate counts only if it is
-         * committed: below next_id, and the row that wins at its id is this
-         * epoch's and holds this insert_id. */
-        for (int32_t row = 0; ret == 0 && row < r.nrows && !ids_out[i]; row++) {
-            uint64_t epoch = get_u64(&r, row, 0), id = get_u64(&r, row, 1);
-            if (id == 0 || id >= head->next_id)
-                continue;
-            ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                                 ann_cql_vbigint(entry_bucket(id)), ann_cql_vbigint((int64_t)id)};
-            ann_cql_params p;
-            params(a, &p, v, 4, true);
-            ann_cql_result top;
-            if (ann_cql_execute(a->c, a->ps[S_ENTRY_TOP], &p, &top, err) < 0) {
-                ann_cql_result_release(&top);
-                ret = -1;
-                break;
-            }
-            const char *s;
-            size_t sl;
-            if (top.nrows == 1 && get_u64(&top, 0, 0) == epoch &&
-                ann_cql_get_text(&top, 0, 1, &s, &sl, NULL) == 0 && sl == lens[i] &&
-                memcmp(s, insert_ids[i], sl) == 0)
-                ids_out[i] = id;
-            ann_cql_result_release(&top);
-        }
+        ann_cql_result r;
+        if (ann_cql_future_wait(f[i], &r, ret == 0 ? err : NULL) < 0)
+            ret = -1;
         ann_cql_result_release(&r);
+        f[i] = NULL;
     }
-done:
-    for (size_t i = 0; i < n; i++)
-        if (f[i]) {
-            ann_cql_result r;
-            (void)ann_cql_future_wait(f[i], &r, NULL);
-            ann_cql_result_release(&r);
-        }
-    free(f);
     return ret;
 }
 
-/* ---- append ---- */
+/* Requests in flight at once from one call (the connection has 1024 streams). */
+#define WINDOW 256
 
-/* Unlogged single-partition batches, built and submitted as they fill. */
-typedef struct batcher {
-    ann_archive *a;
-    ann_cql_batch_item *items;
-    ann_cql_value *vals; /* VPS values per item */
-    size_t n, bytes;
-    ann_cql_future **futs;
-    size_t nfut, capfut;
-    int rc;
-    ann_err *err;
-} batcher;
+/* ---- the partition fence ---- */
 
-#define VPS 11
-
-static int batcher_flush(batcher *b)
+int ann_archive_partition_epoch(ann_archive *a, int32_t partition, uint64_t *out, ann_err *err)
 {
-    if (b->n == 0)
-        return 0;
-    if (b->nfut == b->capfut) {
-        size_t cap = b->capfut ? b->capfut * 2 : 16;
-        ann_cql_future **nf = realloc(b->futs, cap * sizeof *nf);
-        if (!nf)
-            return ann_err_set(b->err, ANN_EINTERNAL, "archive: out of memory");
-        b->futs = nf;
-        b->capfut = cap;
-    }
-    ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED,
-                        .items = b->items,
-                        .n = b->n,
-                        .consistency = b->a->cl,
-                        .idempotent = true};
-    ann_cql_future *f = ann_cql_batch_async(b->a->c, &bt, b->err);
-    b->n = 0;
-    b->bytes = 0;
-    if (!f)
+    *out = 0;
+    ann_cql_value v[] = {ann_cql_vint(partition)};
+    ann_cql_params p;
+    params(a, &p, v, 1, true);
+    p.consistency = a->serial;
+    ann_cql_result r;
+    if (ann_cql_execute(a->c, a->ps[S_PART_GET], &p, &r, err) < 0) {
+        ann_cql_result_release(&r);
         return -1;
-    b->futs[b->nfut++] = f;
+    }
+    if (r.nrows > 0)
+        *out = get_u64(&r, 0, 0);
+    ann_cql_result_release(&r);
     return 0;
 }
 
-static int batcher_wait(batcher *b)
+int ann_archive_claim_partition(ann_archive *a, int32_t partition, uint64_t *epoch_out,
+                                ann_err *err)
 {
-    int ret = 0;
-    for (size_t i = 0; i < b->nfut; i++) {
-        ann_cql_result r;
-        if (ann_cql_future_wait(b->futs[i], &r, ret == 0 ? b->err : NULL) < 0)
-            ret = -1;
-        ann_cql_result_release(&r);
+    if (partition < 0)
+        return ann_err_set(err, ANN_EINVAL, "archive: partition %d", (int)partition);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint64_t cur = 0;
+        if (ann_archive_partition_epoch(a, partition, &cur, err) < 0)
+            return -1;
+        bool applied = false;
+        if (cur == 0) {
+            ann_cql_value v[] = {ann_cql_vint(partition)};
+            if (exec_lwt(a, S_PART_INIT, v, 1, &applied, err) < 0)
+                return -1;
+            if (applied) {
+                *epoch_out = 1;
+                return 0;
+            }
+            continue;
+        }
+        ann_cql_value v[] = {ann_cql_vbigint((int64_t)cur + 1), ann_cql_vint(partition),
+                             ann_cql_vbigint((int64_t)cur)};
+        if (exec_lwt(a, S_PART_CLAIM, v, 3, &applied, err) < 0)
+            return -1;
+        if (applied) {
+            *epoch_out = cur + 1;
+            return 0;
+        }
     }
-    b->nfut = 0;
+    return ann_err_set(err, ANN_EUNAVAIL, "archive: claim of partition %d lost to other claimers",
+                       (int)partition);
+}
+
+/* ---- heads ---- */
+
+static ann_cql_future *head_submit(ann_archive *a, int32_t partition, const char *t, const char *l,
+                                   bool serial, ann_cql_value v[3], ann_err *err)
+{
+    v[0] = ann_cql_vint(partition);
+    v[1] = ann_cql_vtext(t);
+    v[2] = ann_cql_vtext(l);
+    ann_cql_params p;
+    params(a, &p, v, 3, true);
+    if (serial)
+        p.consistency = a->serial;
+    return ann_cql_execute_async(a->c, a->ps[S_HEAD_GET], &p, err);
+}
+
+static int head_finish(ann_cql_future *f, ann_archive_head *out, ann_err *err)
+{
+    memset(out, 0, sizeof *out);
+    ann_cql_result r;
+    if (ann_cql_future_wait(f, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    if (r.nrows > 0) {
+        const ann_cql_bytes *nx = ann_cql_cell(&r, 0, 0);
+        if (nx && nx->len >= 0) {
+            out->exists = true;
+            out->next_id = get_u64(&r, 0, 0);
+            out->next_op = get_u64(&r, 0, 1);
+            bool d = false;
+            if (ann_cql_get_bool(&r, 0, 2, &d, NULL) == 0)
+                out->deleted = d;
+        }
+    }
+    ann_cql_result_release(&r);
+    return 0;
+}
+
+int ann_archive_heads_load(ann_archive *a, int32_t partition, const char *const *t,
+                           const char *const *l, size_t n, bool serial, ann_archive_head *out,
+                           ann_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (check_ids(t[i], l[i], err) < 0)
+            return -1;
+    ann_cql_future *f[WINDOW];
+    int ret = 0;
+    for (size_t base = 0; base < n && ret == 0; base += WINDOW) {
+        size_t m = n - base < WINDOW ? n - base : WINDOW;
+        memset(f, 0, sizeof f);
+        for (size_t i = 0; i < m; i++) {
+            ann_cql_value v[3];
+            f[i] = head_submit(a, partition, t[base + i], l[base + i], serial, v, err);
+            if (!f[i]) {
+                ret = -1;
+                break;
+            }
+        }
+        for (size_t i = 0; i < m; i++) {
+            if (!f[i])
+                continue;
+            ann_cql_future *fi = f[i];
+            f[i] = NULL;
+            if (ret == 0) {
+                if (head_finish(fi, &out[base + i], err) < 0)
+                    ret = -1;
+            } else {
+                ann_cql_future *one[1] = {fi};
+                (void)wait_all(one, 1, NULL);
+            }
+        }
+    }
     return ret;
 }
 
-/* A refused append by a fenced owner: its rows at ids the head has not
- * reached can never become valid (a later owner's rows win there, and the
- * epoch can never commit again), so it removes them, lest a deleted log or a
- * revoked secret keep a copy. Best effort: failures are left to delete_log. */
-static void cleanup_refused(ann_archive *a, const char *t, const char *l, uint64_t epoch,
-                            uint64_t first_id, const ann_entry *e, size_t n, uint64_t from_id)
+int ann_archive_head_load(ann_archive *a, int32_t partition, const char *tenant_id,
+                          const char *log_id, bool serial, ann_archive_head *out, ann_err *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint64_t id = first_id + i;
-        if (id < from_id)
-            continue;
-        ann_cql_value ev[] = {ann_cql_vtext(t), ann_cql_vtext(l), ann_cql_vbigint(entry_bucket(id)),
-                              ann_cql_vbigint((int64_t)id), ann_cql_vbigint((int64_t)epoch)};
-        ann_cql_value iv[] = {ann_cql_vtext(t), ann_cql_vtext(l),
-                              ann_cql_vint(id_bucket(e[i].insert_id, e[i].insert_id_len)),
-                              ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len),
-                              ann_cql_vbigint((int64_t)epoch)};
-        ann_cql_params p;
-        ann_cql_result r;
-        params(a, &p, ev, 5, true);
-        ann_cql_future *f1 = ann_cql_execute_async(a->c, a->ps[S_ENTRY_DEL], &p, NULL);
-        params(a, &p, iv, 5, true);
-        ann_cql_future *f2 = ann_cql_execute_async(a->c, a->ps[S_ID_DEL], &p, NULL);
-        if (f1)
-            (void)ann_cql_future_wait(f1, &r, NULL);
-        ann_cql_result_release(&r);
-        if (f2)
-            (void)ann_cql_future_wait(f2, &r, NULL);
-        ann_cql_result_release(&r);
-    }
+    return ann_archive_heads_load(a, partition, &tenant_id, &log_id, 1, serial, out, err);
 }
 
-int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t epoch,
-                       uint64_t first_id, const ann_entry *e, size_t n, ann_archive_head *cur_out,
-                       ann_err *err)
+int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
+                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
+                             ann_err *err)
 {
-    int ret = -1, staged = 0;
-    if (check_ids(tenant_id, log_id, err) < 0)
-        return -1;
-    if (n == 0 || n > ANN_ARCHIVE_MAX_APPEND)
-        return ann_err_set(err, ANN_EINVAL, "archive: append of %zu entries (1..%d)", n,
-                           ANN_ARCHIVE_MAX_APPEND);
-    if (first_id == 0 || epoch == 0)
-        return ann_err_set(err, ANN_EINVAL, "archive: first_id and epoch start at 1");
-    for (size_t i = 0; i < n; i++)
-        if (!e[i].insert_id || e[i].insert_id_len == 0 || e[i].body_len > INT32_MAX)
-            return ann_err_set(err, ANN_EINVAL, "archive: entries[%zu]: insert_id or body", i);
-
-    /* Entry rows go to (at most two) buckets in id order; insert_id rows are
-     * grouped by their bucket. Each group becomes unlogged batches. */
-    size_t *order = malloc(n * sizeof *order);
-    batcher b = {.a = a, .err = err};
-    b.items = calloc(CHUNK_ROWS, sizeof *b.items);
-    b.vals = calloc((size_t)CHUNK_ROWS * VPS, sizeof *b.vals);
-    if (!order || !b.items || !b.vals) {
+    if (n == 0)
+        return 0;
+    if (epoch == 0)
+        return ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
+    ann_cql_value *v = calloc(n * 7, sizeof *v);
+    ann_cql_batch_item *items = calloc(n, sizeof *items);
+    int ret = -1;
+    if (!v || !items) {
         ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
         goto done;
     }
-    int64_t cur_bucket = entry_bucket(first_id);
     for (size_t i = 0; i < n; i++) {
-        uint64_t id = first_id + i;
-        if (entry_bucket(id) != cur_bucket || b.n == CHUNK_ROWS || b.bytes > CHUNK_BYTES) {
-            if (batcher_flush(&b) < 0) {
-                staged = -1;
-                goto wait;
-            }
-            cur_bucket = entry_bucket(id);
-        }
-        ann_cql_value *v = &b.vals[b.n * VPS];
+        if (check_ids(u[i].tenant_id, u[i].log_id, err) < 0)
+            goto done;
+        ann_cql_value *x = &v[i * 7];
+        x[0] = ann_cql_vbigint((int64_t)u[i].next_id);
+        x[1] = ann_cql_vbigint((int64_t)u[i].next_op);
+        x[2] = ann_cql_vbool(u[i].deleted);
+        x[3] = ann_cql_vint(partition);
+        x[4] = ann_cql_vtext(u[i].tenant_id);
+        x[5] = ann_cql_vtext(u[i].log_id);
+        x[6] = ann_cql_vbigint((int64_t)epoch);
+        items[i] = (ann_cql_batch_item){.ps = a->ps[S_HEAD_SET], .values = x, .nvalues = 7};
+    }
+    ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED,
+                        .items = items,
+                        .n = n,
+                        .consistency = a->cl,
+                        .serial_consistency = a->serial};
+    ann_cql_result r;
+    bool applied = false;
+    if (ann_cql_batch_run(a->c, &bt, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
+        ann_cql_result_release(&r);
+        goto done;
+    }
+    if (!applied) {
+        int32_t ce = ann_cql_column_index(&r, "range_id");
+        if (cur_epoch)
+            *cur_epoch = ce >= 0 && r.nrows > 0 ? get_u64(&r, 0, ce) : 0;
+        ann_cql_result_release(&r);
+        ret = ANN_ARCHIVE_FENCED;
+        goto done;
+    }
+    ann_cql_result_release(&r);
+    ret = 0;
+done:
+    free(v);
+    free(items);
+    return ret;
+}
+
+/* ---- rows ---- */
+
+#define VPS 11
+#define CHUNK_ROWS 256
+#define CHUNK_BYTES (1u << 20)
+#define PAGE_ROWS 1000
+
+/* Unlogged single-partition batches, built and submitted as they fill. */
+struct ann_archive_writer {
+    ann_archive *a;
+    ann_cql_batch_item items[CHUNK_ROWS];
+    ann_cql_value vals[CHUNK_ROWS * VPS];
+    size_t n, bytes;
+    ann_cql_future **futs;
+    size_t nfut, capfut;
+    int32_t *bk;
+    size_t *order;
+    size_t cap_tmp;
+};
+
+ann_archive_writer *ann_archive_writer_new(ann_archive *a, ann_err *err)
+{
+    ann_archive_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        return NULL;
+    }
+    w->a = a;
+    return w;
+}
+
+static int writer_flush(ann_archive_writer *w, ann_err *err)
+{
+    if (w->n == 0)
+        return 0;
+    if (w->nfut == w->capfut) {
+        size_t cap = w->capfut ? w->capfut * 2 : 16;
+        ann_cql_future **nf = realloc(w->futs, cap * sizeof *nf);
+        if (!nf)
+            return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        w->futs = nf;
+        w->capfut = cap;
+    }
+    ann_cql_batch bt = {.type = ANN_CQL_BATCH_UNLOGGED,
+                        .items = w->items,
+                        .n = w->n,
+                        .consistency = w->a->cl,
+                        .idempotent = true};
+    /* Encoded at submission: the value arrays can be reused at once. */
+    ann_cql_future *f = ann_cql_batch_async(w->a->c, &bt, err);
+    w->n = 0;
+    w->bytes = 0;
+    if (!f)
+        return -1;
+    w->futs[w->nfut++] = f;
+    return 0;
+}
+
+int ann_archive_writer_add(ann_archive_writer *w, const char *tenant_id, const char *log_id,
+                           uint64_t epoch, const ann_entry *e, size_t n, ann_err *err)
+{
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
+    if (epoch == 0)
+        return ann_err_set(err, ANN_EINVAL, "archive: write without a claim");
+    for (size_t i = 0; i < n; i++)
+        if (!e[i].insert_id || e[i].insert_id_len == 0 || e[i].body_len > INT32_MAX ||
+            e[i].entry_id == 0)
+            return ann_err_set(err, ANN_EINVAL, "archive: entries[%zu]: id, insert_id or body", i);
+    if (n > w->cap_tmp) {
+        int32_t *bk = realloc(w->bk, n * sizeof *bk);
+        if (bk)
+            w->bk = bk;
+        size_t *order = realloc(w->order, n * sizeof *order);
+        if (order)
+            w->order = order;
+        if (!bk || !order)
+            return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        w->cap_tmp = n;
+    }
+    /* Entry rows, batched per bucket. */
+    int64_t cur_bucket = -1;
+    for (size_t i = 0; i < n; i++) {
+        int64_t bucket = entry_bucket(e[i].entry_id);
+        if ((bucket != cur_bucket && w->n) || w->n == CHUNK_ROWS || w->bytes > CHUNK_BYTES)
+            if (writer_flush(w, err) < 0)
+                return -1;
+        cur_bucket = bucket;
+        ann_cql_value *v = &w->vals[w->n * VPS];
         v[0] = ann_cql_vtext(tenant_id);
         v[1] = ann_cql_vtext(log_id);
-        v[2] = ann_cql_vbigint(entry_bucket(id));
-        v[3] = ann_cql_vbigint((int64_t)id);
+        v[2] = ann_cql_vbigint(bucket);
+        v[3] = ann_cql_vbigint((int64_t)e[i].entry_id);
         v[4] = ann_cql_vbigint((int64_t)epoch);
         v[5] = ann_cql_vbigint(e[i].time_ns);
         v[6] = ann_cql_vbigint(e[i].insert_time_ns);
@@ -537,133 +569,206 @@ int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id
         v[9] = ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len);
         v[10] =
             ann_cql_vblob(e[i].body ? (const void *)e[i].body : (const void *)"", e[i].body_len);
-        b.items[b.n++] =
-            (ann_cql_batch_item){.ps = a->ps[S_ENTRY_INS], .values = v, .nvalues = VPS};
-        b.bytes += e[i].body_len + e[i].insert_id_len + 64;
+        w->items[w->n++] =
+            (ann_cql_batch_item){.ps = w->a->ps[S_ENTRY_INS], .values = v, .nvalues = VPS};
+        w->bytes += e[i].body_len + e[i].insert_id_len + 64;
     }
-    if (batcher_flush(&b) < 0) {
-        staged = -1;
-        goto wait;
+    if (writer_flush(w, err) < 0)
+        return -1;
+    /* Insert ids, grouped by their bucket (counting sort). */
+    size_t start[ANN_ARCHIVE_ID_BUCKETS + 1] = {0};
+    for (size_t i = 0; i < n; i++) {
+        w->bk[i] = id_bucket(e[i].insert_id, e[i].insert_id_len);
+        start[w->bk[i] + 1]++;
     }
-    /* The flushed batches were encoded at submission: the value arrays can be
-     * reused now. Insert ids, grouped by bucket (counting sort). */
-    {
-        size_t start[ANN_ARCHIVE_ID_BUCKETS + 1] = {0};
-        int32_t *bk = malloc(n * sizeof *bk);
-        if (!bk) {
-            ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
-            {
-                staged = -1;
-                goto wait;
-            }
-        }
-        for (size_t i = 0; i < n; i++) {
-            bk[i] = id_bucket(e[i].insert_id, e[i].insert_id_len);
-            start[bk[i] + 1]++;
-        }
-        for (int k = 0; k < ANN_ARCHIVE_ID_BUCKETS; k++)
-            start[k + 1] += start[k];
-        size_t fill[ANN_ARCHIVE_ID_BUCKETS];
-        memcpy(fill, start, sizeof fill);
-        for (size_t i = 0; i < n; i++)
-            order[fill[bk[i]]++] = i;
-        int32_t prev = -1;
-        for (size_t j = 0; j < n; j++) {
-            size_t i = order[j];
-            if ((bk[i] != prev && b.n) || b.n == CHUNK_ROWS) {
-                if (batcher_flush(&b) < 0) {
-                    free(bk);
-                    staged = -1;
-                    goto wait;
-                }
-            }
-            prev = bk[i];
-            ann_cql_value *v = &b.vals[b.n * VPS];
-            v[0] = ann_cql_vtext(tenant_id);
-            v[1] = ann_cql_vtext(log_id);
-            v[2] = ann_cql_vint(bk[i]);
-            v[3] = ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len);
-            v[4] = ann_cql_vbigint((int64_t)epoch);
-            v[5] = ann_cql_vbigint((int64_t)(first_id + i));
-            b.items[b.n++] = (ann_cql_batch_item){.ps = a->ps[S_ID_INS], .values = v, .nvalues = 6};
-        }
-        free(bk);
-        if (batcher_flush(&b) < 0) {
-            staged = -1;
-            goto wait;
-        }
+    for (int k = 0; k < ANN_ARCHIVE_ID_BUCKETS; k++)
+        start[k + 1] += start[k];
+    for (size_t i = 0; i < n; i++)
+        w->order[start[w->bk[i]]++] = i;
+    int32_t prev = -1;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = w->order[j];
+        if ((w->bk[i] != prev && w->n) || w->n == CHUNK_ROWS)
+            if (writer_flush(w, err) < 0)
+                return -1;
+        prev = w->bk[i];
+        ann_cql_value *v = &w->vals[w->n * VPS];
+        v[0] = ann_cql_vtext(tenant_id);
+        v[1] = ann_cql_vtext(log_id);
+        v[2] = ann_cql_vint(w->bk[i]);
+        v[3] = ann_cql_vtextn(e[i].insert_id, e[i].insert_id_len);
+        v[4] = ann_cql_vbigint((int64_t)epoch);
+        v[5] = ann_cql_vbigint((int64_t)e[i].entry_id);
+        w->items[w->n++] =
+            (ann_cql_batch_item){.ps = w->a->ps[S_ID_INS], .values = v, .nvalues = 6};
     }
-wait:
-    if (batcher_wait(&b) < 0 || staged < 0)
-        goto done;
+    return writer_flush(w, err);
+}
 
-    /* The commit: one conditional batch on the head's partition. */
-    {
-        uint64_t next = first_id + n;
-        ann_cql_value hv[] = {ann_cql_vbigint((int64_t)next), ann_cql_vtext(tenant_id),
-                              ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)epoch),
-                              ann_cql_vbigint((int64_t)first_id)};
-        ann_cql_value rv[] = {
-            ann_cql_vtext(tenant_id),           ann_cql_vtext(log_id),
-            ann_cql_vbigint((int64_t)first_id), ann_cql_vbigint((int64_t)(next - 1)),
-            ann_cql_vbigint((int64_t)epoch),    ann_cql_vtimestamp(now_ms())};
-        ann_cql_batch_item items[] = {{.ps = a->ps[S_COMMIT_HEAD], .values = hv, .nvalues = 5},
-                                      {.ps = a->ps[S_COMMIT_ROW], .values = rv, .nvalues = 6}};
-        ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED,
-                            .items = items,
-                            .n = 2,
-                            .consistency = a->cl,
-                            .serial_consistency = a->serial};
-        ann_cql_result r;
-        bool applied = false;
-        if (ann_cql_batch_run(a->c, &bt, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
-            ann_cql_result_release(&r);
-            goto done;
-        }
-        if (!applied) {
-            ann_archive_head cur = {0};
-            int32_t ci = ann_cql_column_index(&r, "next_id");
-            int32_t ce = ann_cql_column_index(&r, "owner_epoch");
-            cur.exists = ci >= 0 && ann_cql_cell(&r, 0, ci) && ann_cql_cell(&r, 0, ci)->len >= 0;
-            if (ci >= 0)
-                cur.next_id = get_u64(&r, 0, ci);
-            if (ce >= 0)
-                cur.owner_epoch = get_u64(&r, 0, ce);
-            ann_cql_result_release(&r);
-            if (cur.owner_epoch != epoch)
-                cleanup_refused(a, tenant_id, log_id, epoch, first_id, e, n, cur.next_id);
-            if (cur_out)
-                *cur_out = cur;
-            ret = ANN_ARCHIVE_FENCED;
-            goto done;
-        }
-        ann_cql_result_release(&r);
-    }
-    ret = 0;
-done:
-    free(b.futs);
-    free(b.items);
-    free(b.vals);
-    free(order);
+int ann_archive_writer_wait(ann_archive_writer *w, ann_err *err)
+{
+    int ret = wait_all(w->futs, w->nfut, err);
+    w->nfut = 0;
     return ret;
+}
+
+void ann_archive_writer_free(ann_archive_writer *w)
+{
+    if (!w)
+        return;
+    (void)wait_all(w->futs, w->nfut, NULL);
+    free(w->futs);
+    free(w->bk);
+    free(w->order);
+    free(w);
+}
+
+int ann_archive_write_entries(ann_archive *a, const char *tenant_id, const char *log_id,
+                              uint64_t epoch, const ann_entry *entries, size_t n, ann_err *err)
+{
+    ann_archive_writer *w = ann_archive_writer_new(a, err);
+    if (!w)
+        return -1;
+    int rc = ann_archive_writer_add(w, tenant_id, log_id, epoch, entries, n, err);
+    if (ann_archive_writer_wait(w, rc == 0 ? err : NULL) < 0)
+        rc = -1;
+    ann_archive_writer_free(w);
+    return rc;
+}
+
+/* ---- lookup ---- */
+
+/* A candidate (insert_id row) to confirm against the winning entry row. */
+typedef struct cand {
+    size_t q;
+    uint64_t epoch, id;
+} cand;
+
+int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, ann_err *err)
+{
+    int ret = 0;
+    ann_cql_future *f[WINDOW];
+    cand *c = NULL;
+    size_t nc = 0, capc = 0;
+    for (size_t i = 0; i < n; i++) {
+        q[i].id_out = 0;
+        if (check_ids(q[i].tenant_id, q[i].log_id, err) < 0)
+            return -1;
+    }
+    /* Round 1: the insert_id rows; candidates below next_id. */
+    for (size_t base = 0; base < n; base += WINDOW) {
+        size_t m = n - base < WINDOW ? n - base : WINDOW;
+        memset(f, 0, sizeof f);
+        for (size_t k = 0; k < m && ret == 0; k++) {
+            ann_archive_iid_query *x = &q[base + k];
+            ann_cql_value v[] = {ann_cql_vtext(x->tenant_id), ann_cql_vtext(x->log_id),
+                                 ann_cql_vint(id_bucket(x->insert_id, x->insert_id_len)),
+                                 ann_cql_vtextn(x->insert_id, x->insert_id_len)};
+            ann_cql_params p;
+            params(a, &p, v, 4, true);
+            f[k] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
+            if (!f[k])
+                ret = -1;
+        }
+        for (size_t k = 0; k < m; k++) {
+            if (!f[k])
+                continue;
+            ann_cql_result r;
+            if (ann_cql_future_wait(f[k], &r, ret == 0 ? err : NULL) < 0)
+                ret = -1;
+            for (int32_t row = 0; ret == 0 && row < r.nrows; row++) {
+                uint64_t epoch = get_u64(&r, row, 0), id = get_u64(&r, row, 1);
+                if (id == 0 || id >= q[base + k].next_id)
+                    continue;
+                if (nc == capc) {
+                    size_t cap = capc ? capc * 2 : 64;
+                    cand *nc2 = realloc(c, cap * sizeof *c);
+                    if (!nc2) {
+                        ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+                        break;
+                    }
+                    c = nc2;
+                    capc = cap;
+                }
+                c[nc++] = (cand){.q = base + k, .epoch = epoch, .id = id};
+            }
+            ann_cql_result_release(&r);
+        }
+        if (ret < 0)
+            goto done;
+    }
+    /* Round 2: a candidate counts only if the row that wins at its id (the
+     * highest epoch) is of its epoch and holds its insert_id. */
+    for (size_t base = 0; base < nc; base += WINDOW) {
+        size_t m = nc - base < WINDOW ? nc - base : WINDOW;
+        memset(f, 0, sizeof f);
+        for (size_t k = 0; k < m && ret == 0; k++) {
+            ann_archive_iid_query *x = &q[c[base + k].q];
+            uint64_t id = c[base + k].id;
+            ann_cql_value v[] = {ann_cql_vtext(x->tenant_id), ann_cql_vtext(x->log_id),
+                                 ann_cql_vbigint(entry_bucket(id)), ann_cql_vbigint((int64_t)id)};
+            ann_cql_params p;
+            params(a, &p, v, 4, true);
+            f[k] = ann_cql_execute_async(a->c, a->ps[S_ENTRY_TOP], &p, err);
+            if (!f[k])
+                ret = -1;
+        }
+        for (size_t k = 0; k < m; k++) {
+            if (!f[k])
+                continue;
+            ann_cql_result top;
+            if (ann_cql_future_wait(f[k], &top, ret == 0 ? err : NULL) < 0)
+                ret = -1;
+            ann_archive_iid_query *x = &q[c[base + k].q];
+            const char *s;
+            size_t sl;
+            if (ret == 0 && !x->id_out && top.nrows == 1 &&
+                get_u64(&top, 0, 0) == c[base + k].epoch &&
+                ann_cql_get_text(&top, 0, 1, &s, &sl, NULL) == 0 && sl == x->insert_id_len &&
+                memcmp(s, x->insert_id, sl) == 0)
+                x->id_out = c[base + k].id;
+            ann_cql_result_release(&top);
+        }
+        if (ret < 0)
+            goto done;
+    }
+done:
+    free(c);
+    return ret;
+}
+
+int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id,
+                       const ann_archive_head *head, const char *const *insert_ids,
+                       const size_t *lens, size_t n, uint64_t *ids_out, ann_err *err)
+{
+    ann_archive_iid_query *q = calloc(n ? n : 1, sizeof *q);
+    if (!q)
+        return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+    for (size_t i = 0; i < n; i++)
+        q[i] = (ann_archive_iid_query){.tenant_id = tenant_id,
+                                       .log_id = log_id,
+                                       .next_id = head->next_id,
+                                       .insert_id = insert_ids[i],
+                                       .insert_id_len = lens[i]};
+    int rc = ann_archive_lookup_many(a, q, n, err);
+    for (size_t i = 0; i < n; i++)
+        ids_out[i] = rc == 0 ? q[i].id_out : 0;
+    free(q);
+    return rc;
 }
 
 /* ---- read ---- */
 
-int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t from_id,
-                     uint64_t to_id, ann_entry_visit_fn visit, void *ud, ann_err *err)
+int ann_archive_read_at(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t next_id,
+                        uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit, void *ud,
+                        ann_err *err)
 {
     if (check_ids(tenant_id, log_id, err) < 0)
         return -1;
-    ann_archive_head h;
-    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0)
-        return -1;
-    if (!h.exists || h.deleted)
-        return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
     if (from_id == 0)
         from_id = 1;
-    if (to_id > h.next_id)
-        to_id = h.next_id;
+    if (to_id > next_id)
+        to_id = next_id;
     uint8_t ps_buf[1024];
     for (uint64_t lo = from_id; lo < to_id;) {
         int64_t bucket = entry_bucket(lo);
@@ -729,105 +834,179 @@ int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id, 
     return 0;
 }
 
-/* ---- revoke ---- */
-
-int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id,
-                       const uint64_t *ids, size_t n, ann_err *err)
+static int32_t log_partition(const char *tenant_id, const char *log_id, int32_t n_partitions)
 {
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(tenant_id, log_id, key);
+    return ann_event_partition(key, strlen(key), n_partitions);
+}
+
+int ann_archive_log_count(ann_archive *a, int32_t n_partitions, const char *tenant_id,
+                          const char *log_id, bool *exists, bool *deleted, uint64_t *entry_count,
+                          ann_err *err)
+{
+    if (n_partitions <= 0)
+        return ann_err_set(err, ANN_EINVAL, "archive: partition count %d", (int)n_partitions);
     if (check_ids(tenant_id, log_id, err) < 0)
         return -1;
     ann_archive_head h;
-    if (head_get(a, tenant_id, log_id, a->cl, &h, err) < 0)
+    if (ann_archive_head_load(a, log_partition(tenant_id, log_id, n_partitions), tenant_id, log_id,
+                              false, &h, err) < 0)
         return -1;
-    if (!h.exists || h.deleted)
-        return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
+    *exists = h.exists;
+    *deleted = h.deleted;
+    *entry_count = h.exists && h.next_id > 0 ? h.next_id - 1 : 0;
+    return 0;
+}
+
+int ann_archive_read(ann_archive *a, int32_t n_partitions, const char *tenant_id,
+                     const char *log_id, uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit,
+                     void *ud, ann_err *err)
+{
+    bool exists = false, deleted = false;
+    uint64_t count = 0;
+    if (ann_archive_log_count(a, n_partitions, tenant_id, log_id, &exists, &deleted, &count, err) <
+        0)
+        return -1;
+    if (!exists || deleted)
+        return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log_id);
+    return ann_archive_read_at(a, tenant_id, log_id, count + 1, from_id, to_id, visit, ud, err);
+}
+
+/* ---- revoke ---- */
+
+int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id,
+                       const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                       int64_t time_ns, ann_err *err)
+{
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
     for (size_t i = 0; i < n; i++)
-        if (ids[i] == 0 || ids[i] >= h.next_id)
-            return ann_err_set(err, ANN_ENOTFOUND, "ids[%zu]: no entry %llu", i,
-                               (unsigned long long)ids[i]);
-    for (size_t i = 0; i < n; i++) {
-        ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
-                             ann_cql_vbigint(entry_bucket(ids[i])),
-                             ann_cql_vbigint((int64_t)ids[i])};
-        ann_cql_params p;
-        params(a, &p, v, 4, true);
-        ann_cql_result r;
-        if (ann_cql_execute(a->c, a->ps[S_ENTRY_EPOCHS], &p, &r, err) < 0) {
-            ann_cql_result_release(&r);
-            return -1;
-        }
-        /* Every row stored for the id: the committed one and any a fenced
-         * writer left, which may hold the same secret. */
-        for (int32_t row = 0; row < r.nrows; row++) {
-            int32_t flags = 0;
-            (void)ann_cql_get_int(&r, row, 1, &flags, NULL);
-            ann_cql_value u[] = {ann_cql_vint(flags | ANN_ENTRY_REDACTED),
-                                 ann_cql_vtext(tenant_id),
-                                 ann_cql_vtext(log_id),
-                                 ann_cql_vbigint(entry_bucket(ids[i])),
-                                 ann_cql_vbigint((int64_t)ids[i]),
-                                 ann_cql_vbigint((int64_t)get_u64(&r, row, 0))};
-            ann_cql_params up;
-            params(a, &up, u, 6, true);
-            ann_cql_result ur;
-            int rc = ann_cql_execute(a->c, a->ps[S_REDACT], &up, &ur, err);
-            ann_cql_result_release(&ur);
-            if (rc < 0) {
-                ann_cql_result_release(&r);
-                return -1;
-            }
-        }
-        ann_cql_result_release(&r);
+        if (ids[i] == 0)
+            return ann_err_set(err, ANN_ENOTFOUND, "entry 0 not found in log %.64s", log_id);
+    int ret = 0;
+    ann_cql_future *f[WINDOW];
+    /* The audit rows first: only the first revocation of an id is kept. */
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        ann_cql_value v[] = {ann_cql_vtext(tenant_id),
+                             ann_cql_vtext(log_id),
+                             ann_cql_vbigint((int64_t)ids[i]),
+                             ann_cql_vtext(actor ? actor : ""),
+                             ann_cql_vtext(reason ? reason : ""),
+                             ann_cql_vbigint(time_ns)};
+        bool applied = false;
+        if (exec_lwt(a, S_REV_INS, v, 6, &applied, err) < 0)
+            ret = -1;
     }
+    /* Every row stored for each id: the committed one and any a fenced writer
+     * left, which may hold the same secret. */
+    for (size_t base = 0; base < n && ret == 0; base += WINDOW) {
+        size_t m = n - base < WINDOW ? n - base : WINDOW;
+        memset(f, 0, sizeof f);
+        for (size_t k = 0; k < m && ret == 0; k++) {
+            uint64_t id = ids[base + k];
+            ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
+                                 ann_cql_vbigint(entry_bucket(id)), ann_cql_vbigint((int64_t)id)};
+            ann_cql_params p;
+            params(a, &p, v, 4, true);
+            f[k] = ann_cql_execute_async(a->c, a->ps[S_ENTRY_EPOCHS], &p, err);
+            if (!f[k])
+                ret = -1;
+        }
+        ann_cql_future *g[WINDOW];
+        size_t ng = 0;
+        for (size_t k = 0; k < m; k++) {
+            if (!f[k])
+                continue;
+            ann_cql_result r;
+            if (ann_cql_future_wait(f[k], &r, ret == 0 ? err : NULL) < 0)
+                ret = -1;
+            uint64_t id = ids[base + k];
+            for (int32_t row = 0; ret == 0 && row < r.nrows; row++) {
+                int32_t flags = 0;
+                (void)ann_cql_get_int(&r, row, 1, &flags, NULL);
+                ann_cql_value u[] = {ann_cql_vint(flags | ANN_ENTRY_REDACTED),
+                                     ann_cql_vtext(tenant_id),
+                                     ann_cql_vtext(log_id),
+                                     ann_cql_vbigint(entry_bucket(id)),
+                                     ann_cql_vbigint((int64_t)id),
+                                     ann_cql_vbigint((int64_t)get_u64(&r, row, 0))};
+                ann_cql_params up;
+                params(a, &up, u, 6, true);
+                if (ng == WINDOW && wait_all(g, ng, err) < 0)
+                    ret = -1;
+                if (ng == WINDOW)
+                    ng = 0;
+                if (ret == 0 && !(g[ng++] = ann_cql_execute_async(a->c, a->ps[S_REDACT], &up, err)))
+                    ret = -1;
+            }
+            ann_cql_result_release(&r);
+        }
+        if (wait_all(g, ng, ret == 0 ? err : NULL) < 0)
+            ret = -1;
+    }
+    return ret;
+}
+
+int ann_archive_revocation(ann_archive *a, const char *tenant_id, const char *log_id,
+                           uint64_t entry_id, bool *found, char *actor, size_t actor_cap,
+                           char *reason, size_t reason_cap, int64_t *time_ns, ann_err *err)
+{
+    *found = false;
+    if (check_ids(tenant_id, log_id, err) < 0)
+        return -1;
+    ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
+                         ann_cql_vbigint((int64_t)entry_id)};
+    ann_cql_params p;
+    params(a, &p, v, 3, true);
+    ann_cql_result r;
+    if (ann_cql_execute(a->c, a->ps[S_REV_GET], &p, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    if (r.nrows > 0) {
+        const char *s;
+        size_t sl;
+        *found = true;
+        if (actor_cap && ann_cql_get_text(&r, 0, 0, &s, &sl, NULL) == 0)
+            snprintf(actor, actor_cap, "%.*s", (int)sl, s);
+        if (reason_cap && ann_cql_get_text(&r, 0, 1, &s, &sl, NULL) == 0)
+            snprintf(reason, reason_cap, "%.*s", (int)sl, s);
+        int64_t t = 0;
+        if (time_ns && ann_cql_get_bigint(&r, 0, 2, &t, NULL) == 0)
+            *time_ns = t;
+    }
+    ann_cql_result_release(&r);
     return 0;
 }
 
 /* ---- delete ---- */
 
-static int exec_simple(ann_archive *a, int s, const ann_cql_value *v, size_t n, ann_err *err)
-{
-    ann_cql_params p;
-    params(a, &p, v, n, true);
-    ann_cql_result r;
-    int rc = ann_cql_execute(a->c, a->ps[s], &p, &r, err);
-    ann_cql_result_release(&r);
-    return rc;
-}
-
-int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id, ann_err *err)
+int ann_archive_delete_rows(ann_archive *a, const char *tenant_id, const char *log_id,
+                            uint64_t next_id, ann_err *err)
 {
     if (check_ids(tenant_id, log_id, err) < 0)
         return -1;
-    ann_archive_head h;
-    for (int attempt = 0;; attempt++) {
-        if (attempt == 8)
-            return ann_err_set(err, ANN_EUNAVAIL, "archive: delete of %s lost to claimers", log_id);
-        if (head_get(a, tenant_id, log_id, a->serial, &h, err) < 0)
-            return -1;
-        if (!h.exists)
-            return ann_err_set(err, ANN_ENOTFOUND, "archive: no log %s", log_id);
-        if (h.deleted)
-            break; /* fenced already: finish the sweep */
-        ann_cql_value v[] = {ann_cql_vbigint((int64_t)h.owner_epoch + 1), ann_cql_vtext(tenant_id),
-                             ann_cql_vtext(log_id), ann_cql_vbigint((int64_t)h.owner_epoch)};
-        bool applied = false;
-        if (exec_lwt(a, S_DEL_FENCE, v, 4, &applied, err) < 0)
-            return -1;
-        if (applied)
-            break;
-    }
     /* One bucket past the last id: a fenced writer's rows may lie there. */
-    int64_t last = entry_bucket(h.next_id + ANN_ARCHIVE_MAX_APPEND);
+    int64_t last = entry_bucket(next_id + ANN_ARCHIVE_MAX_APPEND);
     for (int64_t bk = 0; bk <= last; bk++) {
         ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vbigint(bk)};
         if (exec_simple(a, S_DEL_BUCKET, v, 3, err) < 0)
             return -1;
     }
-    for (int32_t bk = 0; bk < ANN_ARCHIVE_ID_BUCKETS; bk++) {
+    ann_cql_future *f[ANN_ARCHIVE_ID_BUCKETS] = {0};
+    int ret = 0;
+    for (int32_t bk = 0; bk < ANN_ARCHIVE_ID_BUCKETS && ret == 0; bk++) {
         ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vint(bk)};
-        if (exec_simple(a, S_DEL_IDS, v, 3, err) < 0)
-            return -1;
+        ann_cql_params p;
+        params(a, &p, v, 3, true);
+        if (!(f[bk] = ann_cql_execute_async(a->c, a->ps[S_DEL_IDS], &p, err)))
+            ret = -1;
     }
+    if (wait_all(f, ANN_ARCHIVE_ID_BUCKETS, ret == 0 ? err : NULL) < 0)
+        ret = -1;
+    if (ret < 0)
+        return -1;
     ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
-    return exec_simple(a, S_DEL_BATCHES, v, 2, err);
+    return exec_simple(a, S_DEL_REVS, v, 2, err);
 }

@@ -1,25 +1,24 @@
 /*
  * ann_archive_cassandra: the Cassandra archive of the distributed sequencer
- * (the source of truth in distributed mode; see docs/cql.md for the schema).
+ * (the source of truth in distributed mode; docs/distributed.md, docs/cql.md).
  *
- * Tables (keyspace configurable, created by ann_archive_open):
- *   log_heads       ((tenant_id, log_id), first_id): static next_id,
- *                   owner_epoch, deleted, create_time per log (the head), and
- *                   one clustering row per committed batch (first_id, last_id,
- *                   epoch, commit_time): who sequenced what, kept for audit.
+ * Tables (keyspace configurable, created by ann_archive_open, idempotently):
+ *   seq_heads       ((partition), tenant_id, log_id): static range_id (the
+ *                   partition's fence); per log next_id, next_op, deleted.
  *   log_entries     ((tenant_id, log_id, bucket), entry_id, epoch DESC),
  *                   bucket = entry_id / 65536: bounded partitions, range reads.
  *   log_insert_ids  ((tenant_id, log_id, bucket), insert_id, epoch DESC),
  *                   bucket = fnv1a(insert_id) % 64.
+ *   revocations     ((tenant_id, log_id), entry_id): actor, reason, time_ns
+ *                   (the first revocation of an entry).
  *
- * Fencing: a sequencer owns a log by claiming it (owner_epoch + 1, a
- * conditional update). Append writes the entry and insert_id rows under the
- * writer's epoch, then commits with one conditional single-partition batch
- * on the head partition: next_id advances and the batch row is added only
- * IF owner_epoch and next_id are what the writer believes. A stale owner's
- * commit is refused, so its rows stay invisible: readers take, per id below
- * next_id, the row of the highest epoch (the committing owner's; the
- * argument is in docs/cql.md).
+ * Fencing per partition (the Temporal pattern, per shard): a sequencer that is
+ * assigned a pending partition claims it (range_id + 1, a lightweight
+ * transaction) and writes every entry and insert_id row under that epoch with
+ * plain writes. It then commits all the heads it advanced in the partition
+ * with ONE conditional batch `IF range_id = <epoch>`. A stale owner's commit is
+ * refused, so its rows stay invisible: readers take, per id below next_id,
+ * the row of the highest epoch.
  *
  * Threading: every call may run from any thread; the archive holds one CQL
  * connection shared by all (requests are multiplexed on it).
@@ -37,10 +36,10 @@
 
 #define ANN_ARCHIVE_BUCKET_IDS 65536 /* entry ids per log_entries partition */
 #define ANN_ARCHIVE_ID_BUCKETS 64    /* log_insert_ids partitions per log */
-#define ANN_ARCHIVE_MAX_APPEND 65536 /* entries per append (spans <= 2 buckets) */
+#define ANN_ARCHIVE_MAX_APPEND 65536 /* entries per write command (spans <= 2 buckets) */
 
-/* Returned (positive) by ann_archive_append and ann_archive_claim when the
- * conditional write was refused: another owner, or another next_id. */
+/* Returned (positive) by ann_archive_commit_heads when the conditional batch
+ * was refused: the partition was claimed by a newer owner. */
 #define ANN_ARCHIVE_FENCED 1
 
 typedef struct ann_archive_config {
@@ -59,59 +58,134 @@ typedef struct ann_archive ann_archive;
 int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *err);
 void ann_archive_close(ann_archive *a);
 
+/* ---- the partition fence ---- */
+
+/* Claims a partition: range_id + 1 with a lightweight transaction (retried
+ * when another claimer wins a race, a few times, then ANN_EUNAVAIL). *epoch_out
+ * is the new range_id, under which the caller writes and commits. The Paxos
+ * round also settles any conditional commit of the partition still in flight,
+ * so plain reads of its heads are current afterwards. */
+int ann_archive_claim_partition(ann_archive *a, int32_t partition, uint64_t *epoch_out,
+                                ann_err *err);
+
+/* The partition's range_id now (serial read); 0 when never claimed. */
+int ann_archive_partition_epoch(ann_archive *a, int32_t partition, uint64_t *out, ann_err *err);
+
+/* ---- heads ---- */
+
 typedef struct ann_archive_head {
     bool exists;
     bool deleted;
-    uint64_t next_id;     /* the id the next appended entry gets (1 for a new log) */
-    uint64_t owner_epoch; /* the current owner's epoch (0: never claimed) */
+    uint64_t next_id; /* the id the next new entry gets (1 for a new log) */
+    uint64_t next_op; /* the op_seq the next committed operation gets (1: the create) */
 } ann_archive_head;
 
-/* Loads a log's head with a linearizable (serial) read, so an append whose
- * outcome was unknown (timeout) is settled by the time it returns. */
-int ann_archive_head_load(ann_archive *a, const char *tenant_id, const char *log_id,
-                          ann_archive_head *out, ann_err *err);
+/* Loads a log's committed head from seq_heads at `partition`. With `serial`, a
+ * linearizable read (settles a conditional commit whose outcome was unknown). */
+int ann_archive_head_load(ann_archive *a, int32_t partition, const char *tenant_id,
+                          const char *log_id, bool serial, ann_archive_head *out, ann_err *err);
 
-/* Becomes the owner of a log: creates its head (next_id 1) if missing and
- * raises owner_epoch by one. On success *out is the head as this owner will
- * append to it. ANN_ENOTFOUND for a deleted log. Retries internally when
- * another claimer wins a race, up to a few times (then ANN_EUNAVAIL). */
-int ann_archive_claim(ann_archive *a, const char *tenant_id, const char *log_id,
-                      ann_archive_head *out, ann_err *err);
+/* Loads n heads of one partition at once (requests in flight together). */
+int ann_archive_heads_load(ann_archive *a, int32_t partition, const char *const *tenant_ids,
+                           const char *const *log_ids, size_t n, bool serial, ann_archive_head *out,
+                           ann_err *err);
 
-/* Looks up insert_ids: ids_out[i] is the entry id holding insert_ids[i], or 0.
- * Only committed rows count (ids below head.next_id written by the epoch that
- * committed them), so rows a fenced or crashed writer left are ignored. */
+/* One head as a commit sets it. */
+typedef struct ann_archive_head_update {
+    const char *tenant_id;
+    const char *log_id;
+    uint64_t next_id;
+    uint64_t next_op;
+    bool deleted;
+} ann_archive_head_update;
+
+/* Commits n heads of one partition with ONE conditional batch
+ * `IF range_id = epoch`. Returns 0 when applied, ANN_ARCHIVE_FENCED when
+ * refused (*cur_epoch, if not NULL, then holds the range_id now), -1 on
+ * failure: then the outcome may be unknown and the caller reloads heads with
+ * a serial read (or claims again) before trusting any. */
+int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
+                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
+                             ann_err *err);
+
+/* ---- rows ---- */
+
+/* Writes entry rows and insert_id rows under `epoch` with plain writes: unlogged
+ * batches per Cassandra partition key, many requests in flight. Add any number
+ * of logs' entries (each entry's entry_id and insert_id set), then wait. The
+ * caller's strings and entries must stay valid until ann_archive_writer_wait. */
+typedef struct ann_archive_writer ann_archive_writer;
+ann_archive_writer *ann_archive_writer_new(ann_archive *a, ann_err *err);
+int ann_archive_writer_add(ann_archive_writer *w, const char *tenant_id, const char *log_id,
+                           uint64_t epoch, const ann_entry *entries, size_t n, ann_err *err);
+/* Waits for every request added; -1 if any failed. The writer can be reused. */
+int ann_archive_writer_wait(ann_archive_writer *w, ann_err *err);
+void ann_archive_writer_free(ann_archive_writer *w);
+
+/* Writes one log's entries under `epoch` (a writer, added once, waited for). */
+int ann_archive_write_entries(ann_archive *a, const char *tenant_id, const char *log_id,
+                              uint64_t epoch, const ann_entry *entries, size_t n, ann_err *err);
+
+/* One insert_id lookup: id_out is the committed entry id holding insert_id, or
+ * 0. Only committed rows count (ids below next_id, the head's committed
+ * next_id, whose winning row, the highest epoch, holds this insert_id). */
+typedef struct ann_archive_iid_query {
+    const char *tenant_id;
+    const char *log_id;
+    uint64_t next_id;
+    const char *insert_id;
+    size_t insert_id_len;
+    uint64_t id_out;
+} ann_archive_iid_query;
+
+/* Runs n lookups, of any logs, with requests in flight together. */
+int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, ann_err *err);
+
+/* The same for one log: ids_out[i] for insert_ids[i]. */
 int ann_archive_lookup(ann_archive *a, const char *tenant_id, const char *log_id,
                        const ann_archive_head *head, const char *const *insert_ids,
                        const size_t *insert_id_lens, size_t n, uint64_t *ids_out, ann_err *err);
 
-/* Appends n entries as ids first_id .. first_id+n-1, as owner `epoch`,
- * expecting the head at next_id == first_id. Returns 0 when committed,
- * ANN_ARCHIVE_FENCED when the head moved on (cur_out, if not NULL, then holds
- * the head now), -1 on failure: then the outcome may be unknown (e.g. a
- * timeout of the conditional write) and the caller reloads the head with
- * ann_archive_head_load before doing anything else. Entries' entry_id and
- * insert_id must be set; insert_ids must be distinct and new (lookup first). */
-int ann_archive_append(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t epoch,
-                       uint64_t first_id, const ann_entry *entries, size_t n,
-                       ann_archive_head *cur_out, ann_err *err);
+/* Visits the committed entries with from_id <= id < min(to_id, next_id), in id
+ * order, taking per id the row of the highest epoch. `next_id` is the log's
+ * committed next_id (a head the caller holds). A visitor returning nonzero
+ * stops the walk (not an error). */
+int ann_archive_read_at(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t next_id,
+                        uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit, void *ud,
+                        ann_err *err);
 
-/* Visits the committed entries with from_id <= id < to_id, in id order.
- * A visitor returning nonzero stops the walk (not an error). */
-int ann_archive_read(ann_archive *a, const char *tenant_id, const char *log_id, uint64_t from_id,
-                     uint64_t to_id, ann_entry_visit_fn visit, void *ud, ann_err *err);
+/* The same, loading the head from seq_heads at ann_event_partition(key):
+ * ANN_ENOTFOUND ("log %s not found") for a missing or deleted log. */
+int ann_archive_read(ann_archive *a, int32_t n_partitions, const char *tenant_id,
+                     const char *log_id, uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit,
+                     void *ud, ann_err *err);
 
-/* Revokes entries: their body (payload and labels) is deleted (a tombstone,
- * purged from disk by compaction after gc_grace_seconds) in every row stored
- * for the id, and ANN_ENTRY_REDACTED is set. All ids are checked first: one
- * that is 0 or not yet sequenced fails the call (ANN_ENOTFOUND) and revokes
- * nothing. */
+/* Revokes entries (the caller checked the ids against the head): their body is
+ * deleted (a tombstone) in every row stored for each id, ANN_ENTRY_REDACTED is
+ * set, and a revocations row records actor, reason and time; only the first
+ * revocation of an id is kept (INSERT ... IF NOT EXISTS). Idempotent. */
 int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id,
-                       const uint64_t *ids, size_t n, ann_err *err);
+                       const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                       int64_t time_ns, ann_err *err);
 
-/* Deletes a log: fences every owner (deleted = true, owner_epoch + 1), then
- * deletes its entries, insert_ids and batch rows. Idempotent. */
-int ann_archive_delete_log(ann_archive *a, const char *tenant_id, const char *log_id, ann_err *err);
+/* The first revocation of an entry; *found false if it was never revoked.
+ * actor and reason are copied into the caller's buffers (truncated). */
+int ann_archive_revocation(ann_archive *a, const char *tenant_id, const char *log_id,
+                           uint64_t entry_id, bool *found, char *actor, size_t actor_cap,
+                           char *reason, size_t reason_cap, int64_t *time_ns, ann_err *err);
+
+/* Deletes a log's rows (entries up to one bucket past next_id + the largest
+ * command, the 64 insert_id partitions, its revocations). The head stays, as
+ * the sequencer committed it (deleted), so no sequencer resurrects the log.
+ * Idempotent. */
+int ann_archive_delete_rows(ann_archive *a, const char *tenant_id, const char *log_id,
+                            uint64_t next_id, ann_err *err);
+
+/* For the API servers: the log's state from seq_heads at
+ * ann_event_partition("<tenant_id>/<log_id>", n_partitions). */
+int ann_archive_log_count(ann_archive *a, int32_t n_partitions, const char *tenant_id,
+                          const char *log_id, bool *exists, bool *deleted, uint64_t *entry_count,
+                          ann_err *err);
 
 /* The log_insert_ids bucket of an insert_id (fnv1a % ANN_ARCHIVE_ID_BUCKETS). */
 int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len);

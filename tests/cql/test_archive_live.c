@@ -1,7 +1,9 @@
 /*
  * The Cassandra archive against a real Cassandra (label `cql`): schema,
- * claim/head, dedup lookups, appends fenced by owner epoch, range reads over
- * bucket boundaries, revocation and deletion.
+ * partition claims, heads committed with one conditional batch per partition
+ * (fenced by range_id), dedup lookups, range reads over bucket boundaries,
+ * revocation with its audit rows, deletion, the API servers' log count.
+ * Each run uses a keyspace of its own (t_arch_<hex>), dropped at the end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,20 +18,38 @@
 #include <cmocka.h>
 
 #include "archive/archive_cassandra.h"
+#include "domain/event.h"
 #include "live.h"
-
-#define KS "ann_archive_test"
 
 static ann_cql_config CQL;
 static ann_archive_config CFG;
 static char TENANT[64];
+static char KS[32];
 
 static int setup(void **state)
 {
     (void)state;
     CQL = live_config();
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    snprintf(KS, sizeof KS, "t_arch_%08x", (unsigned)rand());
     CFG = (ann_archive_config){.cql = &CQL, .keyspace = KS, .replication_factor = 1};
     snprintf(TENANT, sizeof TENANT, "tenant-%ld-%d", (long)time(NULL), (int)getpid());
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ann_cql_conn *c;
+    ann_err err;
+    if (ann_cql_conn_new(&CQL, &c, &err) == 0) {
+        char q[128];
+        snprintf(q, sizeof q, "DROP KEYSPACE IF EXISTS %s", KS);
+        ann_cql_result r;
+        (void)ann_cql_query(c, q, NULL, &r, &err);
+        ann_cql_result_release(&r);
+        ann_cql_conn_free(c);
+    }
     return 0;
 }
 
@@ -85,6 +105,34 @@ static int collect(const ann_entry *e, void *ud)
     return 0;
 }
 
+/* A sequencer's step: rows under `epoch` as ids h->next_id.., then the head. */
+static int append(ann_archive *a, int32_t part, uint64_t epoch, const char *log,
+                  ann_archive_head *h, ann_entry *e, size_t n, uint64_t *cur, ann_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        e[i].entry_id = h->next_id + i;
+    if (ann_archive_write_entries(a, TENANT, log, epoch, e, n, err) < 0)
+        return -1;
+    ann_archive_head_update u = {
+        .tenant_id = TENANT, .log_id = log, .next_id = h->next_id + n, .next_op = h->next_op + 1};
+    int rc = ann_archive_commit_heads(a, part, epoch, &u, 1, cur, err);
+    if (rc == 0) {
+        h->next_id += n;
+        h->next_op++;
+    }
+    return rc;
+}
+
+/* Creates a log's head (next_id 1, next_op 2 after the create). */
+static void create(ann_archive *a, int32_t part, uint64_t epoch, const char *log,
+                   ann_archive_head *h)
+{
+    ann_err err;
+    ann_archive_head_update u = {.tenant_id = TENANT, .log_id = log, .next_id = 1, .next_op = 2};
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, &u, 1, NULL, &err), 0);
+    *h = (ann_archive_head){.exists = true, .next_id = 1, .next_op = 2};
+}
+
 static void test_schema_claim_append_read(void **state)
 {
     (void)state;
@@ -94,24 +142,34 @@ static void test_schema_claim_append_read(void **state)
     ann_err err;
     ann_archive_head h;
     const char *log = "log-basic";
-    assert_int_equal(ann_archive_head_load(a, TENANT, log, &h, &err), 0);
+    const int32_t part = 1;
+    assert_int_equal(ann_archive_head_load(a, part, TENANT, log, true, &h, &err), 0);
     assert_false(h.exists);
-    assert_int_equal(ann_archive_claim(a, TENANT, log, &h, &err), 0);
-    assert_int_equal(h.owner_epoch, 1);
-    assert_int_equal(h.next_id, 1);
+    uint64_t epoch = 0, e2 = 0, now = 0;
+    assert_int_equal(ann_archive_partition_epoch(a, part, &now, &err), 0);
+    assert_int_equal(now, 0);
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    assert_int_equal(epoch, 1);
+    assert_int_equal(ann_archive_claim_partition(a, part, &e2, &err), 0);
+    assert_int_equal(e2, 2);
+    epoch = e2;
+    create(a, part, epoch, log, &h);
 
     batch b;
     make_batch(&b, "a", 3);
-    assert_int_equal(ann_archive_append(a, TENANT, log, 1, 1, b.e, 3, NULL, &err), 0);
+    assert_int_equal(append(a, part, epoch, log, &h, b.e, 3, NULL, &err), 0);
     make_batch(&b, "b", 2);
-    assert_int_equal(ann_archive_append(a, TENANT, log, 1, 4, b.e, 2, NULL, &err), 0);
-    assert_int_equal(ann_archive_head_load(a, TENANT, log, &h, &err), 0);
-    assert_true(h.exists);
-    assert_int_equal(h.next_id, 6);
-    assert_int_equal(h.owner_epoch, 1);
+    assert_int_equal(append(a, part, epoch, log, &h, b.e, 2, NULL, &err), 0);
+    ann_archive_head got;
+    assert_int_equal(ann_archive_head_load(a, part, TENANT, log, false, &got, &err), 0);
+    assert_true(got.exists);
+    assert_false(got.deleted);
+    assert_int_equal(got.next_id, 6);
+    assert_int_equal(got.next_op, 4);
 
     seen s = {0};
-    assert_int_equal(ann_archive_read(a, TENANT, log, 1, 100, collect, &s, &err), 0);
+    assert_int_equal(ann_archive_read_at(a, TENANT, log, got.next_id, 1, 100, collect, &s, &err),
+                     0);
     assert_int_equal(s.n, 5);
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(s.id[i], i + 1);
@@ -119,102 +177,137 @@ static void test_schema_claim_append_read(void **state)
     assert_string_equal(s.body[3], "b-0");
     assert_int_equal(s.time_ns[1], 1001);
     memset(&s, 0, sizeof s);
-    assert_int_equal(ann_archive_read(a, TENANT, log, 2, 4, collect, &s, &err), 0);
+    assert_int_equal(ann_archive_read_at(a, TENANT, log, got.next_id, 2, 4, collect, &s, &err), 0);
     assert_int_equal(s.n, 2);
     assert_int_equal(s.id[0], 2);
 
-    /* lookups: known ids resolve, unknown are 0 */
+    /* lookups: known ids resolve, unknown are 0; lookup_many mixes logs */
     const char *q[] = {"a-id-1", "b-id-1", "nope"};
     size_t ql[] = {6, 6, 4};
     uint64_t ids[3];
-    assert_int_equal(ann_archive_lookup(a, TENANT, log, &h, q, ql, 3, ids, &err), 0);
+    assert_int_equal(ann_archive_lookup(a, TENANT, log, &got, q, ql, 3, ids, &err), 0);
     assert_int_equal(ids[0], 2);
     assert_int_equal(ids[1], 5);
     assert_int_equal(ids[2], 0);
+    ann_archive_iid_query mq[] = {
+        {.tenant_id = TENANT,
+         .log_id = log,
+         .next_id = 6,
+         .insert_id = "b-id-0",
+         .insert_id_len = 6},
+        {.tenant_id = TENANT,
+         .log_id = "other",
+         .next_id = 6,
+         .insert_id = "b-id-0",
+         .insert_id_len = 6},
+        /* a committed id only counts below the next_id the caller holds */
+        {.tenant_id = TENANT,
+         .log_id = log,
+         .next_id = 4,
+         .insert_id = "b-id-0",
+         .insert_id_len = 6},
+    };
+    assert_int_equal(ann_archive_lookup_many(a, mq, 3, &err), 0);
+    assert_int_equal(mq[0].id_out, 4);
+    assert_int_equal(mq[1].id_out, 0);
+    assert_int_equal(mq[2].id_out, 0);
 
-    /* the owner with a wrong next_id is refused too */
-    ann_archive_head cur;
-    assert_int_equal(ann_archive_append(a, TENANT, log, 1, 5, b.e, 1, &cur, &err),
-                     ANN_ARCHIVE_FENCED);
-    assert_int_equal(cur.next_id, 6);
+    /* several heads of one partition in one conditional batch */
+    ann_archive_head_update u[] = {
+        {.tenant_id = TENANT, .log_id = "multi-1", .next_id = 1, .next_op = 2},
+        {.tenant_id = TENANT, .log_id = "multi-2", .next_id = 1, .next_op = 2},
+        {.tenant_id = TENANT, .log_id = log, .next_id = 6, .next_op = 5},
+    };
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, u, 3, NULL, &err), 0);
+    const char *ts[] = {TENANT, TENANT, TENANT, TENANT};
+    const char *ls[] = {"multi-1", "multi-2", log, "none"};
+    ann_archive_head hs[4];
+    assert_int_equal(ann_archive_heads_load(a, part, ts, ls, 4, false, hs, &err), 0);
+    assert_true(hs[0].exists && hs[1].exists && hs[2].exists);
+    assert_false(hs[3].exists);
+    assert_int_equal(hs[2].next_op, 5);
+
+    /* the API servers' count (at the log's own partition, 4 partitions) */
+    bool exists = true, deleted = true;
+    uint64_t count = 99;
+    assert_int_equal(
+        ann_archive_log_count(a, 4, TENANT, "nowhere", &exists, &deleted, &count, &err), 0);
+    assert_false(exists);
+    assert_int_equal(count, 0);
+
     /* bad input */
-    assert_int_equal(ann_archive_append(a, TENANT, log, 1, 6, b.e, 0, NULL, &err), -1);
+    assert_int_equal(ann_archive_commit_heads(a, part, 0, u, 1, NULL, &err), -1);
     assert_int_equal(err.code, ANN_EINVAL);
-    assert_int_equal(ann_archive_read(a, TENANT, "no-such-log", 1, 10, collect, &s, &err), -1);
+    assert_int_equal(ann_archive_read(a, 4, TENANT, "no-such-log", 1, 10, collect, &s, &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
     ann_archive_close(a);
 }
 
-/* A zombie (stale owner) cannot append; its rows never become visible,
- * never count as duplicates, and the new owner's rows win. */
+/* A zombie (stale owner of the partition) cannot commit; its rows never
+ * become visible, never count as duplicates, and the new owner's rows win. */
 static void test_fencing(void **state)
 {
     (void)state;
     ann_archive *old = open_archive(), *neu = open_archive();
     ann_err err;
-    ann_archive_head h1, h2, cur;
     const char *log = "log-fenced";
-    assert_int_equal(ann_archive_claim(old, TENANT, log, &h1, &err), 0);
+    const int32_t part = 2;
+    uint64_t e1 = 0, e2 = 0, cur = 0;
+    ann_archive_head h1, h2;
+    assert_int_equal(ann_archive_claim_partition(old, part, &e1, &err), 0);
+    create(old, part, e1, log, &h1);
     batch b;
     make_batch(&b, "first", 2);
-    assert_int_equal(ann_archive_append(old, TENANT, log, h1.owner_epoch, 1, b.e, 2, NULL, &err),
-                     0);
+    assert_int_equal(append(old, part, e1, log, &h1, b.e, 2, NULL, &err), 0);
 
-    /* a new sequencer takes over */
-    assert_int_equal(ann_archive_claim(neu, TENANT, log, &h2, &err), 0);
-    assert_int_equal(h2.owner_epoch, h1.owner_epoch + 1);
+    /* a new sequencer takes the partition over */
+    assert_int_equal(ann_archive_claim_partition(neu, part, &e2, &err), 0);
+    assert_int_equal(e2, e1 + 1);
+    assert_int_equal(ann_archive_head_load(neu, part, TENANT, log, false, &h2, &err), 0);
     assert_int_equal(h2.next_id, 3);
 
-    /* the zombie tries to append ids 3..4 */
+    /* the zombie writes ids 3..4 and is refused at its commit */
     batch z;
     make_batch(&z, "zombie", 2);
-    assert_int_equal(ann_archive_append(old, TENANT, log, h1.owner_epoch, 3, z.e, 2, &cur, &err),
+    ann_archive_head zh = h1;
+    assert_int_equal(append(old, part, e1, log, &zh, z.e, 2, &cur, &err), ANN_ARCHIVE_FENCED);
+    assert_int_equal(cur, e2);
+    ann_archive_head now;
+    assert_int_equal(ann_archive_head_load(neu, part, TENANT, log, true, &now, &err), 0);
+    assert_int_equal(now.next_id, 3);
+    /* the refusal covers every head of the partition, not just this log's */
+    ann_archive_head_update other = {.tenant_id = TENANT, .log_id = "other", .next_id = 1};
+    assert_int_equal(ann_archive_commit_heads(old, part, e1, &other, 1, NULL, &err),
                      ANN_ARCHIVE_FENCED);
-    assert_int_equal(cur.owner_epoch, h2.owner_epoch);
-    assert_int_equal(cur.next_id, 3);
-    /* the refused writer removed the rows it had written */
-    {
-        char q[512];
-        snprintf(q, sizeof q,
-                 "SELECT COUNT(*) FROM " KS ".log_entries WHERE tenant_id = '%s' AND "
-                 "log_id = '%s' AND bucket = 0 AND entry_id >= 3",
-                 TENANT, log);
-        ann_cql_result r;
-        assert_int_equal(ann_cql_query(ann_archive_conn(neu), q, NULL, &r, &err), 0);
-        int64_t cnt = -1;
-        assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &cnt, &err), 0);
-        assert_int_equal(cnt, 0);
-        ann_cql_result_release(&r);
-    }
+
     /* its rows are not visible, and its insert_ids are not duplicates */
     seen s = {0};
-    assert_int_equal(ann_archive_read(neu, TENANT, log, 1, 100, collect, &s, &err), 0);
+    assert_int_equal(ann_archive_read(neu, 1, TENANT, log, 1, 100, collect, &s, &err), -1);
+    assert_int_equal(ann_archive_read_at(neu, TENANT, log, now.next_id, 1, 100, collect, &s, &err),
+                     0);
     assert_int_equal(s.n, 2);
     const char *q[] = {"zombie-id-0", "first-id-1"};
     size_t ql[] = {11, 10};
     uint64_t ids[2];
-    assert_int_equal(ann_archive_lookup(neu, TENANT, log, &h2, q, ql, 2, ids, &err), 0);
+    assert_int_equal(ann_archive_lookup(neu, TENANT, log, &now, q, ql, 2, ids, &err), 0);
     assert_int_equal(ids[0], 0);
     assert_int_equal(ids[1], 2);
 
-    /* the new owner appends ids 3..5 over the zombie's rows and wins */
+    /* the new owner writes ids 3..5 over the zombie's rows and wins */
     batch n;
     make_batch(&n, "owner", 3);
-    assert_int_equal(ann_archive_append(neu, TENANT, log, h2.owner_epoch, 3, n.e, 3, NULL, &err),
-                     0);
+    assert_int_equal(append(neu, part, e2, log, &h2, n.e, 3, NULL, &err), 0);
     memset(&s, 0, sizeof s);
-    assert_int_equal(ann_archive_read(neu, TENANT, log, 1, 100, collect, &s, &err), 0);
+    assert_int_equal(ann_archive_read_at(neu, TENANT, log, h2.next_id, 1, 100, collect, &s, &err),
+                     0);
     assert_int_equal(s.n, 5);
     assert_string_equal(s.body[2], "owner-0");
     assert_string_equal(s.body[3], "owner-1");
     assert_string_equal(s.body[4], "owner-2");
     /* the zombie's insert_ids still do not resolve, even below next_id */
-    ann_archive_head h;
-    assert_int_equal(ann_archive_head_load(neu, TENANT, log, &h, &err), 0);
-    assert_int_equal(h.next_id, 6);
     const char *q2[] = {"zombie-id-1", "owner-id-2"};
     size_t ql2[] = {11, 10};
-    assert_int_equal(ann_archive_lookup(neu, TENANT, log, &h, q2, ql2, 2, ids, &err), 0);
+    assert_int_equal(ann_archive_lookup(neu, TENANT, log, &h2, q2, ql2, 2, ids, &err), 0);
     assert_int_equal(ids[0], 0);
     assert_int_equal(ids[1], 5);
     /* rows a crashed zombie left behind do not count: an insert_id row of
@@ -223,24 +316,23 @@ static void test_fencing(void **state)
         const char *ghosts[] = {"ghost-a", "ghost-b"};
         uint64_t at[] = {4, 9};
         for (int g = 0; g < 2; g++) {
-            char q[512];
-            snprintf(q, sizeof q,
-                     "INSERT INTO " KS ".log_insert_ids (tenant_id, log_id, bucket, insert_id, "
+            char cq[512];
+            snprintf(cq, sizeof cq,
+                     "INSERT INTO %s.log_insert_ids (tenant_id, log_id, bucket, insert_id, "
                      "epoch, entry_id) VALUES ('%s', '%s', %d, '%s', %llu, %llu)",
-                     TENANT, log, ann_archive_insert_id_bucket(ghosts[g], 7), ghosts[g],
-                     (unsigned long long)h1.owner_epoch, (unsigned long long)at[g]);
+                     KS, TENANT, log, ann_archive_insert_id_bucket(ghosts[g], 7), ghosts[g],
+                     (unsigned long long)e1, (unsigned long long)at[g]);
             ann_cql_result r;
-            assert_int_equal(ann_cql_query(ann_archive_conn(neu), q, NULL, &r, &err), 0);
+            assert_int_equal(ann_cql_query(ann_archive_conn(neu), cq, NULL, &r, &err), 0);
             ann_cql_result_release(&r);
         }
         size_t gl[] = {7, 7};
-        assert_int_equal(ann_archive_lookup(neu, TENANT, log, &h, ghosts, gl, 2, ids, &err), 0);
+        assert_int_equal(ann_archive_lookup(neu, TENANT, log, &h2, ghosts, gl, 2, ids, &err), 0);
         assert_int_equal(ids[0], 0);
         assert_int_equal(ids[1], 0);
     }
-    /* and the zombie stays fenced at the right next_id too */
-    assert_int_equal(ann_archive_append(old, TENANT, log, h1.owner_epoch, 6, z.e, 2, &cur, &err),
-                     ANN_ARCHIVE_FENCED);
+    /* and the zombie stays fenced */
+    assert_int_equal(append(old, part, e1, log, &zh, z.e, 2, &cur, &err), ANN_ARCHIVE_FENCED);
     ann_archive_close(old);
     ann_archive_close(neu);
 }
@@ -248,71 +340,81 @@ static void test_fencing(void **state)
 static void test_revoke(void **state)
 {
     (void)state;
-    ann_archive *old = open_archive(), *a = open_archive();
+    ann_archive *a = open_archive();
     ann_err err;
-    ann_archive_head h1, h;
+    ann_archive_head h;
     const char *log = "log-revoke";
-    assert_int_equal(ann_archive_claim(old, TENANT, log, &h1, &err), 0);
+    const int32_t part = 3;
+    uint64_t e1 = 0, e2 = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &e1, &err), 0);
+    assert_int_equal(ann_archive_claim_partition(a, part, &e2, &err), 0);
+    create(a, part, e2, log, &h);
     batch z;
     make_batch(&z, "secret", 3);
-    assert_int_equal(ann_archive_claim(a, TENANT, log, &h, &err), 0);
-    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 1, z.e, 3, NULL, &err), 0);
-    /* a zombie that died between writing its rows and its (refused) commit
-     * left a copy of the secret at id 2 */
+    assert_int_equal(append(a, part, e2, log, &h, z.e, 3, NULL, &err), 0);
+    /* a zombie (epoch e1) that died between writing its rows and its
+     * (refused) commit left a copy of the secret at id 2 */
     {
         char q[512];
         snprintf(q, sizeof q,
-                 "INSERT INTO " KS ".log_entries (tenant_id, log_id, bucket, entry_id, epoch, "
+                 "INSERT INTO %s.log_entries (tenant_id, log_id, bucket, entry_id, epoch, "
                  "flags, insert_id, body) VALUES ('%s', '%s', 0, 2, %llu, 0, 'secret-id-1', "
                  "textAsBlob('secret-1'))",
-                 TENANT, log, (unsigned long long)h1.owner_epoch);
+                 KS, TENANT, log, (unsigned long long)e1);
         ann_cql_result r;
         assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
         ann_cql_result_release(&r);
     }
-
-    /* an id out of range fails the call and revokes nothing */
-    uint64_t bad[] = {1, 99};
-    assert_int_equal(ann_archive_revoke(a, TENANT, log, bad, 2, &err), -1);
-    assert_int_equal(err.code, ANN_ENOTFOUND);
     uint64_t zero[] = {0};
-    assert_int_equal(ann_archive_revoke(a, TENANT, log, zero, 1, &err), -1);
-    seen s = {0};
-    assert_int_equal(ann_archive_read(a, TENANT, log, 1, 10, collect, &s, &err), 0);
-    assert_int_equal(s.flags[0] & ANN_ENTRY_REDACTED, 0);
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, zero, 1, "x", "y", 1, &err), -1);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
 
     uint64_t ids[] = {2};
-    assert_int_equal(ann_archive_revoke(a, TENANT, log, ids, 1, &err), 0);
-    assert_int_equal(ann_archive_revoke(a, TENANT, log, ids, 1, &err), 0); /* again: harmless */
-    memset(&s, 0, sizeof s);
-    assert_int_equal(ann_archive_read(a, TENANT, log, 1, 10, collect, &s, &err), 0);
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, ids, 1, "alice", "leak", 111, &err), 0);
+    /* again: harmless, and the first revocation is the one kept */
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, ids, 1, "bob", "again", 222, &err), 0);
+    seen s = {0};
+    assert_int_equal(ann_archive_read_at(a, TENANT, log, h.next_id, 1, 10, collect, &s, &err), 0);
     assert_int_equal(s.n, 3);
     assert_int_equal(s.id[1], 2);
     assert_true(s.flags[1] & ANN_ENTRY_REDACTED);
     assert_string_equal(s.body[1], "");
     assert_int_equal(s.time_ns[1], 1001); /* id and times stay */
     assert_string_equal(s.body[0], "secret-0");
+    assert_int_equal(s.flags[0] & ANN_ENTRY_REDACTED, 0);
+    bool found = false;
+    char actor[32], reason[32];
+    int64_t t = 0;
+    assert_int_equal(ann_archive_revocation(a, TENANT, log, 2, &found, actor, sizeof actor, reason,
+                                            sizeof reason, &t, &err),
+                     0);
+    assert_true(found);
+    assert_string_equal(actor, "alice");
+    assert_string_equal(reason, "leak");
+    assert_int_equal(t, 111);
+    assert_int_equal(ann_archive_revocation(a, TENANT, log, 1, &found, actor, sizeof actor, reason,
+                                            sizeof reason, &t, &err),
+                     0);
+    assert_false(found);
 
     /* every stored row of id 2 is purged, the zombie's copy included */
     ann_cql_result r;
     char q[256];
     snprintf(q, sizeof q,
-             "SELECT epoch, body FROM " KS ".log_entries WHERE tenant_id = '%s' AND "
+             "SELECT epoch, body FROM %s.log_entries WHERE tenant_id = '%s' AND "
              "log_id = '%s' AND bucket = 0 AND entry_id = 2",
-             TENANT, log);
+             KS, TENANT, log);
     assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
     assert_int_equal(r.nrows, 2);
     for (int32_t i = 0; i < r.nrows; i++)
         assert_true(ann_cql_cell(&r, i, 1)->len < 0);
     ann_cql_result_release(&r);
     /* the insert_id of a revoked entry still deduplicates */
-    assert_int_equal(ann_archive_head_load(a, TENANT, log, &h, &err), 0);
     const char *iq[] = {"secret-id-1"};
     size_t il[] = {11};
-    uint64_t found[1];
-    assert_int_equal(ann_archive_lookup(a, TENANT, log, &h, iq, il, 1, found, &err), 0);
-    assert_int_equal(found[0], 2);
-    ann_archive_close(old);
+    uint64_t got[1];
+    assert_int_equal(ann_archive_lookup(a, TENANT, log, &h, iq, il, 1, got, &err), 0);
+    assert_int_equal(got[0], 2);
     ann_archive_close(a);
 }
 
@@ -321,36 +423,56 @@ static void test_delete_log(void **state)
     (void)state;
     ann_archive *a = open_archive();
     ann_err err;
-    ann_archive_head h, cur;
+    ann_archive_head h;
     const char *log = "log-delete";
-    assert_int_equal(ann_archive_claim(a, TENANT, log, &h, &err), 0);
+    /* the log's own partition, so that the API servers' count finds it */
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(TENANT, log, key);
+    const int32_t part = ann_event_partition(key, strlen(key), 4);
+    uint64_t epoch = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    create(a, part, epoch, log, &h);
     batch b;
     make_batch(&b, "gone", 4);
-    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 1, b.e, 4, NULL, &err), 0);
-    assert_int_equal(ann_archive_delete_log(a, TENANT, log, &err), 0);
-    assert_int_equal(ann_archive_delete_log(a, TENANT, log, &err), 0); /* idempotent */
-    ann_archive_head d;
-    assert_int_equal(ann_archive_head_load(a, TENANT, log, &d, &err), 0);
-    assert_true(d.deleted);
-    /* the owner is fenced, nobody can claim, nothing can be read */
-    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 5, b.e, 1, &cur, &err),
-                     ANN_ARCHIVE_FENCED);
-    assert_int_equal(ann_archive_claim(a, TENANT, log, &h, &err), -1);
-    assert_int_equal(err.code, ANN_ENOTFOUND);
+    assert_int_equal(append(a, part, epoch, log, &h, b.e, 4, NULL, &err), 0);
+    uint64_t rid[] = {3};
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, rid, 1, "a", "r", 5, &err), 0);
+    bool exists = false, deleted = true;
+    uint64_t count = 0;
+    assert_int_equal(ann_archive_log_count(a, 4, TENANT, log, &exists, &deleted, &count, &err), 0);
+    assert_true(exists);
+    assert_false(deleted);
+    assert_int_equal(count, 4);
     seen s = {0};
-    assert_int_equal(ann_archive_read(a, TENANT, log, 1, 10, collect, &s, &err), -1);
+    assert_int_equal(ann_archive_read(a, 4, TENANT, log, 1, 10, collect, &s, &err), 0);
+    assert_int_equal(s.n, 4);
+
+    /* the sequencer marks the head deleted in its fenced batch, then removes rows */
+    ann_archive_head_update u = {.tenant_id = TENANT,
+                                 .log_id = log,
+                                 .next_id = h.next_id,
+                                 .next_op = h.next_op + 1,
+                                 .deleted = true};
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, &u, 1, NULL, &err), 0);
+    assert_int_equal(ann_archive_delete_rows(a, TENANT, log, h.next_id, &err), 0);
+    assert_int_equal(ann_archive_delete_rows(a, TENANT, log, h.next_id, &err), 0); /* idempotent */
+    assert_int_equal(ann_archive_log_count(a, 4, TENANT, log, &exists, &deleted, &count, &err), 0);
+    assert_true(exists);
+    assert_true(deleted);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(ann_archive_read(a, 4, TENANT, log, 1, 10, collect, &s, &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
     /* the rows are gone from every table */
     const char *tables[] = {"log_entries", "log_insert_ids"};
     for (int t = 0; t < 2; t++) {
         char q[1024];
         snprintf(q, sizeof q,
-                 "SELECT COUNT(*) FROM " KS ".%s WHERE tenant_id = '%s' AND log_id = '%s' AND "
+                 "SELECT COUNT(*) FROM %s.%s WHERE tenant_id = '%s' AND log_id = '%s' AND "
                  "bucket IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, "
                  "19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, "
                  "38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, "
                  "57, 58, 59, 60, 61, 62, 63)",
-                 tables[t], TENANT, log);
+                 KS, tables[t], TENANT, log);
         ann_cql_result r;
         assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
         int64_t n = -1;
@@ -358,17 +480,10 @@ static void test_delete_log(void **state)
         assert_int_equal(n, 0);
         ann_cql_result_release(&r);
     }
-    char q[256];
-    snprintf(q, sizeof q,
-             "SELECT first_id FROM " KS ".log_heads WHERE tenant_id = '%s' AND log_id = '%s'",
-             TENANT, log);
-    ann_cql_result r;
-    assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
-    for (int32_t i = 0; i < r.nrows; i++)
-        assert_true(ann_cql_cell(&r, i, 0)->len < 0);
-    ann_cql_result_release(&r);
-    assert_int_equal(ann_archive_delete_log(a, TENANT, "never-existed", &err), -1);
-    assert_int_equal(err.code, ANN_ENOTFOUND);
+    bool found = true;
+    assert_int_equal(
+        ann_archive_revocation(a, TENANT, log, 3, &found, NULL, 0, NULL, 0, NULL, &err), 0);
+    assert_false(found);
     ann_archive_close(a);
 }
 
@@ -390,7 +505,10 @@ static void test_bucket_boundary(void **state)
     ann_err err;
     ann_archive_head h;
     const char *log = "log-buckets";
-    assert_int_equal(ann_archive_claim(a, TENANT, log, &h, &err), 0);
+    const int32_t part = 5;
+    uint64_t epoch = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    create(a, part, epoch, log, &h);
     enum { FIRST = 65529, SECOND = 16 };
     ann_entry *e = calloc(FIRST, sizeof *e);
     char(*ids)[16] = calloc(FIRST + SECOND, sizeof *ids);
@@ -403,7 +521,7 @@ static void test_bucket_boundary(void **state)
                            .body = (const uint8_t *)"b",
                            .body_len = 1};
     }
-    assert_int_equal(ann_archive_append(a, TENANT, log, h.owner_epoch, 1, e, FIRST, NULL, &err), 0);
+    assert_int_equal(append(a, part, epoch, log, &h, e, FIRST, NULL, &err), 0);
     for (size_t i = 0; i < SECOND; i++) {
         snprintf(ids[FIRST + i], sizeof ids[0], "y%zu", i);
         e[i] = (ann_entry){.insert_id = ids[FIRST + i],
@@ -411,16 +529,16 @@ static void test_bucket_boundary(void **state)
                            .body = (const uint8_t *)"c",
                            .body_len = 1};
     }
-    assert_int_equal(
-        ann_archive_append(a, TENANT, log, h.owner_epoch, FIRST + 1, e, SECOND, NULL, &err), 0);
+    assert_int_equal(append(a, part, epoch, log, &h, e, SECOND, NULL, &err), 0);
     uint64_t want = 65500;
-    assert_int_equal(ann_archive_read(a, TENANT, log, 65500, 70000, count_ids, &want, &err), 0);
+    assert_int_equal(
+        ann_archive_read_at(a, TENANT, log, h.next_id, 65500, 70000, count_ids, &want, &err), 0);
     assert_int_equal(want, FIRST + SECOND + 1);
     char q[256];
     snprintf(q, sizeof q,
-             "SELECT COUNT(*) FROM " KS ".log_entries WHERE tenant_id = '%s' AND log_id = '%s' "
+             "SELECT COUNT(*) FROM %s.log_entries WHERE tenant_id = '%s' AND log_id = '%s' "
              "AND bucket = 1",
-             TENANT, log);
+             KS, TENANT, log);
     ann_cql_result r;
     assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
     int64_t n = 0;
@@ -431,7 +549,6 @@ static void test_bucket_boundary(void **state)
     const char *iq[] = {"y15", "x0"};
     size_t il[] = {3, 2};
     uint64_t found[2];
-    assert_int_equal(ann_archive_head_load(a, TENANT, log, &h, &err), 0);
     assert_int_equal(ann_archive_lookup(a, TENANT, log, &h, iq, il, 2, found, &err), 0);
     assert_int_equal(found[0], FIRST + SECOND);
     assert_int_equal(found[1], 1);
@@ -449,5 +566,5 @@ int main(void)
         cmocka_unit_test(test_delete_log),
         cmocka_unit_test(test_bucket_boundary),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -83,11 +83,19 @@ static void test_restart_reconnect(void **state)
     char log[64];
     snprintf(log, sizeof log, "restart-%ld", (long)time(NULL));
     ann_archive_head h;
-    assert_int_equal(ann_archive_claim(a, "tenant-restart", log, &h, &err), 0);
-    ann_entry e = {
-        .insert_id = "before", .insert_id_len = 6, .body = (const uint8_t *)"x", .body_len = 1};
-    assert_int_equal(
-        ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 1, &e, 1, NULL, &err), 0);
+    /* A partition of its own, far from the sequencer tests' few. */
+    const int32_t part = 900 + (int32_t)(time(NULL) % 99);
+    uint64_t epoch = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    ann_entry e = {.entry_id = 1,
+                   .insert_id = "before",
+                   .insert_id_len = 6,
+                   .body = (const uint8_t *)"x",
+                   .body_len = 1};
+    assert_int_equal(ann_archive_write_entries(a, "tenant-restart", log, epoch, &e, 1, &err), 0);
+    ann_archive_head_update hu = {
+        .tenant_id = "tenant-restart", .log_id = log, .next_id = 2, .next_op = 2};
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, &hu, 1, NULL, &err), 0);
 
     /* down */
     sh(deploy, "services-down.sh");
@@ -132,22 +140,30 @@ static void test_restart_reconnect(void **state)
     assert_true(st.connects >= 2);
 
     /* the archive handle too: the owner goes on appending */
-    ann_entry e2 = {
-        .insert_id = "after", .insert_id_len = 5, .body = (const uint8_t *)"y", .body_len = 1};
+    ann_entry e2 = {.entry_id = 2,
+                    .insert_id = "after",
+                    .insert_id_len = 5,
+                    .body = (const uint8_t *)"y",
+                    .body_len = 1};
     rc = -1;
     for (int i = 0; i < 60 && rc != 0; i++) {
         ann_archive_head cur;
-        rc = ann_archive_head_load(a, "tenant-restart", log, &cur, &err);
+        rc = ann_archive_head_load(a, part, "tenant-restart", log, true, &cur, &err);
         if (rc == 0 && cur.next_id == 2)
-            rc = ann_archive_append(a, "tenant-restart", log, h.owner_epoch, 2, &e2, 1, NULL, &err);
-        else if (rc == 0)
-            fail_msg("head next_id %llu after restart", (unsigned long long)cur.next_id);
+            rc = ann_archive_write_entries(a, "tenant-restart", log, epoch, &e2, 1, &err);
+        if (rc == 0 && cur.next_id == 2) {
+            hu.next_id = 3;
+            hu.next_op = 3;
+            rc = ann_archive_commit_heads(a, part, epoch, &hu, 1, NULL, &err);
+        } else if (rc == 0)
+            if (rc == 0)
+                fail_msg("head next_id %llu after restart", (unsigned long long)cur.next_id);
         if (rc != 0)
             sleep(1);
     }
     if (rc != 0)
         fail_msg("archive after restart: %s", err.msg);
-    ann_archive_head_load(a, "tenant-restart", log, &h, &err);
+    ann_archive_head_load(a, part, "tenant-restart", log, true, &h, &err);
     assert_int_equal(h.next_id, 3);
     ann_archive_close(a);
     ann_cql_conn_free(c);

@@ -1,0 +1,1230 @@
+/*
+ * The sequencer: Kafka batch -> per partition (heads, dedup, ids, rows, one
+ * fenced head commit) -> one Kafka transaction. See sequencer.h.
+ */
+#include "sequencer/sequencer.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "annals/events/v1/events.pb-c.h"
+#include "domain/event.h"
+
+#define MAX_BATCH 4000       /* records per poll */
+#define BATCH_WAIT_MS 5      /* how long a batch may gather after its first record */
+#define IDLE_POLL_MS 100     /* a poll without records: *stop is checked this often */
+#define FENCE_BACKOFF_MS 500 /* before claiming a fenced partition again */
+#define TXN_TIMEOUT_MS 30000
+
+typedef Annals__Events__V1__Command Command;
+typedef Annals__Events__V1__Committed Committed;
+typedef Annals__Events__V1__Ack Ack;
+typedef Annals__Events__V1__Entry Entry;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) {
+        fprintf(stderr, "annalsd sequencer: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *xrealloc(void *p, size_t sz)
+{
+    void *q = realloc(p, sz ? sz : 1);
+    if (!q) {
+        fprintf(stderr, "annalsd sequencer: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+/* ---- a string -> index map (open addressing) ---- */
+
+typedef struct smap {
+    char **keys;
+    size_t *lens;
+    size_t *vals;
+    size_t cap, n;
+} smap;
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void smap_clear(smap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->keys[i]);
+    free(m->keys);
+    free(m->lens);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t *smap_slot(smap *m, const char *k, size_t n, bool *found)
+{
+    size_t i = (size_t)hash_bytes(k, n) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (m->lens[i] == n && memcmp(m->keys[i], k, n) == 0) {
+            *found = true;
+            return &m->vals[i];
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    *found = false;
+    return &m->vals[i];
+}
+
+static bool smap_get(const smap *m, const char *k, size_t n, size_t *out)
+{
+    if (!m->cap)
+        return false;
+    bool found;
+    size_t *v = smap_slot((smap *)m, k, n, &found);
+    if (found)
+        *out = *v;
+    return found;
+}
+
+static void smap_put(smap *m, const char *k, size_t n, size_t val)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        smap old = *m;
+        m->cap = old.cap ? old.cap * 2 : 64;
+        m->keys = xcalloc(m->cap, sizeof *m->keys);
+        m->lens = xcalloc(m->cap, sizeof *m->lens);
+        m->vals = xcalloc(m->cap, sizeof *m->vals);
+        m->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.keys[i]) {
+                bool f;
+                size_t *v = smap_slot(m, old.keys[i], old.lens[i], &f);
+                size_t slot = (size_t)(v - m->vals);
+                m->keys[slot] = old.keys[i];
+                m->lens[slot] = old.lens[i];
+                *v = old.vals[i];
+                m->n++;
+            }
+        free(old.keys);
+        free(old.lens);
+        free(old.vals);
+    }
+    bool found;
+    size_t *v = smap_slot(m, k, n, &found);
+    if (!found) {
+        size_t slot = (size_t)(v - m->vals);
+        m->keys[slot] = xcalloc(1, n + 1);
+        memcpy(m->keys[slot], k, n);
+        m->lens[slot] = n;
+        m->n++;
+    }
+    *v = val;
+}
+
+/* ---- state ---- */
+
+/* A cached committed head. */
+typedef struct chead {
+    char *tenant, *log;
+    ann_archive_head h;
+} chead;
+
+typedef struct part {
+    bool owned;       /* assigned to us */
+    uint64_t epoch;   /* our range_id; 0 when the claim is still to be made */
+    bool serial;      /* the next head loads are linearizable (after an unknown outcome) */
+    bool paused;      /* fenced or unclaimed: paused until claimed again */
+    int64_t claim_at; /* when to try the claim (mono ms) */
+    smap idx;         /* "<tenant>/<log>" -> heads[] */
+    chead *heads;
+    size_t nheads, capheads;
+} part;
+
+typedef struct seq {
+    const ann_sequencer_config *cfg;
+    ann_kafka_config kc;
+    ann_sequencer_stats *st;
+    rd_kafka_t *cons, *prod;
+    ann_archive *ar;
+    ann_archive_writer *wr;
+    int32_t nparts, nacks;
+    part *parts;
+    char t_pending[256], t_committed[256], t_acks[256];
+    unsigned rebalances;
+} seq;
+
+static void stat_add(seq *s, uint64_t *field, uint64_t n)
+{
+    if (s->st)
+        __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
+}
+#define STAT(s, f, n) stat_add((s), (s)->st ? &(s)->st->f : NULL, (n))
+
+static void part_drop(part *p)
+{
+    for (size_t i = 0; i < p->nheads; i++) {
+        free(p->heads[i].tenant);
+        free(p->heads[i].log);
+    }
+    free(p->heads);
+    p->heads = NULL;
+    p->nheads = p->capheads = 0;
+    smap_clear(&p->idx);
+}
+
+static size_t part_put(part *p, const char *t, const char *l, const ann_archive_head *h)
+{
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(t, l, key);
+    size_t i;
+    if (smap_get(&p->idx, key, strlen(key), &i)) {
+        p->heads[i].h = *h;
+        return i;
+    }
+    if (p->nheads == p->capheads) {
+        p->capheads = p->capheads ? p->capheads * 2 : 32;
+        p->heads = xrealloc(p->heads, p->capheads * sizeof *p->heads);
+    }
+    i = p->nheads++;
+    p->heads[i].tenant = strdup(t);
+    p->heads[i].log = strdup(l);
+    if (!p->heads[i].tenant || !p->heads[i].log)
+        abort();
+    p->heads[i].h = *h;
+    smap_put(&p->idx, key, strlen(key), i);
+    return i;
+}
+
+/* ---- rebalance ---- */
+
+static void claim(seq *s, int32_t pn)
+{
+    part *p = &s->parts[pn];
+    ann_err err;
+    part_drop(p);
+    p->epoch = 0;
+    if (ann_archive_claim_partition(s->ar, pn, &p->epoch, &err) < 0) {
+        fprintf(stderr, "annalsd sequencer %s: claim of partition %d: %s\n", s->cfg->instance,
+                (int)pn, err.msg);
+        p->epoch = 0;
+        p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
+        return;
+    }
+    STAT(s, claims, 1);
+    p->serial = false; /* the claim's Paxos round settled the partition */
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    seq *s = opaque;
+    s->rebalances++;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < list->cnt; i++) {
+            int32_t pn = list->elems[i].partition;
+            if (pn < 0 || pn >= s->nparts)
+                continue;
+            s->parts[pn].owned = true;
+            s->parts[pn].paused = false;
+            claim(s, pn);
+        }
+        rd_kafka_assign(rk, list);
+        /* Partitions whose claim failed wait, paused, for the next try. */
+        for (int i = 0; i < list->cnt; i++) {
+            int32_t pn = list->elems[i].partition;
+            if (pn >= 0 && pn < s->nparts && s->parts[pn].epoch == 0) {
+                rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+                rd_kafka_pause_partitions(rk, one);
+                rd_kafka_topic_partition_list_destroy(one);
+                s->parts[pn].paused = true;
+            }
+        }
+    } else {
+        for (int i = 0; i < list->cnt; i++) {
+            int32_t pn = list->elems[i].partition;
+            if (pn < 0 || pn >= s->nparts)
+                continue;
+            s->parts[pn].owned = false;
+            s->parts[pn].epoch = 0;
+            s->parts[pn].paused = false;
+            part_drop(&s->parts[pn]);
+        }
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* Seeks partitions back to their committed offsets (the start if none). */
+static void rewind_parts(seq *s, const int32_t *pns, size_t n)
+{
+    if (n == 0)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, s->t_pending, pns[i]);
+    rd_kafka_resp_err_t e = rd_kafka_committed(s->cons, l, 10000);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fprintf(stderr, "annalsd sequencer %s: committed offsets: %s\n", s->cfg->instance,
+                rd_kafka_err2str(e));
+    for (int i = 0; i < l->cnt; i++)
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || l->elems[i].offset < 0)
+            l->elems[i].offset = e == RD_KAFKA_RESP_ERR_NO_ERROR ? RD_KAFKA_OFFSET_BEGINNING
+                                                                 : RD_KAFKA_OFFSET_STORED;
+    rd_kafka_error_t *err = rd_kafka_seek_partitions(s->cons, l, 10000);
+    if (err) {
+        fprintf(stderr, "annalsd sequencer %s: rewind: %s\n", s->cfg->instance,
+                rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void set_paused(seq *s, int32_t pn, bool pause)
+{
+    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+    if (pause)
+        rd_kafka_pause_partitions(s->cons, one);
+    else
+        rd_kafka_resume_partitions(s->cons, one);
+    rd_kafka_topic_partition_list_destroy(one);
+    s->parts[pn].paused = pause;
+}
+
+/* ---- one batch ---- */
+
+/* A record to produce in the transaction (payload malloc'd). */
+typedef struct outrec {
+    bool ack; /* acks topic, else committed */
+    int32_t partition;
+    char *key;
+    size_t keylen;
+    void *buf;
+    size_t len;
+} outrec;
+
+typedef struct outs {
+    outrec *r;
+    size_t n, cap;
+} outs;
+
+static void outs_free(outs *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        free(o->r[i].key);
+        free(o->r[i].buf);
+    }
+    free(o->r);
+    memset(o, 0, sizeof *o);
+}
+
+static void outs_add(outs *o, bool ack, int32_t partition, const char *key, void *buf, size_t len)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        o->r = xrealloc(o->r, o->cap * sizeof *o->r);
+    }
+    size_t kl = strlen(key);
+    char *k = xcalloc(1, kl + 1);
+    memcpy(k, key, kl);
+    o->r[o->n++] = (outrec){
+        .ack = ack, .partition = partition, .key = k, .keylen = kl, .buf = buf, .len = len};
+}
+
+/* A decoded command in a partition's batch. */
+typedef struct cmd {
+    Command *c;
+    size_t log; /* index into the batch's working logs */
+} cmd;
+
+/* A log touched by the batch: its committed head and the working one. */
+typedef struct wlog {
+    const char *tenant, *log;
+    ann_archive_head committed, work;
+    bool changed;
+    bool delete_rows;
+} wlog;
+
+/* An entry stored in Cassandra that a write carries again. */
+typedef struct stored {
+    Entry e;
+    uint8_t *body;
+    char *iid;
+} stored;
+
+typedef struct pbatch {
+    seq *s;
+    int32_t pn;
+    part *p;
+    cmd *cmds;
+    size_t ncmds;
+    wlog *logs;
+    size_t nlogs;
+    smap logidx;
+    smap iids;        /* "<log idx>\x01<insert_id>" -> index in assigned[] */
+    Entry **assigned; /* entries given an id in this batch (or found), by iids */
+    size_t nassigned, capassigned;
+    stored **stored;
+    size_t nstored, capstored;
+    outs out;
+} pbatch;
+
+static void pbatch_free(pbatch *b)
+{
+    smap_clear(&b->logidx);
+    smap_clear(&b->iids);
+    free(b->cmds);
+    free(b->logs);
+    free(b->assigned);
+    for (size_t i = 0; i < b->nstored; i++) {
+        free(b->stored[i]->body);
+        free(b->stored[i]->iid);
+        free(b->stored[i]);
+    }
+    free(b->stored);
+    outs_free(&b->out);
+}
+
+static void pack_ack(pbatch *b, const Command *c, Ack *a)
+{
+    a->request_id = c->request_id;
+    a->origin = c->origin;
+    a->tenant_id = c->tenant_id;
+    a->log_id = c->log_id;
+    size_t n = annals__events__v1__ack__get_packed_size(a);
+    void *buf = xcalloc(1, n);
+    annals__events__v1__ack__pack(a, buf);
+    const char *origin = c->origin ? c->origin : "";
+    int32_t pp = ann_event_partition(origin, strlen(origin), b->s->nacks);
+    outs_add(&b->out, true, pp, origin, buf, n);
+}
+
+static void pack_committed(pbatch *b, const Command *c, Committed *m)
+{
+    m->request_id = c->request_id;
+    m->origin = c->origin;
+    m->tenant_id = c->tenant_id;
+    m->log_id = c->log_id;
+    size_t n = annals__events__v1__committed__get_packed_size(m);
+    void *buf = xcalloc(1, n);
+    annals__events__v1__committed__pack(m, buf);
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(c->tenant_id, c->log_id, key);
+    outs_add(&b->out, false, b->pn, key, buf, n);
+}
+
+static void ack_simple(pbatch *b, const Command *c, int code, const char *msg, uint64_t op_seq,
+                       uint64_t count)
+{
+    Ack a = ANNALS__EVENTS__V1__ACK__INIT;
+    a.code = code;
+    a.message = (char *)(msg ? msg : "");
+    a.op_seq = op_seq;
+    a.entry_count = count;
+    pack_ack(b, c, &a);
+}
+
+static uint64_t count_of(const ann_archive_head *h)
+{
+    return h->exists && h->next_id > 0 ? h->next_id - 1 : 0;
+}
+
+typedef struct read_one {
+    stored *out;
+} read_one;
+
+static int keep_entry(const ann_entry *e, void *ud)
+{
+    read_one *r = ud;
+    stored *st = xcalloc(1, sizeof *st);
+    annals__events__v1__entry__init(&st->e);
+    st->e.entry_id = e->entry_id;
+    st->e.time_ns = e->time_ns;
+    st->e.insert_time_ns = e->insert_time_ns;
+    st->e.severity = e->severity;
+    st->iid = xcalloc(1, e->insert_id_len + 1);
+    memcpy(st->iid, e->insert_id, e->insert_id_len);
+    st->e.insert_id = (ProtobufCBinaryData){e->insert_id_len, (uint8_t *)st->iid};
+    st->body = xcalloc(1, e->body_len + 1);
+    if (e->body_len)
+        memcpy(st->body, e->body, e->body_len);
+    st->e.body = (ProtobufCBinaryData){e->body_len, st->body};
+    r->out = st;
+    return 1;
+}
+
+/* An entry that exists in Cassandra, as stored (so a redacted one stays so). */
+static int load_stored(pbatch *b, const wlog *w, uint64_t id, Entry **out, ann_err *err)
+{
+    read_one r = {0};
+    if (ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, id, id + 1,
+                            keep_entry, &r, err) < 0)
+        return -1;
+    if (!r.out)
+        return ann_err_set(err, ANN_EINTERNAL, "entry %llu of log %s vanished",
+                           (unsigned long long)id, w->log);
+    if (b->nstored == b->capstored) {
+        b->capstored = b->capstored ? b->capstored * 2 : 16;
+        b->stored = xrealloc(b->stored, b->capstored * sizeof *b->stored);
+    }
+    b->stored[b->nstored++] = r.out;
+    *out = &r.out->e;
+    return 0;
+}
+
+static void assigned_put(pbatch *b, size_t log, const Entry *e, Entry *val)
+{
+    size_t kl = 24 + e->insert_id.len;
+    char *k = xcalloc(1, kl);
+    int hl = snprintf(k, 24, "%zu", log);
+    k[hl] = '\x01';
+    memcpy(k + hl + 1, e->insert_id.data, e->insert_id.len);
+    if (b->nassigned == b->capassigned) {
+        b->capassigned = b->capassigned ? b->capassigned * 2 : 256;
+        b->assigned = xrealloc(b->assigned, b->capassigned * sizeof *b->assigned);
+    }
+    b->assigned[b->nassigned] = val;
+    smap_put(&b->iids, k, (size_t)hl + 1 + e->insert_id.len, b->nassigned++);
+    free(k);
+}
+
+static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
+{
+    size_t kl = 24 + e->insert_id.len;
+    char *k = xcalloc(1, kl);
+    int hl = snprintf(k, 24, "%zu", log);
+    k[hl] = '\x01';
+    memcpy(k + hl + 1, e->insert_id.data, e->insert_id.len);
+    size_t i;
+    bool f = smap_get(&b->iids, k, (size_t)hl + 1 + e->insert_id.len, &i);
+    free(k);
+    return f ? b->assigned[i] : NULL;
+}
+
+/* Writes: per command, the new entries to store (pointers into the commands). */
+typedef struct newrows {
+    size_t cmd;
+    ann_entry *e;
+    size_t n;
+} newrows;
+
+/* Result of a partition's batch. */
+enum { P_OK, P_FENCED, P_FAILED };
+
+static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann_err *err)
+{
+    Command *c = cm->c;
+    wlog *w = &b->logs[cm->log];
+    Annals__Events__V1__Write *wr = c->write;
+    size_t n = wr ? wr->n_entries : 0;
+    char msg[160];
+    if (!w->work.exists || w->work.deleted) {
+        snprintf(msg, sizeof msg, "log %.64s not found", c->log_id);
+        ack_simple(b, c, ANN_ENOTFOUND, msg, 0, count_of(&w->work));
+        return 0;
+    }
+    if (n == 0) {
+        ack_simple(b, c, 0, "", 0, count_of(&w->work));
+        return 0;
+    }
+    uint64_t *ids = xcalloc(n, sizeof *ids);
+    Entry **carry = xcalloc(n, sizeof *carry);
+    size_t ncarry = 0, n_new = 0;
+    nr->e = xcalloc(n, sizeof *nr->e);
+    nr->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        Entry *e = wr->entries[i];
+        Entry *prev = assigned_get(b, cm->log, e);
+        if (prev) {
+            ids[i] = prev->entry_id;
+            /* carried once per command */
+            bool dup = false;
+            for (size_t k = 0; k < ncarry && !dup; k++)
+                dup = carry[k]->entry_id == prev->entry_id;
+            if (!dup)
+                carry[ncarry++] = prev;
+            continue;
+        }
+        if (found[i] && found[i] < w->committed.next_id) {
+            Entry *st = NULL;
+            if (load_stored(b, w, found[i], &st, err) < 0) {
+                free(ids);
+                free(carry);
+                return -1;
+            }
+            ids[i] = found[i];
+            carry[ncarry++] = st;
+            assigned_put(b, cm->log, e, st);
+            continue;
+        }
+        e->entry_id = w->work.next_id++;
+        ids[i] = e->entry_id;
+        carry[ncarry++] = e;
+        assigned_put(b, cm->log, e, e);
+        nr->e[nr->n++] = (ann_entry){.entry_id = e->entry_id,
+                                     .time_ns = e->time_ns,
+                                     .insert_time_ns = e->insert_time_ns,
+                                     .severity = e->severity,
+                                     .insert_id = (const char *)e->insert_id.data,
+                                     .insert_id_len = e->insert_id.len,
+                                     .body = e->body.data,
+                                     .body_len = e->body.len};
+        n_new++;
+    }
+    uint64_t op_seq = 0;
+    if (n_new > 0) {
+        op_seq = w->work.next_op++;
+        w->changed = true;
+        Committed m = ANNALS__EVENTS__V1__COMMITTED__INIT;
+        Annals__Events__V1__Write cw = ANNALS__EVENTS__V1__WRITE__INIT;
+        cw.n_entries = ncarry;
+        cw.entries = carry;
+        m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_WRITE;
+        m.write = &cw;
+        m.op_seq = op_seq;
+        m.entry_count = count_of(&w->work);
+        pack_committed(b, c, &m);
+    }
+    Ack a = ANNALS__EVENTS__V1__ACK__INIT;
+    a.message = "";
+    a.n_entry_ids = n;
+    a.entry_ids = ids;
+    a.n_new = n_new;
+    a.op_seq = op_seq;
+    a.entry_count = count_of(&w->work);
+    pack_ack(b, c, &a);
+    free(ids);
+    free(carry);
+    return 0;
+}
+
+static void seq_other(pbatch *b, cmd *cm, bool *revoke)
+{
+    Command *c = cm->c;
+    wlog *w = &b->logs[cm->log];
+    char msg[200];
+    Committed m = ANNALS__EVENTS__V1__COMMITTED__INIT;
+    *revoke = false;
+    switch (c->op_case) {
+    case ANNALS__EVENTS__V1__COMMAND__OP_CREATE_LOG:
+        if (w->work.exists && w->work.deleted) {
+            ack_simple(b, c, 0, "", 0, count_of(&w->work));
+            return;
+        }
+        if (!w->work.exists) {
+            w->work = (ann_archive_head){.exists = true, .next_id = 1, .next_op = 2};
+            w->changed = true;
+        }
+        /* new, or a replay: announced (again) as op 1 */
+        m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_CREATE_LOG;
+        m.create_log = c->create_log;
+        m.op_seq = 1;
+        m.entry_count = count_of(&w->work);
+        pack_committed(b, c, &m);
+        ack_simple(b, c, 0, "", 1, count_of(&w->work));
+        return;
+    case ANNALS__EVENTS__V1__COMMAND__OP_REVOKE: {
+        if (!w->work.exists || w->work.deleted) {
+            snprintf(msg, sizeof msg, "log %.64s not found", c->log_id);
+            ack_simple(b, c, ANN_ENOTFOUND, msg, 0, count_of(&w->work));
+            return;
+        }
+        Annals__Events__V1__Revoke *rv = c->revoke;
+        uint64_t count = count_of(&w->work);
+        for (size_t i = 0; i < rv->n_entry_ids; i++)
+            if (rv->entry_ids[i] == 0 || rv->entry_ids[i] > count) {
+                snprintf(msg, sizeof msg, "entry %llu not found in log %.64s",
+                         (unsigned long long)rv->entry_ids[i], c->log_id);
+                ack_simple(b, c, ANN_ENOTFOUND, msg, 0, count);
+                return;
+            }
+        if (rv->n_entry_ids == 0) {
+            ack_simple(b, c, 0, "", 0, count);
+            return;
+        }
+        *revoke = true;
+        m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_REVOKE;
+        m.revoke = rv;
+        m.op_seq = w->work.next_op++;
+        m.entry_count = count;
+        w->changed = true;
+        pack_committed(b, c, &m);
+        ack_simple(b, c, 0, "", m.op_seq, count);
+        return;
+    }
+    case ANNALS__EVENTS__V1__COMMAND__OP_DELETE_LOG: {
+        if (!w->work.exists) {
+            snprintf(msg, sizeof msg, "log %.64s not found", c->log_id);
+            ack_simple(b, c, ANN_ENOTFOUND, msg, 0, 0);
+            return;
+        }
+        Annals__Events__V1__DeleteLog dl = ANNALS__EVENTS__V1__DELETE_LOG__INIT;
+        if (w->work.deleted) {
+            m.op_seq = w->work.next_op > 1 ? w->work.next_op - 1 : 1; /* a replay */
+        } else {
+            w->work.deleted = true;
+            m.op_seq = w->work.next_op++;
+            w->changed = true;
+        }
+        w->delete_rows = true;
+        m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_DELETE_LOG;
+        m.delete_log = c->delete_log ? c->delete_log : &dl;
+        m.entry_count = count_of(&w->work);
+        pack_committed(b, c, &m);
+        ack_simple(b, c, 0, "", m.op_seq, count_of(&w->work));
+        return;
+    }
+    default:
+        snprintf(msg, sizeof msg, "command without an operation");
+        ack_simple(b, c, ANN_EINVAL, msg, 0, count_of(&w->work));
+        return;
+    }
+}
+
+/* Sequences one partition's commands and commits its heads in Cassandra. */
+static int run_partition(pbatch *b, ann_err *err)
+{
+    seq *s = b->s;
+    part *p = b->p;
+    /* 1. the logs, their committed heads (cached, else loaded) */
+    const char **lt = xcalloc(b->ncmds, sizeof *lt), **ll = xcalloc(b->ncmds, sizeof *ll);
+    size_t *miss = xcalloc(b->ncmds, sizeof *miss), nmiss = 0;
+    b->logs = xcalloc(b->ncmds, sizeof *b->logs);
+    for (size_t i = 0; i < b->ncmds; i++) {
+        Command *c = b->cmds[i].c;
+        char key[ANN_EVENT_KEY_LEN + 1];
+        ann_event_key(c->tenant_id, c->log_id, key);
+        size_t li;
+        if (!smap_get(&b->logidx, key, strlen(key), &li)) {
+            li = b->nlogs++;
+            smap_put(&b->logidx, key, strlen(key), li);
+            wlog *w = &b->logs[li];
+            w->tenant = c->tenant_id;
+            w->log = c->log_id;
+            size_t ci;
+            if (smap_get(&p->idx, key, strlen(key), &ci)) {
+                w->committed = p->heads[ci].h;
+            } else {
+                lt[nmiss] = c->tenant_id;
+                ll[nmiss] = c->log_id;
+                miss[nmiss++] = li;
+            }
+        }
+        b->cmds[i].log = li;
+    }
+    int rc = 0;
+    if (nmiss) {
+        ann_archive_head *hs = xcalloc(nmiss, sizeof *hs);
+        rc = ann_archive_heads_load(s->ar, b->pn, lt, ll, nmiss, p->serial, hs, err);
+        for (size_t k = 0; rc == 0 && k < nmiss; k++) {
+            b->logs[miss[k]].committed = hs[k];
+            part_put(p, lt[k], ll[k], &hs[k]);
+        }
+        free(hs);
+        if (rc == 0)
+            p->serial = false;
+    }
+    free(lt);
+    free(ll);
+    free(miss);
+    if (rc < 0)
+        return P_FAILED;
+    for (size_t i = 0; i < b->nlogs; i++)
+        b->logs[i].work = b->logs[i].committed;
+
+    /* 2. dedup lookups of every write's insert_ids against committed rows */
+    size_t nq = 0;
+    for (size_t i = 0; i < b->ncmds; i++) {
+        Command *c = b->cmds[i].c;
+        const wlog *w = &b->logs[b->cmds[i].log];
+        if (c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE && c->write &&
+            w->committed.exists && !w->committed.deleted && w->committed.next_id > 1)
+            nq += c->write->n_entries;
+    }
+    ann_archive_iid_query *q = xcalloc(nq, sizeof *q);
+    size_t *qstart = xcalloc(b->ncmds, sizeof *qstart);
+    nq = 0;
+    for (size_t i = 0; i < b->ncmds; i++) {
+        Command *c = b->cmds[i].c;
+        const wlog *w = &b->logs[b->cmds[i].log];
+        qstart[i] = SIZE_MAX;
+        if (c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE && c->write &&
+            w->committed.exists && !w->committed.deleted && w->committed.next_id > 1) {
+            qstart[i] = nq;
+            for (size_t k = 0; k < c->write->n_entries; k++) {
+                Entry *e = c->write->entries[k];
+                q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
+                                                  .log_id = w->log,
+                                                  .next_id = w->committed.next_id,
+                                                  .insert_id = (const char *)e->insert_id.data,
+                                                  .insert_id_len = e->insert_id.len};
+            }
+        }
+    }
+    if (nq && ann_archive_lookup_many(s->ar, q, nq, err) < 0) {
+        free(q);
+        free(qstart);
+        return P_FAILED;
+    }
+
+    /* 3. sequence in order */
+    newrows *nr = xcalloc(b->ncmds, sizeof *nr);
+    bool *revoke = xcalloc(b->ncmds, sizeof *revoke);
+    uint64_t zero_found[1] = {0};
+    for (size_t i = 0; i < b->ncmds && rc == 0; i++) {
+        cmd *cm = &b->cmds[i];
+        if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
+            size_t n = cm->c->write ? cm->c->write->n_entries : 0;
+            uint64_t *found = qstart[i] != SIZE_MAX ? xcalloc(n, sizeof *found) : NULL;
+            for (size_t k = 0; found && k < n; k++)
+                found[k] = q[qstart[i] + k].id_out;
+            uint64_t *none = NULL;
+            if (!found && n)
+                none = xcalloc(n, sizeof *none);
+            rc = seq_write(b, cm, found ? found : none ? none : zero_found, &nr[i], err);
+            free(found);
+            free(none);
+        } else {
+            seq_other(b, cm, &revoke[i]);
+        }
+    }
+    free(q);
+    free(qstart);
+    int ret = P_FAILED;
+    if (rc < 0)
+        goto done;
+
+    /* 4. rows under our epoch, then revocations (they may name ids just written) */
+    size_t nnew = 0;
+    for (size_t i = 0; i < b->ncmds; i++)
+        if (nr[i].n) {
+            const wlog *w = &b->logs[b->cmds[i].log];
+            nnew += nr[i].n;
+            if (ann_archive_writer_add(s->wr, w->tenant, w->log, p->epoch, nr[i].e, nr[i].n, err) <
+                0) {
+                (void)ann_archive_writer_wait(s->wr, NULL);
+                goto done;
+            }
+        }
+    if (ann_archive_writer_wait(s->wr, err) < 0)
+        goto done;
+    for (size_t i = 0; i < b->ncmds; i++)
+        if (revoke[i]) {
+            Command *c = b->cmds[i].c;
+            Annals__Events__V1__Revoke *rv = c->revoke;
+            if (ann_archive_revoke(s->ar, c->tenant_id, c->log_id, rv->entry_ids, rv->n_entry_ids,
+                                   rv->actor, rv->reason, rv->time_ns, err) < 0)
+                goto done;
+        }
+
+    /* 5. ONE conditional commit of every head advanced */
+    {
+        ann_archive_head_update *u = xcalloc(b->nlogs, sizeof *u);
+        size_t nu = 0;
+        for (size_t i = 0; i < b->nlogs; i++)
+            if (b->logs[i].changed)
+                u[nu++] = (ann_archive_head_update){.tenant_id = b->logs[i].tenant,
+                                                    .log_id = b->logs[i].log,
+                                                    .next_id = b->logs[i].work.next_id,
+                                                    .next_op = b->logs[i].work.next_op,
+                                                    .deleted = b->logs[i].work.deleted};
+        uint64_t cur = 0;
+        int cr = ann_archive_commit_heads(s->ar, b->pn, p->epoch, u, nu, &cur, err);
+        free(u);
+        if (cr == ANN_ARCHIVE_FENCED) {
+            ann_err_set(err, ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
+                        (int)b->pn, (unsigned long long)cur, (unsigned long long)p->epoch);
+            ret = P_FENCED;
+            goto done;
+        }
+        if (cr < 0) {
+            p->serial = true; /* outcome unknown: settle with serial reads */
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < b->nlogs; i++)
+        if (b->logs[i].changed)
+            part_put(p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
+    STAT(s, entries, nnew);
+    ret = P_OK;
+done:
+    for (size_t i = 0; i < b->ncmds; i++)
+        free(nr[i].e);
+    free(nr);
+    free(revoke);
+    return ret;
+}
+
+/* ---- the Kafka transaction ---- */
+
+enum { TXN_OK, TXN_ABORTED, TXN_FATAL };
+
+/* Handles a transactional call's error: TXN_OK to retry it, else the outcome. */
+static int txn_error(seq *s, const char *what, rd_kafka_error_t *e, ann_err *err)
+{
+    int ret;
+    fprintf(stderr, "annalsd sequencer %s: %s: %s\n", s->cfg->instance, what,
+            rd_kafka_error_string(e));
+    if (rd_kafka_error_is_fatal(e)) {
+        ann_err_set(err, ANN_EIO, "kafka %s: %s (fatal)", what, rd_kafka_error_string(e));
+        ret = TXN_FATAL;
+    } else if (rd_kafka_error_is_retriable(e) && !rd_kafka_error_txn_requires_abort(e)) {
+        ret = TXN_OK;
+    } else {
+        ret = TXN_ABORTED;
+    }
+    rd_kafka_error_destroy(e);
+    return ret;
+}
+
+static int txn_abort(seq *s, ann_err *err)
+{
+    for (int i = 0; i < 10; i++) {
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(s->prod, TXN_TIMEOUT_MS);
+        if (!e)
+            return TXN_ABORTED;
+        int r = txn_error(s, "abort", e, err);
+        if (r == TXN_FATAL)
+            return TXN_FATAL;
+    }
+    ann_err_set(err, ANN_EIO, "kafka abort: gave up");
+    return TXN_FATAL;
+}
+
+static int produce_one(seq *s, const outrec *r)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(s->prod, RD_KAFKA_V_TOPIC(r->ack ? s->t_acks : s->t_committed),
+                              RD_KAFKA_V_PARTITION(r->partition), RD_KAFKA_V_KEY(r->key, r->keylen),
+                              RD_KAFKA_V_VALUE(r->buf, r->len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(s->prod, 10);
+            continue;
+        }
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            fprintf(stderr, "annalsd sequencer %s: produce: %s\n", s->cfg->instance,
+                    rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+    }
+}
+
+/* One transaction: the records, then the offsets, then the commit. */
+static int run_txn(seq *s, pbatch *pb, size_t npb, const int64_t *next_off, ann_err *err)
+{
+    rd_kafka_error_t *e;
+    while ((e = rd_kafka_begin_transaction(s->prod))) {
+        int r = txn_error(s, "begin transaction", e, err);
+        if (r != TXN_OK)
+            return r == TXN_FATAL ? TXN_FATAL : TXN_ABORTED;
+        rd_kafka_poll(s->prod, 50);
+    }
+    for (size_t i = 0; i < npb; i++)
+        for (size_t k = 0; k < pb[i].out.n; k++)
+            if (produce_one(s, &pb[i].out.r[k]) < 0)
+                return txn_abort(s, err);
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)npb);
+    for (size_t i = 0; i < npb; i++)
+        rd_kafka_topic_partition_list_add(offs, s->t_pending, pb[i].pn)->offset =
+            next_off[pb[i].pn];
+    for (int attempt = 0;; attempt++) {
+        /* fresh group metadata for every call: the generation may have moved */
+        rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(s->cons);
+        e = rd_kafka_send_offsets_to_transaction(s->prod, offs, gm, TXN_TIMEOUT_MS);
+        rd_kafka_consumer_group_metadata_destroy(gm);
+        if (!e)
+            break;
+        int r = txn_error(s, "send offsets", e, err);
+        if (r == TXN_FATAL || r == TXN_ABORTED || attempt == 5) {
+            rd_kafka_topic_partition_list_destroy(offs);
+            return r == TXN_FATAL ? TXN_FATAL : txn_abort(s, err);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+    for (int attempt = 0;; attempt++) {
+        e = rd_kafka_commit_transaction(s->prod, TXN_TIMEOUT_MS);
+        if (!e)
+            return TXN_OK;
+        int r = txn_error(s, "commit transaction", e, err);
+        if (r == TXN_FATAL)
+            return TXN_FATAL;
+        if (r == TXN_ABORTED || attempt == 5)
+            return txn_abort(s, err);
+    }
+}
+
+/* Polls a batch, sequences it, commits it. Returns -1 on a fatal error. */
+static int run_batch(seq *s, ann_err *err)
+{
+    rd_kafka_message_t **msgs = xcalloc(MAX_BATCH, sizeof *msgs);
+    size_t n = 0;
+    unsigned reb = s->rebalances;
+    int64_t deadline = 0;
+    while (n < MAX_BATCH) {
+        int timeout = IDLE_POLL_MS;
+        if (n) {
+            int64_t left = deadline - mono_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->cons, timeout);
+        if (!m) {
+            if (n == 0)
+                break;
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "annalsd sequencer %s: consume: %s\n", s->cfg->instance,
+                        rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            if (n == 0)
+                break;
+            continue;
+        }
+        if (n == 0)
+            deadline = mono_ms() + BATCH_WAIT_MS;
+        msgs[n++] = m;
+        if (s->rebalances != reb)
+            break;
+    }
+    if (n == 0) {
+        free(msgs);
+        return 0;
+    }
+
+    /* group by partition, in order; records of partitions we no longer own, or
+     * hold no claim for, are left (they are rewound or revoked) */
+    int64_t *next_off = xcalloc((size_t)s->nparts, sizeof *next_off);
+    size_t *count = xcalloc((size_t)s->nparts, sizeof *count);
+    Command **decoded = xcalloc(n, sizeof *decoded);
+    bool *skip_part = xcalloc((size_t)s->nparts, sizeof *skip_part);
+    /* A rebalance while gathering: the records read before it belong to the old
+     * assignment; read everything again from the committed offsets. */
+    bool stale = s->rebalances != reb;
+    for (size_t i = 0; i < n; i++) {
+        int32_t pn = msgs[i]->partition;
+        if (pn < 0 || pn >= s->nparts)
+            continue;
+        part *p = &s->parts[pn];
+        if (stale || !p->owned || p->epoch == 0 || p->paused) {
+            skip_part[pn] = true;
+            continue;
+        }
+        next_off[pn] = msgs[i]->offset + 1;
+        count[pn]++;
+        decoded[i] = annals__events__v1__command__unpack(NULL, msgs[i]->len, msgs[i]->payload);
+        if (!decoded[i] || !decoded[i]->tenant_id || !*decoded[i]->tenant_id ||
+            !decoded[i]->log_id || !*decoded[i]->log_id) {
+            fprintf(stderr,
+                    "annalsd sequencer %s: partition %d offset %lld: not a Command, skipped\n",
+                    s->cfg->instance, (int)pn, (long long)msgs[i]->offset);
+            if (decoded[i])
+                annals__events__v1__command__free_unpacked(decoded[i], NULL);
+            decoded[i] = NULL;
+            STAT(s, undecoded, 1);
+        }
+    }
+    pbatch *pb = xcalloc((size_t)s->nparts, sizeof *pb);
+    size_t npb = 0;
+    int32_t *failed = xcalloc((size_t)s->nparts, sizeof *failed);
+    size_t nfailed = 0;
+    for (int32_t pn = 0; pn < s->nparts; pn++) {
+        if (!count[pn])
+            continue;
+        pbatch *b = &pb[npb];
+        memset(b, 0, sizeof *b);
+        b->s = s;
+        b->pn = pn;
+        b->p = &s->parts[pn];
+        b->cmds = xcalloc(count[pn], sizeof *b->cmds);
+        for (size_t i = 0; i < n; i++)
+            if (decoded[i] && msgs[i]->partition == pn)
+                b->cmds[b->ncmds++].c = decoded[i];
+        ann_err perr;
+        ann_err_clear(&perr);
+        int r = b->ncmds ? run_partition(b, &perr) : P_OK;
+        if (r == P_OK) {
+            npb++;
+            continue;
+        }
+        fprintf(stderr, "annalsd sequencer %s: partition %d: %s; rewinding\n", s->cfg->instance,
+                (int)pn, perr.msg);
+        STAT(s, aborted, 1);
+        part_drop(b->p);
+        if (r == P_FENCED) {
+            STAT(s, fenced, 1);
+            b->p->epoch = 0;
+            b->p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
+        }
+        failed[nfailed++] = pn;
+        pbatch_free(b);
+    }
+    for (int32_t pn = 0; pn < s->nparts; pn++)
+        if (skip_part[pn] && s->parts[pn].owned && !count[pn])
+            failed[nfailed++] = pn; /* records read while unclaimed: read them again */
+
+    int ret = 0;
+    if (npb) {
+        size_t ncmd = 0;
+        for (size_t i = 0; i < npb; i++)
+            ncmd += pb[i].ncmds;
+        int r = run_txn(s, pb, npb, next_off, err);
+        if (r == TXN_OK) {
+            STAT(s, batches, 1);
+            STAT(s, commands, ncmd);
+            /* deleted logs: their rows go now (the head stays, deleted) */
+            for (size_t i = 0; i < npb; i++)
+                for (size_t k = 0; k < pb[i].nlogs; k++)
+                    if (pb[i].logs[k].delete_rows) {
+                        ann_err derr;
+                        if (ann_archive_delete_rows(s->ar, pb[i].logs[k].tenant, pb[i].logs[k].log,
+                                                    pb[i].logs[k].work.next_id, &derr) < 0)
+                            fprintf(stderr, "annalsd sequencer %s: delete rows of %s: %s\n",
+                                    s->cfg->instance, pb[i].logs[k].log, derr.msg);
+                    }
+        } else {
+            STAT(s, aborted, 1);
+            for (size_t i = 0; i < npb; i++) {
+                part_drop(pb[i].p);
+                pb[i].p->serial = true;
+                failed[nfailed++] = pb[i].pn;
+            }
+            if (r == TXN_FATAL)
+                ret = -1;
+        }
+    }
+    if (ret == 0) {
+        rewind_parts(s, failed, nfailed);
+        for (size_t i = 0; i < nfailed; i++)
+            if (s->parts[failed[i]].owned && s->parts[failed[i]].epoch == 0 &&
+                !s->parts[failed[i]].paused)
+                set_paused(s, failed[i], true);
+    }
+    for (size_t i = 0; i < npb; i++)
+        pbatch_free(&pb[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (decoded[i])
+            annals__events__v1__command__free_unpacked(decoded[i], NULL);
+        rd_kafka_message_destroy(msgs[i]);
+    }
+    free(pb);
+    free(failed);
+    free(skip_part);
+    free(decoded);
+    free(count);
+    free(next_off);
+    free(msgs);
+    return ret;
+}
+
+/* Claims again the partitions that wait for it (fenced, or a failed claim). */
+static void reclaim(seq *s)
+{
+    int64_t now = mono_ms();
+    for (int32_t pn = 0; pn < s->nparts; pn++) {
+        part *p = &s->parts[pn];
+        if (!p->owned || p->epoch != 0 || now < p->claim_at)
+            continue;
+        claim(s, pn);
+        if (p->epoch) {
+            int32_t one = pn;
+            rewind_parts(s, &one, 1);
+            if (p->paused)
+                set_paused(s, pn, false);
+        }
+    }
+}
+
+int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_err *err)
+{
+    if (!cfg->instance || !*cfg->instance || strlen(cfg->instance) > 128)
+        return ann_err_set(err, ANN_EINVAL, "sequencer: instance: 1 to 128 bytes");
+    seq s = {.cfg = cfg, .kc = cfg->kafka, .st = cfg->stats};
+    ann_kafka_config_defaults(&s.kc);
+    s.nparts = s.kc.partitions;
+    int ret = -1;
+    char group[300], txid[300];
+    ann_kafka_topic(&s.kc, ANN_TOPIC_PENDING, s.t_pending, sizeof s.t_pending);
+    ann_kafka_topic(&s.kc, ANN_TOPIC_COMMITTED, s.t_committed, sizeof s.t_committed);
+    ann_kafka_topic(&s.kc, ANN_TOPIC_ACKS, s.t_acks, sizeof s.t_acks);
+    snprintf(group, sizeof group, "%s.sequencer", s.kc.ns);
+    snprintf(txid, sizeof txid, "%s.sequencer.%s", s.kc.ns, cfg->instance);
+    s.parts = xcalloc((size_t)s.nparts, sizeof *s.parts);
+
+    if (ann_archive_open(&cfg->archive, &s.ar, err) < 0)
+        goto out;
+    if (!(s.wr = ann_archive_writer_new(s.ar, err)))
+        goto out;
+    s.prod = ann_kafka_producer(&s.kc, txid, txid, NULL, NULL, err);
+    if (!s.prod)
+        goto out;
+    int32_t npend = 0;
+    if (ann_kafka_partition_count(s.prod, s.t_pending, &npend, err) < 0 ||
+        ann_kafka_partition_count(s.prod, s.t_acks, &s.nacks, err) < 0)
+        goto out;
+    if (npend != s.nparts) {
+        ann_err_set(err, ANN_EINVAL, "sequencer: %s has %d partitions, the deployment says %d",
+                    s.t_pending, (int)npend, (int)s.nparts);
+        goto out;
+    }
+    rd_kafka_error_t *e = rd_kafka_init_transactions(s.prod, TXN_TIMEOUT_MS);
+    if (e) {
+        ann_err_set(err, rd_kafka_error_is_retriable(e) ? ANN_EUNAVAIL : ANN_EIO,
+                    "kafka init transactions: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        goto out;
+    }
+    s.cons = ann_kafka_consumer(&s.kc, group, cfg->instance, rebalance_cb, &s, err);
+    if (!s.cons)
+        goto out;
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, s.t_pending, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(s.cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (se != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ann_kafka_fail(err, "subscribe", se, s.t_pending);
+        goto out;
+    }
+    while (!*stop) {
+        reclaim(&s);
+        if (run_batch(&s, err) < 0)
+            goto out;
+        rd_kafka_poll(s.prod, 0);
+    }
+    ret = 0;
+out:
+    if (s.cons) {
+        rd_kafka_consumer_close(s.cons);
+        rd_kafka_destroy(s.cons);
+    }
+    if (s.prod)
+        rd_kafka_destroy(s.prod);
+    ann_archive_writer_free(s.wr);
+    ann_archive_close(s.ar);
+    for (int32_t pn = 0; pn < s.nparts; pn++)
+        part_drop(&s.parts[pn]);
+    free(s.parts);
+    return ret;
+}
