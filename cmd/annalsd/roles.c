@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api/server.h"
 #include "api/service.h"
@@ -139,6 +141,7 @@ typedef struct role_thread {
     const char *name;
     engines *e;
     const char *instance;
+    bool dynamic; /* the instance name is made up at start: no static membership */
     volatile int *stop;
     int (*run)(struct role_thread *rt, ann_err *err);
     pthread_t t;
@@ -155,7 +158,8 @@ static int run_sequencer(role_thread *rt, ann_err *err)
                               .archive = {.cql = &rt->e->cql,
                                           .keyspace = rt->e->kafka.ns,
                                           .replication = rt->e->replication},
-                              .instance = rt->instance};
+                              .instance = rt->instance,
+                              .dynamic = rt->dynamic};
     return ann_sequencer_run(&c, rt->stop, err);
 }
 
@@ -200,7 +204,7 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     if (o->instance)
         snprintf(instance, sizeof instance, "%s", o->instance);
     else
-        snprintf(instance, sizeof instance, "annalsd-%ld", (long)getpid());
+        snprintf(instance, sizeof instance, "annalsd-%ld-%lx", (long)getpid(), (long)time(NULL));
 
     int rc = 1;
     ann_err err = {0};
@@ -222,6 +226,7 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     for (int i = 0; i < nrt; i++) {
         rts[i].e = &e;
         rts[i].instance = instance;
+        rts[i].dynamic = o->instance == NULL;
         rts[i].stop = &stop;
         rts[i].failed = &failed;
         rts[i].mu = &mu;

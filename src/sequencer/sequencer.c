@@ -590,10 +590,15 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
                                      .body_len = e->body.len};
         n_new++;
     }
+    /* Announced even when nothing is new (a retry, or the replay of a batch whose Kafka
+     * transaction aborted after its heads were committed): then with op_seq 0 and the
+     * entries as stored, so a projector that never saw them gets them, redactions kept. */
     uint64_t op_seq = 0;
-    if (n_new > 0) {
-        op_seq = w->work.next_op++;
-        w->changed = true;
+    {
+        if (n_new > 0) {
+            op_seq = w->work.next_op++;
+            w->changed = true;
+        }
         Committed m = ANNALS__EVENTS__V1__COMMITTED__INIT;
         Annals__Events__V1__Write cw = ANNALS__EVENTS__V1__WRITE__INIT;
         cw.n_entries = ncarry;
@@ -1196,7 +1201,8 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
         rd_kafka_error_destroy(e);
         goto out;
     }
-    s.cons = ann_kafka_consumer(&s.kc, group, cfg->instance, rebalance_cb, &s, err);
+    s.cons = ann_kafka_consumer(&s.kc, group, cfg->dynamic ? NULL : cfg->instance, rebalance_cb,
+                                &s, err);
     if (!s.cons)
         goto out;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);

@@ -15,6 +15,7 @@
 #ifndef ANN_SEQUENCER_SEQUENCER_H
 #define ANN_SEQUENCER_SEQUENCER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "archive/archive_cassandra.h"
@@ -37,6 +38,9 @@ typedef struct ann_sequencer_config {
     ann_kafka_config kafka;     /* ns, brokers, partitions (defaults filled) */
     ann_archive_config archive; /* the keyspace (normally the namespace) */
     const char *instance;       /* group.instance.id and transactional.id suffix */
+    bool dynamic;               /* no group.instance.id: for a name that changes at every
+                                   start (it leaves the group when it stops, instead of
+                                   holding its partitions for a session timeout) */
     ann_sequencer_stats *stats; /* optional */
 } ann_sequencer_config;
 
