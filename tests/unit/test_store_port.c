@@ -2,7 +2,7 @@
  * The storage port's version 2: the wrappers adapt both ways between synchronous and
  * asynchronous commands, and the API layer works over a backend whose commands complete
  * on another thread (WriteLogEntriesRequest.wait, ids not yet known, visible_count below
- * entry_count). Two tiny fakes wrap the memory double:
+ * entry_count). Two tiny fakes (tests/support/asyncstore.c) wrap the memory double:
  *  - v1: a version-1 table with the synchronous commands only (and no visible_count);
  *  - async: a version-2 table whose commands are asynchronous only, each completed by a
  *    thread of its own (joined at close); DURABLE appends answer without ids.
@@ -20,310 +20,23 @@
 #include <openssl/sha.h>
 
 #include "api/service.h"
+#include "asyncstore.h"
 #include "memstore.h"
 #include "wire.pb-c.h"
-
-#define MAX_THREADS 256
-
-typedef struct fake {
-    ann_store base;
-    ann_store *inner;
-    uint64_t hidden; /* log_get reports visible_count = entry_count - hidden */
-    pthread_mutex_t mu;
-    pthread_t th[MAX_THREADS];
-    size_t nth;
-    int async_calls; /* async ops started */
-} fake;
-
-static ann_store *in(ann_store *s)
-{
-    return ((fake *)s)->inner;
-}
-
-/* ---- delegation of the ops both fakes share ---- */
-
-static void f_close(ann_store *s)
-{
-    fake *f = (fake *)s;
-    for (size_t i = 0; i < f->nth; i++)
-        pthread_join(f->th[i], NULL);
-    ann_store_close(f->inner);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-}
-
-static int f_secret(ann_store *s, uint8_t out[32], ann_err *err)
-{
-    return ann_store_secret(in(s), out, err);
-}
-
-static int f_tenant_create(ann_store *s, const char *name, const uint8_t h[32], ann_tenant *out,
-                           ann_err *err)
-{
-    return ann_store_tenant_create(in(s), name, h, out, err);
-}
-
-static int f_tenant_by_key(ann_store *s, const uint8_t h[32], ann_tenant *out, ann_err *err)
-{
-    return ann_store_tenant_by_key(in(s), h, out, err);
-}
-
-static int f_log_get(ann_store *s, const char *t, const char *l, ann_log_meta *out, ann_err *err)
-{
-    fake *f = (fake *)s;
-    int rc = ann_store_log_get(f->inner, t, l, out, err);
-    if (rc == 0)
-        out->visible_count = out->entry_count > f->hidden ? out->entry_count - f->hidden : 0;
-    return rc;
-}
-
-static int f_log_get_v1(ann_store *s, const char *t, const char *l, ann_log_meta *out, ann_err *err)
-{
-    int rc = ann_store_log_get(in(s), t, l, out, err);
-    if (rc == 0)
-        out->visible_count = 0; /* a version-1 backend knows nothing of it */
-    return rc;
-}
-
-static int f_list(ann_store *s, const char *t, const char *l, const ann_list_query *q,
-                  ann_entry_visit_fn v, void *ud, ann_list_result *res, ann_err *err)
-{
-    return ann_store_list(in(s), t, l, q, v, ud, res, err);
-}
-
-static int f_logs_list(ann_store *s, const char *t, const ann_logs_query *q, ann_log_visit_fn v,
-                       void *ud, ann_err *err)
-{
-    return ann_store_logs_list(in(s), t, q, v, ud, err);
-}
-
-static int f_search(ann_store *s, const char *t, const ann_search_query *q, ann_hit_visit_fn v,
-                    void *ud, ann_search_result *res, ann_err *err)
-{
-    return ann_store_search(in(s), t, q, v, ud, res, err);
-}
-
-static int f_read_after(ann_store *s, const char *t, const char *l, uint64_t after, size_t limit,
-                        ann_entry_visit_fn v, void *ud, ann_err *err)
-{
-    return ann_store_read_after(in(s), t, l, after, limit, v, ud, err);
-}
-
-static int f_watch(ann_store *s, const char *t, const char *l, ann_watch_fn fn, void *ud,
-                   ann_watch **out, ann_err *err)
-{
-    return ann_store_watch(in(s), t, l, fn, ud, out, err);
-}
-
-static void f_unwatch(ann_store *s, ann_watch *w)
-{
-    ann_store_unwatch(in(s), w);
-}
-
-/* ---- the v1 fake: synchronous commands ---- */
-
-static int f_log_create(ann_store *s, const char *t, const char *l, const uint8_t *labels, size_t n,
-                        int64_t now, ann_err *err)
-{
-    return ann_store_log_create(in(s), t, l, labels, n, now, err);
-}
-
-static int f_log_delete(ann_store *s, const char *t, const char *l, ann_err *err)
-{
-    return ann_store_log_delete(in(s), t, l, err);
-}
-
-static int f_append(ann_store *s, ann_append *req, ann_err *err)
-{
-    return ann_store_append(in(s), req, err);
-}
-
-static int f_revoke(ann_store *s, const char *t, const char *l, const uint64_t *ids, size_t n,
-                    const char *actor, const char *reason, int64_t now, ann_err *err)
-{
-    return ann_store_revoke(in(s), t, l, ids, n, actor, reason, now, err);
-}
-
-static const ann_store_ops v1_ops = {
-    .version = 1,
-    .name = "fake-v1",
-    .close = f_close,
-    .secret = f_secret,
-    .tenant_create = f_tenant_create,
-    .tenant_by_key = f_tenant_by_key,
-    .log_create = f_log_create,
-    .log_get = f_log_get_v1,
-    .log_delete = f_log_delete,
-    .append = f_append,
-    .revoke = f_revoke,
-    .list = f_list,
-    .logs_list = f_logs_list,
-    .search = f_search,
-    .read_after = f_read_after,
-    .watch = f_watch,
-    .unwatch = f_unwatch,
-    /* What a version-1 table cannot have: the wrappers must not look at it. */
-    .append_async = (void (*)(ann_store *, ann_append *, ann_done_fn, void *))abort,
-};
-
-/* ---- the async fake: each command completes on a thread of its own ---- */
-
-typedef enum { J_APPEND, J_REVOKE, J_DELETE, J_CREATE } job_kind;
-
-typedef struct job {
-    fake *f;
-    job_kind kind;
-    ann_done_fn done;
-    void *ud;
-    ann_append *req;
-    const char *tenant, *log;
-    const uint64_t *ids;
-    size_t n;
-    const char *actor, *reason;
-    const uint8_t *labels;
-    int64_t now;
-} job;
-
-static void *job_main(void *p)
-{
-    job *j = p;
-    ann_err err = {0};
-    int rc = -1;
-    switch (j->kind) {
-    case J_APPEND:
-        if (j->req->wait == ANN_WAIT_DURABLE) {
-            /* Durable before sequencing: stored, but answered without ids. */
-            uint64_t *ids = calloc(j->req->n ? j->req->n : 1, sizeof *ids);
-            ann_append a = *j->req;
-            a.ids_out = ids;
-            rc = ann_store_append(j->f->inner, &a, &err);
-            free(ids);
-            j->req->n_new_out = 0;
-            j->req->ids_known = false;
-        } else {
-            rc = ann_store_append(j->f->inner, j->req, &err);
-            j->req->ids_known = rc == 0;
-        }
-        break;
-    case J_REVOKE:
-        rc = ann_store_revoke(j->f->inner, j->tenant, j->log, j->ids, j->n, j->actor, j->reason,
-                              j->now, &err);
-        break;
-    case J_DELETE:
-        rc = ann_store_log_delete(j->f->inner, j->tenant, j->log, &err);
-        break;
-    case J_CREATE:
-        rc = ann_store_log_create(j->f->inner, j->tenant, j->log, j->labels, j->n, j->now, &err);
-        break;
-    }
-    ann_done_fn done = j->done;
-    void *ud = j->ud;
-    free(j);
-    done(ud, rc, rc == 0 ? NULL : &err);
-    return NULL;
-}
-
-static void start_job(fake *f, job *j)
-{
-    j->f = f;
-    pthread_mutex_lock(&f->mu);
-    f->async_calls++;
-    assert_true(f->nth < MAX_THREADS);
-    pthread_create(&f->th[f->nth++], NULL, job_main, j);
-    pthread_mutex_unlock(&f->mu);
-}
-
-static void fa_append(ann_store *s, ann_append *req, ann_done_fn done, void *ud)
-{
-    job *j = calloc(1, sizeof *j);
-    *j = (job){.kind = J_APPEND, .done = done, .ud = ud, .req = req};
-    start_job((fake *)s, j);
-}
-
-static void fa_revoke(ann_store *s, const char *t, const char *l, const uint64_t *ids, size_t n,
-                      const char *actor, const char *reason, int64_t now, ann_done_fn done,
-                      void *ud)
-{
-    job *j = calloc(1, sizeof *j);
-    *j = (job){.kind = J_REVOKE,
-               .done = done,
-               .ud = ud,
-               .tenant = t,
-               .log = l,
-               .ids = ids,
-               .n = n,
-               .actor = actor,
-               .reason = reason,
-               .now = now};
-    start_job((fake *)s, j);
-}
-
-static void fa_delete(ann_store *s, const char *t, const char *l, ann_done_fn done, void *ud)
-{
-    job *j = calloc(1, sizeof *j);
-    *j = (job){.kind = J_DELETE, .done = done, .ud = ud, .tenant = t, .log = l};
-    start_job((fake *)s, j);
-}
-
-static void fa_create(ann_store *s, const char *t, const char *l, const uint8_t *labels, size_t n,
-                      int64_t now, ann_done_fn done, void *ud)
-{
-    job *j = calloc(1, sizeof *j);
-    *j = (job){.kind = J_CREATE,
-               .done = done,
-               .ud = ud,
-               .tenant = t,
-               .log = l,
-               .labels = labels,
-               .n = n,
-               .now = now};
-    start_job((fake *)s, j);
-}
-
-static const ann_store_ops async_ops = {
-    .version = 2,
-    .name = "fake-async",
-    .close = f_close,
-    .secret = f_secret,
-    .tenant_create = f_tenant_create,
-    .tenant_by_key = f_tenant_by_key,
-    .log_get = f_log_get,
-    .list = f_list,
-    .logs_list = f_logs_list,
-    .search = f_search,
-    .read_after = f_read_after,
-    .watch = f_watch,
-    .unwatch = f_unwatch,
-    .append_async = fa_append,
-    .revoke_async = fa_revoke,
-    .log_delete_async = fa_delete,
-    .log_create_async = fa_create,
-};
-
-static fake *fake_new(const ann_store_ops *ops)
-{
-    fake *f = calloc(1, sizeof *f);
-    f->base.ops = ops;
-    f->inner = ann_memstore_new();
-    pthread_mutex_init(&f->mu, NULL);
-    return f;
-}
 
 /* ---- fixtures ---- */
 
 typedef struct fx {
-    fake *f;
     ann_store *s;
     ann_tenant t;
 } fx;
 
-static int setup_with(void **state, const ann_store_ops *ops)
+static int setup_with(void **state, bool v1)
 {
     fx *x = calloc(1, sizeof *x);
     uint8_t h[32];
     ann_err err;
-    x->f = fake_new(ops);
-    x->s = &x->f->base;
+    x->s = ann_asyncstore_new(ann_memstore_new(), v1, 0);
     SHA256((const unsigned char *)"key", 3, h);
     assert_int_equal(ann_store_tenant_create(x->s, "t", h, &x->t, &err), 0);
     *state = x;
@@ -332,12 +45,12 @@ static int setup_with(void **state, const ann_store_ops *ops)
 
 static int setup_v1(void **state)
 {
-    return setup_with(state, &v1_ops);
+    return setup_with(state, true);
 }
 
 static int setup_async(void **state)
 {
-    return setup_with(state, &async_ops);
+    return setup_with(state, false);
 }
 
 static int teardown(void **state)
@@ -469,7 +182,7 @@ static void async_sync_wrappers_wait(void **state)
     fx *x = *state;
     ann_err err = {0};
     assert_int_equal(ann_store_log_create(x->s, x->t.id, LOG1, NULL, 0, 1, &err), 0);
-    assert_int_equal(x->f->async_calls, 1);
+    assert_int_equal(ann_asyncstore_calls(x->s), 1);
 
     ann_entry e[3];
     uint64_t ids[3] = {0};
@@ -506,7 +219,7 @@ static void async_sync_wrappers_wait(void **state)
     assert_int_equal(ann_store_log_delete(x->s, x->t.id, LOG1, &err), 0);
     assert_int_equal(ann_store_log_delete(x->s, x->t.id, LOG1, &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
-    assert_int_equal(x->f->async_calls, 7);
+    assert_int_equal(ann_asyncstore_calls(x->s), 7);
 }
 
 static void async_wrappers_pass_through(void **state)
@@ -517,7 +230,7 @@ static void async_wrappers_pass_through(void **state)
     ann_store_log_create_async(x->s, x->t.id, LOG2, NULL, 0, 1, on_done, &o);
     outcome_wait(&o);
     assert_int_equal(o.rc, 0);
-    assert_int_equal(x->f->async_calls, 1);
+    assert_int_equal(ann_asyncstore_calls(x->s), 1);
     outcome_destroy(&o);
 }
 
@@ -629,12 +342,12 @@ static void service_over_async_backend(void **state)
     svc.default_wait = ANN_WAIT_QUERYABLE;
 
     /* An unknown wait: INVALID_ARGUMENT naming it, and nothing stored. */
-    int before = x->f->async_calls;
+    int before = ann_asyncstore_calls(x->s);
     assert_int_equal(write_n(&svc, &x->t, log, 7, 1, &rc, &err), 0);
     assert_int_equal(rc, -1);
     assert_int_equal(err.code, ANN_EINVAL);
     assert_non_null(strstr(err.msg, "wait"));
-    assert_int_equal(x->f->async_calls, before);
+    assert_int_equal(ann_asyncstore_calls(x->s), before);
     write_n(&svc, &x->t, log, -1, 1, &rc, &err);
     assert_int_equal(rc, -1);
     assert_non_null(strstr(err.msg, "wait"));
@@ -642,7 +355,7 @@ static void service_over_async_backend(void **state)
     /* Reads stop at visible_count; GetLog reports entry_count. */
     assert_int_equal(list_count(&svc, &x->t, log), 5);
     assert_int_equal(read_count(&svc, &x->t, log), 5);
-    x->f->hidden = 2;
+    ann_asyncstore_set_hidden(x->s, 2);
     assert_int_equal(list_count(&svc, &x->t, log), 3);
     assert_int_equal(read_count(&svc, &x->t, log), 3);
     Annals__Wire__V1__GetLogRequest g = ANNALS__WIRE__V1__GET_LOG_REQUEST__INIT;
@@ -653,7 +366,7 @@ static void service_over_async_backend(void **state)
     assert_non_null(gr);
     assert_int_equal(gr->log->entry_count, 5);
     annals__wire__v1__get_log_response__free_unpacked(gr, NULL);
-    x->f->hidden = 0;
+    ann_asyncstore_set_hidden(x->s, 0);
 
     /* Revoke and delete complete through the async ops too; errors come back. */
     Annals__Wire__V1__RevokeLogEntriesRequest rv =
