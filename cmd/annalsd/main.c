@@ -3,7 +3,7 @@
  *
  *   annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
  *                 [--workers N] [--durability fsync|none] [--blocks on|off]
- *                 [--seal-idle-ms N]
+ *                 [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
  */
 #include <grpc/grpc.h>
@@ -26,7 +26,7 @@ static int usage(void)
         stderr,
         "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
         "                     [--workers N] [--durability fsync|none] [--blocks on|off]\n"
-        "                     [--seal-idle-ms N]\n"
+        "                     [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]\n"
         "       annalsd tenant create NAME --data DIR\n");
     return 2;
 }
@@ -87,6 +87,7 @@ static int cmd_serve(int argc, char **argv)
     const char *data = NULL;
     ann_server_opts so = {.listen = "127.0.0.1:50051"};
     ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC};
+    ann_wait default_wait = ANN_WAIT_QUERYABLE;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0) {
             data = opt_value(argc, argv, &i);
@@ -111,6 +112,19 @@ static int cmd_serve(int argc, char **argv)
             if (v <= 0)
                 return usage();
             o.seal_idle_ms = (unsigned)v;
+        } else if (strcmp(argv[i], "--default-wait") == 0) {
+            const char *w = opt_value(argc, argv, &i);
+            if (strcmp(w, "durable") == 0)
+                default_wait = ANN_WAIT_DURABLE;
+            else if (strcmp(w, "sequenced") == 0)
+                default_wait = ANN_WAIT_SEQUENCED;
+            else if (strcmp(w, "queryable") == 0)
+                default_wait = ANN_WAIT_QUERYABLE;
+            else {
+                fprintf(stderr,
+                        "annalsd: --default-wait: %s is not durable, sequenced or queryable\n", w);
+                return usage();
+            }
         } else if (strcmp(argv[i], "--durability") == 0) {
             const char *d = opt_value(argc, argv, &i);
             if (strcmp(d, "fsync") == 0)
@@ -146,7 +160,12 @@ static int cmd_serve(int argc, char **argv)
     ann_server *srv = NULL;
     grpc_init();
     if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
-        ann_service_init(&svc, store, &err) != 0 || ann_server_start(&svc, &so, &srv, &err) != 0) {
+        ann_service_init(&svc, store, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        goto done;
+    }
+    svc.default_wait = default_wait;
+    if (ann_server_start(&svc, &so, &srv, &err) != 0) {
         fprintf(stderr, "annalsd: %s\n", err.msg);
         goto done;
     }

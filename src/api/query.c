@@ -108,6 +108,10 @@ int svc_do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
     }
     list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity};
     q.filter_ud = &f;
+    /* The same filter as data, for a backend that pushes it down (the callback rules). */
+    q.min_severity = r->min_severity;
+    q.text_contains = r->text_contains.data;
+    q.text_contains_len = r->text_contains.len;
     ann_page_scope scope = {.tenant_id = t->id,
                             .log_id = log_id,
                             .start_ns = q.start_ns,
@@ -129,7 +133,7 @@ int svc_do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
     if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
     if (!r->page_token.len)
-        q.max_id = m.entry_count; /* the walk's snapshot */
+        q.max_id = m.visible_count; /* the walk's snapshot: what reads show now */
     c.limit = r->page_size ? (size_t)r->page_size : ANN_DEFAULT_PAGE_SIZE;
     c.last.max_id = q.max_id;
     if (q.max_id == 0) { /* empty log: nothing can match */
@@ -187,7 +191,7 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
     if (ann_store_log_get(svc->store, tenant->id, out->log_id, &m, err) != 0)
         goto done;
     if (!r->after_entry_id.len)
-        out->last_id = m.entry_count; /* from the current end */
+        out->last_id = m.visible_count; /* from the current (visible) end */
     rc = 0;
 done:
     ann_log_meta_release(&m);
@@ -326,6 +330,7 @@ typedef struct read_ctx {
     ann_buf *resp;
     ann_buf tmp;
     uint64_t expect; /* the next id: reads are dense */
+    uint64_t max_id; /* the log's visible_count when the read began */
     size_t count, limit;
     bool cut; /* stopped by the response size */
 } read_ctx;
@@ -333,7 +338,7 @@ typedef struct read_ctx {
 static int read_visit(const ann_entry *e, void *ud)
 {
     read_ctx *c = ud;
-    if (e->entry_id != c->expect || c->count == c->limit)
+    if (e->entry_id != c->expect || c->count == c->limit || e->entry_id > c->max_id)
         return 1;
     size_t before = c->resp->len;
     svc_encode_entry(c->resp, c->log_id, e, &c->tmp);
@@ -372,8 +377,9 @@ int svc_do_read(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
     if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
     rc = 0;
-    if (first > m.entry_count)
-        goto done; /* past the end: nothing, and no next id */
+    if (first > m.visible_count)
+        goto done; /* past the (visible) end: nothing, and no next id */
+    c.max_id = m.visible_count;
     c.expect = first;
     if (ann_store_read_after(svc->store, t->id, log_id, first - 1, c.limit, read_visit, &c, err) !=
         0) {
@@ -381,7 +387,7 @@ int svc_do_read(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
         goto done;
     }
     uint64_t last = c.expect - 1; /* the last id returned (first - 1 if none) */
-    if (c.count > 0 && (c.cut || (c.count == c.limit && last < m.entry_count)))
+    if (c.count > 0 && (c.cut || (c.count == c.limit && last < m.visible_count)))
         svc_add_entry_id(resp, 2, last + 1);
 done:
     ann_buf_release(&c.tmp);

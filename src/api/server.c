@@ -42,6 +42,7 @@ struct call {
     int rpc;
     ann_tenant tenant; /* set by admit_job before the message is read */
     grpc_byte_buffer *recv_buf;
+    ann_buf req; /* unary: the request's bytes, until the rpc completes */
     grpc_byte_buffer *send_buf;
     grpc_slice status_details;
     grpc_metadata trailer; /* annals-retriable, when the error is */
@@ -51,7 +52,7 @@ struct call {
     tag t_new, t_recv, t_close, t_send, t_finish;
 
     pthread_mutex_t mu; /* guards refs and the tail state below */
-    int refs;           /* outstanding batches + queued jobs + watch */
+    int refs;           /* outstanding batches + queued jobs + pending rpc + watch */
 
     /* Tails only. */
     ann_tail tail;
@@ -90,6 +91,7 @@ static void call_destroy(call *c)
         grpc_byte_buffer_destroy(c->recv_buf);
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
+    ann_buf_release(&c->req);
     if (c->have_status)
         grpc_slice_unref(c->status_details);
     grpc_call_details_destroy(&c->details);
@@ -303,22 +305,33 @@ static void drop_request(call *c, ann_buf *req)
         malloc_trim(0);
 }
 
+/* The rpc's completion, on any thread (the worker itself when the store answered at once,
+ * else the store's): sends the reply and drops the reference the job handed over. Nothing
+ * else touches the call meanwhile (a unary call has no other batch in flight). */
+static void unary_done(void *ud, int rc, ann_buf *resp, const ann_err *err)
+{
+    call *c = ud;
+    drop_request(c, &c->req);
+    if (rc == 0)
+        finish(c, GRPC_STATUS_OK, NULL, resp);
+    else
+        finish_err(c, err);
+    unref(c); /* the job's, carried by the pending rpc */
+}
+
+/* Starts the rpc and returns at once: the worker is not held while the store completes
+ * (a backend with asynchronous commands finishes the call from its own threads). The
+ * job's reference passes to the pending rpc; c must not be touched after the call. */
 static void unary_job(void *p)
 {
     call *c = p;
     ann_err err = {0};
-    ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
-    int rc = request_bytes(c, &req, &err);
-    if (rc == 0)
-        rc = ann_service_unary(c->srv->svc, (ann_rpc)c->rpc, &c->tenant, req.data, req.len, &resp,
-                               &err);
-    drop_request(c, &req);
-    if (rc == 0)
-        finish(c, GRPC_STATUS_OK, NULL, &resp);
-    else
-        finish_err(c, &err);
-    ann_buf_release(&resp);
-    unref(c); /* the job's */
+    if (request_bytes(c, &c->req, &err) != 0) {
+        unary_done(c, -1, NULL, &err);
+        return;
+    }
+    ann_service_unary_async(c->srv->svc, (ann_rpc)c->rpc, &c->tenant, c->req.data, c->req.len,
+                            unary_done, c);
 }
 
 /* ---------- tails ---------- */

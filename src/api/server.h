@@ -2,9 +2,12 @@
  * ann_server: annals' gRPC server on the gRPC core C API.
  *
  * Threads: a few completion-queue threads only move events; a pool of workers runs the
- * handlers (which may wait for fsync: group commit batches the concurrent ones). Every
- * call is a small state machine whose memory is freed after its last event. Tails
- * (server streaming) hold no worker while they wait: a store watch wakes them.
+ * handlers. A unary handler starts its rpc (ann_service_unary_async) and returns: the
+ * reply is sent from the rpc's completion, on whichever thread the store completes it
+ * (the worker itself for a synchronous store, which may wait for fsync there: group
+ * commit batches the concurrent ones). Every call is a small state machine whose memory
+ * is freed after its last event. Tails (server streaming) hold no worker while they wait:
+ * a store watch wakes them.
  */
 #ifndef ANN_API_SERVER_H
 #define ANN_API_SERVER_H
@@ -26,7 +29,9 @@ typedef struct ann_server ann_server;
 int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out, ann_err *err);
 
 /* Graceful stop: refuses new calls, lets in-flight ones finish (writes complete and are
- * acknowledged), ends tails with UNAVAILABLE, then frees everything. */
+ * acknowledged, pending store completions included; after a grace period the calls are
+ * cancelled, and a completion that comes later finishes its cancelled call), ends tails
+ * with UNAVAILABLE, then frees everything. The store must outlive this call. */
 void ann_server_stop(ann_server *s);
 
 #endif

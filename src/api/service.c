@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,7 @@ int ann_service_init(ann_service *svc, ann_store *store, ann_err *err)
 {
     memset(svc, 0, sizeof *svc);
     svc->store = store;
+    svc->default_wait = ANN_WAIT_QUERYABLE;
     return ann_store_secret(store, svc->secret, err);
 }
 
@@ -204,37 +206,89 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
 
 /* ---------- unary rpcs ---------- */
 
-static int do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                         ann_buf *resp, ann_err *err)
+/*
+ * The commands (CreateLog, DeleteLog, WriteLogEntries, RevokeLogEntries) complete through
+ * the store's asynchronous wrappers: their state lives on the heap, starts with an
+ * `op_base`, and is freed by op_finish() in the completion (which may run on any thread,
+ * possibly before the store call returned).
+ */
+typedef struct op_base {
+    ann_service *svc;
+    ann_unary_done_fn done;
+    void *ud;
+    ann_tenant tenant;
+    ann_buf resp;
+} op_base;
+
+static void *op_new(size_t size, ann_service *svc, const ann_tenant *t, ann_unary_done_fn done,
+                    void *ud)
 {
-    int rc = -1;
-    ann_buf labels = ANN_BUF_INIT;
+    op_base *b = ann_xcalloc(1, size);
+    b->svc = svc;
+    b->done = done;
+    b->ud = ud;
+    b->tenant = *t;
+    return b;
+}
+
+/* Reports the outcome (resp on success) and frees the base (the caller freed the rest). */
+static void op_finish(op_base *b, int rc, const ann_err *err)
+{
+    ann_err fallback;
+    if (rc != 0 && !err)
+        err = &fallback, ann_err_set(&fallback, ANN_EINTERNAL, "store: failed without an error");
+    b->done(b->ud, rc, &b->resp, rc == 0 ? NULL : err);
+    ann_buf_release(&b->resp);
+    free(b);
+}
+
+typedef struct create_op {
+    op_base base;
+    ann_buf labels;
+    ann_log_meta m;
+} create_op;
+
+static void create_done(void *ud, int rc, const ann_err *err)
+{
+    create_op *o = ud;
+    if (rc == 0)
+        svc_encode_log(&o->base.resp, 1, &o->m);
+    ann_buf_release(&o->labels);
+    op_finish(&o->base, rc, err);
+}
+
+static void do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                          ann_unary_done_fn done, void *ud)
+{
+    ann_err err = {0};
+    create_op *o = op_new(sizeof *o, svc, t, done, ud);
     Annals__Wire__V1__CreateLogRequest *r = (Annals__Wire__V1__CreateLogRequest *)svc_decode(
-        &annals__wire__v1__create_log_request__descriptor, req, len, err);
+        &annals__wire__v1__create_log_request__descriptor, req, len, &err);
     if (!r)
-        return -1;
-    if (svc_check_labels(r->labels, r->n_labels, "labels", err) != 0)
-        goto done;
+        goto fail;
+    if (svc_check_labels(r->labels, r->n_labels, "labels", &err) != 0)
+        goto fail;
     /* Stored as Log.labels fields, so GetLog splices them back verbatim. */
     for (size_t i = 0; i < r->n_labels; i++) {
         size_t n = annals__wire__v1__label__get_packed_size(r->labels[i]);
-        ann_buf_add_tag(&labels, 2, 2);
-        ann_buf_add_varint(&labels, n);
-        ann_buf_reserve(&labels, n);
-        labels.len += annals__wire__v1__label__pack(r->labels[i], labels.data + labels.len);
+        ann_buf_add_tag(&o->labels, 2, 2);
+        ann_buf_add_varint(&o->labels, n);
+        ann_buf_reserve(&o->labels, n);
+        o->labels.len +=
+            annals__wire__v1__label__pack(r->labels[i], o->labels.data + o->labels.len);
     }
-    ann_log_meta m = {
-        .create_time_ns = svc_now_ns(), .labels = labels.data, .labels_len = labels.len};
-    svc_new_uuid(m.id);
-    if (ann_store_log_create(svc->store, t->id, m.id, labels.data, labels.len, m.create_time_ns,
-                             err) != 0)
-        goto done;
-    svc_encode_log(resp, 1, &m);
-    rc = 0;
-done:
-    ann_buf_release(&labels);
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
+    o->m.create_time_ns = svc_now_ns();
+    o->m.labels = o->labels.data;
+    o->m.labels_len = o->labels.len;
+    svc_new_uuid(o->m.id);
+    ann_store_log_create_async(svc->store, o->base.tenant.id, o->m.id, o->labels.data,
+                               o->labels.len, o->m.create_time_ns, create_done, o);
+    return;
+fail:
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    create_done(o, -1, &err);
 }
 
 static int do_get_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
@@ -258,20 +312,35 @@ done:
     return rc;
 }
 
-static int do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                         ann_buf *resp, ann_err *err)
-{
-    (void)resp; /* DeleteLogResponse is empty */
+typedef struct delete_op {
+    op_base base;
     char log_id[ANN_UUID_LEN + 1];
+} delete_op;
+
+static void delete_done(void *ud, int rc, const ann_err *err)
+{
+    delete_op *o = ud; /* DeleteLogResponse is empty */
+    op_finish(&o->base, rc, err);
+}
+
+static void do_delete_log(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                          ann_unary_done_fn done, void *ud)
+{
+    ann_err err = {0};
+    delete_op *o = op_new(sizeof *o, svc, t, done, ud);
     Annals__Wire__V1__DeleteLogRequest *r = (Annals__Wire__V1__DeleteLogRequest *)svc_decode(
-        &annals__wire__v1__delete_log_request__descriptor, req, len, err);
-    if (!r)
-        return -1;
-    int rc = svc_parse_log_id(&r->log_id, "log_id", log_id, err);
-    if (rc == 0)
-        rc = ann_store_log_delete(svc->store, t->id, log_id, err);
+        &annals__wire__v1__delete_log_request__descriptor, req, len, &err);
+    if (!r) {
+        delete_done(o, -1, &err);
+        return;
+    }
+    int rc = svc_parse_log_id(&r->log_id, "log_id", o->log_id, &err);
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
+    if (rc != 0) {
+        delete_done(o, -1, &err);
+        return;
+    }
+    ann_store_log_delete_async(svc->store, o->base.tenant.id, o->log_id, delete_done, o);
 }
 
 /* Validates one entry of a write; fills `e` except the body. */
@@ -327,43 +396,80 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
 
 #define GEN_IID_LEN (ANN_UUID_LEN + 8) /* "<uuid>/<index in the request>" */
 
-static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                    ann_buf *resp, ann_err *err)
+/* The wait levels of WriteLogEntriesRequest.Wait, as numbers (UNSPECIFIED is 0). */
+static bool wait_valid(int32_t w)
 {
-    int rc = -1;
+    return w >= ANN_WAIT_DEFAULT && w <= ANN_WAIT_QUERYABLE;
+}
+
+typedef struct write_op {
+    op_base base;
     char log_id[ANN_UUID_LEN + 1];
-    ann_entry *entries = NULL;
-    uint64_t *ids = NULL;
-    size_t *body_off = NULL;
-    char(*gen_ids)[GEN_IID_LEN] = NULL;
+    Annals__Wire__V1__WriteLogEntriesRequestIn *r; /* the entries point into it */
+    ann_entry *entries;
+    uint64_t *ids;
+    size_t *body_off;
+    char (*gen_ids)[GEN_IID_LEN];
+    ann_buf bodies;
+    ann_append ap;
+} write_op;
+
+static void write_done(void *ud, int rc, const ann_err *err)
+{
+    write_op *o = ud;
+    if (rc == 0 && o->ap.ids_known) /* else (DURABLE, before sequencing): no ids */
+        for (size_t i = 0; i < o->ap.n; i++)
+            svc_add_entry_id(&o->base.resp, 1, o->ids[i]);
+    ann_buf_release(&o->bodies);
+    free(o->gen_ids);
+    free(o->body_off);
+    free(o->ids);
+    free(o->entries);
+    if (o->r)
+        protobuf_c_message_free_unpacked(&o->r->base, NULL);
+    op_finish(&o->base, rc, err);
+}
+
+static void do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                     ann_unary_done_fn done, void *ud)
+{
+    ann_err err = {0};
     char req_uuid[ANN_UUID_LEN + 1] = "";
-    ann_buf bodies = ANN_BUF_INIT;
-    Annals__Wire__V1__WriteLogEntriesRequestIn *r =
+    write_op *o = op_new(sizeof *o, svc, t, done, ud);
+    Annals__Wire__V1__WriteLogEntriesRequestIn *r = o->r =
         (Annals__Wire__V1__WriteLogEntriesRequestIn *)svc_decode(
-            &annals__wire__v1__write_log_entries_request_in__descriptor, req, len, err);
+            &annals__wire__v1__write_log_entries_request_in__descriptor, req, len, &err);
     if (!r)
-        return -1;
-    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
-        goto done;
+        goto fail;
+    if (svc_parse_log_id(&r->log_id, "log_id", o->log_id, &err) != 0)
+        goto fail;
+    if (!wait_valid(r->wait)) {
+        ann_err_set(&err, ANN_EINVAL,
+                    "wait: %d is not a WriteLogEntriesRequest.Wait (0 UNSPECIFIED, 1 DURABLE, "
+                    "2 SEQUENCED, 3 QUERYABLE)",
+                    (int)r->wait);
+        goto fail;
+    }
     size_t n = r->n_entries;
     if (n == 0) {
-        ann_err_set(err, ANN_EINVAL, "entries: at least one entry is required");
-        goto done;
+        ann_err_set(&err, ANN_EINVAL, "entries: at least one entry is required");
+        goto fail;
     }
     if (n > ANN_MAX_ENTRIES_PER_WRITE) {
-        ann_err_set(err, ANN_EINVAL, "entries: %zu entries, at most %d per request", n,
+        ann_err_set(&err, ANN_EINVAL, "entries: %zu entries, at most %d per request", n,
                     ANN_MAX_ENTRIES_PER_WRITE);
-        goto done;
+        goto fail;
     }
-    entries = ann_xcalloc(n, sizeof *entries);
-    ids = ann_xcalloc(n, sizeof *ids);
-    body_off = ann_xcalloc(n + 1, sizeof *body_off);
-    gen_ids = ann_xcalloc(n, sizeof *gen_ids);
+    ann_entry *entries = o->entries = ann_xcalloc(n, sizeof *entries);
+    o->ids = ann_xcalloc(n, sizeof *o->ids);
+    size_t *body_off = o->body_off = ann_xcalloc(n + 1, sizeof *body_off);
+    char(*gen_ids)[GEN_IID_LEN] = o->gen_ids = ann_xcalloc(n, sizeof *gen_ids);
+    ann_buf *bodies = &o->bodies;
     int64_t now = svc_now_ns();
     for (size_t i = 0; i < n; i++) {
         const Annals__Wire__V1__LogEntryIn *w = r->entries[i];
-        if (check_entry(w, i, log_id, &entries[i], now, err) != 0)
-            goto done;
+        if (check_entry(w, i, o->log_id, &entries[i], now, &err) != 0)
+            goto fail;
         if (entries[i].insert_id_len == 0) {
             /* Generated before anything is stored, so a redelivery can't duplicate it. */
             /* One random UUID per request and the entry's place in it: unique, and cheap
@@ -385,111 +491,185 @@ static int do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, s
         else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD)
             body.json_payload = w->json_payload;
         size_t bl = annals__wire__v1__log_entry_in__get_packed_size(&body);
-        ann_buf_reserve(&bodies, bl);
-        body_off[i] = bodies.len;
-        bodies.len += annals__wire__v1__log_entry_in__pack(&body, bodies.data + bodies.len);
+        ann_buf_reserve(bodies, bl);
+        body_off[i] = bodies->len;
+        bodies->len += annals__wire__v1__log_entry_in__pack(&body, bodies->data + bodies->len);
     }
-    body_off[n] = bodies.len;
+    body_off[n] = bodies->len;
     for (size_t i = 0; i < n; i++) {
-        entries[i].body = bodies.data + body_off[i];
+        entries[i].body = bodies->data + body_off[i];
         entries[i].body_len = body_off[i + 1] - body_off[i];
     }
-    ann_append ap = {
-        .tenant_id = t->id, .log_id = log_id, .entries = entries, .n = n, .ids_out = ids};
-    if (ann_store_append(svc->store, &ap, err) != 0)
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        svc_add_entry_id(resp, 1, ids[i]);
-    rc = 0;
-done:
-    ann_buf_release(&bodies);
-    free(gen_ids);
-    free(body_off);
-    free(ids);
-    free(entries);
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
+    o->ap =
+        (ann_append){.tenant_id = o->base.tenant.id,
+                     .log_id = o->log_id,
+                     .entries = entries,
+                     .n = n,
+                     .wait = r->wait != ANN_WAIT_DEFAULT ? (ann_wait)r->wait : svc->default_wait,
+                     .ids_out = o->ids};
+    ann_store_append_async(svc->store, &o->ap, write_done, o);
+    return;
+fail:
+    write_done(o, -1, &err);
 }
 
-static int do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
-                     ann_buf *resp, ann_err *err)
-{
-    (void)resp; /* RevokeLogEntriesResponse is empty */
-    int rc = -1;
+typedef struct revoke_op {
+    op_base base;
     char log_id[ANN_UUID_LEN + 1];
-    char *reason = NULL;
-    uint64_t *ids = NULL;
+    char actor[160];
+    char *reason;
+    uint64_t *ids;
+} revoke_op;
+
+static void revoke_done(void *ud, int rc, const ann_err *err)
+{
+    revoke_op *o = ud; /* RevokeLogEntriesResponse is empty */
+    free(o->reason);
+    free(o->ids);
+    op_finish(&o->base, rc, err);
+}
+
+static void do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                      ann_unary_done_fn done, void *ud)
+{
+    ann_err err = {0};
+    revoke_op *o = op_new(sizeof *o, svc, t, done, ud);
     Annals__Wire__V1__RevokeLogEntriesRequest *r =
         (Annals__Wire__V1__RevokeLogEntriesRequest *)svc_decode(
-            &annals__wire__v1__revoke_log_entries_request__descriptor, req, len, err);
+            &annals__wire__v1__revoke_log_entries_request__descriptor, req, len, &err);
     if (!r)
-        return -1;
-    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
-        goto done;
+        goto fail;
+    if (svc_parse_log_id(&r->log_id, "log_id", o->log_id, &err) != 0)
+        goto fail;
     if (r->n_entry_ids == 0) {
-        ann_err_set(err, ANN_EINVAL, "entry_ids: at least one entry id is required");
-        goto done;
+        ann_err_set(&err, ANN_EINVAL, "entry_ids: at least one entry id is required");
+        goto fail;
     }
     if (r->n_entry_ids > ANN_MAX_REVOKE_IDS) {
-        ann_err_set(err, ANN_EINVAL, "entry_ids: %zu ids, at most %d per request", r->n_entry_ids,
+        ann_err_set(&err, ANN_EINVAL, "entry_ids: %zu ids, at most %d per request", r->n_entry_ids,
                     ANN_MAX_REVOKE_IDS);
-        goto done;
+        goto fail;
     }
     if (r->reason.len > ANN_MAX_REASON_BYTES) {
-        ann_err_set(err, ANN_EINVAL, "reason: %zu bytes, at most %d allowed", r->reason.len,
+        ann_err_set(&err, ANN_EINVAL, "reason: %zu bytes, at most %d allowed", r->reason.len,
                     ANN_MAX_REASON_BYTES);
-        goto done;
+        goto fail;
     }
-    if (svc_check_text(&r->reason, "reason", err) != 0)
-        goto done;
-    ids = ann_xcalloc(r->n_entry_ids, sizeof *ids);
+    if (svc_check_text(&r->reason, "reason", &err) != 0)
+        goto fail;
+    o->ids = ann_xcalloc(r->n_entry_ids, sizeof *o->ids);
     for (size_t i = 0; i < r->n_entry_ids; i++) {
         const ProtobufCBinaryData *f = &r->entry_ids[i];
-        if (ann_entry_id_parse((const char *)f->data, f->len, false, &ids[i]) != 0) {
-            ann_err_set(err, ANN_EINVAL, "entry_ids[%zu]: not an entry id (a decimal 1, 2, ...)",
+        if (ann_entry_id_parse((const char *)f->data, f->len, false, &o->ids[i]) != 0) {
+            ann_err_set(&err, ANN_EINVAL, "entry_ids[%zu]: not an entry id (a decimal 1, 2, ...)",
                         i);
-            goto done;
+            goto fail;
         }
     }
-    reason = ann_xmalloc(r->reason.len + 1);
+    o->reason = ann_xmalloc(r->reason.len + 1);
     if (r->reason.len)
-        memcpy(reason, r->reason.data, r->reason.len);
-    reason[r->reason.len] = '\0';
-    char actor[160];
-    snprintf(actor, sizeof actor, "tenant:%s", t->name);
-    rc = ann_store_revoke(svc->store, t->id, log_id, ids, r->n_entry_ids, actor, reason,
-                          svc_now_ns(), err);
-done:
-    free(reason);
-    free(ids);
+        memcpy(o->reason, r->reason.data, r->reason.len);
+    o->reason[r->reason.len] = '\0';
+    snprintf(o->actor, sizeof o->actor, "tenant:%s", t->name);
+    size_t n = r->n_entry_ids;
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    return rc;
+    ann_store_revoke_async(svc->store, o->base.tenant.id, o->log_id, o->ids, n, o->actor, o->reason,
+                           svc_now_ns(), revoke_done, o);
+    return;
+fail:
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    revoke_done(o, -1, &err);
+}
+
+/* The other rpcs run here and now. */
+static void run_sync(int (*fn)(ann_service *, const ann_tenant *, const uint8_t *, size_t,
+                               ann_buf *, ann_err *),
+                     ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                     ann_unary_done_fn done, void *ud)
+{
+    ann_err err = {0};
+    ann_buf resp = ANN_BUF_INIT;
+    int rc = fn(svc, t, req, len, &resp, &err);
+    done(ud, rc, &resp, rc == 0 ? NULL : &err);
+    ann_buf_release(&resp);
+}
+
+void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
+                             const uint8_t *req, size_t len, ann_unary_done_fn done, void *ud)
+{
+    switch (rpc) {
+    case ANN_RPC_CREATE_LOG:
+        do_create_log(svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_DELETE_LOG:
+        do_delete_log(svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_WRITE:
+        do_write(svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_REVOKE:
+        do_revoke(svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_LIST:
+        run_sync(svc_do_list, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_READ:
+        run_sync(svc_do_read, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_LIST_LOGS:
+        run_sync(svc_do_list_logs, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_SEARCH:
+        run_sync(svc_do_search, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_GET_LOG:
+        run_sync(do_get_log, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_TAIL:
+        break;
+    }
+    ann_err err;
+    ann_err_set(&err, ANN_EINTERNAL, "rpc %d is not unary", (int)rpc);
+    done(ud, -1, NULL, &err);
+}
+
+/* ann_service_unary: the asynchronous form, waited for on the caller's stack. */
+typedef struct unary_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    ann_buf *resp;
+    ann_err *err;
+} unary_wait;
+
+static void unary_wait_done(void *ud, int rc, ann_buf *resp, const ann_err *err)
+{
+    unary_wait *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    if (rc == 0 && resp && resp->len)
+        ann_buf_add(w->resp, resp->data, resp->len);
+    if (rc != 0 && w->err)
+        *w->err = *err;
+    w->done = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, const uint8_t *req,
                       size_t len, ann_buf *resp, ann_err *err)
 {
-    switch (rpc) {
-    case ANN_RPC_CREATE_LOG:
-        return do_create_log(svc, tenant, req, len, resp, err);
-    case ANN_RPC_DELETE_LOG:
-        return do_delete_log(svc, tenant, req, len, resp, err);
-    case ANN_RPC_WRITE:
-        return do_write(svc, tenant, req, len, resp, err);
-    case ANN_RPC_REVOKE:
-        return do_revoke(svc, tenant, req, len, resp, err);
-    case ANN_RPC_LIST:
-        return svc_do_list(svc, tenant, req, len, resp, err);
-    case ANN_RPC_READ:
-        return svc_do_read(svc, tenant, req, len, resp, err);
-    case ANN_RPC_LIST_LOGS:
-        return svc_do_list_logs(svc, tenant, req, len, resp, err);
-    case ANN_RPC_SEARCH:
-        return svc_do_search(svc, tenant, req, len, resp, err);
-    case ANN_RPC_GET_LOG:
-        return do_get_log(svc, tenant, req, len, resp, err);
-    case ANN_RPC_TAIL:
-        break;
-    }
-    return ann_err_set(err, ANN_EINTERNAL, "rpc %d is not unary", (int)rpc);
+    unary_wait w = {.resp = resp, .err = err};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    ann_service_unary_async(svc, rpc, tenant, req, len, unary_wait_done, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return w.rc == 0 ? 0 : -1;
 }

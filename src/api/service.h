@@ -33,6 +33,10 @@ typedef enum ann_rpc {
 typedef struct ann_service {
     ann_store *store; /* borrowed */
     uint8_t secret[32];
+    /* The wait of a WriteLogEntriesRequest that says WAIT_UNSPECIFIED: QUERYABLE after
+     * ann_service_init (annalsd serve --default-wait); ANN_WAIT_DEFAULT leaves it to the
+     * backend. */
+    ann_wait default_wait;
 } ann_service;
 
 /* Fills `svc` for `store` (borrowed; it must outlive svc). */
@@ -46,7 +50,22 @@ int ann_rpc_from_path(const char *path, size_t len);
 int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,
                      ann_err *err);
 
-/* Runs a unary rpc. On success resp holds the serialized response (appended). */
+/*
+ * The completion of a unary rpc: rc 0 with the serialized response in *resp, or -1 with
+ * *err. Called exactly once, from any thread, possibly before ann_service_unary_async
+ * returns. resp and err are valid only during the call (resp is never NULL when rc is 0;
+ * the callee may take its memory, leaving it ANN_BUF_INIT).
+ */
+typedef void (*ann_unary_done_fn)(void *ud, int rc, ann_buf *resp, const ann_err *err);
+
+/* Runs a unary rpc. The commands (CreateLog, DeleteLog, WriteLogEntries,
+ * RevokeLogEntries) complete when the store does (ann_store_*_async), the others
+ * synchronously (done is called before this returns). req bytes stay valid until done. */
+void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
+                             const uint8_t *req, size_t len, ann_unary_done_fn done, void *ud);
+
+/* Runs a unary rpc and waits for it (the fuzzers and unit tests). On success resp holds
+ * the serialized response (appended). */
 int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, const uint8_t *req,
                       size_t len, ann_buf *resp, ann_err *err);
 

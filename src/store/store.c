@@ -1,8 +1,66 @@
 #include "store/store.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <stdlib.h>
+/* ---------- sync over async: a waiter on the caller's stack ---------- */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    ann_err err;
+} waiter;
+
+static void waiter_init(waiter *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void waiter_done(void *ud, int rc, const ann_err *err)
+{
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    if (rc != 0) {
+        if (err)
+            w->err = *err;
+        else
+            ann_err_set(&w->err, ANN_EINTERNAL, "store: failed without an error");
+    }
+    w->done = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu); /* the waiter may be gone once this returns */
+}
+
+/* Waits for the completion, then gives its outcome to the caller. */
+static int waiter_wait(waiter *w, ann_err *err)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    if (w->rc != 0) {
+        if (err)
+            *err = w->err;
+        return -1;
+    }
+    return 0;
+}
+
+/* The backend's op `f` when its table is version 2 or later (else NULL). */
+#define V2_OP(s, f) ((s)->ops->version >= 2 ? (s)->ops->f : NULL)
+
+static void done_sync(ann_done_fn done, void *ud, int rc, const ann_err *err)
+{
+    done(ud, rc, rc == 0 ? NULL : err);
+}
 
 void ann_log_meta_release(ann_log_meta *m)
 {
@@ -38,29 +96,57 @@ int ann_store_tenant_by_key(ann_store *s, const uint8_t key_hash[32], ann_tenant
 int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id,
                          const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err)
 {
-    return s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, err);
+    if (s->ops->log_create || !V2_OP(s, log_create_async))
+        return s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, err);
+    waiter w;
+    waiter_init(&w);
+    s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns, waiter_done, &w);
+    return waiter_wait(&w, err);
 }
 
 int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
                       ann_err *err)
 {
-    return s->ops->log_get(s, tenant_id, log_id, out, err);
+    int rc = s->ops->log_get(s, tenant_id, log_id, out, err);
+    if (rc == 0 && s->ops->version < 2)
+        out->visible_count = out->entry_count; /* a version-1 append returns visible */
+    return rc;
 }
 
 int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id, ann_err *err)
 {
-    return s->ops->log_delete(s, tenant_id, log_id, err);
+    if (s->ops->log_delete || !V2_OP(s, log_delete_async))
+        return s->ops->log_delete(s, tenant_id, log_id, err);
+    waiter w;
+    waiter_init(&w);
+    s->ops->log_delete_async(s, tenant_id, log_id, waiter_done, &w);
+    return waiter_wait(&w, err);
 }
 
 int ann_store_append(ann_store *s, ann_append *req, ann_err *err)
 {
-    return s->ops->append(s, req, err);
+    if (s->ops->append || !V2_OP(s, append_async)) {
+        req->ids_known = false;
+        int rc = s->ops->append(s, req, err);
+        req->ids_known = rc == 0; /* a synchronous append always fills the ids */
+        return rc;
+    }
+    waiter w;
+    waiter_init(&w);
+    req->ids_known = false;
+    s->ops->append_async(s, req, waiter_done, &w);
+    return waiter_wait(&w, err);
 }
 
 int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, const uint64_t *ids,
                      size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err)
 {
-    return s->ops->revoke(s, tenant_id, log_id, ids, n, actor, reason, now_ns, err);
+    if (s->ops->revoke || !V2_OP(s, revoke_async))
+        return s->ops->revoke(s, tenant_id, log_id, ids, n, actor, reason, now_ns, err);
+    waiter w;
+    waiter_init(&w);
+    s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, waiter_done, &w);
+    return waiter_wait(&w, err);
 }
 
 int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,
@@ -102,4 +188,57 @@ void ann_store_unwatch(ann_store *s, ann_watch *w)
 {
     if (w)
         s->ops->unwatch(s, w);
+}
+
+/* ---------- version 2: the asynchronous commands ---------- */
+
+void ann_store_append_async(ann_store *s, ann_append *req, ann_done_fn done, void *ud)
+{
+    req->ids_known = false;
+    if (V2_OP(s, append_async)) {
+        s->ops->append_async(s, req, done, ud);
+        return;
+    }
+    ann_err err = {0};
+    int rc = s->ops->append(s, req, &err);
+    req->ids_known = rc == 0;
+    done_sync(done, ud, rc, &err);
+}
+
+void ann_store_revoke_async(ann_store *s, const char *tenant_id, const char *log_id,
+                            const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                            int64_t now_ns, ann_done_fn done, void *ud)
+{
+    if (V2_OP(s, revoke_async)) {
+        s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, done, ud);
+        return;
+    }
+    ann_err err = {0};
+    int rc = s->ops->revoke(s, tenant_id, log_id, ids, n, actor, reason, now_ns, &err);
+    done_sync(done, ud, rc, &err);
+}
+
+void ann_store_log_delete_async(ann_store *s, const char *tenant_id, const char *log_id,
+                                ann_done_fn done, void *ud)
+{
+    if (V2_OP(s, log_delete_async)) {
+        s->ops->log_delete_async(s, tenant_id, log_id, done, ud);
+        return;
+    }
+    ann_err err = {0};
+    int rc = s->ops->log_delete(s, tenant_id, log_id, &err);
+    done_sync(done, ud, rc, &err);
+}
+
+void ann_store_log_create_async(ann_store *s, const char *tenant_id, const char *log_id,
+                                const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                                ann_done_fn done, void *ud)
+{
+    if (V2_OP(s, log_create_async)) {
+        s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns, done, ud);
+        return;
+    }
+    ann_err err = {0};
+    int rc = s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, &err);
+    done_sync(done, ud, rc, &err);
 }

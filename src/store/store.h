@@ -11,18 +11,29 @@
  *    entries get consecutive ids in request order.
  *  - An insert_id the log already holds stores nothing and reports the
  *    existing id, for the whole life of the log.
- *  - An append is all or nothing, and returns only when its entries are
- *    durable (per the backend's durability setting) and visible to list,
- *    read_after and watchers.
+ *  - An append is all or nothing. It completes (returns, or calls its done
+ *    function) once it meets its `wait` level (ann_wait): durable (per the
+ *    backend's durability setting), sequenced (ids known), or queryable
+ *    (visible to list, read_after and watchers). The embedded backend meets
+ *    all three at once.
  *  - A tenant sees only its own logs: another tenant's log, a deleted log and
  *    a missing log all fail with ANN_ENOTFOUND and the same message.
  *  - Entries never change, except by revoke, which purges the body (labels
  *    and payload) from storage before it returns and sets ANN_ENTRY_REDACTED.
  *
  * Threading: every operation may be called from any thread concurrently;
- * appends from many threads are group-committed. Operations block (they may
- * wait for fsync): call them from worker threads, not from gRPC
+ * appends from many threads are group-committed. Synchronous operations block
+ * (they may wait for fsync): call them from worker threads, not from gRPC
  * completion-queue threads.
+ *
+ * Version 2 adds asynchronous commands (append, revoke, log_delete,
+ * log_create): the call starts the operation and its ann_done_fn reports the
+ * outcome, exactly once, from any thread, possibly before the call returns.
+ * A backend fills either form of each command, or both; the wrappers adapt
+ * (an async wrapper over a sync op runs it inline then calls done; a sync
+ * wrapper over an async op waits for done). Every started operation must
+ * complete in bounded time (backends time out their own waits): the server
+ * waits for pending completions when it stops, before the store is closed.
  */
 #ifndef ANN_STORE_STORE_H
 #define ANN_STORE_STORE_H
@@ -35,6 +46,19 @@
 #include "domain/body.h"
 
 #define ANN_UUID_LEN 36 /* canonical text form, without the NUL */
+
+/* How far an append goes before it completes (WriteLogEntriesRequest.wait). */
+typedef enum ann_wait {
+    ANN_WAIT_DEFAULT = 0,   /* the backend's default */
+    ANN_WAIT_DURABLE = 1,   /* durable; the ids may not be known yet */
+    ANN_WAIT_SEQUENCED = 2, /* ids assigned (and durable) */
+    ANN_WAIT_QUERYABLE = 3, /* visible to every read */
+} ann_wait;
+
+/* Completion of an asynchronous operation: rc 0, or -1 with *err. Called exactly once,
+ * from any thread, possibly before the *_async call returns. `err` is valid only during
+ * the call (NULL when rc is 0). */
+typedef void (*ann_done_fn)(void *ud, int rc, const ann_err *err);
 
 enum {
     ANN_ENTRY_REDACTED = 1u << 0, /* body purged by revoke */
@@ -77,21 +101,28 @@ typedef struct ann_tenant {
 typedef struct ann_log_meta {
     char id[ANN_UUID_LEN + 1];
     int64_t create_time_ns;
-    uint64_t entry_count; /* entries sequenced so far (the highest id) */
+    uint64_t entry_count;   /* entries sequenced so far (the highest id) */
+    uint64_t visible_count; /* v2: entries 1..visible_count are visible to reads
+                             * (<= entry_count; embedded: equal) */
     uint8_t *labels;
     size_t labels_len;
 } ann_log_meta;
 
 void ann_log_meta_release(ann_log_meta *m);
 
-/* One append: in the caller's memory for the duration of the call. */
+/* One append: in the caller's memory for the duration of the call (for append_async:
+ * until its done function is called). */
 typedef struct ann_append {
     const char *tenant_id;
     const char *log_id;
     const ann_entry *entries; /* n entries; entry_id and flags are ignored */
     size_t n;
+    ann_wait wait;     /* v2: how far to go before completing; DEFAULT: the backend's */
     uint64_t *ids_out; /* caller's array of n: each entry's id, new or existing */
     size_t n_new_out;  /* how many entries were new */
+    /* v2, output: false when the backend answered before the ids were known (DURABLE):
+     * then ids_out is untouched and n_new_out is 0. */
+    bool ids_known;
 } ann_append;
 
 /*
@@ -111,6 +142,13 @@ typedef struct ann_list_query {
     size_t limit;
     bool (*filter)(const ann_entry *e, void *ud);
     void *filter_ud;
+    /* v2: the same filter as data, for backends that push it down (e.g. into SQL). The
+     * callback stays authoritative: a backend may ignore these, or pre-select with them
+     * and still run the callback. min_severity 0: none; text_contains_len 0: none (a
+     * byte-exact substring of the entry's text payload; redacted entries never match). */
+    int32_t min_severity;
+    const uint8_t *text_contains;
+    size_t text_contains_len;
     /* Entries examined (time window, snapshot and cursor passed, filter run) at most;
      * 0: no bound. When the budget stops the walk, the store says so in the result. */
     uint64_t budget;
@@ -196,7 +234,7 @@ typedef struct ann_store ann_store;
 typedef struct ann_watch ann_watch;
 
 typedef struct ann_store_ops {
-    unsigned version; /* 1; the table may grow, callers check it */
+    unsigned version; /* 1 or 2 (the v2 fields and ops below); callers check it */
     const char *name;
 
     void (*close)(ann_store *s);
@@ -242,6 +280,21 @@ typedef struct ann_store_ops {
                  ann_watch **out, ann_err *err);
     /* After it returns, fn is not running and will never be called again. */
     void (*unwatch)(ann_store *s, ann_watch *w);
+
+    /* ---- version 2: asynchronous commands (any may be NULL, see the top) ---- */
+
+    /* req and all it points to stay valid until done. */
+    void (*append_async)(ann_store *s, ann_append *req, ann_done_fn done, void *ud);
+    /* ids, actor and reason stay valid until done. */
+    void (*revoke_async)(ann_store *s, const char *tenant_id, const char *log_id,
+                         const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                         int64_t now_ns, ann_done_fn done, void *ud);
+    void (*log_delete_async)(ann_store *s, const char *tenant_id, const char *log_id,
+                             ann_done_fn done, void *ud);
+    /* labels stay valid until done. */
+    void (*log_create_async)(ann_store *s, const char *tenant_id, const char *log_id,
+                             const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                             ann_done_fn done, void *ud);
 } ann_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -275,5 +328,18 @@ int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id
 int ann_store_watch(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
                     void *ud, ann_watch **out, ann_err *err);
 void ann_store_unwatch(ann_store *s, ann_watch *w);
+
+/* Version 2: the asynchronous commands. Every argument (the strings included) stays
+ * valid until done is called. Over a backend without the async op, the sync op runs
+ * inline and done is called before the wrapper returns (append: ids_known = true). */
+void ann_store_append_async(ann_store *s, ann_append *req, ann_done_fn done, void *ud);
+void ann_store_revoke_async(ann_store *s, const char *tenant_id, const char *log_id,
+                            const uint64_t *ids, size_t n, const char *actor, const char *reason,
+                            int64_t now_ns, ann_done_fn done, void *ud);
+void ann_store_log_delete_async(ann_store *s, const char *tenant_id, const char *log_id,
+                                ann_done_fn done, void *ud);
+void ann_store_log_create_async(ann_store *s, const char *tenant_id, const char *log_id,
+                                const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                                ann_done_fn done, void *ud);
 
 #endif

@@ -138,6 +138,7 @@ static int ms_log_get(ann_store *s, const char *tenant, const char *id, ann_log_
         snprintf(out->id, sizeof out->id, "%s", l->id);
         out->create_time_ns = l->create_time;
         out->entry_count = l->n;
+        out->visible_count = l->n;
         out->labels = ann_xmalloc(l->labels_len);
         if (l->labels_len)
             memcpy(out->labels, l->labels, l->labels_len);
@@ -210,6 +211,7 @@ static int ms_append(ann_store *s, ann_append *req, ann_err *err)
         }
         req->ids_out[i] = id;
     }
+    req->ids_known = true; /* every wait level at once */
     pthread_mutex_unlock(&m->mu);
     notify(m, l);
     return 0;
@@ -377,6 +379,7 @@ static int ms_logs_list(ann_store *s, const char *tenant, const ann_logs_query *
     for (size_t i = 0; i < k && i < q->limit; i++) {
         ann_log_meta meta = {.create_time_ns = v[i]->create_time,
                              .entry_count = v[i]->n,
+                             .visible_count = v[i]->n,
                              .labels = v[i]->labels,
                              .labels_len = v[i]->labels_len};
         memcpy(meta.id, v[i]->id, sizeof meta.id);
@@ -476,7 +479,7 @@ static int ms_search(ann_store *s, const char *tenant, const ann_search_query *q
 }
 
 static const ann_store_ops memstore_ops = {
-    .version = 1,
+    .version = 2, /* the v2 fields; the commands stay synchronous */
     .name = "memory (tests only)",
     .close = ms_close,
     .secret = ms_secret,

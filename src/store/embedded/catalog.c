@@ -73,6 +73,7 @@ int emb_logs_list(ann_store *st, const char *tenant_id, const ann_logs_query *q,
         }
         ann_log_meta m = {.create_time_ns = w->create_ns,
                           .entry_count = count,
+                          .visible_count = count,
                           .labels = w->labels,
                           .labels_len = w->labels_len};
         memcpy(m.id, w->id, sizeof m.id);

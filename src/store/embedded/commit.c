@@ -101,6 +101,7 @@ static void stage_job(emb *s, elog *h, job *j)
         req->ids_out[i] = id;
     }
     req->n_new_out = n_new;
+    req->ids_known = true; /* durable, sequenced and queryable at once */
     j->rc = 0;
 }
 
@@ -450,6 +451,7 @@ int emb_append(ann_store *st, ann_append *req, ann_err *err)
         return -1;
     if (req->n == 0) {
         emb_log_release(s, h);
+        req->ids_known = true;
         return 0;
     }
     /* The first append since SQLite recorded this log's count marks that count dirty

@@ -274,7 +274,7 @@ done:
 /* ---- the ops table, open, close ------------------------------------------- */
 
 static const ann_store_ops embedded_ops = {
-    .version = 1,
+    .version = 2, /* the v2 fields; the commands stay synchronous */
     .name = "embedded",
     .close = emb_close,
     .secret = emb_secret,

@@ -31,6 +31,7 @@ int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_lo
     snprintf(out->id, sizeof out->id, "%s", h->log);
     out->create_time_ns = h->create_ns;
     out->entry_count = h->visible;
+    out->visible_count = h->visible; /* an append returns visible */
     if (h->labels_len) {
         out->labels = ann_xmalloc(h->labels_len);
         memcpy(out->labels, h->labels, h->labels_len);
