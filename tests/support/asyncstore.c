@@ -18,6 +18,8 @@ typedef struct fake {
     pthread_t th[MAX_THREADS];
     size_t nth;
     int async_calls; /* async ops started */
+    bool held;       /* completions wait until released (ann_asyncstore_hold) */
+    pthread_cond_t cv;
 } fake;
 
 static ann_store *in(ann_store *s)
@@ -34,6 +36,7 @@ static void f_close(ann_store *s)
         pthread_join(f->th[i], NULL);
     ann_store_close(f->inner);
     pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
     free(f);
 }
 
@@ -181,6 +184,10 @@ static void *job_main(void *p)
         struct timespec ts = {j->f->delay_ms / 1000, (long)(j->f->delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+    pthread_mutex_lock(&j->f->mu);
+    while (j->f->held)
+        pthread_cond_wait(&j->f->cv, &j->f->mu);
+    pthread_mutex_unlock(&j->f->mu);
     switch (j->kind) {
     case J_APPEND:
         if (j->req->wait == ANN_WAIT_DURABLE) {
@@ -304,6 +311,7 @@ ann_store *ann_asyncstore_new(ann_store *inner, bool v1, unsigned delay_ms)
     f->inner = inner;
     f->delay_ms = delay_ms;
     pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
     return &f->base;
 }
 
@@ -321,5 +329,14 @@ void ann_asyncstore_set_hidden(ann_store *s, uint64_t hidden)
     fake *f = (fake *)s;
     pthread_mutex_lock(&f->mu);
     f->hidden = hidden;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ann_asyncstore_hold(ann_store *s, bool held)
+{
+    fake *f = (fake *)s;
+    pthread_mutex_lock(&f->mu);
+    f->held = held;
+    pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }

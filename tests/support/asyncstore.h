@@ -20,5 +20,7 @@ ann_store *ann_asyncstore_new(ann_store *inner, bool v1, unsigned delay_ms);
 /* How many async commands were started. */
 int ann_asyncstore_calls(ann_store *s);
 void ann_asyncstore_set_hidden(ann_store *s, uint64_t hidden);
+/* While held, started commands do not complete. */
+void ann_asyncstore_hold(ann_store *s, bool held);
 
 #endif
