@@ -136,9 +136,14 @@ PGconn *ann_pg_connect(const char *conninfo, ann_err *err)
 PGresult *ann_pg_exec(PGconn *c, const char *what, const char *sql, const ann_pg_params *p,
                       bool binary, ann_err *err)
 {
-    PGresult *r =
-        p ? PQexecParams(c, sql, p->n, p->types, p->values, p->lengths, p->formats, binary ? 1 : 0)
-          : PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, binary ? 1 : 0);
+    /* Without parameters or binary results: the simple protocol (several statements). */
+    PGresult *r;
+    if (p)
+        r = PQexecParams(c, sql, p->n, p->types, p->values, p->lengths, p->formats, binary);
+    else if (binary)
+        r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 1);
+    else
+        r = PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return r;

@@ -53,8 +53,8 @@ bool ann_pg_ns_valid(const char *ns);
 /* Connects (and checks the connection). */
 PGconn *ann_pg_connect(const char *conninfo, ann_err *err);
 
-/* Runs one statement; NULL on failure (err set), else a result the caller PQclear()s.
- * `binary` asks for binary results. `what` names the step for the log. */
+/* Runs one statement (several, without params and binary); NULL on failure (err set), else a result
+ * the caller PQclear()s. `binary` asks for binary results. `what` names the step for the log. */
 PGresult *ann_pg_exec(PGconn *c, const char *what, const char *sql, const ann_pg_params *p,
                       bool binary, ann_err *err);
 
