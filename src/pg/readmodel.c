@@ -171,9 +171,12 @@ int ann_readmodel_list(ann_readmodel *rm, const char *tenant_id, const char *log
     size_t listed = 0;
     uint64_t examined = 0;
     bool done = rc != 0 || q->limit == 0;
+    int64_t grow = q->filter ? 64 : PAGE;
     while (!done) {
-        int64_t page = PAGE;
-        if (!q->filter && q->limit - listed < PAGE)
+        /* Pages grow: a filter or a search may need few rows or many. */
+        int64_t page = grow < PAGE ? grow : PAGE;
+        grow *= 4;
+        if (q->limit - listed < (size_t)page)
             page = (int64_t)(q->limit - listed) + 1;
         if (q->budget && q->budget - examined < (uint64_t)page)
             page = (int64_t)(q->budget - examined) + 1;
@@ -335,8 +338,10 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
     size_t found = 0;
     int rc = 0;
     bool done = false;
+    int64_t grow = q->limit < PAGE / 8 ? 8 * (int64_t)q->limit + 8 : PAGE;
     while (!done) {
-        int64_t page = PAGE;
+        int64_t page = grow < PAGE ? grow : PAGE;
+        grow *= 4;
         if (q->budget - res->examined < (uint64_t)page)
             page = (int64_t)(q->budget - res->examined) + 1;
         ann_pg_params p = {0};

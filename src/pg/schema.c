@@ -36,6 +36,8 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
              " PARTITION BY RANGE (ts);"
              "CREATE INDEX IF NOT EXISTS entries_time ON \"%1$s\".entries"
              " (tenant_id, log_id, ts, entry_id);"
+             "CREATE INDEX IF NOT EXISTS entries_tenant_time ON \"%1$s\".entries"
+             " (tenant_id, ts, log_id, entry_id);"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".entries_default PARTITION OF \"%1$s\".entries"
              " DEFAULT;"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".logs ("
