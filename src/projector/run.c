@@ -11,6 +11,7 @@
 
 #define BATCH_MAX 5000
 #define BATCH_MS 20
+#define FENCED_WAIT_MS 12000 /* > session.timeout.ms (kafka.c) */
 
 typedef struct assigned {
     int32_t partition;
@@ -23,8 +24,9 @@ typedef struct runner {
     char topic[256];
     assigned *parts;
     size_t n_parts;
-    bool need_claim; /* claims failed or were fenced: claim again before applying */
-    bool failed;     /* a fatal error in a callback */
+    bool need_claim;  /* claims failed or were fenced: claim again before applying */
+    int64_t claim_at; /* not before this time (ms, monotonic) */
+    bool failed;      /* a fatal error in a callback */
     ann_err err;
 } runner;
 
@@ -76,6 +78,7 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     r->n_parts = 0;
     ann_projector_forget(r->p);
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        r->claim_at = 0;
         r->parts = ann_xcalloc((size_t)parts->cnt + 1, sizeof *r->parts);
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, r->topic) == 0)
@@ -96,11 +99,6 @@ static assigned *find_part(runner *r, int32_t partition)
         if (r->parts[i].partition == partition)
             return &r->parts[i];
     return NULL;
-}
-
-static void nap(int ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
 }
 
 int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_err *err)
@@ -131,10 +129,14 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
     rd_kafka_message_t **msgs = ann_xcalloc(BATCH_MAX, sizeof *msgs);
     ann_projector_record *recs = ann_xcalloc(BATCH_MAX, sizeof *recs);
     while (!*stop) {
-        if (r.need_claim && r.n_parts) {
+        /* After a refusal, claim again only if the group still gives us the partitions
+         * once a session has passed: a zombie learns it lost them (a rebalance, or
+         * assignment_lost) instead of fencing the new owner in turn. */
+        if (r.need_claim && r.n_parts && now_ms() >= r.claim_at &&
+            !rd_kafka_assignment_lost(r.rk)) {
             if (claim_all(&r) != 0) {
                 log_err("claim", &r.err);
-                nap(500);
+                r.claim_at = now_ms() + 500;
             }
         }
         size_t n = 0;
@@ -188,12 +190,14 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
             ann_err e;
             int a = ann_projector_apply(r.p, recs, n, &e);
             if (a == ANN_PROJECTOR_FENCED) {
-                fprintf(stderr, "annals projector: fenced; claiming again\n");
+                fprintf(stderr, "annals projector: fenced; claiming again after a session\n");
+                ann_projector_forget(r.p);
                 r.need_claim = true;
+                r.claim_at = now_ms() + FENCED_WAIT_MS;
             } else if (a != 0) {
                 log_err("apply", &e);
                 r.need_claim = true; /* rewind to the stored offsets */
-                nap(200);
+                r.claim_at = now_ms() + 200;
             }
         }
         for (size_t i = 0; i < n; i++) {

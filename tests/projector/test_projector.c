@@ -891,6 +891,30 @@ static void produce(ann_kafka_config *kc, const recs *rs)
     rd_kafka_destroy(rk);
 }
 
+/* The run's topics go when it ends: the engines are shared. */
+static void delete_topics(ann_kafka_config *kc)
+{
+    ann_err err;
+    rd_kafka_t *rk = ann_kafka_producer(kc, "test-projector-admin", NULL, NULL, NULL, &err);
+    if (!rk)
+        return;
+    const char *suffix[3] = {ANN_TOPIC_PENDING, ANN_TOPIC_COMMITTED, ANN_TOPIC_ACKS};
+    char names[3][128];
+    rd_kafka_DeleteTopic_t *dt[3];
+    for (int i = 0; i < 3; i++) {
+        ann_kafka_topic(kc, suffix[i], names[i], sizeof names[i]);
+        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, dt, 3, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy_array(dt, 3);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
 static void test_run_over_kafka(void **state)
 {
     ctx *x = *state;
@@ -927,6 +951,7 @@ static void test_run_over_kafka(void **state)
     }
     ra.stop = 1;
     pthread_join(th, NULL);
+    delete_topics(&ra.cfg.kafka);
     assert_true(done);
     assert_int_equal(ra.rc, 0);
     assert_int_equal(count(x, "projector_offsets", "epoch >= 1"), NPART);
