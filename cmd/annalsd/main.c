@@ -5,6 +5,12 @@
  *                 [--workers N] [--durability fsync|none] [--blocks on|off]
  *                 [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
+ *
+ * Distributed mode (cmd/annalsd/roles.c, docs/distributed.md):
+ *   annalsd serve|sequence|project|all --distributed [--kafka BROKERS]
+ *           [--cassandra HOST:PORT[,...]] [--postgres CONNINFO] [--namespace NS]
+ *           [--partitions N] [--replication N] [--instance NAME] [server flags]
+ *   annalsd tenant create NAME --distributed [engine flags]
  */
 #include <grpc/grpc.h>
 #include <malloc.h>
@@ -18,6 +24,7 @@
 #include "common/random.h"
 #include "domain/rules.h"
 #include "domain/text.h"
+#include "roles.h"
 #include "store/embedded/embedded.h"
 
 static int usage(void)
@@ -27,7 +34,14 @@ static int usage(void)
         "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
         "                     [--workers N] [--durability fsync|none] [--blocks on|off]\n"
         "                     [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]\n"
-        "       annalsd tenant create NAME --data DIR\n");
+        "       annalsd tenant create NAME --data DIR\n"
+        "distributed mode (every engine flag defaults to `make services-up`'s engines):\n"
+        "       annalsd serve|sequence|project|all --distributed [--kafka BROKERS]\n"
+        "                     [--cassandra HOST:PORT[,...]] [--postgres CONNINFO]\n"
+        "                     [--namespace NS] [--partitions N] [--replication N]\n"
+        "                     [--instance NAME] [--listen HOST:PORT] [--workers N]\n"
+        "                     [--tls-cert FILE --tls-key FILE] [--default-wait W]\n"
+        "       annalsd tenant create NAME --distributed [engine flags]\n");
     return 2;
 }
 
@@ -43,17 +57,22 @@ static const char *opt_value(int argc, char **argv, int *i)
 static int cmd_tenant_create(int argc, char **argv)
 {
     const char *name = NULL, *data = NULL;
+    ann_roles_opts ro = {0};
     for (int i = 0; i < argc; i++) {
+        int r = 0;
         if (strcmp(argv[i], "--data") == 0)
             data = opt_value(argc, argv, &i);
-        else if (argv[i][0] == '-')
+        else if ((r = ann_roles_flag(&ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
+        } else if (argv[i][0] == '-')
             return usage();
         else if (!name)
             name = argv[i];
         else
             return usage();
     }
-    if (!name || !data)
+    if (!name || (!data) == (!ro.distributed)) /* exactly one of the two modes */
         return usage();
     if (!ann_tenant_name_valid(name, strlen(name))) {
         fprintf(stderr, "annalsd: tenant name must be 1..%d bytes of UTF-8\n", ANN_TENANT_NAME_MAX);
@@ -70,21 +89,29 @@ static int cmd_tenant_create(int argc, char **argv)
     ann_store *store = NULL;
     ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
     ann_tenant t;
-    if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
+    if (ro.distributed) {
+        if (ann_roles_tenant_create(&ro, name, hash, &t, &err) != 0) {
+            fprintf(stderr, "annalsd: tenant create: %s\n", err.msg);
+            return 1;
+        }
+    } else if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
         ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
         fprintf(stderr, "annalsd: tenant create: %s\n", err.msg);
         ann_store_close(store);
         return 1;
     }
-    ann_store_close(store);
+    if (store)
+        ann_store_close(store);
     printf("tenant %s created with id %s; its API key (shown once, stored only hashed):\n%s\n",
            t.name, t.id, key);
     return 0;
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(const char *role, int argc, char **argv)
 {
     const char *data = NULL;
+    ann_roles_opts ro = {0};
+    int r = 0;
     ann_server_opts so = {.listen = "127.0.0.1:50051"};
     ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC};
     ann_wait default_wait = ANN_WAIT_QUERYABLE;
@@ -133,9 +160,22 @@ static int cmd_serve(int argc, char **argv)
                 o.durability = ANN_DURABILITY_NONE;
             else
                 return usage();
+        } else if ((r = ann_roles_flag(&ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
         } else {
             return usage();
         }
+    }
+    if (strcmp(role, "serve") != 0)
+        ro.distributed = true; /* sequence, project and all exist only there */
+    if (ro.distributed) {
+        if (data) {
+            fprintf(stderr, "annalsd: --data is the embedded mode; the distributed mode keeps "
+                            "its data in the engines\n");
+            return usage();
+        }
+        return ann_roles_run(role, &ro, &so, default_wait);
     }
     if (!data)
         return usage();
@@ -187,8 +227,9 @@ done:
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
-        return cmd_serve(argc - 2, argv + 2);
+    if (argc >= 2 && (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "sequence") == 0 ||
+                      strcmp(argv[1], "project") == 0 || strcmp(argv[1], "all") == 0))
+        return cmd_serve(argv[1], argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "create") == 0)
         return cmd_tenant_create(argc - 3, argv + 3);
     return usage();

@@ -28,6 +28,7 @@
 #include "api/service.h"
 #include "projector/projector.h"
 #include "sequencer/sequencer.h"
+#include "store/distributed/catalog.h"
 #include "store/distributed/distributed.h"
 
 #define DEV_CONNINFO "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals"
@@ -135,6 +136,20 @@ int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err)
     return ann_store_distributed_open(&so, out, err);
 }
 
+int ann_roles_tenant_create(const ann_roles_opts *o, const char *name, const uint8_t key_hash[32],
+                            ann_tenant *out, ann_err *err)
+{
+    engines e;
+    engines_from(o, &e);
+    ann_catalog_config cc = {.cql = &e.cql, .keyspace = e.kafka.ns, .replication = e.replication};
+    ann_catalog *c = NULL;
+    if (ann_catalog_open(&cc, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_tenant_create(c, name, key_hash, out, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {
@@ -165,8 +180,9 @@ static int run_sequencer(role_thread *rt, ann_err *err)
 
 static int run_projector(role_thread *rt, ann_err *err)
 {
-    ann_projector_config c = {
-        .kafka = rt->e->kafka, .conninfo = rt->e->conninfo, .instance = rt->instance};
+    ann_projector_config c = {.kafka = rt->e->kafka,
+                              .conninfo = rt->e->conninfo,
+                              .instance = rt->dynamic ? NULL : rt->instance};
     return ann_projector_run(&c, rt->stop, err);
 }
 

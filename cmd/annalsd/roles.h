@@ -3,6 +3,7 @@
 #define ANN_CMD_ANNALSD_ROLES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "api/server.h"
 #include "store/store.h"
@@ -18,6 +19,10 @@ int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i);
 
 /* The distributed store an API server (or `tenant create`) uses. */
 int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err);
+
+/* `annalsd tenant create --distributed`: the catalog only. */
+int ann_roles_tenant_create(const ann_roles_opts *o, const char *name, const uint8_t key_hash[32],
+                            ann_tenant *out, ann_err *err);
 
 /* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
 int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,

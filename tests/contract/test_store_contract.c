@@ -5,8 +5,9 @@
  * brute-force model of the contract computes. Pages and budgets may cut a walk anywhere;
  * the concatenated walk must still be every match, once, in order.
  *
- * Backends: the memory reference (tests/support/memstore.c) and the embedded store. The
- * distributed backend joins this list when it lands.
+ * Backends: the memory reference (tests/support/memstore.c) and the embedded store; built
+ * with ANN_CONTRACT_PG (test_pg_contract), the PostgreSQL read model's reads through
+ * tests/support/pgstore.c. The distributed backend joins this list when it lands.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,9 @@
 #include "domain/body.h"
 #include "memstore.h"
 #include "store/embedded/embedded.h"
+#ifdef ANN_CONTRACT_PG
+#include "pgstore.h"
+#endif
 
 #define NLOGS 14
 #define MAXE 400
@@ -568,11 +572,42 @@ static void embedded_backend(void **state)
     }
 }
 
+#ifdef ANN_CONTRACT_PG
+/* The PostgreSQL read model's reads (tests/support/pgstore.c), against the real engine:
+ * built as test_pg_contract (tests/projector, label engines). $ANN_PG_DSN overrides the
+ * connection; each run uses its own schema and drops it. */
+static void pg_backend(void **state)
+{
+    (void)state;
+    const char *dsn = getenv("ANN_PG_DSN");
+    if (!dsn || !*dsn)
+        dsn = "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals";
+    for (unsigned seed = 1; seed <= 2; seed++) {
+        char ns[40];
+        snprintf(ns, sizeof ns, "t_pg_contract_%d_%u", (int)getpid(), seed);
+        ann_err err;
+        ann_store *st = ann_pgstore_new(dsn, ns, &err);
+        if (!st)
+            fail_msg("postgres: %s", err.msg);
+        run_contract(st, "postgres read model", seed);
+        ann_store_close(st);
+    }
+}
+#endif
+
 int main(void)
 {
+#ifdef ANN_CONTRACT_PG
+    (void)embedded_backend; /* run by test_store_contract */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(memory_backend),
+        cmocka_unit_test(pg_backend),
+    };
+#else
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(memory_backend),
         cmocka_unit_test(embedded_backend),
     };
+#endif
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,68 @@
+/*
+ * ann_projector: applies the sequencer's Committed records (<ns>.committed) to the
+ * PostgreSQL read model (docs/distributed.md, pg/schema.h).
+ *
+ * The apply step takes a batch of decoded records of several partitions, each in its
+ * partition's order, and applies it in ONE transaction: the fence (every partition's
+ * projector_offsets.epoch must still be the one this projector claimed, or nothing is
+ * committed), COPY of the new entries into a staging table and INSERT ... ON CONFLICT DO
+ * NOTHING (a redacted row is never overwritten by a replayed write), CreateLog, Revoke
+ * (body emptied, ANN_ENTRY_REDACTED, the first revocation record kept), DeleteLog (the
+ * log's rows removed, marked deleted), log_state (visible_count and applied_op only grow),
+ * one NOTIFY "<ns>_visible" per changed log, and each partition's next offset.
+ *
+ * The role (ann_projector_run) consumes <ns>.committed in consumer group <ns>.projector
+ * (the group only assigns partitions: offsets live in PostgreSQL), claims each assigned
+ * partition (epoch + 1) and starts at its stored next offset; a fenced apply drops the
+ * batch, re-claims and rewinds.
+ */
+#ifndef ANN_PROJECTOR_PROJECTOR_H
+#define ANN_PROJECTOR_PROJECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "annals/events/v1/events.pb-c.h"
+#include "common/err.h"
+#include "kafka/kafka.h"
+
+typedef struct ann_projector ann_projector;
+
+/* Connects and ensures the schema of `ns`. */
+int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out, ann_err *err);
+void ann_projector_close(ann_projector *p);
+
+/* Claims a partition: its epoch + 1 (the row is created if missing), remembered as this
+ * projector's; *next_offset is where the partition's projection continues. */
+int ann_projector_claim(ann_projector *p, int32_t partition, int64_t *next_offset, ann_err *err);
+
+/* Forgets every claimed epoch (the assignment was revoked). */
+void ann_projector_forget(ann_projector *p);
+
+/* One record of a batch: its Kafka position and the decoded record (NULL for a record
+ * that could not be decoded: only its offset counts). */
+typedef struct ann_projector_record {
+    int32_t partition;
+    int64_t offset;
+    const Annals__Events__V1__Committed *rec;
+} ann_projector_record;
+
+#define ANN_PROJECTOR_FENCED 1
+
+/* Applies a batch in one transaction. Returns 0 when committed, ANN_PROJECTOR_FENCED
+ * when another projector claimed one of the batch's partitions since (or this one never
+ * claimed it): nothing was committed; -1 with err on failure (nothing committed either,
+ * unless the COMMIT's outcome itself is unknown, which a re-apply repairs). */
+int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t n, ann_err *err);
+
+/* The role. */
+typedef struct ann_projector_config {
+    ann_kafka_config kafka; /* kafka.ns is also the PostgreSQL schema */
+    const char *conninfo;
+    const char *instance; /* group.instance.id (static membership); may be NULL */
+} ann_projector_config;
+
+/* Runs until *stop becomes nonzero (then returns 0), or fails on a fatal error. */
+int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_err *err);
+
+#endif
