@@ -171,7 +171,8 @@ static void unlink_locked(dist *d, dop *op)
     }
 }
 
-/* Completes op once: calls its done outside the lock. Drops no reference. */
+/* Completes op once: calls its done outside the lock, then drops the table's reference
+ * (every caller holds one of its own). */
 static void finish(dist *d, dop *op, int rc, const ann_err *err)
 {
     pthread_mutex_lock(&d->mu);
@@ -186,6 +187,7 @@ static void finish(dist *d, dop *op, int rc, const ann_err *err)
     pthread_mutex_unlock(&d->mu);
     ann_err none = {0};
     op->done(op->ud, rc, rc == 0 ? &none : err);
+    op_unref(d, op);
 }
 
 static void finish_ok(dist *d, dop *op)
@@ -504,7 +506,7 @@ static void send_command(dist *d, dop *op, uint8_t *buf, size_t len)
     uint32_t b = hash_str(op->request_id) % DIST_BUCKETS;
     op->hnext = d->ops[b];
     d->ops[b] = op;
-    op->refs = 2; /* the table's (dropped by the finisher's caller) and the delivery's */
+    op->refs = 3; /* the table's (dropped by finish), the delivery's and ours */
     d->inflight++;
     pthread_mutex_unlock(&d->mu);
 
