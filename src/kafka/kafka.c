@@ -151,8 +151,10 @@ int ann_kafka_partition_count(rd_kafka_t *rk, const char *topic, int32_t *out, a
     return rc;
 }
 
-int ann_kafka_ensure_topics(const ann_kafka_config *c, ann_err *err)
+int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
 {
+    ann_kafka_config cc = *cfg, *c = &cc;
+    ann_kafka_config_defaults(c);
     rd_kafka_conf_t *conf = base_conf(c, "annalsd-admin", err);
     if (!conf)
         return -1;
