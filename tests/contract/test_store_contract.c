@@ -7,7 +7,8 @@
  *
  * Backends: the memory reference (tests/support/memstore.c) and the embedded store; built
  * with ANN_CONTRACT_PG (test_pg_contract), the PostgreSQL read model's reads through
- * tests/support/pgstore.c. The distributed backend joins this list when it lands.
+ * tests/support/pgstore.c; with ANN_CONTRACT_DISTRIBUTED (test_distributed_contract), the
+ * distributed backend with a sequencer and a projector on the real engines.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +27,13 @@
 #include "domain/body.h"
 #include "memstore.h"
 #include "store/embedded/embedded.h"
+#ifdef ANN_CONTRACT_DISTRIBUTED
+#include <pthread.h>
+
+#include "projector/projector.h"
+#include "sequencer/sequencer.h"
+#include "store/distributed/distributed.h"
+#endif
 #ifdef ANN_CONTRACT_PG
 #include "pgstore.h"
 #endif
@@ -595,9 +603,90 @@ static void pg_backend(void **state)
 }
 #endif
 
+#ifdef ANN_CONTRACT_DISTRIBUTED
+/* The distributed backend as an API server sees it, with a sequencer and a projector
+ * running beside it on the real engines (built as test_distributed_contract, label
+ * engines). Each seed gets a namespace of its own. */
+typedef struct role {
+    pthread_t t;
+    int rc;
+    ann_err err;
+    volatile int *stop;
+    ann_kafka_config kafka;
+    ann_cql_config *cql;
+    const char *conninfo;
+    bool projector;
+} role;
+
+static void *role_main(void *p)
+{
+    role *r = p;
+    if (r->projector) {
+        ann_projector_config c = {.kafka = r->kafka, .conninfo = r->conninfo};
+        r->rc = ann_projector_run(&c, r->stop, &r->err);
+    } else {
+        ann_sequencer_config c = {.kafka = r->kafka,
+                                  .archive = {.cql = r->cql, .keyspace = r->kafka.ns},
+                                  .instance = "contract",
+                                  .dynamic = true};
+        r->rc = ann_sequencer_run(&c, r->stop, &r->err);
+    }
+    return NULL;
+}
+
+static void distributed_backend(void **state)
+{
+    (void)state;
+    const char *dsn = getenv("ANN_PG_DSN");
+    if (!dsn || !*dsn)
+        dsn = "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals";
+    for (unsigned seed = 1; seed <= 2; seed++) {
+        char ns[40];
+        snprintf(ns, sizeof ns, "t_dc_%d_%u", (int)getpid(), seed);
+        ann_store_distributed_opts o = {
+            .kafka = {.ns = ns, .partitions = 4},
+            .cql = {.contact_points = "127.0.0.1:9042",
+                    .username = "cassandra",
+                    .password = "cassandra"},
+            .conninfo = dsn,
+        };
+        ann_kafka_config_defaults(&o.kafka);
+        ann_err err;
+        assert_int_equal(ann_kafka_ensure_topics(&o.kafka, &err), 0);
+        volatile int stop = 0;
+        role roles[2];
+        for (int i = 0; i < 2; i++) {
+            roles[i] = (role){.stop = &stop,
+                              .kafka = o.kafka,
+                              .cql = &o.cql,
+                              .conninfo = dsn,
+                              .projector = i == 1};
+            pthread_create(&roles[i].t, NULL, role_main, &roles[i]);
+        }
+        ann_store *st = NULL;
+        if (ann_store_distributed_open(&o, &st, &err) != 0)
+            fail_msg("distributed: %s", err.msg);
+        run_contract(st, "distributed", seed);
+        ann_store_close(st);
+        stop = 1;
+        for (int i = 0; i < 2; i++) {
+            pthread_join(roles[i].t, NULL);
+            if (roles[i].rc != 0)
+                fail_msg("%s: %s", i ? "projector" : "sequencer", roles[i].err.msg);
+        }
+    }
+}
+#endif
+
 int main(void)
 {
-#ifdef ANN_CONTRACT_PG
+#if defined(ANN_CONTRACT_DISTRIBUTED)
+    (void)embedded_backend; /* run by test_store_contract */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(memory_backend),
+        cmocka_unit_test(distributed_backend),
+    };
+#elif defined(ANN_CONTRACT_PG)
     (void)embedded_backend; /* run by test_store_contract */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(memory_backend),

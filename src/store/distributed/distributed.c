@@ -688,10 +688,40 @@ static int d_tenant_create(ann_store *st, const char *name, const uint8_t key_ha
     return ann_catalog_tenant_create(((dist *)st)->cat, name, key_hash, out, err);
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Every call authenticates: known keys are remembered for a few seconds (a key removed
+ * from Cassandra stops working within DIST_KEY_TTL_NS on every server); unknown ones are
+ * never remembered. */
 static int d_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tenant *out,
                            ann_err *err)
 {
-    return ann_catalog_tenant_by_key(((dist *)st)->cat, key_hash, out, err);
+    dist *d = (dist *)st;
+    size_t slot = ((size_t)key_hash[0] << 8 | key_hash[1]) % DIST_KEY_SLOTS;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&d->kmu);
+    bool hit = d->keys[slot].until_ns > now && memcmp(d->keys[slot].hash, key_hash, 32) == 0;
+    if (hit && out)
+        *out = d->keys[slot].t;
+    pthread_mutex_unlock(&d->kmu);
+    if (hit)
+        return 0;
+    ann_tenant t;
+    if (ann_catalog_tenant_by_key(d->cat, key_hash, &t, err) != 0)
+        return -1;
+    pthread_mutex_lock(&d->kmu);
+    memcpy(d->keys[slot].hash, key_hash, 32);
+    d->keys[slot].t = t;
+    d->keys[slot].until_ns = now + DIST_KEY_TTL_NS;
+    pthread_mutex_unlock(&d->kmu);
+    if (out)
+        *out = t;
+    return 0;
 }
 
 static int d_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_log_meta *out,
@@ -855,6 +885,7 @@ static void d_close(ann_store *st)
     pthread_cond_destroy(&d->cv_poll);
     pthread_mutex_destroy(&d->jmu);
     pthread_cond_destroy(&d->jcv);
+    pthread_mutex_destroy(&d->kmu);
     free(d);
 }
 
@@ -916,6 +947,7 @@ int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **
     pthread_cond_init(&d->cv_poll, NULL);
     pthread_mutex_init(&d->jmu, NULL);
     pthread_cond_init(&d->jcv, NULL);
+    pthread_mutex_init(&d->kmu, NULL);
     if (o->instance)
         snprintf(d->origin, sizeof d->origin, "%.40s-", o->instance);
     new_uuid(d->origin + strlen(d->origin)); /* unique per process: stale acks never match */

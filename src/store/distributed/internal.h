@@ -16,6 +16,8 @@
 
 #define DIST_BUCKETS 1024
 #define DIST_STATE_POLL_MS 250 /* fallback re-read of logs someone waits on */
+#define DIST_KEY_SLOTS 256       /* API keys remembered (direct-mapped by hash) */
+#define DIST_KEY_TTL_NS (5LL * 1000000000LL) /* how long a remembered key is trusted */
 
 enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE };
 
@@ -95,6 +97,13 @@ typedef struct dist {
     bool jstop;
     pthread_t jobs[4];
     int n_jobs;
+
+    pthread_mutex_t kmu; /* guards keys */
+    struct {
+        uint8_t hash[32];
+        ann_tenant t;
+        int64_t until_ns; /* 0: empty */
+    } keys[DIST_KEY_SLOTS];
 
     bool threads_started;
     pthread_t t_poll, t_ack, t_state;
