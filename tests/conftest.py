@@ -6,17 +6,21 @@ Environment:
   ANNALS_SANITIZED=1 when the binaries are ASan builds (slower: longer waits)
   ANNALS_MODE=distributed to run every Server as the distributed deployment
     (`annalsd all` on the engines of `make services-up`, docs/distributed.md) instead
-    of the embedded `annalsd serve --data DIR`; ANNALS_NAMESPACE names its topics,
-    keyspace and schema (default: one fresh namespace per test session)
+    of the embedded `annalsd serve --data DIR`. Each Server's data directory stands
+    for a namespace of its own (topics, keyspace, schema: a fresh deployment, as a
+    fresh directory is a fresh embedded store); a restart on the same directory is a
+    restart of the same deployment.
+Tests that check what only one mode has (files of the data directory, disk-full
+emulation, sealing) carry @pytest.mark.embedded_only and are skipped in the other.
 """
 import os
 import signal
 import socket
 import subprocess
 import sys
+import hashlib
 import tempfile
 import time
-import uuid
 
 import grpc
 import pytest
@@ -27,13 +31,28 @@ PY = os.environ.get("ANNALS_PY", os.path.join(ROOT, "build", "py"))
 SANITIZED = os.environ.get("ANNALS_SANITIZED") == "1"
 MODE = os.environ.get("ANNALS_MODE", "embedded")
 DISTRIBUTED = MODE == "distributed"
-NAMESPACE = os.environ.get("ANNALS_NAMESPACE") or ("t" + uuid.uuid4().hex[:12])
+SESSION = os.urandom(4).hex()
 # Flags that tune the embedded store only; a distributed deployment has no data directory.
 EMBEDDED_ONLY = {"--seal-idle-ms": 1, "--blocks": 1, "--durability": 1, "--data": 1}
 sys.path.insert(0, PY)
 
 from annals.v1 import annals_pb2 as pb  # noqa: E402
 from annals.v1 import annals_pb2_grpc as pbg  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "embedded_only(reason): checks what only the embedded mode has")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not DISTRIBUTED:
+        return
+    for item in items:
+        m = item.get_closest_marker("embedded_only")
+        if m:
+            item.add_marker(pytest.mark.skip(reason="embedded mode only: " + (
+                m.args[0] if m.args else "")))
 
 
 def free_port():
@@ -56,15 +75,19 @@ class Server:
 
     def tenant(self, name):
         """Creates a tenant with `annalsd tenant create` and returns its API key."""
-        if DISTRIBUTED:  # one namespace for the whole session: names must not collide
-            where = ["--distributed", "--namespace", NAMESPACE]
-            name = f"{name}-{uuid.uuid4().hex[:8]}"
+        if DISTRIBUTED:
+            where = ["--distributed", "--namespace", self.namespace()]
         else:
             where = ["--data", self.data]
         out = subprocess.run(
             [os.path.join(BIN, "annalsd"), "tenant", "create", name] + where,
             check=True, capture_output=True, text=True, timeout=120)
         return out.stdout.strip().splitlines()[-1]
+
+    def namespace(self):
+        """The distributed deployment this server's data directory stands for."""
+        real = os.path.realpath(self.data).encode()
+        return "t" + SESSION + hashlib.sha256(real).hexdigest()[:10]
 
     def command(self):
         """The command line that starts this server."""
@@ -79,7 +102,7 @@ class Server:
                 skip = EMBEDDED_ONLY[a]
             else:
                 extra.append(a)
-        return [os.path.join(BIN, "annalsd"), "all", "--namespace", NAMESPACE,
+        return [os.path.join(BIN, "annalsd"), "all", "--namespace", self.namespace(),
                 "--listen", self.addr] + extra
 
     def start(self, timeout=30):

@@ -16,6 +16,7 @@
 #include "roles.h"
 
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -214,6 +215,9 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* As in embedded mode: buffers of 1 MiB and more are mmap'd, so they go back when freed. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+
     engines e;
     engines_from(o, &e);
     char instance[128];
@@ -291,6 +295,9 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
             pthread_mutex_unlock(&mu);
             if (f)
                 break;
+            /* Large records are freed on the client library's threads, whose malloc arenas
+             * glibc does not trim by itself: give the memory back a few times a second. */
+            malloc_trim(0);
         }
         rc = failed ? 1 : 0;
         if (sig > 0)

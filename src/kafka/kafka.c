@@ -119,6 +119,9 @@ rd_kafka_t *ann_kafka_consumer(const ann_kafka_config *c, const char *group_id,
         set(conf, "partition.assignment.strategy", "range", err) != 0 ||
         set(conf, "fetch.max.bytes", max, err) != 0 ||
         set(conf, "max.partition.fetch.bytes", max, err) != 0 ||
+        /* Prefetch at most about one largest record (librdkafka's default is 64 MiB per
+         * consumer): the roles consume what they fetch at once. */
+        set(conf, "queued.max.messages.kbytes", "24576", err) != 0 ||
         set(conf, "session.timeout.ms", "10000", err) != 0 ||
         set(conf, "heartbeat.interval.ms", "1000", err) != 0 ||
         (instance_id && set(conf, "group.instance.id", instance_id, err) != 0)) {

@@ -175,8 +175,11 @@ int ann_readmodel_list(ann_readmodel *rm, const char *tenant_id, const char *log
     while (!done) {
         /* Pages grow: a filter or a search may need few rows or many. */
         int64_t page = grow < PAGE ? grow : PAGE;
-        grow *= 4;
-        if (q->limit - listed < (size_t)page)
+        if (grow < PAGE)
+            grow *= 4;
+        /* Without a filter every row counts: no more than the rest of the limit. With one,
+         * rows may be refused, so the page keeps its size. */
+        if (!q->filter && q->limit - listed < (size_t)page)
             page = (int64_t)(q->limit - listed) + 1;
         if (q->budget && q->budget - examined < (uint64_t)page)
             page = (int64_t)(q->budget - examined) + 1;
@@ -341,7 +344,8 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
     int64_t grow = q->limit < PAGE / 8 ? 8 * (int64_t)q->limit + 8 : PAGE;
     while (!done) {
         int64_t page = grow < PAGE ? grow : PAGE;
-        grow *= 4;
+        if (grow < PAGE)
+            grow *= 4;
         if (q->budget - res->examined < (uint64_t)page)
             page = (int64_t)(q->budget - res->examined) + 1;
         ann_pg_params p = {0};

@@ -456,6 +456,7 @@ def test_work_is_bounded_and_the_walk_still_finds_the_last_entry(fresh):
 
 # ---------------------------------------------------------------- sealed, compressed storage
 
+@pytest.mark.embedded_only("sealed blocks are files of the data directory")
 def test_sealed_entries_are_compressed_searchable_and_purged(tmp_path):
     """Entries sealed into compressed blocks read, search and revoke like any others; revoked
     bytes leave every file, compressed blocks included; a deleted log leaves no file."""

@@ -179,6 +179,7 @@ def test_sigterm_with_open_tails_exits_0(fresh):
     c.close()
 
 
+@pytest.mark.embedded_only("the data directory's lock")
 def test_a_second_server_on_the_same_data_refuses_to_start(fresh):
     key = fresh.tenant("restart-l")
     c = Client(fresh, key)

@@ -17,6 +17,9 @@ import grpc
 import pytest
 
 from conftest import BIN, Client, Server, pb
+
+# A full disk under the data directory: the distributed mode's disks are the engines'.
+pytestmark = pytest.mark.embedded_only("disk-full emulation of the data directory")
 from helpers import expect_code
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

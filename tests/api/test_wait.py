@@ -27,16 +27,18 @@ def test_wait_enum_is_the_contract():
     assert W.DESCRIPTOR.fields_by_name["wait"].number == 3
 
 
-def check_level(c, level):
+def check_level(c, level, default=W.WAIT_QUERYABLE):
+    """`default` is the server's --default-wait, which UNSPECIFIED stands for."""
     lg = create_log(c)
     batch = texts(3)
     r = write(c, lg, batch) if level == W.WAIT_UNSPECIFIED else c.call(
         c.cmd.WriteLogEntries, W(log_id=lg, entries=batch, wait=level))
-    if DISTRIBUTED and level == W.WAIT_DURABLE and not r.entry_ids:
+    effective = default if level == W.WAIT_UNSPECIFIED else level
+    if DISTRIBUTED and effective == W.WAIT_DURABLE and not r.entry_ids:
         eventually(lambda: len(list_all(c, lg)) == 3)
         return
     assert list(r.entry_ids) == ["1", "2", "3"], f"wait={W.Wait.Name(level)}: {r.entry_ids}"
-    if DISTRIBUTED and level in (W.WAIT_DURABLE, W.WAIT_SEQUENCED):
+    if DISTRIBUTED and effective in (W.WAIT_DURABLE, W.WAIT_SEQUENCED):
         eventually(lambda: len(list_all(c, lg)) == 3)
         return
     # Read-your-writes: listable as soon as the reply arrived, on the first try.
@@ -106,7 +108,7 @@ def durable_server():
 
 @pytest.mark.parametrize("level", LEVELS, ids=lambda v: W.Wait.Name(v))
 def test_default_wait_durable_still_answers_correctly(durable_server, level):
-    check_level(durable_server, level)
+    check_level(durable_server, level, default=W.WAIT_DURABLE)
 
 
 def test_default_wait_durable_revoke_and_delete(durable_server):
