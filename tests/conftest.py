@@ -10,6 +10,9 @@ Environment:
     for a namespace of its own (topics, keyspace, schema: a fresh deployment, as a
     fresh directory is a fresh embedded store); a restart on the same directory is a
     restart of the same deployment.
+  ANNALS_TOPOLOGY=scaled (distributed only): each Server is two API servers, two
+    sequencers and two projectors, six processes; clients spread their calls over both
+    API servers (round robin per call), so a write on one is read on the other.
 Tests that check what only one mode has (files of the data directory, disk-full
 emulation, sealing) carry @pytest.mark.embedded_only and are skipped in the other.
 """
@@ -33,6 +36,7 @@ MODE = os.environ.get("ANNALS_MODE", "embedded")
 DISTRIBUTED = MODE == "distributed"
 SESSION = os.urandom(4).hex()
 # Flags that tune the embedded store only; a distributed deployment has no data directory.
+SCALED = DISTRIBUTED and os.environ.get("ANNALS_TOPOLOGY") == "scaled"
 EMBEDDED_ONLY = {"--seal-idle-ms": 1, "--blocks": 1, "--durability": 1, "--data": 1}
 sys.path.insert(0, PY)
 
@@ -70,6 +74,8 @@ class Server:
         self.addr = f"127.0.0.1:{self.port}"
         self.extra = list(extra_args)
         self.proc = None
+        self.others = []  # scaled topology: the other five processes
+        self.port2 = free_port() if SCALED else None
         self.env = None  # the environment of the next start (None: ours)
         self.log_path = log_path or os.path.join(data_dir, "annalsd.out")
 
@@ -102,8 +108,22 @@ class Server:
                 skip = EMBEDDED_ONLY[a]
             else:
                 extra.append(a)
-        return [os.path.join(BIN, "annalsd"), "all", "--namespace", self.namespace(),
-                "--listen", self.addr] + extra
+        ns = ["--namespace", self.namespace()]
+        if not SCALED:
+            return [os.path.join(BIN, "annalsd"), "all"] + ns + ["--listen", self.addr] + extra
+        return [os.path.join(BIN, "annalsd"), "serve", "--distributed"] + ns + [
+            "--instance", "api-1", "--listen", self.addr] + extra
+
+    def role_commands(self):
+        """Scaled topology: the five other processes, with the suffix of their logs."""
+        if not SCALED:
+            return []
+        a = os.path.join(BIN, "annalsd")
+        ns = ["--namespace", self.namespace()]
+        return [([a, "serve", "--distributed"] + ns + [
+                    "--instance", "api-2", "--listen", f"127.0.0.1:{self.port2}"], "api-2")] + [
+                ([a, role] + ns + ["--instance", f"{name}-{i}"], f"{name}-{i}")
+                for role, name in (("sequence", "seq"), ("project", "proj")) for i in (1, 2)]
 
     def start(self, timeout=30):
         os.makedirs(self.data, exist_ok=True)
@@ -111,26 +131,42 @@ class Server:
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
+        self.others = []
+        for cmd, suffix in self.role_commands():
+            with open(self.log_path + "." + suffix, "ab") as log:
+                self.others.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                    env=self.env))
         if DISTRIBUTED:  # the first start creates topics, keyspace and schema
             timeout = max(timeout, 180)
         deadline = time.time() + (timeout * 3 if SANITIZED else timeout)
+        waiting = [self.port] + ([self.port2] if SCALED else [])
         while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"annalsd exited with {self.proc.returncode}: "
-                                   + open(self.log_path, errors="replace").read()[-2000:])
+            for p in [self.proc] + self.others:
+                if p.poll() is not None:
+                    raise RuntimeError(f"annalsd exited with {p.returncode}: "
+                                       + open(self.log_path, errors="replace").read()[-2000:])
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
+                    if not waiting:
+                        return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("annalsd did not start listening")
 
     def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=60)
+        """Signals every process of the server; the exit code (the worst one when scaled)."""
+        procs = ([self.proc] if self.proc else []) + self.others
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(sig)
+        for p in procs:
+            p.wait(timeout=60)
         rc = self.proc.returncode if self.proc else None
+        if rc == 0:
+            rc = next((p.returncode for p in self.others if p.returncode != 0), 0)
         self.proc = None
+        self.others = []
         return rc
 
     def stop(self):
@@ -138,6 +174,10 @@ class Server:
         return self.kill(signal.SIGTERM)
 
     def channel(self):
+        if SCALED:  # every call to the next API server in turn
+            return grpc.insecure_channel(
+                f"ipv4:127.0.0.1:{self.port},127.0.0.1:{self.port2}",
+                options=[("grpc.lb_policy_name", "round_robin")])
         return grpc.insecure_channel(self.addr)
 
 
