@@ -46,7 +46,8 @@ EXTRA_TESTS :=
 -include deploy/services.mk
 -include tests/cql/cql.mk
 
-test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra test-asan
+test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra \
+      test-distributed test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -78,11 +79,14 @@ test-powerloss: build pystubs
 
 test-extra: $(EXTRA_TESTS)
 
-# The behavioural suite, unchanged, against the distributed mode (`annalsd all` on the
-# engines of services-up; one namespace per run). docs/distributed.md.
+# The behavioural suite, unchanged, against the distributed mode on the engines of
+# services-up: once with all roles in one process, once with two API servers, two
+# sequencers and two projectors (docs/distributed.md, "Tests").
 test-distributed: build pystubs services-up
 	ANNALS_MODE=distributed ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/api
+	ANNALS_MODE=distributed ANNALS_TOPOLOGY=scaled ANNALS_BIN=$(abspath $(BUILD))/bin \
+	    ANNALS_PY=$(abspath $(BUILD))/py $(PY) -m pytest -q tests/api
 
 # The unit tests and the behavioural suite again, under ASan+UBSan (leaks included).
 test-asan: build-asan pystubs
