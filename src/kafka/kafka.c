@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "domain/event.h"
 
@@ -209,7 +210,15 @@ int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
     rd_kafka_NewTopic_destroy_array(nt, 3);
     for (int i = 0; i < 2 && rc == 0; i++) {
         int32_t have = 0;
-        rc = ann_kafka_partition_count(rk, names[i], &have, err);
+        /* A topic just created (here or by a process starting beside this one) takes a
+         * moment to appear in the broker's metadata. */
+        for (int tries = 0;; tries++) {
+            rc = ann_kafka_partition_count(rk, names[i], &have, err);
+            if (rc == 0 || tries == 50)
+                break;
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         if (rc == 0 && have != c->partitions)
             rc = ann_err_set(err, ANN_EINVAL,
                              "kafka topic %s has %d partitions, the deployment says %d: the "
