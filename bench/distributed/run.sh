@@ -58,9 +58,24 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() { # role, namespace, instance, [serve args]: starts a role; its pid in LAST
-  "$BIN/annalsd" "$1" --namespace "$2" --instance "$3" "${@:4}" >"$OUT/$3.log" 2>&1 &
-  LAST=$!
-  PIDS+=("$LAST")
+  # One at a time, and again when the topics just created are not yet in the broker's
+  # metadata (ann_kafka_ensure_topics checks their partitions at once: "Unknown topic or
+  # partition" on a fresh namespace).
+  for _try in 1 2 3 4 5; do
+    "$BIN/annalsd" "$1" --namespace "$2" --instance "$3" "${@:4}" >"$OUT/$3.log" 2>&1 &
+    LAST=$!
+    for _ in $(seq 300); do
+      if grep -q "(distributed, namespace" "$OUT/$3.log"; then PIDS+=("$LAST"); return 0; fi
+      kill -0 "$LAST" 2>/dev/null || break
+      sleep 0.1
+    done
+    wait "$LAST" 2>/dev/null || true
+    grep -q "Unknown topic or partition" "$OUT/$3.log" || break
+    echo "annalsd $1 $2: topics not in the metadata yet; again" >&2
+    sleep 1
+  done
+  cat "$OUT/$3.log" >&2
+  exit 1
 }
 wait_port() {
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
@@ -128,8 +143,9 @@ K_RAW=$(awk -v a="$k0" -v b="$(ticks "$KPID")" -v hz="$HZ" -v n="$(get raw entri
 cat "$OUT/raw.txt" >&2
 
 L_DUR=$(load); s0=$(snap "$APID" "$SEQD" "$PROJD")
-run_load durable ingest "${SHAPE[@]}" --duration "$SHORT" --wait durable --server-pid "$APID" \
-  --addr "127.0.0.1:$PORTD" --token "$KEYD" --stop-pids "$SEQD,$PROJD"
+ANNALS_ADDR=127.0.0.1:$PORTD ANNALS_TOKEN=$KEYD \
+  run_load durable ingest "${SHAPE[@]}" --duration "$SHORT" --wait durable --server-pid "$APID" \
+  --stop-pids "$SEQD,$PROJD"
 C_DUR=$(cpu_per_m "$s0" "$(snap "$APID" "$SEQD" "$PROJD")" "$(get durable entries)")
 kill -KILL "$SEQD" "$PROJD" 2>/dev/null || true
 kill -TERM "$APID" 2>/dev/null || true
@@ -162,8 +178,17 @@ run_load half ingest "${SHAPE[@]}" --duration "$HALF" --wait queryable --entry-r
 kill -TERM "$WATCH" 2>/dev/null || true
 
 # ---- bytes per entry
-java -cp "$(cat "$SERVICES/cassandra/classpath.txt")" org.apache.cassandra.tools.NodeTool \
-  -h 127.0.0.1 -p 7199 flush "$NS" >"$OUT/flush.log" 2>&1 || echo "nodetool flush failed ($OUT/flush.log)" >&2
+nodetool() { # the JPMS options Cassandra's own scripts give (deploy/cassandra/jvm.options)
+  # shellcheck disable=SC2046
+  java $(grep -E '^--add-(exports|opens)' deploy/cassandra/jvm.options) \
+    -cp "$(cat "$SERVICES/cassandra/classpath.txt")" org.apache.cassandra.tools.NodeTool \
+    -h 127.0.0.1 -p 7199 "$@"
+}
+nodetool flush "$NS" >"$OUT/flush.log" 2>&1 || echo "nodetool flush failed ($OUT/flush.log)" >&2
+# reads and writes per table (the sequencer's insert_id lookups are the reads)
+nodetool tablestats "$NS" >"$OUT/tablestats.txt" 2>&1 || true
+CSTATS=$(awk '/Table: / {t = $2} /Local read count/ {r[t] = $4} /Local write count/ {w[t] = $4}
+  END { for (t in r) if (r[t] + w[t] > 1000) printf "%s %s reads %s writes; ", t, r[t], w[t] }' "$OUT/tablestats.txt")
 CBYTES=$(du -sb "$SERVICES/cassandra/node1/data/$NS" | cut -f1)
 CENT=$(du -scb "$SERVICES"/cassandra/node1/data/"$NS"/log_entries-* "$SERVICES"/cassandra/node1/data/"$NS"/log_insert_ids-* | tail -n 1 | cut -f1)
 "$BIN/annals-dist" sizes --ns "$NS" > "$OUT/sizes.txt"
@@ -192,6 +217,7 @@ printf '| write-to-queryable p50 / p99 ms | %s / %s | p99 <= 1000 | queryable at
 printf '| write-to-tail p50 / p99 ms | %s / %s | p99 <= 1000 | same, 10 followers: %s of %s requests seen whole |\n' "$(get half tail_p50_ms)" "$(get half tail_p99_ms)" "$(get half tailed)" "$(get half tail_want)"
 printf '| Cassandra bytes per entry | %s (log_entries + log_insert_ids: %s) | | keyspace after nodetool flush, %s entries |\n' "$(per "$CBYTES" "$N")" "$(per "$CENT" "$N")" "$N"
 printf '| PostgreSQL bytes per entry | %s (entries partitions with rows: %s) | | pg_total_relation_size, %s entries |\n' "$(per "$(get sizes pg_bytes)" "$N")" "$(per "$(get sizes pg_entries_bytes)" "$N")" "$N"
+printf '\nCassandra table operations (nodetool tablestats): %s\n' "$CSTATS"
 printf '\ncommands (a fresh namespace; ANNALS_ADDR/ANNALS_TOKEN of `annalsd tenant create bench --namespace NS`):\n'
 printf '  DURATION=%s SHORT=%s HALF=%s THREADS=%s bench/distributed/run.sh\n' "$DURATION" "$SHORT" "$HALF" "$THREADS"
 printf '  annalsd sequence|project|serve --namespace NS --instance NAME [--listen ADDR]\n'
