@@ -7,7 +7,7 @@ DATA       ?= ./annals-data
 
 .PHONY: all deps build build-asan run run-distributed test-distributed test test-unit test-api test-cli test-crash test-faults \
         test-powerloss \
-        test-asan test-extra pystubs clean format bench-investigator
+        test-asan test-extra pystubs clean format bench-investigator bench-distributed
 
 all: build
 
@@ -98,6 +98,11 @@ test-asan: build-asan pystubs
 # VictoriaLogs beside annals); `make bench-investigator SCALE=100` is a smoke run (< 1 minute).
 bench-investigator: build
 	NO_BUILD=1 bench/investigator/run.sh
+
+# The distributed benchmark (docs/bench.md, "Distributed mode"): issue 2's shape on the
+# running engines, roles as separate processes in a fresh namespace; ~5 minutes.
+bench-distributed: build services-up
+	bench/distributed/run.sh
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

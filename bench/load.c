@@ -1,7 +1,7 @@
 /*
  * annals-load: a load generator for annalsd over gRPC (see docs/bench.md).
  *
- *   annals-load ingest [--threads N] [--batch N] [--entry-size B] [--logs N]
+ *   annals-load ingest [--threads N] [--batch N] [--entry-size B] [--logs N] [--wait W]
  *                      [--duration S | --total N] [--server-pid PID]
  *   annals-load query  [--log-entries N] [--queries N] [--page-size N] [--threads N]
  *                      [--server-pid PID]
@@ -13,10 +13,10 @@
  * numbers are measurements, to be read against the targets in docs/bench.md.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,16 +38,14 @@ typedef struct opts {
     double duration;
     uint64_t total, log_entries;
     int server_pid;
+    const char *wait_name; /* --wait: durable, sequenced, queryable or server (the default) */
+    int wait;              /* WriteLogEntriesRequest.wait */
+    double entry_rate;     /* ingest: entries/s over all threads; 0 = as fast as possible */
+    int tails;             /* ingest: tail followers, on the first logs */
+    const char *stop_pids; /* ingest: SIGSTOP these (comma-separated) once the logs exist */
 } opts;
 
 /* ---- small utilities ---------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void realtime(int64_t *sec, int32_t *nsec)
 {
@@ -130,6 +128,58 @@ static void put_digits(uint8_t *p, uint64_t v, int width)
     }
 }
 
+/* ---- a tail follower ----------------------------------------------------- */
+
+/* Follows a log from its start (TailLogEntries on its own connection) until *stop, handing
+ * each entry to on_entry with the time it arrived. */
+typedef struct follower {
+    const opts *o;
+    const char *log;
+    _Atomic int *stop;
+    _Atomic int ready;
+    void (*on_entry)(void *ud, const Annals__Wire__V1__LogEntry *e, uint64_t now);
+    void *ud;
+} follower;
+
+static void *follow_run(void *arg)
+{
+    follower *f = arg;
+    ann_client *c = connect_client(f->o, 1);
+    Annals__V1__TailLogEntriesRequest req = ANNALS__V1__TAIL_LOG_ENTRIES_REQUEST__INIT;
+    ann_client_stream *s;
+    ann_rpc_status st;
+    req.log_id = (char *)f->log;
+    req.after_entry_id = "0";
+    if (ann_rpc_tail_start(c, &req, &s, &st) < 0)
+        die("TailLogEntries", &st);
+    atomic_store(&f->ready, 1);
+    while (!atomic_load(f->stop)) {
+        Annals__Wire__V1__TailLogEntriesResponse *m;
+        int r = ann_rpc_tail_next(s, 100, &m, &st);
+        if (r == ANN_STREAM_TIMEOUT)
+            continue;
+        if (r == ANN_STREAM_END) {
+            fprintf(stderr, "annals-load: tail ended: %s: %s\n", ann_rpc_code_name(st.code),
+                    st.msg);
+            break;
+        }
+        uint64_t now = bench_now_ns();
+        for (size_t i = 0; i < m->n_entries; i++)
+            f->on_entry(f->ud, m->entries[i], now);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+    }
+    ann_client_stream_free(s);
+    ann_client_free(c);
+    return NULL;
+}
+
+static void follow_start(follower *f, pthread_t *th)
+{
+    pthread_create(th, NULL, follow_run, f);
+    while (!atomic_load(&f->ready))
+        usleep(1000);
+}
+
 /* ---- ingest ------------------------------------------------------------- */
 
 /*
@@ -150,7 +200,13 @@ typedef struct worker {
     lat lat;
     uint64_t entries, requests, errors;
     ann_rpc_status first_error;
+    _Atomic uint64_t *sent_ns; /* --tails: send time of request k (seq / batch) */
+    uint64_t max_sent;
+    _Atomic uint64_t tailed_ok; /* requests acknowledged into a followed log */
 } worker;
+
+/* Up to this many requests per worker are timed for --tails (8 bytes each, touched lazily). */
+#define MAX_TIMED_REQUESTS (1u << 22)
 
 static void worker_build(worker *w)
 {
@@ -185,6 +241,7 @@ static void worker_build(worker *w)
     }
     req.n_entries = (size_t)o->batch;
     req.entries = ptrs;
+    req.wait = o->wait;
     w->req_len = annals__wire__v1__write_log_entries_request__get_packed_size(&req);
     w->req = malloc(w->req_len);
     annals__wire__v1__write_log_entries_request__pack(&req, w->req);
@@ -218,9 +275,17 @@ static void *worker_run(void *arg)
     ann_buf resp = ANN_BUF_INIT;
     ann_rpc_status st;
     uint64_t seq = 0;
+    /* --entry-rate: each worker sends its share on a fixed schedule, the workers staggered. */
+    double period = o->entry_rate > 0 ? o->batch * o->threads / o->entry_rate * 1e9 : 0;
+    uint64_t start = bench_now_ns() + (uint64_t)(period * w->idx / o->threads);
 
     for (uint64_t k = 0;; k++) {
-        if (w->deadline_ns && now_ns() >= w->deadline_ns)
+        if (period > 0) {
+            uint64_t due = start + (uint64_t)(period * (double)k), now = bench_now_ns();
+            if (due > now)
+                usleep((useconds_t)((due - now) / 1000));
+        }
+        if (w->deadline_ns && bench_now_ns() >= w->deadline_ns)
             break;
         if (w->budget) {
             uint64_t left = atomic_load(w->budget);
@@ -229,14 +294,17 @@ static void *worker_run(void *arg)
                     goto out;
             } while (!atomic_compare_exchange_weak(w->budget, &left, left - (uint64_t)o->batch));
         }
-        const char *log = w->logs[(w->idx + k * (uint64_t)o->threads) % (uint64_t)o->logs];
-        memcpy(w->req + w->log_off, log, UUID_LEN);
+        uint64_t li = (w->idx + k * (uint64_t)o->threads) % (uint64_t)o->logs;
+        memcpy(w->req + w->log_off, w->logs[li], UUID_LEN);
+        uint64_t req_k = seq / (uint64_t)o->batch;
         for (int i = 0; i < o->batch; i++)
             put_digits(w->req + w->id_off[i], seq++, SEQ_DIGITS);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
+        if (w->sent_ns && req_k < w->max_sent)
+            atomic_store(&w->sent_ns[req_k], t0);
         int rc = ann_client_unary(c, ANN_METHOD_WRITE_LOG_ENTRIES, w->req, w->req_len, 60000, &resp,
                                   &st);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (rc < 0) {
             if (!w->errors++)
                 w->first_error = st;
@@ -245,11 +313,45 @@ static void *worker_run(void *arg)
         lat_add(&w->lat, (t1 - t0) / 1000);
         w->entries += (uint64_t)o->batch;
         w->requests++;
+        if (li < (uint64_t)o->tails)
+            atomic_fetch_add(&w->tailed_ok, 1);
     }
 out:
     ann_buf_release(&resp);
     ann_client_free(c);
     return NULL;
+}
+
+/* Write-to-tail in the ingest shape: the tail sees insert_ids "wNN-<seq>"; the last entry
+ * of request k (seq = k * batch + batch - 1) completes it. */
+typedef struct ingest_tails {
+    worker *ws;
+    const opts *o;
+    pthread_mutex_t mu;
+    lat lat;
+    uint64_t requests; /* requests seen whole */
+} ingest_tails;
+
+static void ingest_tail_entry(void *ud, const Annals__Wire__V1__LogEntry *e, uint64_t now)
+{
+    ingest_tails *t = ud;
+    char buf[32];
+    unsigned wi;
+    uint64_t seq;
+    size_t k = e->insert_id.len < sizeof buf - 1 ? e->insert_id.len : sizeof buf - 1;
+    memcpy(buf, e->insert_id.data, k);
+    buf[k] = '\0';
+    if (sscanf(buf, "w%u-%" SCNu64, &wi, &seq) != 2 || (int)wi >= t->o->threads ||
+        seq % (uint64_t)t->o->batch != (uint64_t)t->o->batch - 1)
+        return;
+    worker *w = &t->ws[wi];
+    uint64_t req_k = seq / (uint64_t)t->o->batch, sent;
+    if (req_k >= w->max_sent || !(sent = atomic_load(&w->sent_ns[req_k])))
+        return;
+    pthread_mutex_lock(&t->mu);
+    lat_add(&t->lat, (now - sent) / 1000);
+    t->requests++;
+    pthread_mutex_unlock(&t->mu);
 }
 
 static int run_ingest(const opts *o)
@@ -262,6 +364,12 @@ static int run_ingest(const opts *o)
     lat all = {0};
     uint64_t entries = 0, requests = 0, errors = 0;
 
+    int ntails = o->tails < o->logs ? o->tails : o->logs;
+    follower *fs = calloc((size_t)ntails + 1, sizeof *fs);
+    pthread_t *fth = calloc((size_t)ntails + 1, sizeof *fth);
+    _Atomic int tails_stop = 0;
+    ingest_tails it = {.ws = ws, .o = o, .mu = PTHREAD_MUTEX_INITIALIZER};
+
     for (int i = 0; i < o->logs; i++)
         logs[i] = create_log(c, "ingest");
     for (int i = 0; i < o->threads; i++) {
@@ -269,20 +377,50 @@ static int run_ingest(const opts *o)
         ws[i].idx = i;
         ws[i].logs = logs;
         ws[i].budget = o->total ? &budget : NULL;
+        if (ntails) {
+            ws[i].max_sent = MAX_TIMED_REQUESTS;
+            ws[i].sent_ns = calloc(MAX_TIMED_REQUESTS, sizeof *ws[i].sent_ns);
+        }
         worker_build(&ws[i]);
+    }
+    /* The DURABLE shape: the sequencer and projector of a throwaway namespace sit out the
+     * timed phase (bench/distributed/run.sh kills them afterwards). */
+    for (const char *p = o->stop_pids; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+        if (atoi(p) > 0)
+            kill(atoi(p), SIGSTOP);
+    for (int i = 0; i < ntails; i++) {
+        fs[i] = (follower){
+            .o = o, .log = logs[i], .stop = &tails_stop, .on_entry = ingest_tail_entry, .ud = &it};
+        follow_start(&fs[i], &fth[i]);
     }
     proc_sample before = proc_read(o->server_pid);
     double cpu0 = self_cpu_s();
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (int i = 0; i < o->threads; i++) {
         ws[i].deadline_ns = o->total ? 0 : t0 + (uint64_t)(o->duration * 1e9);
         pthread_create(&th[i], NULL, worker_run, &ws[i]);
     }
     for (int i = 0; i < o->threads; i++)
         pthread_join(th[i], NULL);
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
     proc_sample after = proc_read(o->server_pid);
     double client_cpu = self_cpu_s() - cpu0;
+    uint64_t tail_want = 0;
+    for (int i = 0; i < o->threads; i++)
+        tail_want += atomic_load(&ws[i].tailed_ok);
+    for (int i = 0; i < 100 && ntails; i++) { /* up to 10 s for the last entries */
+        pthread_mutex_lock(&it.mu);
+        uint64_t got = it.requests;
+        pthread_mutex_unlock(&it.mu);
+        if (got >= tail_want)
+            break;
+        usleep(100000);
+    }
+    atomic_store(&tails_stop, 1);
+    for (int i = 0; i < ntails; i++)
+        pthread_join(fth[i], NULL);
+    double tp50 = lat_pct_ms(&it.lat, 0.50), tp99 = lat_pct_ms(&it.lat, 0.99);
+    double tmax = it.lat.n ? (double)it.lat.v[it.lat.n - 1] / 1000.0 : NAN;
 
     for (int i = 0; i < o->threads; i++) {
         entries += ws[i].entries;
@@ -299,6 +437,9 @@ static int run_ingest(const opts *o)
     double wire = (double)requests * (double)ws[0].req_len / secs / 1e6;
     double p50 = lat_pct_ms(&all, 0.50), p99 = lat_pct_ms(&all, 0.99);
     printf("mode                        ingest\n");
+    printf("wait                        %s\n", o->wait_name);
+    if (o->entry_rate > 0)
+        printf("entry_rate_target           %.0f\n", o->entry_rate);
     printf("threads                     %d\n", o->threads);
     printf("batch                       %d\n", o->batch);
     printf("entry_size_bytes            %d\n", o->entry_size);
@@ -313,11 +454,20 @@ static int run_ingest(const opts *o)
     printf("write_latency_p50_ms        %.2f\n", p50);
     printf("write_latency_p99_ms        %.2f\n", p99);
     printf("client_cpu_s                %.2f\n", client_cpu);
+    if (ntails) {
+        printf("tails                       %d (the first logs, from their start)\n", ntails);
+        printf("tailed_requests             %" PRIu64 " of %" PRIu64 "\n", it.requests, tail_want);
+        printf("write_to_tail_p50_ms        %.2f\n", tp50);
+        printf("write_to_tail_p99_ms        %.2f\n", tp99);
+        printf("write_to_tail_max_ms        %.2f\n", tmax);
+    }
     print_server(o, before, after, entries);
-    printf("RESULT mode=ingest threads=%d batch=%d entry_size=%d logs=%d entries=%" PRIu64
+    printf("RESULT mode=ingest wait=%s threads=%d batch=%d entry_size=%d logs=%d entries=%" PRIu64
            " failed=%" PRIu64 " entries_per_s=%.0f payload_mb_per_s=%.1f p50_ms=%.2f p99_ms=%.2f"
+           " tailed=%" PRIu64 " tail_want=%" PRIu64 " tail_p50_ms=%.2f tail_p99_ms=%.2f"
            " server_cpu_s_per_M=%.2f server_peak_rss_mib=%.1f\n",
-           o->threads, o->batch, o->entry_size, o->logs, entries, errors, eps, mbps, p50, p99,
+           o->wait_name, o->threads, o->batch, o->entry_size, o->logs, entries, errors, eps, mbps,
+           p50, p99, it.requests, tail_want, tp50, tp99,
            before.ok && after.ok && entries ? (after.cpu_s - before.cpu_s) / ((double)entries / 1e6)
                                             : NAN,
            after.ok ? after.hwm_kib / 1024.0 : NAN);
@@ -326,15 +476,19 @@ static int run_ingest(const opts *o)
         free(ws[i].req);
         free(ws[i].id_off);
         free(ws[i].lat.v);
+        free((void *)ws[i].sent_ns);
     }
     for (int i = 0; i < o->logs; i++)
         free(logs[i]);
     free(all.v);
+    free(it.lat.v);
+    free(fs);
+    free(fth);
     free(th);
     free(ws);
     free(logs);
     ann_client_free(c);
-    return errors ? 1 : 0;
+    return errors || it.requests < tail_want ? 1 : 0;
 }
 
 /* ---- query -------------------------------------------------------------- */
@@ -448,9 +602,9 @@ static int list_page(ann_client *c, const char *log, int64_t start_ns, int64_t e
     req.page_size = page_size;
     if (token)
         req.page_token = (char *)token;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     int rc = ann_rpc_list_log_entries(c, &req, 30000, &resp, &st);
-    *us = (now_ns() - t0) / 1000;
+    *us = (bench_now_ns() - t0) / 1000;
     if (rc < 0) {
         fprintf(stderr, "annals-load: ListLogEntries: %s: %s\n", ann_rpc_code_name(st.code),
                 st.msg);
@@ -483,7 +637,7 @@ static int run_query(const opts *o)
     uint64_t errors = 0, short_pages = 0, rng = 777;
 
     proc_sample p0 = proc_read(o->server_pid);
-    uint64_t s0 = now_ns();
+    uint64_t s0 = bench_now_ns();
     _Atomic uint64_t next = 0;
     for (int i = 0; i < o->threads; i++) {
         fs[i] = (filler){.o = o, .log = log, .t0_sec = t0_sec, .next = &next, .n = n};
@@ -491,7 +645,7 @@ static int run_query(const opts *o)
     }
     for (int i = 0; i < o->threads; i++)
         pthread_join(th[i], NULL);
-    double setup_s = (double)(now_ns() - s0) / 1e9;
+    double setup_s = (double)(bench_now_ns() - s0) / 1e9;
     proc_sample p1 = proc_read(o->server_pid);
 
     sleep(1); /* let the server finish the setup's group commits */
@@ -567,66 +721,37 @@ static int run_query(const opts *o)
 /* ---- write-to-tail ------------------------------------------------------ */
 
 typedef struct tail_state {
-    const opts *o;
-    const char *log;
     _Atomic uint64_t *sent_ns; /* send time of entry seq (0: not yet) */
     uint64_t max_seq;
-    _Atomic int stop;
     lat lat;
     uint64_t received, unknown;
-    _Atomic int ready;
 } tail_state;
 
-static void *tailer_run(void *arg)
+static void tail_entry(void *ud, const Annals__Wire__V1__LogEntry *e, uint64_t now)
 {
-    tail_state *t = arg;
-    ann_client *c = connect_client(t->o, 1);
-    Annals__V1__TailLogEntriesRequest req = ANNALS__V1__TAIL_LOG_ENTRIES_REQUEST__INIT;
-    ann_client_stream *s;
-    ann_rpc_status st;
-    req.log_id = (char *)t->log;
-    req.after_entry_id = "0";
-    if (ann_rpc_tail_start(c, &req, &s, &st) < 0)
-        die("TailLogEntries", &st);
-    atomic_store(&t->ready, 1);
-    while (!atomic_load(&t->stop)) {
-        Annals__Wire__V1__TailLogEntriesResponse *m;
-        int r = ann_rpc_tail_next(s, 100, &m, &st);
-        if (r == ANN_STREAM_TIMEOUT)
-            continue;
-        if (r == ANN_STREAM_END) {
-            fprintf(stderr, "annals-load: tail ended: %s: %s\n", ann_rpc_code_name(st.code),
-                    st.msg);
-            break;
-        }
-        uint64_t now = now_ns();
-        for (size_t i = 0; i < m->n_entries; i++) {
-            ProtobufCBinaryData p = m->entries[i]->text_payload;
-            char buf[32];
-            uint64_t seq;
-            size_t k = p.len < sizeof buf - 1 ? p.len : sizeof buf - 1;
-            memcpy(buf, p.data, k);
-            buf[k] = '\0';
-            if (sscanf(buf, "seq=%" SCNu64, &seq) == 1 && seq < t->max_seq &&
-                atomic_load(&t->sent_ns[seq])) {
-                lat_add(&t->lat, (now - atomic_load(&t->sent_ns[seq])) / 1000);
-                t->received++;
-            } else {
-                t->unknown++;
-            }
-        }
-        protobuf_c_message_free_unpacked(&m->base, NULL);
+    tail_state *t = ud;
+    ProtobufCBinaryData p = e->text_payload;
+    char buf[32];
+    uint64_t seq;
+    size_t k = p.len < sizeof buf - 1 ? p.len : sizeof buf - 1;
+    memcpy(buf, p.data, k);
+    buf[k] = '\0';
+    if (sscanf(buf, "seq=%" SCNu64, &seq) == 1 && seq < t->max_seq &&
+        atomic_load(&t->sent_ns[seq])) {
+        lat_add(&t->lat, (now - atomic_load(&t->sent_ns[seq])) / 1000);
+        t->received++;
+    } else {
+        t->unknown++;
     }
-    ann_client_stream_free(s);
-    ann_client_free(c);
-    return NULL;
 }
 
 static int run_tail(const opts *o)
 {
     ann_client *c = connect_client(o, 0);
     char *log = create_log(c, "tail");
-    tail_state t = {.o = o, .log = log};
+    tail_state t = {0};
+    _Atomic int stop = 0;
+    follower f = {.o = o, .log = log, .stop = &stop, .on_entry = tail_entry, .ud = &t};
     uint64_t max = (uint64_t)(o->duration * o->rate) + 16;
     pthread_t th;
     lat wlat = {0};
@@ -635,9 +760,7 @@ static int run_tail(const opts *o)
 
     t.sent_ns = calloc(max, sizeof *t.sent_ns);
     t.max_seq = max;
-    pthread_create(&th, NULL, tailer_run, &t);
-    while (!atomic_load(&t.ready))
-        usleep(1000);
+    follow_start(&f, &th);
     usleep(200000); /* let the stream settle */
 
     Annals__Wire__V1__WriteLogEntriesRequest req =
@@ -650,13 +773,14 @@ static int run_tail(const opts *o)
     req.log_id.len = UUID_LEN;
     req.n_entries = 1;
     req.entries = &ep;
+    req.wait = o->wait;
     e.payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
     e.severity = 300;
     proc_sample p0 = proc_read(o->server_pid);
-    uint64_t start = now_ns(), period = (uint64_t)(1e9 / o->rate);
+    uint64_t start = bench_now_ns(), period = (uint64_t)(1e9 / o->rate);
     for (uint64_t seq = 0; seq < max - 16; seq++) {
         uint64_t due = start + seq * period;
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         if (due > now)
             usleep((useconds_t)((due - now) / 1000));
         int len = snprintf(text, 32, "seq=%" PRIu64 " ", seq);
@@ -667,7 +791,7 @@ static int run_tail(const opts *o)
         pack.len = 0;
         ann_buf_reserve(&pack, annals__wire__v1__write_log_entries_request__get_packed_size(&req));
         size_t plen = annals__wire__v1__write_log_entries_request__pack(&req, pack.data);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         atomic_store(&t.sent_ns[seq], t0);
         if (ann_client_unary(c, ANN_METHOD_WRITE_LOG_ENTRIES, pack.data, plen, 30000, &resp, &st) <
             0) {
@@ -675,13 +799,13 @@ static int run_tail(const opts *o)
                 fprintf(stderr, "annals-load: write: %s: %s\n", ann_rpc_code_name(st.code), st.msg);
             continue;
         }
-        lat_add(&wlat, (now_ns() - t0) / 1000);
+        lat_add(&wlat, (bench_now_ns() - t0) / 1000);
         sent++;
     }
     /* Give the tail a moment to deliver the last entries. */
     for (int i = 0; i < 50 && t.received + t.unknown < sent; i++)
         usleep(100000);
-    atomic_store(&t.stop, 1);
+    atomic_store(&stop, 1);
     pthread_join(th, NULL);
     proc_sample p1 = proc_read(o->server_pid);
 
@@ -716,39 +840,23 @@ static int run_tail(const opts *o)
 
 /* ---- main --------------------------------------------------------------- */
 
-static void usage(FILE *f)
-{
-    fputs("usage: annals-load ingest|query|tail [options]\n"
-          "  --addr HOST:PORT   (ANNALS_ADDR, default 127.0.0.1:50051)\n"
-          "  --token KEY        (ANNALS_TOKEN)\n"
-          "  --server-pid PID   read the server's CPU time and peak RSS from /proc\n"
-          "  ingest: --threads N (4) --batch N (1000) --entry-size B (200) --logs N (100)\n"
-          "          --duration S (20) | --total N\n"
-          "  query:  --log-entries N (1000000) --queries N (1000) --page-size N (100)\n"
-          "          --threads N (setup writers) --entry-size B\n"
-          "  tail:   --rate N writes/s (200) --duration S (20) --entry-size B\n",
-          f);
-}
+static const char usage[] =
+    "usage: annals-load ingest|query|tail [options]\n"
+    "  --addr HOST:PORT   (ANNALS_ADDR, default 127.0.0.1:50051)\n"
+    "  --token KEY        (ANNALS_TOKEN)\n"
+    "  --server-pid PID   read the server's CPU time and peak RSS from /proc\n"
+    "  --wait durable|sequenced|queryable|server   WriteLogEntriesRequest.wait (server)\n"
+    "  ingest: --threads N (4) --batch N (1000) --entry-size B (200) --logs N (100)\n"
+    "          --duration S (20) | --total N\n"
+    "          --entry-rate N  entries/s over all threads (0: as fast as possible)\n"
+    "          --tails N       follow the first N logs: write-to-tail per request (0)\n"
+    "          --stop-pids P,P SIGSTOP these processes once the logs exist\n"
+    "  query:  --log-entries N (1000000) --queries N (1000) --page-size N (100)\n"
+    "          --threads N (setup writers) --entry-size B\n"
+    "  tail:   --rate N writes/s (200) --duration S (20) --entry-size B\n";
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"addr", required_argument, NULL, 'A'},
-        {"token", required_argument, NULL, 'T'},
-        {"threads", required_argument, NULL, 't'},
-        {"batch", required_argument, NULL, 'b'},
-        {"entry-size", required_argument, NULL, 's'},
-        {"logs", required_argument, NULL, 'l'},
-        {"duration", required_argument, NULL, 'd'},
-        {"total", required_argument, NULL, 'n'},
-        {"server-pid", required_argument, NULL, 'p'},
-        {"log-entries", required_argument, NULL, 'N'},
-        {"queries", required_argument, NULL, 'q'},
-        {"page-size", required_argument, NULL, 'P'},
-        {"rate", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     opts o = {.threads = 4,
               .batch = 1000,
               .entry_size = 200,
@@ -757,73 +865,50 @@ int main(int argc, char **argv)
               .log_entries = 1000000,
               .queries = 1000,
               .page_size = 100,
-              .rate = 200};
-    int c;
+              .rate = 200,
+              .wait_name = "server"};
+    const bench_opt table[] = {
+        {"addr", BOPT_STR, &o.addr},
+        {"token", BOPT_STR, &o.token},
+        {"threads", BOPT_INT, &o.threads},
+        {"batch", BOPT_INT, &o.batch},
+        {"entry-size", BOPT_INT, &o.entry_size},
+        {"logs", BOPT_INT, &o.logs},
+        {"duration", BOPT_DBL, &o.duration},
+        {"total", BOPT_U64, &o.total},
+        {"server-pid", BOPT_INT, &o.server_pid},
+        {"log-entries", BOPT_U64, &o.log_entries},
+        {"queries", BOPT_INT, &o.queries},
+        {"page-size", BOPT_INT, &o.page_size},
+        {"rate", BOPT_INT, &o.rate},
+        {"wait", BOPT_STR, &o.wait_name},
+        {"entry-rate", BOPT_DBL, &o.entry_rate},
+        {"tails", BOPT_INT, &o.tails},
+        {"stop-pids", BOPT_STR, &o.stop_pids},
+        {NULL, 0, NULL},
+    };
+    static const char *const waits[] = {"server", "durable", "sequenced", "queryable"};
 
     if (argc < 2 || argv[1][0] == '-') {
-        usage(argc < 2 ? stderr : stdout);
+        fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     o.mode = argv[1];
     o.addr = getenv("ANNALS_ADDR");
     o.token = getenv("ANNALS_TOKEN");
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'A':
-            o.addr = optarg;
-            break;
-        case 'T':
-            o.token = optarg;
-            break;
-        case 't':
-            o.threads = atoi(optarg);
-            break;
-        case 'b':
-            o.batch = atoi(optarg);
-            break;
-        case 's':
-            o.entry_size = atoi(optarg);
-            break;
-        case 'l':
-            o.logs = atoi(optarg);
-            break;
-        case 'd':
-            o.duration = atof(optarg);
-            break;
-        case 'n':
-            o.total = strtoull(optarg, NULL, 10);
-            break;
-        case 'p':
-            o.server_pid = atoi(optarg);
-            break;
-        case 'N':
-            o.log_entries = strtoull(optarg, NULL, 10);
-            break;
-        case 'q':
-            o.queries = atoi(optarg);
-            break;
-        case 'P':
-            o.page_size = atoi(optarg);
-            break;
-        case 'r':
-            o.rate = atoi(optarg);
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
+    bench_args(argc, argv, 2, table, usage);
+    o.wait = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(o.wait_name, waits[i]))
+            o.wait = i;
     if (!o.addr || !*o.addr)
         o.addr = "127.0.0.1:50051";
-    if (o.threads < 1 || o.threads > 256 || o.batch < 1 || o.batch > 10000 || o.entry_size < 1 ||
+    if (o.threads < 1 || o.threads > 100 || o.batch < 1 || o.batch > 10000 || o.entry_size < 1 ||
         o.entry_size > 200000 || o.logs < 1 || o.duration <= 0 || o.rate < 1 || o.queries < 1 ||
-        o.page_size < 1 || o.page_size > 1000 || o.log_entries < 1000) {
+        o.page_size < 1 || o.page_size > 1000 || o.log_entries < 1000 || o.wait < 0 ||
+        o.entry_rate < 0 || o.tails < 0) {
         fprintf(stderr, "annals-load: an option is out of range\n");
-        usage(stderr);
+        fputs(usage, stderr);
         return 2;
     }
     if (o.server_pid && !proc_read(o.server_pid).ok)
@@ -835,6 +920,6 @@ int main(int argc, char **argv)
         return run_query(&o);
     if (!strcmp(o.mode, "tail"))
         return run_tail(&o);
-    usage(stderr);
+    fputs(usage, stderr);
     return 2;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -88,4 +89,45 @@ double self_cpu_s(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
            ru.ru_stime.tv_usec / 1e6;
+}
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void bench_args(int argc, char **argv, int first, const bench_opt *opts, const char *usage)
+{
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        const bench_opt *o = opts;
+        while (o->name && (strncmp(a, "--", 2) != 0 || strcmp(a + 2, o->name) != 0))
+            o++;
+        if (!o->name || i + 1 >= argc) {
+            fprintf(stderr, "%s: %s\n", a, o->name ? "needs a value" : "unknown option");
+            fputs(usage, stderr);
+            exit(2);
+        }
+        const char *v = argv[++i];
+        switch (o->kind) {
+        case BOPT_INT:
+            *(int *)o->dst = atoi(v);
+            break;
+        case BOPT_U64:
+            *(uint64_t *)o->dst = strtoull(v, NULL, 10);
+            break;
+        case BOPT_DBL:
+            *(double *)o->dst = atof(v);
+            break;
+        case BOPT_STR:
+            *(const char **)o->dst = v;
+            break;
+        }
+    }
 }

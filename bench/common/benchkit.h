@@ -1,7 +1,7 @@
 /*
- * What the load generators share (bench/load.c, bench/investigator/inv.c): a random number
- * generator, latency samples with nearest-rank percentiles, and the server's CPU time and
- * memory from /proc.
+ * What the load generators share (bench/load.c, bench/investigator/inv.c,
+ * bench/distributed/dist.c): a random number generator, latency samples with nearest-rank
+ * percentiles, the server's CPU time and memory from /proc, and option parsing.
  */
 #ifndef ANN_BENCH_BENCHKIT_H
 #define ANN_BENCH_BENCHKIT_H
@@ -34,5 +34,20 @@ typedef struct proc_sample {
 proc_sample proc_read(int pid);
 /* This process's own CPU time (user + system), in seconds. */
 double self_cpu_s(void);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+
+/* Command-line options of the tools: "--name value" pairs, parsed by one table. */
+typedef enum bench_opt_kind { BOPT_INT, BOPT_U64, BOPT_DBL, BOPT_STR } bench_opt_kind;
+typedef struct bench_opt {
+    const char *name; /* without the leading "--" */
+    bench_opt_kind kind;
+    void *dst; /* int *, uint64_t *, double * or const char ** */
+} bench_opt;
+
+/* Parses argv[first..] against opts (ended by a NULL name). --help prints usage to stdout
+ * and exits 0; an unknown option or a missing value prints usage to stderr and exits 2. */
+void bench_args(int argc, char **argv, int first, const bench_opt *opts, const char *usage);
 
 #endif
