@@ -157,11 +157,15 @@ class Server:
     def kill(self, sig=signal.SIGKILL):
         """Signals every process of the server; the exit code (the worst one when scaled)."""
         procs = ([self.proc] if self.proc else []) + self.others
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(sig)
-        for p in procs:
-            p.wait(timeout=60)
+        # API servers first (their in-flight calls need the roles to finish), then the roles,
+        # as an operator drains a deployment; kill -9 takes everything at once.
+        waves = [procs] if sig == signal.SIGKILL else [procs[:2], procs[2:]]
+        for wave in waves:
+            for p in wave:
+                if p.poll() is None:
+                    p.send_signal(sig)
+            for p in wave:
+                p.wait(timeout=90)
         rc = self.proc.returncode if self.proc else None
         if rc == 0:
             rc = next((p.returncode for p in self.others if p.returncode != 0), 0)

@@ -479,6 +479,7 @@ static void do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
             int len = snprintf(gen_ids[i], GEN_IID_LEN, "%s/%zu", req_uuid, i);
             entries[i].insert_id = gen_ids[i];
             entries[i].insert_id_len = (size_t)len;
+            entries[i].flags |= ANN_ENTRY_GENERATED_ID;
         }
         /* The body: the entry's labels and payload as LogEntry fields (the JSON payload
          * travels as the Struct's bytes, which is how field 31 is encoded anyway). */

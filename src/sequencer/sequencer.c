@@ -756,26 +756,44 @@ static int run_partition(pbatch *b, ann_err *err)
     for (size_t i = 0; i < b->nlogs; i++)
         b->logs[i].work = b->logs[i].committed;
 
-    /* 2. dedup lookups of every write's insert_ids against committed rows */
-    size_t nq = 0;
-    for (size_t i = 0; i < b->ncmds; i++) {
-        Command *c = b->cmds[i].c;
-        const wlog *w = &b->logs[b->cmds[i].log];
-        if (c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE && c->write &&
-            w->committed.exists && !w->committed.deleted && w->committed.next_id > 1)
-            nq += c->write->n_entries;
-    }
-    ann_archive_iid_query *q = xcalloc(nq, sizeof *q);
+    /* 2. dedup lookups of every write's insert_ids against committed rows. A command
+     * whose insert_ids the API server made up (events.proto, insert_id_generated) can
+     * only find them stored if it is replayed: one probe of its first entry decides, and
+     * only a probe that hits looks the rest up. */
+    bool *probe = xcalloc(b->ncmds, sizeof *probe);
     size_t *qstart = xcalloc(b->ncmds, sizeof *qstart);
-    nq = 0;
-    for (size_t i = 0; i < b->ncmds; i++) {
-        Command *c = b->cmds[i].c;
-        const wlog *w = &b->logs[b->cmds[i].log];
-        qstart[i] = SIZE_MAX;
-        if (c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE && c->write &&
-            w->committed.exists && !w->committed.deleted && w->committed.next_id > 1) {
+    ann_archive_iid_query *q = NULL;
+    size_t nq = 0, cap = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t from = nq;
+        for (size_t i = 0; i < b->ncmds; i++) {
+            Command *c = b->cmds[i].c;
+            const wlog *w = &b->logs[b->cmds[i].log];
+            if (pass == 0)
+                qstart[i] = SIZE_MAX;
+            if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
+                c->write->n_entries == 0 || !w->committed.exists || w->committed.deleted ||
+                w->committed.next_id <= 1)
+                continue;
+            size_t n = c->write->n_entries;
+            if (pass == 0) {
+                bool generated = true;
+                for (size_t k = 0; k < n && generated; k++)
+                    generated = c->write->entries[k]->insert_id_generated;
+                probe[i] = generated;
+                if (generated)
+                    n = 1;
+            } else if (!probe[i] || q[qstart[i]].id_out == 0) {
+                continue; /* looked up whole in pass 0, or a probe that missed: all new */
+            }
+            if (nq + n > cap) {
+                cap = (nq + n) * 2;
+                q = xrealloc(q, cap * sizeof *q);
+            }
             qstart[i] = nq;
-            for (size_t k = 0; k < c->write->n_entries; k++) {
+            if (pass == 1)
+                probe[i] = false; /* now looked up whole */
+            for (size_t k = 0; k < n; k++) {
                 Entry *e = c->write->entries[k];
                 q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
                                                   .log_id = w->log,
@@ -784,11 +802,12 @@ static int run_partition(pbatch *b, ann_err *err)
                                                   .insert_id_len = e->insert_id.len};
             }
         }
-    }
-    if (nq && ann_archive_lookup_many(s->ar, q, nq, err) < 0) {
-        free(q);
-        free(qstart);
-        return P_FAILED;
+        if (nq > from && ann_archive_lookup_many(s->ar, q + from, nq - from, err) < 0) {
+            free(q);
+            free(qstart);
+            free(probe);
+            return P_FAILED;
+        }
     }
 
     /* 3. sequence in order */
@@ -799,7 +818,9 @@ static int run_partition(pbatch *b, ann_err *err)
         cmd *cm = &b->cmds[i];
         if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
             size_t n = cm->c->write ? cm->c->write->n_entries : 0;
-            uint64_t *found = qstart[i] != SIZE_MAX ? xcalloc(n, sizeof *found) : NULL;
+            /* A probe that missed (probe[i] still set): every entry is new. */
+            uint64_t *found =
+                qstart[i] != SIZE_MAX && !probe[i] ? xcalloc(n, sizeof *found) : NULL;
             for (size_t k = 0; found && k < n; k++)
                 found[k] = q[qstart[i] + k].id_out;
             uint64_t *none = NULL;
@@ -814,6 +835,7 @@ static int run_partition(pbatch *b, ann_err *err)
     }
     free(q);
     free(qstart);
+    free(probe);
     int ret = P_FAILED;
     if (rc < 0)
         goto done;

@@ -62,6 +62,9 @@ typedef void (*ann_done_fn)(void *ud, int rc, const ann_err *err);
 
 enum {
     ANN_ENTRY_REDACTED = 1u << 0, /* body purged by revoke */
+    /* On append input only: the API made the insert_id up (the client sent none), so it
+     * is new unless this very request is replayed. A backend may use it to skip lookups. */
+    ANN_ENTRY_GENERATED_ID = 1u << 1,
 };
 
 /* The audit record of a revocation, as kept by the store. */

@@ -206,6 +206,9 @@ static rid create_log(const char *log)
 
 /* Entries with insert_ids "<prefix>-<i>" and bodies "body-<prefix>-<i>"
  * (padded to `size` bytes); iids, if given, names each entry's insert_id. */
+/* When set, write_n marks its insert_ids as made up by an API server. */
+static bool generated_ids;
+
 static rid write_n(const char *log, const char *prefix, size_t n, size_t size,
                    const char *const *iids)
 {
@@ -225,6 +228,7 @@ static rid write_n(const char *log, const char *prefix, size_t n, size_t size,
         size_t used = size > strlen(bufs[2 * i + 1]) ? size : strlen(bufs[2 * i + 1]);
         memset(bufs[2 * i + 1] + strlen(bufs[2 * i + 1]), '.', used - strlen(bufs[2 * i + 1]));
         e[i].insert_id = (ProtobufCBinaryData){strlen(iid), (uint8_t *)iid};
+        e[i].insert_id_generated = generated_ids;
         e[i].body = (ProtobufCBinaryData){used, (uint8_t *)bufs[2 * i + 1]};
         e[i].time_ns = 1000 + (int64_t)i;
         e[i].insert_time_ns = 2000;
@@ -690,10 +694,36 @@ static void test_fencing(void **state)
         assert_int_equal(c[i]->op_seq, i + 1);
 }
 
+/* Insert_ids an API server made up are probed once per command: a replay of the same
+ * command still finds its ids, a new command is all new, and a client that later sends
+ * such an insert_id itself finds the stored entry. */
+static void test_generated_ids(void **state)
+{
+    (void)state;
+    const char *L = "log-gen";
+    wait_ack(create_log(L));
+    generated_ids = true;
+    const Ack *a = wait_ack(write_n(L, "g", 3, 0, NULL));
+    assert_ids(a, (uint64_t[]){1, 2, 3}, 3);
+    assert_int_equal(a->n_new, 3);
+    a = wait_ack(write_n(L, "g", 3, 0, NULL)); /* the same command again */
+    assert_ids(a, (uint64_t[]){1, 2, 3}, 3);
+    assert_int_equal(a->n_new, 0);
+    a = wait_ack(write_n(L, "h", 2, 0, NULL));
+    assert_ids(a, (uint64_t[]){4, 5}, 2);
+    assert_int_equal(a->n_new, 2);
+    generated_ids = false;
+    const char *iids[] = {"g-1", "new-1"};
+    a = wait_ack(write_n(L, "x", 2, 0, iids));
+    assert_ids(a, (uint64_t[]){2, 6}, 2);
+    assert_int_equal(a->n_new, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_write_dedup),
+        cmocka_unit_test(test_generated_ids),
         cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_revoke_delete),
         cmocka_unit_test(test_ordering),

@@ -581,6 +581,7 @@ static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, voi
         es[i].insert_id.len = in->insert_id_len;
         es[i].body.data = (uint8_t *)in->body;
         es[i].body.len = in->body_len;
+        es[i].insert_id_generated = (in->flags & ANN_ENTRY_GENERATED_ID) != 0;
         ep[i] = &es[i];
     }
     Annals__Events__V1__Write w = ANNALS__EVENTS__V1__WRITE__INIT;
