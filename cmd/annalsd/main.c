@@ -41,6 +41,9 @@ static int usage(void)
         "                     [--namespace NS] [--partitions N] [--replication N]\n"
         "                     [--instance NAME] [--listen HOST:PORT] [--workers N]\n"
         "                     [--tls-cert FILE --tls-key FILE] [--default-wait W]\n"
+        "                     [--purge-interval-ms N] [--kafka-segment-ms N]\n"
+        "                     [--kafka-delete-delay-ms N]\n"
+        "       annalsd project --rebuild [engine flags]   (read model from Cassandra)\n"
         "       annalsd tenant create NAME --distributed [engine flags]\n");
     return 2;
 }
