@@ -98,7 +98,7 @@ static int cmd_tenant_create(int argc, char **argv)
             return 1;
         }
     } else if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
-        ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
+               ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
         fprintf(stderr, "annalsd: tenant create: %s\n", err.msg);
         ann_store_close(store);
         return 1;

@@ -232,10 +232,8 @@ static int run_purger(role_thread *rt, ann_err *err)
 
 static int run_rebuild(const engines *e)
 {
-    ann_rebuild_config c = {.kafka = e->kafka,
-                            .conninfo = e->conninfo,
-                            .cql = &e->cql,
-                            .replication = e->replication};
+    ann_rebuild_config c = {
+        .kafka = e->kafka, .conninfo = e->conninfo, .cql = &e->cql, .replication = e->replication};
     ann_rebuild_stats st;
     ann_err err = {0};
     fprintf(stderr, "annalsd: rebuilding the read model of %s from Cassandra\n", e->kafka.ns);

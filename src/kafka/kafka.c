@@ -95,8 +95,7 @@ static rd_kafka_conf_t *base_conf(const ann_kafka_config *c, const char *client_
     snprintf(max, sizeof max, "%d", ANN_KAFKA_MAX_MESSAGE + 1024 * 1024);
     if (set(conf, "bootstrap.servers", c->brokers, err) != 0 ||
         set(conf, "client.id", client_id ? client_id : "annalsd", err) != 0 ||
-        set(conf, "message.max.bytes", max, err) != 0 ||
-        set(conf, "log_level", "3", err) != 0) {
+        set(conf, "message.max.bytes", max, err) != 0 || set(conf, "log_level", "3", err) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -124,8 +123,7 @@ rd_kafka_t *ann_kafka_producer(const ann_kafka_config *c, const char *client_id,
     if (!conf)
         return NULL;
     if (set(conf, "enable.idempotence", "true", err) != 0 || set(conf, "acks", "all", err) != 0 ||
-        set(conf, "linger.ms", "2", err) != 0 ||
-        set(conf, "compression.type", "lz4", err) != 0 ||
+        set(conf, "linger.ms", "2", err) != 0 || set(conf, "compression.type", "lz4", err) != 0 ||
         (transactional_id && set(conf, "transactional.id", transactional_id, err) != 0) ||
         (transactional_id && set(conf, "transaction.timeout.ms", "30000", err) != 0)) {
         rd_kafka_conf_destroy(conf);
@@ -245,8 +243,8 @@ int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
     rd_kafka_NewTopic_t *nt[3];
     for (int i = 0; i < 3; i++) {
         ann_kafka_topic(c, suffix[i], names[i], sizeof names[i]);
-        nt[i] = rd_kafka_NewTopic_new(names[i], c->partitions, c->replication, errstr,
-                                      sizeof errstr);
+        nt[i] =
+            rd_kafka_NewTopic_new(names[i], c->partitions, c->replication, errstr, sizeof errstr);
         topic_configs(c, i, nt[i], put_new);
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);

@@ -19,11 +19,11 @@
 #define ANN_KAFKA_MAX_MESSAGE (20 * 1024 * 1024)
 
 typedef struct ann_kafka_config {
-    const char *brokers;   /* bootstrap.servers; default "127.0.0.1:9092" */
-    const char *ns;        /* topic prefix; default "annals" */
-    int32_t partitions;    /* of pending and committed, fixed at creation; default 12 */
-    int replication;       /* replication factor; default 1 (one dev node), 3 in production */
-    int min_insync;        /* min.insync.replicas; default 1, 2 with replication 3 */
+    const char *brokers; /* bootstrap.servers; default "127.0.0.1:9092" */
+    const char *ns;      /* topic prefix; default "annals" */
+    int32_t partitions;  /* of pending and committed, fixed at creation; default 12 */
+    int replication;     /* replication factor; default 1 (one dev node), 3 in production */
+    int min_insync;      /* min.insync.replicas; default 1, 2 with replication 3 */
     /* Purge (docs/distributed.md, "Revocation in the engines"): pending and committed roll
      * their active segment after segment_ms (on the next append; the purger's ticks make
      * one), so records deleted below the consumers' offsets leave the broker's files. */
@@ -31,8 +31,8 @@ typedef struct ann_kafka_config {
     int64_t delete_delay_ms; /* file.delete.delay.ms; default ANN_KAFKA_DELETE_DELAY_MS */
 } ann_kafka_config;
 
-#define ANN_KAFKA_SEGMENT_MS 600000      /* 10 minutes */
-#define ANN_KAFKA_DELETE_DELAY_MS 10000  /* a deleted segment's file goes 10 s later */
+#define ANN_KAFKA_SEGMENT_MS 600000     /* 10 minutes */
+#define ANN_KAFKA_DELETE_DELAY_MS 10000 /* a deleted segment's file goes 10 s later */
 
 /* Fills unset fields with the defaults above. */
 void ann_kafka_config_defaults(ann_kafka_config *c);

@@ -66,9 +66,8 @@ static int delete_records(purger *p, rd_kafka_topic_partition_list_t *l, ann_err
             rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
         for (int i = 0; res && i < res->cnt; i++)
             if (res->elems[i].err)
-                fprintf(stderr, "annals purger: delete records %s[%d]: %s\n",
-                        res->elems[i].topic, (int)res->elems[i].partition,
-                        rd_kafka_err2str(res->elems[i].err));
+                fprintf(stderr, "annals purger: delete records %s[%d]: %s\n", res->elems[i].topic,
+                        (int)res->elems[i].partition, rd_kafka_err2str(res->elems[i].err));
     }
     if (ev)
         rd_kafka_event_destroy(ev);
@@ -83,8 +82,7 @@ static void add_if_ahead(purger *p, rd_kafka_topic_partition_list_t *l, const ch
                          int32_t part, int64_t offset)
 {
     int64_t lo = 0, hi = 0;
-    if (offset <= 0 ||
-        rd_kafka_query_watermark_offsets(p->prod, topic, part, &lo, &hi, 5000) != 0)
+    if (offset <= 0 || rd_kafka_query_watermark_offsets(p->prod, topic, part, &lo, &hi, 5000) != 0)
         return;
     if (offset > hi)
         offset = hi;
@@ -189,8 +187,7 @@ static int purge_pg(purger *p, ann_err *err)
         ann_pg_param_text(&pr, rel);
         ann_pg_param_raw(&pr, gen);
         snprintf(sql, sizeof sql,
-                 "DELETE FROM \"%s\".purge_pending WHERE rel = $1 AND gen = $2::bigint",
-                 p->kc.ns);
+                 "DELETE FROM \"%s\".purge_pending WHERE rel = $1 AND gen = $2::bigint", p->kc.ns);
         rc = ann_pg_run(p->pg, "purge done", sql, &pr, err);
     }
     PQclear(r);

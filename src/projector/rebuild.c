@@ -265,8 +265,7 @@ static int rebuild_log(rb *r, ann_archive *a, const char *ks, int32_t np, const 
     if (add_revocations(r, ann_archive_conn(a), ks, t, l, &h, err) != 0)
         return -1;
     visit_ctx x = {.r = r, .t = t, .l = l, .h = &h, .err = err};
-    if (h.next_id > 1 &&
-        ann_archive_read_at(a, t, l, h.next_id, 1, h.next_id, visit, &x, err) != 0)
+    if (h.next_id > 1 && ann_archive_read_at(a, t, l, h.next_id, 1, h.next_id, visit, &x, err) != 0)
         return -1;
     return x.rc;
 }
@@ -324,8 +323,8 @@ static int swap_in(PGconn *c, const char *ns, const char *rbns, const int64_t *e
         PQclear(r);
     }
     if (rc == 0 && old) {
-        snprintf(sql, sizeof sql,
-                 "LOCK TABLE \"%s\".projector_offsets IN ACCESS EXCLUSIVE MODE", ns);
+        snprintf(sql, sizeof sql, "LOCK TABLE \"%s\".projector_offsets IN ACCESS EXCLUSIVE MODE",
+                 ns);
         rc = ann_pg_run(c, "rebuild swap", sql, NULL, err);
     }
     if (rc == 0) {
@@ -352,8 +351,8 @@ static int swap_in(PGconn *c, const char *ns, const char *rbns, const int64_t *e
     }
     if (rc == 0) {
         snprintf(sql, sizeof sql,
-                 "DROP SCHEMA IF EXISTS \"%s\" CASCADE; ALTER SCHEMA \"%s\" RENAME TO \"%s\"",
-                 ns, rbns, ns);
+                 "DROP SCHEMA IF EXISTS \"%s\" CASCADE; ALTER SCHEMA \"%s\" RENAME TO \"%s\"", ns,
+                 rbns, ns);
         rc = ann_pg_run(c, "rebuild swap", sql, NULL, err);
     }
     if (rc == 0)
@@ -398,8 +397,7 @@ int ann_rebuild(const ann_rebuild_config *cfg, ann_rebuild_stats *st, ann_err *e
         goto out;
     /* 2. every log of the catalog */
     char q[256];
-    snprintf(q, sizeof q,
-             "SELECT tenant_id, log_id, labels, create_time_ns FROM %s.logs", kc.ns);
+    snprintf(q, sizeof q, "SELECT tenant_id, log_id, labels, create_time_ns FROM %s.logs", kc.ns);
     for (;;) {
         ann_cql_params p;
         ann_cql_params_init(&p);

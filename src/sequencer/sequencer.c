@@ -1226,8 +1226,8 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
         rd_kafka_error_destroy(e);
         goto out;
     }
-    s.cons = ann_kafka_consumer(&s.kc, group, cfg->dynamic ? NULL : cfg->instance, rebalance_cb,
-                                &s, err);
+    s.cons = ann_kafka_consumer(&s.kc, group, cfg->dynamic ? NULL : cfg->instance, rebalance_cb, &s,
+                                err);
     if (!s.cons)
         goto out;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
