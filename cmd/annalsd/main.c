@@ -41,6 +41,9 @@ static int usage(void)
         "                     [--namespace NS] [--partitions N] [--replication N]\n"
         "                     [--instance NAME] [--listen HOST:PORT] [--workers N]\n"
         "                     [--tls-cert FILE --tls-key FILE] [--default-wait W]\n"
+        "                     [--purge-interval-ms N] [--kafka-segment-ms N]\n"
+        "                     [--kafka-delete-delay-ms N]\n"
+        "       annalsd project --rebuild [engine flags]   (read model from Cassandra)\n"
         "       annalsd tenant create NAME --distributed [engine flags]\n");
     return 2;
 }
@@ -95,7 +98,7 @@ static int cmd_tenant_create(int argc, char **argv)
             return 1;
         }
     } else if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
-        ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
+               ann_store_tenant_create(store, name, hash, &t, &err) != 0) {
         fprintf(stderr, "annalsd: tenant create: %s\n", err.msg);
         ann_store_close(store);
         return 1;

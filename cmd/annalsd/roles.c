@@ -6,6 +6,8 @@
  *           [--partitions N] [--replication N] [--instance NAME]
  *           [--listen HOST:PORT] [--tls-cert F --tls-key F] [--workers N]
  *           [--default-wait durable|sequenced|queryable]
+ *           [--purge-interval-ms N] [--kafka-segment-ms N] [--kafka-delete-delay-ms N]
+ *   annalsd project --rebuild [engine flags]   (the read model from Cassandra; then exits)
  *   annalsd tenant create NAME --distributed [engine flags]
  *
  * Every engine flag defaults to what `make services-up` starts: Kafka 127.0.0.1:9092,
@@ -44,11 +46,24 @@ static const char *env_or(const char *name, const char *dflt)
 int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
-    static const char *const with_value[] = {"--kafka",       "--cassandra", "--postgres",
-                                             "--namespace",   "--partitions", "--replication",
-                                             "--instance",    NULL};
+    static const char *const with_value[] = {"--kafka",
+                                             "--cassandra",
+                                             "--postgres",
+                                             "--namespace",
+                                             "--partitions",
+                                             "--replication",
+                                             "--instance",
+                                             "--purge-interval-ms",
+                                             "--kafka-segment-ms",
+                                             "--kafka-delete-delay-ms",
+                                             NULL};
     if (strcmp(a, "--distributed") == 0) {
         o->distributed = true;
+        return 1;
+    }
+    if (strcmp(a, "--rebuild") == 0) {
+        o->distributed = true;
+        o->rebuild = true;
         return 1;
     }
     int k = -1;
@@ -93,6 +108,22 @@ int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i)
     case 6:
         o->instance = v;
         break;
+    case 7:
+    case 8:
+    case 9: {
+        long long n = atoll(v);
+        if (n <= 0 || n > 7LL * 24 * 3600 * 1000) {
+            fprintf(stderr, "annalsd: %s: milliseconds, 1 to a week\n", a);
+            return -1;
+        }
+        if (k == 7)
+            o->purge_interval_ms = (int)n;
+        else if (k == 8)
+            o->kafka_segment_ms = n;
+        else
+            o->kafka_delete_delay_ms = n;
+        break;
+    }
     }
     return 1;
 }
@@ -102,6 +133,7 @@ typedef struct engines {
     ann_cql_config cql;
     char replication[160];
     const char *conninfo;
+    int purge_interval_ms;
 } engines;
 
 static void engines_from(const ann_roles_opts *o, engines *e)
@@ -111,6 +143,9 @@ static void engines_from(const ann_roles_opts *o, engines *e)
     e->kafka.ns = o->ns;
     e->kafka.partitions = o->partitions;
     e->kafka.replication = o->replication;
+    e->kafka.segment_ms = o->kafka_segment_ms;
+    e->kafka.delete_delay_ms = o->kafka_delete_delay_ms;
+    e->purge_interval_ms = o->purge_interval_ms > 0 ? o->purge_interval_ms : ANN_PURGE_INTERVAL_MS;
     ann_kafka_config_defaults(&e->kafka);
     e->cql.contact_points = o->cassandra ? o->cassandra : "127.0.0.1:9042";
     e->cql.username = env_or("ANNALS_CASSANDRA_USER", "cassandra");
@@ -187,6 +222,33 @@ static int run_projector(role_thread *rt, ann_err *err)
     return ann_projector_run(&c, rt->stop, err);
 }
 
+static int run_purger(role_thread *rt, ann_err *err)
+{
+    ann_purge_config c = {.kafka = rt->e->kafka,
+                          .conninfo = rt->e->conninfo,
+                          .interval_ms = rt->e->purge_interval_ms};
+    return ann_purge_run(&c, rt->stop, err);
+}
+
+static int run_rebuild(const engines *e)
+{
+    ann_rebuild_config c = {
+        .kafka = e->kafka, .conninfo = e->conninfo, .cql = &e->cql, .replication = e->replication};
+    ann_rebuild_stats st;
+    ann_err err = {0};
+    fprintf(stderr, "annalsd: rebuilding the read model of %s from Cassandra\n", e->kafka.ns);
+    if (ann_rebuild(&c, &st, &err) != 0) {
+        fprintf(stderr, "annalsd: rebuild: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr,
+            "annalsd: rebuilt %s: %llu logs (%llu deleted), %llu entries, %llu revocations; "
+            "projectors continue from the committed topic's ends taken before the rebuild\n",
+            e->kafka.ns, (unsigned long long)st.logs, (unsigned long long)st.deleted_logs,
+            (unsigned long long)st.entries, (unsigned long long)st.revocations);
+    return 0;
+}
+
 static void *role_main(void *p)
 {
     role_thread *rt = p;
@@ -234,15 +296,25 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         return 1;
     }
 
+    if (o->rebuild) {
+        if (strcmp(role, "project") != 0) {
+            fprintf(stderr, "annalsd: --rebuild goes with `annalsd project` only\n");
+            return 2;
+        }
+        return run_rebuild(&e);
+    }
+
     volatile int stop = 0, failed = 0;
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    role_thread rts[2];
+    role_thread rts[3];
     int nrt = 0;
     if (seq)
         rts[nrt++] = (role_thread){.name = "sequencer", .run = run_sequencer};
     if (proj)
         rts[nrt++] = (role_thread){.name = "projector", .run = run_projector};
+    if (proj) /* revoked bytes out of the engines' files (docs/distributed.md) */
+        rts[nrt++] = (role_thread){.name = "purger", .run = run_purger};
     for (int i = 0; i < nrt; i++) {
         rts[i].e = &e;
         rts[i].instance = instance;

@@ -12,6 +12,9 @@ typedef struct ann_roles_opts {
     bool distributed; /* --distributed or any engine flag */
     const char *kafka, *cassandra, *postgres, *ns, *instance;
     int partitions, replication;
+    bool rebuild;          /* project --rebuild: rebuild the read model from Cassandra, exit */
+    int purge_interval_ms; /* the projector role's purger: between passes (0: default) */
+    int64_t kafka_segment_ms, kafka_delete_delay_ms; /* topic configs (0: defaults) */
 } ann_roles_opts;
 
 /* One distributed flag at argv[*i]: 1 taken (value consumed), 0 not ours, -1 bad. */

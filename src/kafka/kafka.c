@@ -18,6 +18,43 @@ void ann_kafka_config_defaults(ann_kafka_config *c)
         c->replication = 1;
     if (c->min_insync <= 0)
         c->min_insync = c->replication >= 3 ? 2 : 1;
+    if (c->segment_ms <= 0)
+        c->segment_ms = ANN_KAFKA_SEGMENT_MS;
+    if (c->delete_delay_ms <= 0)
+        c->delete_delay_ms = ANN_KAFKA_DELETE_DELAY_MS;
+}
+
+/* The configs of topic i (0 pending, 1 committed, 2 acks), through `put`. */
+static void topic_configs(const ann_kafka_config *c, int i, void *o,
+                          void (*put)(void *o, const char *k, const char *v))
+{
+    char num[32];
+    snprintf(num, sizeof num, "%d", ANN_KAFKA_MAX_MESSAGE);
+    put(o, "max.message.bytes", num);
+    snprintf(num, sizeof num, "%d", c->min_insync);
+    put(o, "min.insync.replicas", num);
+    put(o, "unclean.leader.election.enable", "false");
+    /* Short segments: the purger deletes records below every consumer's offset
+     * (DeleteRecords), and a segment's file goes only once it is no longer the active
+     * one; file.delete.delay.ms bounds how long a deleted segment's file stays. */
+    snprintf(num, sizeof num, "%lld", (long long)c->segment_ms);
+    put(o, "segment.ms", num);
+    snprintf(num, sizeof num, "%lld", (long long)c->delete_delay_ms);
+    put(o, "file.delete.delay.ms", num);
+    /* Acks are read once, at once: an hour is plenty. Commands and committed records
+     * are kept until consumed, then deleted by the purger (docs/distributed.md). */
+    if (i == 2)
+        put(o, "retention.ms", "3600000");
+}
+
+static void put_new(void *o, const char *k, const char *v)
+{
+    rd_kafka_NewTopic_set_config(o, k, v);
+}
+
+static void put_alter(void *o, const char *k, const char *v)
+{
+    rd_kafka_ConfigResource_set_config(o, k, v);
 }
 
 void ann_kafka_topic(const ann_kafka_config *c, const char *suffix, char *out, size_t cap)
@@ -59,8 +96,7 @@ static rd_kafka_conf_t *base_conf(const ann_kafka_config *c, const char *client_
     snprintf(max, sizeof max, "%d", ANN_KAFKA_MAX_MESSAGE + 1024 * 1024);
     if (set(conf, "bootstrap.servers", c->brokers, err) != 0 ||
         set(conf, "client.id", client_id ? client_id : "annalsd", err) != 0 ||
-        set(conf, "message.max.bytes", max, err) != 0 ||
-        set(conf, "log_level", "3", err) != 0) {
+        set(conf, "message.max.bytes", max, err) != 0 || set(conf, "log_level", "3", err) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -88,8 +124,7 @@ rd_kafka_t *ann_kafka_producer(const ann_kafka_config *c, const char *client_id,
     if (!conf)
         return NULL;
     if (set(conf, "enable.idempotence", "true", err) != 0 || set(conf, "acks", "all", err) != 0 ||
-        set(conf, "linger.ms", "2", err) != 0 ||
-        set(conf, "compression.type", "lz4", err) != 0 ||
+        set(conf, "linger.ms", "2", err) != 0 || set(conf, "compression.type", "lz4", err) != 0 ||
         (transactional_id && set(conf, "transactional.id", transactional_id, err) != 0) ||
         (transactional_id && set(conf, "transaction.timeout.ms", "30000", err) != 0)) {
         rd_kafka_conf_destroy(conf);
@@ -155,6 +190,45 @@ int ann_kafka_partition_count(rd_kafka_t *rk, const char *topic, int32_t *out, a
     return rc;
 }
 
+/* Sets the configs of topics that already existed (AlterConfigs replaces a topic's whole
+ * dynamic config with ours: these topics are annals' own). */
+static int alter_configs(rd_kafka_t *rk, const ann_kafka_config *c, char names[3][256],
+                         ann_err *err)
+{
+    rd_kafka_ConfigResource_t *cr[3];
+    char errstr[256];
+    for (int i = 0; i < 3; i++) {
+        cr[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
+        topic_configs(c, i, cr[i], put_alter);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 15000, errstr, sizeof errstr);
+    rd_kafka_AlterConfigs(rk, cr, 3, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = 0;
+    if (!ev) {
+        rc = ann_err_set(err, ANN_EUNAVAIL, "kafka alter configs: no answer from %s", c->brokers);
+    } else if (rd_kafka_event_error(ev)) {
+        rc = ann_kafka_fail(err, "alter configs", rd_kafka_event_error(ev),
+                            rd_kafka_event_error_string(ev));
+    } else {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **res =
+            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (rd_kafka_ConfigResource_error(res[i]))
+                rc = ann_kafka_fail(err, "alter configs", rd_kafka_ConfigResource_error(res[i]),
+                                    rd_kafka_ConfigResource_error_string(res[i]));
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy_array(cr, 3);
+    return rc;
+}
+
 int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
 {
     ann_kafka_config cc = *cfg, *c = &cc;
@@ -166,21 +240,13 @@ int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
     if (!rk)
         return -1;
     static const char *const suffix[3] = {ANN_TOPIC_PENDING, ANN_TOPIC_COMMITTED, ANN_TOPIC_ACKS};
-    char names[3][256], errstr[256], num[32];
+    char names[3][256], errstr[256];
     rd_kafka_NewTopic_t *nt[3];
     for (int i = 0; i < 3; i++) {
         ann_kafka_topic(c, suffix[i], names[i], sizeof names[i]);
-        nt[i] = rd_kafka_NewTopic_new(names[i], c->partitions, c->replication, errstr,
-                                      sizeof errstr);
-        snprintf(num, sizeof num, "%d", ANN_KAFKA_MAX_MESSAGE);
-        rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes", num);
-        snprintf(num, sizeof num, "%d", c->min_insync);
-        rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", num);
-        rd_kafka_NewTopic_set_config(nt[i], "unclean.leader.election.enable", "false");
-        /* Acks are read once, at once: an hour is plenty. Commands and committed records
-         * are kept until consumed; docs/distributed.md says how revoked bytes leave. */
-        if (i == 2)
-            rd_kafka_NewTopic_set_config(nt[i], "retention.ms", "3600000");
+        nt[i] =
+            rd_kafka_NewTopic_new(names[i], c->partitions, c->replication, errstr, sizeof errstr);
+        topic_configs(c, i, nt[i], put_new);
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -208,6 +274,8 @@ int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
     rd_kafka_AdminOptions_destroy(opt);
     rd_kafka_queue_destroy(q);
     rd_kafka_NewTopic_destroy_array(nt, 3);
+    if (rc == 0)
+        rc = alter_configs(rk, c, names, err);
     for (int i = 0; i < 2 && rc == 0; i++) {
         int32_t have = 0;
         /* A topic just created (here or by a process starting beside this one) takes a

@@ -19,12 +19,20 @@
 #define ANN_KAFKA_MAX_MESSAGE (20 * 1024 * 1024)
 
 typedef struct ann_kafka_config {
-    const char *brokers;   /* bootstrap.servers; default "127.0.0.1:9092" */
-    const char *ns;        /* topic prefix; default "annals" */
-    int32_t partitions;    /* of pending and committed, fixed at creation; default 12 */
-    int replication;       /* replication factor; default 1 (one dev node), 3 in production */
-    int min_insync;        /* min.insync.replicas; default 1, 2 with replication 3 */
+    const char *brokers; /* bootstrap.servers; default "127.0.0.1:9092" */
+    const char *ns;      /* topic prefix; default "annals" */
+    int32_t partitions;  /* of pending and committed, fixed at creation; default 12 */
+    int replication;     /* replication factor; default 1 (one dev node), 3 in production */
+    int min_insync;      /* min.insync.replicas; default 1, 2 with replication 3 */
+    /* Purge (docs/distributed.md, "Revocation in the engines"): pending and committed roll
+     * their active segment after segment_ms (on the next append; the purger's ticks make
+     * one), so records deleted below the consumers' offsets leave the broker's files. */
+    int64_t segment_ms;      /* segment.ms; default ANN_KAFKA_SEGMENT_MS */
+    int64_t delete_delay_ms; /* file.delete.delay.ms; default ANN_KAFKA_DELETE_DELAY_MS */
 } ann_kafka_config;
+
+#define ANN_KAFKA_SEGMENT_MS 600000     /* 10 minutes */
+#define ANN_KAFKA_DELETE_DELAY_MS 10000 /* a deleted segment's file goes 10 s later */
 
 /* Fills unset fields with the defaults above. */
 void ann_kafka_config_defaults(ann_kafka_config *c);
@@ -32,8 +40,9 @@ void ann_kafka_config_defaults(ann_kafka_config *c);
 /* "<ns>.<suffix>" into out. */
 void ann_kafka_topic(const ann_kafka_config *c, const char *suffix, char *out, size_t cap);
 
-/* Creates <ns>.pending, <ns>.committed and <ns>.acks if missing (idempotent) and checks
- * that pending and committed have c->partitions partitions. */
+/* Creates <ns>.pending, <ns>.committed and <ns>.acks if missing (idempotent), sets their
+ * configs (also on topics that existed: segment.ms and the rest follow the flags), and
+ * checks that pending and committed have c->partitions partitions. */
 int ann_kafka_ensure_topics(const ann_kafka_config *c, ann_err *err);
 
 /* The partition count of a topic, from the broker's metadata. */

@@ -57,7 +57,9 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
              " time_ns bigint NOT NULL, PRIMARY KEY (tenant_id, log_id, entry_id));"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".projector_offsets ("
              " partition int PRIMARY KEY, next_offset bigint NOT NULL DEFAULT 0,"
-             " epoch bigint NOT NULL DEFAULT 0);",
+             " epoch bigint NOT NULL DEFAULT 0);"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".purge_pending ("
+             " rel text PRIMARY KEY, gen bigint NOT NULL DEFAULT 1);",
              ns);
     return in_tx(c, ns, "schema", sql, err);
 }

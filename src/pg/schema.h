@@ -9,6 +9,8 @@
  *   log_state          visible_count, applied_op, deleted: what QUERYABLE waits on.
  *   revocations        the first revocation of an entry.
  *   projector_offsets  (partition) next_offset, epoch: the projector's fence.
+ *   purge_pending      (rel) gen: entries partitions whose rows a revocation or a delete
+ *                      changed since the purger last rewrote them (VACUUM FULL).
  *
  * Text keys use COLLATE "C", so ORDER BY and row comparisons are byte order (strcmp).
  */

@@ -23,11 +23,11 @@ struct ann_projector {
     char sql_claim[512];
     char sql_fence[256];
     char sql_copy[128];
-    char sql_insert[768];
+    char sql_insert[1536];
     char sql_log[512];
-    char sql_rev_upd[512];
+    char sql_rev_upd[1024];
     char sql_rev_ins[512];
-    char sql_del[3][512];
+    char sql_del[3][1024];
     char sql_state[1536];
     char sql_offsets[512];
 };
@@ -71,6 +71,15 @@ int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out
         ann_projector_close(p);
         return -1;
     }
+    /* The partitions a revocation or delete changed wait for the purger's VACUUM FULL:
+     * the old row versions keep the bytes until their partition is rewritten. */
+    char mark[512];
+    snprintf(mark, sizeof mark,
+             "INSERT INTO \"%s\".purge_pending AS q (rel) SELECT DISTINCT"
+             " format('%%I.%%I', n.nspname, c.relname) FROM u JOIN pg_class c"
+             " ON c.oid = u.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace"
+             " ON CONFLICT (rel) DO UPDATE SET gen = q.gen + 1",
+             ns);
     snprintf(p->sql_claim, sizeof p->sql_claim,
              "INSERT INTO \"%1$s\".projector_offsets AS o (partition, next_offset, epoch)"
              " VALUES ($1, 0, 1) ON CONFLICT (partition) DO UPDATE SET epoch = o.epoch + 1"
@@ -84,24 +93,31 @@ int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out
     snprintf(p->sql_insert, sizeof p->sql_insert,
              "INSERT INTO \"%1$s\".entries (tenant_id, log_id, entry_id, ts, insert_ts, severity,"
              " flags, insert_id, body) SELECT s.tenant_id, s.log_id, s.entry_id, s.ts,"
-             " s.insert_ts, s.severity, s.flags, s.insert_id, s.body FROM ann_staging s"
+             " s.insert_ts, s.severity,"
+             " CASE WHEN r.entry_id IS NULL THEN s.flags ELSE s.flags | %2$d END, s.insert_id,"
+             " CASE WHEN r.entry_id IS NULL THEN s.body ELSE ''::bytea END FROM ann_staging s"
+             " LEFT JOIN \"%1$s\".revocations r ON r.tenant_id = s.tenant_id"
+             " AND r.log_id = s.log_id AND r.entry_id = s.entry_id"
              " WHERE NOT EXISTS (SELECT 1 FROM \"%1$s\".logs l WHERE l.tenant_id = s.tenant_id"
              " AND l.log_id = s.log_id AND l.deleted) ON CONFLICT DO NOTHING",
-             ns);
+             ns, ANN_ENTRY_REDACTED);
     snprintf(p->sql_log, sizeof p->sql_log,
              "INSERT INTO \"%s\".logs (tenant_id, log_id, create_ts, labels, label_set)"
              " VALUES ($1, $2, $3, $4, $5::text[]) ON CONFLICT DO NOTHING",
              ns);
     snprintf(p->sql_rev_upd, sizeof p->sql_rev_upd,
-             "UPDATE \"%s\".entries SET body = ''::bytea, flags = flags | %d"
-             " WHERE tenant_id = $1 AND log_id = $2 AND entry_id = ANY($3::bigint[])",
-             ns, ANN_ENTRY_REDACTED);
+             "WITH u AS (UPDATE \"%1$s\".entries SET body = ''::bytea, flags = flags | %2$d"
+             " WHERE tenant_id = $1 AND log_id = $2 AND entry_id = ANY($3::bigint[])"
+             " RETURNING tableoid) %3$s",
+             ns, ANN_ENTRY_REDACTED, mark);
     snprintf(p->sql_rev_ins, sizeof p->sql_rev_ins,
              "INSERT INTO \"%s\".revocations (tenant_id, log_id, entry_id, actor, reason,"
              " time_ns) SELECT $1, $2, unnest($3::bigint[]), $4, $5, $6 ON CONFLICT DO NOTHING",
              ns);
     snprintf(p->sql_del[0], sizeof p->sql_del[0],
-             "DELETE FROM \"%s\".entries WHERE tenant_id = $1 AND log_id = $2", ns);
+             "WITH u AS (DELETE FROM \"%s\".entries WHERE tenant_id = $1 AND log_id = $2"
+             " RETURNING tableoid) %s",
+             ns, mark);
     snprintf(p->sql_del[1], sizeof p->sql_del[1],
              "DELETE FROM \"%s\".revocations WHERE tenant_id = $1 AND log_id = $2", ns);
     snprintf(p->sql_del[2], sizeof p->sql_del[2],

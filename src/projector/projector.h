@@ -24,6 +24,7 @@
 
 #include "annals/events/v1/events.pb-c.h"
 #include "common/err.h"
+#include "cql/cql.h"
 #include "kafka/kafka.h"
 
 typedef struct ann_projector ann_projector;
@@ -64,5 +65,41 @@ typedef struct ann_projector_config {
 
 /* Runs until *stop becomes nonzero (then returns 0), or fails on a fatal error. */
 int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_err *err);
+
+/* ---- the purger (purge.c; docs/distributed.md, "Revocation in the engines") ---- */
+
+typedef struct ann_purge_config {
+    ann_kafka_config kafka; /* kafka.ns is also the PostgreSQL schema */
+    const char *conninfo;
+    int interval_ms; /* between passes; ANN_PURGE_INTERVAL_MS by default (the caller sets) */
+} ann_purge_config;
+
+#define ANN_PURGE_INTERVAL_MS 60000
+
+typedef struct purger ann_purger;
+int ann_purger_open(const ann_purge_config *cfg, ann_purger **out, ann_err *err);
+void ann_purger_close(ann_purger *p);
+/* One pass: VACUUM FULL of the partitions in purge_pending, DeleteRecords below the
+ * consumers' offsets on pending and committed, ticks. */
+int ann_purge_pass(ann_purger *p, ann_err *err);
+/* A pass every interval_ms until *stop; errors are logged and retried next pass. */
+int ann_purge_run(const ann_purge_config *cfg, volatile int *stop, ann_err *err);
+
+/* ---- rebuild (rebuild.c; docs/distributed.md, "Rebuild") ---- */
+
+typedef struct ann_rebuild_config {
+    ann_kafka_config kafka; /* kafka.ns: topics, keyspace and schema */
+    const char *conninfo;
+    const ann_cql_config *cql;
+    const char *replication; /* the keyspace's replication map (if it must be created) */
+} ann_rebuild_config;
+
+typedef struct ann_rebuild_stats {
+    uint64_t logs, deleted_logs, entries, revocations;
+} ann_rebuild_stats;
+
+/* Rebuilds schema <ns> from Cassandra into <ns>_rb, then swaps it in (one transaction)
+ * with projector_offsets at the committed topic's ends taken BEFORE Cassandra was read. */
+int ann_rebuild(const ann_rebuild_config *cfg, ann_rebuild_stats *st, ann_err *err);
 
 #endif

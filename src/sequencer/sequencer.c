@@ -432,6 +432,20 @@ static void pack_committed(pbatch *b, const Command *c, Committed *m)
     outs_add(&b->out, false, b->pn, key, buf, n);
 }
 
+/* The echo of a purge tick: a Committed record without a log, so the committed
+ * partition's active segment gets an append (and rolls once segment.ms has passed). */
+static void pack_tick(pbatch *b)
+{
+    Committed m = ANNALS__EVENTS__V1__COMMITTED__INIT;
+    Annals__Events__V1__Tick t = ANNALS__EVENTS__V1__TICK__INIT;
+    m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_TICK;
+    m.tick = &t;
+    size_t n = annals__events__v1__committed__get_packed_size(&m);
+    void *buf = xcalloc(1, n);
+    annals__events__v1__committed__pack(&m, buf);
+    outs_add(&b->out, false, b->pn, "", buf, n);
+}
+
 static void ack_simple(pbatch *b, const Command *c, int code, const char *msg, uint64_t op_seq,
                        uint64_t count)
 {
@@ -1047,6 +1061,7 @@ static int run_batch(seq *s, ann_err *err)
     size_t *count = xcalloc((size_t)s->nparts, sizeof *count);
     Command **decoded = xcalloc(n, sizeof *decoded);
     bool *skip_part = xcalloc((size_t)s->nparts, sizeof *skip_part);
+    bool *tick = xcalloc((size_t)s->nparts, sizeof *tick);
     /* A rebalance while gathering: the records read before it belong to the old
      * assignment; read everything again from the committed offsets. */
     bool stale = s->rebalances != reb;
@@ -1062,6 +1077,13 @@ static int run_batch(seq *s, ann_err *err)
         next_off[pn] = msgs[i]->offset + 1;
         count[pn]++;
         decoded[i] = annals__events__v1__command__unpack(NULL, msgs[i]->len, msgs[i]->payload);
+        if (decoded[i] && decoded[i]->op_case == ANNALS__EVENTS__V1__COMMAND__OP_TICK) {
+            /* A purge tick: echoed into the committed partition (see below), no answer. */
+            tick[pn] = true;
+            annals__events__v1__command__free_unpacked(decoded[i], NULL);
+            decoded[i] = NULL;
+            continue;
+        }
         if (!decoded[i] || !decoded[i]->tenant_id || !*decoded[i]->tenant_id ||
             !decoded[i]->log_id || !*decoded[i]->log_id) {
             fprintf(stderr,
@@ -1093,6 +1115,8 @@ static int run_batch(seq *s, ann_err *err)
         ann_err_clear(&perr);
         int r = b->ncmds ? run_partition(b, &perr) : P_OK;
         if (r == P_OK) {
+            if (tick[pn])
+                pack_tick(b);
             npb++;
             continue;
         }
@@ -1159,6 +1183,7 @@ static int run_batch(seq *s, ann_err *err)
     free(pb);
     free(failed);
     free(skip_part);
+    free(tick);
     free(decoded);
     free(count);
     free(next_off);
@@ -1223,8 +1248,8 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
         rd_kafka_error_destroy(e);
         goto out;
     }
-    s.cons = ann_kafka_consumer(&s.kc, group, cfg->dynamic ? NULL : cfg->instance, rebalance_cb,
-                                &s, err);
+    s.cons = ann_kafka_consumer(&s.kc, group, cfg->dynamic ? NULL : cfg->instance, rebalance_cb, &s,
+                                err);
     if (!s.cons)
         goto out;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
