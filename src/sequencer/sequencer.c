@@ -833,8 +833,7 @@ static int run_partition(pbatch *b, ann_err *err)
         if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
             size_t n = cm->c->write ? cm->c->write->n_entries : 0;
             /* A probe that missed (probe[i] still set): every entry is new. */
-            uint64_t *found =
-                qstart[i] != SIZE_MAX && !probe[i] ? xcalloc(n, sizeof *found) : NULL;
+            uint64_t *found = qstart[i] != SIZE_MAX && !probe[i] ? xcalloc(n, sizeof *found) : NULL;
             for (size_t k = 0; found && k < n; k++)
                 found[k] = q[qstart[i] + k].id_out;
             uint64_t *none = NULL;

@@ -722,12 +722,9 @@ static void test_generated_ids(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_write_dedup),
-        cmocka_unit_test(test_generated_ids),
-        cmocka_unit_test(test_not_found),
-        cmocka_unit_test(test_revoke_delete),
-        cmocka_unit_test(test_ordering),
-        cmocka_unit_test(test_fencing),
+        cmocka_unit_test(test_create_write_dedup), cmocka_unit_test(test_generated_ids),
+        cmocka_unit_test(test_not_found),          cmocka_unit_test(test_revoke_delete),
+        cmocka_unit_test(test_ordering),           cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -699,8 +699,7 @@ static int64_t mono_ns(void)
 /* Every call authenticates: known keys are remembered for a few seconds (a key removed
  * from Cassandra stops working within DIST_KEY_TTL_NS on every server); unknown ones are
  * never remembered. */
-static int d_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tenant *out,
-                           ann_err *err)
+static int d_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
 {
     dist *d = (dist *)st;
     size_t slot = ((size_t)key_hash[0] << 8 | key_hash[1]) % DIST_KEY_SLOTS;
@@ -813,10 +812,8 @@ void dist_on_notify(void *ud, const char *tenant_id, const char *log_id, uint64_
     }
     char key[ANN_EVENT_KEY_LEN + 1];
     ann_event_key(tenant_id, log_id, key);
-    dist_log_state st = {.exists = true,
-                         .deleted = deleted,
-                         .visible_count = visible,
-                         .applied_op = applied_op};
+    dist_log_state st = {
+        .exists = true, .deleted = deleted, .visible_count = visible, .applied_op = applied_op};
     dist_on_state(d, key, &st);
 }
 
@@ -900,7 +897,8 @@ static int assign_acks(dist *d, ann_err *err)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int32_t p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_topic_partition_list_destroy(l);
             return ann_kafka_fail(err, "acks offsets", e, topic);
@@ -932,8 +930,7 @@ static const ann_store_ops dist_ops = {
     .log_create_async = d_log_create_async,
 };
 
-int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out,
-                               ann_err *err)
+int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err)
 {
     *out = NULL;
     dist *d = calloc(1, sizeof *d);

@@ -22,7 +22,6 @@ typedef struct ann_store_distributed_opts {
 } ann_store_distributed_opts;
 
 /* Connects to the three engines, creates what is missing (topics, keyspace, schema). */
-int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out,
-                               ann_err *err);
+int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err);
 
 #endif

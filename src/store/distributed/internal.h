@@ -15,8 +15,8 @@
 #include "store/store.h"
 
 #define DIST_BUCKETS 1024
-#define DIST_STATE_POLL_MS 250 /* fallback re-read of logs someone waits on */
-#define DIST_KEY_SLOTS 256       /* API keys remembered (direct-mapped by hash) */
+#define DIST_STATE_POLL_MS 250               /* fallback re-read of logs someone waits on */
+#define DIST_KEY_SLOTS 256                   /* API keys remembered (direct-mapped by hash) */
 #define DIST_KEY_TTL_NS (5LL * 1000000000LL) /* how long a remembered key is trusted */
 
 enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE };
@@ -36,9 +36,9 @@ struct dop {
     /* Guarded by d->mu: */
     int refs;
     bool finished;
-    bool waiting;           /* on its log's waiter list */
-    int outcome;            /* set when taken off the list: 1 ok, -1 log gone */
-    uint64_t want_visible;  /* written before wait_visible, read under d->mu */
+    bool waiting;          /* on its log's waiter list */
+    int outcome;           /* set when taken off the list: 1 ok, -1 log gone */
+    uint64_t want_visible; /* written before wait_visible, read under d->mu */
     uint64_t want_op;
     dop *hnext; /* request table chain */
     dop *wnext; /* waiter list */
