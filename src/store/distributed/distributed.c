@@ -526,36 +526,41 @@ static void send_command(dist *d, dop *op, uint8_t *buf, size_t len)
     op_unref(d, op); /* the caller's: the op lives on through the table's path */
 }
 
-static uint8_t *pack_command(const Annals__Events__V1__Command *c, size_t *len)
+/* Fills the command's routing fields from op, packs it and sends it (send_command). */
+static void send_op(dist *d, dop *op, Annals__Events__V1__Command *c)
 {
-    *len = annals__events__v1__command__get_packed_size(c);
-    uint8_t *buf = malloc(*len ? *len : 1);
+    c->request_id = op->request_id;
+    c->origin = d->origin;
+    c->tenant_id = op->tenant;
+    c->log_id = op->log;
+    size_t len = annals__events__v1__command__get_packed_size(c);
+    uint8_t *buf = malloc(len ? len : 1);
     if (!buf)
         abort();
     annals__events__v1__command__pack(c, buf);
-    return buf;
+    send_command(d, op, buf, len);
 }
 
-static void command_init(Annals__Events__V1__Command *c, dist *d, const dop *op)
+/* 0 when the log exists (and is not deleted); otherwise fails done() and returns -1. */
+static int log_exists_or_fail(dist *d, const char *tenant_id, const char *log_id, ann_done_fn done,
+                              void *ud)
 {
-    annals__events__v1__command__init(c);
-    c->request_id = (char *)op->request_id;
-    c->origin = d->origin;
-    c->tenant_id = (char *)op->tenant;
-    c->log_id = (char *)op->log;
+    ann_err err = {0};
+    int r = ann_catalog_log_get(d->cat, tenant_id, log_id, NULL, &err);
+    if (r == 1)
+        return 0;
+    if (r == 0)
+        not_found(&err, log_id);
+    done(ud, -1, &err);
+    return -1;
 }
 
 static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, void *ud)
 {
     dist *d = (dist *)st;
     ann_err err = {0};
-    int r = ann_catalog_log_get(d->cat, req->tenant_id, req->log_id, NULL, &err);
-    if (r <= 0) {
-        if (r == 0)
-            not_found(&err, req->log_id);
-        done(ud, -1, &err);
+    if (log_exists_or_fail(d, req->tenant_id, req->log_id, done, ud) != 0)
         return;
-    }
     if (req->n > ANN_ARCHIVE_MAX_APPEND) {
         ann_err_set(&err, ANN_ERANGE, "entries: at most %d per request", ANN_ARCHIVE_MAX_APPEND);
         done(ud, -1, &err);
@@ -587,15 +592,12 @@ static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, voi
     Annals__Events__V1__Write w = ANNALS__EVENTS__V1__WRITE__INIT;
     w.n_entries = req->n;
     w.entries = ep;
-    Annals__Events__V1__Command c;
-    command_init(&c, d, op);
+    Annals__Events__V1__Command c = ANNALS__EVENTS__V1__COMMAND__INIT;
     c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_WRITE;
     c.write = &w;
-    size_t len;
-    uint8_t *buf = pack_command(&c, &len);
+    send_op(d, op, &c);
     free(ep);
     free(es);
-    send_command(d, op, buf, len);
 }
 
 static void d_log_create_async(ann_store *st, const char *tenant_id, const char *log_id,
@@ -613,13 +615,10 @@ static void d_log_create_async(ann_store *st, const char *tenant_id, const char 
     cl.labels.data = (uint8_t *)labels;
     cl.labels.len = labels_len;
     cl.create_time_ns = now_ns;
-    Annals__Events__V1__Command c;
-    command_init(&c, d, op);
+    Annals__Events__V1__Command c = ANNALS__EVENTS__V1__COMMAND__INIT;
     c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_CREATE_LOG;
     c.create_log = &cl;
-    size_t len;
-    uint8_t *buf = pack_command(&c, &len);
-    send_command(d, op, buf, len);
+    send_op(d, op, &c);
 }
 
 static void d_revoke_async(ann_store *st, const char *tenant_id, const char *log_id,
@@ -627,14 +626,8 @@ static void d_revoke_async(ann_store *st, const char *tenant_id, const char *log
                            int64_t now_ns, ann_done_fn done, void *ud)
 {
     dist *d = (dist *)st;
-    ann_err err = {0};
-    int r = ann_catalog_log_get(d->cat, tenant_id, log_id, NULL, &err);
-    if (r <= 0) {
-        if (r == 0)
-            not_found(&err, log_id);
-        done(ud, -1, &err);
+    if (log_exists_or_fail(d, tenant_id, log_id, done, ud) != 0)
         return;
-    }
     dop *op = op_new(d, OP_REVOKE, tenant_id, log_id, done, ud);
     Annals__Events__V1__Revoke rv = ANNALS__EVENTS__V1__REVOKE__INIT;
     rv.n_entry_ids = n;
@@ -642,13 +635,10 @@ static void d_revoke_async(ann_store *st, const char *tenant_id, const char *log
     rv.actor = (char *)(actor ? actor : "");
     rv.reason = (char *)(reason ? reason : "");
     rv.time_ns = now_ns;
-    Annals__Events__V1__Command c;
-    command_init(&c, d, op);
+    Annals__Events__V1__Command c = ANNALS__EVENTS__V1__COMMAND__INIT;
     c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_REVOKE;
     c.revoke = &rv;
-    size_t len;
-    uint8_t *buf = pack_command(&c, &len);
-    send_command(d, op, buf, len);
+    send_op(d, op, &c);
 }
 
 static void d_log_delete_async(ann_store *st, const char *tenant_id, const char *log_id,
@@ -667,13 +657,10 @@ static void d_log_delete_async(ann_store *st, const char *tenant_id, const char 
     }
     dop *op = op_new(d, OP_DELETE, tenant_id, log_id, done, ud);
     Annals__Events__V1__DeleteLog dl = ANNALS__EVENTS__V1__DELETE_LOG__INIT;
-    Annals__Events__V1__Command c;
-    command_init(&c, d, op);
+    Annals__Events__V1__Command c = ANNALS__EVENTS__V1__COMMAND__INIT;
     c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_DELETE_LOG;
     c.delete_log = &dl;
-    size_t len;
-    uint8_t *buf = pack_command(&c, &len);
-    send_command(d, op, buf, len);
+    send_op(d, op, &c);
 }
 
 /* ---------- catalog and reads ---------- */
