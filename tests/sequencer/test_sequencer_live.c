@@ -608,6 +608,7 @@ static void test_throughput(void **state)
     }
     static rid r[LOGS][REQS];
     struct timespec t0, t1;
+    generated_ids = true; /* as API servers send them when clients give none */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int k = 0; k < REQS; k++)
         for (int l = 0; l < LOGS; l++) {
@@ -623,6 +624,7 @@ static void test_throughput(void **state)
         }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    generated_ids = false;
     printf("throughput: %d entries in %.2f s: %.0f entries/s (%d requests of %d)\n",
            LOGS * REQS * PER, sec, LOGS * REQS * PER / sec, LOGS * REQS, PER);
 }
