@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/fault.h"
 #include "domain/event.h"
 #include "projector.h"
 
@@ -83,10 +84,12 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, r->topic) == 0)
                 r->parts[r->n_parts++] = (assigned){parts->elems[i].partition, 0};
+        ANN_FAULT_POINT("proj.assigned");
         if (claim_all(r) != 0) {
             log_err("claim", &r->err);
             rd_kafka_assign(rk, NULL); /* nothing to read until the claims succeed */
         }
+        ANN_FAULT_POINT("proj.claimed");
     } else {
         rd_kafka_assign(rk, NULL);
         r->need_claim = false;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "annals/events/v1/events.pb-c.h"
+#include "common/fault.h"
 #include "domain/event.h"
 
 #define MAX_BATCH 4000       /* records per poll */
@@ -246,6 +247,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             s->parts[pn].owned = true;
             s->parts[pn].paused = false;
             claim(s, pn);
+            ANN_FAULT_POINT("seq.claimed");
         }
         rd_kafka_assign(rk, list);
         /* Partitions whose claim failed wait, paused, for the next try. */
@@ -840,6 +842,7 @@ static int run_partition(pbatch *b, ann_err *err)
                                    rv->actor, rv->reason, rv->time_ns, err) < 0)
                 goto done;
         }
+    ANN_FAULT_POINT("seq.rows_written");
 
     /* 5. ONE conditional commit of every head advanced */
     {
@@ -865,6 +868,7 @@ static int run_partition(pbatch *b, ann_err *err)
             p->serial = true; /* outcome unknown: settle with serial reads */
             goto done;
         }
+        ANN_FAULT_POINT("seq.heads_committed");
     }
     for (size_t i = 0; i < b->nlogs; i++)
         if (b->logs[i].changed)
@@ -966,6 +970,7 @@ static int run_txn(seq *s, pbatch *pb, size_t npb, const int64_t *next_off, ann_
         }
     }
     rd_kafka_topic_partition_list_destroy(offs);
+    ANN_FAULT_POINT("seq.txn_produced");
     for (int attempt = 0;; attempt++) {
         e = rd_kafka_commit_transaction(s->prod, TXN_TIMEOUT_MS);
         if (!e)
@@ -1097,6 +1102,7 @@ static int run_batch(seq *s, ann_err *err)
             ncmd += pb[i].ncmds;
         int r = run_txn(s, pb, npb, next_off, err);
         if (r == TXN_OK) {
+            ANN_FAULT_POINT("seq.txn_committed");
             STAT(s, batches, 1);
             STAT(s, commands, ncmd);
             /* deleted logs: their rows go now (the head stays, deleted) */

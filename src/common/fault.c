@@ -1,5 +1,5 @@
 /* Fault points of test builds (fault.h). Empty unless ANN_FAULTS is defined. */
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 
 #ifdef ANN_FAULTS
 
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 /* The one point chosen for this process, read once from ANNALS_FAULT. A test
- * build runs one store per process, so process-wide state is acceptable here
+ * build runs one store or role per process, so process-wide state is acceptable here
  * (and only here). */
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 static char fault_name[64];
