@@ -10,7 +10,9 @@
  * (build/bin/annalsd-faults; the release annalsd has no hook). There, the
  * environment variable ANNALS_FAULT=<point>[:<n>] (read once) kills the
  * process at the n-th hit (default 1) of that point, after a line on stderr
- * ("annals fault: <point> hit <n>: SIGKILL"). The points are listed in
+ * ("annals fault: <point> hit <n>: SIGKILL"). ANNALS_FAULT=<point>:<n>:stop
+ * raises SIGSTOP instead: the process freezes there until SIGCONT (a zombie
+ * for tests/faults/test_distributed_faults.py). The points are listed in
  * docs/storage.md ("Fault points": the store's) and docs/distributed.md
  * ("Fault points": the roles').
  */
