@@ -282,8 +282,14 @@ def wait_converged(c, book, where, timeout=CONVERGE_S):
             why[log_id] = (f"{len(missing)} acknowledged entries not listed, entry_count "
                            f"{count}, {len(got)} listed, highest id {top}")
             if time.time() > deadline:
-                raise AssertionError(f"{where}: log {log_id} did not converge in {timeout} s: "
-                                     f"{why[log_id]}")
+                lost = [r for r in book.acked() if r.log_id == log_id and
+                        any(e.insert_id in missing for e in r.entries)]
+                raise AssertionError(
+                    f"{where}: log {log_id} did not converge in {timeout} s: {why[log_id]}; "
+                    "the requests: " + "; ".join(
+                        f"{len(r.entries)} entries at {WAIT_NAME.get(r.wait)} by {r.writer} "
+                        f"#{r.seq}, ids {r.ids[:3] if r.ids else None}, failed attempts "
+                        f"{[str(x) for x in r.errors]}" for r in lost[:10]))
             time.sleep(0.5)
     return out
 

@@ -250,16 +250,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             ANN_FAULT_POINT("seq.claimed");
         }
         rd_kafka_assign(rk, list);
-        /* Partitions whose claim failed wait, paused, for the next try. */
+        /* Partitions whose claim failed wait, paused, for the next try; the others are
+         * resumed: librdkafka keeps a partition's pause across a reassignment, so one we
+         * paused when fenced would otherwise stay paused while we own it again (nothing
+         * of it sequenced until the next rebalance). */
         for (int i = 0; i < list->cnt; i++) {
             int32_t pn = list->elems[i].partition;
-            if (pn >= 0 && pn < s->nparts && s->parts[pn].epoch == 0) {
-                rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+            if (pn < 0 || pn >= s->nparts)
+                continue;
+            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+            if (s->parts[pn].epoch == 0) {
                 rd_kafka_pause_partitions(rk, one);
-                rd_kafka_topic_partition_list_destroy(one);
                 s->parts[pn].paused = true;
+            } else {
+                rd_kafka_resume_partitions(rk, one);
             }
+            rd_kafka_topic_partition_list_destroy(one);
         }
     } else {
         for (int i = 0; i < list->cnt; i++) {
@@ -1157,6 +1164,10 @@ static void reclaim(seq *s)
     for (int32_t pn = 0; pn < s->nparts; pn++) {
         part *p = &s->parts[pn];
         if (!p->owned || p->epoch != 0 || now < p->claim_at)
+            continue;
+        /* A zombie (its session expired while it stood still) must not claim back what
+         * the group gave another sequencer: it waits for the rebalance that tells it. */
+        if (rd_kafka_assignment_lost(s->cons))
             continue;
         claim(s, pn);
         if (p->epoch) {
