@@ -131,7 +131,8 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
 
     rd_kafka_message_t **msgs = ann_xcalloc(BATCH_MAX, sizeof *msgs);
     ann_projector_record *recs = ann_xcalloc(BATCH_MAX, sizeof *recs);
-    while (!*stop) {
+    bool fatal = false;
+    while (!*stop && !fatal) {
         /* After a refusal, claim again only if the group still gives us the partitions
          * once a session has passed: a zombie learns it lost them (a rebalance, or
          * assignment_lost) instead of fencing the new owner in turn. */
@@ -144,7 +145,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
         }
         size_t n = 0;
         int64_t deadline = 0;
-        while (n < BATCH_MAX && !*stop) {
+        while (n < BATCH_MAX && !*stop && !fatal) {
             int wait = 100;
             if (n) {
                 int64_t left = deadline - now_ms();
@@ -164,7 +165,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
                     if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                         rc = ann_kafka_fail(err, "consume", m->err, rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
-                        *stop = 1;
+                        fatal = true; /* the caller may start over with a new consumer */
                         break;
                     }
                 }

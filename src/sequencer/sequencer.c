@@ -1015,6 +1015,17 @@ static int run_batch(seq *s, ann_err *err)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 fprintf(stderr, "annalsd sequencer %s: consume: %s\n", s->cfg->instance,
                         rd_kafka_message_errstr(m));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                /* e.g. FENCED_INSTANCE_ID after a broker restart: this consumer never
+                 * fetches again; give up so the role starts over with a new one. The
+                 * records in hand are not sequenced (nothing was written for them). */
+                ann_err_set(err, ANN_EIO, "kafka consumer: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                for (size_t i = 0; i < n; i++)
+                    rd_kafka_message_destroy(msgs[i]);
+                free(msgs);
+                return -1;
+            }
             rd_kafka_message_destroy(m);
             if (n == 0)
                 break;
