@@ -5,7 +5,7 @@ PY         := .venv/bin/python
 ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
 
-.PHONY: all deps build build-asan run run-distributed test-distributed test-distributed-purge test test-unit test-api test-cli test-crash test-faults \
+.PHONY: all deps build build-asan run run-distributed test-distributed test-distributed-purge test test-unit test-api test-cli test-crash test-faults test-faults-distributed \
         test-powerloss \
         test-asan test-extra pystubs clean format bench-investigator bench-distributed
 
@@ -47,7 +47,7 @@ EXTRA_TESTS :=
 -include tests/cql/cql.mk
 
 test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra \
-      test-distributed test-distributed-purge test-asan
+      test-distributed test-faults-distributed test-distributed-purge test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -76,6 +76,14 @@ test-faults: build pystubs
 test-powerloss: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/faults/test_powerloss.py
+
+# The distributed mode's faults (tests/faults/test_distributed_faults.py, docs/testing.md):
+# kill -9 of each role at its fault points and at random, a zombie sequencer, kill -9 and
+# restart of Kafka, Cassandra and PostgreSQL (the SHARED engines of services-up: other runs
+# on them see the outages). ~6-8 minutes on 2 cores.
+test-faults-distributed: build pystubs services-up
+	ANNALS_MODE=distributed ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q -s tests/faults/test_distributed_faults.py
 
 test-extra: $(EXTRA_TESTS)
 

@@ -249,10 +249,27 @@ static int run_rebuild(const engines *e)
     return 0;
 }
 
+/* A role that failed on its engines (EIO, EUNAVAIL: e.g. a Kafka consumer left fatally
+ * fenced by a broker restart) starts over in the same process, with new clients, after a
+ * second; a configuration error (EINVAL, ...) ends the process. */
 static void *role_main(void *p)
 {
     role_thread *rt = p;
-    rt->rc = rt->run(rt, &rt->err);
+    for (;;) {
+        ann_err_clear(&rt->err);
+        rt->rc = rt->run(rt, &rt->err);
+        if (rt->rc == 0 || *rt->stop ||
+            (rt->err.code != ANN_EIO && rt->err.code != ANN_EUNAVAIL))
+            break;
+        fprintf(stderr, "annalsd: %s failed: %s; starting over in 1 s\n", rt->name,
+                rt->err.msg);
+        for (int i = 0; i < 10 && !*rt->stop; i++)
+            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+        if (*rt->stop) {
+            rt->rc = 0;
+            break;
+        }
+    }
     if (rt->rc != 0) {
         fprintf(stderr, "annalsd: %s stopped: %s\n", rt->name, rt->err.msg);
         pthread_mutex_lock(rt->mu);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/fault.h"
 #include "pg/pg.h"
 #include "pg/schema.h"
 #include "store/store.h"
@@ -463,6 +464,7 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
     }
     if (flush(&b, err) != 0)
         goto out;
+    ANN_FAULT_POINT("proj.rows_applied");
 
     if (ag.n) {
         open_arr(&a1), open_arr(&a2), open_arr(&a3), open_arr(&a4), open_arr(&a5);
@@ -501,6 +503,7 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
     }
     if (ann_pg_run(p->c, "commit", "COMMIT", NULL, err) != 0)
         goto out;
+    ANN_FAULT_POINT("proj.committed");
     rc = 0;
 out:
     if (rc < 0)

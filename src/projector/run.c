@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/fault.h"
 #include "domain/event.h"
 #include "projector.h"
 
@@ -83,10 +84,12 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, r->topic) == 0)
                 r->parts[r->n_parts++] = (assigned){parts->elems[i].partition, 0};
+        ANN_FAULT_POINT("proj.assigned");
         if (claim_all(r) != 0) {
             log_err("claim", &r->err);
             rd_kafka_assign(rk, NULL); /* nothing to read until the claims succeed */
         }
+        ANN_FAULT_POINT("proj.claimed");
     } else {
         rd_kafka_assign(rk, NULL);
         r->need_claim = false;
@@ -128,7 +131,8 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
 
     rd_kafka_message_t **msgs = ann_xcalloc(BATCH_MAX, sizeof *msgs);
     ann_projector_record *recs = ann_xcalloc(BATCH_MAX, sizeof *recs);
-    while (!*stop) {
+    bool fatal = false;
+    while (!*stop && !fatal) {
         /* After a refusal, claim again only if the group still gives us the partitions
          * once a session has passed: a zombie learns it lost them (a rebalance, or
          * assignment_lost) instead of fencing the new owner in turn. */
@@ -141,7 +145,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
         }
         size_t n = 0;
         int64_t deadline = 0;
-        while (n < BATCH_MAX && !*stop) {
+        while (n < BATCH_MAX && !*stop && !fatal) {
             int wait = 100;
             if (n) {
                 int64_t left = deadline - now_ms();
@@ -161,7 +165,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
                     if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                         rc = ann_kafka_fail(err, "consume", m->err, rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
-                        *stop = 1;
+                        fatal = true; /* the caller may start over with a new consumer */
                         break;
                     }
                 }

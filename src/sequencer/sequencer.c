@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "annals/events/v1/events.pb-c.h"
+#include "common/fault.h"
 #include "domain/event.h"
 
 #define MAX_BATCH 4000       /* records per poll */
@@ -246,18 +247,26 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             s->parts[pn].owned = true;
             s->parts[pn].paused = false;
             claim(s, pn);
+            ANN_FAULT_POINT("seq.claimed");
         }
         rd_kafka_assign(rk, list);
-        /* Partitions whose claim failed wait, paused, for the next try. */
+        /* Partitions whose claim failed wait, paused, for the next try; the others are
+         * resumed: librdkafka keeps a partition's pause across a reassignment, so one we
+         * paused when fenced would otherwise stay paused while we own it again (nothing
+         * of it sequenced until the next rebalance). */
         for (int i = 0; i < list->cnt; i++) {
             int32_t pn = list->elems[i].partition;
-            if (pn >= 0 && pn < s->nparts && s->parts[pn].epoch == 0) {
-                rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+            if (pn < 0 || pn >= s->nparts)
+                continue;
+            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(one, s->t_pending, pn);
+            if (s->parts[pn].epoch == 0) {
                 rd_kafka_pause_partitions(rk, one);
-                rd_kafka_topic_partition_list_destroy(one);
                 s->parts[pn].paused = true;
+            } else {
+                rd_kafka_resume_partitions(rk, one);
             }
+            rd_kafka_topic_partition_list_destroy(one);
         }
     } else {
         for (int i = 0; i < list->cnt; i++) {
@@ -875,6 +884,7 @@ static int run_partition(pbatch *b, ann_err *err)
                                    rv->actor, rv->reason, rv->time_ns, err) < 0)
                 goto done;
         }
+    ANN_FAULT_POINT("seq.rows_written");
 
     /* 5. ONE conditional commit of every head advanced */
     {
@@ -900,6 +910,7 @@ static int run_partition(pbatch *b, ann_err *err)
             p->serial = true; /* outcome unknown: settle with serial reads */
             goto done;
         }
+        ANN_FAULT_POINT("seq.heads_committed");
     }
     for (size_t i = 0; i < b->nlogs; i++)
         if (b->logs[i].changed)
@@ -1001,6 +1012,7 @@ static int run_txn(seq *s, pbatch *pb, size_t npb, const int64_t *next_off, ann_
         }
     }
     rd_kafka_topic_partition_list_destroy(offs);
+    ANN_FAULT_POINT("seq.txn_produced");
     for (int attempt = 0;; attempt++) {
         e = rd_kafka_commit_transaction(s->prod, TXN_TIMEOUT_MS);
         if (!e)
@@ -1038,6 +1050,17 @@ static int run_batch(seq *s, ann_err *err)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 fprintf(stderr, "annalsd sequencer %s: consume: %s\n", s->cfg->instance,
                         rd_kafka_message_errstr(m));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                /* e.g. FENCED_INSTANCE_ID after a broker restart: this consumer never
+                 * fetches again; give up so the role starts over with a new one. The
+                 * records in hand are not sequenced (nothing was written for them). */
+                ann_err_set(err, ANN_EIO, "kafka consumer: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                for (size_t i = 0; i < n; i++)
+                    rd_kafka_message_destroy(msgs[i]);
+                free(msgs);
+                return -1;
+            }
             rd_kafka_message_destroy(m);
             if (n == 0)
                 break;
@@ -1142,6 +1165,7 @@ static int run_batch(seq *s, ann_err *err)
             ncmd += pb[i].ncmds;
         int r = run_txn(s, pb, npb, next_off, err);
         if (r == TXN_OK) {
+            ANN_FAULT_POINT("seq.txn_committed");
             STAT(s, batches, 1);
             STAT(s, commands, ncmd);
             /* deleted logs: their rows go now (the head stays, deleted) */
@@ -1197,6 +1221,10 @@ static void reclaim(seq *s)
     for (int32_t pn = 0; pn < s->nparts; pn++) {
         part *p = &s->parts[pn];
         if (!p->owned || p->epoch != 0 || now < p->claim_at)
+            continue;
+        /* A zombie (its session expired while it stood still) must not claim back what
+         * the group gave another sequencer: it waits for the rebalance that tells it. */
+        if (rd_kafka_assignment_lost(s->cons))
             continue;
         claim(s, pn);
         if (p->epoch) {

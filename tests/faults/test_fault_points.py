@@ -1,7 +1,7 @@
 """kill -9 at every step of revocation, deletion and the group commit, at a chosen point.
 
 build/bin/annalsd-faults is annalsd with the store's fault points compiled in
-(src/store/embedded/fault.h): ANNALS_FAULT=<point>[:<n>] makes it SIGKILL itself at the
+(src/common/fault.h): ANNALS_FAULT=<point>[:<n>] makes it SIGKILL itself at the
 n-th hit of that point. For each point: a log of thousands of entries, each with a
 unique marker string, is written with the release annalsd; annalsd-faults then runs a
 large revocation (thousands of ids), a deletion or a write, and dies at the point; the

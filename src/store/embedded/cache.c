@@ -7,7 +7,7 @@
  * records; the committer reloads a log the same way after a failed write.
  */
 #include "store/embedded/internal.h"
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>

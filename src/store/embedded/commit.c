@@ -6,7 +6,7 @@
  * the committer), publish, wake watchers, answer.
  */
 #include "store/embedded/internal.h"
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>

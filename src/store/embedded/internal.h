@@ -12,7 +12,7 @@
  *   watch.c     watchers
  *   purge.c     revoke and delete: durable intent first, then the files, then "done"
  *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
- *   fault.c     fault points, live only in test builds (fault.h)
+ *   (fault points: src/common/fault.h, live only in test builds)
  *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
  *   index, checksums and SipHash (each has its own header)
  *

@@ -6,7 +6,7 @@
  * by the next open (recover.c) or the next load of the log (cache.c).
  */
 #include "store/embedded/internal.h"
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -21,7 +21,7 @@
  * (EMB_VCACHE views, h->vc_mu, a leaf lock), as a data-file record: the readers above do
  * not tell sealed entries from others.
  */
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 #include "store/embedded/internal.h"
 
 #include <errno.h>

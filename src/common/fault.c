@@ -1,5 +1,5 @@
 /* Fault points of test builds (fault.h). Empty unless ANN_FAULTS is defined. */
-#include "store/embedded/fault.h"
+#include "common/fault.h"
 
 #ifdef ANN_FAULTS
 
@@ -12,11 +12,12 @@
 #include <unistd.h>
 
 /* The one point chosen for this process, read once from ANNALS_FAULT. A test
- * build runs one store per process, so process-wide state is acceptable here
+ * build runs one store or role per process, so process-wide state is acceptable here
  * (and only here). */
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 static char fault_name[64];
 static unsigned long fault_nth;
+static int fault_sig = SIGKILL; /* SIGSTOP with the suffix ":stop" */
 static atomic_ulong fault_hits;
 
 static void fault_init(void)
@@ -32,7 +33,10 @@ static void fault_init(void)
     fault_nth = colon ? strtoul(colon + 1, NULL, 10) : 1;
     if (fault_nth == 0)
         fault_nth = 1;
-    fprintf(stderr, "annals fault: armed %s at hit %lu\n", fault_name, fault_nth);
+    if (colon && strstr(colon + 1, ":stop"))
+        fault_sig = SIGSTOP;
+    fprintf(stderr, "annals fault: armed %s at hit %lu (%s)\n", fault_name, fault_nth,
+            fault_sig == SIGSTOP ? "SIGSTOP" : "SIGKILL");
 }
 
 void ann_fault_point(const char *name)
@@ -44,10 +48,14 @@ void ann_fault_point(const char *name)
     if (hit != fault_nth)
         return;
     char line[128];
-    int n = snprintf(line, sizeof line, "annals fault: %s hit %lu: SIGKILL\n", name, hit);
+    int n = snprintf(line, sizeof line, "annals fault: %s hit %lu: %s\n", name, hit,
+                     fault_sig == SIGSTOP ? "SIGSTOP" : "SIGKILL");
     if (n > 0)
         (void)!write(STDERR_FILENO, line, (size_t)n);
-    raise(SIGKILL);
+    /* SIGSTOP: the process stops here (a zombie to be) until a test sends SIGCONT,
+     * then goes on as if nothing happened; raise() stops only when the signal is
+     * delivered, i.e. at once. */
+    raise(fault_sig);
 }
 
 #else
