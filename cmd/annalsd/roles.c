@@ -258,11 +258,9 @@ static void *role_main(void *p)
     for (;;) {
         ann_err_clear(&rt->err);
         rt->rc = rt->run(rt, &rt->err);
-        if (rt->rc == 0 || *rt->stop ||
-            (rt->err.code != ANN_EIO && rt->err.code != ANN_EUNAVAIL))
+        if (rt->rc == 0 || *rt->stop || (rt->err.code != ANN_EIO && rt->err.code != ANN_EUNAVAIL))
             break;
-        fprintf(stderr, "annalsd: %s failed: %s; starting over in 1 s\n", rt->name,
-                rt->err.msg);
+        fprintf(stderr, "annalsd: %s failed: %s; starting over in 1 s\n", rt->name, rt->err.msg);
         for (int i = 0; i < 10 && !*rt->stop; i++)
             nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
         if (*rt->stop) {
