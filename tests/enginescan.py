@@ -138,7 +138,7 @@ def scan(root, needles, decode_under=(), decode=None):
     """(file relative to root, needle) for each needle found in a file under root; files
     under a directory whose name starts with one of decode_under are decoded too."""
     hits = set()
-    for d, _, files in os.walk(root):
+    for d, _, files in os.walk(root, followlinks=True):  # a node dir may be a link
         rel_d = os.path.relpath(d, root)
         dec = decode if any(part.startswith(decode_under) for part in rel_d.split(os.sep)) \
             and decode_under else None
