@@ -27,9 +27,7 @@ int64_t svc_now_ns(void)
 
 void svc_new_uuid(char out[ANN_UUID_LEN + 1])
 {
-    uint8_t b[16];
-    ann_random_bytes(b, sizeof b);
-    ann_uuid_v4_format(b, out);
+    ann_uuid_v4_new(out);
 }
 
 /* Canonical (lower-case) log id from the request's bytes. */

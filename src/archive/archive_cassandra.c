@@ -99,19 +99,9 @@ struct ann_archive {
 #define CHUNK_BYTES (1u << 20)
 #define PAGE_ROWS 1000
 
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static int32_t id_bucket(const char *s, size_t n)
 {
-    return (int32_t)(fnv1a(s, n) % ANN_ARCHIVE_ID_BUCKETS);
+    return (int32_t)(ann_fnv1a32(s, n) % ANN_ARCHIVE_ID_BUCKETS);
 }
 
 int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len)
@@ -122,19 +112,6 @@ int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len)
 static int64_t entry_bucket(uint64_t id)
 {
     return (int64_t)(id / ANN_ARCHIVE_BUCKET_IDS);
-}
-
-static bool valid_ident(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 48)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
-            return false;
-    }
-    return s[0] >= 'a' && s[0] <= 'z';
 }
 
 static void params(ann_archive *a, ann_cql_params *p, const ann_cql_value *v, size_t n,
@@ -163,7 +140,7 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
         return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
     const char *ks = cfg->keyspace ? cfg->keyspace : "annals";
     char q[1024];
-    if (!valid_ident(ks)) {
+    if (!ann_namespace_valid(ks)) {
         ann_err_set(err, ANN_EINVAL, "archive: keyspace: lower-case letters, digits, _");
         goto fail;
     }

@@ -14,6 +14,7 @@
 #ifndef ANN_DOMAIN_EVENT_H
 #define ANN_DOMAIN_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,13 @@
 #define ANN_PARTITIONS_DEFAULT 12
 
 #define ANN_EVENT_KEY_LEN 73 /* uuid "/" uuid, without the NUL */
+#define ANN_NAMESPACE_MAX 40 /* [a-z][a-z0-9_]*: a topic prefix, keyspace and schema name */
+
+/* A namespace every engine accepts as a name: [a-z][a-z0-9_]*, 1..ANN_NAMESPACE_MAX. */
+bool ann_namespace_valid(const char *ns);
+
+/* 32-bit FNV-1a of n bytes (partitions, buckets, hash tables). */
+uint32_t ann_fnv1a32(const void *p, size_t n);
 
 /* "<tenant_id>/<log_id>" into out (ANN_EVENT_KEY_LEN + 1 bytes). */
 void ann_event_key(const char *tenant_id, const char *log_id, char out[ANN_EVENT_KEY_LEN + 1]);

@@ -1,5 +1,7 @@
 #include "domain/rules.h"
 
+#include "common/random.h"
+
 #include <openssl/sha.h>
 #include <string.h>
 #include <strings.h>
@@ -31,6 +33,13 @@ void ann_uuid_v4_format(const uint8_t random[16], char out[37])
     memcpy(b, random, sizeof b);
     ann_uuid_v4_from_random(b);
     ann_uuid_format(b, out);
+}
+
+void ann_uuid_v4_new(char out[37])
+{
+    uint8_t b[16];
+    ann_random_bytes(b, sizeof b);
+    ann_uuid_v4_format(b, out);
 }
 
 bool ann_tenant_name_valid(const char *name, size_t len)

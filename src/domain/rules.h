@@ -21,6 +21,8 @@ int ann_time_to_ns(int64_t seconds, int32_t nanos, int64_t *out);
 
 /* A version-4 UUID in canonical form (36 chars + NUL) from 16 random bytes. */
 void ann_uuid_v4_format(const uint8_t random[16], char out[37]);
+/* A fresh random (version 4) UUID in canonical text form. */
+void ann_uuid_v4_new(char out[37]);
 
 /* A tenant's name: 1..128 bytes of UTF-8. */
 #define ANN_TENANT_NAME_MAX 128

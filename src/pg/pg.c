@@ -67,17 +67,6 @@ void ann_pg_param_bytes(ann_pg_params *p, const void *data, size_t len)
     p->lengths[p->n - 1] = (int)len;
 }
 
-bool ann_pg_ns_valid(const char *ns)
-{
-    size_t n = ns ? strlen(ns) : 0;
-    if (n == 0 || n > ANN_PG_NS_MAX || ns[0] < 'a' || ns[0] > 'z')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((ns[i] >= 'a' && ns[i] <= 'z') || (ns[i] >= '0' && ns[i] <= '9') || ns[i] == '_'))
-            return false;
-    return true;
-}
-
 /* One line of PostgreSQL's message, for the log. */
 static void trim(char *s)
 {

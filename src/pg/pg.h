@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "domain/event.h"
 
 /* Type oids of the built-in types we bind (pg_type.h is a server header). */
 #define ANN_PG_BOOL 16
@@ -28,7 +29,7 @@
 #define ANN_PG_TEXT 25
 
 #define ANN_PG_MAX_PARAMS 16
-#define ANN_PG_NS_MAX 40 /* a namespace: [a-z][a-z0-9_]*, at most this long */
+#define ANN_PG_NS_MAX ANN_NAMESPACE_MAX /* domain/event.h */
 
 typedef struct ann_pg_params {
     int n;
@@ -48,7 +49,6 @@ void ann_pg_param_bool(ann_pg_params *p, bool v);
 void ann_pg_param_bytes(ann_pg_params *p, const void *data, size_t len);
 
 /* A namespace is a schema name and a channel prefix: [a-z][a-z0-9_]{0,39}. */
-bool ann_pg_ns_valid(const char *ns);
 
 /* Connects (and checks the connection). */
 PGconn *ann_pg_connect(const char *conninfo, ann_err *err);

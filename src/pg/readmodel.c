@@ -41,7 +41,7 @@ static int64_t clamp_u64(uint64_t v)
 int ann_readmodel_open(const char *conninfo, const char *ns, size_t pool_size, ann_readmodel **out,
                        ann_err *err)
 {
-    if (!ann_pg_ns_valid(ns))
+    if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
     PGconn *c = ann_pg_connect(conninfo, err);
     if (!c)

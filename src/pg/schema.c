@@ -23,7 +23,7 @@ static int in_tx(PGconn *c, const char *ns, const char *what, const char *sql, a
 
 int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
 {
-    if (!ann_pg_ns_valid(ns))
+    if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
     char sql[4096];
     snprintf(sql, sizeof sql,
@@ -66,7 +66,7 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
 
 int ann_pg_schema_drop(PGconn *c, const char *ns, ann_err *err)
 {
-    if (!ann_pg_ns_valid(ns))
+    if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
     char sql[128];
     snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", ns);

@@ -61,7 +61,7 @@ static int conn_ok(ann_projector *p, ann_err *err)
 
 int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out, ann_err *err)
 {
-    if (!ann_pg_ns_valid(ns))
+    if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
     ann_projector *p = ann_xcalloc(1, sizeof *p);
     p->conninfo = strdup(conninfo);

@@ -371,7 +371,7 @@ int ann_rebuild(const ann_rebuild_config *cfg, ann_rebuild_stats *st, ann_err *e
     memset(st, 0, sizeof *st);
     char rbns[ANN_PG_NS_MAX + 8];
     snprintf(rbns, sizeof rbns, "%s_rb", kc.ns);
-    if (!ann_pg_ns_valid(kc.ns) || !ann_pg_ns_valid(rbns))
+    if (!ann_namespace_valid(kc.ns) || !ann_namespace_valid(rbns))
         return ann_err_set(err, ANN_EINVAL, "rebuild: namespace must be at most %d characters",
                            ANN_PG_NS_MAX - 3);
     int64_t *ends = ann_xcalloc((size_t)kc.partitions, sizeof *ends);

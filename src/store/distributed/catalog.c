@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/random.h"
+#include "domain/event.h"
 #include "domain/rules.h"
 
 enum {
@@ -52,17 +53,6 @@ struct ann_catalog {
     char ks[64];
 };
 
-static bool valid_ident(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 48)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
-    return true;
-}
-
 static int run(ann_catalog *c, const char *cql, ann_err *err)
 {
     ann_cql_result r;
@@ -97,8 +87,9 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
 {
     *out = NULL;
     const char *ks = cfg->keyspace ? cfg->keyspace : "annals";
-    if (!valid_ident(ks))
-        return ann_err_set(err, ANN_EINVAL, "namespace: 1 to 48 of [a-z0-9_]");
+    if (!ann_namespace_valid(ks))
+        return ann_err_set(err, ANN_EINVAL, "namespace: [a-z][a-z0-9_]*, at most %d",
+                           ANN_NAMESPACE_MAX);
     if (cfg->replication && strchr(cfg->replication, ';'))
         return ann_err_set(err, ANN_EINVAL, "replication: bad map");
     ann_catalog *c = calloc(1, sizeof *c);
@@ -181,9 +172,7 @@ int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t ke
 {
     ann_tenant t;
     memset(&t, 0, sizeof t);
-    uint8_t rnd[16];
-    ann_random_bytes(rnd, sizeof rnd);
-    ann_uuid_v4_format(rnd, t.id);
+    ann_uuid_v4_new(t.id);
     snprintf(t.name, sizeof t.name, "%s", name);
     ann_cql_value claim[] = {ann_cql_vtext(t.name), ann_cql_vtext(t.id)};
     ann_cql_result r;

@@ -31,21 +31,9 @@
 
 /* ---------- small helpers ---------- */
 
-static void new_uuid(char out[ANN_UUID_LEN + 1])
-{
-    uint8_t b[16];
-    ann_random_bytes(b, sizeof b);
-    ann_uuid_v4_format(b, out);
-}
-
 static uint32_t hash_str(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (uint8_t)*s;
-        h *= 16777619u;
-    }
-    return h;
+    return ann_fnv1a32(s, strlen(s));
 }
 
 static int not_found(ann_err *err, const char *log_id)
@@ -481,7 +469,7 @@ static dop *op_new(dist *d, int kind, const char *tenant_id, const char *log_id,
     op->kind = kind;
     op->done = done;
     op->ud = ud;
-    new_uuid(op->request_id);
+    ann_uuid_v4_new(op->request_id);
     snprintf(op->tenant, sizeof op->tenant, "%s", tenant_id);
     snprintf(op->log, sizeof op->log, "%s", log_id);
     ann_event_key(tenant_id, log_id, op->key);
@@ -935,7 +923,7 @@ int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **
     pthread_mutex_init(&d->kmu, NULL);
     if (o->instance)
         snprintf(d->origin, sizeof d->origin, "%.40s-", o->instance);
-    new_uuid(d->origin + strlen(d->origin)); /* unique per process: stale acks never match */
+    ann_uuid_v4_new(d->origin + strlen(d->origin)); /* unique per process: stale acks never match */
     ann_kafka_topic(&d->kcfg, ANN_TOPIC_PENDING, d->t_pending, sizeof d->t_pending);
 
     ann_catalog_config cc = {.cql = &o->cql, .keyspace = d->kcfg.ns, .replication = o->replication};
