@@ -178,11 +178,15 @@ class Server:
         return self.kill(signal.SIGTERM)
 
     def channel(self):
+        # Each channel has its own connections, as a new client process would: grpc's shared
+        # subchannel pool would hand a channel opened after a restart the connection of an
+        # older channel still waiting out its reconnect backoff, and fail its first call.
+        own = [("grpc.use_local_subchannel_pool", 1)]
         if SCALED:  # every call to the next API server in turn
             return grpc.insecure_channel(
                 f"ipv4:127.0.0.1:{self.port},127.0.0.1:{self.port2}",
-                options=[("grpc.lb_policy_name", "round_robin")])
-        return grpc.insecure_channel(self.addr)
+                options=own + [("grpc.lb_policy_name", "round_robin")])
+        return grpc.insecure_channel(self.addr, options=own)
 
 
 class Client:

@@ -160,9 +160,11 @@ class Cluster:
         if which is None:
             ch = grpc.insecure_channel(
                 f"ipv4:127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}",
-                options=[("grpc.lb_policy_name", "round_robin")])
+                options=[("grpc.lb_policy_name", "round_robin"),
+                         ("grpc.use_local_subchannel_pool", 1)])
         else:
-            ch = grpc.insecure_channel(f"127.0.0.1:{self.ports[which]}")
+            ch = grpc.insecure_channel(f"127.0.0.1:{self.ports[which]}",
+                                       options=[("grpc.use_local_subchannel_pool", 1)])
         return _Client(ch, self.key)
 
 
