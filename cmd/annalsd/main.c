@@ -2,7 +2,7 @@
  * annalsd: the annals server.
  *
  *   annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
- *                 [--workers N] [--durability fsync|none] [--blocks on|off]
+ *                 [--http HOST:PORT] [--workers N] [--durability fsync|none] [--blocks on|off]
  *                 [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
  *
@@ -19,8 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/health.h"
 #include "api/server.h"
 #include "api/service.h"
+#include "common/metrics.h"
+#include "http/http.h"
 #include "common/random.h"
 #include "domain/rules.h"
 #include "domain/text.h"
@@ -32,14 +35,16 @@ static int usage(void)
     fprintf(
         stderr,
         "usage: annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
-        "                     [--workers N] [--durability fsync|none] [--blocks on|off]\n"
+        "                     [--http HOST:PORT] [--workers N] [--durability fsync|none] [--blocks "
+        "on|off]\n"
         "                     [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]\n"
         "       annalsd tenant create NAME --data DIR\n"
         "distributed mode (every engine flag defaults to `make services-up`'s engines):\n"
         "       annalsd serve|sequence|project|all --distributed [--kafka BROKERS]\n"
         "                     [--cassandra HOST:PORT[,...]] [--postgres CONNINFO]\n"
         "                     [--namespace NS] [--partitions N] [--replication N]\n"
-        "                     [--instance NAME] [--listen HOST:PORT] [--workers N]\n"
+        "                     [--instance NAME] [--listen HOST:PORT] [--http HOST:PORT]\n"
+        "                     [--workers N]\n"
         "                     [--tls-cert FILE --tls-key FILE] [--default-wait W]\n"
         "                     [--purge-interval-ms N] [--kafka-segment-ms N]\n"
         "                     [--kafka-delete-delay-ms N]\n"
@@ -123,6 +128,8 @@ static int cmd_serve(const char *role, int argc, char **argv)
             data = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--listen") == 0) {
             so.listen = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--http") == 0) {
+            ro.http = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--tls-cert") == 0) {
             so.tls_cert_file = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--tls-key") == 0) {
@@ -201,6 +208,15 @@ static int cmd_serve(const char *role, int argc, char **argv)
     ann_store *store = NULL;
     ann_service svc;
     ann_server *srv = NULL;
+    ann_http *http = NULL;
+    /* The operator's view (docs/operations.md): one registry and one readiness, owned here
+     * and lent to the store, the gRPC server and the HTTP port. Metrics are kept only when
+     * something can read them (--http). */
+    ann_metrics *metrics = ro.http ? ann_metrics_new() : NULL;
+    ann_health *health = ann_health_new(metrics);
+    o.metrics = metrics;
+    so.metrics = metrics;
+    so.health = health;
     grpc_init();
     if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
         ann_service_init(&svc, store, &err) != 0) {
@@ -212,16 +228,36 @@ static int cmd_serve(const char *role, int argc, char **argv)
         fprintf(stderr, "annalsd: %s\n", err.msg);
         goto done;
     }
+    if (ro.http) {
+        ann_http_opts ho = {.listen = ro.http,
+                            .tls_cert_file = so.tls_cert_file,
+                            .tls_key_file = so.tls_key_file,
+                            .metrics = metrics,
+                            .health = health,
+                            .svc = &svc,
+                            .role = "serve"};
+        if (ann_http_start(&ho, &http, &err) != 0) {
+            fprintf(stderr, "annalsd: %s\n", err.msg);
+            ann_server_stop(srv);
+            goto done;
+        }
+    }
     fprintf(stderr, "annalsd: serving %s on %s%s (durability %s)\n", data, so.listen,
             so.tls_cert_file ? " with TLS" : "",
             o.durability == ANN_DURABILITY_FSYNC ? "fsync" : "none");
+    if (ro.http)
+        fprintf(stderr, "annalsd: http on %s://%s (/healthz /readyz /metrics)\n",
+                so.tls_cert_file ? "https" : "http", ro.http);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "annalsd: signal %d: finishing in-flight calls\n", sig);
-    ann_server_stop(srv);
+    ann_server_stop(srv); /* not ready from its first step: /readyz answers 503 meanwhile */
     rc = 0;
 done:
+    ann_http_stop(http);
     ann_store_close(store);
+    ann_health_free(health);
+    ann_metrics_free(metrics);
     grpc_shutdown();
     if (rc == 0)
         fprintf(stderr, "annalsd: stopped cleanly\n");

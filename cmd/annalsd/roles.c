@@ -4,7 +4,7 @@
  *   annalsd serve|sequence|project|all [--distributed] [--kafka BROKERS]
  *           [--cassandra HOST:PORT[,...]] [--postgres CONNINFO] [--namespace NS]
  *           [--partitions N] [--replication N] [--instance NAME]
- *           [--listen HOST:PORT] [--tls-cert F --tls-key F] [--workers N]
+ *           [--listen HOST:PORT] [--http HOST:PORT] [--tls-cert F --tls-key F] [--workers N]
  *           [--default-wait durable|sequenced|queryable]
  *           [--purge-interval-ms N] [--kafka-segment-ms N] [--kafka-delete-delay-ms N]
  *   annalsd project --rebuild [engine flags]   (the read model from Cassandra; then exits)
@@ -27,12 +27,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/health.h"
 #include "api/server.h"
 #include "api/service.h"
+#include "common/metrics.h"
+#include "http/http.h"
 #include "projector/projector.h"
 #include "sequencer/sequencer.h"
 #include "store/distributed/catalog.h"
 #include "store/distributed/distributed.h"
+#include "store/distributed/probe.h"
 
 #define DEV_CONNINFO "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals"
 
@@ -184,6 +188,21 @@ int ann_roles_tenant_create(const ann_roles_opts *o, const char *name, const uin
     int rc = ann_catalog_tenant_create(c, name, key_hash, out, err);
     ann_catalog_close(c);
     return rc;
+}
+
+/* ---------- readiness: the engines each role needs ---------- */
+
+typedef struct engine_probe {
+    const char *what;   /* "kafka", "cassandra", "postgresql" */
+    const char *target; /* host:port list, or the conninfo */
+} engine_probe;
+
+static int probe_engine(void *ud, ann_err *err)
+{
+    const engine_probe *p = ud;
+    if (strcmp(p->what, "postgresql") == 0)
+        return ann_probe_pg(p->target, err);
+    return ann_probe_tcp(p->what, p->target, 500, err);
 }
 
 /* ---------- the role threads ---------- */
@@ -344,6 +363,26 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     ann_store *store = NULL;
     ann_service svc;
     ann_server *srv = NULL;
+    ann_http *http = NULL;
+    /* Readiness (docs/operations.md): the engines this role needs answer, and no SIGTERM
+     * yet. Metrics only with --http, which is how they are read. */
+    ann_metrics *metrics = o->http ? ann_metrics_new() : NULL;
+    ann_health *health = ann_health_new(metrics);
+    engine_probe probes[3] = {{"kafka", e.kafka.brokers},
+                              {"cassandra", e.cql.contact_points},
+                              {"postgresql", e.conninfo}};
+    ann_health_add_probe(health, "kafka", probe_engine, &probes[0]);
+    if (serve || seq)
+        ann_health_add_probe(health, "cassandra", probe_engine, &probes[1]);
+    if (serve || proj)
+        ann_health_add_probe(health, "postgresql", probe_engine, &probes[2]);
+    if (ann_health_start(health, 1000, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        goto stop_roles;
+    }
+    ann_server_opts so2 = *so;
+    so2.metrics = metrics;
+    so2.health = health;
     if (serve) {
         grpc_init();
         if (ann_roles_open_store(o, &store, &err) != 0 ||
@@ -352,10 +391,25 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
             goto stop_roles;
         }
         svc.default_wait = default_wait;
-        if (ann_server_start(&svc, so, &srv, &err) != 0) {
+        if (ann_server_start(&svc, &so2, &srv, &err) != 0) {
             fprintf(stderr, "annalsd: %s\n", err.msg);
             goto stop_roles;
         }
+    }
+    if (o->http) {
+        ann_http_opts ho = {.listen = o->http,
+                            .tls_cert_file = so->tls_cert_file,
+                            .tls_key_file = so->tls_key_file,
+                            .metrics = metrics,
+                            .health = health,
+                            .svc = serve ? &svc : NULL,
+                            .role = role};
+        if (ann_http_start(&ho, &http, &err) != 0) {
+            fprintf(stderr, "annalsd: %s\n", err.msg);
+            goto stop_roles;
+        }
+        fprintf(stderr, "annalsd: http on %s://%s (/healthz /readyz /metrics)\n",
+                so->tls_cert_file ? "https" : "http", o->http);
     }
     fprintf(stderr, "annalsd: %s (distributed, namespace %s, %d partitions)%s%s\n", role,
             e.kafka.ns, (int)e.kafka.partitions, serve ? " serving on " : "",
@@ -390,13 +444,20 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         if (sig > 0)
             fprintf(stderr, "annalsd: signal %d: finishing in-flight calls\n", sig);
     }
+    ann_health_set_draining(health); /* /readyz: 503 while the roles finish */
     if (srv)
         ann_server_stop(srv);
+    srv = NULL;
 stop_roles:
+    if (srv) /* a start that failed half way */
+        ann_server_stop(srv);
+    ann_http_stop(http);
     ann_store_close(store);
     stop = 1;
     for (int i = 0; i < nrt; i++)
         pthread_join(rts[i].t, NULL);
+    ann_health_free(health);
+    ann_metrics_free(metrics);
     if (serve)
         grpc_shutdown();
     if (rc == 0)

@@ -11,6 +11,7 @@
 typedef struct ann_roles_opts {
     bool distributed; /* --distributed or any engine flag */
     const char *kafka, *cassandra, *postgres, *ns, *instance;
+    const char *http; /* --http HOST:PORT (any mode, parsed by main.c): NULL when off */
     int partitions, replication;
     bool rebuild;          /* project --rebuild: rebuild the read model from Cassandra, exit */
     int purge_interval_ms; /* the projector role's purger: between passes (0: default) */

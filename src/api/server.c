@@ -16,10 +16,12 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "api/reflection.h"
 #include "api/sched.h"
 #include "api/status.h"
 #include "common/buf.h"
 #include "domain/limits.h"
+#include "grpc/health/v1/health.pb-c.h"
 
 #define ARMED_CALLS 16 /* grpc_server_request_call kept outstanding */
 #define STOP_GRACE_SECONDS 30
@@ -27,6 +29,40 @@
 
 typedef struct call call;
 typedef struct ann_server ann_server;
+
+/* The operator's rpcs, numbered after annals' own (ann_rpc: 0 .. ANN_NRPC - 1). */
+enum {
+    RPC_HEALTH_CHECK = ANN_NRPC,
+    RPC_HEALTH_WATCH,
+    RPC_REFLECTION_V1,
+    RPC_REFLECTION_V1ALPHA,
+    NMETHODS,
+};
+
+static const char *const ops_paths[] = {
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+};
+_Static_assert(sizeof ops_paths / sizeof ops_paths[0] == NMETHODS - ANN_NRPC, "ops_paths");
+
+#define NCODES 17 /* grpc_status_code OK .. UNAUTHENTICATED */
+static const char *const code_names[NCODES] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
+/* One method's series (docs/operations.md); handled[] is filled on first use. */
+typedef struct rpc_metrics {
+    char labels[192];
+    ann_counter *started;
+    ann_histogram *seconds;
+    _Atomic(ann_counter *) handled[NCODES];
+} rpc_metrics;
+
+#define OPS_MAX_REQUEST (64 * 1024) /* health and reflection requests are small */
 
 /* A completion-queue tag: what to run when the operation completes. */
 typedef struct tag {
@@ -49,19 +85,27 @@ struct call {
     int cancelled;
     bool sent_initial_md;
     bool have_status;
+    bool close_armed; /* RECV_CLOSE_ON_SERVER started at arrival (streams) */
+    uint64_t t0;      /* arrival, for grpc_server_handling_seconds */
     tag t_new, t_recv, t_close, t_send, t_finish;
 
     pthread_mutex_t mu; /* guards refs and the tail state below */
     int refs;           /* outstanding batches + queued jobs + pending rpc + watch */
 
-    /* Tails only. */
+    /* Streams (tails and health watches). */
+    void (*pump)(void *); /* what a wake-up runs: tail_pump or watch_pump */
+    ann_class pump_class;
     ann_tail tail;
     ann_watch *watch;
-    bool busy;         /* a pump job is queued or running, or a send is in flight */
-    bool dirty;        /* the watch fired while busy */
-    bool closed;       /* the client is gone or the server is stopping */
-    bool done;         /* the status is being sent */
-    call *prev, *next; /* in srv->tails */
+    ann_health_sub *sub; /* health watches: the subscription */
+    bool known;          /* health watches: the service is one we answer for */
+    int last_sent;       /* health watches: the status last sent (-1: none yet) */
+    bool busy;           /* a pump job is queued or running, or a send is in flight */
+    bool dirty;          /* the watch fired while busy */
+    bool closed;         /* the client is gone or the server is stopping */
+    bool gone;           /* the client is gone (nothing more can be sent) */
+    bool done;           /* the status is being sent */
+    call *prev, *next;   /* in srv->tails */
 };
 
 struct ann_server {
@@ -72,6 +116,11 @@ struct ann_server {
     int n_cq;
 
     ann_sched *sched;
+    ann_health *health;   /* borrowed; NULL: ready until stopped */
+    ann_reflection *refl; /* immutable */
+    ann_metrics *metrics; /* borrowed; NULL: no metrics */
+    rpc_metrics rm[NMETHODS];
+    ann_gauge *live_tails;
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;
@@ -156,9 +205,30 @@ static grpc_call_error start(call *c, const grpc_op *ops, size_t n, tag *t)
 }
 
 /* Sends the final status (and the response message, if any). Ends every call. */
+/* Counts a finished call: grpc_server_handled_total and grpc_server_handling_seconds. */
+static void count_finish(call *c, grpc_status_code code)
+{
+    ann_server *s = c->srv;
+    if (!s->metrics || c->rpc < 0 || c->rpc >= NMETHODS)
+        return;
+    rpc_metrics *m = &s->rm[c->rpc];
+    int k = code >= 0 && code < NCODES ? (int)code : GRPC_STATUS_UNKNOWN;
+    ann_counter *h = atomic_load_explicit(&m->handled[k], memory_order_acquire);
+    if (!h) { /* first of its code: registration takes the registry's lock, once */
+        char labels[256];
+        snprintf(labels, sizeof labels, "%s,grpc_code=\"%s\"", m->labels, code_names[k]);
+        h = ann_metrics_counter(s->metrics, "grpc_server_handled_total",
+                                "RPCs completed on the server, by status code", labels);
+        atomic_store_explicit(&m->handled[k], h, memory_order_release);
+    }
+    ann_counter_add(h, 1);
+    ann_histogram_observe(m->seconds, ann_metrics_now_ns() - c->t0);
+}
+
 static void finish_md(call *c, grpc_status_code code, const char *msg, const ann_buf *resp,
                       bool retriable)
 {
+    count_finish(c, code);
     grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
@@ -185,7 +255,7 @@ static void finish_md(call *c, grpc_status_code code, const char *msg, const ann
         ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
     }
     n++;
-    if (c->rpc != ANN_RPC_TAIL) { /* a tail already waits for the close */
+    if (!c->close_armed) { /* a stream already waits for the close */
         ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     }
@@ -346,6 +416,8 @@ static void tail_end_md(call *c, grpc_status_code code, const char *msg, bool re
     c->done = true;
     ann_watch *w = c->watch;
     c->watch = NULL;
+    ann_health_sub *sub = c->sub;
+    c->sub = NULL;
     pthread_mutex_unlock(&c->mu);
     if (already)
         return;
@@ -353,8 +425,14 @@ static void tail_end_md(call *c, grpc_status_code code, const char *msg, bool re
         ann_store_unwatch(s->svc->store, w);
         unref(c); /* the watch's */
     }
+    if (sub) {
+        ann_health_unsubscribe(s->health, sub);
+        unref(c); /* the subscription's */
+    }
     pthread_mutex_lock(&s->mu);
     if (c->prev || c->next || s->tails == c) {
+        if (c->rpc == ANN_RPC_TAIL)
+            ann_gauge_add(s->live_tails, -1);
         if (c->prev)
             c->prev->next = c->next;
         else
@@ -390,7 +468,7 @@ static void kick_locked(call *c)
     }
     c->busy = true;
     c->refs++; /* the job's */
-    ann_sched_submit(c->srv->sched, ANN_CLASS_READ, c->tenant.id, tail_pump, c);
+    ann_sched_submit(c->srv->sched, c->pump_class, c->tenant.id, c->pump, c);
 }
 
 static void on_watch(void *ud)
@@ -407,10 +485,10 @@ static void on_send(call *c, int ok)
     c->send_buf = NULL;
     if (!ok) {
         pthread_mutex_lock(&c->mu);
-        c->closed = true;
+        c->closed = c->gone = true;
         pthread_mutex_unlock(&c->mu);
     }
-    job_for(c, ANN_CLASS_READ, tail_pump); /* still busy: the send's turn passes to the pump */
+    job_for(c, c->pump_class, c->pump); /* still busy: the send's turn passes to the pump */
     unref(c);
 }
 
@@ -472,7 +550,7 @@ static void on_close(call *c, int ok)
 {
     (void)ok;
     pthread_mutex_lock(&c->mu);
-    c->closed = true;
+    c->closed = c->gone = true;
     kick_locked(c);
     pthread_mutex_unlock(&c->mu);
     unref(c);
@@ -500,6 +578,7 @@ static void tail_open_job(void *p)
         if (s->tails)
             s->tails->prev = c;
         s->tails = c;
+        ann_gauge_add(s->live_tails, 1);
     }
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_unlock(&s->mu);
@@ -528,6 +607,267 @@ static void tail_open_job(void *p)
     pthread_mutex_unlock(&c->mu);
 done:
     unref(c); /* the job's */
+}
+
+/* ---------- health and reflection ---------- */
+
+static int watch_status(call *c)
+{
+    ann_server *s = c->srv;
+    if (!c->known)
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    pthread_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return !stopping && ann_health_ready(s->health, NULL, 0)
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
+static void health_response(int status, ann_buf *out)
+{
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
+    size_t n = grpc__health__v1__health_check_response__get_packed_size(&r);
+    ann_buf_reserve(out, n);
+    out->len += grpc__health__v1__health_check_response__pack(&r, out->data + out->len);
+}
+
+/* The HealthCheckRequest's service, or -1 with err. */
+static int health_request(call *c, ann_buf *req, char **service, ann_err *err)
+{
+    if (request_bytes(c, req, err) != 0)
+        return -1;
+    if (req->len > OPS_MAX_REQUEST)
+        return ann_err_set(err, ANN_EINVAL, "HealthCheckRequest: larger than %d bytes",
+                           OPS_MAX_REQUEST);
+    Grpc__Health__V1__HealthCheckRequest *r =
+        grpc__health__v1__health_check_request__unpack(NULL, req->len, req->data);
+    if (!r)
+        return ann_err_set(err, ANN_EINVAL, "HealthCheckRequest: not a valid message");
+    size_t n = strlen(r->service);
+    *service = ann_xmalloc(n + 1);
+    memcpy(*service, r->service, n + 1);
+    grpc__health__v1__health_check_request__free_unpacked(r, NULL);
+    return 0;
+}
+
+/* Sends the status if it changed since the last message; ends the stream once closed. */
+static void watch_pump(void *p)
+{
+    call *c = p;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool closed = c->closed, gone = c->gone;
+        c->dirty = false;
+        pthread_mutex_unlock(&c->mu);
+        int st = watch_status(c);
+        if (!gone && st != c->last_sent) { /* draining included: NOT_SERVING before the end */
+            ann_buf b = ANN_BUF_INIT;
+            health_response(st, &b);
+            grpc_op ops[2];
+            size_t k = 0;
+            memset(ops, 0, sizeof ops);
+            if (!c->sent_initial_md) {
+                ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
+                c->sent_initial_md = true;
+            }
+            grpc_slice sl = grpc_slice_from_copied_buffer((const char *)b.data, b.len);
+            ann_buf_release(&b);
+            c->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
+            grpc_slice_unref(sl);
+            ops[k].op = GRPC_OP_SEND_MESSAGE;
+            ops[k++].data.send_message.send_message = c->send_buf;
+            c->last_sent = st;
+            if (start(c, ops, k, &c->t_send) != GRPC_CALL_OK)
+                tail_end(c, GRPC_STATUS_INTERNAL, "send failed");
+            break; /* busy until on_send */
+        }
+        if (closed) {
+            pthread_mutex_lock(&c->srv->mu);
+            bool stopping = c->srv->stopping;
+            pthread_mutex_unlock(&c->srv->mu);
+            tail_end(c, stopping ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_CANCELLED,
+                     stopping ? "server is shutting down" : "cancelled");
+            break;
+        }
+        pthread_mutex_lock(&c->mu);
+        bool again = c->dirty;
+        if (!again)
+            c->busy = false;
+        pthread_mutex_unlock(&c->mu);
+        if (!again)
+            break;
+    }
+    unref(c); /* the job's */
+}
+
+static void watch_open(call *c)
+{
+    ann_server *s = c->srv;
+    ann_err err = {0};
+    ann_buf req = ANN_BUF_INIT;
+    char *service = NULL;
+    int rc = health_request(c, &req, &service, &err);
+    drop_request(c, &req);
+    if (rc != 0) {
+        tail_end_err(c, &err);
+        return;
+    }
+    c->known = ann_health_service_known(service, strlen(service));
+    free(service);
+    pthread_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    if (!stopping) {
+        c->next = s->tails;
+        if (s->tails)
+            s->tails->prev = c;
+        s->tails = c;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (stopping) {
+        tail_end(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+        return;
+    }
+    if (s->health && c->known) {
+        ref(c); /* the subscription's, released by tail_end after unsubscribe */
+        ann_health_sub *sub = ann_health_subscribe(s->health, on_watch, c);
+        pthread_mutex_lock(&c->mu);
+        if (c->done) {
+            pthread_mutex_unlock(&c->mu);
+            ann_health_unsubscribe(s->health, sub);
+            unref(c);
+            return;
+        }
+        c->sub = sub;
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_lock(&c->mu);
+    kick_locked(c); /* the first message: the status now */
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void reflection_recv(call *c);
+
+static void reflection_on_send(call *c, int ok)
+{
+    grpc_byte_buffer_destroy(c->send_buf);
+    c->send_buf = NULL;
+    if (ok)
+        reflection_recv(c);
+    else
+        finish(c, GRPC_STATUS_CANCELLED, "cancelled", NULL);
+    unref(c);
+}
+
+/* One request of the reflection stream in: its answer out, then the next request. The
+ * client's half-close ends the stream with OK. */
+static void reflection_on_message(call *c)
+{
+    ann_err err = {0};
+    ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
+    if (!c->recv_buf) {
+        finish(c, GRPC_STATUS_OK, NULL, NULL);
+        return;
+    }
+    if (request_bytes(c, &req, &err) != 0 ||
+        ann_reflection_answer(c->srv->refl, req.data, req.len, &resp, &err) != 0) {
+        drop_request(c, &req);
+        finish_err(c, &err);
+        return;
+    }
+    drop_request(c, &req);
+    grpc_op ops[2];
+    size_t k = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->sent_initial_md) {
+        ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->sent_initial_md = true;
+    }
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)resp.data, resp.len);
+    ann_buf_release(&resp);
+    c->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    ops[k].op = GRPC_OP_SEND_MESSAGE;
+    ops[k++].data.send_message.send_message = c->send_buf;
+    c->t_send = (tag){reflection_on_send, c};
+    start(c, ops, k, &c->t_send);
+}
+
+static void ops_on_recv(call *c, int ok)
+{
+    (void)ok;
+    if (c->rpc == RPC_HEALTH_CHECK) {
+        ann_err err = {0};
+        ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT;
+        char *service = NULL;
+        if (!c->recv_buf) {
+            ann_err_set(&err, ANN_EINVAL, "request: missing message");
+            finish_err(c, &err);
+        } else if (health_request(c, &req, &service, &err) != 0) {
+            finish_err(c, &err);
+        } else if (!ann_health_service_known(service, strlen(service))) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "service: unknown service \"%.200s\"", service);
+            finish(c, GRPC_STATUS_NOT_FOUND, msg, NULL);
+        } else {
+            c->known = true;
+            health_response(watch_status(c), &resp);
+            finish(c, GRPC_STATUS_OK, NULL, &resp);
+        }
+        free(service);
+        drop_request(c, &req);
+        ann_buf_release(&resp);
+    } else if (c->rpc == RPC_HEALTH_WATCH) {
+        if (!c->recv_buf) {
+            ann_err err;
+            ann_err_set(&err, ANN_EINVAL, "request: missing message");
+            tail_end_err(c, &err);
+        } else {
+            watch_open(c);
+        }
+    } else {
+        reflection_on_message(c);
+    }
+    unref(c);
+}
+
+static void reflection_recv(call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    start(c, &op, 1, &c->t_recv);
+}
+
+static void on_close_plain(call *c, int ok)
+{
+    (void)ok;
+    unref(c);
+}
+
+/* An operator's call arrived (no authentication: they reveal only what the proto file
+ * does, and whether the server is ready). */
+static void ops_start(call *c)
+{
+    c->t_recv = (tag){ops_on_recv, c};
+    if (c->rpc != RPC_HEALTH_CHECK) {
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &c->cancelled;
+        c->close_armed = true;
+        if (c->rpc == RPC_HEALTH_WATCH) {
+            c->pump = watch_pump;
+            c->pump_class = ANN_CLASS_ADMIT;
+            c->last_sent = -1;
+        } else {
+            c->t_close = (tag){on_close_plain, c};
+        }
+        start(c, &op, 1, &c->t_close);
+    }
+    reflection_recv(c); /* the first message, for every kind */
 }
 
 /* ---------- call arrival ---------- */
@@ -584,16 +924,28 @@ static void on_new(call *c, int ok)
     }
     arm(s);
     ref(c); /* held while this function touches c: a batch may complete at once */
-    c->rpc = ann_rpc_from_path((const char *)GRPC_SLICE_START_PTR(c->details.method),
-                               GRPC_SLICE_LENGTH(c->details.method));
+    c->t0 = ann_metrics_now_ns();
+    const char *path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
+    size_t plen = GRPC_SLICE_LENGTH(c->details.method);
+    c->rpc = ann_rpc_from_path(path, plen);
+    for (int i = 0; c->rpc < 0 && i < NMETHODS - ANN_NRPC; i++)
+        if (strlen(ops_paths[i]) == plen && memcmp(ops_paths[i], path, plen) == 0)
+            c->rpc = ANN_NRPC + i;
+    if (c->rpc >= 0)
+        ann_counter_add(s->rm[c->rpc].started, 1);
     if (c->rpc < 0) {
         finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method", NULL);
+    } else if (c->rpc >= ANN_NRPC) {
+        ops_start(c);
     } else {
         if (c->rpc == ANN_RPC_TAIL) {
             grpc_op op;
             memset(&op, 0, sizeof op);
             op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
             op.data.recv_close_on_server.cancelled = &c->cancelled;
+            c->close_armed = true;
+            c->pump = tail_pump;
+            c->pump_class = ANN_CLASS_READ;
             start(c, &op, 1, &c->t_close);
         }
         job_for(c, ANN_CLASS_ADMIT, admit_job);
@@ -674,12 +1026,50 @@ static char *read_file(const char *path, ann_err *err)
     return (char *)b.data;
 }
 
+/* Every method's series exist from the start (a scrape before the first call shows 0). */
+static void register_metrics(ann_server *s)
+{
+    if (!s->metrics)
+        return;
+    for (int i = 0; i < NMETHODS; i++) {
+        const char *path = i < ANN_NRPC ? ann_rpc_path((ann_rpc)i) : ops_paths[i - ANN_NRPC];
+        const char *slash = strrchr(path, '/');
+        const char *type = i == ANN_RPC_TAIL || i == RPC_HEALTH_WATCH ? "server_stream"
+                           : i >= RPC_REFLECTION_V1                   ? "bidi_stream"
+                                                                      : "unary";
+        rpc_metrics *m = &s->rm[i];
+        snprintf(m->labels, sizeof m->labels,
+                 "grpc_service=\"%.*s\",grpc_method=\"%s\",grpc_type=\"%s\"",
+                 (int)(slash - path - 1), path + 1, slash + 1, type);
+        m->started = ann_metrics_counter(s->metrics, "grpc_server_started_total",
+                                         "RPCs started on the server", m->labels);
+        m->seconds = ann_metrics_histogram(
+            s->metrics, "grpc_server_handling_seconds",
+            "Time from a call's arrival to its final status (streams: their whole life)", m->labels,
+            ann_metrics_latency_bounds_ns, ann_metrics_latency_bounds_n, 1e-9);
+        char labels[256];
+        snprintf(labels, sizeof labels, "%s,grpc_code=\"OK\"", m->labels);
+        atomic_store(&m->handled[0],
+                     ann_metrics_counter(s->metrics, "grpc_server_handled_total",
+                                         "RPCs completed on the server, by status code", labels));
+    }
+    s->live_tails =
+        ann_metrics_gauge(s->metrics, "annals_live_tails", "TailLogEntries streams open now", "");
+}
+
 int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server **out, ann_err *err)
 {
     grpc_server_credentials *creds = NULL;
     char *cert = NULL, *key = NULL;
     ann_server *s = ann_xcalloc(1, sizeof *s);
     s->svc = svc;
+    s->health = opts->health;
+    s->metrics = opts->metrics;
+    if (!(s->refl = ann_reflection_new(err))) {
+        free(s);
+        return -1;
+    }
+    register_metrics(s);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->t_shutdown = (tag){on_shutdown, (call *)s};
@@ -742,6 +1132,7 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
 fail:
     free(cert);
     free(key);
+    ann_reflection_free(s->refl);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -750,10 +1141,11 @@ fail:
 
 void ann_server_stop(ann_server *s)
 {
-    /* 1. No new calls; in-flight ones go on. */
+    /* 1. Not ready any more (health watchers hear it); no new calls; in-flight ones go on. */
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
+    ann_health_set_draining(s->health);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
 
     /* 2. Tails never end by themselves: end them. */
@@ -789,6 +1181,7 @@ void ann_server_stop(ann_server *s)
     grpc_completion_queue_destroy(s->cq);
 
     free(s->cq_threads);
+    ann_reflection_free(s->refl);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

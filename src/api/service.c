@@ -178,6 +178,14 @@ static const struct {
     {"/annals.v1.LoggingQueryService/SearchLogEntries", ANN_RPC_SEARCH},
 };
 
+const char *ann_rpc_path(ann_rpc rpc)
+{
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].rpc == rpc)
+            return methods[i].path;
+    return NULL;
+}
+
 int ann_rpc_from_path(const char *path, size_t len)
 {
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)

@@ -45,6 +45,9 @@ int ann_service_init(ann_service *svc, ann_store *store, ann_err *err);
 /* Maps a gRPC method path ("/annals.v1.LoggingCommandService/CreateLog") to an rpc;
  * -1 when unknown. */
 int ann_rpc_from_path(const char *path, size_t len);
+/* The method path of an rpc (the inverse); NULL for an unknown value. */
+const char *ann_rpc_path(ann_rpc rpc);
+#define ANN_NRPC (ANN_RPC_SEARCH + 1)
 
 /* Checks an `authorization` metadata value ("Bearer <key>"); ANN_EUNAUTH otherwise. */
 int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,

@@ -289,7 +289,10 @@ static job *commit_round(emb *s, job **arr, size_t n)
     if (s->trace)
         t2 = emb_mono_ms();
     if (nsync) {
+        uint64_t ts = s->m_fsync ? ann_metrics_now_ns() : 0;
         sync_all(s, syncs, nsync);
+        if (s->m_fsync)
+            ann_histogram_observe(s->m_fsync, ann_metrics_now_ns() - ts);
         ANN_FAULT_POINT("commit.synced"); /* durable, not yet visible or answered */
     }
     if (s->trace) {
@@ -306,10 +309,13 @@ static job *commit_round(emb *s, job **arr, size_t n)
 
     /* Publish: the entries become visible only now. */
     size_t nw = 0;
+    uint64_t m_entries = 0, m_bytes = 0;
     for (elog *h = logs; h; h = h->cnext) {
         pthread_rwlock_wrlock(&h->lk);
         if (!h->failed) {
             if (h->pend_count) {
+                m_entries += h->pend_count;
+                m_bytes += h->pend_len;
                 h->end += h->pend_len;
                 h->last_write_ms = emb_mono_ms(); /* the sealer waits for idle logs */
             }
@@ -326,6 +332,11 @@ static job *commit_round(emb *s, job **arr, size_t n)
         pthread_rwlock_unlock(&h->lk);
     }
     ANN_FAULT_POINT("commit.published"); /* visible, not yet answered */
+    ann_counter_add(s->m_entries, m_entries);
+    ann_counter_add(s->m_bytes, m_bytes);
+    ann_counter_add(s->m_rounds, 1);
+    ann_histogram_observe(s->m_batch_requests, n);
+    ann_histogram_observe(s->m_batch_entries, m_entries);
     /* Wake the watchers of every log that got entries. */
     for (elog *h = logs; h; h = h->cnext)
         if (!h->failed && h->pend_count)

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "common/metrics.h"
 #include "store/store.h"
 
 typedef enum ann_durability {
@@ -57,6 +58,10 @@ typedef struct ann_store_embedded_opts {
     unsigned seal_idle_ms;
     /* Memory for the search summaries of logs that are not open; 0: 128 MiB. */
     size_t summary_bytes;
+    /* Borrowed, may be NULL; it must outlive the store. A serving store counts into it
+     * (annals_store_*: entries and bytes appended, fsync latency, group-commit sizes) and
+     * reports open logs and bytes on disk at scrape time (docs/operations.md). */
+    ann_metrics *metrics;
 } ann_store_embedded_opts;
 
 /* Fills the defaults (all zero). */

@@ -276,6 +276,10 @@ struct emb {
     emb_summary *sum_lru_tail; /* sum_mu */
     size_t sum_bytes;          /* sum_mu */
 
+    /* Metrics (opts.metrics; all NULL without): atomics, updated by the committer. */
+    ann_counter *m_entries, *m_bytes, *m_rounds;
+    ann_histogram *m_fsync, *m_batch_requests, *m_batch_entries;
+
     pthread_mutex_t seal_mu; /* the sealer's wake-ups */
     pthread_cond_t seal_cv;
     bool seal_stop;      /* seal_mu */
