@@ -68,10 +68,14 @@ def free_port():
 class Server:
     """One annalsd process on one data directory; restartable (kill -9 included)."""
 
-    def __init__(self, data_dir, port=None, extra_args=(), log_path=None):
+    def __init__(self, data_dir, port=None, extra_args=(), log_path=None, http=False):
         self.data = data_dir
         self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        # http=True: the HTTP port too (--http, docs/operations.md), on the API server (the
+        # first one in the scaled topology); its address is http_addr.
+        self.http_port = free_port() if http else None
+        self.http_addr = f"127.0.0.1:{self.http_port}" if http else None
         self.extra = list(extra_args)
         self.proc = None
         self.others = []  # scaled topology: the other five processes
@@ -97,9 +101,10 @@ class Server:
 
     def command(self):
         """The command line that starts this server."""
+        http = ["--http", self.http_addr] if self.http_addr else []
         if not DISTRIBUTED:
             return [os.path.join(BIN, "annalsd"), "serve", "--data", self.data,
-                    "--listen", self.addr] + self.extra
+                    "--listen", self.addr] + http + self.extra
         extra, skip = [], 0
         for a in self.extra:
             if skip:
@@ -110,9 +115,10 @@ class Server:
                 extra.append(a)
         ns = ["--namespace", self.namespace()]
         if not SCALED:
-            return [os.path.join(BIN, "annalsd"), "all"] + ns + ["--listen", self.addr] + extra
+            return [os.path.join(BIN, "annalsd"), "all"] + ns + ["--listen", self.addr] + \
+                http + extra
         return [os.path.join(BIN, "annalsd"), "serve", "--distributed"] + ns + [
-            "--instance", "api-1", "--listen", self.addr] + extra
+            "--instance", "api-1", "--listen", self.addr] + http + extra
 
     def role_commands(self):
         """Scaled topology: the five other processes, with the suffix of their logs."""
@@ -139,7 +145,8 @@ class Server:
         if DISTRIBUTED:  # the first start creates topics, keyspace and schema
             timeout = max(timeout, 180)
         deadline = time.time() + (timeout * 3 if SANITIZED else timeout)
-        waiting = [self.port] + ([self.port2] if SCALED else [])
+        waiting = [self.port] + ([self.port2] if SCALED else []) + \
+            ([self.http_port] if self.http_port else [])
         while time.time() < deadline:
             for p in [self.proc] + self.others:
                 if p.poll() is not None:

@@ -14,6 +14,7 @@
 #define HTTP_CONNECTION_LIMIT 256
 #define HTTP_TIMEOUT_SECONDS 30
 #define HTTP_THREADS 2
+#define HTTP_MAX_BODY (64 * 1024) /* read and dropped; larger ones are refused (413) */
 
 /* What a handler answers. */
 typedef struct reply {
@@ -120,10 +121,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)upload_data;
     ann_http *h = cls;
     static const int seen = 1; /* a marker, never written */
-    if (*req_cls == NULL) {    /* headers only: answer now, without reading a body */
+    if (*req_cls == NULL) {
         *req_cls = (void *)&seen;
+        /* A body (no route takes one yet): a small one is read and dropped before the
+         * answer, so that the client is not cut off mid-send; a large one is refused. */
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *te =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te || (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)) {
+            reply rp = {.content_type = "text/plain; charset=utf-8"};
+            say(&rp, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+            return send_reply(h, conn, &rp, NULL);
+        }
+        if (cl && strtoull(cl, NULL, 10) > 0)
+            return MHD_YES; /* the body comes next */
     } else if (*upload_data_size) {
-        *upload_data_size = 0; /* a body we do not want: drop it */
+        *upload_data_size = 0; /* dropped */
         return MHD_YES;
     }
     reply rp = {.status = MHD_HTTP_NOT_FOUND, .content_type = "text/plain; charset=utf-8"};
@@ -236,8 +250,9 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_SECONDS, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_ARRAY, h->cert ? tls : tls + 2, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_SECONDS, MHD_OPTION_STRICT_FOR_CLIENT,
+        (int)1, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY,
+        h->cert ? tls : tls + 2, MHD_OPTION_END);
     if (!h->d) {
         ann_err_set(err, ANN_EINVAL, "--http %s: cannot listen there", o->listen);
         goto fail;
