@@ -4,6 +4,7 @@ BUILD_ASAN ?= build-asan
 PY         := .venv/bin/python
 ADDR       ?= 127.0.0.1:50051
 DATA       ?= ./annals-data
+HTTP       ?= 127.0.0.1:8080
 
 .PHONY: all deps build build-asan run run-distributed test-distributed test-distributed-purge test test-unit test-api test-cli test-crash test-faults test-faults-distributed \
         test-powerloss \
@@ -26,14 +27,15 @@ $(BUILD_ASAN)/build.ninja:
 build-asan: deps $(BUILD_ASAN)/build.ninja
 	cmake --build $(BUILD_ASAN)
 
-# Build, make a development tenant if there is none, and serve on the embedded default.
+# Build, make a development tenant if there is none, and serve on the embedded default,
+# with the HTTP port (health, metrics: docs/operations.md) on $(HTTP).
 run: build
-	@scripts/run-dev.sh $(BUILD)/bin "$(DATA)" "$(ADDR)"
+	@scripts/run-dev.sh $(BUILD)/bin "$(DATA)" "$(ADDR)" "$(HTTP)"
 
 # The same on the distributed mode: engines up, a development tenant, all roles in one
 # process (docs/distributed.md).
 run-distributed: build services-up
-	@scripts/run-distributed.sh $(BUILD)/bin "$(ADDR)"
+	@scripts/run-distributed.sh $(BUILD)/bin "$(ADDR)" "$(HTTP)"
 
 # Python stubs for the behavioural suite, generated from our proto by grpcio-tools.
 pystubs: deps
