@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,34 @@ static int probe_engine(void *ud, ann_err *err)
     return ann_probe_tcp(p->what, p->target, 500, err);
 }
 
+/* Scrape time: the sequencer's own counters (ann_sequencer_stats, atomics). */
+static void seq_stats_collect(void *ud, ann_metrics_out *out)
+{
+    const ann_sequencer_stats *st = ud;
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } fields[] = {
+        {"annals_sequencer_transactions_committed_total",
+         "Kafka transactions committed (one per batch)", offsetof(ann_sequencer_stats, batches)},
+        {"annals_sequencer_transactions_aborted_total",
+         "Batches abandoned (Kafka abort, unknown outcome, Cassandra failure; replayed)",
+         offsetof(ann_sequencer_stats, aborted)},
+        {"annals_sequencer_commands_total", "Commands acknowledged",
+         offsetof(ann_sequencer_stats, commands)},
+        {"annals_sequencer_entries_total", "New entries sequenced",
+         offsetof(ann_sequencer_stats, entries)},
+        {"annals_sequencer_fenced_total", "Head commits refused (another owner claimed)",
+         offsetof(ann_sequencer_stats, fenced)},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const uint64_t *v = (const uint64_t *)((const char *)st + fields[i].off);
+        ann_metrics_out_family(out, fields[i].name, "counter", fields[i].help);
+        ann_metrics_out_sample(out, fields[i].name, "",
+                               (double)__atomic_load_n(v, __ATOMIC_RELAXED));
+    }
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {
@@ -217,7 +246,9 @@ typedef struct role_thread {
     pthread_t t;
     int rc;
     ann_err err;
-    volatile int *failed; /* set when the role exits with an error */
+    volatile int *failed;       /* set when the role exits with an error */
+    ann_metrics *metrics;       /* NULL without --http */
+    ann_sequencer_stats *stats; /* the sequencer's counters, across its restarts */
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
 } role_thread;
@@ -229,7 +260,9 @@ static int run_sequencer(role_thread *rt, ann_err *err)
                                           .keyspace = rt->e->kafka.ns,
                                           .replication = rt->e->replication},
                               .instance = rt->instance,
-                              .dynamic = rt->dynamic};
+                              .dynamic = rt->dynamic,
+                              .stats = rt->stats,
+                              .metrics = rt->metrics};
     return ann_sequencer_run(&c, rt->stop, err);
 }
 
@@ -237,7 +270,8 @@ static int run_projector(role_thread *rt, ann_err *err)
 {
     ann_projector_config c = {.kafka = rt->e->kafka,
                               .conninfo = rt->e->conninfo,
-                              .instance = rt->dynamic ? NULL : rt->instance};
+                              .instance = rt->dynamic ? NULL : rt->instance,
+                              .metrics = rt->metrics};
     return ann_projector_run(&c, rt->stop, err);
 }
 
@@ -339,6 +373,13 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     }
 
     volatile int stop = 0, failed = 0;
+    ann_sequencer_stats seq_stats = {0};
+    /* Readiness (docs/operations.md): the engines this role needs answer, and no SIGTERM
+     * yet. Metrics only with --http, which is how they are read. */
+    ann_metrics *metrics = o->http ? ann_metrics_new() : NULL;
+    ann_health *health = ann_health_new(metrics);
+    if (seq)
+        ann_metrics_collector(metrics, seq_stats_collect, &seq_stats);
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
     role_thread rts[3];
@@ -357,6 +398,8 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         rts[i].failed = &failed;
         rts[i].mu = &mu;
         rts[i].cv = &cv;
+        rts[i].metrics = metrics;
+        rts[i].stats = &seq_stats;
         pthread_create(&rts[i].t, NULL, role_main, &rts[i]);
     }
 
@@ -364,10 +407,6 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     ann_service svc;
     ann_server *srv = NULL;
     ann_http *http = NULL;
-    /* Readiness (docs/operations.md): the engines this role needs answer, and no SIGTERM
-     * yet. Metrics only with --http, which is how they are read. */
-    ann_metrics *metrics = o->http ? ann_metrics_new() : NULL;
-    ann_health *health = ann_health_new(metrics);
     engine_probe probes[3] = {{"kafka", e.kafka.brokers},
                               {"cassandra", e.cql.contact_points},
                               {"postgresql", e.conninfo}};

@@ -296,3 +296,27 @@ int ann_kafka_ensure_topics(const ann_kafka_config *cfg, ann_err *err)
     rd_kafka_destroy(rk);
     return rc;
 }
+
+void ann_kafka_lag_collect(rd_kafka_t *cons, const char *family, const char *help,
+                           ann_metrics_out *out)
+{
+    ann_metrics_out_family(out, family, "gauge", help);
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(cons, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts)
+        return;
+    if (rd_kafka_position(cons, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < parts->cnt; i++) {
+            const rd_kafka_topic_partition_t *p = &parts->elems[i];
+            int64_t lo = 0, hi = 0;
+            if (p->offset < 0 || rd_kafka_get_watermark_offsets(cons, p->topic, p->partition, &lo,
+                                                                &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                continue;
+            char labels[300];
+            snprintf(labels, sizeof labels, "topic=\"%.200s\",partition=\"%d\"", p->topic,
+                     (int)p->partition);
+            ann_metrics_out_sample(out, family, labels,
+                                   hi > p->offset ? (double)(hi - p->offset) : 0);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/metrics.h"
 
 /* A Kafka record may carry a whole 16 MiB request plus its framing. */
 #define ANN_KAFKA_MAX_MESSAGE (20 * 1024 * 1024)
@@ -68,5 +69,13 @@ rd_kafka_t *ann_kafka_consumer(const ann_kafka_config *c, const char *group_id,
 /* librdkafka error -> ann_err: retriable ones become ANN_EUNAVAIL, fatal ones ANN_EIO.
  * `what` names the step for the server's log. Returns -1. */
 int ann_kafka_fail(ann_err *err, const char *what, rd_kafka_resp_err_t code, const char *detail);
+
+/* Scrape time (docs/operations.md): the consumer lag of each partition assigned to `cons`,
+ * as the gauge `family` {topic, partition}: the last known end of the partition (libkafka
+ * keeps it from fetch responses) minus the consumer's position. Local state only, no
+ * network. Partitions with no position yet (nothing consumed since the assignment) are
+ * left out. */
+void ann_kafka_lag_collect(rd_kafka_t *cons, const char *family, const char *help,
+                           ann_metrics_out *out);
 
 #endif

@@ -61,6 +61,9 @@ typedef struct ann_projector_config {
     ann_kafka_config kafka; /* kafka.ns is also the PostgreSQL schema */
     const char *conninfo;
     const char *instance; /* group.instance.id (static membership); may be NULL */
+    /* Optional (docs/operations.md): batches and records applied, aborted batches, the
+     * read model's delay behind the sequencer, the consumer lag per partition. */
+    ann_metrics *metrics;
 } ann_projector_config;
 
 /* Runs until *stop becomes nonzero (then returns 0), or fails on a fatal error. */

@@ -29,7 +29,34 @@ typedef struct runner {
     int64_t claim_at; /* not before this time (ms, monotonic) */
     bool failed;      /* a fatal error in a callback */
     ann_err err;
+    ann_counter *m_txns, *m_aborted, *m_records;
+    ann_histogram *m_delay;
 } runner;
+
+static void proj_collect(void *ud, ann_metrics_out *out)
+{
+    runner *r = ud;
+    ann_kafka_lag_collect(r->rk, "annals_projector_consumer_lag",
+                          "Committed records not yet in the read model, per partition (a record "
+                          "is one command: a write of any number of entries)",
+                          out);
+}
+
+static void proj_metrics(runner *r, ann_metrics *m)
+{
+    static const uint64_t delay_ms[] = {1,   2,    5,    10,   25,    50,    100,   250,
+                                        500, 1000, 2500, 5000, 10000, 30000, 60000, 300000};
+    r->m_txns = ann_metrics_counter(m, "annals_projector_transactions_committed_total",
+                                    "Read-model transactions committed (one per batch)", "");
+    r->m_aborted = ann_metrics_counter(m, "annals_projector_transactions_aborted_total",
+                                       "Batches not committed (fenced or failed; replayed)", "");
+    r->m_records = ann_metrics_counter(m, "annals_projector_records_applied_total",
+                                       "Committed records applied to the read model", "");
+    r->m_delay = ann_metrics_histogram(
+        m, "annals_projector_delay_seconds",
+        "Read-model lag: from a record's commit in Kafka to its apply in PostgreSQL", "", delay_ms,
+        sizeof delay_ms / sizeof delay_ms[0], 1e-3);
+}
 
 static int64_t now_ms(void)
 {
@@ -120,6 +147,8 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
         return -1;
     }
     int rc = 0;
+    proj_metrics(&r, cfg->metrics);
+    ann_metrics_collector(cfg->metrics, proj_collect, &r);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, r.topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t se = rd_kafka_subscribe(r.rk, sub);
@@ -193,6 +222,18 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
         if (n) {
             ann_err e;
             int a = ann_projector_apply(r.p, recs, n, &e);
+            ann_counter_add(a == 0 ? r.m_txns : r.m_aborted, 1);
+            if (a == 0 && cfg->metrics) {
+                ann_counter_add(r.m_records, n);
+                struct timespec ts; /* Kafka timestamps are wall-clock milliseconds */
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+                for (size_t i = 0; i < n; i++) {
+                    int64_t t = rd_kafka_message_timestamp(msgs[i], NULL);
+                    if (t > 0)
+                        ann_histogram_observe(r.m_delay, now > t ? (uint64_t)(now - t) : 0);
+                }
+            }
             if (a == ANN_PROJECTOR_FENCED) {
                 fprintf(stderr, "annals projector: fenced; claiming again after a session\n");
                 ann_projector_forget(r.p);
@@ -213,6 +254,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
     free(msgs);
     free(recs);
 out:
+    ann_metrics_collector_remove(cfg->metrics, &r);
     rd_kafka_consumer_close(r.rk);
     rd_kafka_destroy(r.rk);
     free(r.parts);

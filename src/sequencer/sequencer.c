@@ -1236,6 +1236,14 @@ static void reclaim(seq *s)
     }
 }
 
+/* Scrape time: how far behind the pending topic this sequencer is. */
+static void seq_collect(void *ud, ann_metrics_out *out)
+{
+    seq *s = ud;
+    ann_kafka_lag_collect(s->cons, "annals_sequencer_consumer_lag",
+                          "Commands in the pending topic not yet sequenced, per partition", out);
+}
+
 int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_err *err)
 {
     if (!cfg->instance || !*cfg->instance || strlen(cfg->instance) > 128)
@@ -1279,6 +1287,7 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
                                 err);
     if (!s.cons)
         goto out;
+    ann_metrics_collector(cfg->metrics, seq_collect, &s);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, s.t_pending, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t se = rd_kafka_subscribe(s.cons, sub);
@@ -1295,6 +1304,7 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
     }
     ret = 0;
 out:
+    ann_metrics_collector_remove(cfg->metrics, &s);
     if (s.cons) {
         rd_kafka_consumer_close(s.cons);
         rd_kafka_destroy(s.cons);

@@ -42,6 +42,7 @@ typedef struct ann_sequencer_config {
                                    start (it leaves the group when it stops, instead of
                                    holding its partitions for a session timeout) */
     ann_sequencer_stats *stats; /* optional */
+    ann_metrics *metrics;       /* optional: the consumer lag per partition, at scrape time */
 } ann_sequencer_config;
 
 /* Runs until *stop becomes nonzero (checked at least every 100 ms), then
