@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from annals.v1 import annals_pb2 as pb
+from annals.v1 import annals_pb2_grpc as pbg
 from conftest import BIN, DISTRIBUTED, Client, Server, _keep_log
 from helpers import WAIT, TailReader, create_log, entry, expect_code, write_and_wait
 
@@ -38,7 +39,14 @@ def ops_server():
 
 @pytest.fixture(scope="module")
 def ops_client(ops_server):
+    """A client of the API server whose HTTP port the tests scrape (the scaled topology has
+    two API servers, each counting its own calls)."""
     c = Client(ops_server, ops_server.tenant("tenant-ops"))
+    c.channel.close()
+    c.channel = grpc.insecure_channel(ops_server.addr,
+                                      options=[("grpc.use_local_subchannel_pool", 1)])
+    c.cmd = pbg.LoggingCommandServiceStub(c.channel)
+    c.query = pbg.LoggingQueryServiceStub(c.channel)
     yield c
     c.close()
 
