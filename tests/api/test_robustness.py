@@ -144,7 +144,8 @@ def test_many_connections_at_once(server, client):
 
 def test_unknown_method_and_wrong_service(client):
     for path in ("/annals.v1.LoggingCommandService/Nope", "/annals.v1.Nope/CreateLog",
-                 "/grpc.health.v1.Health/Check", "/" + PLACEHOLDER):
+                 "/grpc.health.v1.Health/Nope", "/grpc.health.v2.Health/Check",
+                 "/" + PLACEHOLDER):
         m = client.channel.unary_unary(path, request_serializer=lambda b: b,
                                        response_deserializer=lambda b: b)
         try:
