@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain/text.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
@@ -158,6 +159,42 @@ int ann_reflection_answer(const ann_reflection *r, const uint8_t *req, size_t le
     Req *q = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, req);
     if (!q)
         return ann_err_set(err, ANN_EINVAL, "ServerReflectionRequest: not a valid message");
+    /* The oneof's members share one union: read only the one that is set. */
+    Grpc__Reflection__V1__ExtensionRequest *ext =
+        q->message_request_case ==
+                GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION
+            ? q->file_containing_extension
+            : NULL;
+    const char *member = NULL, *text = NULL;
+    switch (q->message_request_case) {
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+        member = "file_by_filename", text = q->file_by_filename;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+        member = "file_containing_symbol", text = q->file_containing_symbol;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+        member = "all_extension_numbers_of_type", text = q->all_extension_numbers_of_type;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+        member = "list_services", text = q->list_services;
+        break;
+    case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+        member = "file_containing_extension.containing_type";
+        text = ext ? ext->containing_type : NULL;
+        break;
+    default:
+        break;
+    }
+    /* proto3 strings are UTF-8: a client's parser would refuse our echo of anything else. */
+    const char *bad = !ann_utf8_valid(q->host, strlen(q->host))     ? "host"
+                      : text && !ann_utf8_valid(text, strlen(text)) ? member
+                                                                    : NULL;
+    if (bad) {
+        ann_err_set(err, ANN_EINVAL, "ServerReflectionRequest: %s is not UTF-8", bad);
+        grpc__reflection__v1__server_reflection_request__free_unpacked(q, NULL);
+        return -1;
+    }
 
     Resp a = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
     Grpc__Reflection__V1__FileDescriptorResponse fdr =
@@ -210,10 +247,8 @@ int ann_reflection_answer(const ann_reflection *r, const uint8_t *req, size_t le
     }
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
         snprintf(msg, sizeof msg, "no extensions: %.300s has no extension %d",
-                 q->file_containing_extension && q->file_containing_extension->containing_type
-                     ? q->file_containing_extension->containing_type
-                     : "",
-                 q->file_containing_extension ? q->file_containing_extension->extension_number : 0);
+                 ext && ext->containing_type ? ext->containing_type : "",
+                 ext ? ext->extension_number : 0);
         break;
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE: {
         const char *t = q->all_extension_numbers_of_type;
@@ -252,9 +287,19 @@ int ann_reflection_answer(const ann_reflection *r, const uint8_t *req, size_t le
             GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
         a.error_response = &er;
     }
+    /* The echo carries only what was understood: unknown fields (which protobuf-c keeps
+     * as they came, invalid tags included) are left out. */
+    size_t n_unknown = q->base.n_unknown_fields;
+    size_t n_unknown_ext = ext ? ext->base.n_unknown_fields : 0;
+    q->base.n_unknown_fields = 0;
+    if (ext)
+        ext->base.n_unknown_fields = 0;
     size_t sz = grpc__reflection__v1__server_reflection_response__get_packed_size(&a);
     ann_buf_reserve(resp, sz);
     resp->len += grpc__reflection__v1__server_reflection_response__pack(&a, resp->data + resp->len);
+    q->base.n_unknown_fields = n_unknown;
+    if (ext)
+        ext->base.n_unknown_fields = n_unknown_ext;
     free(files);
     free(seen);
     free(svcs);

@@ -21,6 +21,7 @@
 #include "api/status.h"
 #include "common/buf.h"
 #include "domain/limits.h"
+#include "domain/text.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define ARMED_CALLS 16 /* grpc_server_request_call kept outstanding */
@@ -646,6 +647,10 @@ static int health_request(call *c, ann_buf *req, char **service, ann_err *err)
     if (!r)
         return ann_err_set(err, ANN_EINVAL, "HealthCheckRequest: not a valid message");
     size_t n = strlen(r->service);
+    if (!ann_utf8_valid(r->service, n)) {
+        grpc__health__v1__health_check_request__free_unpacked(r, NULL);
+        return ann_err_set(err, ANN_EINVAL, "service: not UTF-8");
+    }
     *service = ann_xmalloc(n + 1);
     memcpy(*service, r->service, n + 1);
     grpc__health__v1__health_check_request__free_unpacked(r, NULL);

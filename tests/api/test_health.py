@@ -239,6 +239,19 @@ def test_an_rpc_built_only_from_reflected_descriptors(server, channel, client):
     assert ei.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_text_that_is_not_utf8_is_invalid_argument(channel):
+    """proto3 strings are UTF-8; the answer would echo the request."""
+    bad_host = b"\x0a\x01\xff" + b"\x3a\x00"  # host = 0xff, list_services = ""
+    call = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+    with pytest.raises(grpc.RpcError) as ei:
+        list(call(iter([bad_host]), timeout=WAIT))
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "host" in ei.value.details()
+    check = channel.unary_unary("/grpc.health.v1.Health/Check")
+    err = expect_code(grpc.StatusCode.INVALID_ARGUMENT, check, b"\x0a\x02\xc3\x28", timeout=WAIT)
+    assert "service" in err.details()
+
+
 def test_a_bad_reflection_request_is_invalid_argument(channel):
     call = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
     with pytest.raises(grpc.RpcError) as ei:
