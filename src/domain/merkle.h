@@ -29,7 +29,10 @@
 
 #define ANN_HASH_LEN 32
 #define ANN_BODY_SALT_LEN 32
-#define ANN_MERKLE_MAX_PROOF 64 /* hashes in any proof of a tree of < 2^64 leaves */
+/* Hashes in a proof about trees of < 2^64 leaves, at most: an inclusion proof has one per
+ * level of the leaf's path (<= 64); a consistency proof can have one more (the old tree's
+ * last complete subtree and its path: 65 past 2^63 leaves). */
+#define ANN_MERKLE_MAX_PROOF 65
 #define ANN_LEAF_DOMAIN "annals.v1.entry"
 
 /* SHA-256(0x00 || in). */

@@ -471,7 +471,7 @@ static void large_sizes(void **state)
                                      UINT64_MAX - 1};
     uint8_t p[ANN_MERKLE_MAX_PROOF][H], r1[H], r2[H];
     const uint8_t(*cp)[H] = (const uint8_t(*)[H])p;
-    size_t n;
+    size_t n, maxn = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         uint64_t s = sizes[i];
         assert_int_equal(ann_merkle_root(s, same_cb, &s, r2, NULL), 0);
@@ -479,8 +479,8 @@ static void large_sizes(void **state)
         assert_int_equal(ann_merkle_frontier_at(s, same_cb, &s, &f, NULL), 0);
         ann_merkle_frontier_root(&f, r1);
         assert_memory_equal(r1, r2, H);
-        const uint64_t idx[] = {0, s / 3, s / 2, s - 2, s - 1};
-        for (size_t j = 0; j < 5; j++) {
+        const uint64_t idx[] = {0, s / 3, s / 2, s - 3, s - 2, s - 1};
+        for (size_t j = 0; j < 6; j++) {
             assert_int_equal(ann_merkle_inclusion_proof(idx[j], s, same_cb, &s, p, &n, NULL), 0);
             assert_true(n <= 64);
             assert_true(ann_merkle_verify_inclusion(idx[j], s, same_level[0], cp, n, r2));
@@ -489,6 +489,8 @@ static void large_sizes(void **state)
             uint64_t first = idx[j] + 1;
             assert_int_equal(ann_merkle_root(first, same_cb, &first, r1, NULL), 0);
             assert_int_equal(ann_merkle_consistency_proof(first, s, same_cb, &s, p, &n, NULL), 0);
+            assert_true(n <= ANN_MERKLE_MAX_PROOF);
+            maxn = n > maxn ? n : maxn;
             assert_true(ann_merkle_verify_consistency(first, s, r1, r2, cp, n));
             if (n > 0) {
                 p[n - 1][0] ^= 1;
@@ -496,6 +498,7 @@ static void large_sizes(void **state)
             }
         }
     }
+    assert_int_equal(maxn, ANN_MERKLE_MAX_PROOF); /* the longest proof there is, reached */
     ann_merkle_frontier f = {.size = UINT64_MAX};
     ann_err err;
     assert_int_equal(ann_merkle_frontier_append(&f, same_level[0], &err), -1);
