@@ -120,7 +120,7 @@ int main(int argc, char **argv)
         e.entry_id = i;
         salt[0] = (uint8_t)i;
         ann_entry_body_hash(salt, e.body, e.body_len, bh, NULL);
-        ann_entry_leaf_hash(&e, bh, lh, NULL);
+        ann_entry_leaf_hash(&e, bh, lh);
     }
     double dt = now() - t0;
     printf("leaf hashing (body_hash + leaf hash): %.0f entries/s (%.2f us/entry)\n", nh / dt,

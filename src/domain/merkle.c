@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "domain/limits.h"
+#include "domain/limits.h" /* ANN_MAX_LABELS */
 #include "domain/pbread.h"
 
 void ann_merkle_leaf_hash(const uint8_t *in, size_t n, uint8_t out[ANN_HASH_LEN])
@@ -227,12 +227,9 @@ void ann_entry_leaf_input(const ann_entry *e, const uint8_t body_hash[ANN_HASH_L
     ann_buf_add(out, body_hash, ANN_HASH_LEN);
 }
 
-int ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
-                        uint8_t out[ANN_HASH_LEN], ann_err *err)
+void ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
+                         uint8_t out[ANN_HASH_LEN])
 {
-    if (e->insert_id_len > ANN_MAX_INSERT_ID_BYTES)
-        return ann_err_set(err, ANN_EINVAL, "insert_id: %zu bytes, at most %d allowed",
-                           e->insert_id_len, ANN_MAX_INSERT_ID_BYTES);
     uint8_t h[1 + LEAF_FIXED];
     h[0] = 0x00;
     leaf_head(e, h + 1);
@@ -242,7 +239,6 @@ int ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN
     SHA256_Update(&c, e->insert_id, e->insert_id_len);
     SHA256_Update(&c, body_hash, ANN_HASH_LEN);
     SHA256_Final(out, &c);
-    return 0;
 }
 
 #if defined(__GNUC__)

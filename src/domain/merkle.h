@@ -66,10 +66,9 @@ int ann_entry_body_hash(const uint8_t salt[ANN_BODY_SALT_LEN], const uint8_t *bo
  * not read: its hash is given), appended to out. */
 void ann_entry_leaf_input(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN], ann_buf *out);
 
-/* SHA-256(0x00 || leaf_input(e, body_hash)). Returns 0, or -1 with err (ANN_EINVAL) when the
- * insert_id is longer than ANN_MAX_INSERT_ID_BYTES. */
-int ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
-                        uint8_t out[ANN_HASH_LEN], ann_err *err);
+/* SHA-256(0x00 || leaf_input(e, body_hash)), without building leaf_input. */
+void ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
+                         uint8_t out[ANN_HASH_LEN]);
 
 /* ---- The frontier: the tree's right edge, enough to extend it and to know its root ------ */
 

@@ -212,7 +212,7 @@ int main(int argc, char **argv)
         }
         printf(",\"body_hash\":");
         hex(bh, H);
-        ann_entry_leaf_hash(&e, bh, t.leaf[id - 1], NULL);
+        ann_entry_leaf_hash(&e, bh, t.leaf[id - 1]);
         printf(",\"leaf_hash\":");
         hex(t.leaf[id - 1], H);
         putchar('}');

@@ -212,7 +212,10 @@ class VerifierKey:
         raw = _b64(key)
         if len(raw) != 33 or raw[0] != 0x01:
             raise VerifyError("verifier key: not an Ed25519 key")
-        self.id = bytes.fromhex(hid)
+        try:
+            self.id = bytes.fromhex(hid)
+        except ValueError:
+            raise VerifyError("verifier key: key id is not hex")
         if key_id(self.name, raw) != self.id:
             raise VerifyError("verifier key: key id does not match")
         self.key = Ed25519PublicKey.from_public_bytes(raw[1:])
@@ -267,6 +270,8 @@ def parse_checkpoint(text):
         raise VerifyError("checkpoint: empty origin")
     if not size.isdigit() or not size.isascii() or (size != "0" and size[0] == "0"):
         raise VerifyError("checkpoint: bad size %r" % size)
+    if int(size) >= 1 << 64:
+        raise VerifyError("checkpoint: size beyond 64 bits")
     if any(not line for line in lines[3:-1]):
         raise VerifyError("checkpoint: empty extension line")
     r = _b64(root)
