@@ -4,8 +4,8 @@
  * own ANN_SERVICES directory under the build tree), writes with hundreds of
  * requests acknowledged per second, kills the node with SIGKILL while writes
  * are in flight, starts it again and reads back every write it was told was
- * applied. Never the shared node: label `cql-kill`, run with
- * `ctest -L cql-kill` (two JVM starts, about a minute).
+ * applied. Never the shared node: label `engine-kill` (not matched by `-L cql`), run with
+ * `ctest -L engine-kill` (two JVM starts, about a minute).
  *
  * With the commit log in `periodic` mode (Cassandra's default), the node
  * acknowledges writes before the log section holding them is marked, and the
