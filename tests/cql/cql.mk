@@ -31,4 +31,4 @@ fuzz-cql:
 	$(BUILD_FUZZ)/bin/fuzz_cql_frame -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix=.cache/fuzz-cql/ .cache/fuzz-cql fuzz/cql/corpus
 
-EXTRA_TESTS += test-cql
+EXTRA_TESTS += test-cql test-cql-kill
