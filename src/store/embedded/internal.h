@@ -210,9 +210,10 @@ typedef struct job {
 #define EMB_KEYS_WAYS 4
 #define EMB_KEYS_SETS 1024
 typedef struct emb_key_slot {
-    uint8_t key_hash[32]; /* keys.mu */
-    ann_tenant tenant;    /* keys.mu */
-    uint64_t used;        /* keys.mu: tick of the last use; 0 when empty */
+    uint8_t key_hash[32];  /* keys.mu */
+    ann_tenant tenant;     /* keys.mu: the tenant and the key's id, name, roles, expiry */
+    int64_t last_used_ns;  /* keys.mu: the last use recorded in SQLite (or being recorded) */
+    uint64_t used;         /* keys.mu: tick of the last use; 0 when empty */
 } emb_key_slot;
 
 typedef struct emb_keys {
@@ -221,6 +222,7 @@ typedef struct emb_keys {
     size_t count;          /* mu: slots in use */
     uint64_t tick;         /* mu */
     uint64_t hits, misses; /* mu: for tests */
+    int64_t epoch;         /* mu: the SQLite keys epoch the cached entries are valid for */
 } emb_keys;
 
 /* The store. */
@@ -338,10 +340,17 @@ uint32_t emb_iid_tag(const emb *s, const char *iid, size_t len);
 
 void emb_keys_init(emb_keys *k);
 void emb_keys_release(emb_keys *k);
-/* True and *out filled if the key hash is cached. */
-bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out);
-/* Caches a key hash that SQLite knows (never an unknown one). */
-void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t);
+/* Empties the cache if `epoch` (read from SQLite just now) is not the one it holds: a key
+ * was revoked, maybe by another process. */
+void emb_keys_sync(emb *s, int64_t epoch);
+/* True and *out filled if the key hash is cached; *touch set when its last use is due to be
+ * recorded (the slot then counts it recorded at now_ns). */
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out,
+                  bool *touch);
+/* Caches a live key SQLite knows (never an unknown or revoked one), read when the keys
+ * epoch was `epoch`: a put older than the cache's epoch is dropped. */
+void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t, int64_t last_used_ns,
+                  int64_t epoch);
 /* For tests: entries cached, lookups answered from the cache and not. */
 void emb_keys_stats(ann_store *st, size_t *entries, uint64_t *hits, uint64_t *misses);
 

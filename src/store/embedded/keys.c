@@ -9,8 +9,12 @@
  *  - Bounded: EMB_KEYS_SETS sets of EMB_KEYS_WAYS entries (4,096), the set
  *    chosen by a keyed hash of the key hash; a full set drops its least
  *    recently used entry. Allocated at the first insert.
- *  - Never stale: tenants and their keys are never changed or removed. (A
- *    future key rotation or tenant removal must clear the cache.)
+ *  - Never stale: a key's tenant, name, roles and expiry never change; a revocation
+ *    grows the keys epoch in SQLite (in any process: `annalsd key revoke` beside a
+ *    server), and every lookup first reads the epoch (a cheap read on a connection of
+ *    its own) and empties the cache when it moved. Expiry is checked by the caller.
+ *  - Last use: each slot remembers when the key's last use was recorded; a use a
+ *    minute (ANN_KEY_LAST_USE_EVERY_NS) after that is recorded again.
  *
  * Everything is under s->keys.mu, a leaf lock held for a few comparisons.
  */
@@ -40,9 +44,23 @@ void emb_keys_release(emb_keys *k)
     pthread_mutex_destroy(&k->mu);
 }
 
-bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out)
+void emb_keys_sync(emb *s, int64_t epoch)
+{
+    pthread_mutex_lock(&s->keys.mu);
+    if (s->keys.epoch != epoch) {
+        if (s->keys.slots)
+            memset(s->keys.slots, 0, (size_t)EMB_KEYS_SETS * EMB_KEYS_WAYS * sizeof *s->keys.slots);
+        s->keys.count = 0;
+        s->keys.epoch = epoch;
+    }
+    pthread_mutex_unlock(&s->keys.mu);
+}
+
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out,
+                  bool *touch)
 {
     bool found = false;
+    *touch = false;
     pthread_mutex_lock(&s->keys.mu);
     if (s->keys.slots) {
         emb_key_slot *set = key_set(s, key_hash);
@@ -50,6 +68,10 @@ bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out)
             if (set[i].used && !memcmp(set[i].key_hash, key_hash, 32)) {
                 set[i].used = ++s->keys.tick;
                 *out = set[i].tenant;
+                if (now_ns - set[i].last_used_ns >= ANN_KEY_LAST_USE_EVERY_NS) {
+                    set[i].last_used_ns = now_ns;
+                    *touch = true;
+                }
                 found = true;
                 break;
             }
@@ -63,9 +85,14 @@ bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out)
     return found;
 }
 
-void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t)
+void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t, int64_t last_used_ns,
+                  int64_t epoch)
 {
     pthread_mutex_lock(&s->keys.mu);
+    if (epoch != s->keys.epoch) { /* read before a revocation the cache has seen */
+        pthread_mutex_unlock(&s->keys.mu);
+        return;
+    }
     if (!s->keys.slots)
         s->keys.slots = ann_xcalloc((size_t)EMB_KEYS_SETS * EMB_KEYS_WAYS, sizeof *s->keys.slots);
     emb_key_slot *set = key_set(s, key_hash), *victim = &set[0];
@@ -81,6 +108,7 @@ void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t)
         s->keys.count++;
     memcpy(victim->key_hash, key_hash, 32);
     victim->tenant = *t;
+    victim->last_used_ns = last_used_ns;
     victim->used = ++s->keys.tick;
     pthread_mutex_unlock(&s->keys.mu);
 }
