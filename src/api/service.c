@@ -243,6 +243,9 @@ static const char *rpc_name(ann_rpc rpc)
     return "this call";
 }
 
+_Static_assert(sizeof "writer or reader or redactor or admin" <= ANN_ROLES_TEXT_MAX,
+               "room for every role joined with \" or \"");
+
 int ann_service_authorize(const ann_tenant *t, ann_rpc rpc, ann_err *err)
 {
     uint32_t need = rpc_roles(rpc);
@@ -250,8 +253,8 @@ int ann_service_authorize(const ann_tenant *t, ann_rpc rpc, ann_err *err)
         return 0;
     char want[ANN_ROLES_TEXT_MAX], have[ANN_ROLES_TEXT_MAX];
     ann_roles_format(need, want);
-    for (char *p = strstr(want, ", "); p; p = strstr(want, ", ")) /* "writer or reader" */
-        memmove(p + 3, p + 2, strlen(p + 2) + 1), memcpy(p, " or", 3);
+    for (char *p = strstr(want, ", "); p; p = strstr(p, ", ")) /* "writer or reader" */
+        memmove(p + 4, p + 2, strlen(p + 2) + 1), memcpy(p, " or ", 4);
     return ann_err_set(err, ANN_EPERM, "permission denied: %s needs the %s role; key '%s' has %s",
                        rpc_name(rpc), want, t->key_name, ann_roles_format(t->roles, have));
 }
