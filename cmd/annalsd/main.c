@@ -141,14 +141,20 @@ static int parse_expires(const char *v, int64_t now, int64_t *out)
         long long n = strtoll(v, &end, 10);
         int64_t unit = 0;
         if (end && end[0] && !end[1])
-            unit = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : end[0] == 'd' ? 86400 : 0;
+            unit = end[0] == 's'   ? 1
+                   : end[0] == 'm' ? 60
+                   : end[0] == 'h' ? 3600
+                   : end[0] == 'd' ? 86400
+                                   : 0;
         if (unit && n > 0 && n <= 100LL * 365 * 86400 / unit) {
             *out = now + (int64_t)n * unit * 1000000000LL;
             return 0;
         }
         if (unit || !strchr(v, '-')) {
-            fprintf(stderr, "annalsd: --expires %s: a duration is N followed by s, m, h or d "
-                            "(at most 100 years)\n", v);
+            fprintf(stderr,
+                    "annalsd: --expires %s: a duration is N followed by s, m, h or d "
+                    "(at most 100 years)\n",
+                    v);
             return -1;
         }
     }

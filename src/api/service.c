@@ -197,8 +197,7 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
     return ann_service_recheck(svc, hash, out, err);
 }
 
-int ann_service_recheck(ann_service *svc, const uint8_t key_hash[32], ann_tenant *out,
-                        ann_err *err)
+int ann_service_recheck(ann_service *svc, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
 {
     /* Unknown, revoked and expired keys get the same answer: a caller learns nothing of
      * which keys exist. */

@@ -98,8 +98,8 @@ bool ann_key_name_valid(const char *name, size_t len)
 
 void ann_actor_format(const char *tenant_name, const char *key_name, char *out, size_t cap)
 {
-    snprintf(out, cap, "tenant:%.*s/key:%.*s", ANN_TENANT_NAME_MAX, tenant_name,
-             ANN_KEY_NAME_MAX, key_name);
+    snprintf(out, cap, "tenant:%.*s/key:%.*s", ANN_TENANT_NAME_MAX, tenant_name, ANN_KEY_NAME_MAX,
+             key_name);
 }
 
 void ann_key_format(const uint8_t random[32], char out[ANN_KEY_LEN + 1])

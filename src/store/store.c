@@ -131,8 +131,9 @@ int ann_store_key_create(ann_store *s, const ann_key_spec *spec, ann_key *out, a
     if (!V3_OP(s, key_create))
         return ann_err_set(err, ANN_EINVAL, "the %s store has one key per tenant", s->ops->name);
     if (spec->roles == 0 || (spec->roles & ~ANN_ROLES_ALL))
-        return ann_err_set(err, ANN_EINVAL, "roles: at least one of writer, reader, redactor, "
-                                            "admin");
+        return ann_err_set(err, ANN_EINVAL,
+                           "roles: at least one of writer, reader, redactor, "
+                           "admin");
     if (spec->name && !ann_key_name_valid(spec->name, strlen(spec->name)))
         return ann_err_set(err, ANN_EINVAL, "name: 1 to %d of [A-Za-z0-9._-]", ANN_KEY_NAME_MAX);
     if (spec->expire_ns < 0)

@@ -127,8 +127,8 @@ typedef struct ann_key {
 /* One new key (key_create); in the caller's memory for the call. */
 typedef struct ann_key_spec {
     const char *tenant_name;
-    const char *name; /* ann_key_name_valid; NULL: the key's id */
-    uint32_t roles;   /* at least one */
+    const char *name;  /* ann_key_name_valid; NULL: the key's id */
+    uint32_t roles;    /* at least one */
     int64_t expire_ns; /* 0: never */
     uint8_t key_hash[32];
     int64_t now_ns;
@@ -353,8 +353,7 @@ typedef struct ann_store_ops {
     /* Revokes a key by id (ANN_ENOTFOUND when no key has it; revoking again is harmless).
      * From the call on, tenant_by_key on this store refuses it; on other servers of the
      * same deployment within the backend's stated bound (docs/api.md). Fills *out. */
-    int (*key_revoke)(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out,
-                      ann_err *err);
+    int (*key_revoke)(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err);
 } ann_store_ops;
 
 /* Every backend's handle starts with this. */

@@ -595,7 +595,7 @@ static void keys_contract(ann_store *st, const model *m, const char *what)
         assert_string_equal(r.v[i].tenant_id, m->t[0].id);
     r.n = 0;
     assert_int_equal(ann_store_key_list(st, "t1", take_key, &r, &err), 0);
-    assert_int_equal(r.n, 2); /* its admin key and "ci" */
+    assert_int_equal(r.n, 2);                 /* its admin key and "ci" */
     assert_int_equal(r.v[1].last_used_ns, 0); /* never used */
     assert_int_not_equal(ann_store_key_list(st, "no-such-tenant", take_key, &r, &err), 0);
     assert_int_equal(err.code, ANN_ENOTFOUND);
@@ -609,9 +609,8 @@ static void keys_contract(ann_store *st, const model *m, const char *what)
     assert_int_equal(err.code, ANN_EUNAUTH);
     assert_int_equal(ann_store_key_revoke(st, ci.id, now + 6, &rk, &err), 0);
     assert_int_equal(rk.revoke_ns, now + 5);
-    assert_int_not_equal(ann_store_key_revoke(st, "00000000-0000-4000-8000-000000000000",
-                                              now, NULL, &err),
-                         0);
+    assert_int_not_equal(
+        ann_store_key_revoke(st, "00000000-0000-4000-8000-000000000000", now, NULL, &err), 0);
     assert_int_equal(err.code, ANN_ENOTFOUND);
     assert_int_not_equal(ann_store_key_revoke(st, "not-an-id", now, NULL, &err), 0);
     assert_int_equal(err.code, ANN_ENOTFOUND);

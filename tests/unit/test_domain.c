@@ -204,8 +204,8 @@ static void test_roles(void **state)
     assert_true(ann_roles_allow(ANN_ROLE_ADMIN, ANN_ROLE_REDACTOR));
     assert_true(ann_roles_allow(ANN_ROLE_READER, ANN_ROLE_WRITER | ANN_ROLE_READER));
     assert_false(ann_roles_allow(ANN_ROLE_WRITER, ANN_ROLE_READER));
-    assert_false(ann_roles_allow(ANN_ROLE_WRITER | ANN_ROLE_READER | ANN_ROLE_REDACTOR,
-                                 ANN_ROLE_ADMIN));
+    assert_false(
+        ann_roles_allow(ANN_ROLE_WRITER | ANN_ROLE_READER | ANN_ROLE_REDACTOR, ANN_ROLE_ADMIN));
     assert_true(ann_key_name_valid("ci-nightly_2.0", 14));
     assert_false(ann_key_name_valid("", 0));
     assert_false(ann_key_name_valid("a/b", 3));
@@ -219,7 +219,8 @@ static void test_roles(void **state)
     tname[ANN_TENANT_NAME_MAX] = '\0';
     name[ANN_KEY_NAME_MAX] = '\0';
     ann_actor_format(tname, name, actor, sizeof actor);
-    assert_int_equal(strlen(actor), strlen("tenant:/key:") + ANN_TENANT_NAME_MAX + ANN_KEY_NAME_MAX);
+    assert_int_equal(strlen(actor),
+                     strlen("tenant:/key:") + ANN_TENANT_NAME_MAX + ANN_KEY_NAME_MAX);
     ann_actor_format("acme", "ci", actor, sizeof actor);
     assert_string_equal(actor, "tenant:acme/key:ci");
 }

@@ -30,7 +30,7 @@ enum {
 };
 
 #define KEY_COLUMNS                                                                                \
-    "key_id text, key_name text, roles int, create_time_ns bigint, expire_time_ns bigint, "         \
+    "key_id text, key_name text, roles int, create_time_ns bigint, expire_time_ns bigint, "        \
     "revoke_time_ns bigint, last_used_ns bigint"
 
 static const char *const schema_text[] = {
@@ -234,8 +234,8 @@ static int64_t now_ns(void)
 static int key_insert(ann_catalog *c, const char *tenant_id, const char *tenant_name,
                       const ann_key *k, const uint8_t key_hash[32], ann_err *err)
 {
-    ann_cql_value claim[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(k->name),
-                             ann_cql_vtext(k->id), ann_cql_vblob(key_hash, 32)};
+    ann_cql_value claim[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(k->name), ann_cql_vtext(k->id),
+                             ann_cql_vblob(key_hash, 32)};
     ann_cql_result r;
     bool applied = false;
     int rc = exec(c, S_KEY_NAME_CLAIM, claim, 4, true, &r, err);
@@ -249,14 +249,10 @@ static int key_insert(ann_catalog *c, const char *tenant_id, const char *tenant_
                            tenant_name, k->name);
     ann_cql_value iv[] = {ann_cql_vtext(k->id), ann_cql_vtext(tenant_id),
                           ann_cql_vblob(key_hash, 32)};
-    ann_cql_value kv[] = {ann_cql_vblob(key_hash, 32),
-                          ann_cql_vtext(tenant_id),
-                          ann_cql_vtext(tenant_name),
-                          ann_cql_vtext(k->id),
-                          ann_cql_vtext(k->name),
-                          ann_cql_vint((int32_t)k->roles),
-                          ann_cql_vbigint(k->create_ns),
-                          ann_cql_vbigint(k->expire_ns)};
+    ann_cql_value kv[] = {ann_cql_vblob(key_hash, 32),   ann_cql_vtext(tenant_id),
+                          ann_cql_vtext(tenant_name),    ann_cql_vtext(k->id),
+                          ann_cql_vtext(k->name),        ann_cql_vint((int32_t)k->roles),
+                          ann_cql_vbigint(k->create_ns), ann_cql_vbigint(k->expire_ns)};
     if (exec_simple(c, S_KEY_ID_PUT, iv, 3, err) < 0 || exec_simple(c, S_KEY_PUT, kv, 8, err) < 0)
         return -1;
     return 0;
@@ -357,15 +353,13 @@ int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_te
     return 0;
 }
 
-int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now,
-                          ann_err *err)
+int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now, ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vbigint(now), ann_cql_vblob(key_hash, 32)};
     return exec_simple(c, S_KEY_TOUCH, v, 2, err);
 }
 
-static int tenant_by_name(ann_catalog *c, const char *name, char id[ANN_UUID_LEN + 1],
-                          ann_err *err)
+static int tenant_by_name(ann_catalog *c, const char *name, char id[ANN_UUID_LEN + 1], ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vtext(name)};
     ann_cql_result r;
@@ -404,8 +398,8 @@ static int cmp_key(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit,
-                         void *ud, ann_err *err)
+int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                         ann_err *err)
 {
     char tid[ANN_UUID_LEN + 1];
     if (tenant_by_name(c, tenant_name, tid, err) < 0)

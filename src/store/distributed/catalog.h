@@ -40,14 +40,13 @@ int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t ke
 int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *out,
                               int64_t *last_used_ns, ann_err *err);
 /* Records a use of the key (the caller keeps it to once a minute per key). */
-int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now,
-                          ann_err *err);
+int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now, ann_err *err);
 
 /* Keys (store.h's key_create, key_list, key_revoke). key_revoke also gives the key's hash,
  * so the caller can forget it at once. */
 int ann_catalog_key_create(ann_catalog *c, const ann_key_spec *spec, ann_key *out, ann_err *err);
-int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit,
-                         void *ud, ann_err *err);
+int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                         ann_err *err);
 int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_key *out,
                            uint8_t key_hash[32], ann_err *err);
 

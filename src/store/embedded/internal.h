@@ -210,10 +210,10 @@ typedef struct job {
 #define EMB_KEYS_WAYS 4
 #define EMB_KEYS_SETS 1024
 typedef struct emb_key_slot {
-    uint8_t key_hash[32];  /* keys.mu */
-    ann_tenant tenant;     /* keys.mu: the tenant and the key's id, name, roles, expiry */
-    int64_t last_used_ns;  /* keys.mu: the last use recorded in SQLite (or being recorded) */
-    uint64_t used;         /* keys.mu: tick of the last use; 0 when empty */
+    uint8_t key_hash[32]; /* keys.mu */
+    ann_tenant tenant;    /* keys.mu: the tenant and the key's id, name, roles, expiry */
+    int64_t last_used_ns; /* keys.mu: the last use recorded in SQLite (or being recorded) */
+    uint64_t used;        /* keys.mu: tick of the last use; 0 when empty */
 } emb_key_slot;
 
 typedef struct emb_keys {
@@ -345,8 +345,7 @@ void emb_keys_release(emb_keys *k);
 void emb_keys_sync(emb *s, int64_t epoch);
 /* True and *out filled if the key hash is cached; *touch set when its last use is due to be
  * recorded (the slot then counts it recorded at now_ns). */
-bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out,
-                  bool *touch);
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out, bool *touch);
 /* Caches a live key SQLite knows (never an unknown or revoked one), read when the keys
  * epoch was `epoch`: a put older than the cache's epoch is dropped. */
 void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t, int64_t last_used_ns,

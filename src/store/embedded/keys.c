@@ -56,8 +56,7 @@ void emb_keys_sync(emb *s, int64_t epoch)
     pthread_mutex_unlock(&s->keys.mu);
 }
 
-bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out,
-                  bool *touch)
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out, bool *touch)
 {
     bool found = false;
     *touch = false;

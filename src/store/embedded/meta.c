@@ -435,8 +435,9 @@ int ann_meta_key_by_hash(ann_meta *m, const uint8_t key_hash[32], ann_tenant *t,
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "SELECT t.name, " KEY_COLS " FROM keys k JOIN tenants t ON t.id = k.tenant_id"
-                " WHERE k.key_hash = ?",
+    if (prep(m,
+             "SELECT t.name, " KEY_COLS " FROM keys k JOIN tenants t ON t.id = k.tenant_id"
+             " WHERE k.key_hash = ?",
              &st, err) != 0)
         goto done;
     sqlite3_bind_blob(st, 1, key_hash, 32, SQLITE_STATIC);
@@ -519,8 +520,8 @@ done:
     return rc;
 }
 
-int ann_meta_key_list(ann_meta *m, const char *tenant_name,
-                      int (*fn)(const ann_key *k, void *ud), void *ud, ann_err *err)
+int ann_meta_key_list(ann_meta *m, const char *tenant_name, int (*fn)(const ann_key *k, void *ud),
+                      void *ud, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -567,8 +568,7 @@ done:
     return rc;
 }
 
-int ann_meta_key_revoke(ann_meta *m, const char *key_id, int64_t now_ns, ann_key *out,
-                        ann_err *err)
+int ann_meta_key_revoke(ann_meta *m, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;

@@ -43,8 +43,8 @@ int ann_meta_key_by_hash(ann_meta *m, const uint8_t key_hash[32], ann_tenant *t,
 int ann_meta_key_create(ann_meta *m, const ann_key_spec *spec, const char *key_id, ann_key *out,
                         ann_err *err);
 /* The tenant's keys in creation order; fn runs without the lock held. */
-int ann_meta_key_list(ann_meta *m, const char *tenant_name,
-                      int (*fn)(const ann_key *k, void *ud), void *ud, ann_err *err);
+int ann_meta_key_list(ann_meta *m, const char *tenant_name, int (*fn)(const ann_key *k, void *ud),
+                      void *ud, ann_err *err);
 /* Sets revoke_ns (once) and grows the keys epoch, in one transaction. */
 int ann_meta_key_revoke(ann_meta *m, const char *key_id, int64_t now_ns, ann_key *out,
                         ann_err *err);
