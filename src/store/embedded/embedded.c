@@ -182,11 +182,11 @@ static int emb_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tena
 {
     emb *s = (emb *)st;
     ann_tenant t;
-    int64_t epoch, now = wall_ns();
+    int64_t now = wall_ns();
+    uint64_t valid;
     bool touch = false;
-    if (ann_meta_keys_epoch(s->meta, &epoch, err) != 0)
+    if (emb_keys_validate(s, &valid, err) != 0)
         return -1;
-    emb_keys_sync(s, epoch);
     if (!emb_keys_get(s, key_hash, now, &t, &touch)) {
         /* A miss asks SQLite, which also sees keys other processes made. */
         ann_key k;
@@ -196,7 +196,7 @@ static int emb_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tena
         if (r == 0 || k.revoke_ns != 0)
             return ann_err_set(err, ANN_EUNAUTH, "unknown API key"); /* not cached */
         touch = now - k.last_used_ns >= ANN_KEY_LAST_USE_EVERY_NS;
-        emb_keys_put(s, key_hash, &t, touch ? now : k.last_used_ns, epoch);
+        emb_keys_put(s, key_hash, &t, touch ? now : k.last_used_ns, valid);
     }
     if (touch) { /* at most once a minute per key: a failure only delays the record */
         ann_err e;
@@ -225,11 +225,9 @@ static int emb_key_revoke(ann_store *st, const char *key_id, int64_t now_ns, ann
                           ann_err *err)
 {
     emb *s = (emb *)st;
-    int64_t epoch;
     if (ann_meta_key_revoke(s->meta, key_id, now_ns, out, err) != 0)
         return -1;
-    if (ann_meta_keys_epoch(s->meta, &epoch, err) == 0) /* this process: at once */
-        emb_keys_sync(s, epoch);
+    emb_keys_bump(s); /* every process of the directory, this one included: at once */
     return 0;
 }
 
@@ -453,6 +451,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     p = emb_path_join(dir, "meta.db", NULL, "");
     if (ann_meta_open(p, s->durable, &s->meta, err) != 0 ||
         ann_meta_hashkey(s->meta, s->hkey, err) != 0)
+        goto done;
+    if (emb_keys_map(s, err) != 0) /* revocations reach every process through it */
         goto done;
     if (!s->opts.admin_only) {
         if (emb_recover(s, err) != 0 || emb_committer_start(s, err) != 0 ||
