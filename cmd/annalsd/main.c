@@ -199,9 +199,23 @@ static int key_where_open(key_where *w, ann_err *err)
     return ann_store_embedded_open(w->data, &o, &w->store, err);
 }
 
+typedef struct key_listing {
+    int64_t now;
+    bool header; /* printed: only once the tenant is known */
+} key_listing;
+
+static void key_header(key_listing *l)
+{
+    if (!l->header)
+        printf("id\tname\troles\tcreated\texpires\tlast_used\tstate\n");
+    l->header = true;
+}
+
 static int key_print(const ann_key *k, void *ud)
 {
-    int64_t now = *(const int64_t *)ud;
+    key_listing *l = ud;
+    int64_t now = l->now;
+    key_header(l);
     char roles[ANN_ROLES_TEXT_MAX], b1[ANN_CLI_TIME_BUF], b2[ANN_CLI_TIME_BUF],
         b3[ANN_CLI_TIME_BUF];
     ann_roles_format(k->roles, roles);
@@ -284,14 +298,14 @@ static int cmd_key(int argc, char **argv)
                key);
         rc = 0;
     } else if (strcmp(verb, "list") == 0) {
-        printf("id\tname\troles\tcreated\texpires\tlast_used\tstate\n");
-        fflush(stdout);
-        if (w.ro.distributed ? ann_roles_key_list(&w.ro, arg, key_print, &now, &err)
+        key_listing l = {.now = now};
+        if (w.ro.distributed ? ann_roles_key_list(&w.ro, arg, key_print, &l, &err)
                              : (key_where_open(&w, &err) != 0 ||
-                                ann_store_key_list(w.store, arg, key_print, &now, &err) != 0)) {
+                                ann_store_key_list(w.store, arg, key_print, &l, &err) != 0)) {
             fprintf(stderr, "annalsd: key list: %s\n", err.msg);
             goto done;
         }
+        key_header(&l);
         rc = 0;
     } else if (strcmp(verb, "revoke") == 0) {
         ann_key k;

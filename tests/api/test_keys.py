@@ -390,7 +390,7 @@ def test_key_create_refuses_bad_input(server, tenant):
                      check=False)
     assert p.returncode == 1 and "writer-key" in p.stderr  # the fixture's: names are unique
     p = server.admin("key", "list", "no-such-" + uid(), check=False)
-    assert p.returncode == 1 and "not found" in p.stderr
+    assert p.returncode == 1 and "not found" in p.stderr and p.stdout == ""
     # An RFC 3339 expiry is kept as given.
     _, kid = server.key(tenant.name, "reader", expires="2099-01-02T03:04:05Z")
     rows, _ = server.keys(tenant.name)
