@@ -83,16 +83,46 @@ class Server:
         self.env = None  # the environment of the next start (None: ours)
         self.log_path = log_path or os.path.join(data_dir, "annalsd.out")
 
-    def tenant(self, name):
-        """Creates a tenant with `annalsd tenant create` and returns its API key."""
+    def where(self):
+        """The flags that point an annalsd admin command at this server's store."""
         if DISTRIBUTED:
-            where = ["--distributed", "--namespace", self.namespace()]
-        else:
-            where = ["--data", self.data]
-        out = subprocess.run(
-            [os.path.join(BIN, "annalsd"), "tenant", "create", name] + where,
-            check=True, capture_output=True, text=True, timeout=120)
-        return out.stdout.strip().splitlines()[-1]
+            return ["--distributed", "--namespace", self.namespace()]
+        return ["--data", self.data]
+
+    def admin(self, *args, check=True):
+        """Runs `annalsd ARGS... <where>`; returns the CompletedProcess."""
+        return subprocess.run(
+            [os.path.join(BIN, "annalsd")] + list(args) + self.where(),
+            check=check, capture_output=True, text=True, timeout=120)
+
+    def tenant(self, name):
+        """Creates a tenant with `annalsd tenant create` and returns its (admin) API key."""
+        return self.admin("tenant", "create", name).stdout.strip().splitlines()[-1]
+
+    def key(self, tenant, *roles, name=None, expires=None):
+        """Creates a key with `annalsd key create TENANT --role R...`; returns (key, key_id)."""
+        args = ["key", "create", tenant]
+        for r in roles:
+            args += ["--role", r]
+        if name is not None:
+            args += ["--name", name]
+        if expires is not None:
+            args += ["--expires", expires]
+        lines = self.admin(*args).stdout.strip().splitlines()
+        key_id = lines[0].split()[1]  # "key <id> named ..."
+        return lines[-1], key_id
+
+    def keys(self, tenant):
+        """`annalsd key list TENANT` as a list of dicts (id, name, roles, created, expires,
+        last_used, state), and the raw output."""
+        out = self.admin("key", "list", tenant).stdout
+        lines = out.strip().splitlines()
+        head = lines[0].split("\t")
+        return [dict(zip(head, line.split("\t"))) for line in lines[1:]], out
+
+    def revoke_key(self, key_id, check=True):
+        """`annalsd key revoke KEY_ID`."""
+        return self.admin("key", "revoke", key_id, check=check)
 
     def namespace(self):
         """The distributed deployment this server's data directory stands for."""

@@ -11,6 +11,11 @@
  *           [--cassandra HOST:PORT[,...]] [--postgres CONNINFO] [--namespace NS]
  *           [--partitions N] [--replication N] [--instance NAME] [server flags]
  *   annalsd tenant create NAME --distributed [engine flags]
+ *
+ * Keys (docs/cli.md, "Keys"), embedded (--data DIR) or distributed (--distributed ...):
+ *   annalsd key create TENANT --role R [--role R]... [--name N] [--expires T]
+ *   annalsd key list TENANT
+ *   annalsd key revoke KEY_ID
  */
 #include <grpc/grpc.h>
 #include <malloc.h>
@@ -18,13 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/health.h"
 #include "api/server.h"
 #include "api/service.h"
+#include "cli/timefmt.h"
 #include "common/metrics.h"
-#include "http/http.h"
 #include "common/random.h"
+#include "http/http.h"
 #include "domain/rules.h"
 #include "domain/text.h"
 #include "roles.h"
@@ -49,7 +56,12 @@ static int usage(void)
         "                     [--purge-interval-ms N] [--kafka-segment-ms N]\n"
         "                     [--kafka-delete-delay-ms N]\n"
         "       annalsd project --rebuild [engine flags]   (read model from Cassandra)\n"
-        "       annalsd tenant create NAME --distributed [engine flags]\n");
+        "       annalsd tenant create NAME --distributed [engine flags]\n"
+        "keys (with --data DIR, or --distributed [engine flags]):\n"
+        "       annalsd key create TENANT --role writer|reader|redactor|admin [--role R]...\n"
+        "                          [--name NAME] [--expires 30d|12h|15m|90s|RFC3339]\n"
+        "       annalsd key list TENANT\n"
+        "       annalsd key revoke KEY_ID\n");
     return 2;
 }
 
@@ -110,9 +122,214 @@ static int cmd_tenant_create(int argc, char **argv)
     }
     if (store)
         ann_store_close(store);
-    printf("tenant %s created with id %s; its API key (shown once, stored only hashed):\n%s\n",
-           t.name, t.id, key);
+    printf("tenant %s created with id %s; its admin key (named %s, id %s; shown once, stored "
+           "only hashed):\n%s\n",
+           t.name, t.id, t.key_name, t.key_id, key);
     return 0;
+}
+
+/* ---------- keys ---------- */
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* --expires: a duration from now (30d, 12h, 15m, 90s) or a time (RFC 3339, a date, @unix);
+ * in the future. */
+static int parse_expires(const char *v, int64_t now, int64_t *out)
+{
+    char *end = NULL;
+    if (v[0] >= '0' && v[0] <= '9') {
+        long long n = strtoll(v, &end, 10);
+        int64_t unit = 0;
+        if (end && end[0] && !end[1])
+            unit = end[0] == 's'   ? 1
+                   : end[0] == 'm' ? 60
+                   : end[0] == 'h' ? 3600
+                   : end[0] == 'd' ? 86400
+                                   : 0;
+        if (unit && n > 0 && n <= 100LL * 365 * 86400 / unit) {
+            *out = now + (int64_t)n * unit * 1000000000LL;
+            return 0;
+        }
+        if (unit || !strchr(v, '-')) {
+            fprintf(stderr,
+                    "annalsd: --expires %s: a duration is N followed by s, m, h or d "
+                    "(at most 100 years)\n",
+                    v);
+            return -1;
+        }
+    }
+    int64_t sec;
+    int32_t nsec;
+    ann_err err;
+    if (ann_cli_time_parse(v, now / 1000000000LL, (int32_t)(now % 1000000000LL), &sec, &nsec,
+                           &err) != 0) {
+        fprintf(stderr, "annalsd: --expires %s: %s\n", v, err.msg);
+        return -1;
+    }
+    if (ann_time_to_ns(sec, nsec, out) != 0 || *out <= now) {
+        fprintf(stderr, "annalsd: --expires %s: must be in the future\n", v);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *time_text(int64_t ns, const char *none, char buf[ANN_CLI_TIME_BUF])
+{
+    if (ns == 0)
+        return none;
+    int64_t sec = ns / 1000000000LL;
+    int32_t nsec = (int32_t)(ns % 1000000000LL);
+    if (nsec < 0)
+        sec--, nsec += 1000000000;
+    return ann_cli_time_format(sec, nsec, buf);
+}
+
+/* Where the key commands find the store: --data DIR (embedded) or --distributed. */
+typedef struct key_where {
+    const char *data;
+    ann_roles_opts ro;
+    ann_store *store; /* embedded, admin-only */
+} key_where;
+
+static int key_where_open(key_where *w, ann_err *err)
+{
+    if (w->ro.distributed)
+        return 0;
+    ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
+    return ann_store_embedded_open(w->data, &o, &w->store, err);
+}
+
+typedef struct key_listing {
+    int64_t now;
+    bool header; /* printed: only once the tenant is known */
+} key_listing;
+
+static void key_header(key_listing *l)
+{
+    if (!l->header)
+        printf("id\tname\troles\tcreated\texpires\tlast_used\tstate\n");
+    l->header = true;
+}
+
+static int key_print(const ann_key *k, void *ud)
+{
+    key_listing *l = ud;
+    int64_t now = l->now;
+    key_header(l);
+    char roles[ANN_ROLES_TEXT_MAX], b1[ANN_CLI_TIME_BUF], b2[ANN_CLI_TIME_BUF],
+        b3[ANN_CLI_TIME_BUF];
+    ann_roles_format(k->roles, roles);
+    for (char *p = strstr(roles, ", "); p; p = strstr(p, ", ")) /* one token: "writer,reader" */
+        memmove(p + 1, p + 2, strlen(p + 2) + 1);
+    const char *state = k->revoke_ns                          ? "revoked"
+                        : k->expire_ns && now >= k->expire_ns ? "expired"
+                                                              : "active";
+    printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k->id, k->name, roles, time_text(k->create_ns, "-", b1),
+           time_text(k->expire_ns, "never", b2), time_text(k->last_used_ns, "never", b3), state);
+    return 0;
+}
+
+static int cmd_key(int argc, char **argv)
+{
+    if (argc < 1)
+        return usage();
+    const char *verb = argv[0], *arg = NULL, *name = NULL, *expires = NULL;
+    uint32_t roles = 0;
+    key_where w = {0};
+    for (int i = 1; i < argc; i++) {
+        int r = 0;
+        if (strcmp(argv[i], "--data") == 0)
+            w.data = opt_value(argc, argv, &i);
+        else if (strcmp(verb, "create") == 0 && strcmp(argv[i], "--role") == 0) {
+            const char *v = opt_value(argc, argv, &i);
+            uint32_t bit = ann_role_parse(v);
+            if (!bit) {
+                fprintf(stderr, "annalsd: --role %s: not writer, reader, redactor or admin\n", v);
+                return 2;
+            }
+            roles |= bit;
+        } else if (strcmp(verb, "create") == 0 && strcmp(argv[i], "--name") == 0)
+            name = opt_value(argc, argv, &i);
+        else if (strcmp(verb, "create") == 0 && strcmp(argv[i], "--expires") == 0)
+            expires = opt_value(argc, argv, &i);
+        else if ((r = ann_roles_flag(&w.ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
+        } else if (argv[i][0] == '-' || arg)
+            return usage();
+        else
+            arg = argv[i];
+    }
+    if (!arg || (!w.data) == (!w.ro.distributed)) /* exactly one of the two modes */
+        return usage();
+    int64_t now = wall_ns();
+    ann_err err = {0};
+    int rc = 1;
+    if (strcmp(verb, "create") == 0) {
+        ann_key_spec spec = {.tenant_name = arg, .name = name, .roles = roles, .now_ns = now};
+        if (!roles) {
+            fprintf(stderr, "annalsd: key create: at least one --role "
+                            "(writer, reader, redactor, admin)\n");
+            return 2;
+        }
+        if (name && !ann_key_name_valid(name, strlen(name))) {
+            fprintf(stderr, "annalsd: --name: 1 to %d of [A-Za-z0-9._-]\n", ANN_KEY_NAME_MAX);
+            return 2;
+        }
+        if (expires && parse_expires(expires, now, &spec.expire_ns) != 0)
+            return 2;
+        /* The key: 256 random bits; only its SHA-256 is stored. */
+        uint8_t raw[32];
+        char key[ANN_KEY_LEN + 1];
+        ann_random_bytes(raw, sizeof raw);
+        ann_key_format(raw, key);
+        ann_key_hash(key, strlen(key), spec.key_hash);
+        ann_key k;
+        if (w.ro.distributed ? ann_roles_key_create(&w.ro, &spec, &k, &err)
+                             : (key_where_open(&w, &err) != 0 ||
+                                ann_store_key_create(w.store, &spec, &k, &err) != 0)) {
+            fprintf(stderr, "annalsd: key create: %s\n", err.msg);
+            goto done;
+        }
+        char rt[ANN_ROLES_TEXT_MAX], b[ANN_CLI_TIME_BUF];
+        printf("key %s named %s of tenant %s created with roles %s, expires %s; the key (shown "
+               "once, stored only hashed):\n%s\n",
+               k.id, k.name, arg, ann_roles_format(k.roles, rt), time_text(k.expire_ns, "never", b),
+               key);
+        rc = 0;
+    } else if (strcmp(verb, "list") == 0) {
+        key_listing l = {.now = now};
+        if (w.ro.distributed ? ann_roles_key_list(&w.ro, arg, key_print, &l, &err)
+                             : (key_where_open(&w, &err) != 0 ||
+                                ann_store_key_list(w.store, arg, key_print, &l, &err) != 0)) {
+            fprintf(stderr, "annalsd: key list: %s\n", err.msg);
+            goto done;
+        }
+        key_header(&l);
+        rc = 0;
+    } else if (strcmp(verb, "revoke") == 0) {
+        ann_key k;
+        if (w.ro.distributed ? ann_roles_key_revoke(&w.ro, arg, now, &k, &err)
+                             : (key_where_open(&w, &err) != 0 ||
+                                ann_store_key_revoke(w.store, arg, now, &k, &err) != 0)) {
+            fprintf(stderr, "annalsd: key revoke: %s\n", err.msg);
+            goto done;
+        }
+        printf("key %s named %s revoked; %s\n", k.id, k.name,
+               w.ro.distributed ? "every API server refuses it within 5 seconds (its key cache)"
+                                : "the server refuses it from now on");
+        rc = 0;
+    } else {
+        return usage();
+    }
+done:
+    ann_store_close(w.store);
+    return rc;
 }
 
 static int cmd_serve(const char *role, int argc, char **argv)
@@ -271,5 +488,7 @@ int main(int argc, char **argv)
         return cmd_serve(argv[1], argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "create") == 0)
         return cmd_tenant_create(argc - 3, argv + 3);
+    if (argc >= 3 && strcmp(argv[1], "key") == 0)
+        return cmd_key(argc - 2, argv + 2);
     return usage();
 }

@@ -234,6 +234,48 @@ static void seq_stats_collect(void *ud, ann_metrics_out *out)
     }
 }
 
+static int with_catalog(const ann_roles_opts *o, ann_catalog **c, ann_err *err)
+{
+    engines e;
+    engines_from(o, &e);
+    ann_catalog_config cc = {.cql = &e.cql, .keyspace = e.kafka.ns, .replication = e.replication};
+    return ann_catalog_open(&cc, c, err);
+}
+
+int ann_roles_key_create(const ann_roles_opts *o, const ann_key_spec *spec, ann_key *out,
+                         ann_err *err)
+{
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_key_create(c, spec, out, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
+int ann_roles_key_list(const ann_roles_opts *o, const char *tenant_name, ann_key_visit_fn visit,
+                       void *ud, ann_err *err)
+{
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_key_list(c, tenant_name, visit, ud, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
+int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t now_ns, ann_key *out,
+                         ann_err *err)
+{
+    ann_catalog *c = NULL;
+    uint8_t h[32];
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_key_revoke(c, key_id, now_ns, out, h, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {

@@ -28,6 +28,14 @@ int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err)
 int ann_roles_tenant_create(const ann_roles_opts *o, const char *name, const uint8_t key_hash[32],
                             ann_tenant *out, ann_err *err);
 
+/* `annalsd key create|list|revoke --distributed`: the catalog only (store.h's key ops). */
+int ann_roles_key_create(const ann_roles_opts *o, const ann_key_spec *spec, ann_key *out,
+                         ann_err *err);
+int ann_roles_key_list(const ann_roles_opts *o, const char *tenant_name, ann_key_visit_fn visit,
+                       void *ud, ann_err *err);
+int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t now_ns, ann_key *out,
+                         ann_err *err);
+
 /* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
 int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,
                   ann_wait default_wait);

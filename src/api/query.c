@@ -175,6 +175,8 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
     memset(out, 0, sizeof *out);
     out->svc = svc;
     out->tenant = *tenant;
+    if (ann_service_authorize(tenant, ANN_RPC_TAIL, err) != 0)
+        return -1;
     Annals__Wire__V1__TailLogEntriesRequest *r =
         (Annals__Wire__V1__TailLogEntriesRequest *)svc_decode(
             &annals__wire__v1__tail_log_entries_request__descriptor, req, len, err);
@@ -225,6 +227,10 @@ static int tail_visit(const ann_entry *e, void *ud)
 
 int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err)
 {
+    ann_tenant now;
+    *n = 0;
+    if (ann_service_recheck(t->svc, t->tenant.key_hash, &now, err) != 0)
+        return -1; /* revoked or expired since the tail opened */
     tail_ctx c = {.t = t, .resp = resp, .start = resp->len, .tmp = ANN_BUF_INIT};
     int rc = ann_store_read_after(t->svc->store, t->tenant.id, t->log_id, t->last_id,
                                   ANN_MAX_PAGE_SIZE, tail_visit, &c, err);

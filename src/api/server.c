@@ -130,6 +130,8 @@ struct ann_server {
     long live_calls;
     call *tails;
     tag t_shutdown;
+    pthread_t ticker; /* kicks every tail each ANN_TAIL_KEY_RECHECK_MS: its key is checked */
+    bool ticker_started;
 };
 
 /* ---------- call lifetime ---------- */
@@ -875,6 +877,33 @@ static void ops_start(call *c)
     reflection_recv(c); /* the first message, for every kind */
 }
 
+/* An idle tail makes no pump of its own: this kicks every open tail now and then, so a
+ * revoked or expired key ends its tails (ann_tail_next checks the key) within
+ * ANN_TAIL_KEY_RECHECK_MS plus the store's revocation bound. */
+static void *ticker_main(void *arg)
+{
+    ann_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_nsec += (long)ANN_TAIL_KEY_RECHECK_MS * 1000000L;
+        at.tv_sec += at.tv_nsec / 1000000000L;
+        at.tv_nsec %= 1000000000L;
+        while (!s->stopping && pthread_cond_timedwait(&s->cv, &s->mu, &at) != ETIMEDOUT)
+            ;
+        if (s->stopping)
+            break;
+        for (call *c = s->tails; c; c = c->next) {
+            pthread_mutex_lock(&c->mu);
+            kick_locked(c);
+            pthread_mutex_unlock(&c->mu);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* ---------- call arrival ---------- */
 
 static void arm(ann_server *s);
@@ -1132,6 +1161,11 @@ int ann_server_start(ann_service *svc, const ann_server_opts *opts, ann_server *
         pthread_create(&s->cq_threads[i], NULL, cq_main, s);
     for (int i = 0; i < ARMED_CALLS; i++)
         arm(s);
+    if (pthread_create(&s->ticker, NULL, ticker_main, s) != 0)
+        fprintf(stderr, "annalsd: no tail ticker thread: revoked keys end idle tails only at "
+                        "their next entry\n");
+    else
+        s->ticker_started = true;
     *out = s;
     return 0;
 fail:
@@ -1152,6 +1186,12 @@ void ann_server_stop(ann_server *s)
     pthread_mutex_unlock(&s->mu);
     ann_health_set_draining(s->health);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv); /* the ticker sees stopping */
+    pthread_mutex_unlock(&s->mu);
+    if (s->ticker_started)
+        pthread_join(s->ticker, NULL);
 
     /* 2. Tails never end by themselves: end them. */
     pthread_mutex_lock(&s->mu);

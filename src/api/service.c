@@ -202,12 +202,68 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
         return ann_err_set(err, ANN_EUNAUTH, "%s", why);
     uint8_t hash[32];
     ann_key_hash(key, klen, hash);
-    if (ann_store_tenant_by_key(svc->store, hash, out, err) != 0) {
+    return ann_service_recheck(svc, hash, out, err);
+}
+
+int ann_service_recheck(ann_service *svc, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
+{
+    /* Unknown, revoked and expired keys get the same answer: a caller learns nothing of
+     * which keys exist. */
+    if (ann_store_tenant_by_key(svc->store, key_hash, out, err) != 0) {
         if (err && err->code == ANN_EUNAUTH)
             ann_err_set(err, ANN_EUNAUTH, "authorization: unknown key");
         return -1;
     }
+    if (out->expire_ns != 0 && svc_now_ns() >= out->expire_ns)
+        return ann_err_set(err, ANN_EUNAUTH, "authorization: unknown key");
     return 0;
+}
+
+/* The roles that may make each rpc, besides admin (docs/api.md, "Keys and roles"). */
+static uint32_t rpc_roles(ann_rpc rpc)
+{
+    switch (rpc) {
+    case ANN_RPC_CREATE_LOG:
+    case ANN_RPC_WRITE:
+        return ANN_ROLE_WRITER;
+    case ANN_RPC_GET_LOG:
+        return ANN_ROLE_WRITER | ANN_ROLE_READER;
+    case ANN_RPC_REVOKE:
+        return ANN_ROLE_REDACTOR;
+    case ANN_RPC_LIST:
+    case ANN_RPC_TAIL:
+    case ANN_RPC_LIST_LOGS:
+    case ANN_RPC_READ:
+    case ANN_RPC_SEARCH:
+        return ANN_ROLE_READER;
+    case ANN_RPC_DELETE_LOG:
+        break;
+    }
+    return ANN_ROLE_ADMIN;
+}
+
+static const char *rpc_name(ann_rpc rpc)
+{
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].rpc == rpc)
+            return strrchr(methods[i].path, '/') + 1;
+    return "this call";
+}
+
+_Static_assert(sizeof "writer or reader or redactor or admin" <= ANN_ROLES_TEXT_MAX,
+               "room for every role joined with \" or \"");
+
+int ann_service_authorize(const ann_tenant *t, ann_rpc rpc, ann_err *err)
+{
+    uint32_t need = rpc_roles(rpc);
+    if (ann_roles_allow(t->roles, need))
+        return 0;
+    char want[ANN_ROLES_TEXT_MAX], have[ANN_ROLES_TEXT_MAX];
+    ann_roles_format(need, want);
+    for (char *p = strstr(want, ", "); p; p = strstr(p, ", ")) /* "writer or reader" */
+        memmove(p + 4, p + 2, strlen(p + 2) + 1), memcpy(p, " or ", 4);
+    return ann_err_set(err, ANN_EPERM, "permission denied: %s needs the %s role; key '%s' has %s",
+                       rpc_name(rpc), want, t->key_name, ann_roles_format(t->roles, have));
 }
 
 /* ---------- unary rpcs ---------- */
@@ -523,7 +579,7 @@ fail:
 typedef struct revoke_op {
     op_base base;
     char log_id[ANN_UUID_LEN + 1];
-    char actor[160];
+    char actor[ANN_ACTOR_MAX];
     char *reason;
     uint64_t *ids;
 } revoke_op;
@@ -577,7 +633,7 @@ static void do_revoke(ann_service *svc, const ann_tenant *t, const uint8_t *req,
     if (r->reason.len)
         memcpy(o->reason, r->reason.data, r->reason.len);
     o->reason[r->reason.len] = '\0';
-    snprintf(o->actor, sizeof o->actor, "tenant:%s", t->name);
+    ann_actor_format(t->name, t->key_name, o->actor, sizeof o->actor);
     size_t n = r->n_entry_ids;
     protobuf_c_message_free_unpacked(&r->base, NULL);
     ann_store_revoke_async(svc->store, o->base.tenant.id, o->log_id, o->ids, n, o->actor, o->reason,
@@ -605,6 +661,11 @@ static void run_sync(int (*fn)(ann_service *, const ann_tenant *, const uint8_t 
 void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant,
                              const uint8_t *req, size_t len, ann_unary_done_fn done, void *ud)
 {
+    ann_err denied;
+    if (ann_service_authorize(tenant, rpc, &denied) != 0) { /* before anything is read */
+        done(ud, -1, NULL, &denied);
+        return;
+    }
     switch (rpc) {
     case ANN_RPC_CREATE_LOG:
         do_create_log(svc, tenant, req, len, done, ud);

@@ -49,9 +49,21 @@ int ann_rpc_from_path(const char *path, size_t len);
 const char *ann_rpc_path(ann_rpc rpc);
 #define ANN_NRPC (ANN_RPC_SEARCH + 1)
 
-/* Checks an `authorization` metadata value ("Bearer <key>"); ANN_EUNAUTH otherwise. */
+/* Checks an `authorization` metadata value ("Bearer <key>"); ANN_EUNAUTH otherwise, with
+ * the same message for a missing, unknown, revoked or expired key. *out gets the tenant and
+ * the key (its roles, name and hash). */
 int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant *out,
                      ann_err *err);
+
+/* Checks again a key that authenticated before (a long call: a tail), by its hash: as
+ * ann_service_auth. */
+int ann_service_recheck(ann_service *svc, const uint8_t key_hash[32], ann_tenant *out,
+                        ann_err *err);
+
+/* Whether the key's roles allow the rpc: 0, or ANN_EPERM with a message naming the role
+ * the rpc needs. Every rpc is checked before its request is read (ann_service_unary_async,
+ * ann_tail_open), so a refused call changes nothing. */
+int ann_service_authorize(const ann_tenant *t, ann_rpc rpc, ann_err *err);
 
 /*
  * The completion of a unary rpc: rc 0 with the serialized response in *resp, or -1 with
@@ -72,6 +84,9 @@ void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *te
 int ann_service_unary(ann_service *svc, ann_rpc rpc, const ann_tenant *tenant, const uint8_t *req,
                       size_t len, ann_buf *resp, ann_err *err);
 
+/* How often an open tail's key is checked again, at most (the server's tick). */
+#define ANN_TAIL_KEY_RECHECK_MS 1000
+
 /* A tail: the position of one TailLogEntries stream. */
 typedef struct ann_tail {
     ann_service *svc;
@@ -86,7 +101,9 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
 
 /* Appends to resp one TailLogEntriesResponse with the entries after last_id (as many as
  * fit one message) and advances last_id. *n is how many; 0 means caught up (resp
- * untouched). ANN_ENOTFOUND once the log is gone. */
+ * untouched). ANN_ENOTFOUND once the log is gone; ANN_EUNAUTH once the tail's key is
+ * revoked or expired (checked on every call: the server calls it at least every
+ * ANN_TAIL_KEY_RECHECK_MS while a tail is open). */
 int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err);
 
 #endif

@@ -48,6 +48,8 @@ const char *ann_code_name(ann_code code)
         return "corrupt";
     case ANN_ENOSPC:
         return "storage_full";
+    case ANN_EPERM:
+        return "permission_denied";
     }
     return "unknown";
 }

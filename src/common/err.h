@@ -35,6 +35,7 @@ typedef enum ann_code {
     ANN_EINTERNAL, /* a bug or an impossible state: INTERNAL */
     ANN_ECORRUPT,  /* stored data failed its checksum: DATA_LOSS */
     ANN_ENOSPC,    /* the disk is full; nothing was stored: RESOURCE_EXHAUSTED, retriable */
+    ANN_EPERM,     /* a valid key without the role the call needs: PERMISSION_DENIED */
 } ann_code;
 
 enum {

@@ -3,6 +3,7 @@
 #include "common/random.h"
 
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -45,6 +46,60 @@ void ann_uuid_v4_new(char out[37])
 bool ann_tenant_name_valid(const char *name, size_t len)
 {
     return len >= 1 && len <= ANN_TENANT_NAME_MAX && ann_utf8_valid(name, len);
+}
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} ROLES[] = {{ANN_ROLE_WRITER, "writer"},
+             {ANN_ROLE_READER, "reader"},
+             {ANN_ROLE_REDACTOR, "redactor"},
+             {ANN_ROLE_ADMIN, "admin"}};
+
+uint32_t ann_role_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof ROLES / sizeof ROLES[0]; i++)
+        if (strcmp(ROLES[i].name, name) == 0)
+            return ROLES[i].bit;
+    return 0;
+}
+
+const char *ann_roles_format(uint32_t roles, char out[ANN_ROLES_TEXT_MAX])
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof ROLES / sizeof ROLES[0]; i++)
+        if (roles & ROLES[i].bit)
+            n += (size_t)snprintf(out + n, ANN_ROLES_TEXT_MAX - n, "%s%s", n ? ", " : "",
+                                  ROLES[i].name);
+    if (n == 0)
+        snprintf(out, ANN_ROLES_TEXT_MAX, "none");
+    return out;
+}
+_Static_assert(sizeof "writer, reader, redactor, admin" <= ANN_ROLES_TEXT_MAX, "roles text");
+
+bool ann_roles_allow(uint32_t roles, uint32_t need)
+{
+    return (roles & ANN_ROLE_ADMIN) != 0 || (roles & need) != 0;
+}
+
+bool ann_key_name_valid(const char *name, size_t len)
+{
+    if (len < 1 || len > ANN_KEY_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+void ann_actor_format(const char *tenant_name, const char *key_name, char *out, size_t cap)
+{
+    snprintf(out, cap, "tenant:%.*s/key:%.*s", ANN_TENANT_NAME_MAX, tenant_name, ANN_KEY_NAME_MAX,
+             key_name);
 }
 
 void ann_key_format(const uint8_t random[32], char out[ANN_KEY_LEN + 1])

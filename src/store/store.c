@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,15 +83,78 @@ int ann_store_secret(ann_store *s, uint8_t out[32], ann_err *err)
     return s->ops->secret(s, out, err);
 }
 
+/* A backend before v3 has one key per tenant, which may do everything. */
+static void one_admin_key(ann_store *s, ann_tenant *t)
+{
+    if (s->ops->version >= 3)
+        return;
+    t->key_id[0] = '\0';
+    snprintf(t->key_name, sizeof t->key_name, "%s", ANN_ADMIN_KEY_NAME);
+    t->roles = ANN_ROLE_ADMIN;
+    t->expire_ns = 0;
+}
+
 int ann_store_tenant_create(ann_store *s, const char *name, const uint8_t key_hash[32],
                             ann_tenant *out, ann_err *err)
 {
-    return s->ops->tenant_create(s, name, key_hash, out, err);
+    ann_tenant t;
+    memset(&t, 0, sizeof t);
+    int rc = s->ops->tenant_create(s, name, key_hash, &t, err);
+    if (rc == 0) {
+        one_admin_key(s, &t);
+        memcpy(t.key_hash, key_hash, 32);
+        if (out)
+            *out = t;
+    }
+    return rc;
 }
 
 int ann_store_tenant_by_key(ann_store *s, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
 {
-    return s->ops->tenant_by_key(s, key_hash, out, err);
+    ann_tenant t;
+    memset(&t, 0, sizeof t);
+    int rc = s->ops->tenant_by_key(s, key_hash, &t, err);
+    if (rc == 0) {
+        one_admin_key(s, &t);
+        memcpy(t.key_hash, key_hash, 32);
+        if (out)
+            *out = t;
+    }
+    return rc;
+}
+
+/* The backend's op `f` when its table is version 3 or later (else NULL). */
+#define V3_OP(s, f) ((s)->ops->version >= 3 ? (s)->ops->f : NULL)
+
+int ann_store_key_create(ann_store *s, const ann_key_spec *spec, ann_key *out, ann_err *err)
+{
+    if (!V3_OP(s, key_create))
+        return ann_err_set(err, ANN_EINVAL, "the %s store has one key per tenant", s->ops->name);
+    if (spec->roles == 0 || (spec->roles & ~ANN_ROLES_ALL))
+        return ann_err_set(err, ANN_EINVAL,
+                           "roles: at least one of writer, reader, redactor, "
+                           "admin");
+    if (spec->name && !ann_key_name_valid(spec->name, strlen(spec->name)))
+        return ann_err_set(err, ANN_EINVAL, "name: 1 to %d of [A-Za-z0-9._-]", ANN_KEY_NAME_MAX);
+    if (spec->expire_ns < 0)
+        return ann_err_set(err, ANN_EINVAL, "expires: before 1970");
+    return s->ops->key_create(s, spec, out, err);
+}
+
+int ann_store_key_list(ann_store *s, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                       ann_err *err)
+{
+    if (!V3_OP(s, key_list))
+        return ann_err_set(err, ANN_EINVAL, "the %s store has one key per tenant", s->ops->name);
+    return s->ops->key_list(s, tenant_name, visit, ud, err);
+}
+
+int ann_store_key_revoke(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out,
+                         ann_err *err)
+{
+    if (!V3_OP(s, key_revoke))
+        return ann_err_set(err, ANN_EINVAL, "the %s store has one key per tenant", s->ops->name);
+    return s->ops->key_revoke(s, key_id, now_ns, out, err);
 }
 
 int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id,

@@ -44,6 +44,7 @@
 
 #include "common/err.h"
 #include "domain/body.h"
+#include "domain/rules.h"
 
 #define ANN_UUID_LEN 36 /* canonical text form, without the NUL */
 
@@ -94,10 +95,47 @@ typedef struct ann_entry {
     const ann_revocation *revocation;
 } ann_entry;
 
+/*
+ * A tenant, and (v3) the key a call presented: tenant_by_key fills the key fields from
+ * the key that matched, tenant_create from the admin key it made. A backend before v3 has
+ * one key per tenant: the wrappers report it as an admin key named ANN_ADMIN_KEY_NAME.
+ */
 typedef struct ann_tenant {
     char id[ANN_UUID_LEN + 1];
     char name[129];
+    char key_id[ANN_UUID_LEN + 1];       /* "" from a backend before v3 */
+    char key_name[ANN_KEY_NAME_MAX + 1]; /* names the key in audit records */
+    uint32_t roles;                      /* ANN_ROLE_* (domain/rules.h) */
+    int64_t expire_ns;                   /* 0: never; the caller checks it against its clock */
+    uint8_t key_hash[32];                /* the presented key's hash (tenant_by_key only) */
 } ann_tenant;
+
+/* A key as the store keeps it: everything but the key itself, of which only the SHA-256
+ * is stored. Ids are random version-4 UUIDs, unique across tenants. */
+typedef struct ann_key {
+    char id[ANN_UUID_LEN + 1];
+    char tenant_id[ANN_UUID_LEN + 1];
+    char name[ANN_KEY_NAME_MAX + 1];
+    uint32_t roles;
+    int64_t create_ns;
+    int64_t expire_ns;    /* 0: never */
+    int64_t revoke_ns;    /* 0: not revoked */
+    int64_t last_used_ns; /* 0: never; recorded at most once per ANN_KEY_LAST_USE_EVERY_NS per
+                           * server, so it may lag that much behind */
+} ann_key;
+
+/* One new key (key_create); in the caller's memory for the call. */
+typedef struct ann_key_spec {
+    const char *tenant_name;
+    const char *name;  /* ann_key_name_valid; NULL: the key's id */
+    uint32_t roles;    /* at least one */
+    int64_t expire_ns; /* 0: never */
+    uint8_t key_hash[32];
+    int64_t now_ns;
+} ann_key_spec;
+
+/* Called for each listed key; return nonzero to stop early. */
+typedef int (*ann_key_visit_fn)(const ann_key *k, void *ud);
 
 /* Log metadata. `labels` is malloc'd by the store (opaque encoded bytes, as
  * given to log_create); free it with ann_log_meta_release(). */
@@ -237,7 +275,7 @@ typedef struct ann_store ann_store;
 typedef struct ann_watch ann_watch;
 
 typedef struct ann_store_ops {
-    unsigned version; /* 1 or 2 (the v2 fields and ops below); callers check it */
+    unsigned version; /* 1, 2 or 3 (the v2 and v3 fields and ops below); callers check it */
     const char *name;
 
     void (*close)(ann_store *s);
@@ -246,9 +284,13 @@ typedef struct ann_store_ops {
      * every server of one deployment and stable across restarts. */
     int (*secret)(ann_store *s, uint8_t out[32], ann_err *err);
 
+    /* v3: key_hash becomes the tenant's first key, named ANN_ADMIN_KEY_NAME, admin role. */
     int (*tenant_create)(ann_store *s, const char *name, const uint8_t key_hash[32],
                          ann_tenant *out, ann_err *err);
-    /* ANN_EUNAUTH when no tenant has this key hash. */
+    /* ANN_EUNAUTH when no tenant has this key hash, or (v3) the key is revoked: the
+     * same error and message. An expired key is found (expire_ns says so): the caller
+     * refuses it. v3: records the key's last use, at most once per
+     * ANN_KEY_LAST_USE_EVERY_NS per key and server (never a disk write per call). */
     int (*tenant_by_key)(ann_store *s, const uint8_t key_hash[32], ann_tenant *out, ann_err *err);
 
     int (*log_create)(ann_store *s, const char *tenant_id, const char *log_id,
@@ -298,6 +340,20 @@ typedef struct ann_store_ops {
     void (*log_create_async)(ann_store *s, const char *tenant_id, const char *log_id,
                              const uint8_t *labels, size_t labels_len, int64_t now_ns,
                              ann_done_fn done, void *ud);
+
+    /* ---- version 3: keys with roles (NULL: the wrappers fail with ANN_EINVAL) ---- */
+
+    /* A new key of spec->tenant_name (ANN_ENOTFOUND when no such tenant; ANN_EEXISTS
+     * when the tenant has a key of that name, revoked or not). Fills *out. */
+    int (*key_create)(ann_store *s, const ann_key_spec *spec, ann_key *out, ann_err *err);
+    /* The tenant's keys, revoked ones included, in creation order (ANN_ENOTFOUND when no
+     * such tenant). */
+    int (*key_list)(ann_store *s, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                    ann_err *err);
+    /* Revokes a key by id (ANN_ENOTFOUND when no key has it; revoking again is harmless).
+     * From the call on, tenant_by_key on this store refuses it; on other servers of the
+     * same deployment within the backend's stated bound (docs/api.md). Fills *out. */
+    int (*key_revoke)(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err);
 } ann_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -314,6 +370,12 @@ int ann_store_tenant_by_key(ann_store *s, const uint8_t key_hash[32], ann_tenant
                             ann_err *err);
 int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id,
                          const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+/* Version 3: keys (see the ops). */
+int ann_store_key_create(ann_store *s, const ann_key_spec *spec, ann_key *out, ann_err *err);
+int ann_store_key_list(ann_store *s, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                       ann_err *err);
+int ann_store_key_revoke(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out,
+                         ann_err *err);
 int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
                       ann_err *err);
 int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id, ann_err *err);

@@ -236,7 +236,7 @@ def test_redacted_entries_carry_their_revocation_in_every_read(server, client, l
     for e in r.entries:
         if e.entry_id in (ids[1], ids[3]):
             assert e.redacted and not e.text_payload and not e.labels
-            assert e.revocation.actor == "tenant:tenant-a"
+            assert e.revocation.actor == "tenant:tenant-a/key:admin"
             assert e.revocation.reason == "leaked token in CI output"
             t = e.revocation.time.seconds + e.revocation.time.nanos / 1e9
             assert before - 1 <= t <= after + 1
@@ -250,7 +250,7 @@ def test_redacted_entries_carry_their_revocation_in_every_read(server, client, l
     got = next(iter(tail)).entries
     tail.cancel()
     assert {e.entry_id: e.revocation.actor for e in got if e.redacted} == \
-        {ids[1]: "tenant:tenant-a", ids[3]: "tenant:tenant-a"}
+        {ids[1]: "tenant:tenant-a/key:admin", ids[3]: "tenant:tenant-a/key:admin"}
 
 
 def test_first_revocation_is_the_one_kept(client, log):

@@ -452,6 +452,26 @@ def test_error_statuses_and_exit_codes(server, key):
     assert p.returncode == EXIT_UNAVAILABLE and b"UNAVAILABLE" in p.stderr
 
 
+def test_a_key_without_the_role_is_refused(server, key):
+    """`annals` with a key made by `annalsd key create`: its roles decide (exit 4, the
+    message names the role the command needs); nothing is done."""
+    name = "cli-" + uuid.uuid4().hex[:10]
+    server.tenant(name)
+    reader, _ = server.key(name, "reader", name="ro")
+    writer, _ = server.key(name, "writer", name="ci")
+    log_id = ok(run(server, writer, "log", "create")).stdout.decode().strip()
+    ok(run(server, writer, "write", log_id, input=b"one\ntwo\n"))
+    p = run(server, reader, "log", "create")
+    assert p.returncode == EXIT_AUTH
+    assert b"PERMISSION_DENIED" in p.stderr and b"writer" in p.stderr
+    p = run(server, writer, "delete", log_id)
+    assert p.returncode == EXIT_AUTH and b"admin" in p.stderr
+    p = run(server, writer, "revoke", log_id, "1", "--reason", "x")
+    assert p.returncode == EXIT_AUTH and b"redactor" in p.stderr
+    rows = parse_lines(ok(run(server, reader, "list", log_id)).stdout)
+    assert [r[3] for r in rows] == [b"one", b"two"]  # nothing revoked, nothing deleted
+
+
 def test_help(server, key):
     p = ok(run(server, key, "--help"))
     for word in (b"log create", b"write", b"list", b"tail", b"revoke", b"delete"):

@@ -253,7 +253,7 @@ def test_read_shows_redactions_with_their_revocation(tenant):
             assert o["redacted"] is True and o["labels"] == {}
             assert "text_payload" not in o and "json_payload" not in o
             rev = o["revocation"]
-            assert rev["actor"] == f"tenant:{tenant.name}"
+            assert rev["actor"] == f"tenant:{tenant.name}/key:admin"
             assert rev["reason"] == "leaked \"token\"\nin CI"
             t = datetime_seconds(rev["time"])
             assert before - 1 <= t <= after + 1
@@ -457,7 +457,7 @@ def test_search_revoke_yes_purges_every_hit(tenant):
         for o in objs:
             if int(o["entry_id"]) in ids:
                 assert o["redacted"] and o["revocation"]["reason"] == "leaked GH token"
-                assert o["revocation"]["actor"] == f"tenant:{tenant.name}"
+                assert o["revocation"]["actor"] == f"tenant:{tenant.name}/key:admin"
     assert_revoked(tenant, expected, "leaked GH token")
     # Again: nothing left to revoke.
     p = tenant.ok("search", token, "--revoke", "--reason", "again", "--yes")

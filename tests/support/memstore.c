@@ -39,8 +39,13 @@ typedef struct memstore {
     pthread_mutex_t mu;
     pthread_mutex_t watch_mu; /* held while watchers run: unwatch waits on it */
     ann_tenant tenants[16];
-    uint8_t hashes[16][32];
     size_t n_tenants;
+    struct mkey {
+        ann_key k;
+        uint8_t hash[32];
+    } keys[64];
+    size_t n_keys;
+    unsigned key_seq;
     mlog *logs[256];
     size_t n_logs;
 } memstore;
@@ -82,29 +87,151 @@ static int ms_secret(ann_store *s, uint8_t out[32], ann_err *err)
     return 0;
 }
 
+/* Caller holds m->mu. */
+static int key_add(memstore *m, const ann_tenant *t, const char *name, uint32_t roles,
+                   int64_t create_ns, int64_t expire_ns, const uint8_t h[32], ann_key *out,
+                   ann_err *err)
+{
+    if (m->n_keys == sizeof m->keys / sizeof m->keys[0])
+        return ann_err_set(err, ANN_ERANGE, "too many keys");
+    for (size_t i = 0; i < m->n_keys; i++) {
+        if (memcmp(m->keys[i].hash, h, 32) == 0)
+            return ann_err_set(err, ANN_EEXISTS, "key is already in use");
+        if (name && strcmp(m->keys[i].k.tenant_id, t->id) == 0 &&
+            strcmp(m->keys[i].k.name, name) == 0)
+            return ann_err_set(err, ANN_EEXISTS, "name: tenant '%s' has a key named '%s' already",
+                               t->name, name);
+    }
+    struct mkey *k = &m->keys[m->n_keys++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->k.id, sizeof k->k.id, "00000000-0000-4000-9000-%012u", ++m->key_seq);
+    memcpy(k->k.tenant_id, t->id, sizeof k->k.tenant_id);
+    snprintf(k->k.name, sizeof k->k.name, "%s", name ? name : k->k.id);
+    k->k.roles = roles;
+    k->k.create_ns = create_ns;
+    k->k.expire_ns = expire_ns;
+    memcpy(k->hash, h, 32);
+    if (out)
+        *out = k->k;
+    return 0;
+}
+
 static int ms_tenant_create(ann_store *s, const char *name, const uint8_t h[32], ann_tenant *out,
                             ann_err *err)
 {
     memstore *m = (memstore *)s;
-    if (m->n_tenants == 16)
-        return ann_err_set(err, ANN_ERANGE, "too many tenants");
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (m->n_tenants == 16) {
+        ann_err_set(err, ANN_ERANGE, "too many tenants");
+        goto done;
+    }
+    for (size_t i = 0; i < m->n_tenants; i++)
+        if (strcmp(m->tenants[i].name, name) == 0) {
+            ann_err_set(err, ANN_EEXISTS, "tenant name '%s' is already taken", name);
+            goto done;
+        }
     ann_tenant *t = &m->tenants[m->n_tenants];
+    memset(t, 0, sizeof *t);
     snprintf(t->id, sizeof t->id, "00000000-0000-4000-8000-%012zu", m->n_tenants);
     snprintf(t->name, sizeof t->name, "%s", name);
-    memcpy(m->hashes[m->n_tenants++], h, 32);
+    ann_key k;
+    if (key_add(m, t, ANN_ADMIN_KEY_NAME, ANN_ROLE_ADMIN, 1, 0, h, &k, err) != 0)
+        goto done;
+    m->n_tenants++;
     *out = *t;
-    return 0;
+    memcpy(out->key_id, k.id, sizeof out->key_id);
+    memcpy(out->key_name, k.name, sizeof out->key_name);
+    out->roles = k.roles;
+    rc = 0;
+done:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
 }
 
 static int ms_tenant_by_key(ann_store *s, const uint8_t h[32], ann_tenant *out, ann_err *err)
 {
     memstore *m = (memstore *)s;
+    int rc = ann_err_set(err, ANN_EUNAUTH, "unknown key");
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_keys; i++) {
+        struct mkey *k = &m->keys[i];
+        if (memcmp(k->hash, h, 32) != 0 || k->k.revoke_ns)
+            continue;
+        for (size_t j = 0; j < m->n_tenants; j++)
+            if (strcmp(m->tenants[j].id, k->k.tenant_id) == 0)
+                *out = m->tenants[j];
+        memcpy(out->key_id, k->k.id, sizeof out->key_id);
+        memcpy(out->key_name, k->k.name, sizeof out->key_name);
+        out->roles = k->k.roles;
+        out->expire_ns = k->k.expire_ns;
+        k->k.last_used_ns = 1; /* used (the memory store keeps no clock) */
+        ann_err_clear(err);
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static const ann_tenant *tenant_named(memstore *m, const char *name, ann_err *err)
+{
     for (size_t i = 0; i < m->n_tenants; i++)
-        if (memcmp(m->hashes[i], h, 32) == 0) {
-            *out = m->tenants[i];
-            return 0;
+        if (strcmp(m->tenants[i].name, name) == 0)
+            return &m->tenants[i];
+    ann_err_set(err, ANN_ENOTFOUND, "tenant '%s' not found", name);
+    return NULL;
+}
+
+static int ms_key_create(ann_store *s, const ann_key_spec *spec, ann_key *out, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    const ann_tenant *t = tenant_named(m, spec->tenant_name, err);
+    int rc = t ? key_add(m, t, spec->name, spec->roles, spec->now_ns, spec->expire_ns,
+                         spec->key_hash, out, err)
+               : -1;
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int ms_key_list(ann_store *s, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                       ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    ann_key v[64];
+    size_t n = 0;
+    pthread_mutex_lock(&m->mu);
+    const ann_tenant *t = tenant_named(m, tenant_name, err);
+    for (size_t i = 0; t && i < m->n_keys; i++)
+        if (strcmp(m->keys[i].k.tenant_id, t->id) == 0)
+            v[n++] = m->keys[i].k;
+    pthread_mutex_unlock(&m->mu);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (visit(&v[i], ud) != 0)
+            break;
+    return 0;
+}
+
+static int ms_key_revoke(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out,
+                         ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    int rc = ann_err_set(err, ANN_ENOTFOUND, "key %.64s not found", key_id);
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_keys; i++)
+        if (strcmp(m->keys[i].k.id, key_id) == 0) {
+            if (!m->keys[i].k.revoke_ns)
+                m->keys[i].k.revoke_ns = now_ns > 0 ? now_ns : 1;
+            if (out)
+                *out = m->keys[i].k;
+            ann_err_clear(err);
+            rc = 0;
         }
-    return ann_err_set(err, ANN_EUNAUTH, "unknown key");
+    pthread_mutex_unlock(&m->mu);
+    return rc;
 }
 
 static int ms_log_create(ann_store *s, const char *tenant, const char *id, const uint8_t *labels,
@@ -479,12 +606,15 @@ static int ms_search(ann_store *s, const char *tenant, const ann_search_query *q
 }
 
 static const ann_store_ops memstore_ops = {
-    .version = 2, /* the v2 fields; the commands stay synchronous */
+    .version = 3, /* the v2 fields (the commands stay synchronous) and keys */
     .name = "memory (tests only)",
     .close = ms_close,
     .secret = ms_secret,
     .tenant_create = ms_tenant_create,
     .tenant_by_key = ms_tenant_by_key,
+    .key_create = ms_key_create,
+    .key_list = ms_key_list,
+    .key_revoke = ms_key_revoke,
     .log_create = ms_log_create,
     .log_get = ms_log_get,
     .log_delete = ms_log_delete,

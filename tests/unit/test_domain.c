@@ -188,9 +188,47 @@ static void page_tokens(void **state)
     assert_int_equal(ann_page_token_decode(secret, &sc, "", 0, &got, &err), -1);
 }
 
+static void test_roles(void **state)
+{
+    (void)state;
+    char b[ANN_ROLES_TEXT_MAX];
+    assert_int_equal(ann_role_parse("writer"), ANN_ROLE_WRITER);
+    assert_int_equal(ann_role_parse("reader"), ANN_ROLE_READER);
+    assert_int_equal(ann_role_parse("redactor"), ANN_ROLE_REDACTOR);
+    assert_int_equal(ann_role_parse("admin"), ANN_ROLE_ADMIN);
+    assert_int_equal(ann_role_parse("Admin"), 0);
+    assert_int_equal(ann_role_parse(""), 0);
+    assert_string_equal(ann_roles_format(ANN_ROLES_ALL, b), "writer, reader, redactor, admin");
+    assert_string_equal(ann_roles_format(ANN_ROLE_READER | ANN_ROLE_WRITER, b), "writer, reader");
+    assert_string_equal(ann_roles_format(0, b), "none");
+    assert_true(ann_roles_allow(ANN_ROLE_ADMIN, ANN_ROLE_REDACTOR));
+    assert_true(ann_roles_allow(ANN_ROLE_READER, ANN_ROLE_WRITER | ANN_ROLE_READER));
+    assert_false(ann_roles_allow(ANN_ROLE_WRITER, ANN_ROLE_READER));
+    assert_false(
+        ann_roles_allow(ANN_ROLE_WRITER | ANN_ROLE_READER | ANN_ROLE_REDACTOR, ANN_ROLE_ADMIN));
+    assert_true(ann_key_name_valid("ci-nightly_2.0", 14));
+    assert_false(ann_key_name_valid("", 0));
+    assert_false(ann_key_name_valid("a/b", 3));
+    assert_false(ann_key_name_valid("a b", 3));
+    char name[ANN_KEY_NAME_MAX + 1];
+    memset(name, 'k', sizeof name);
+    assert_true(ann_key_name_valid(name, ANN_KEY_NAME_MAX));
+    assert_false(ann_key_name_valid(name, ANN_KEY_NAME_MAX + 1));
+    char tname[ANN_TENANT_NAME_MAX + 1], actor[ANN_ACTOR_MAX];
+    memset(tname, 't', ANN_TENANT_NAME_MAX);
+    tname[ANN_TENANT_NAME_MAX] = '\0';
+    name[ANN_KEY_NAME_MAX] = '\0';
+    ann_actor_format(tname, name, actor, sizeof actor);
+    assert_int_equal(strlen(actor),
+                     strlen("tenant:/key:") + ANN_TENANT_NAME_MAX + ANN_KEY_NAME_MAX);
+    ann_actor_format("acme", "ci", actor, sizeof actor);
+    assert_string_equal(actor, "tenant:acme/key:ci");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roles),
         cmocka_unit_test(rules_on_entries_tenants_and_keys),
         cmocka_unit_test(utf8_accepts_and_refuses),
         cmocka_unit_test(uuids),

@@ -288,6 +288,36 @@ static void tenant_create_elsewhere(fx *f, const char *name, const uint8_t key[3
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Creates (roles != 0) or revokes (key_id set) a key from another process, as `annalsd
+ * key create|revoke` does beside a serving store. */
+static void key_elsewhere(fx *f, const char *tenant, uint32_t roles, const uint8_t hash[32],
+                          const char *key_id)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ann_store_embedded_opts o;
+        ann_store_embedded_opts_init(&o);
+        o.no_blocks = true;
+        o.admin_only = true;
+        ann_store *a = NULL;
+        ann_err e;
+        ann_key k;
+        if (ann_store_embedded_open(f->dir, &o, &a, &e) != 0)
+            _exit(1);
+        ann_key_spec sp = {.tenant_name = tenant, .name = "other", .roles = roles, .now_ns = 1};
+        if (hash)
+            memcpy(sp.key_hash, hash, 32);
+        int rc = key_id ? ann_store_key_revoke(a, key_id, 2, &k, &e)
+                        : ann_store_key_create(a, &sp, &k, &e);
+        ann_store_close(a);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- basics ------------------------------------------------------------ */
 
 static void test_secret_stable(void **state)
@@ -362,6 +392,77 @@ static void test_tenants(void **state)
     assert_int_equal(err.code, ANN_EEXISTS);
     assert_int_not_equal(ann_store_tenant_create(f->s, "", k, &t, &err), 0);
     assert_int_equal(err.code, ANN_EINVAL);
+}
+
+/* A key revoked by another process (`annalsd key revoke` beside the server) is refused
+ * by the serving store at its next lookup, although it was cached; the other keys go on
+ * working; the last use is recorded. */
+static void test_key_revoked_elsewhere(void **state)
+{
+    fx *f = *state;
+    ann_tenant t;
+    ann_err err;
+    uint8_t h[32];
+    memset(h, 0xC1, 32);
+    key_elsewhere(f, "acme", ANN_ROLE_READER, h, NULL);
+    for (int i = 0; i < 2; i++) { /* the second from the cache */
+        assert_int_equal(ann_store_tenant_by_key(f->s, h, &t, &err), 0);
+        assert_string_equal(t.key_name, "other");
+        assert_int_equal(t.roles, ANN_ROLE_READER);
+    }
+    assert_int_equal(ann_store_tenant_by_key(f->s, f->key, &t, &err), 0);
+    char id[ANN_UUID_LEN + 1];
+    assert_int_equal(ann_store_tenant_by_key(f->s, h, &t, &err), 0);
+    snprintf(id, sizeof id, "%s", t.key_id);
+    key_elsewhere(f, "acme", 0, NULL, id);
+    assert_int_not_equal(ann_store_tenant_by_key(f->s, h, &t, &err), 0);
+    assert_int_equal(err.code, ANN_EUNAUTH);
+    assert_int_equal(ann_store_tenant_by_key(f->s, f->key, &t, &err), 0);
+    assert_string_equal(t.key_name, ANN_ADMIN_KEY_NAME);
+    assert_int_equal(ann_store_tenant_by_key(f->s, f->key2, &t, &err), 0);
+    assert_string_equal(t.name, "globex");
+    /* Revoked in this process: at once too. */
+    assert_int_equal(ann_store_tenant_by_key(f->s, f->key2, &t, &err), 0);
+    assert_int_equal(ann_store_key_revoke(f->s, t.key_id, 3, NULL, &err), 0);
+    assert_int_not_equal(ann_store_tenant_by_key(f->s, f->key2, &t, &err), 0);
+    assert_int_equal(err.code, ANN_EUNAUTH);
+}
+
+typedef struct used_rows {
+    int64_t admin_used, other_used;
+} used_rows;
+
+static int take_used(const ann_key *k, void *ud)
+{
+    used_rows *u = ud;
+    if (strcmp(k->name, ANN_ADMIN_KEY_NAME) == 0)
+        u->admin_used = k->last_used_ns;
+    else
+        u->other_used = k->last_used_ns;
+    return 0;
+}
+
+/* The last use is written at the first use, then at most once a minute: a second use
+ * right after leaves the recorded time as it was. */
+static void test_key_last_use(void **state)
+{
+    fx *f = *state;
+    ann_tenant t;
+    ann_err err;
+    uint8_t h[32];
+    memset(h, 0xC2, 32);
+    key_elsewhere(f, "acme", ANN_ROLE_WRITER, h, NULL);
+    used_rows u = {0};
+    assert_int_equal(ann_store_key_list(f->s, "acme", take_used, &u, &err), 0);
+    assert_int_equal(u.other_used, 0);
+    assert_int_equal(ann_store_tenant_by_key(f->s, h, &t, &err), 0);
+    assert_int_equal(ann_store_key_list(f->s, "acme", take_used, &u, &err), 0);
+    assert_true(u.other_used > 0);
+    int64_t first = u.other_used;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(ann_store_tenant_by_key(f->s, h, &t, &err), 0);
+    assert_int_equal(ann_store_key_list(f->s, "acme", take_used, &u, &err), 0);
+    assert_int_equal(u.other_used, first);
 }
 
 /* tenant_by_key is answered from memory once a key is known; unknown keys
@@ -1997,6 +2098,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_server_refused_admin_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_revoked_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_last_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_create_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_dense_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),

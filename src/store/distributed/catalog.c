@@ -19,16 +19,35 @@ enum {
     S_LOG_PUT,
     S_LOG_GET,
     S_LOG_DELETED,
+    S_KEY_NAME_CLAIM,
+    S_KEY_ID_PUT,
+    S_KEY_ID_GET,
+    S_KEY_NAMES,
+    S_KEY_REVOKE,
+    S_KEY_TOUCH,
+    S_TENANT_BY_NAME,
     S_COUNT
 };
+
+#define KEY_COLUMNS                                                                                \
+    "key_id text, key_name text, roles int, create_time_ns bigint, expire_time_ns bigint, "        \
+    "revoke_time_ns bigint, last_used_ns bigint"
 
 static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.deployment (name text PRIMARY KEY, secret blob)",
     "CREATE TABLE IF NOT EXISTS %s.tenants (tenant_id text PRIMARY KEY, name text, "
     "create_time_ns bigint)",
     "CREATE TABLE IF NOT EXISTS %s.tenant_names (name text PRIMARY KEY, tenant_id text)",
+    /* One row per key, read by every authentication (name: the tenant's). Rows from
+     * before keys had roles lack the key_* columns: an admin key named "admin". */
     "CREATE TABLE IF NOT EXISTS %s.tenant_keys (key_hash blob PRIMARY KEY, tenant_id text, "
-    "name text)",
+    "name text, " KEY_COLUMNS ")",
+    /* A tenant's keys by name (claimed with a lightweight transaction: names are unique in
+     * a tenant) and by id (`annalsd key revoke KEY_ID`). */
+    "CREATE TABLE IF NOT EXISTS %s.tenant_key_names (tenant_id text, name text, key_id text, "
+    "key_hash blob, PRIMARY KEY ((tenant_id), name))",
+    "CREATE TABLE IF NOT EXISTS %s.keys_by_id (key_id text PRIMARY KEY, tenant_id text, "
+    "key_hash blob)",
     "CREATE TABLE IF NOT EXISTS %s.logs (tenant_id text, log_id text, labels blob, "
     "create_time_ns bigint, deleted boolean, PRIMARY KEY ((tenant_id), log_id))",
 };
@@ -38,13 +57,25 @@ static const char *const stmt_text[S_COUNT] = {
     [S_SECRET_PUT] = "INSERT INTO %s.deployment (name, secret) VALUES ('secret', ?) IF NOT EXISTS",
     [S_NAME_CLAIM] = "INSERT INTO %s.tenant_names (name, tenant_id) VALUES (?, ?) IF NOT EXISTS",
     [S_TENANT_PUT] = "INSERT INTO %s.tenants (tenant_id, name, create_time_ns) VALUES (?, ?, ?)",
-    [S_KEY_PUT] = "INSERT INTO %s.tenant_keys (key_hash, tenant_id, name) VALUES (?, ?, ?)",
-    [S_KEY_GET] = "SELECT tenant_id, name FROM %s.tenant_keys WHERE key_hash = ?",
+    [S_KEY_PUT] = "INSERT INTO %s.tenant_keys (key_hash, tenant_id, name, key_id, key_name, "
+                  "roles, create_time_ns, expire_time_ns, revoke_time_ns, last_used_ns) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+    [S_KEY_GET] = "SELECT tenant_id, name, key_id, key_name, roles, create_time_ns, "
+                  "expire_time_ns, revoke_time_ns, last_used_ns FROM %s.tenant_keys "
+                  "WHERE key_hash = ?",
     [S_LOG_PUT] = "INSERT INTO %s.logs (tenant_id, log_id, labels, create_time_ns, deleted) "
                   "VALUES (?, ?, ?, ?, false)",
     [S_LOG_GET] = "SELECT labels, create_time_ns, deleted FROM %s.logs "
                   "WHERE tenant_id = ? AND log_id = ?",
     [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ?",
+    [S_KEY_NAME_CLAIM] = "INSERT INTO %s.tenant_key_names (tenant_id, name, key_id, key_hash) "
+                         "VALUES (?, ?, ?, ?) IF NOT EXISTS",
+    [S_KEY_ID_PUT] = "INSERT INTO %s.keys_by_id (key_id, tenant_id, key_hash) VALUES (?, ?, ?)",
+    [S_KEY_ID_GET] = "SELECT key_hash FROM %s.keys_by_id WHERE key_id = ?",
+    [S_KEY_NAMES] = "SELECT key_hash FROM %s.tenant_key_names WHERE tenant_id = ?",
+    [S_KEY_REVOKE] = "UPDATE %s.tenant_keys SET revoke_time_ns = ? WHERE key_hash = ?",
+    [S_KEY_TOUCH] = "UPDATE %s.tenant_keys SET last_used_ns = ? WHERE key_hash = ?",
+    [S_TENANT_BY_NAME] = "SELECT tenant_id FROM %s.tenant_names WHERE name = ?",
 };
 
 struct ann_catalog {
@@ -83,6 +114,35 @@ static int exec_simple(ann_catalog *c, int s, const ann_cql_value *v, size_t n, 
     return rc;
 }
 
+/* A keyspace made before keys had roles: tenant_keys gains the key columns (once; a
+ * concurrent opener may win the race, which the second look forgives). */
+static int add_key_columns(ann_catalog *c, ann_err *err)
+{
+    char q[512];
+    for (int attempt = 0;; attempt++) {
+        snprintf(q, sizeof q,
+                 "SELECT column_name FROM system_schema.columns WHERE keyspace_name = '%s' "
+                 "AND table_name = 'tenant_keys' AND column_name = 'key_id'",
+                 c->ks);
+        ann_cql_result r;
+        int rc = ann_cql_query(c->c, q, NULL, &r, err);
+        bool have = rc == 0 && r.nrows > 0;
+        ann_cql_result_release(&r);
+        if (rc < 0)
+            return -1;
+        if (have)
+            return 0;
+        snprintf(q, sizeof q, "ALTER TABLE %s.tenant_keys ADD (" KEY_COLUMNS ")", c->ks);
+        ann_err e;
+        if (run(c, q, &e) == 0)
+            return 0;
+        if (attempt == 1) {
+            *err = e;
+            return -1;
+        }
+    }
+}
+
 int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *err)
 {
     *out = NULL;
@@ -111,6 +171,8 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
         if (run(c, q, err) < 0)
             goto fail;
     }
+    if (add_key_columns(c, err) < 0)
+        goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], c->ks);
         if (ann_cql_prepare(c->c, q, &c->ps[i], err) < 0)
@@ -167,6 +229,35 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Claims the key's name in its tenant, then writes its rows (by id, then the one
+ * authentication reads, so a key works only once it can be listed and revoked). */
+static int key_insert(ann_catalog *c, const char *tenant_id, const char *tenant_name,
+                      const ann_key *k, const uint8_t key_hash[32], ann_err *err)
+{
+    ann_cql_value claim[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(k->name), ann_cql_vtext(k->id),
+                             ann_cql_vblob(key_hash, 32)};
+    ann_cql_result r;
+    bool applied = false;
+    int rc = exec(c, S_KEY_NAME_CLAIM, claim, 4, true, &r, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, &applied, err);
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    if (!applied)
+        return ann_err_set(err, ANN_EEXISTS, "name: tenant '%.128s' has a key named '%s' already",
+                           tenant_name, k->name);
+    ann_cql_value iv[] = {ann_cql_vtext(k->id), ann_cql_vtext(tenant_id),
+                          ann_cql_vblob(key_hash, 32)};
+    ann_cql_value kv[] = {ann_cql_vblob(key_hash, 32),   ann_cql_vtext(tenant_id),
+                          ann_cql_vtext(tenant_name),    ann_cql_vtext(k->id),
+                          ann_cql_vtext(k->name),        ann_cql_vint((int32_t)k->roles),
+                          ann_cql_vbigint(k->create_ns), ann_cql_vbigint(k->expire_ns)};
+    if (exec_simple(c, S_KEY_ID_PUT, iv, 3, err) < 0 || exec_simple(c, S_KEY_PUT, kv, 8, err) < 0)
+        return -1;
+    return 0;
+}
+
 int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t key_hash[32],
                               ann_tenant *out, ann_err *err)
 {
@@ -185,35 +276,201 @@ int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t ke
         return -1;
     if (!applied)
         return ann_err_set(err, ANN_EEXISTS, "tenant name '%.128s' is already taken", name);
-    ann_cql_value tv[] = {ann_cql_vtext(t.id), ann_cql_vtext(t.name), ann_cql_vbigint(now_ns())};
-    ann_cql_value kv[] = {ann_cql_vblob(key_hash, 32), ann_cql_vtext(t.id), ann_cql_vtext(t.name)};
-    if (exec_simple(c, S_TENANT_PUT, tv, 3, err) < 0 || exec_simple(c, S_KEY_PUT, kv, 3, err) < 0)
+    int64_t now = now_ns();
+    ann_cql_value tv[] = {ann_cql_vtext(t.id), ann_cql_vtext(t.name), ann_cql_vbigint(now)};
+    if (exec_simple(c, S_TENANT_PUT, tv, 3, err) < 0)
         return -1;
+    ann_key k = {.roles = ANN_ROLE_ADMIN, .create_ns = now};
+    ann_uuid_v4_new(k.id);
+    snprintf(k.name, sizeof k.name, "%s", ANN_ADMIN_KEY_NAME);
+    if (key_insert(c, t.id, t.name, &k, key_hash, err) < 0)
+        return -1;
+    memcpy(t.key_id, k.id, sizeof t.key_id);
+    memcpy(t.key_name, k.name, sizeof t.key_name);
+    t.roles = k.roles;
     if (out)
         *out = t;
     return 0;
 }
 
-int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *out,
-                              ann_err *err)
+/* The key with this hash: 1 found (revoked or not), 0 not, -1 error. */
+static int key_by_hash(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *t, ann_key *k,
+                       ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vblob(key_hash, 32)};
     ann_cql_result r;
     int rc = exec(c, S_KEY_GET, v, 1, false, &r, err);
-    if (rc == 0 && r.nrows == 0)
-        rc = ann_err_set(err, ANN_EUNAUTH, "unknown API key");
-    const char *id = NULL, *name = NULL;
-    size_t idn = 0, namen = 0;
-    if (rc == 0 && (ann_cql_get_text(&r, 0, 0, &id, &idn, err) < 0 ||
-                    ann_cql_get_text(&r, 0, 1, &name, &namen, err) < 0))
-        rc = -1;
-    if (rc == 0 && out) {
-        memset(out, 0, sizeof *out);
-        snprintf(out->id, sizeof out->id, "%.*s", (int)idn, id ? id : "");
-        snprintf(out->name, sizeof out->name, "%.*s", (int)namen, name ? name : "");
+    if (rc < 0 || r.nrows == 0) {
+        ann_cql_result_release(&r);
+        return rc < 0 ? -1 : 0;
     }
+    const char *id = NULL, *name = NULL, *kid = NULL, *kname = NULL;
+    size_t idn = 0, namen = 0, kidn = 0, knamen = 0;
+    int32_t roles = ANN_ROLE_ADMIN; /* a row from before roles: the tenant's one key */
+    memset(k, 0, sizeof *k);
+    if (ann_cql_get_text(&r, 0, 0, &id, &idn, err) < 0 ||
+        ann_cql_get_text(&r, 0, 1, &name, &namen, err) < 0 ||
+        ann_cql_get_text(&r, 0, 2, &kid, &kidn, err) < 0 ||
+        ann_cql_get_text(&r, 0, 3, &kname, &knamen, err) < 0 ||
+        ann_cql_get_int(&r, 0, 4, &roles, err) < 0 ||
+        ann_cql_get_bigint(&r, 0, 5, &k->create_ns, err) < 0 ||
+        ann_cql_get_bigint(&r, 0, 6, &k->expire_ns, err) < 0 ||
+        ann_cql_get_bigint(&r, 0, 7, &k->revoke_ns, err) < 0 ||
+        ann_cql_get_bigint(&r, 0, 8, &k->last_used_ns, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    snprintf(k->id, sizeof k->id, "%.*s", (int)kidn, kid ? kid : "");
+    snprintf(k->tenant_id, sizeof k->tenant_id, "%.*s", (int)idn, id ? id : "");
+    snprintf(k->name, sizeof k->name, "%.*s", (int)knamen, kname ? kname : ANN_ADMIN_KEY_NAME);
+    k->roles = (uint32_t)roles;
+    memset(t, 0, sizeof *t);
+    memcpy(t->id, k->tenant_id, sizeof t->id);
+    snprintf(t->name, sizeof t->name, "%.*s", (int)namen, name ? name : "");
+    memcpy(t->key_id, k->id, sizeof t->key_id);
+    memcpy(t->key_name, k->name, sizeof t->key_name);
+    t->roles = k->roles;
+    t->expire_ns = k->expire_ns;
+    memcpy(t->key_hash, key_hash, 32);
+    ann_cql_result_release(&r);
+    return 1;
+}
+
+int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *out,
+                              int64_t *last_used_ns, ann_err *err)
+{
+    ann_tenant t;
+    ann_key k;
+    int r = key_by_hash(c, key_hash, &t, &k, err);
+    if (r < 0)
+        return -1;
+    if (r == 0 || k.revoke_ns != 0)
+        return ann_err_set(err, ANN_EUNAUTH, "unknown API key");
+    if (out)
+        *out = t;
+    if (last_used_ns)
+        *last_used_ns = k.last_used_ns;
+    return 0;
+}
+
+int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now, ann_err *err)
+{
+    ann_cql_value v[] = {ann_cql_vbigint(now), ann_cql_vblob(key_hash, 32)};
+    return exec_simple(c, S_KEY_TOUCH, v, 2, err);
+}
+
+static int tenant_by_name(ann_catalog *c, const char *name, char id[ANN_UUID_LEN + 1], ann_err *err)
+{
+    ann_cql_value v[] = {ann_cql_vtext(name)};
+    ann_cql_result r;
+    int rc = exec(c, S_TENANT_BY_NAME, v, 1, false, &r, err);
+    const char *p = NULL;
+    size_t n = 0;
+    if (rc == 0 && r.nrows == 0)
+        rc = ann_err_set(err, ANN_ENOTFOUND, "tenant '%.128s' not found", name);
+    if (rc == 0 && ann_cql_get_text(&r, 0, 0, &p, &n, err) < 0)
+        rc = -1;
+    if (rc == 0)
+        snprintf(id, ANN_UUID_LEN + 1, "%.*s", (int)n, p ? p : "");
     ann_cql_result_release(&r);
     return rc;
+}
+
+int ann_catalog_key_create(ann_catalog *c, const ann_key_spec *spec, ann_key *out, ann_err *err)
+{
+    ann_key k = {.roles = spec->roles, .create_ns = spec->now_ns, .expire_ns = spec->expire_ns};
+    if (tenant_by_name(c, spec->tenant_name, k.tenant_id, err) < 0)
+        return -1;
+    ann_uuid_v4_new(k.id);
+    snprintf(k.name, sizeof k.name, "%s", spec->name ? spec->name : k.id);
+    if (key_insert(c, k.tenant_id, spec->tenant_name, &k, spec->key_hash, err) < 0)
+        return -1;
+    if (out)
+        *out = k;
+    return 0;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const ann_key *x = a, *y = b;
+    if (x->create_ns != y->create_ns)
+        return x->create_ns < y->create_ns ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                         ann_err *err)
+{
+    char tid[ANN_UUID_LEN + 1];
+    if (tenant_by_name(c, tenant_name, tid, err) < 0)
+        return -1;
+    ann_cql_value v[] = {ann_cql_vtext(tid)};
+    ann_cql_result r;
+    if (exec(c, S_KEY_NAMES, v, 1, false, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    ann_key *keys = calloc((size_t)r.nrows + 1, sizeof *keys);
+    size_t n = 0;
+    int rc = keys ? 0 : ann_err_set(err, ANN_EINTERNAL, "catalog: out of memory");
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        const uint8_t *h = NULL;
+        size_t hn = 0;
+        ann_tenant t;
+        if (ann_cql_get_blob(&r, i, 0, &h, &hn, err) < 0 || hn != 32) {
+            rc = hn == 32 ? -1 : ann_err_set(err, ANN_ECORRUPT, "catalog: bad key hash");
+            break;
+        }
+        int f = key_by_hash(c, h, &t, &keys[n], err);
+        if (f < 0)
+            rc = -1;
+        else if (f == 1)
+            n++; /* a name claimed by a create that died before its key row */
+    }
+    ann_cql_result_release(&r);
+    if (rc == 0) {
+        qsort(keys, n, sizeof *keys, cmp_key);
+        for (size_t i = 0; i < n; i++)
+            if (visit(&keys[i], ud) != 0)
+                break;
+    }
+    free(keys);
+    return rc;
+}
+
+int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_key *out,
+                           uint8_t key_hash[32], ann_err *err)
+{
+    ann_cql_value v[] = {ann_cql_vtext(key_id)};
+    ann_cql_result r;
+    if (exec(c, S_KEY_ID_GET, v, 1, false, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    const uint8_t *h = NULL;
+    size_t hn = 0;
+    int rc = 0;
+    if (r.nrows == 0 || ann_cql_get_blob(&r, 0, 0, &h, &hn, err) != 0 || hn != 32)
+        rc = ann_err_set(err, ANN_ENOTFOUND, "key %.64s not found", key_id);
+    else
+        memcpy(key_hash, h, 32);
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    ann_tenant t;
+    ann_key k;
+    int f = key_by_hash(c, key_hash, &t, &k, err);
+    if (f <= 0)
+        return f < 0 ? -1 : ann_err_set(err, ANN_ENOTFOUND, "key %.64s not found", key_id);
+    if (k.revoke_ns == 0) {
+        k.revoke_ns = now > 0 ? now : 1;
+        ann_cql_value rv[] = {ann_cql_vbigint(k.revoke_ns), ann_cql_vblob(key_hash, 32)};
+        if (exec_simple(c, S_KEY_REVOKE, rv, 2, err) < 0)
+            return -1;
+    }
+    if (out)
+        *out = k;
+    return 0;
 }
 
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,

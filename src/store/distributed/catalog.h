@@ -35,9 +35,20 @@ int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err);
 /* ANN_EEXISTS when the name is taken. */
 int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t key_hash[32],
                               ann_tenant *out, ann_err *err);
-/* ANN_EUNAUTH when no tenant has this key hash. */
+/* The tenant and the key (ann_tenant's key fields) of this key hash; ANN_EUNAUTH when no
+ * key has it or the key is revoked. *last_used_ns: the key's last recorded use. */
 int ann_catalog_tenant_by_key(ann_catalog *c, const uint8_t key_hash[32], ann_tenant *out,
-                              ann_err *err);
+                              int64_t *last_used_ns, ann_err *err);
+/* Records a use of the key (the caller keeps it to once a minute per key). */
+int ann_catalog_key_touch(ann_catalog *c, const uint8_t key_hash[32], int64_t now, ann_err *err);
+
+/* Keys (store.h's key_create, key_list, key_revoke). key_revoke also gives the key's hash,
+ * so the caller can forget it at once. */
+int ann_catalog_key_create(ann_catalog *c, const ann_key_spec *spec, ann_key *out, ann_err *err);
+int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                         ann_err *err);
+int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_key *out,
+                           uint8_t key_hash[32], ann_err *err);
 
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
                            const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);

@@ -671,6 +671,13 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t dist_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Every call authenticates: known keys are remembered for a few seconds (a key removed
  * from Cassandra stops working within DIST_KEY_TTL_NS on every server); unknown ones are
  * never remembered. */
@@ -687,8 +694,15 @@ static int d_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tenant
     if (hit)
         return 0;
     ann_tenant t;
-    if (ann_catalog_tenant_by_key(d->cat, key_hash, &t, err) != 0)
+    int64_t last_used = 0, wall = dist_wall_ns();
+    if (ann_catalog_tenant_by_key(d->cat, key_hash, &t, &last_used, err) != 0)
         return -1;
+    /* The last use, read with the key (every DIST_KEY_TTL_NS at most), is written again
+     * once it is a minute old: a write per key and server a minute at most. */
+    if (wall - last_used >= ANN_KEY_LAST_USE_EVERY_NS) {
+        ann_err e;
+        (void)ann_catalog_key_touch(d->cat, key_hash, wall, &e);
+    }
     pthread_mutex_lock(&d->kmu);
     memcpy(d->keys[slot].hash, key_hash, 32);
     d->keys[slot].t = t;
@@ -696,6 +710,33 @@ static int d_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tenant
     pthread_mutex_unlock(&d->kmu);
     if (out)
         *out = t;
+    return 0;
+}
+
+static int d_key_create(ann_store *st, const ann_key_spec *spec, ann_key *out, ann_err *err)
+{
+    return ann_catalog_key_create(((dist *)st)->cat, spec, out, err);
+}
+
+static int d_key_list(ann_store *st, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                      ann_err *err)
+{
+    return ann_catalog_key_list(((dist *)st)->cat, tenant_name, visit, ud, err);
+}
+
+/* This server forgets the key at once; the others within DIST_KEY_TTL_NS (their cache). */
+static int d_key_revoke(ann_store *st, const char *key_id, int64_t now_ns, ann_key *out,
+                        ann_err *err)
+{
+    dist *d = (dist *)st;
+    uint8_t h[32];
+    if (ann_catalog_key_revoke(d->cat, key_id, now_ns, out, h, err) != 0)
+        return -1;
+    size_t slot = ((size_t)h[0] << 8 | h[1]) % DIST_KEY_SLOTS;
+    pthread_mutex_lock(&d->kmu);
+    if (memcmp(d->keys[slot].hash, h, 32) == 0)
+        d->keys[slot].until_ns = 0;
+    pthread_mutex_unlock(&d->kmu);
     return 0;
 }
 
@@ -886,7 +927,7 @@ static int assign_acks(dist *d, ann_err *err)
 }
 
 static const ann_store_ops dist_ops = {
-    .version = 2,
+    .version = 3,
     .name = "distributed",
     .close = d_close,
     .secret = d_secret,
@@ -903,6 +944,9 @@ static const ann_store_ops dist_ops = {
     .revoke_async = d_revoke_async,
     .log_delete_async = d_log_delete_async,
     .log_create_async = d_log_create_async,
+    .key_create = d_key_create,
+    .key_list = d_key_list,
+    .key_revoke = d_key_revoke,
 };
 
 int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err)

@@ -149,30 +149,29 @@ static int emb_secret(ann_store *st, uint8_t out[32], ann_err *err)
     return ann_meta_secret(s->meta, out, err);
 }
 
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int emb_tenant_create(ann_store *st, const char *name, const uint8_t key_hash[32],
                              ann_tenant *out, ann_err *err)
 {
     emb *s = (emb *)st;
-    uint8_t r[16];
     ann_tenant t;
     if (!name || !name[0] || strlen(name) > 128)
         return ann_err_set(err, ANN_EINVAL, "name: must be 1 to 128 bytes");
     if (!key_hash)
         return ann_err_set(err, ANN_EINVAL, "key_hash: missing");
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return ann_err_set(err, ANN_EUNAVAIL, "getrandom failed");
-    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
-    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
     memset(&t, 0, sizeof t);
-    snprintf(t.id, sizeof t.id,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
-             r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-             r[15]);
+    ann_uuid_v4_new(t.id);
+    ann_uuid_v4_new(t.key_id);
     snprintf(t.name, sizeof t.name, "%s", name);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (ann_meta_tenant_create(s->meta, t.id, name, key_hash,
-                               (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, err) != 0)
+    snprintf(t.key_name, sizeof t.key_name, "%s", ANN_ADMIN_KEY_NAME);
+    t.roles = ANN_ROLE_ADMIN;
+    if (ann_meta_tenant_create(s->meta, t.id, name, t.key_id, key_hash, wall_ns(), err) != 0)
         return -1;
     if (out)
         *out = t;
@@ -184,17 +183,52 @@ static int emb_tenant_by_key(ann_store *st, const uint8_t key_hash[32], ann_tena
 {
     emb *s = (emb *)st;
     ann_tenant t;
-    if (!emb_keys_get(s, key_hash, &t)) {
-        /* A miss asks SQLite, which also sees tenants other processes made. */
-        int r = ann_meta_tenant_by_key(s->meta, key_hash, &t, err);
+    int64_t now = wall_ns();
+    uint64_t valid;
+    bool touch = false;
+    if (emb_keys_validate(s, &valid, err) != 0)
+        return -1;
+    if (!emb_keys_get(s, key_hash, now, &t, &touch)) {
+        /* A miss asks SQLite, which also sees keys other processes made. */
+        ann_key k;
+        int r = ann_meta_key_by_hash(s->meta, key_hash, &t, &k, err);
         if (r < 0)
             return -1;
-        if (r == 0)
+        if (r == 0 || k.revoke_ns != 0)
             return ann_err_set(err, ANN_EUNAUTH, "unknown API key"); /* not cached */
-        emb_keys_put(s, key_hash, &t);
+        touch = now - k.last_used_ns >= ANN_KEY_LAST_USE_EVERY_NS;
+        emb_keys_put(s, key_hash, &t, touch ? now : k.last_used_ns, valid);
+    }
+    if (touch) { /* at most once a minute per key: a failure only delays the record */
+        ann_err e;
+        (void)ann_meta_key_touch(s->meta, t.key_id, now, &e);
     }
     if (out)
         *out = t;
+    return 0;
+}
+
+static int emb_key_create(ann_store *st, const ann_key_spec *spec, ann_key *out, ann_err *err)
+{
+    emb *s = (emb *)st;
+    char id[ANN_UUID_LEN + 1];
+    ann_uuid_v4_new(id);
+    return ann_meta_key_create(s->meta, spec, id, out, err);
+}
+
+static int emb_key_list(ann_store *st, const char *tenant_name, ann_key_visit_fn visit, void *ud,
+                        ann_err *err)
+{
+    return ann_meta_key_list(((emb *)st)->meta, tenant_name, visit, ud, err);
+}
+
+static int emb_key_revoke(ann_store *st, const char *key_id, int64_t now_ns, ann_key *out,
+                          ann_err *err)
+{
+    emb *s = (emb *)st;
+    if (ann_meta_key_revoke(s->meta, key_id, now_ns, out, err) != 0)
+        return -1;
+    emb_keys_bump(s); /* every process of the directory, this one included: at once */
     return 0;
 }
 
@@ -275,12 +309,15 @@ done:
 /* ---- the ops table, open, close ------------------------------------------- */
 
 static const ann_store_ops embedded_ops = {
-    .version = 2, /* the v2 fields; the commands stay synchronous */
+    .version = 3, /* the v2 fields (the commands stay synchronous) and keys */
     .name = "embedded",
     .close = emb_close,
     .secret = emb_secret,
     .tenant_create = emb_tenant_create,
     .tenant_by_key = emb_tenant_by_key,
+    .key_create = emb_key_create,
+    .key_list = emb_key_list,
+    .key_revoke = emb_key_revoke,
     .log_create = emb_log_create,
     .log_get = emb_log_get,
     .log_delete = emb_log_delete,
@@ -473,6 +510,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     p = emb_path_join(dir, "meta.db", NULL, "");
     if (ann_meta_open(p, s->durable, &s->meta, err) != 0 ||
         ann_meta_hashkey(s->meta, s->hkey, err) != 0)
+        goto done;
+    if (emb_keys_map(s, err) != 0) /* revocations reach every process through it */
         goto done;
     if (!s->opts.admin_only) {
         emb_metrics_register(s);

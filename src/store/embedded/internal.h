@@ -211,7 +211,8 @@ typedef struct job {
 #define EMB_KEYS_SETS 1024
 typedef struct emb_key_slot {
     uint8_t key_hash[32]; /* keys.mu */
-    ann_tenant tenant;    /* keys.mu */
+    ann_tenant tenant;    /* keys.mu: the tenant and the key's id, name, roles, expiry */
+    int64_t last_used_ns; /* keys.mu: the last use recorded in SQLite (or being recorded) */
     uint64_t used;        /* keys.mu: tick of the last use; 0 when empty */
 } emb_key_slot;
 
@@ -221,7 +222,17 @@ typedef struct emb_keys {
     size_t count;          /* mu: slots in use */
     uint64_t tick;         /* mu */
     uint64_t hits, misses; /* mu: for tests */
+    /* Revocations (keys.c): DIR/keys.gen mapped shared, a counter every revoking process
+     * increments (NULL when it could not be mapped: the SQLite epoch is read each time). */
+    volatile uint64_t *gen; /* immutable after open; the counter is read atomically */
+    uint64_t seen_gen;      /* mu: the generation the cached entries are valid for */
+    int64_t epoch;          /* mu: the SQLite keys epoch, as last read */
+    int64_t epoch_read_ns;  /* mu: when (monotonic) */
+    uint64_t valid;         /* mu: grows whenever the cache is emptied for a revocation */
 } emb_keys;
+/* The SQLite keys epoch is read at most this often (a safety net for a revoking process
+ * that died between its commit and its increment of DIR/keys.gen). */
+#define EMB_KEYS_EPOCH_EVERY_NS (1000LL * 1000000LL)
 
 /* The store. */
 struct emb {
@@ -342,10 +353,20 @@ uint32_t emb_iid_tag(const emb *s, const char *iid, size_t len);
 
 void emb_keys_init(emb_keys *k);
 void emb_keys_release(emb_keys *k);
-/* True and *out filled if the key hash is cached. */
-bool emb_keys_get(emb *s, const uint8_t key_hash[32], ann_tenant *out);
-/* Caches a key hash that SQLite knows (never an unknown one). */
-void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t);
+/* Maps DIR/keys.gen (at open). */
+int emb_keys_map(emb *s, ann_err *err);
+/* After a revocation's commit: every process of the directory empties its cache. */
+void emb_keys_bump(emb *s);
+/* Before a lookup: empties the cache if a key was revoked since (by any process);
+ * *valid is then passed to emb_keys_put. */
+int emb_keys_validate(emb *s, uint64_t *valid, ann_err *err);
+/* True and *out filled if the key hash is cached; *touch set when its last use is due to be
+ * recorded (the slot then counts it recorded at now_ns). */
+bool emb_keys_get(emb *s, const uint8_t key_hash[32], int64_t now_ns, ann_tenant *out, bool *touch);
+/* Caches a live key SQLite knows (never an unknown or revoked one), read after
+ * emb_keys_validate gave `valid`: a put from before a later emptying is dropped. */
+void emb_keys_put(emb *s, const uint8_t key_hash[32], const ann_tenant *t, int64_t last_used_ns,
+                  uint64_t valid);
 /* For tests: entries cached, lookups answered from the cache and not. */
 void emb_keys_stats(ann_store *st, size_t *entries, uint64_t *hits, uint64_t *misses);
 

@@ -14,6 +14,11 @@
 struct ann_meta {
     sqlite3 *db;
     pthread_mutex_t mu;
+    /* A second connection for the one read every authentication makes (the keys epoch),
+     * so it never waits behind a commit's fsync on db. Guarded by rmu, a leaf. */
+    sqlite3 *rdb;
+    sqlite3_stmt *epoch_st;
+    pthread_mutex_t rmu;
 };
 
 static const char SCHEMA[] =
@@ -32,7 +37,16 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS logs_by_time ON logs(tenant_id, create_ns DESC, log_id);"
     "CREATE TABLE IF NOT EXISTS log_labels(tenant_id TEXT NOT NULL, key BLOB NOT NULL,"
     " value BLOB NOT NULL, create_ns INTEGER NOT NULL, log_id TEXT NOT NULL,"
-    " PRIMARY KEY(tenant_id, key, value, create_ns DESC, log_id)) WITHOUT ROWID;";
+    " PRIMARY KEY(tenant_id, key, value, create_ns DESC, log_id)) WITHOUT ROWID;"
+    /* A tenant's keys (docs/api.md, "Keys and roles"): only their SHA-256 is kept. Revoked
+     * keys stay (revoke_ns > 0), so their names and the audit records naming them keep one
+     * meaning. meta 'keys_epoch' grows with every revocation: servers compare it with their
+     * cache of keys. */
+    "CREATE TABLE IF NOT EXISTS keys(id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,"
+    " name TEXT NOT NULL, key_hash BLOB NOT NULL UNIQUE, roles INTEGER NOT NULL,"
+    " create_ns INTEGER NOT NULL, expire_ns INTEGER NOT NULL DEFAULT 0,"
+    " revoke_ns INTEGER NOT NULL DEFAULT 0, last_used_ns INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(tenant_id, name));";
 
 /* Columns added after the first release: (table, column, definition). */
 static const char *const ADDED_COLUMNS[][3] = {
@@ -175,6 +189,42 @@ static int migrate(ann_meta *m, ann_err *err)
         if (r != SQLITE_DONE)
             goto fail;
     }
+    { /* tenants from before keys: their one key becomes their admin key */
+        sqlite3_stmt *st = NULL, *ins = NULL;
+        if (prep(m,
+                 "SELECT id, key_hash, create_ns FROM tenants WHERE key_hash NOT IN"
+                 " (SELECT key_hash FROM keys)",
+                 &st, err) != 0)
+            goto fail_err;
+        if (prep(m,
+                 "INSERT INTO keys(id, tenant_id, name, key_hash, roles, create_ns)"
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                 &ins, err) != 0) {
+            sqlite3_finalize(st);
+            goto fail_err;
+        }
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            char kid[ANN_UUID_LEN + 1];
+            ann_uuid_v4_new(kid);
+            sqlite3_bind_text(ins, 1, kid, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ins, 2, (const char *)sqlite3_column_text(st, 0), -1,
+                              SQLITE_TRANSIENT);
+            sqlite3_bind_text(ins, 3, ANN_ADMIN_KEY_NAME, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(ins, 4, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1),
+                              SQLITE_TRANSIENT);
+            sqlite3_bind_int(ins, 5, ANN_ROLE_ADMIN);
+            sqlite3_bind_int64(ins, 6, sqlite3_column_int64(st, 2));
+            int ir = sqlite3_step(ins);
+            sqlite3_reset(ins);
+            if (ir != SQLITE_DONE)
+                break;
+        }
+        sqlite3_finalize(ins);
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE)
+            goto fail;
+    }
     if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     return 0;
@@ -191,6 +241,7 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
     char *emsg = NULL;
     int rc = -1;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->rmu, NULL);
     if (sqlite3_open_v2(path, &m->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -211,6 +262,16 @@ int ann_meta_open(const char *path, bool durable, ann_meta **out, ann_err *err)
     }
     if (migrate(m, err) != 0)
         goto done;
+    if (sqlite3_open_v2(path, &m->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_busy_timeout(m->rdb, 10000) != SQLITE_OK ||
+        sqlite3_prepare_v2(m->rdb, "SELECT v FROM meta WHERE k = 'keys_epoch'", -1, &m->epoch_st,
+                           NULL) != SQLITE_OK) {
+        if (!m->rdb)
+            sqlite_oom();
+        ann_err_set(err, ANN_EIO, "open %s: %s", path, sqlite3_errmsg(m->rdb));
+        goto done;
+    }
     /* The secret and the hash key are made once, by whichever process opens
      * the store first. */
     uint8_t secret[32 + 16];
@@ -245,8 +306,11 @@ void ann_meta_free(ann_meta *m)
 {
     if (!m)
         return;
+    sqlite3_finalize(m->epoch_st);
+    sqlite3_close(m->rdb);
     sqlite3_close(m->db);
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->rmu);
     free(m);
 }
 
@@ -280,12 +344,17 @@ int ann_meta_hashkey(ann_meta *m, uint8_t out[16], ann_err *err)
     return meta_blob(m, "hashkey", out, 16, err);
 }
 
-int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
+int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name, const char *key_id,
                            const uint8_t key_hash[32], int64_t now_ns, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
     if (prep(m, "INSERT INTO tenants(id, name, key_hash, create_ns) VALUES(?, ?, ?, ?)", &st,
              err) != 0)
         goto done;
@@ -306,19 +375,70 @@ int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
         db_fail(m, err, "tenant insert");
         goto done;
     }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (prep(m,
+             "INSERT INTO keys(id, tenant_id, name, key_hash, roles, create_ns)"
+             " VALUES(?, ?, ?, ?, ?, ?)",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ANN_ADMIN_KEY_NAME, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, key_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, ANN_ROLE_ADMIN);
+    sqlite3_bind_int64(st, 6, now_ns);
+    r = sqlite3_step(st);
+    if (r == SQLITE_CONSTRAINT) {
+        ann_err_set(err, ANN_EEXISTS, "tenant key is already in use");
+        goto done;
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "key insert");
+        goto done;
+    }
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        goto done;
+    }
     rc = 0;
 done:
     sqlite3_finalize(st);
+    if (rc != 0)
+        sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }
 
-int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out, ann_err *err)
+/* ---- keys ---- */
+
+#define KEY_COLS                                                                                   \
+    "k.id, k.tenant_id, k.name, k.roles, k.create_ns, k.expire_ns, k.revoke_ns, k.last_used_ns"
+
+static void key_from_row(sqlite3_stmt *st, int col, ann_key *k)
+{
+    memset(k, 0, sizeof *k);
+    snprintf(k->id, sizeof k->id, "%s", (const char *)sqlite3_column_text(st, col));
+    snprintf(k->tenant_id, sizeof k->tenant_id, "%s",
+             (const char *)sqlite3_column_text(st, col + 1));
+    snprintf(k->name, sizeof k->name, "%s", (const char *)sqlite3_column_text(st, col + 2));
+    k->roles = (uint32_t)sqlite3_column_int(st, col + 3);
+    k->create_ns = sqlite3_column_int64(st, col + 4);
+    k->expire_ns = sqlite3_column_int64(st, col + 5);
+    k->revoke_ns = sqlite3_column_int64(st, col + 6);
+    k->last_used_ns = sqlite3_column_int64(st, col + 7);
+}
+
+int ann_meta_key_by_hash(ann_meta *m, const uint8_t key_hash[32], ann_tenant *t, ann_key *k,
+                         ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
     pthread_mutex_lock(&m->mu);
-    if (prep(m, "SELECT id, name FROM tenants WHERE key_hash = ?", &st, err) != 0)
+    if (prep(m,
+             "SELECT t.name, " KEY_COLS " FROM keys k JOIN tenants t ON t.id = k.tenant_id"
+             " WHERE k.key_hash = ?",
+             &st, err) != 0)
         goto done;
     sqlite3_bind_blob(st, 1, key_hash, 32, SQLITE_STATIC);
     int r = sqlite3_step(st);
@@ -327,16 +447,217 @@ int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *
         goto done;
     }
     if (r != SQLITE_ROW) {
-        db_fail(m, err, "tenant lookup");
+        db_fail(m, err, "key lookup");
         goto done;
     }
-    memset(out, 0, sizeof *out);
-    snprintf(out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(out->name, sizeof out->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    key_from_row(st, 1, k);
+    memset(t, 0, sizeof *t);
+    snprintf(t->id, sizeof t->id, "%s", k->tenant_id);
+    snprintf(t->name, sizeof t->name, "%s", (const char *)sqlite3_column_text(st, 0));
+    memcpy(t->key_id, k->id, sizeof t->key_id);
+    memcpy(t->key_name, k->name, sizeof t->key_name);
+    t->roles = k->roles;
+    t->expire_ns = k->expire_ns;
+    memcpy(t->key_hash, key_hash, 32);
     rc = 1;
 done:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_key_create(ann_meta *m, const ann_key_spec *spec, const char *key_id, ann_key *out,
+                        ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "INSERT INTO keys(id, tenant_id, name, key_hash, roles, create_ns, expire_ns)"
+             " SELECT ?1, id, ?2, ?3, ?4, ?5, ?6 FROM tenants WHERE name = ?7",
+             &st, err) != 0)
+        goto done;
+    const char *name = spec->name ? spec->name : key_id;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, spec->key_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, (int)spec->roles);
+    sqlite3_bind_int64(st, 5, spec->now_ns);
+    sqlite3_bind_int64(st, 6, spec->expire_ns);
+    sqlite3_bind_text(st, 7, spec->tenant_name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_CONSTRAINT) {
+        if (strstr(sqlite3_errmsg(m->db), "keys.name"))
+            ann_err_set(err, ANN_EEXISTS, "name: tenant '%.128s' has a key named '%s' already",
+                        spec->tenant_name, name);
+        else
+            ann_err_set(err, ANN_EEXISTS, "key is already in use");
+        goto done;
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "key insert");
+        goto done;
+    }
+    if (sqlite3_changes(m->db) == 0) {
+        ann_err_set(err, ANN_ENOTFOUND, "tenant '%.128s' not found", spec->tenant_name);
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (prep(m, "SELECT " KEY_COLS " FROM keys k WHERE k.id = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        db_fail(m, err, "key read back");
+        goto done;
+    }
+    if (out)
+        key_from_row(st, 0, out);
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_key_list(ann_meta *m, const char *tenant_name, int (*fn)(const ann_key *k, void *ud),
+                      void *ud, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    ann_key *v = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT 1 FROM tenants WHERE name = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE) {
+        ann_err_set(err, ANN_ENOTFOUND, "tenant '%.128s' not found", tenant_name);
+        goto done;
+    }
+    if (r != SQLITE_ROW) {
+        db_fail(m, err, "tenant lookup");
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (prep(m,
+             "SELECT " KEY_COLS " FROM keys k JOIN tenants t ON t.id = k.tenant_id"
+             " WHERE t.name = ? ORDER BY k.create_ns, k.id",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap)
+            v = ann_xrealloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
+        key_from_row(st, 0, &v[n++]);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(m, err, "key list");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; rc == 0 && i < n; i++) /* outside the lock: fn may take its time */
+        if (fn(&v[i], ud) != 0)
+            break;
+    free(v);
+    return rc;
+}
+
+int ann_meta_key_revoke(ann_meta *m, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
+    if (prep(m, "UPDATE keys SET revoke_ns = ?2 WHERE id = ?1 AND revoke_ns = 0", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ns > 0 ? now_ns : 1);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "key revoke");
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_exec(m->db,
+                     "INSERT INTO meta(k, v) VALUES('keys_epoch', 1) ON CONFLICT(k) DO UPDATE"
+                     " SET v = v + 1",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "keys epoch");
+        goto done;
+    }
+    if (prep(m, "SELECT " KEY_COLS " FROM keys k WHERE k.id = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE) {
+        ann_err_set(err, ANN_ENOTFOUND, "key %.64s not found", key_id);
+        goto done;
+    }
+    if (r != SQLITE_ROW) {
+        db_fail(m, err, "key read back");
+        goto done;
+    }
+    if (out)
+        key_from_row(st, 0, out);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    if (rc != 0)
+        sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_key_touch(ann_meta *m, const char *key_id, int64_t now_ns, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "UPDATE keys SET last_used_ns = ?2 WHERE id = ?1 AND last_used_ns < ?2", &st,
+             err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ns);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "key last use");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_keys_epoch(ann_meta *m, int64_t *out, ann_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&m->rmu);
+    int r = sqlite3_step(m->epoch_st);
+    if (r == SQLITE_ROW)
+        *out = sqlite3_column_int64(m->epoch_st, 0);
+    else if (r == SQLITE_DONE)
+        *out = 0;
+    else
+        rc = ann_err_set(err, ANN_EUNAVAIL, "metadata keys epoch: %s", sqlite3_errmsg(m->rdb));
+    sqlite3_reset(m->epoch_st);
+    pthread_mutex_unlock(&m->rmu);
     return rc;
 }
 

@@ -31,10 +31,28 @@ int ann_meta_secret(ann_meta *m, uint8_t out[32], ann_err *err);
  * hash tags, so the key must outlive a process). */
 int ann_meta_hashkey(ann_meta *m, uint8_t out[16], ann_err *err);
 
-int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name,
+/* The tenant and its first key (key_id, named ANN_ADMIN_KEY_NAME, admin role), at once. */
+int ann_meta_tenant_create(ann_meta *m, const char *id, const char *name, const char *key_id,
                            const uint8_t key_hash[32], int64_t now_ns, ann_err *err);
-/* 1 found, 0 not found, -1 error. */
-int ann_meta_tenant_by_key(ann_meta *m, const uint8_t key_hash[32], ann_tenant *out, ann_err *err);
+
+/* Keys (the keys table). The key with this hash, revoked or not, with its tenant (*t's key
+ * fields filled): 1 found, 0 not found, -1 error. */
+int ann_meta_key_by_hash(ann_meta *m, const uint8_t key_hash[32], ann_tenant *t, ann_key *k,
+                         ann_err *err);
+/* ANN_ENOTFOUND: no such tenant; ANN_EEXISTS: the name is taken in the tenant. */
+int ann_meta_key_create(ann_meta *m, const ann_key_spec *spec, const char *key_id, ann_key *out,
+                        ann_err *err);
+/* The tenant's keys in creation order; fn runs without the lock held. */
+int ann_meta_key_list(ann_meta *m, const char *tenant_name, int (*fn)(const ann_key *k, void *ud),
+                      void *ud, ann_err *err);
+/* Sets revoke_ns (once) and grows the keys epoch, in one transaction. */
+int ann_meta_key_revoke(ann_meta *m, const char *key_id, int64_t now_ns, ann_key *out,
+                        ann_err *err);
+/* Records a use (never moves last_used_ns back). */
+int ann_meta_key_touch(ann_meta *m, const char *key_id, int64_t now_ns, ann_err *err);
+/* The keys epoch: it changes whenever a key is revoked, by any process. Read on a
+ * connection of its own (never behind a commit). */
+int ann_meta_keys_epoch(ann_meta *m, int64_t *out, ann_err *err);
 int ann_meta_tenant_exists(ann_meta *m, const char *id, ann_err *err);
 
 /* Fails with ANN_EEXISTS if the (tenant, log) row exists in any state. */
@@ -74,8 +92,8 @@ typedef struct ann_meta_revocation {
     size_t n_ids;
     bool applied;
 } ann_meta_revocation;
-_Static_assert(sizeof(((ann_meta_revocation *)0)->actor) > sizeof "tenant:" + ANN_TENANT_NAME_MAX,
-               "an actor names the tenant whole");
+_Static_assert(sizeof(((ann_meta_revocation *)0)->actor) >= ANN_ACTOR_MAX,
+               "an actor names the tenant and the key whole");
 
 /* Calls fn for each of the log's audit records in order. */
 int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
