@@ -171,7 +171,8 @@ static void write_model(ann_store *st, model *m)
                              .entries = es,
                              .n = n,
                              .ids_out = ids};
-            assert_int_equal(ann_store_append(st, &ap, &err), 0);
+            if (ann_store_append(st, &ap, &err) != 0)
+                fail_msg("append: %s", err.msg);
             for (size_t j = 0; j < n; j++) {
                 assert_int_equal(ids[j], k + j + 1);
                 free(bodies[j]);
@@ -368,6 +369,9 @@ static void search_contract(ann_store *st, const model *m, const char *what)
         {"e", false, NULL, {2, 3, -1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* 3 is deleted */
         {"line 1", false, "j0", {-1}, 0, INT64_MAX, 150},
         {"nothing at all", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"TA9 NEEDLE", true, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},    /* across words */
+        {"100% _sure\\", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* LIKE's own */
+        {"end\nL-gam", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},   /* across strings */
     };
     /* (limit, budget): pages cut by the limit, by the budget, or by both. */
     const size_t limits[] = {1, 3, 3, 1000, 1000, 7};
