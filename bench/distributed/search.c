@@ -13,10 +13,12 @@
  *       projection's rows/s (and the search one's). `--rare N` puts the token
  *       "ghp_rareToken" in N entries spread over the logs.
  *   annals-search-bench query --ns NS --q TEXT [--walk 1] [--limit 100] [--repeat 5]
+ *                            [--calls N]
  *       Runs SearchLogEntries' port call (ann_readmodel_search, budget ANN_WORK_BUDGET)
  *       page after page until the walk is complete; prints the calls, the hits, the first
  *       page's and the whole walk's time (median of --repeat). --walk 1 forces the walk
- *       over entries (ann_readmodel_search_walk_only).
+ *       over entries (ann_readmodel_search_walk_only). --calls N stops after N calls (a
+ *       common token's walk is long).
  *   annals-search-bench drop --ns NS
  *
  * --postgres CONNINFO defaults to the development database. Output: "RESULT ..." lines.
@@ -222,7 +224,7 @@ static int cmp_dbl(const void *a, const void *b)
 }
 
 static int cmd_query(const char *conninfo, const char *ns, const char *qs, int walk, int limit,
-                     int repeat)
+                     int repeat, int max_calls)
 {
     ann_err err;
     ann_readmodel *rm = NULL;
@@ -253,7 +255,7 @@ static int cmd_query(const char *conninfo, const char *ns, const char *qs, int w
             examined += res.examined;
             if (calls == 1)
                 first[r] = (double)(bench_now_ns() - t0) / 1e6;
-            if (!res.more)
+            if (!res.more || (max_calls && calls == (uint64_t)max_calls))
                 break;
             q.has_cursor = true;
             q.cursor = res.resume;
@@ -280,7 +282,7 @@ int main(int argc, char **argv)
     }
     const char *ns = NULL, *conninfo = DEV_CONNINFO, *search = "beside", *qs = "ghp_rareToken";
     uint64_t entries = 1000000, rare = 10;
-    int logs = 100, walk = 0, limit = 100, repeat = 5;
+    int logs = 100, walk = 0, limit = 100, repeat = 5, max_calls = 0;
     bench_opt opts[] = {{"ns", BOPT_STR, &ns},
                         {"postgres", BOPT_STR, &conninfo},
                         {"entries", BOPT_U64, &entries},
@@ -291,6 +293,7 @@ int main(int argc, char **argv)
                         {"walk", BOPT_INT, &walk},
                         {"limit", BOPT_INT, &limit},
                         {"repeat", BOPT_INT, &repeat},
+                        {"calls", BOPT_INT, &max_calls},
                         {NULL, 0, NULL}};
     bench_args(argc, argv, 2, opts, usage);
     if (!ns || logs < 1 || limit < 1 || repeat < 1) {
@@ -300,7 +303,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "load") == 0)
         return cmd_load(conninfo, ns, entries, logs, rare, search);
     if (strcmp(argv[1], "query") == 0)
-        return cmd_query(conninfo, ns, qs, walk, limit, repeat);
+        return cmd_query(conninfo, ns, qs, walk, limit, repeat, max_calls);
     if (strcmp(argv[1], "drop") == 0) {
         ann_err err;
         PGconn *c = ann_pg_connect(conninfo, &err);

@@ -400,9 +400,12 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
         idv[i] = q->log_ids[i];
     ann_pg_text_array(&ids, idv, q->n_log_ids);
     free(idv);
-    /* Under 3 bytes (or no trigram): the plain walk; else the search projection first. */
-    bool indexed = q->match->n >= 3 && has_trigram(q->match) && !rm->walk_only;
-    if (indexed)
+    /* Under 3 bytes (or no trigram): the plain walk. Else the first page of the walk (a
+     * common token fills the call there, cheaply), then the search projection, and the
+     * walk again if that finds too many candidates. */
+    bool can_index = q->match->n >= 3 && has_trigram(q->match) && !rm->walk_only;
+    bool indexed = false;
+    if (can_index)
         ann_search_like_pattern(q->match->q, q->match->n, &pat);
     /* The walk position: (time, log id, entry id) of the last row read. */
     int64_t cur_t = res->resume.time_ns;
@@ -450,7 +453,7 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
             (ann_pg_get_i64(r, 0, 11) > cand_max || ann_pg_get_i64(r, 0, 12) > REST_MAX)) {
             /* Too many candidates, or too much not indexed yet: walk from here. */
             PQclear(r);
-            indexed = false;
+            indexed = can_index = false;
             continue;
         }
         int rows = 0; /* walk rows (the index path's count row is not one) */
@@ -502,6 +505,10 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
         PQclear(r);
         if (rows < page)
             done = true;
+        if (can_index && !indexed && !done) {
+            indexed = true;
+            grow = PAGE / 8 > 8 * (int64_t)q->limit + 8 ? PAGE / 8 : 8 * (int64_t)q->limit + 8;
+        }
     }
     ann_buf_release(&set);
     ann_buf_release(&ids);
