@@ -381,6 +381,8 @@ static int apply_one(batch *b, const committed *c, ann_err *err)
             stage(b, c, c->write->entries[i]);
         return 0;
     case ANNALS__EVENTS__V1__COMMITTED__OP_CREATE_LOG: {
+        if (p->kind == ANN_PROJECTOR_SEARCH)
+            return 0; /* logs is the browse projection's: never a row both write */
         const Annals__Events__V1__CreateLog *cl = c->create_log;
         ann_pg_label_set_of_labels(&b->tmp, cl->labels.data, cl->labels.len, 2);
         ann_pg_param_text(&pr, c->tenant_id);
