@@ -45,6 +45,7 @@ pystubs: deps
 EXTRA_TESTS :=
 -include deploy/services.mk
 -include tests/cql/cql.mk
+-include tests/integrity/integrity.mk
 
 test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra \
       test-distributed test-faults-distributed test-distributed-purge test-asan

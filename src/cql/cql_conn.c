@@ -420,6 +420,7 @@ static void *reader_main(void *arg)
     ann_cql_conn *c = arg;
     pthread_mutex_lock(&c->wmu);
     int fd = c->fd;
+    uint64_t gen = c->gen; /* this reader's socket: it answers only attempts sent on it */
     pthread_mutex_unlock(&c->wmu);
     inbuf *in = calloc(1, sizeof *in);
     ann_err err;
@@ -442,7 +443,7 @@ static void *reader_main(void *arg)
             continue;
         }
         attempt *a = r.stream < c->max_streams ? c->slots[r.stream] : NULL;
-        if (!a) {
+        if (!a || a->gen != gen) { /* an attempt of another socket never takes this answer */
             pthread_mutex_unlock(&c->mu);
             ann_cql_result_release(&r);
             continue;
@@ -533,9 +534,14 @@ static int ensure_up(ann_cql_conn *c, ann_err *err)
     }
     pthread_mutex_unlock(&c->wmu);
     if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
+        /* Requests may already be on the new socket: no reader will answer them. */
+        pthread_mutex_lock(&c->wmu);
+        shutdown(c->fd, SHUT_RDWR);
         pthread_mutex_lock(&c->mu);
         c->state = ST_DOWN;
+        fail_all(c, "cannot start the reader thread");
         pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->wmu);
         ann_err_set(err, ANN_EINTERNAL, "cql: cannot start the reader thread");
         goto done;
     }
