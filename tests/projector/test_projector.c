@@ -859,6 +859,117 @@ static void test_search_projection(void **state)
     recs_free(&rs);
 }
 
+/* The index path and the walk answer alike, whichever the call takes: a token in 1,134
+ * of 1,200 entries (more candidates than the index path takes: the call walks), a rare
+ * one (the GIN), one the first walk page cannot fill; pages cut by limit and budget. */
+typedef struct idlist {
+    uint64_t v[2000];
+    size_t n;
+} idlist;
+
+static int collect(const char *log, const ann_entry *e, void *ud)
+{
+    (void)log;
+    idlist *l = ud;
+    if (l->n < 2000)
+        l->v[l->n++] = e->entry_id;
+    return 0;
+}
+
+static void walk_all(ctx *x, const char *t, const char *qs, size_t limit, uint64_t budget,
+                     idlist *out)
+{
+    ann_matcher m;
+    ann_matcher_init(&m, (const uint8_t *)qs, strlen(qs), false);
+    ann_search_query q = {.match = &m,
+                          .start_ns = INT64_MIN,
+                          .end_ns = INT64_MAX,
+                          .snapshot_ns = INT64_MAX,
+                          .limit = limit,
+                          .budget = budget};
+    ann_err err;
+    out->n = 0;
+    for (int calls = 0; calls < 5000; calls++) {
+        ann_search_result res;
+        assert_int_equal(ann_readmodel_search(x->rm, t, &q, collect, out, &res, &err), 0);
+        assert_true(res.examined <= budget);
+        if (!res.more)
+            return;
+        q.has_cursor = true;
+        q.cursor = res.resume;
+    }
+    fail_msg("search %s: no end", qs);
+}
+
+static void test_search_index_and_walk_agree(void **state)
+{
+    ctx *x = *state;
+    ann_err err;
+    recs rs = {0};
+    const char *t = "00000000-0000-4000-8000-00000000000d",
+               *l = "40000000-0000-4000-8000-0000000000dd";
+    rec_create(&rs, t, l, 1, NULL, 0, 5);
+    enum { N = 1200, W = 100 };
+    ann_buf *b = calloc(N, sizeof *b);
+    ann_entry *es = calloc(N, sizeof *es);
+    uint64_t *ids = calloc(N, sizeof *ids);
+    char text[64];
+    for (int i = 0; i < N; i++) {
+        int id = i + 1;
+        if (id == 1190)
+            snprintf(text, sizeof text, "quiet rareword %d", id);
+        else if (id <= 16 || id > 1150)
+            snprintf(text, sizeof text, "quiet %d", id);
+        else
+            snprintf(text, sizeof text, "common token %d", id);
+        ann_buf_add_len_field(&b[i], 30, text, strlen(text));
+        es[i] = (ann_entry){.time_ns = 1000 + i / 3, /* ties */
+                            .insert_time_ns = 1,
+                            .insert_id = "i",
+                            .insert_id_len = 1,
+                            .body = b[i].data,
+                            .body_len = b[i].len};
+        ids[i] = (uint64_t)id;
+    }
+    for (int i = 0; i < N; i += W)
+        rec_write(&rs, t, l, 2 + (uint64_t)(i / W), (uint64_t)(i + W), es + i, ids + i, W);
+    ann_projector *sp;
+    assert_int_equal(ann_projector_open_kind(dsn(), x->ns, ANN_PROJECTOR_SEARCH, &sp, &err), 0);
+    claim_all(sp);
+    claim_all(x->p);
+    assert_int_equal(apply_range(x->p, &rs, 0, rs.n, &err), 0);
+    /* All but the last two writes indexed: the rest (1,001..1,200) comes from entries. */
+    assert_int_equal(apply_range(sp, &rs, 0, rs.n - 2, &err), 0);
+    assert_int_equal(state_indexed(x, l), N - 2 * W);
+    static const char *const qs[] = {"common", "rareword", "quiet 11", "token 1149"};
+    static const size_t want[] = {1134, 1, 1 + 48, 1}; /* quiet 11, 1151..1199 but 1190 */
+    static const size_t limits[] = {1, 7, 100};
+    static const uint64_t budgets[] = {50000, 300, 50000};
+    idlist *a = calloc(1, sizeof *a), *w = calloc(1, sizeof *w);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t qi = 0; qi < 4; qi++)
+            for (size_t c = 0; c < 3; c++) {
+                ann_readmodel_search_walk_only(x->rm, false);
+                walk_all(x, t, qs[qi], limits[c], budgets[c], a);
+                ann_readmodel_search_walk_only(x->rm, true);
+                walk_all(x, t, qs[qi], limits[c], budgets[c], w);
+                assert_int_equal(a->n, want[qi]);
+                assert_int_equal(a->n, w->n);
+                assert_memory_equal(a->v, w->v, a->n * sizeof a->v[0]);
+            }
+        /* Then everything indexed. */
+        assert_int_equal(apply_range(sp, &rs, rs.n - 2, rs.n, &err), 0);
+        assert_int_equal(state_indexed(x, l), N);
+    }
+    ann_readmodel_search_walk_only(x->rm, false);
+    free(a), free(w);
+    ann_projector_close(sp);
+    for (int i = 0; i < N; i++)
+        ann_buf_release(&b[i]);
+    free(b), free(es), free(ids);
+    recs_free(&rs);
+}
+
 /* ---- the listener ---- */
 
 typedef struct heard {
@@ -1118,6 +1229,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_after_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zombie_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_projection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_index_and_walk_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_over_kafka, setup, teardown),
