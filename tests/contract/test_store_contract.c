@@ -608,9 +608,9 @@ static void pg_backend(void **state)
 #endif
 
 #ifdef ANN_CONTRACT_DISTRIBUTED
-/* The distributed backend as an API server sees it, with a sequencer and a projector
- * running beside it on the real engines (built as test_distributed_contract, label
- * engines). Each seed gets a namespace of its own. */
+/* The distributed backend as an API server sees it, with a sequencer and both projections
+ * (browse and search, each its own consumer) running beside it on the real engines (built as
+ * test_distributed_contract, label engines). Each seed gets a namespace of its own. */
 typedef struct role {
     pthread_t t;
     int rc;
@@ -619,14 +619,17 @@ typedef struct role {
     ann_kafka_config kafka;
     ann_cql_config *cql;
     const char *conninfo;
-    bool projector;
+    int kind; /* 0 sequencer, 1 projector, 2 search projector */
 } role;
 
 static void *role_main(void *p)
 {
     role *r = p;
-    if (r->projector) {
-        ann_projector_config c = {.kafka = r->kafka, .conninfo = r->conninfo};
+    if (r->kind) {
+        ann_projector_config c = {.kafka = r->kafka,
+                                  .conninfo = r->conninfo,
+                                  .kind =
+                                      r->kind == 2 ? ANN_PROJECTOR_SEARCH : ANN_PROJECTOR_BROWSE};
         r->rc = ann_projector_run(&c, r->stop, &r->err);
     } else {
         ann_sequencer_config c = {.kafka = r->kafka,
@@ -658,13 +661,10 @@ static void distributed_backend(void **state)
         ann_err err;
         assert_int_equal(ann_kafka_ensure_topics(&o.kafka, &err), 0);
         volatile int stop = 0;
-        role roles[2];
-        for (int i = 0; i < 2; i++) {
-            roles[i] = (role){.stop = &stop,
-                              .kafka = o.kafka,
-                              .cql = &o.cql,
-                              .conninfo = dsn,
-                              .projector = i == 1};
+        role roles[3];
+        for (int i = 0; i < 3; i++) {
+            roles[i] =
+                (role){.stop = &stop, .kafka = o.kafka, .cql = &o.cql, .conninfo = dsn, .kind = i};
             pthread_create(&roles[i].t, NULL, role_main, &roles[i]);
         }
         ann_store *st = NULL;
@@ -673,10 +673,14 @@ static void distributed_backend(void **state)
         run_contract(st, "distributed", seed);
         ann_store_close(st);
         stop = 1;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             pthread_join(roles[i].t, NULL);
             if (roles[i].rc != 0)
-                fail_msg("%s: %s", i ? "projector" : "sequencer", roles[i].err.msg);
+                fail_msg("%s: %s",
+                         i == 2 ? "search projector"
+                         : i    ? "projector"
+                                : "sequencer",
+                         roles[i].err.msg);
         }
     }
 }
