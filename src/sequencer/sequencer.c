@@ -171,7 +171,46 @@ typedef struct seq {
     part *parts;
     char t_pending[256], t_committed[256], t_acks[256];
     unsigned rebalances;
+    /* ANNALS_SEQ_TIMING=1: wall-clock ms per phase, printed every 5 s (diagnostics) */
+    bool timing;
+    int64_t tm_last, tm[8], tm_cmds, tm_batches;
 } seq;
+
+enum { TM_POLL, TM_HEADS, TM_LOOKUP, TM_ROWS, TM_COMMIT, TM_TXN, TM_N };
+static const char *const tm_name[TM_N] = {"poll", "heads", "lookup", "rows", "commit", "txn"};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void tm_add(seq *s, int phase, int64_t *t0)
+{
+    if (!s->timing)
+        return;
+    int64_t now = mono_us();
+    s->tm[phase] += now - *t0;
+    *t0 = now;
+}
+
+static void tm_report(seq *s)
+{
+    if (!s->timing)
+        return;
+    int64_t now = mono_us();
+    if (now - s->tm_last < 5000000)
+        return;
+    fprintf(stderr, "annalsd sequencer %s: timing ms:", s->cfg->instance);
+    for (int i = 0; i < TM_N; i++)
+        fprintf(stderr, " %s %lld", tm_name[i], (long long)(s->tm[i] / 1000));
+    fprintf(stderr, " | batches %lld commands %lld over %lld ms\n", (long long)s->tm_batches,
+            (long long)s->tm_cmds, (long long)((now - s->tm_last) / 1000));
+    memset(s->tm, 0, sizeof s->tm);
+    s->tm_cmds = s->tm_batches = 0;
+    s->tm_last = now;
+}
 
 static void stat_add(seq *s, uint64_t *field, uint64_t n)
 {
@@ -733,6 +772,7 @@ static int run_partition(pbatch *b, ann_err *err)
 {
     seq *s = b->s;
     part *p = b->p;
+    int64_t t0 = s->timing ? mono_us() : 0;
     /* 1. the logs, their committed heads (cached, else loaded) */
     const char **lt = xcalloc(b->ncmds, sizeof *lt), **ll = xcalloc(b->ncmds, sizeof *ll);
     size_t *miss = xcalloc(b->ncmds, sizeof *miss), nmiss = 0;
@@ -778,6 +818,7 @@ static int run_partition(pbatch *b, ann_err *err)
         return P_FAILED;
     for (size_t i = 0; i < b->nlogs; i++)
         b->logs[i].work = b->logs[i].committed;
+    tm_add(s, TM_HEADS, &t0);
 
     /* 2. dedup lookups of every write's insert_ids against committed rows. A command
      * whose insert_ids the API server made up (events.proto, insert_id_generated) can
@@ -833,6 +874,7 @@ static int run_partition(pbatch *b, ann_err *err)
         }
     }
 
+    tm_add(s, TM_LOOKUP, &t0);
     /* 3. sequence in order */
     newrows *nr = xcalloc(b->ncmds, sizeof *nr);
     bool *revoke = xcalloc(b->ncmds, sizeof *revoke);
@@ -885,6 +927,7 @@ static int run_partition(pbatch *b, ann_err *err)
                 goto done;
         }
     ANN_FAULT_POINT("seq.rows_written");
+    tm_add(s, TM_ROWS, &t0);
 
     /* 5. ONE conditional commit of every head advanced */
     {
@@ -900,6 +943,7 @@ static int run_partition(pbatch *b, ann_err *err)
         uint64_t cur = 0;
         int cr = ann_archive_commit_heads(s->ar, b->pn, p->epoch, u, nu, &cur, err);
         free(u);
+        tm_add(s, TM_COMMIT, &t0);
         if (cr == ANN_ARCHIVE_FENCED) {
             ann_err_set(err, ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
                         (int)b->pn, (unsigned long long)cur, (unsigned long long)p->epoch);
@@ -1032,6 +1076,7 @@ static int run_batch(seq *s, ann_err *err)
     size_t n = 0;
     unsigned reb = s->rebalances;
     int64_t deadline = 0;
+    int64_t poll_t0 = s->timing ? mono_us() : 0;
     while (n < MAX_BATCH) {
         int timeout = IDLE_POLL_MS;
         if (n) {
@@ -1076,6 +1121,9 @@ static int run_batch(seq *s, ann_err *err)
         free(msgs);
         return 0;
     }
+    int64_t t0 = s->timing ? mono_us() : 0;
+    if (s->timing)
+        s->tm[TM_POLL] += t0 - poll_t0;
 
     /* group by partition, in order; records of partitions we no longer own, or
      * hold no claim for, are left (they are rewound or revoked) */
@@ -1163,7 +1211,11 @@ static int run_batch(seq *s, ann_err *err)
         size_t ncmd = 0;
         for (size_t i = 0; i < npb; i++)
             ncmd += pb[i].ncmds;
+        t0 = s->timing ? mono_us() : 0;
         int r = run_txn(s, pb, npb, next_off, err);
+        tm_add(s, TM_TXN, &t0);
+        s->tm_batches++;
+        s->tm_cmds += (int64_t)ncmd;
         if (r == TXN_OK) {
             ANN_FAULT_POINT("seq.txn_committed");
             STAT(s, batches, 1);
@@ -1251,6 +1303,8 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
     snprintf(group, sizeof group, "%s.sequencer", s.kc.ns);
     snprintf(txid, sizeof txid, "%s.sequencer.%s", s.kc.ns, cfg->instance);
     s.parts = xcalloc((size_t)s.nparts, sizeof *s.parts);
+    s.timing = getenv("ANNALS_SEQ_TIMING") != NULL;
+    s.tm_last = mono_us();
 
     if (ann_archive_open(&cfg->archive, &s.ar, err) < 0)
         goto out;
@@ -1291,6 +1345,7 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
         reclaim(&s);
         if (run_batch(&s, err) < 0)
             goto out;
+        tm_report(&s);
         rd_kafka_poll(s.prod, 0);
     }
     ret = 0;
