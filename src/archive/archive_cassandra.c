@@ -390,17 +390,21 @@ int ann_archive_head_load(ann_archive *a, int32_t partition, const char *tenant_
     return ann_archive_heads_load(a, partition, &tenant_id, &log_id, 1, serial, out, err);
 }
 
-int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
-                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
-                             ann_err *err)
+ann_cql_future *ann_archive_commit_heads_submit(ann_archive *a, int32_t partition, uint64_t epoch,
+                                                const ann_archive_head_update *u, size_t n,
+                                                ann_err *err)
 {
-    if (n == 0)
-        return 0;
-    if (epoch == 0)
-        return ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
+    if (n == 0) {
+        ann_err_set(err, ANN_EINVAL, "archive: commit of no heads");
+        return NULL;
+    }
+    if (epoch == 0) {
+        ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
+        return NULL;
+    }
     ann_cql_value *v = calloc(n * 7, sizeof *v);
     ann_cql_batch_item *items = calloc(n, sizeof *items);
-    int ret = -1;
+    ann_cql_future *f = NULL;
     if (!v || !items) {
         ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
         goto done;
@@ -423,26 +427,40 @@ int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
                         .n = n,
                         .consistency = a->cl,
                         .serial_consistency = a->serial};
+    f = ann_cql_batch_async(a->c, &bt, err); /* encoded at submission */
+done:
+    free(v);
+    free(items);
+    return f;
+}
+
+int ann_archive_commit_heads_finish(ann_cql_future *f, uint64_t *cur_epoch, ann_err *err)
+{
     ann_cql_result r;
     bool applied = false;
-    if (ann_cql_batch_run(a->c, &bt, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
+    if (ann_cql_future_wait(f, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
         ann_cql_result_release(&r);
-        goto done;
+        return -1;
     }
     if (!applied) {
         int32_t ce = ann_cql_column_index(&r, "range_id");
         if (cur_epoch)
             *cur_epoch = ce >= 0 && r.nrows > 0 ? get_u64(&r, 0, ce) : 0;
         ann_cql_result_release(&r);
-        ret = ANN_ARCHIVE_FENCED;
-        goto done;
+        return ANN_ARCHIVE_FENCED;
     }
     ann_cql_result_release(&r);
-    ret = 0;
-done:
-    free(v);
-    free(items);
-    return ret;
+    return 0;
+}
+
+int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
+                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
+                             ann_err *err)
+{
+    if (n == 0)
+        return 0;
+    ann_cql_future *f = ann_archive_commit_heads_submit(a, partition, epoch, u, n, err);
+    return f ? ann_archive_commit_heads_finish(f, cur_epoch, err) : -1;
 }
 
 /* ---- rows ---- */

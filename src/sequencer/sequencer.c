@@ -419,6 +419,13 @@ typedef struct stored {
     char *iid;
 } stored;
 
+/* Writes: per command, the new entries to store (pointers into the commands). */
+typedef struct newrows {
+    size_t cmd;
+    ann_entry *e;
+    size_t n;
+} newrows;
+
 typedef struct pbatch {
     seq *s;
     int32_t pn;
@@ -433,6 +440,9 @@ typedef struct pbatch {
     size_t nassigned, capassigned;
     stored **stored;
     size_t nstored, capstored;
+    struct newrows *nr; /* per command: the new entries to store */
+    bool *revoke;       /* per command: a revocation to store */
+    size_t nnew;
     outs out;
 } pbatch;
 
@@ -449,6 +459,11 @@ static void pbatch_free(pbatch *b)
         free(b->stored[i]);
     }
     free(b->stored);
+    if (b->nr)
+        for (size_t i = 0; i < b->ncmds; i++)
+            free(b->nr[i].e);
+    free(b->nr);
+    free(b->revoke);
     outs_free(&b->out);
 }
 
@@ -581,13 +596,6 @@ static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
     free(k);
     return f ? b->assigned[i] : NULL;
 }
-
-/* Writes: per command, the new entries to store (pointers into the commands). */
-typedef struct newrows {
-    size_t cmd;
-    ann_entry *e;
-    size_t n;
-} newrows;
 
 /* Result of a partition's batch. */
 enum { P_OK, P_FENCED, P_FAILED };
@@ -767,8 +775,9 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
     }
 }
 
-/* Sequences one partition's commands and commits its heads in Cassandra. */
-static int run_partition(pbatch *b, ann_err *err)
+/* Sequences one partition's commands: heads, dedup lookups, ids; nothing written yet
+ * (store_partitions writes the rows and commits the heads). */
+static int prepare_partition(pbatch *b, ann_err *err)
 {
     seq *s = b->s;
     part *p = b->p;
@@ -900,37 +909,67 @@ static int run_partition(pbatch *b, ann_err *err)
     free(q);
     free(qstart);
     free(probe);
-    int ret = P_FAILED;
-    if (rc < 0)
-        goto done;
+    b->nr = nr;
+    b->revoke = revoke;
+    for (size_t i = 0; i < b->ncmds; i++)
+        b->nnew += nr[i].n;
+    return rc < 0 ? P_FAILED : P_OK;
+}
 
-    /* 4. rows under our epoch, then revocations (they may name ids just written) */
-    size_t nnew = 0;
-    for (size_t i = 0; i < b->ncmds; i++)
-        if (nr[i].n) {
-            const wlog *w = &b->logs[b->cmds[i].log];
-            nnew += nr[i].n;
-            if (ann_archive_writer_add(s->wr, w->tenant, w->log, p->epoch, nr[i].e, nr[i].n, err) <
-                0) {
-                (void)ann_archive_writer_wait(s->wr, NULL);
-                goto done;
+/* Stores the prepared partitions bs[0..n): every partition's rows under its epoch in
+ * flight together, then revocations (they may name ids just written), then each
+ * partition's ONE conditional head commit, all in flight together. res[i] and errs[i]
+ * get each partition's outcome (P_OK, P_FENCED, P_FAILED). */
+static void store_partitions(seq *s, pbatch **bs, size_t n, int *res, ann_err *errs)
+{
+    int64_t t0 = s->timing ? mono_us() : 0;
+    bool rows_ok = true;
+    ann_err rerr;
+    ann_err_clear(&rerr);
+    for (size_t k = 0; k < n; k++) {
+        res[k] = P_OK;
+        pbatch *b = bs[k];
+        for (size_t i = 0; rows_ok && i < b->ncmds; i++)
+            if (b->nr[i].n) {
+                const wlog *w = &b->logs[b->cmds[i].log];
+                if (ann_archive_writer_add(s->wr, w->tenant, w->log, b->p->epoch, b->nr[i].e,
+                                           b->nr[i].n, &rerr) < 0)
+                    rows_ok = false;
             }
+    }
+    if (ann_archive_writer_wait(s->wr, rows_ok ? &rerr : NULL) < 0)
+        rows_ok = false;
+    if (!rows_ok) {
+        for (size_t k = 0; k < n; k++) {
+            res[k] = P_FAILED;
+            errs[k] = rerr;
         }
-    if (ann_archive_writer_wait(s->wr, err) < 0)
-        goto done;
-    for (size_t i = 0; i < b->ncmds; i++)
-        if (revoke[i]) {
-            Command *c = b->cmds[i].c;
-            Annals__Events__V1__Revoke *rv = c->revoke;
-            if (ann_archive_revoke(s->ar, c->tenant_id, c->log_id, rv->entry_ids, rv->n_entry_ids,
-                                   rv->actor, rv->reason, rv->time_ns, err) < 0)
-                goto done;
-        }
-    ANN_FAULT_POINT("seq.rows_written");
+        return;
+    }
+    bool any = false;
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        for (size_t i = 0; res[k] == P_OK && i < b->ncmds; i++)
+            if (b->revoke[i]) {
+                Command *c = b->cmds[i].c;
+                Annals__Events__V1__Revoke *rv = c->revoke;
+                if (ann_archive_revoke(s->ar, c->tenant_id, c->log_id, rv->entry_ids,
+                                       rv->n_entry_ids, rv->actor, rv->reason, rv->time_ns,
+                                       &errs[k]) < 0)
+                    res[k] = P_FAILED;
+            }
+        any = any || (res[k] == P_OK && b->ncmds > 0);
+    }
+    if (any)
+        ANN_FAULT_POINT("seq.rows_written");
     tm_add(s, TM_ROWS, &t0);
 
-    /* 5. ONE conditional commit of every head advanced */
-    {
+    /* ONE conditional commit per partition of every head it advanced, all in flight */
+    ann_cql_future **f = xcalloc(n, sizeof *f);
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (res[k] != P_OK)
+            continue;
         ann_archive_head_update *u = xcalloc(b->nlogs, sizeof *u);
         size_t nu = 0;
         for (size_t i = 0; i < b->nlogs; i++)
@@ -940,33 +979,44 @@ static int run_partition(pbatch *b, ann_err *err)
                                                     .next_id = b->logs[i].work.next_id,
                                                     .next_op = b->logs[i].work.next_op,
                                                     .deleted = b->logs[i].work.deleted};
-        uint64_t cur = 0;
-        int cr = ann_archive_commit_heads(s->ar, b->pn, p->epoch, u, nu, &cur, err);
+        if (nu) {
+            f[k] = ann_archive_commit_heads_submit(s->ar, b->pn, b->p->epoch, u, nu, &errs[k]);
+            if (!f[k])
+                res[k] = P_FAILED; /* never sent: the heads are as they were */
+        }
         free(u);
-        tm_add(s, TM_COMMIT, &t0);
-        if (cr == ANN_ARCHIVE_FENCED) {
-            ann_err_set(err, ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
-                        (int)b->pn, (unsigned long long)cur, (unsigned long long)p->epoch);
-            ret = P_FENCED;
-            goto done;
-        }
-        if (cr < 0) {
-            p->serial = true; /* outcome unknown: settle with serial reads */
-            goto done;
-        }
-        ANN_FAULT_POINT("seq.heads_committed");
     }
-    for (size_t i = 0; i < b->nlogs; i++)
-        if (b->logs[i].changed)
-            part_put(p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
-    STAT(s, entries, nnew);
-    ret = P_OK;
-done:
-    for (size_t i = 0; i < b->ncmds; i++)
-        free(nr[i].e);
-    free(nr);
-    free(revoke);
-    return ret;
+    any = false;
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (!f[k])
+            continue;
+        uint64_t cur = 0;
+        int cr = ann_archive_commit_heads_finish(f[k], &cur, &errs[k]);
+        if (cr == ANN_ARCHIVE_FENCED) {
+            ann_err_set(&errs[k], ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
+                        (int)b->pn, (unsigned long long)cur, (unsigned long long)b->p->epoch);
+            res[k] = P_FENCED;
+        } else if (cr < 0) {
+            b->p->serial = true; /* outcome unknown: settle with serial reads */
+            res[k] = P_FAILED;
+        } else {
+            any = true;
+        }
+    }
+    free(f);
+    tm_add(s, TM_COMMIT, &t0);
+    if (any)
+        ANN_FAULT_POINT("seq.heads_committed");
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (res[k] != P_OK)
+            continue;
+        for (size_t i = 0; i < b->nlogs; i++)
+            if (b->logs[i].changed)
+                part_put(b->p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
+        STAT(s, entries, b->nnew);
+    }
 }
 
 /* ---- the Kafka transaction ---- */
@@ -1067,6 +1117,22 @@ static int run_txn(seq *s, pbatch *pb, size_t npb, const int64_t *next_off, ann_
         if (r == TXN_ABORTED || attempt == 5)
             return txn_abort(s, err);
     }
+}
+
+/* A partition's batch failed (r: P_FENCED or P_FAILED): its cache goes, a fenced one
+ * waits to be claimed again; the caller rewinds it. Frees b. */
+static void fail_partition(seq *s, pbatch *b, int r, const ann_err *perr)
+{
+    fprintf(stderr, "annalsd sequencer %s: partition %d: %s; rewinding\n", s->cfg->instance,
+            (int)b->pn, perr->msg);
+    STAT(s, aborted, 1);
+    part_drop(b->p);
+    if (r == P_FENCED) {
+        STAT(s, fenced, 1);
+        b->p->epoch = 0;
+        b->p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
+    }
+    pbatch_free(b);
 }
 
 /* Polls a batch, sequences it, commits it. Returns -1 on a fatal error. */
@@ -1183,24 +1249,39 @@ static int run_batch(seq *s, ann_err *err)
                 b->cmds[b->ncmds++].c = decoded[i];
         ann_err perr;
         ann_err_clear(&perr);
-        int r = b->ncmds ? run_partition(b, &perr) : P_OK;
+        int r = b->ncmds ? prepare_partition(b, &perr) : P_OK;
         if (r == P_OK) {
-            if (tick[pn])
-                pack_tick(b);
             npb++;
             continue;
         }
-        fprintf(stderr, "annalsd sequencer %s: partition %d: %s; rewinding\n", s->cfg->instance,
-                (int)pn, perr.msg);
-        STAT(s, aborted, 1);
-        part_drop(b->p);
-        if (r == P_FENCED) {
-            STAT(s, fenced, 1);
-            b->p->epoch = 0;
-            b->p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
-        }
+        fail_partition(s, b, r, &perr);
         failed[nfailed++] = pn;
-        pbatch_free(b);
+    }
+    /* the prepared partitions' rows and heads, together; the failed ones drop out */
+    if (npb) {
+        pbatch **bs = xcalloc(npb, sizeof *bs);
+        int *res = xcalloc(npb, sizeof *res);
+        ann_err *errs = xcalloc(npb, sizeof *errs);
+        for (size_t i = 0; i < npb; i++)
+            bs[i] = &pb[i];
+        store_partitions(s, bs, npb, res, errs);
+        size_t kept = 0;
+        for (size_t i = 0; i < npb; i++) {
+            if (res[i] != P_OK) {
+                fail_partition(s, &pb[i], res[i], &errs[i]);
+                failed[nfailed++] = pb[i].pn;
+                continue;
+            }
+            if (tick[pb[i].pn])
+                pack_tick(&pb[i]);
+            if (kept != i)
+                pb[kept] = pb[i];
+            kept++;
+        }
+        npb = kept;
+        free(bs);
+        free(res);
+        free(errs);
     }
     for (int32_t pn = 0; pn < s->nparts; pn++)
         if (skip_part[pn] && s->parts[pn].owned && !count[pn])
