@@ -967,8 +967,18 @@ static int assign_acks(dist *d, ann_err *err)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int32_t p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
+        rd_kafka_resp_err_t e;
+        /* A topic just created has no partition leader for a moment (seen: "Not leader for
+         * partition" at a fresh namespace's first start): wait for one, up to ~10 s. */
+        for (int tries = 0;; tries++) {
+            e = rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
+            bool settling = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                            e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                            e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+            if (!settling || tries == 50)
+                break;
+            nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+        }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_topic_partition_list_destroy(l);
             return ann_kafka_fail(err, "acks offsets", e, topic);
