@@ -239,6 +239,19 @@ typedef struct query_ctx {
     int rc;
 } query_ctx;
 
+/* The value already given for field f, under any spelling of its name. */
+static json_t *existing(const query_ctx *q, const ProtobufCFieldDescriptor *f)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(q->obj, k, v)
+    {
+        if (ann_pbjson_field(q->d, k) == f)
+            return v;
+    }
+    return NULL;
+}
+
 /* One query parameter into the request object: `name=v`, `list=a&list=b`, `map[k]=v`. */
 static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *key,
                                 const char *value)
@@ -279,10 +292,10 @@ static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *
         }
         memcpy(sub, br + 1, sl - 1);
         sub[sl - 1] = '\0';
-        json_t *m = json_object_get(q->obj, f->name);
+        json_t *m = existing(q, f);
         if (!m) {
             m = json_object();
-            json_object_set_new(q->obj, f->name, m);
+            json_object_set_new(q->obj, name, m);
         }
         if (!json_is_object(m) || json_object_get(m, sub)) {
             json_decref(v);
@@ -292,11 +305,11 @@ static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *
         json_object_set_new(m, sub, v);
         return MHD_YES;
     }
-    json_t *old = json_object_get(q->obj, f->name);
+    json_t *old = existing(q, f);
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         if (!old) {
             old = json_array();
-            json_object_set_new(q->obj, f->name, old);
+            json_object_set_new(q->obj, name, old);
         }
         if (!json_is_array(old)) {
             json_decref(v);
@@ -311,7 +324,7 @@ static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *
         q->rc = ann_err_set(q->err, ANN_EINVAL, "%s: given twice", name);
         return MHD_NO;
     }
-    json_object_set_new(q->obj, f->name, v);
+    json_object_set_new(q->obj, name, v);
     return MHD_YES;
 }
 

@@ -1013,6 +1013,7 @@ static int from_json_msg(in_ctx *c, const ProtobufCMessageDescriptor *d, const j
     unsigned oneof_seen[8];
     const char *oneof_key[8];
     size_t n_oneof = 0;
+    uint64_t seen = 0;
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)j, key, v)
@@ -1021,6 +1022,13 @@ static int from_json_msg(in_ctx *c, const ProtobufCMessageDescriptor *d, const j
         sub_path(sp, sizeof sp, path, key);
         if (!f)
             return bad(c, sp, "unknown field");
+        if (!is_struct) { /* one field under two spellings (logId and log_id) */
+            unsigned idx = (unsigned)(f - d->fields);
+            if (idx < 64 && (seen >> idx) & 1)
+                return bad(c, sp, "given twice (under its JSON and its proto name)");
+            if (idx < 64)
+                seen |= 1ull << idx;
+        }
         if (is_struct) { /* every key is an entry of the `fields` map */
             const ProtobufCMessageDescriptor *me = f->descriptor;
             ann_buf e = ANN_BUF_INIT;
