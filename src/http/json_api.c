@@ -487,7 +487,8 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if ((int)routes[i].path != kind)
             continue;
-        bool head = strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0;
+        bool head = strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0 &&
+                    routes[i].rpc != ANN_RPC_TAIL; /* a stream has no head to give */
         if (strcmp(routes[i].method, method) == 0 || head)
             rt = &routes[i];
         snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", *allow ? ", " : "",

@@ -558,3 +558,47 @@ def test_sse_refuses_like_the_api(hs, keys):
     st, _, j, _ = call(hs, "GET", f"/v1/logs/{log}/entries:tail", keys["a"],
                        headers={"Last-Event-ID": "abc"})
     assert_error(st, j, 400, 3, "after_entry_id")
+
+
+def test_sse_streams_are_bounded(hs, keys):
+    """At most 64 SSE tails at once (429 beyond); a client that went away gives its place
+    back (noticed at the latest by the next heartbeat)."""
+    k = keys["a"]
+    log = new_log(hs, k)
+    open_ = []
+    try:
+        for _ in range(64):
+            t = Sse(hs, f"/v1/logs/{log}/entries:tail", k)
+            if t.status != 200:  # another test's stream may still hold a place
+                t.close()
+                break
+            open_.append(t)
+        st, _, j, _ = call(hs, "GET", f"/v1/logs/{log}/entries:tail", k)
+        assert_error(st, j, 429, 8, "64")
+    finally:
+        for t in open_:
+            t.close()
+    deadline = time.time() + 40
+    while True:
+        t = Sse(hs, f"/v1/logs/{log}/entries:tail", k)
+        try:
+            if t.status == 200:
+                break
+            assert time.time() < deadline, "closed streams never gave their places back"
+        finally:
+            t.close()
+        time.sleep(0.5)
+
+
+def test_chunked_body(hs, keys):
+    k = keys["a"]
+    log = new_log(hs, k)
+    conn = http.client.HTTPConnection(hs.http_addr, timeout=WAIT)
+    try:
+        body = json.dumps({"entries": [{"textPayload": "chunked"}]}).encode()
+        conn.request("POST", f"/v1/logs/{log}/entries:write", body=iter([body[:10], body[10:]]),
+                     headers={"Authorization": f"Bearer {k}"}, encode_chunked=True)
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read()) == {"entryIds": ["1"]}
+    finally:
+        conn.close()
