@@ -235,6 +235,8 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
     ann_http *h = ann_xcalloc(1, sizeof *h);
     struct addrinfo *ai = NULL;
     h->o = *o;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
     if ((o->tls_cert_file != NULL) != (o->tls_key_file != NULL)) {
         ann_err_set(err, ANN_EINVAL, "--tls-cert and --tls-key go together");
         goto fail;
@@ -286,6 +288,8 @@ fail:
     if (ai)
         freeaddrinfo(ai);
     ann_sse_hub_free(h->sse);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h->cert);
     free(h->key);
     free(h);
@@ -296,9 +300,17 @@ void ann_http_stop(ann_http *h)
 {
     if (!h)
         return;
-    ann_sse_hub_shutdown(h->sse); /* ends the tails: no connection stays suspended */
+    /* No connection may stay suspended when libmicrohttpd stops: the calls under way
+     * finish (the store is still open), and the tails end. */
+    pthread_mutex_lock(&h->mu);
+    while (h->inflight > 0)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    ann_sse_hub_shutdown(h->sse);
     MHD_stop_daemon(h->d);
     ann_sse_hub_free(h->sse);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h->cert);
     free(h->key);
     free(h);

@@ -6,6 +6,7 @@
 #define ANN_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "common/buf.h"
@@ -24,6 +25,11 @@ struct ann_http {
     ann_counter *requests[5]; /* by status class, 1xx .. 5xx */
     ann_histogram *scrape;
     ann_sse_hub *sse; /* the open tails (sse.c); NULL without a service */
+    /* JSON API calls under way: their connections are suspended until the service
+     * completes them, and libmicrohttpd may not stop while one is (ann_http_stop waits). */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned inflight; /* guarded by mu */
 };
 
 /* Counts an answer by its status class (annals_http_requests_total). */

@@ -69,12 +69,23 @@ static const route routes[] = {
      &annals__v1__search_log_entries_response__descriptor, false},
 };
 
+typedef enum call_state { CALL_NEW, CALL_PENDING, CALL_DONE } call_state;
+
 struct ann_jsonapi_req {
+    ann_http *h;
+    struct MHD_Connection *conn;
     const route *rt;
     char log[LOG_SEGMENT_MAX + 1];
     ann_tenant tenant;
     ann_buf body;
     bool too_large;
+    /* The unary call: its request bytes live until it completes; state, rc, resp and err
+     * are guarded by h->mu. */
+    ann_buf req;
+    call_state state;
+    int rc;
+    ann_buf resp;
+    ann_err err;
 };
 
 bool ann_jsonapi_owns(const char *url)
@@ -414,37 +425,65 @@ done:
 
 /* ---------- the handler ---------- */
 
+/* The service's completion, on whatever thread: keep the outcome and wake the connection.
+ * Nothing of r is touched after the resume (libmicrohttpd may answer and free it). */
+static void unary_done(void *ud, int rc, ann_buf *resp, const ann_err *err)
+{
+    ann_jsonapi_req *r = ud;
+    ann_http *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    r->rc = rc;
+    if (rc == 0 && resp) {
+        r->resp = *resp; /* taken */
+        *resp = (ann_buf)ANN_BUF_INIT;
+    } else if (rc != 0) {
+        r->err = *err;
+    }
+    r->state = CALL_DONE;
+    MHD_resume_connection(r->conn);
+    h->inflight--;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* The answer of a completed unary call. */
+static enum MHD_Result answer(ann_http *h, struct MHD_Connection *conn, ann_jsonapi_req *r)
+{
+    ann_err err = r->err;
+    ann_buf body = ANN_BUF_INIT;
+    if (r->rc != 0 ||
+        ann_pbjson_to_json(r->rt->resp, r->resp.data, r->resp.len, &body, &err) != 0) {
+        ann_buf_release(&body);
+        return send_err(h, conn, &err, r->rt->name);
+    }
+    return send_json(h, conn, 200, &body, false, NULL);
+}
+
+/* Starts the call. A unary one runs on the service (ann_service_unary_async) while the
+ * connection is suspended: a command waiting for its store (the group commit; Kafka and
+ * the sequencer in distributed mode) holds none of the port's threads. */
 static enum MHD_Result run(ann_http *h, struct MHD_Connection *conn, ann_jsonapi_req *r)
 {
     ann_err err = {0};
-    ann_buf req = ANN_BUF_INIT, resp = ANN_BUF_INIT, body = ANN_BUF_INIT;
-    enum MHD_Result ret;
-    if (request_bytes(r, conn, &req, &err) != 0) {
-        ret = send_err(h, conn, &err, r->rt->name);
-        goto done;
-    }
+    if (request_bytes(r, conn, &r->req, &err) != 0)
+        return send_err(h, conn, &err, r->rt->name);
     if (r->rt->rpc == ANN_RPC_TAIL) {
         struct MHD_Response *sr = NULL;
-        if (ann_sse_open(h->sse, conn, &r->tenant, req.data, req.len, &sr, &err) != 0) {
-            ret = send_err(h, conn, &err, r->rt->name);
-            goto done;
-        }
+        if (ann_sse_open(h->sse, conn, &r->tenant, r->req.data, r->req.len, &sr, &err) != 0)
+            return send_err(h, conn, &err, r->rt->name);
         MHD_add_response_header(sr, "X-Accel-Buffering", "no");
-        ret = ann_http_queue(h, conn, 200, "text/event-stream; charset=utf-8", sr);
+        enum MHD_Result ret = ann_http_queue(h, conn, 200, "text/event-stream; charset=utf-8", sr);
         MHD_destroy_response(sr);
-        goto done;
+        return ret;
     }
-    if (ann_service_unary(h->o.svc, r->rt->rpc, &r->tenant, req.data, req.len, &resp, &err) != 0 ||
-        ann_pbjson_to_json(r->rt->resp, resp.data, resp.len, &body, &err) != 0) {
-        ret = send_err(h, conn, &err, r->rt->name);
-        goto done;
-    }
-    ret = send_json(h, conn, 200, &body, false, NULL);
-done:
-    ann_buf_release(&req);
-    ann_buf_release(&resp);
-    ann_buf_release(&body);
-    return ret;
+    pthread_mutex_lock(&h->mu);
+    r->state = CALL_PENDING;
+    h->inflight++;
+    MHD_suspend_connection(conn); /* before the call: it may complete at once */
+    pthread_mutex_unlock(&h->mu);
+    ann_service_unary_async(h->o.svc, r->rt->rpc, &r->tenant, r->req.data, r->req.len, unary_done,
+                            r);
+    return MHD_YES;
 }
 
 void ann_jsonapi_req_free(ann_jsonapi_req *r)
@@ -452,6 +491,8 @@ void ann_jsonapi_req_free(ann_jsonapi_req *r)
     if (!r)
         return;
     ann_buf_release(&r->body);
+    ann_buf_release(&r->req);
+    ann_buf_release(&r->resp);
     free(r);
 }
 
@@ -460,7 +501,14 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
                                    size_t *upload_data_size, void **req_cls)
 {
     ann_jsonapi_req *r = *req_cls;
-    if (r) { /* the body, piece by piece, then the answer */
+    if (r) { /* the body, piece by piece, then the call, then its answer */
+        pthread_mutex_lock(&h->mu);
+        call_state st = r->state;
+        pthread_mutex_unlock(&h->mu);
+        if (st == CALL_DONE)
+            return answer(h, conn, r);
+        if (st == CALL_PENDING) /* not expected while suspended: nothing to do yet */
+            return MHD_YES;
         if (*upload_data_size) {
             if (!r->too_large && r->body.len + *upload_data_size <= ANN_HTTP_MAX_JSON_BODY)
                 ann_buf_add(&r->body, upload_data, *upload_data_size);
@@ -478,8 +526,9 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
 
     char log[LOG_SEGMENT_MAX + 1];
     int kind = parse_path(url, log);
-    if (kind == -2)
-        return send_plain_err(h, conn, 404, GRPC_STATUS_NOT_FOUND, "log_id: not found", NULL);
+    if (kind == -2) /* what the service says of any such id; nothing is looked up */
+        return send_plain_err(h, conn, 400, GRPC_STATUS_INVALID_ARGUMENT, "log_id: not a UUID",
+                              NULL);
     if (kind < 0)
         return send_plain_err(h, conn, 404, GRPC_STATUS_NOT_FOUND, "no such endpoint", NULL);
     const route *rt = NULL;
@@ -523,6 +572,8 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
         return send_plain_err(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, GRPC_STATUS_INVALID_ARGUMENT,
                               "body: none is taken here", NULL);
     r = ann_xcalloc(1, sizeof *r);
+    r->h = h;
+    r->conn = conn;
     r->rt = rt;
     r->tenant = t;
     memcpy(r->log, log, sizeof r->log);

@@ -237,6 +237,18 @@ static void *pump_main(void *p)
             hub->kicked = false;
             continue;
         }
+        /* Round robin: the stream goes to the end of the list, so a busy log cannot keep
+         * the pump from the others. */
+        if (work->next) {
+            stream **pp = &hub->streams;
+            while (*pp != work)
+                pp = &(*pp)->next;
+            *pp = work->next;
+            while (*pp)
+                pp = &(*pp)->next;
+            *pp = work;
+            work->next = NULL;
+        }
         work->dirty = false;
         work->reading = true;
         work->next_check_ms = now + ANN_TAIL_KEY_RECHECK_MS;
