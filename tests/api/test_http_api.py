@@ -536,13 +536,16 @@ def test_sse_ends_on_shutdown(keys):
             t = Sse(s, f"/v1/logs/{log}/entries:tail?after_entry_id=0", k)
             write(s, k, log, [{"textPayload": "x"}])
             assert t.next()[0] == "1"
-            stopper = threading.Thread(target=s.stop)
+            rcs = []
+            stopper = threading.Thread(target=lambda: rcs.append(s.stop()))
             stopper.start()
             i, ev, data = t.next()
             assert ev == "end" and json.loads(data)["code"] == 14, (ev, data)
             assert t.next() is None
             t.close()
             stopper.join()
+            assert rcs == [0], "annalsd did not exit cleanly: " + \
+                open(s.log_path, errors="replace").read()[-3000:]
         finally:
             if s.proc:
                 s.kill()
