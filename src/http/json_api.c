@@ -569,7 +569,7 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
         return send_plain_err(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, GRPC_STATUS_RESOURCE_EXHAUSTED,
                               "body: larger than 16777216 bytes", NULL);
     if (te && !rt->body)
-        return send_plain_err(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, GRPC_STATUS_INVALID_ARGUMENT,
+        return send_plain_err(h, conn, 400, GRPC_STATUS_INVALID_ARGUMENT,
                               "body: none is taken here", NULL);
     r = ann_xcalloc(1, sizeof *r);
     r->h = h;
