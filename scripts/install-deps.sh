@@ -9,7 +9,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   libcmocka-dev libsqlite3-dev libssl-dev uuid-dev zlib1g-dev libzstd-dev
-  librdkafka-dev libpq-dev libmicrohttpd-dev
+  librdkafka-dev libpq-dev libmicrohttpd-dev libjansson-dev
   postgresql-15 openjdk-17-jre-headless maven python3
   clang clang-format libclang-rt-14-dev llvm valgrind
   python3-venv
