@@ -115,8 +115,8 @@ static enum MHD_Result send_reply(ann_http *h, struct MHD_Connection *conn, repl
 }
 
 /* One of the web viewer's built-in files (only where the API is served). */
-static enum MHD_Result send_asset(ann_http *h, struct MHD_Connection *conn,
-                                  const ann_web_asset *a, const char *method)
+static enum MHD_Result send_asset(ann_http *h, struct MHD_Connection *conn, const ann_web_asset *a,
+                                  const char *method)
 {
     bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;

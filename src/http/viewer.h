@@ -19,8 +19,8 @@ const ann_web_asset *ann_viewer_lookup(const char *path);
 /* The viewer's security headers, added to r. */
 void ann_viewer_headers(struct MHD_Response *r);
 
-#define ANN_VIEWER_CSP                                                                         \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "         \
+#define ANN_VIEWER_CSP                                                                             \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 #endif
