@@ -10,6 +10,7 @@
 
 #include "common/buf.h"
 #include "http/internal.h"
+#include "http/viewer.h"
 
 #define HTTP_MEMORY_LIMIT (64 * 1024) /* per connection: request line and headers */
 #define HTTP_CONNECTION_LIMIT 256
@@ -121,6 +122,29 @@ static enum MHD_Result send_reply(ann_http *h, struct MHD_Connection *conn, repl
     return ret;
 }
 
+/* One of the web viewer's built-in files (only where the API is served). */
+static enum MHD_Result send_asset(ann_http *h, struct MHD_Connection *conn, const ann_web_asset *a,
+                                  const char *method)
+{
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (!get && !head) {
+        reply rp = {.content_type = "text/plain; charset=utf-8"};
+        say(&rp, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+        return send_reply(h, conn, &rp, "GET, HEAD");
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+    ann_viewer_headers(r);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    ann_counter_add(h->requests[1], 1);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -153,6 +177,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(routes[i].path, url) == 0)
             rt = &routes[i];
+    if (!rt && h->o.svc) {
+        const ann_web_asset *a = ann_viewer_lookup(url);
+        if (a)
+            return send_asset(h, conn, a, method);
+    }
     if (!rt) {
         say(&rp, MHD_HTTP_NOT_FOUND, "not found\n");
         return send_reply(h, conn, &rp, NULL);
