@@ -183,6 +183,7 @@ static ann_class rpc_class(int rpc)
     case ANN_RPC_LIST_LOGS:
     case ANN_RPC_READ:
     case ANN_RPC_SEARCH:
+    case ANN_RPC_SHARE:
         return ANN_CLASS_READ;
     default:
         return ANN_CLASS_WRITE;

@@ -29,6 +29,7 @@ typedef enum path_kind {
     P_ENTRIES_TAIL,  /* /v1/logs/{log}/entries:tail */
     P_ENTRIES_REVOKE,
     P_SEARCH, /* /v1/search */
+    P_SHARE,  /* /v1/logs/{log}:share */
 } path_kind;
 
 typedef struct route {
@@ -67,6 +68,9 @@ static const route routes[] = {
     {P_SEARCH, "GET", ANN_RPC_SEARCH, "SearchLogEntries",
      &annals__v1__search_log_entries_request__descriptor,
      &annals__v1__search_log_entries_response__descriptor, false},
+    {P_SHARE, "POST", ANN_RPC_SHARE, "CreateShareLink",
+     &annals__v1__create_share_link_request__descriptor,
+     &annals__v1__create_share_link_response__descriptor, true},
 };
 
 typedef enum call_state { CALL_NEW, CALL_PENDING, CALL_DONE } call_state;
@@ -225,6 +229,11 @@ static int parse_path(const char *url, char log[LOG_SEGMENT_MAX + 1])
         return n == 0 ? -1 : -2;
     memcpy(log, seg, n);
     log[n] = '\0';
+    static const char share[] = ":share";
+    if (!slash && n > sizeof share - 1 && strcmp(log + n - (sizeof share - 1), share) == 0) {
+        log[n - (sizeof share - 1)] = '\0';
+        return P_SHARE;
+    }
     if (!slash)
         return P_LOG;
     static const struct {
