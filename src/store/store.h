@@ -155,10 +155,11 @@ typedef struct ann_log_meta {
                              * (<= entry_count; embedded: equal) */
     uint8_t *labels;
     size_t labels_len;
-    /* v4 (log_get only; zero from other ops and older backends): */
+    /* v4 (zero from older backends): legal_hold and retention_days from log_get and
+     * logs_list, the last hold change from log_get only. */
     bool legal_hold;
     int32_t retention_days; /* as created; 0: the tenant's period applies */
-    bool has_hold_change;   /* last_hold_change is set: the log was held at least once */
+    bool has_hold_change;   /* last_hold_change is set: held or released at least once */
     ann_hold_change last_hold_change;
 } ann_log_meta;
 

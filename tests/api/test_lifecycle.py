@@ -382,3 +382,15 @@ def test_retention_survives_restart():
         finally:
             if s.proc is not None:
                 assert s.stop() == 0
+
+
+def test_list_logs_shows_hold_and_retention(tenant):
+    c = tenant.admin
+    mark = uid()
+    held = create(c, days=9, labels={"mark": mark}).id
+    plain = create(c, labels={"mark": mark}).id
+    hold(c, held, True, "listed")
+    logs = {l.id: l for l in c.call(c.query.ListLogs, pb.ListLogsRequest(
+        label_filter={"mark": mark})).logs}
+    assert logs[held].legal_hold and logs[held].retention_days == 9
+    assert not logs[plain].legal_hold and logs[plain].retention_days == 0

@@ -295,8 +295,8 @@ int emb_log_create_days(ann_store *st, const char *tenant_id, const char *log_id
         emb_sys_fail(err, "sync", path);
         goto done;
     }
-    if (ann_meta_log_insert(s->meta, tenant_id, log_id, labels, labels_len, now_ns,
-                            retention_days, err) != 0)
+    if (ann_meta_log_insert(s->meta, tenant_id, log_id, labels, labels_len, now_ns, retention_days,
+                            err) != 0)
         goto done;
     rc = 0;
 done:

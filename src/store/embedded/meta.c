@@ -1390,13 +1390,15 @@ int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
     const ann_label_pair *drive = q->n_labels ? &q->labels[0] : NULL;
     pthread_mutex_lock(&m->mu);
     if (prep(m,
-             drive ? "SELECT l.log_id, l.create_ns, l.labels, l.entry_count, l.count_dirty"
-                     " FROM log_labels ll JOIN logs l ON l.tenant_id = ll.tenant_id AND"
+             drive ? "SELECT l.log_id, l.create_ns, l.labels, l.entry_count, l.count_dirty,"
+                     " l.legal_hold, l.retention_days FROM log_labels ll JOIN logs l ON "
+                     "l.tenant_id = ll.tenant_id AND"
                      " l.log_id = ll.log_id WHERE ll.tenant_id = ?1 AND ll.key = ?6 AND"
                      " ll.value = ?7 AND ll.create_ns >= ?2 AND ll.create_ns <= ?3 AND"
                      " NOT (ll.create_ns = ?4 AND ll.log_id <= ?5) AND l.state = 0"
                      " ORDER BY ll.create_ns DESC, ll.log_id"
-                   : "SELECT log_id, create_ns, labels, entry_count, count_dirty FROM logs"
+                   : "SELECT log_id, create_ns, labels, entry_count, count_dirty, legal_hold,"
+                     " retention_days FROM logs"
                      " WHERE tenant_id = ?1 AND create_ns >= ?2 AND create_ns <= ?3 AND"
                      " NOT (create_ns = ?4 AND log_id <= ?5) AND state = 0"
                      " ORDER BY create_ns DESC, log_id",
@@ -1423,6 +1425,8 @@ int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
             .labels_len = (size_t)sqlite3_column_bytes(st, 2),
             .entry_count = (uint64_t)sqlite3_column_int64(st, 3),
             .count_dirty = sqlite3_column_int(st, 4) != 0,
+            .legal_hold = sqlite3_column_int(st, 5) != 0,
+            .retention_days = sqlite3_column_int(st, 6),
         };
         if (q->n_labels > 1 &&
             !ann_labels_match(row.labels, row.labels_len, 2, q->labels + 1, q->n_labels - 1))

@@ -157,6 +157,8 @@ typedef struct ann_meta_log_row {
     size_t labels_len;
     uint64_t entry_count;
     bool count_dirty;
+    bool legal_hold;
+    int32_t retention_days;
 } ann_meta_log_row;
 
 /* A tenant's live logs in ListLogs order (create time desc, id asc), filtered by q's
