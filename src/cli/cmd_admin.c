@@ -110,7 +110,7 @@ int ann_cmd_log_get(ann_cli *cli, int argc, char **argv)
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server returned no log");
     } else {
         if (json)
-            ann_cli_print_log_json(cli->out, resp->log);
+            ann_cli_print_log_json_full(cli->out, resp->log);
         else
             ann_cli_print_log_text(cli->out, resp->log);
         rc = ANN_EXIT_OK;

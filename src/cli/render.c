@@ -271,7 +271,8 @@ void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log)
     fputc('\n', f);
 }
 
-void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
+/* The object's fields up to entry_count, without the closing brace. */
+static void put_log_json_head(FILE *f, const Annals__Wire__V1__Log *log)
 {
     fputs("{\"id\":", f);
     ANN_CLI_PUT_JSON_BYTES(f, log->id);
@@ -279,8 +280,19 @@ void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
     PUT_LABELS(f, log->n_labels, log->labels);
     fputs(",\"create_time\":", f);
     put_time_json(f, log->create_time);
-    fprintf(f, ",\"entry_count\":%lld,\"retention_days\":%d,\"legal_hold\":%s",
-            (long long)log->entry_count, (int)log->retention_days,
+    fprintf(f, ",\"entry_count\":%lld", (long long)log->entry_count);
+}
+
+void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
+{
+    put_log_json_head(f, log);
+    fputs("}\n", f);
+}
+
+void ann_cli_print_log_json_full(FILE *f, const Annals__Wire__V1__Log *log)
+{
+    put_log_json_head(f, log);
+    fprintf(f, ",\"retention_days\":%d,\"legal_hold\":%s", (int)log->retention_days,
             log->legal_hold ? "true" : "false");
     const Annals__Wire__V1__LegalHoldChange *c = log->last_hold_change;
     if (c) {
