@@ -394,3 +394,30 @@ def test_list_logs_shows_hold_and_retention(tenant):
         label_filter={"mark": mark})).logs}
     assert logs[held].legal_hold and logs[held].retention_days == 9
     assert not logs[plain].legal_hold and logs[plain].retention_days == 0
+
+
+def test_retention_ends_open_tails_like_delete(fast):
+    """A log deleted by retention behaves as after DeleteLog: its tail ends with NOT_FOUND,
+    every call on it is NOT_FOUND, and the audit says whose period it was."""
+    t = Tenant(fast)
+    try:
+        c = t.admin
+        log_id = create(c, days=2).id
+        write_and_wait(c, log_id, [entry("a"), entry("b")])
+        stream = c.query.TailLogEntries(pb.TailLogEntriesRequest(log_id=log_id,
+                                                                 after_entry_id="0"),
+                                        metadata=c.md, timeout=WAIT)
+        got = []
+        with pytest.raises(grpc.RpcError) as ei:
+            for msg in stream:
+                got += [e.entry_id for e in msg.entries]
+        assert ei.value.code() == NOT_FOUND, ei.value.details()
+        assert got == ["1", "2"]
+        assert gone(c, log_id)
+        expect_code(NOT_FOUND, c.call, c.cmd.WriteLogEntries,
+                    pb.WriteLogEntriesRequest(log_id=log_id, entries=[entry("late")]))
+        trail = audit(fast, t.name, log_id)
+        assert len(trail) == 1 and trail[0][2] == "retention"
+        assert "log's period of 2 days" in trail[0][4] and "deleted 2 entries" in trail[0][4]
+    finally:
+        t.close()

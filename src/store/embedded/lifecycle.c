@@ -64,14 +64,9 @@ int emb_retention_pass(ann_store *st, int64_t now_ns, int64_t day_ns, size_t max
         emb_expiry exp = {.now_ns = now_ns,
                           .cutoff_ns = now_ns - (int64_t)c[i].days * day_ns,
                           .day_ns = day_ns,
-                          .days = c[i].days};
-        /* Whose period: the log's own one when it has one (read again under the lock is
-         * not needed: a log's period never changes after creation). */
-        ann_log_meta lm = {0};
+                          .days = c[i].days,
+                          .own_period = c[i].own_period};
         ann_err e2 = {0};
-        if (ann_meta_log_lifecycle(s->meta, c[i].tenant, c[i].log, &lm, &e2) == 0)
-            exp.own_period = lm.retention_days > 0;
-        ann_log_meta_release(&lm);
         bool deleted = false;
         out->examined++;
         if (emb_log_delete_if(s, c[i].tenant, c[i].log, &exp, &deleted, &e2) != 0) {

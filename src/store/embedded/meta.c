@@ -982,7 +982,8 @@ int ann_meta_retention_candidates(ann_meta *m, int64_t now_ns, int64_t day_ns, s
      * 10^6 days is forever in practice. */
     if (prep(m,
              "SELECT l.tenant_id, l.log_id, l.last_write_ns, CASE WHEN l.retention_days > 0"
-             " THEN l.retention_days ELSE t.retention_days END AS days FROM logs l"
+             " THEN l.retention_days ELSE t.retention_days END AS days, l.retention_days > 0"
+             " FROM logs l"
              " JOIN tenants t ON t.id = l.tenant_id WHERE l.state = 0 AND l.legal_hold = 0"
              " AND days > 0 AND l.last_write_ns < ?1 - min(days, 1000000) * ?2"
              " ORDER BY l.last_write_ns LIMIT ?3",
@@ -998,6 +999,7 @@ int ann_meta_retention_candidates(ann_meta *m, int64_t now_ns, int64_t day_ns, s
         snprintf(c->log, sizeof c->log, "%s", (const char *)sqlite3_column_text(st, 1));
         c->last_write_ns = sqlite3_column_int64(st, 2);
         c->days = sqlite3_column_int(st, 3);
+        c->own_period = sqlite3_column_int(st, 4) != 0;
         (*n)++;
     }
     if (r != SQLITE_ROW && r != SQLITE_DONE) {

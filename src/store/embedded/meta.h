@@ -93,6 +93,7 @@ typedef struct ann_meta_candidate {
     char log[ANN_UUID_LEN + 1];
     int64_t last_write_ns;
     int32_t days;
+    bool own_period; /* the log's own period (else its tenant's) */
 } ann_meta_candidate;
 /* At most max candidates, oldest recorded last write first (a malloc'd array). */
 int ann_meta_retention_candidates(ann_meta *m, int64_t now_ns, int64_t day_ns, size_t max,
