@@ -234,8 +234,8 @@ static int cmd_audit(int argc, char **argv)
     if (!tenant || (!data) == (!ro.distributed))
         return usage();
     if (ro.distributed) {
-        fprintf(stderr, "annalsd: audit: legal holds and retention are not available in the "
-                        "distributed mode yet\n");
+        fprintf(stderr, "annalsd: audit: not available in the distributed mode yet (its holds "
+                        "are recorded in Cassandra's log_events table)\n");
         return 1;
     }
     ann_err err = {0};

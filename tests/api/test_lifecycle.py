@@ -21,8 +21,9 @@ from conftest import BIN, Client, Server
 from helpers import (WAIT, create_log, entry, expect_code, expect_invalid, get_log, list_all, pb,
                      snapshot, uid, write_and_wait)
 
-pytestmark = pytest.mark.embedded_only("retention and holds: the distributed mode has neither "
-                                       "yet (docs/distributed.md)")
+pytestmark = pytest.mark.embedded_only("retention, `annalsd audit` and ListLogs' legal_hold: "
+                                       "not in the distributed mode yet (its holds: "
+                                       "test_lifecycle_distributed.py)")
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

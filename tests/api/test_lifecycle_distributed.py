@@ -1,6 +1,7 @@
-"""The distributed mode has no retention or legal holds yet (docs/distributed.md,
-"Retention and legal hold"): it says so with FAILED_PRECONDITION and changes nothing,
-rather than ignoring the request. Runs only in the distributed mode."""
+"""The distributed mode (docs/distributed.md, "Retention and legal hold"): legal holds work
+(in the catalog), retention does not exist yet and says so with FAILED_PRECONDITION,
+changing nothing, rather than ignoring the request. Runs only in the distributed mode;
+tests/api/test_lifecycle.py has the embedded mode's whole contract."""
 import grpc
 import pytest
 
@@ -10,15 +11,38 @@ pytestmark = pytest.mark.skipif(not DISTRIBUTED, reason="the distributed mode's 
 PRECOND = grpc.StatusCode.FAILED_PRECONDITION
 
 
-def test_set_legal_hold_is_failed_precondition(client):
+def test_hold_blocks_delete_until_released(client, other_client):
     log_id = create_log(client)
-    for hold in (True, False):
-        err = expect_code(PRECOND, client.call, client.cmd.SetLegalHold,
-                          pb.SetLegalHoldRequest(log_id=log_id, hold=hold, reason="r"))
-        assert "legal hold" in err.details(), err.details()
+    client.call(client.cmd.SetLegalHold,
+                pb.SetLegalHoldRequest(log_id=log_id, hold=True, reason="case 5"))
     log = get_log(client, log_id)
-    assert not log.legal_hold and not log.HasField("last_hold_change")
-    client.call(client.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log_id))  # not held
+    assert log.legal_hold and log.last_hold_change.hold
+    assert log.last_hold_change.reason == "case 5"
+    assert log.last_hold_change.actor == "tenant:tenant-a/key:admin"
+    err = expect_code(PRECOND, client.call, client.cmd.DeleteLog,
+                      pb.DeleteLogRequest(log_id=log_id))
+    assert "hold" in err.details()
+    assert get_log(client, log_id).legal_hold  # nothing changed
+    # Another tenant: NOT_FOUND, as for a missing log.
+    expect_code(grpc.StatusCode.NOT_FOUND, other_client.call, other_client.cmd.SetLegalHold,
+                pb.SetLegalHoldRequest(log_id=log_id, hold=False, reason="x"))
+    expect_code(grpc.StatusCode.NOT_FOUND, other_client.call, other_client.cmd.DeleteLog,
+                pb.DeleteLogRequest(log_id=log_id))
+    client.call(client.cmd.SetLegalHold,
+                pb.SetLegalHoldRequest(log_id=log_id, hold=False, reason=""))
+    log = get_log(client, log_id)
+    assert not log.legal_hold and not log.last_hold_change.hold
+    assert log.last_hold_change.reason == ""
+    client.call(client.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log_id))
+    expect_code(grpc.StatusCode.NOT_FOUND, client.call, client.cmd.SetLegalHold,
+                pb.SetLegalHoldRequest(log_id=log_id, hold=True, reason="too late"))
+
+
+def test_never_held_log_deletes(client):
+    log_id = create_log(client)
+    assert not get_log(client, log_id).HasField("last_hold_change")
+    client.call(client.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log_id))
+    expect_code(grpc.StatusCode.NOT_FOUND, get_log, client, log_id)
 
 
 def test_create_with_retention_is_failed_precondition(client):

@@ -26,12 +26,20 @@ enum {
     S_KEY_REVOKE,
     S_KEY_TOUCH,
     S_TENANT_BY_NAME,
+    S_LOG_HOLD,
+    S_EVENT_PUT,
     S_COUNT
 };
 
 #define KEY_COLUMNS                                                                                \
     "key_id text, key_name text, roles int, create_time_ns bigint, expire_time_ns bigint, "        \
     "revoke_time_ns bigint, last_used_ns bigint"
+
+/* Legal holds (docs/distributed.md, "Retention and legal hold"): the hold and its last
+ * change, on the log's row. */
+#define HOLD_COLUMNS                                                                               \
+    "legal_hold boolean, hold_state boolean, hold_actor text, hold_reason text, "                  \
+    "hold_time_ns bigint"
 
 static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.deployment (name text PRIMARY KEY, secret blob)",
@@ -49,7 +57,11 @@ static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.keys_by_id (key_id text PRIMARY KEY, tenant_id text, "
     "key_hash blob)",
     "CREATE TABLE IF NOT EXISTS %s.logs (tenant_id text, log_id text, labels blob, "
-    "create_time_ns bigint, deleted boolean, PRIMARY KEY ((tenant_id), log_id))",
+    "create_time_ns bigint, deleted boolean, " HOLD_COLUMNS ", PRIMARY KEY ((tenant_id), log_id))",
+    /* The audit trail of holds and releases, kept after the log is gone. */
+    "CREATE TABLE IF NOT EXISTS %s.log_events (tenant_id text, log_id text, time_ns bigint, "
+    "event_id text, kind text, actor text, reason text, "
+    "PRIMARY KEY ((tenant_id), log_id, time_ns, event_id))",
 };
 
 static const char *const stmt_text[S_COUNT] = {
@@ -65,9 +77,11 @@ static const char *const stmt_text[S_COUNT] = {
                   "WHERE key_hash = ?",
     [S_LOG_PUT] = "INSERT INTO %s.logs (tenant_id, log_id, labels, create_time_ns, deleted) "
                   "VALUES (?, ?, ?, ?, false)",
-    [S_LOG_GET] = "SELECT labels, create_time_ns, deleted FROM %s.logs "
-                  "WHERE tenant_id = ? AND log_id = ?",
-    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ?",
+    [S_LOG_GET] = "SELECT labels, create_time_ns, deleted, legal_hold, hold_state, hold_actor, "
+                  "hold_reason, hold_time_ns FROM %s.logs WHERE tenant_id = ? AND log_id = ?",
+    /* Conditional, so a hold and a deletion racing each other never both win. */
+    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ? "
+                      "IF legal_hold != true",
     [S_KEY_NAME_CLAIM] = "INSERT INTO %s.tenant_key_names (tenant_id, name, key_id, key_hash) "
                          "VALUES (?, ?, ?, ?) IF NOT EXISTS",
     [S_KEY_ID_PUT] = "INSERT INTO %s.keys_by_id (key_id, tenant_id, key_hash) VALUES (?, ?, ?)",
@@ -76,6 +90,11 @@ static const char *const stmt_text[S_COUNT] = {
     [S_KEY_REVOKE] = "UPDATE %s.tenant_keys SET revoke_time_ns = ? WHERE key_hash = ?",
     [S_KEY_TOUCH] = "UPDATE %s.tenant_keys SET last_used_ns = ? WHERE key_hash = ?",
     [S_TENANT_BY_NAME] = "SELECT tenant_id FROM %s.tenant_names WHERE name = ?",
+    [S_LOG_HOLD] = "UPDATE %s.logs SET legal_hold = ?, hold_state = ?, hold_actor = ?, "
+                   "hold_reason = ?, hold_time_ns = ? WHERE tenant_id = ? AND log_id = ? "
+                   "IF deleted = false",
+    [S_EVENT_PUT] = "INSERT INTO %s.log_events (tenant_id, log_id, time_ns, event_id, kind, "
+                    "actor, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
 
 struct ann_catalog {
@@ -114,16 +133,17 @@ static int exec_simple(ann_catalog *c, int s, const ann_cql_value *v, size_t n, 
     return rc;
 }
 
-/* A keyspace made before keys had roles: tenant_keys gains the key columns (once; a
- * concurrent opener may win the race, which the second look forgives). */
-static int add_key_columns(ann_catalog *c, ann_err *err)
+/* A keyspace made by an earlier release: `table` gains `columns` unless it has `probe`
+ * (once; a concurrent opener may win the race, which the second look forgives). */
+static int add_columns(ann_catalog *c, const char *table, const char *probe, const char *columns,
+                       ann_err *err)
 {
     char q[512];
     for (int attempt = 0;; attempt++) {
         snprintf(q, sizeof q,
                  "SELECT column_name FROM system_schema.columns WHERE keyspace_name = '%s' "
-                 "AND table_name = 'tenant_keys' AND column_name = 'key_id'",
-                 c->ks);
+                 "AND table_name = '%s' AND column_name = '%s'",
+                 c->ks, table, probe);
         ann_cql_result r;
         int rc = ann_cql_query(c->c, q, NULL, &r, err);
         bool have = rc == 0 && r.nrows > 0;
@@ -132,7 +152,7 @@ static int add_key_columns(ann_catalog *c, ann_err *err)
             return -1;
         if (have)
             return 0;
-        snprintf(q, sizeof q, "ALTER TABLE %s.tenant_keys ADD (" KEY_COLUMNS ")", c->ks);
+        snprintf(q, sizeof q, "ALTER TABLE %s.%s ADD (%s)", c->ks, table, columns);
         ann_err e;
         if (run(c, q, &e) == 0)
             return 0;
@@ -171,7 +191,9 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
         if (run(c, q, err) < 0)
             goto fail;
     }
-    if (add_key_columns(c, err) < 0)
+    /* Keyspaces from before keys had roles, and from before legal holds. */
+    if (add_columns(c, "tenant_keys", "key_id", KEY_COLUMNS, err) < 0 ||
+        add_columns(c, "logs", "legal_hold", HOLD_COLUMNS, err) < 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], c->ks);
@@ -492,14 +514,20 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
         ann_cql_result_release(&r);
         return -1;
     }
-    bool deleted = false;
-    int64_t create = 0;
+    bool deleted = false, held = false, state = false;
+    int64_t create = 0, hold_time = 0;
     const uint8_t *lp = NULL;
-    size_t ln = 0;
+    const char *actor = NULL, *reason = NULL;
+    size_t ln = 0, an = 0, rn = 0;
     int found = r.nrows > 0;
     if (found && (ann_cql_get_blob(&r, 0, 0, &lp, &ln, err) < 0 ||
                   ann_cql_get_bigint(&r, 0, 1, &create, err) < 0 ||
-                  ann_cql_get_bool(&r, 0, 2, &deleted, err) < 0)) {
+                  ann_cql_get_bool(&r, 0, 2, &deleted, err) < 0 ||
+                  ann_cql_get_bool(&r, 0, 3, &held, err) < 0 ||
+                  ann_cql_get_bool(&r, 0, 4, &state, err) < 0 ||
+                  ann_cql_get_text(&r, 0, 5, &actor, &an, err) < 0 ||
+                  ann_cql_get_text(&r, 0, 6, &reason, &rn, err) < 0 ||
+                  ann_cql_get_bigint(&r, 0, 7, &hold_time, err) < 0)) {
         ann_cql_result_release(&r);
         return -1;
     }
@@ -511,6 +539,21 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
         out->labels = malloc(ln ? ln : 1);
         if (ln)
             memcpy(out->labels, lp, ln);
+        out->legal_hold = held;
+        if (hold_time != 0) { /* held or released at least once */
+            ann_hold_change *h = &out->last_hold_change;
+            out->has_hold_change = true;
+            h->hold = state;
+            h->time_ns = hold_time;
+            snprintf(h->actor, sizeof h->actor, "%.*s", actor ? (int)an : 0, actor ? actor : "");
+            if (reason && rn) {
+                h->reason = malloc(rn + 1);
+                if (!h->reason)
+                    abort();
+                memcpy(h->reason, reason, rn);
+                h->reason[rn] = '\0';
+            }
+        }
     }
     ann_cql_result_release(&r);
     return found && !deleted ? 1 : 0;
@@ -520,5 +563,48 @@ int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const ch
                                  ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
-    return exec_simple(c, S_LOG_DELETED, v, 2, err);
+    ann_cql_result r;
+    bool applied = false;
+    int rc = exec(c, S_LOG_DELETED, v, 2, true, &r, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, &applied, err);
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    if (!applied) /* the row exists (the caller saw it): a hold won */
+        return ann_err_set(err, ANN_EPRECOND,
+                           "log_id: log %.64s is on legal hold; it cannot be deleted until "
+                           "released",
+                           log_id);
+    return 0;
+}
+
+int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *log_id, bool hold,
+                             const char *actor, const char *reason, int64_t now, ann_err *err)
+{
+    if (now == 0)
+        now = 1; /* hold_time_ns 0 means "never changed" */
+    ann_cql_value v[] = {ann_cql_vbool(hold),   ann_cql_vbool(hold),  ann_cql_vtext(actor),
+                         ann_cql_vtext(reason), ann_cql_vbigint(now), ann_cql_vtext(tenant_id),
+                         ann_cql_vtext(log_id)};
+    ann_cql_result r;
+    bool applied = false;
+    int rc = exec(c, S_LOG_HOLD, v, 7, true, &r, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, &applied, err);
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    if (!applied) /* missing, another tenant's, or deleted: the same answer */
+        return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log_id);
+    char event_id[ANN_UUID_LEN + 1];
+    ann_uuid_v4_new(event_id);
+    ann_cql_value ev[] = {ann_cql_vtext(tenant_id),
+                          ann_cql_vtext(log_id),
+                          ann_cql_vbigint(now),
+                          ann_cql_vtext(event_id),
+                          ann_cql_vtext(hold ? "hold" : "release"),
+                          ann_cql_vtext(actor),
+                          ann_cql_vtext(reason)};
+    return exec_simple(c, S_EVENT_PUT, ev, 7, err);
 }

@@ -53,13 +53,22 @@ int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
                            const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
 
-/* A log's metadata (labels malloc'd into out; release with ann_log_meta_release). Returns
+/* A log's metadata, its hold included (labels and the hold reason malloc'd into out;
+ * release with ann_log_meta_release). Returns
  * 1 when found and not deleted, 0 when missing or deleted (out untouched), -1 on error. */
 int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_id,
                         ann_log_meta *out, ann_err *err);
 
-/* Marks a log deleted (first step of DeleteLog). */
+/* Marks a log deleted (first step of DeleteLog), unless it is on legal hold: then
+ * ANN_EPRECOND and nothing changes (one lightweight transaction, so a hold racing it
+ * either wins or is refused). */
 int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
                                  ann_err *err);
+
+/* Holds or releases a live log (a lightweight transaction on its row, with the last change),
+ * then records the change in log_events; ANN_ENOTFOUND when the log is missing, deleted or
+ * another tenant's. */
+int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *log_id, bool hold,
+                             const char *actor, const char *reason, int64_t now, ann_err *err);
 
 #endif

@@ -926,8 +926,17 @@ static int assign_acks(dist *d, ann_err *err)
     return e ? ann_kafka_fail(err, "acks assign", e, topic) : 0;
 }
 
+/* Legal holds live in the catalog (retention does not exist here yet: the v4 ops for it
+ * stay NULL, and the port's wrappers answer for them). */
+static int d_log_set_hold(ann_store *st, const char *tenant_id, const char *log_id, bool hold,
+                          const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    return ann_catalog_log_set_hold(((dist *)st)->cat, tenant_id, log_id, hold, actor, reason,
+                                    now_ns, err);
+}
+
 static const ann_store_ops dist_ops = {
-    .version = 3,
+    .version = 4,
     .name = "distributed",
     .close = d_close,
     .secret = d_secret,
@@ -947,6 +956,7 @@ static const ann_store_ops dist_ops = {
     .key_create = d_key_create,
     .key_list = d_key_list,
     .key_revoke = d_key_revoke,
+    .log_set_hold = d_log_set_hold,
 };
 
 int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err)
