@@ -198,7 +198,7 @@ done:
 
 /* annalsd audit TENANT [--log LOG] --data DIR: the lifecycle audit trail (holds,
  * releases, retention's deletions), one tab-separated line each, oldest first. */
-static int audit_print(const ann_lifecycle_event *ev, void *ud)
+static int audit_print(const ann_log_event *ev, void *ud)
 {
     (void)ud;
     char b[ANN_CLI_TIME_BUF];
@@ -233,11 +233,6 @@ static int cmd_audit(int argc, char **argv)
     }
     if (!tenant || (!data) == (!ro.distributed))
         return usage();
-    if (ro.distributed) {
-        fprintf(stderr, "annalsd: audit: not available in the distributed mode yet (its holds "
-                        "are recorded in Cassandra's log_events table)\n");
-        return 1;
-    }
     ann_err err = {0};
     ann_store *store = NULL;
     ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
@@ -251,11 +246,18 @@ static int cmd_audit(int argc, char **argv)
         ann_uuid_format(u, canon);
         log = canon;
     }
+    int rc = 0;
+    if (ro.distributed) {
+        if (ann_roles_audit(&ro, tenant, log, audit_print, NULL, &err) != 0) {
+            fprintf(stderr, "annalsd: audit: %s\n", err.msg);
+            rc = 1;
+        }
+        return rc;
+    }
     if (ann_store_embedded_open(data, &o, &store, &err) != 0) {
         fprintf(stderr, "annalsd: audit: %s\n", err.msg);
         return 1;
     }
-    int rc = 0;
     if (ann_store_embedded_audit(store, tenant, log, audit_print, NULL, &err) != 0) {
         fprintf(stderr, "annalsd: audit: %s\n", err.msg);
         rc = 1;

@@ -276,6 +276,17 @@ int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t no
     return rc;
 }
 
+int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char *log_id,
+                    ann_log_event_visit_fn visit, void *ud, ann_err *err)
+{
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_log_events(c, tenant_name, log_id, visit, ud, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {

@@ -36,6 +36,10 @@ int ann_roles_key_list(const ann_roles_opts *o, const char *tenant_name, ann_key
 int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t now_ns, ann_key *out,
                          ann_err *err);
 
+/* `annalsd audit TENANT --distributed`: the catalog's log_events. */
+int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char *log_id,
+                    ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
 /* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
 int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,
                   ann_wait default_wait);

@@ -180,6 +180,18 @@ typedef struct ann_retention_stats {
     bool more;       /* the pass stopped at its bound: candidates may remain */
 } ann_retention_stats;
 
+/* v4: one record of a log's lifecycle audit trail (holds, releases, retention's
+ * deletions), as operator tools read it. Pointers valid during the visit only. */
+typedef struct ann_log_event {
+    const char *log_id;
+    int64_t time_ns;
+    const char *kind; /* "hold", "release" or "retention" */
+    const char *actor;
+    const char *reason;
+} ann_log_event;
+/* Called for each record; return nonzero to stop early. */
+typedef int (*ann_log_event_visit_fn)(const ann_log_event *ev, void *ud);
+
 /* The actor of retention's audit records. */
 #define ANN_RETENTION_ACTOR "annals:retention"
 

@@ -28,6 +28,8 @@ enum {
     S_TENANT_BY_NAME,
     S_LOG_HOLD,
     S_EVENT_PUT,
+    S_EVENTS,
+    S_LOG_EVENTS,
     S_COUNT
 };
 
@@ -93,6 +95,10 @@ static const char *const stmt_text[S_COUNT] = {
     [S_LOG_HOLD] = "UPDATE %s.logs SET legal_hold = ?, hold_state = ?, hold_actor = ?, "
                    "hold_reason = ?, hold_time_ns = ? WHERE tenant_id = ? AND log_id = ? "
                    "IF deleted = false",
+    [S_EVENTS] = "SELECT log_id, time_ns, kind, actor, reason FROM %s.log_events "
+                 "WHERE tenant_id = ? LIMIT 10000",
+    [S_LOG_EVENTS] = "SELECT log_id, time_ns, kind, actor, reason FROM %s.log_events "
+                     "WHERE tenant_id = ? AND log_id = ? LIMIT 10000",
     [S_EVENT_PUT] = "INSERT INTO %s.log_events (tenant_id, log_id, time_ns, event_id, kind, "
                     "actor, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
@@ -607,4 +613,72 @@ int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *
                           ann_cql_vtext(actor),
                           ann_cql_vtext(reason)};
     return exec_simple(c, S_EVENT_PUT, ev, 7, err);
+}
+
+typedef struct ev_row {
+    int32_t row;
+    int64_t time_ns;
+} ev_row;
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const ev_row *x = a, *y = b;
+    return x->time_ns < y->time_ns   ? -1
+           : x->time_ns > y->time_ns ? 1
+                                     : (x->row > y->row) - (x->row < y->row);
+}
+
+int ann_catalog_log_events(ann_catalog *c, const char *tenant_name, const char *log_id,
+                           ann_log_event_visit_fn visit, void *ud, ann_err *err)
+{
+    char tid[ANN_UUID_LEN + 1];
+    if (tenant_by_name(c, tenant_name, tid, err) < 0)
+        return -1;
+    ann_cql_value v[] = {ann_cql_vtext(tid), ann_cql_vtext(log_id ? log_id : "")};
+    ann_cql_result r;
+    if (exec(c, log_id ? S_LOG_EVENTS : S_EVENTS, v, log_id ? 2 : 1, false, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    ev_row *rows = calloc((size_t)r.nrows + 1, sizeof *rows);
+    int rc = rows ? 0 : ann_err_set(err, ANN_EINTERNAL, "catalog: out of memory");
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        rows[i].row = i;
+        if (ann_cql_get_bigint(&r, i, 1, &rows[i].time_ns, err) < 0)
+            rc = -1;
+    }
+    if (rc == 0)
+        qsort(rows, (size_t)r.nrows, sizeof *rows, ev_cmp); /* oldest first, across logs */
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        const char *t[4] = {0};
+        size_t n[4] = {0};
+        char *s[4] = {0};
+        int32_t row = rows[i].row;
+        static const int cols[4] = {0, 2, 3, 4};
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            if (ann_cql_get_text(&r, row, cols[k], &t[k], &n[k], err) < 0) {
+                rc = -1;
+                break;
+            }
+            s[k] = malloc(n[k] + 1);
+            if (!s[k])
+                abort();
+            if (t[k] && n[k])
+                memcpy(s[k], t[k], n[k]);
+            s[k][n[k]] = '\0';
+        }
+        ann_log_event ev = {.log_id = s[0] ? s[0] : "",
+                            .time_ns = rows[i].time_ns,
+                            .kind = s[1] ? s[1] : "",
+                            .actor = s[2] ? s[2] : "",
+                            .reason = s[3] ? s[3] : ""};
+        int stop = rc == 0 ? visit(&ev, ud) : 0;
+        for (int k = 0; k < 4; k++)
+            free(s[k]);
+        if (stop)
+            break;
+    }
+    free(rows);
+    ann_cql_result_release(&r);
+    return rc;
 }

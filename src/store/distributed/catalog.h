@@ -71,4 +71,10 @@ int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const ch
 int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *log_id, bool hold,
                              const char *actor, const char *reason, int64_t now, ann_err *err);
 
+/* The holds and releases recorded for the tenant named tenant_name (or one of its logs),
+ * oldest first, at most 10,000 (annalsd audit --distributed); ANN_ENOTFOUND when no such
+ * tenant. */
+int ann_catalog_log_events(ann_catalog *c, const char *tenant_name, const char *log_id,
+                           ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
 #endif

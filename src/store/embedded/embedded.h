@@ -79,17 +79,9 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
 
 /* The lifecycle audit trail of a tenant (by name), or of one of its logs (log_id not
  * NULL): legal holds, releases and retention's deletions, oldest first (docs/api.md,
- * "Retention and legal hold"). fn may stop the walk by returning nonzero; it must not call
- * the store. ANN_ENOTFOUND when no tenant has this name. */
-typedef struct ann_lifecycle_event {
-    const char *log_id;
-    int64_t time_ns;
-    const char *kind; /* "hold", "release" or "retention" */
-    const char *actor;
-    const char *reason;
-} ann_lifecycle_event;
+ * "Retention and legal hold"). visit may stop the walk by returning nonzero; it must not
+ * call the store. ANN_ENOTFOUND when no tenant has this name. */
 int ann_store_embedded_audit(ann_store *s, const char *tenant_name, const char *log_id,
-                             int (*fn)(const ann_lifecycle_event *ev, void *ud), void *ud,
-                             ann_err *err);
+                             ann_log_event_visit_fn visit, void *ud, ann_err *err);
 
 #endif

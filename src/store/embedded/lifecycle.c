@@ -91,24 +91,23 @@ int emb_retention_pass(ann_store *st, int64_t now_ns, int64_t day_ns, size_t max
 }
 
 typedef struct audit_walk {
-    int (*fn)(const ann_lifecycle_event *ev, void *ud);
+    ann_log_event_visit_fn fn;
     void *ud;
 } audit_walk;
 
 static int audit_one(const ann_meta_event *ev, void *ud)
 {
     audit_walk *w = ud;
-    ann_lifecycle_event e = {.log_id = ev->log_id,
-                             .time_ns = ev->time_ns,
-                             .kind = ev->kind,
-                             .actor = ev->actor,
-                             .reason = ev->reason};
+    ann_log_event e = {.log_id = ev->log_id,
+                       .time_ns = ev->time_ns,
+                       .kind = ev->kind,
+                       .actor = ev->actor,
+                       .reason = ev->reason};
     return w->fn(&e, w->ud);
 }
 
 int ann_store_embedded_audit(ann_store *st, const char *tenant_name, const char *log_id,
-                             int (*fn)(const ann_lifecycle_event *ev, void *ud), void *ud,
-                             ann_err *err)
+                             ann_log_event_visit_fn fn, void *ud, ann_err *err)
 {
     emb *s = (emb *)st;
     audit_walk w = {.fn = fn, .ud = ud};
