@@ -552,6 +552,11 @@ static int cmd_serve(const char *role, int argc, char **argv)
     if (strcmp(role, "serve") != 0)
         ro.distributed = true; /* sequence, project and all exist only there */
     if (ro.distributed) {
+        if (reto.every_ms || reto.max_per_pass || reto.day_ns) {
+            fprintf(stderr, "annalsd: the --retention-* flags are the embedded mode's; the "
+                            "distributed mode has no retention yet (docs/distributed.md)\n");
+            return usage();
+        }
         if (data) {
             fprintf(stderr, "annalsd: --data is the embedded mode; the distributed mode keeps "
                             "its data in the engines\n");
