@@ -171,16 +171,15 @@ static int cmd_tenant_set_retention(int argc, char **argv)
     ann_err err = {0};
     ann_store *store = NULL;
     int rc = 1;
-    if (ro.distributed) { /* docs/distributed.md, "Retention and legal hold" */
-        ann_err_set(&err, ANN_EPRECOND,
-                    "retention is not available in the distributed mode yet; logs are kept");
-        goto fail;
+    if (ro.distributed) {
+        if (ann_roles_tenant_set_retention(&ro, name, (int32_t)days, &err) != 0)
+            goto fail;
+    } else {
+        ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
+        if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
+            ann_store_tenant_set_retention(store, name, (int32_t)days, &err) != 0)
+            goto fail;
     }
-    ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
-    if (ann_store_embedded_open(data, &o, &store, &err) != 0)
-        goto fail;
-    if (ann_store_tenant_set_retention(store, name, (int32_t)days, &err) != 0)
-        goto fail;
     if (days == 0)
         printf("tenant %s: logs created without a period of their own are kept forever\n", name);
     else
@@ -552,11 +551,7 @@ static int cmd_serve(const char *role, int argc, char **argv)
     if (strcmp(role, "serve") != 0)
         ro.distributed = true; /* sequence, project and all exist only there */
     if (ro.distributed) {
-        if (reto.every_ms || reto.max_per_pass || reto.day_ns) {
-            fprintf(stderr, "annalsd: the --retention-* flags are the embedded mode's; the "
-                            "distributed mode has no retention yet (docs/distributed.md)\n");
-            return usage();
-        }
+        ro.retention = reto; /* run by every API server (serve, all) */
         if (data) {
             fprintf(stderr, "annalsd: --data is the embedded mode; the distributed mode keeps "
                             "its data in the engines\n");

@@ -317,6 +317,10 @@ void ann_store_log_create_spec_async(ann_store *s, const ann_log_spec *spec, ann
                                      void *ud)
 {
     ann_err err = {0};
+    if (V4_OP(s, log_create_spec_async)) {
+        s->ops->log_create_spec_async(s, spec, done, ud);
+        return;
+    }
     if (V4_OP(s, log_create_spec)) {
         int rc = s->ops->log_create_spec(s, spec, &err);
         done_sync(done, ud, rc, &err);

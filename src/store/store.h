@@ -421,6 +421,10 @@ typedef struct ann_store_ops {
      * (actor ANN_RETENTION_ACTOR) of what was deleted and why. Nothing else is touched. */
     int (*retention_pass)(ann_store *s, int64_t now_ns, int64_t day_ns, size_t max_logs,
                           ann_retention_stats *out, ann_err *err);
+    /* The asynchronous form of log_create_spec (a backend fills either; spec and all it
+     * points to stay valid until done). */
+    void (*log_create_spec_async)(ann_store *s, const ann_log_spec *spec, ann_done_fn done,
+                                  void *ud);
 } ann_store_ops;
 
 /* Every backend's handle starts with this. */

@@ -1,7 +1,6 @@
-"""The distributed mode (docs/distributed.md, "Retention and legal hold"): legal holds work
-(in the catalog), retention does not exist yet and says so with FAILED_PRECONDITION,
-changing nothing, rather than ignoring the request. Runs only in the distributed mode;
-tests/api/test_lifecycle.py has the embedded mode's whole contract."""
+"""What the distributed mode does its own way (docs/distributed.md, "Retention and legal
+hold"): holds in the catalog, its audit rows read by `annalsd audit --distributed`.
+tests/api/test_lifecycle.py runs the whole contract in both modes."""
 import grpc
 import pytest
 
@@ -50,17 +49,6 @@ def test_never_held_log_deletes(client):
     assert not get_log(client, log_id).HasField("last_hold_change")
     client.call(client.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log_id))
     expect_code(grpc.StatusCode.NOT_FOUND, get_log, client, log_id)
-
-
-def test_create_with_retention_is_failed_precondition(client):
-    before = len(client.call(client.query.ListLogs, pb.ListLogsRequest(page_size=1000)).logs)
-    err = expect_code(PRECOND, client.call, client.cmd.CreateLog,
-                      pb.CreateLogRequest(retention_days=3))
-    assert "retention_days" in err.details(), err.details()
-    after = len(client.call(client.query.ListLogs, pb.ListLogsRequest(page_size=1000)).logs)
-    assert after == before
-    log = client.call(client.cmd.CreateLog, pb.CreateLogRequest(retention_days=0)).log
-    assert log.retention_days == 0
 
 
 def test_bad_retention_is_still_invalid_argument(client):

@@ -50,8 +50,10 @@ int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_
 int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_key *out,
                            uint8_t key_hash[32], ann_err *err);
 
+/* retention_days: the log's own period (0: the tenant's). */
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
-                           const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+                           const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                           int32_t retention_days, ann_err *err);
 
 /* A log's metadata, its hold included (labels and the hold reason malloc'd into out;
  * release with ann_log_meta_release). Returns
@@ -76,5 +78,42 @@ int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *
  * tenant. */
 int ann_catalog_log_events(ann_catalog *c, const char *tenant_name, const char *log_id,
                            ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
+/* ---- retention (docs/distributed.md, "Retention and legal hold") ---- */
+
+/* The period of the tenant's logs without their own (0: forever); ANN_ENOTFOUND when no
+ * tenant has this name. */
+int ann_catalog_tenant_set_retention(ann_catalog *c, const char *tenant_name, int32_t days,
+                                     ann_err *err);
+
+/* The tenants with a period (malloc'd array). */
+typedef struct ann_catalog_period {
+    char tenant_id[ANN_UUID_LEN + 1];
+    int32_t days;
+} ann_catalog_period;
+int ann_catalog_tenant_periods(ann_catalog *c, ann_catalog_period **out, size_t *n, ann_err *err);
+
+/* A walk over every log of the deployment, one page per call, resumable (the cursor is the
+ * CQL paging state; state_len 0: from the start, and again once the walk ended). */
+typedef struct ann_catalog_scan {
+    uint8_t state[512];
+    size_t state_len;
+} ann_catalog_scan;
+typedef struct ann_catalog_log_row {
+    char tenant_id[ANN_UUID_LEN + 1];
+    char log_id[ANN_UUID_LEN + 1];
+    int64_t create_ns;
+    bool deleted, held;
+    int32_t days;          /* the log's own period (0: the tenant's) */
+    int64_t last_write_ns; /* recorded lower bound (0: none) */
+} ann_catalog_log_row;
+int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
+                         int (*visit)(const ann_catalog_log_row *row, void *ud), void *ud,
+                         ann_err *err);
+int ann_catalog_log_set_last_write(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                   int64_t ns, ann_err *err);
+/* One row of log_events. */
+int ann_catalog_event_put(ann_catalog *c, const char *tenant_id, const char *log_id, int64_t now,
+                          const char *kind, const char *actor, const char *reason, ann_err *err);
 
 #endif
