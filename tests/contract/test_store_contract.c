@@ -961,6 +961,8 @@ static void distributed_backend(void **state)
         ann_store *st = NULL;
         if (ann_store_distributed_open(&o, &st, &err) != 0)
             fail_msg("distributed: %s", err.msg);
+        if (seed == 1)
+            lifecycle_contract(st, "distributed");
         run_contract(st, "distributed", seed);
         ann_store_close(st);
         stop = 1;
