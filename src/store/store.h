@@ -34,6 +34,12 @@
  * wrapper over an async op waits for done). Every started operation must
  * complete in bounded time (backends time out their own waits): the server
  * waits for pending completions when it stops, before the store is closed.
+ *
+ * Version 4 adds retention and legal hold (docs/api.md, "Retention and legal hold"): a
+ * held log is never deleted, by log_delete (ANN_EPRECOND) or by retention_pass; a hold
+ * and a deletion of one log are decided one after the other, never both; retention
+ * deletes only logs whose last write is older than their period, through log_delete's
+ * own path, with an audit record each.
  */
 #ifndef ANN_STORE_STORE_H
 #define ANN_STORE_STORE_H
@@ -402,7 +408,8 @@ typedef struct ann_store_ops {
     int (*key_revoke)(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err);
 
     /* ---- version 4: retention and legal hold (NULL: the wrappers fail with ANN_EPRECOND,
-     * except log_create_spec with retention_days 0, which falls back to log_create) ---- */
+     * except log_create_spec with retention_days 0, which falls back to log_create, and
+     * retention_pass, which then has nothing to do) ---- */
 
     /* log_create, with the log's own retention period. */
     int (*log_create_spec)(ann_store *s, const ann_log_spec *spec, ann_err *err);
