@@ -273,18 +273,21 @@ def test_retention_deletes_exactly_the_expired_logs(fast):
         held = create(c, days=1).id
         hold(c, held, True, "keep it")
         long = create(c, days=1000).id
-        written = create(c, days=2).id          # kept alive by its writes
-        write_and_wait(c, written, [entry("x")])
-        deadline = time.time() + 4 * DAY_MS / 1000
+        written = create(c, days=4).id          # kept alive by its writes
+        # Writes every ~0.2 s for 6 "days" of 1 s: each one succeeds (a deleted log would
+        # answer NOT_FOUND), so the log outlived its 4-day period because it was written.
+        deadline = time.time() + 6 * DAY_MS / 1000
+        n = 0
         while time.time() < deadline:
             write_and_wait(c, written, [entry("keep")])
-            time.sleep(0.3)
-        assert gone(c, expired)
-        for log_id in (forever, held, long, written):
+            n += 1
+            time.sleep(0.2)
+        assert wait_until(lambda: gone(c, expired))
+        for log_id in (forever, held, long):
             assert not gone(c, log_id), log_id
-        assert get_log(c, written).entry_count > 5
-        # Its writes stopped: it goes two days after the last one.
+        # Its writes stopped: it goes four days after the last one.
         assert wait_until(lambda: gone(c, written))
+        assert n > 5
 
         trail = audit(fast, t.name)
         deleted = [r for r in trail if r[2] == "retention"]
@@ -402,7 +405,7 @@ def test_retention_ends_open_tails_like_delete(fast):
     t = Tenant(fast)
     try:
         c = t.admin
-        log_id = create(c, days=2).id
+        log_id = create(c, days=5).id  # 5 s after its last write: the tail opens well before
         write_and_wait(c, log_id, [entry("a"), entry("b")])
         stream = c.query.TailLogEntries(pb.TailLogEntriesRequest(log_id=log_id,
                                                                  after_entry_id="0"),
@@ -418,6 +421,6 @@ def test_retention_ends_open_tails_like_delete(fast):
                     pb.WriteLogEntriesRequest(log_id=log_id, entries=[entry("late")]))
         trail = audit(fast, t.name, log_id)
         assert len(trail) == 1 and trail[0][2] == "retention"
-        assert "log's period of 2 days" in trail[0][4] and "deleted 2 entries" in trail[0][4]
+        assert "log's period of 5 days" in trail[0][4] and "deleted 2 entries" in trail[0][4]
     finally:
         t.close()
