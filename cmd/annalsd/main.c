@@ -4,7 +4,10 @@
  *   annalsd serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
  *                 [--http HOST:PORT] [--workers N] [--durability fsync|none] [--blocks on|off]
  *                 [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]
+ *                 [--retention-every-ms N] [--retention-per-pass N]
  *   annalsd tenant create NAME --data DIR     (prints the new API key as the last line)
+ *   annalsd tenant set-retention NAME --days N --data DIR   (0: keep forever)
+ *   annalsd audit TENANT [--log LOG] --data DIR             (the lifecycle audit trail)
  *
  * Distributed mode (cmd/annalsd/roles.c, docs/distributed.md):
  *   annalsd serve|sequence|project|all --distributed [--kafka BROKERS]
@@ -17,6 +20,7 @@
  *   annalsd key list TENANT
  *   annalsd key revoke KEY_ID
  */
+#include <errno.h>
 #include <grpc/grpc.h>
 #include <malloc.h>
 #include <signal.h>
@@ -32,10 +36,12 @@
 #include "common/metrics.h"
 #include "common/random.h"
 #include "http/http.h"
+#include "domain/limits.h"
 #include "domain/rules.h"
 #include "domain/text.h"
 #include "roles.h"
 #include "store/embedded/embedded.h"
+#include "store/retention.h"
 
 static int usage(void)
 {
@@ -45,7 +51,10 @@ static int usage(void)
         "                     [--http HOST:PORT] [--workers N] [--durability fsync|none] [--blocks "
         "on|off]\n"
         "                     [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]\n"
+        "                     [--retention-every-ms N] [--retention-per-pass N]\n"
         "       annalsd tenant create NAME --data DIR\n"
+        "       annalsd tenant set-retention NAME --days N --data DIR   (0: keep forever)\n"
+        "       annalsd audit TENANT [--log LOG] --data DIR   (holds, releases, retention)\n"
         "distributed mode (every engine flag defaults to `make services-up`'s engines):\n"
         "       annalsd serve|sequence|project|all --distributed [--kafka BROKERS]\n"
         "                     [--cassandra HOST:PORT[,...]] [--postgres CONNINFO]\n"
@@ -55,8 +64,11 @@ static int usage(void)
         "                     [--tls-cert FILE --tls-key FILE] [--default-wait W]\n"
         "                     [--purge-interval-ms N] [--kafka-segment-ms N]\n"
         "                     [--kafka-delete-delay-ms N]\n"
+        "                     [--retention-every-ms N] [--retention-per-pass N]\n"
         "       annalsd project --rebuild [engine flags]   (read model from Cassandra)\n"
         "       annalsd tenant create NAME --distributed [engine flags]\n"
+        "       annalsd tenant set-retention NAME --days N --distributed [engine flags]\n"
+        "       annalsd audit TENANT [--log LOG] --distributed [engine flags]\n"
         "keys (with --data DIR, or --distributed [engine flags]):\n"
         "       annalsd key create TENANT --role writer|reader|redactor|admin [--role R]...\n"
         "                          [--name NAME] [--expires 30d|12h|15m|90s|RFC3339]\n"
@@ -126,6 +138,134 @@ static int cmd_tenant_create(int argc, char **argv)
            "only hashed):\n%s\n",
            t.name, t.id, t.key_name, t.key_id, key);
     return 0;
+}
+
+/* annalsd tenant set-retention NAME --days N (--data DIR | --distributed ...). */
+static int cmd_tenant_set_retention(int argc, char **argv)
+{
+    const char *name = NULL, *data = NULL, *days_text = NULL;
+    ann_roles_opts ro = {0};
+    for (int i = 0; i < argc; i++) {
+        int r = 0;
+        if (strcmp(argv[i], "--data") == 0)
+            data = opt_value(argc, argv, &i);
+        else if (strcmp(argv[i], "--days") == 0)
+            days_text = opt_value(argc, argv, &i);
+        else if ((r = ann_roles_flag(&ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
+        } else if (argv[i][0] == '-')
+            return usage();
+        else if (!name)
+            name = argv[i];
+        else
+            return usage();
+    }
+    if (!name || !days_text || (!data) == (!ro.distributed))
+        return usage();
+    char *end = NULL;
+    errno = 0;
+    long days = strtol(days_text, &end, 10);
+    if (errno || !end || *end || end == days_text || days < 0 || days > ANN_MAX_RETENTION_DAYS) {
+        fprintf(stderr, "annalsd: --days %s: a whole number of days, 0 (keep forever) to %d\n",
+                days_text, ANN_MAX_RETENTION_DAYS);
+        return 2;
+    }
+    ann_err err = {0};
+    ann_store *store = NULL;
+    int rc = 1;
+    if (ro.distributed) {
+        if (ann_roles_tenant_set_retention(&ro, name, (int32_t)days, &err) != 0)
+            goto fail;
+    } else {
+        ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
+        if (ann_store_embedded_open(data, &o, &store, &err) != 0 ||
+            ann_store_tenant_set_retention(store, name, (int32_t)days, &err) != 0)
+            goto fail;
+    }
+    if (days == 0)
+        printf("tenant %s: logs created without a period of their own are kept forever\n", name);
+    else
+        printf("tenant %s: logs created without a period of their own are deleted %ld day%s "
+               "after their last write\n",
+               name, days, days == 1 ? "" : "s");
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "annalsd: tenant set-retention: %s\n", err.msg);
+done:
+    ann_store_close(store);
+    return rc;
+}
+
+/* annalsd audit TENANT [--log LOG] --data DIR: the lifecycle audit trail (holds,
+ * releases, retention's deletions), one tab-separated line each, oldest first. */
+static int audit_print(const ann_log_event *ev, void *ud)
+{
+    (void)ud;
+    char b[ANN_CLI_TIME_BUF];
+    int64_t sec = ev->time_ns / 1000000000LL;
+    int32_t nsec = (int32_t)(ev->time_ns % 1000000000LL);
+    if (nsec < 0)
+        sec--, nsec += 1000000000;
+    printf("%s\t%s\t%s\t%s\t", ann_cli_time_format(sec, nsec, b), ev->log_id, ev->kind, ev->actor);
+    for (const char *p = ev->reason; *p; p++) /* one line per record */
+        putchar(*p == '\n' || *p == '\t' || *p == '\r' ? ' ' : *p);
+    putchar('\n');
+    return 0;
+}
+
+static int cmd_audit(int argc, char **argv)
+{
+    const char *tenant = NULL, *data = NULL, *log = NULL;
+    ann_roles_opts ro = {0};
+    for (int i = 0; i < argc; i++) {
+        int r = 0;
+        if (strcmp(argv[i], "--data") == 0)
+            data = opt_value(argc, argv, &i);
+        else if (strcmp(argv[i], "--log") == 0)
+            log = opt_value(argc, argv, &i);
+        else if ((r = ann_roles_flag(&ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
+        } else if (argv[i][0] == '-' || tenant)
+            return usage();
+        else
+            tenant = argv[i];
+    }
+    if (!tenant || (!data) == (!ro.distributed))
+        return usage();
+    ann_err err = {0};
+    ann_store *store = NULL;
+    ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC, .admin_only = true};
+    char canon[ANN_UUID_LEN + 1];
+    uint8_t u[16];
+    if (log) {
+        if (ann_uuid_parse(log, strlen(log), u) != 0) {
+            fprintf(stderr, "annalsd: audit: --log: not a UUID\n");
+            return 2;
+        }
+        ann_uuid_format(u, canon);
+        log = canon;
+    }
+    int rc = 0;
+    if (ro.distributed) {
+        if (ann_roles_audit(&ro, tenant, log, audit_print, NULL, &err) != 0) {
+            fprintf(stderr, "annalsd: audit: %s\n", err.msg);
+            rc = 1;
+        }
+        return rc;
+    }
+    if (ann_store_embedded_open(data, &o, &store, &err) != 0) {
+        fprintf(stderr, "annalsd: audit: %s\n", err.msg);
+        return 1;
+    }
+    if (ann_store_embedded_audit(store, tenant, log, audit_print, NULL, &err) != 0) {
+        fprintf(stderr, "annalsd: audit: %s\n", err.msg);
+        rc = 1;
+    }
+    ann_store_close(store);
+    return rc;
 }
 
 /* ---------- keys ---------- */
@@ -340,9 +480,26 @@ static int cmd_serve(const char *role, int argc, char **argv)
     ann_server_opts so = {.listen = "127.0.0.1:50051"};
     ann_store_embedded_opts o = {.durability = ANN_DURABILITY_FSYNC};
     ann_wait default_wait = ANN_WAIT_QUERYABLE;
+    ann_retention_opts reto = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0) {
             data = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--retention-every-ms") == 0) {
+            int v = atoi(opt_value(argc, argv, &i));
+            if (v <= 0)
+                return usage();
+            reto.every_ms = (unsigned)v;
+        } else if (strcmp(argv[i], "--retention-per-pass") == 0) {
+            int v = atoi(opt_value(argc, argv, &i));
+            if (v <= 0)
+                return usage();
+            reto.max_per_pass = (size_t)v;
+        } else if (strcmp(argv[i], "--retention-day-ms") == 0) {
+            /* Hidden, for tests only: the length of a retention "day" (docs/storage.md). */
+            long long v = atoll(opt_value(argc, argv, &i));
+            if (v <= 0)
+                return usage();
+            reto.day_ns = (int64_t)v * 1000000LL;
         } else if (strcmp(argv[i], "--listen") == 0) {
             so.listen = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--http") == 0) {
@@ -397,6 +554,7 @@ static int cmd_serve(const char *role, int argc, char **argv)
     if (strcmp(role, "serve") != 0)
         ro.distributed = true; /* sequence, project and all exist only there */
     if (ro.distributed) {
+        ro.retention = reto; /* run by every API server (serve, all) */
         if (data) {
             fprintf(stderr, "annalsd: --data is the embedded mode; the distributed mode keeps "
                             "its data in the engines\n");
@@ -426,6 +584,7 @@ static int cmd_serve(const char *role, int argc, char **argv)
     ann_service svc;
     ann_server *srv = NULL;
     ann_http *http = NULL;
+    ann_retention *retention = NULL;
     /* The operator's view (docs/operations.md): one registry and one readiness, owned here
      * and lent to the store, the gRPC server and the HTTP port. Metrics are kept only when
      * something can read them (--http). */
@@ -443,6 +602,11 @@ static int cmd_serve(const char *role, int argc, char **argv)
     svc.default_wait = default_wait;
     if (ann_server_start(&svc, &so, &srv, &err) != 0) {
         fprintf(stderr, "annalsd: %s\n", err.msg);
+        goto done;
+    }
+    if (ann_retention_start(store, &reto, &retention, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        ann_server_stop(srv);
         goto done;
     }
     if (ro.http) {
@@ -471,6 +635,7 @@ static int cmd_serve(const char *role, int argc, char **argv)
     ann_server_stop(srv); /* not ready from its first step: /readyz answers 503 meanwhile */
     rc = 0;
 done:
+    ann_retention_stop(retention);
     ann_http_stop(http);
     ann_store_close(store);
     ann_health_free(health);
@@ -488,6 +653,10 @@ int main(int argc, char **argv)
         return cmd_serve(argv[1], argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "create") == 0)
         return cmd_tenant_create(argc - 3, argv + 3);
+    if (argc >= 3 && strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "set-retention") == 0)
+        return cmd_tenant_set_retention(argc - 3, argv + 3);
+    if (argc >= 3 && strcmp(argv[1], "audit") == 0)
+        return cmd_audit(argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "key") == 0)
         return cmd_key(argc - 2, argv + 2);
     return usage();

@@ -276,6 +276,28 @@ int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t no
     return rc;
 }
 
+int ann_roles_tenant_set_retention(const ann_roles_opts *o, const char *name, int32_t days,
+                                   ann_err *err)
+{
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_tenant_set_retention(c, name, days, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
+int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char *log_id,
+                    ann_log_event_visit_fn visit, void *ud, ann_err *err)
+{
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    int rc = ann_catalog_log_events(c, tenant_name, log_id, visit, ud, err);
+    ann_catalog_close(c);
+    return rc;
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {
@@ -460,6 +482,7 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     ann_service svc;
     ann_server *srv = NULL;
     ann_http *http = NULL;
+    ann_retention *retention = NULL;
     engine_probe probes[3] = {{"kafka", e.kafka.brokers},
                               {"cassandra", e.cql.contact_points},
                               {"postgresql", e.conninfo}};
@@ -484,6 +507,12 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         }
         svc.default_wait = default_wait;
         if (ann_server_start(&svc, &so2, &srv, &err) != 0) {
+            fprintf(stderr, "annalsd: %s\n", err.msg);
+            goto stop_roles;
+        }
+        /* Every API server runs one: two deleting the same log race harmlessly (the
+         * catalog's conditional mark lets one win; the other finds it deleted). */
+        if (ann_retention_start(store, &o->retention, &retention, &err) != 0) {
             fprintf(stderr, "annalsd: %s\n", err.msg);
             goto stop_roles;
         }
@@ -537,10 +566,13 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
             fprintf(stderr, "annalsd: signal %d: finishing in-flight calls\n", sig);
     }
     ann_health_set_draining(health); /* /readyz: 503 while the roles finish */
+    ann_retention_stop(retention);
+    retention = NULL;
     if (srv)
         ann_server_stop(srv);
     srv = NULL;
 stop_roles:
+    ann_retention_stop(retention);
     if (srv) /* a start that failed half way */
         ann_server_stop(srv);
     ann_http_stop(http);

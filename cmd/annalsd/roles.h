@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "api/server.h"
+#include "store/retention.h"
 #include "store/store.h"
 
 typedef struct ann_roles_opts {
@@ -16,6 +17,7 @@ typedef struct ann_roles_opts {
     bool rebuild;          /* project --rebuild: rebuild the read model from Cassandra, exit */
     int purge_interval_ms; /* the projector role's purger: between passes (0: default) */
     int64_t kafka_segment_ms, kafka_delete_delay_ms; /* topic configs (0: defaults) */
+    ann_retention_opts retention; /* serve and all: the retention runner (main.c's flags) */
 } ann_roles_opts;
 
 /* One distributed flag at argv[*i]: 1 taken (value consumed), 0 not ours, -1 bad. */
@@ -35,6 +37,14 @@ int ann_roles_key_list(const ann_roles_opts *o, const char *tenant_name, ann_key
                        void *ud, ann_err *err);
 int ann_roles_key_revoke(const ann_roles_opts *o, const char *key_id, int64_t now_ns, ann_key *out,
                          ann_err *err);
+
+/* `annalsd tenant set-retention NAME --days N --distributed`: the catalog only. */
+int ann_roles_tenant_set_retention(const ann_roles_opts *o, const char *name, int32_t days,
+                                   ann_err *err);
+
+/* `annalsd audit TENANT --distributed`: the catalog's log_events. */
+int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char *log_id,
+                    ann_log_event_visit_fn visit, void *ud, ann_err *err);
 
 /* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
 int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,

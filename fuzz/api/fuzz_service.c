@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ann_store_log_create(store, t.id, FUZZ_LOG, NULL, 0, 0, &err);
     ann_service_init(&svc, store, &err);
 
-    ann_rpc rpc = (ann_rpc)(data[0] % 10); /* every ann_rpc, ListLogs, Read and Search included */
+    ann_rpc rpc = (ann_rpc)(data[0] % ANN_NRPC); /* every ann_rpc, SetLegalHold included */
     ann_buf resp = ANN_BUF_INIT;
     if (rpc == ANN_RPC_TAIL) {
         ann_tail tail;

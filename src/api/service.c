@@ -148,6 +148,23 @@ void svc_encode_log(ann_buf *out, uint32_t field, const ann_log_meta *m)
     ann_wire_add_ts(&log, 3, m->create_time_ns);
     if (m->entry_count)
         ann_buf_add_tag(&log, 4, 0), ann_buf_add_varint(&log, m->entry_count);
+    if (m->legal_hold)
+        ann_buf_add_tag(&log, 6, 0), ann_buf_add_varint(&log, 1);
+    if (m->retention_days)
+        ann_buf_add_tag(&log, 7, 0), ann_buf_add_varint(&log, (uint64_t)(int64_t)m->retention_days);
+    if (m->has_hold_change) {
+        const ann_hold_change *c = &m->last_hold_change;
+        ann_buf ch = ANN_BUF_INIT;
+        if (c->hold)
+            ann_buf_add_tag(&ch, 1, 0), ann_buf_add_varint(&ch, 1);
+        if (c->actor[0])
+            ann_buf_add_len_field(&ch, 2, c->actor, strlen(c->actor));
+        if (c->reason && c->reason[0])
+            ann_buf_add_len_field(&ch, 3, c->reason, strlen(c->reason));
+        ann_wire_add_ts(&ch, 4, c->time_ns);
+        ann_buf_add_len_field(&log, 20, ch.data, ch.len);
+        ann_buf_release(&ch);
+    }
     ann_buf_add_len_field(out, field, log.data, log.len);
     ann_buf_release(&log);
 }
@@ -170,6 +187,7 @@ static const struct {
     {"/annals.v1.LoggingCommandService/DeleteLog", ANN_RPC_DELETE_LOG},
     {"/annals.v1.LoggingCommandService/WriteLogEntries", ANN_RPC_WRITE},
     {"/annals.v1.LoggingCommandService/RevokeLogEntries", ANN_RPC_REVOKE},
+    {"/annals.v1.LoggingCommandService/SetLegalHold", ANN_RPC_SET_LEGAL_HOLD},
     {"/annals.v1.LoggingQueryService/ListLogEntries", ANN_RPC_LIST},
     {"/annals.v1.LoggingQueryService/GetLog", ANN_RPC_GET_LOG},
     {"/annals.v1.LoggingQueryService/TailLogEntries", ANN_RPC_TAIL},
@@ -242,6 +260,7 @@ static uint32_t rpc_roles(ann_rpc rpc)
     case ANN_RPC_SHARE:
         return ANN_ROLE_READER;
     case ANN_RPC_DELETE_LOG:
+    case ANN_RPC_SET_LEGAL_HOLD:
         break;
     }
     return ANN_ROLE_ADMIN;
@@ -322,6 +341,7 @@ typedef struct create_op {
     op_base base;
     ann_buf labels;
     ann_log_meta m;
+    ann_log_spec spec;
 } create_op;
 
 static void create_done(void *ud, int rc, const ann_err *err)
@@ -344,6 +364,13 @@ static void do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *
         goto fail;
     if (svc_check_labels(r->labels, r->n_labels, "labels", &err) != 0)
         goto fail;
+    if (r->retention_days < 0 || r->retention_days > ANN_MAX_RETENTION_DAYS) {
+        ann_err_set(&err, ANN_EINVAL,
+                    "retention_days: %d is out of range (0, the tenant's period, to %d days)",
+                    (int)r->retention_days, ANN_MAX_RETENTION_DAYS);
+        goto fail;
+    }
+    o->m.retention_days = r->retention_days;
     /* Stored as Log.labels fields, so GetLog splices them back verbatim. */
     for (size_t i = 0; i < r->n_labels; i++) {
         size_t n = annals__wire__v1__label__get_packed_size(r->labels[i]);
@@ -358,8 +385,13 @@ static void do_create_log(ann_service *svc, const ann_tenant *t, const uint8_t *
     o->m.labels = o->labels.data;
     o->m.labels_len = o->labels.len;
     svc_new_uuid(o->m.id);
-    ann_store_log_create_async(svc->store, o->base.tenant.id, o->m.id, o->labels.data,
-                               o->labels.len, o->m.create_time_ns, create_done, o);
+    o->spec = (ann_log_spec){.tenant_id = o->base.tenant.id,
+                             .log_id = o->m.id,
+                             .labels = o->labels.data,
+                             .labels_len = o->labels.len,
+                             .now_ns = o->m.create_time_ns,
+                             .retention_days = o->m.retention_days};
+    ann_store_log_create_spec_async(svc->store, &o->spec, create_done, o);
     return;
 fail:
     if (r)
@@ -660,6 +692,43 @@ fail:
     revoke_done(o, -1, &err);
 }
 
+static int do_set_legal_hold(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                             ann_buf *resp, ann_err *err)
+{
+    int rc = -1;
+    char log_id[ANN_UUID_LEN + 1], actor[ANN_ACTOR_MAX];
+    char *reason = NULL;
+    (void)resp; /* SetLegalHoldResponse is empty */
+    Annals__Wire__V1__SetLegalHoldRequest *r = (Annals__Wire__V1__SetLegalHoldRequest *)svc_decode(
+        &annals__wire__v1__set_legal_hold_request__descriptor, req, len, err);
+    if (!r)
+        return -1;
+    if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0)
+        goto done;
+    if (r->reason.len > ANN_MAX_HOLD_REASON_BYTES) {
+        ann_err_set(err, ANN_EINVAL, "reason: %zu bytes, at most %d allowed", r->reason.len,
+                    ANN_MAX_HOLD_REASON_BYTES);
+        goto done;
+    }
+    if (svc_check_text(&r->reason, "reason", err) != 0)
+        goto done;
+    if (memchr(r->reason.data, 0, r->reason.len)) {
+        ann_err_set(err, ANN_EINVAL, "reason: must not contain NUL");
+        goto done;
+    }
+    reason = ann_xmalloc(r->reason.len + 1);
+    if (r->reason.len)
+        memcpy(reason, r->reason.data, r->reason.len);
+    reason[r->reason.len] = '\0';
+    ann_actor_format(t->name, t->key_name, actor, sizeof actor);
+    rc = ann_store_log_set_hold(svc->store, t->id, log_id, r->hold, actor, reason, svc_now_ns(),
+                                err);
+done:
+    free(reason);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
 /* The other rpcs run here and now. */
 static void run_sync(int (*fn)(ann_service *, const ann_tenant *, const uint8_t *, size_t,
                                ann_buf *, ann_err *),
@@ -711,6 +780,9 @@ void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *te
         return;
     case ANN_RPC_GET_LOG:
         run_sync(do_get_log, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_SET_LEGAL_HOLD:
+        run_sync(do_set_legal_hold, svc, tenant, req, len, done, ud);
         return;
     case ANN_RPC_TAIL:
         break;

@@ -18,7 +18,8 @@
 static const char usage_text[] =
     "usage: annals <command> [options]\n"
     "\n"
-    "  log create [--label k=v]...          create a log; prints its id\n"
+    "  log create [--label k=v]... [--retention-days N]\n"
+    "                                       create a log; prints its id\n"
     "  log get LOG [--json]                 show a log's metadata\n"
     "  write LOG [--source NAME] [--severity S] [--label k=v]...\n"
     "                                       one entry per stdin line\n"
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "           [--min-severity S] [--json] every entry in a time window\n"
     "  tail LOG [--after ID] [--json]       follow new entries until interrupted\n"
     "  revoke LOG ID... --reason R          redact entries\n"
+    "  hold LOG --reason R                  put a log on legal hold (admin)\n"
+    "  release LOG --reason R               release a log's legal hold (admin)\n"
     "  logs [--label k=v]... [--since T] [--until T] [--json]\n"
     "                                       the logs, newest first\n"
     "  read LOG [--from ID] [--count N] [--json]\n"
@@ -422,6 +425,10 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_tail(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "revoke")) {
         rc = ann_cmd_revoke(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "hold")) {
+        rc = ann_cmd_hold(&cli, argc - 1, argv + 1, true);
+    } else if (!strcmp(cmd, "release")) {
+        rc = ann_cmd_hold(&cli, argc - 1, argv + 1, false);
     } else if (!strcmp(cmd, "logs")) {
         rc = ann_cmd_logs(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "read")) {

@@ -12,6 +12,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -161,6 +162,8 @@ int ann_cmd_log_get(ann_cli *cli, int argc, char **argv);
 int ann_cmd_delete(ann_cli *cli, int argc, char **argv);
 int ann_cmd_share(ann_cli *cli, int argc, char **argv);
 int ann_cmd_revoke(ann_cli *cli, int argc, char **argv);
+/* hold: true for `annals hold`, false for `annals release`. */
+int ann_cmd_hold(ann_cli *cli, int argc, char **argv, bool hold);
 int ann_cmd_write(ann_cli *cli, int argc, char **argv);
 int ann_cmd_list(ann_cli *cli, int argc, char **argv);
 int ann_cmd_tail(ann_cli *cli, int argc, char **argv);

@@ -1,4 +1,4 @@
-/* annals log create | log get | delete | revoke */
+/* annals log create | log get | delete | revoke | hold | release */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"label", required_argument, NULL, 'l'},
+        {"retention-days", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     Annals__V1__CreateLogRequest req = ANNALS__V1__CREATE_LOG_REQUEST__INIT;
@@ -29,6 +30,17 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'r') {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 0 || v > 36500) {
+                rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
+                                  "--retention-days: a whole number of days, 0 to 36500");
+                goto done;
+            }
+            req.retention_days = (int32_t)v;
+            continue;
+        }
         if (c != 'l') {
             rc = ann_cli_bad_option(cli, argv, c);
             goto done;
@@ -44,7 +56,7 @@ int ann_cmd_log_create(ann_cli *cli, int argc, char **argv)
     if (optind != argc) {
         rc = ann_cli_fail(cli, ANN_EXIT_USAGE,
                           "unexpected argument (usage: annals log create "
-                          "[--label k=v]...)");
+                          "[--label k=v]... [--retention-days N])");
         goto done;
     }
     req.labels = ptrs;
@@ -98,7 +110,7 @@ int ann_cmd_log_get(ann_cli *cli, int argc, char **argv)
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "the server returned no log");
     } else {
         if (json)
-            ann_cli_print_log_json(cli->out, resp->log);
+            ann_cli_print_log_json_full(cli->out, resp->log);
         else
             ann_cli_print_log_text(cli->out, resp->log);
         rc = ANN_EXIT_OK;
@@ -167,5 +179,45 @@ int ann_cmd_revoke(ann_cli *cli, int argc, char **argv)
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     fprintf(cli->err, "annals revoke: revoked %zu entr%s\n", req.n_entry_ids,
             req.n_entry_ids == 1 ? "y" : "ies");
+    return ANN_EXIT_OK;
+}
+
+/* annals hold LOG --reason R | annals release LOG --reason R */
+int ann_cmd_hold(ann_cli *cli, int argc, char **argv, bool hold)
+{
+    static const struct option opts[] = {
+        {"reason", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    Annals__V1__SetLegalHoldRequest req = ANNALS__V1__SET_LEGAL_HOLD_REQUEST__INIT;
+    Annals__Wire__V1__SetLegalHoldResponse *resp = NULL;
+    const char *reason = NULL;
+    ann_rpc_status st;
+    int c, rc;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c != 'r')
+            return ann_cli_bad_option(cli, argv, c);
+        reason = optarg;
+    }
+    if (argc - optind != 1 || !reason)
+        return ann_cli_fail(cli, ANN_EXIT_USAGE,
+                            hold ? "usage: annals hold LOG --reason R"
+                                 : "usage: annals release LOG --reason R");
+    if (!ann_cli_utf8_valid(reason, strlen(reason)))
+        return ann_cli_fail(cli, ANN_EXIT_USAGE, "--reason: not valid UTF-8");
+    req.log_id = argv[optind];
+    req.hold = hold;
+    req.reason = (char *)reason;
+    if ((rc = ann_cli_connect(cli)))
+        return rc;
+    if (ann_rpc_set_legal_hold(cli->client, &req, cli->timeout_ms, &resp, &st) < 0)
+        return ann_cli_fail_rpc(cli, NULL, &st);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    fprintf(cli->err, "annals %s: log ", hold ? "hold" : "release");
+    ann_cli_put_term_str(cli->err, req.log_id);
+    fputs(hold ? " is on legal hold\n" : " is released from legal hold\n", cli->err);
     return ANN_EXIT_OK;
 }

@@ -240,6 +240,22 @@ void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log)
         put_label_term(f, log->labels[i]);
         fputc('\n', f);
     }
+    if (log->retention_days)
+        fprintf(f, "retention: %d day%s after the last write\n", (int)log->retention_days,
+                log->retention_days == 1 ? "" : "s");
+    else
+        fputs("retention: the tenant's period\n", f);
+    fprintf(f, "legal_hold: %s\n", log->legal_hold ? "yes" : "no");
+    const Annals__Wire__V1__LegalHoldChange *c = log->last_hold_change;
+    if (c) {
+        fprintf(f, "last_hold_change: %s at ", c->hold ? "held" : "released");
+        put_time_text(f, c->time);
+        fputs(" by ", f);
+        ANN_CLI_PUT_TERM_BYTES(f, c->actor);
+        fputs("\nhold_reason: ", f);
+        ANN_CLI_PUT_TERM_BYTES(f, c->reason);
+        fputc('\n', f);
+    }
 }
 
 void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log)
@@ -255,7 +271,8 @@ void ann_cli_print_log_line(FILE *f, const Annals__Wire__V1__Log *log)
     fputc('\n', f);
 }
 
-void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
+/* The object's fields up to entry_count, without the closing brace. */
+static void put_log_json_head(FILE *f, const Annals__Wire__V1__Log *log)
 {
     fputs("{\"id\":", f);
     ANN_CLI_PUT_JSON_BYTES(f, log->id);
@@ -263,5 +280,29 @@ void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
     PUT_LABELS(f, log->n_labels, log->labels);
     fputs(",\"create_time\":", f);
     put_time_json(f, log->create_time);
-    fprintf(f, ",\"entry_count\":%lld}\n", (long long)log->entry_count);
+    fprintf(f, ",\"entry_count\":%lld", (long long)log->entry_count);
+}
+
+void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log)
+{
+    put_log_json_head(f, log);
+    fputs("}\n", f);
+}
+
+void ann_cli_print_log_json_full(FILE *f, const Annals__Wire__V1__Log *log)
+{
+    put_log_json_head(f, log);
+    fprintf(f, ",\"retention_days\":%d,\"legal_hold\":%s", (int)log->retention_days,
+            log->legal_hold ? "true" : "false");
+    const Annals__Wire__V1__LegalHoldChange *c = log->last_hold_change;
+    if (c) {
+        fprintf(f, ",\"last_hold_change\":{\"hold\":%s,\"actor\":", c->hold ? "true" : "false");
+        ANN_CLI_PUT_JSON_BYTES(f, c->actor);
+        fputs(",\"reason\":", f);
+        ANN_CLI_PUT_JSON_BYTES(f, c->reason);
+        fputs(",\"time\":", f);
+        put_time_json(f, c->time);
+        fputc('}', f);
+    }
+    fputs("}\n", f);
 }

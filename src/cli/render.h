@@ -44,10 +44,12 @@ void ann_cli_print_hit_text(FILE *f, const Annals__Wire__V1__LogEntry *e);
  * written as null). */
 void ann_cli_print_struct_json(FILE *f, const Annals__Wire__V1__Struct *s);
 
-/* A log's metadata: "key: value" lines, or one JSON object
- * {"id","labels","create_time","entry_count"} on one line. */
+/* A log's metadata: "key: value" lines (retention and hold included), or one JSON object
+ * {"id","labels","create_time","entry_count"} on one line (`annals logs --json`); _full
+ * adds "retention_days", "legal_hold" and, when set, "last_hold_change" (`log get`). */
 void ann_cli_print_log_text(FILE *f, const Annals__Wire__V1__Log *log);
 void ann_cli_print_log_json(FILE *f, const Annals__Wire__V1__Log *log);
+void ann_cli_print_log_json_full(FILE *f, const Annals__Wire__V1__Log *log);
 
 /* A log on one line, fields separated by single spaces:
  *     <id> <create_time> <entry_count> [<key>=<value>]...

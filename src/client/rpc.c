@@ -61,6 +61,9 @@ TYPED_CALL(ann_rpc_write_log_entries, Annals__Wire__V1__WriteLogEntriesRequest,
 TYPED_CALL(ann_rpc_revoke_log_entries, Annals__V1__RevokeLogEntriesRequest,
            Annals__Wire__V1__RevokeLogEntriesResponse, ANN_METHOD_REVOKE_LOG_ENTRIES,
            annals__wire__v1__revoke_log_entries_response__descriptor)
+TYPED_CALL(ann_rpc_set_legal_hold, Annals__V1__SetLegalHoldRequest,
+           Annals__Wire__V1__SetLegalHoldResponse, ANN_METHOD_SET_LEGAL_HOLD,
+           annals__wire__v1__set_legal_hold_response__descriptor)
 TYPED_CALL(ann_rpc_list_log_entries, Annals__V1__ListLogEntriesRequest,
            Annals__Wire__V1__ListLogEntriesResponse, ANN_METHOD_LIST_LOG_ENTRIES,
            annals__wire__v1__list_log_entries_response__descriptor)

@@ -26,6 +26,7 @@
 #define ANN_METHOD_DELETE_LOG "/annals.v1.LoggingCommandService/DeleteLog"
 #define ANN_METHOD_WRITE_LOG_ENTRIES "/annals.v1.LoggingCommandService/WriteLogEntries"
 #define ANN_METHOD_REVOKE_LOG_ENTRIES "/annals.v1.LoggingCommandService/RevokeLogEntries"
+#define ANN_METHOD_SET_LEGAL_HOLD "/annals.v1.LoggingCommandService/SetLegalHold"
 #define ANN_METHOD_LIST_LOG_ENTRIES "/annals.v1.LoggingQueryService/ListLogEntries"
 #define ANN_METHOD_GET_LOG "/annals.v1.LoggingQueryService/GetLog"
 #define ANN_METHOD_TAIL_LOG_ENTRIES "/annals.v1.LoggingQueryService/TailLogEntries"
@@ -55,6 +56,9 @@ int ann_rpc_revoke_log_entries(ann_client *c, const Annals__V1__RevokeLogEntries
                                int64_t timeout_ms,
                                Annals__Wire__V1__RevokeLogEntriesResponse **resp,
                                ann_rpc_status *st);
+int ann_rpc_set_legal_hold(ann_client *c, const Annals__V1__SetLegalHoldRequest *req,
+                           int64_t timeout_ms, Annals__Wire__V1__SetLegalHoldResponse **resp,
+                           ann_rpc_status *st);
 int ann_rpc_list_log_entries(ann_client *c, const Annals__V1__ListLogEntriesRequest *req,
                              int64_t timeout_ms, Annals__Wire__V1__ListLogEntriesResponse **resp,
                              ann_rpc_status *st);

@@ -13,8 +13,8 @@
 
 /*
  * Codes come in two families.
- *  - The caller's: EINVAL, ENOTFOUND, EUNAUTH, EEXISTS, ERANGE. Their message is for
- *    the client and names the field or the condition.
+ *  - The caller's: EINVAL, ENOTFOUND, EUNAUTH, EEXISTS, ERANGE, EPERM, EPRECOND. Their message is
+ * for the client and names the field or the condition.
  *  - The server's: EUNAVAIL, ENOSPC, EIO, EINTERNAL, ECORRUPT. Their message is for the
  *    operator's log only (it may name files); the client reads a fixed text chosen by
  *    the code (ann_code_public_msg), never a path or an internal id.
@@ -36,6 +36,8 @@ typedef enum ann_code {
     ANN_ECORRUPT,  /* stored data failed its checksum: DATA_LOSS */
     ANN_ENOSPC,    /* the disk is full; nothing was stored: RESOURCE_EXHAUSTED, retriable */
     ANN_EPERM,     /* a valid key without the role the call needs: PERMISSION_DENIED */
+    ANN_EPRECOND,  /* the object's state forbids the call (a log on legal hold, a feature the
+                      backend lacks): FAILED_PRECONDITION */
 } ann_code;
 
 enum {

@@ -14,8 +14,11 @@
 #define ANN_MAX_REVOKE_IDS 10000
 #define ANN_MAX_REASON_BYTES 4096
 #define ANN_MAX_TEXT_FILTER_BYTES 1024
-#define ANN_MAX_QUERY_BYTES 1024 /* SearchLogEntries.query */
-#define ANN_MAX_SEARCH_LOGS 1000 /* SearchLogEntries.log_ids */
+/* Retention and legal hold (docs/api.md, "Retention and legal hold"). */
+#define ANN_MAX_RETENTION_DAYS 36500   /* 100 years; 0 is "the tenant's" (or forever) */
+#define ANN_MAX_HOLD_REASON_BYTES 1024 /* SetLegalHoldRequest.reason */
+#define ANN_MAX_QUERY_BYTES 1024       /* SearchLogEntries.query */
+#define ANN_MAX_SEARCH_LOGS 1000       /* SearchLogEntries.log_ids */
 /* Entries one listing or search call examines at most before it answers with what it has
  * and a page token to continue (docs/api.md, "Bounded work"). */
 #define ANN_WORK_BUDGET 50000

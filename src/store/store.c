@@ -69,6 +69,8 @@ void ann_log_meta_release(ann_log_meta *m)
         free(m->labels);
         m->labels = NULL;
         m->labels_len = 0;
+        free(m->last_hold_change.reason);
+        m->last_hold_change.reason = NULL;
     }
 }
 
@@ -305,4 +307,60 @@ void ann_store_log_create_async(ann_store *s, const char *tenant_id, const char 
     ann_err err = {0};
     int rc = s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, &err);
     done_sync(done, ud, rc, &err);
+}
+
+/* ---------- version 4: retention and legal hold ---------- */
+
+#define V4_OP(s, f) ((s)->ops->version >= 4 ? (s)->ops->f : NULL)
+
+void ann_store_log_create_spec_async(ann_store *s, const ann_log_spec *spec, ann_done_fn done,
+                                     void *ud)
+{
+    ann_err err = {0};
+    if (V4_OP(s, log_create_spec_async)) {
+        s->ops->log_create_spec_async(s, spec, done, ud);
+        return;
+    }
+    if (V4_OP(s, log_create_spec)) {
+        int rc = s->ops->log_create_spec(s, spec, &err);
+        done_sync(done, ud, rc, &err);
+        return;
+    }
+    if (spec->retention_days != 0) {
+        ann_err_set(&err, ANN_EPRECOND,
+                    "retention_days: the %s store keeps logs forever (retention is not "
+                    "available on it yet)",
+                    s->ops->name);
+        done_sync(done, ud, -1, &err);
+        return;
+    }
+    ann_store_log_create_async(s, spec->tenant_id, spec->log_id, spec->labels, spec->labels_len,
+                               spec->now_ns, done, ud);
+}
+
+int ann_store_log_set_hold(ann_store *s, const char *tenant_id, const char *log_id, bool hold,
+                           const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    if (!V4_OP(s, log_set_hold))
+        return ann_err_set(err, ANN_EPRECOND, "legal holds are not available on the %s store yet",
+                           s->ops->name);
+    return s->ops->log_set_hold(s, tenant_id, log_id, hold, actor, reason, now_ns, err);
+}
+
+int ann_store_tenant_set_retention(ann_store *s, const char *tenant_name, int32_t days,
+                                   ann_err *err)
+{
+    if (!V4_OP(s, tenant_set_retention))
+        return ann_err_set(err, ANN_EPRECOND, "retention is not available on the %s store yet",
+                           s->ops->name);
+    return s->ops->tenant_set_retention(s, tenant_name, days, err);
+}
+
+int ann_store_retention_pass(ann_store *s, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                             ann_retention_stats *out, ann_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!V4_OP(s, retention_pass))
+        return 0; /* a backend without retention keeps every log: nothing to do */
+    return s->ops->retention_pass(s, now_ns, day_ns, max_logs, out, err);
 }

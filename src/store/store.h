@@ -34,6 +34,12 @@
  * wrapper over an async op waits for done). Every started operation must
  * complete in bounded time (backends time out their own waits): the server
  * waits for pending completions when it stops, before the store is closed.
+ *
+ * Version 4 adds retention and legal hold (docs/api.md, "Retention and legal hold"): a
+ * held log is never deleted, by log_delete (ANN_EPRECOND) or by retention_pass; a hold
+ * and a deletion of one log are decided one after the other, never both; retention
+ * deletes only logs whose last write is older than their period, through log_delete's
+ * own path, with an audit record each.
  */
 #ifndef ANN_STORE_STORE_H
 #define ANN_STORE_STORE_H
@@ -141,6 +147,14 @@ typedef struct ann_key_spec {
 /* Called for each listed key; return nonzero to stop early. */
 typedef int (*ann_key_visit_fn)(const ann_key *k, void *ud);
 
+/* v4: the audit record of a legal hold or release, as kept by the store. */
+typedef struct ann_hold_change {
+    bool hold; /* true: held; false: released */
+    char actor[ANN_ACTOR_MAX];
+    char *reason; /* malloc'd (ann_log_meta_release frees it); NULL when empty */
+    int64_t time_ns;
+} ann_hold_change;
+
 /* Log metadata. `labels` is malloc'd by the store (opaque encoded bytes, as
  * given to log_create); free it with ann_log_meta_release(). */
 typedef struct ann_log_meta {
@@ -151,7 +165,45 @@ typedef struct ann_log_meta {
                              * (<= entry_count; embedded: equal) */
     uint8_t *labels;
     size_t labels_len;
+    /* v4 (zero from older backends): legal_hold and retention_days from log_get and
+     * logs_list, the last hold change from log_get only. */
+    bool legal_hold;
+    int32_t retention_days; /* as created; 0: the tenant's period applies */
+    bool has_hold_change;   /* last_hold_change is set: held or released at least once */
+    ann_hold_change last_hold_change;
 } ann_log_meta;
+
+/* v4: a new log (log_create_spec); in the caller's memory for the call. */
+typedef struct ann_log_spec {
+    const char *tenant_id;
+    const char *log_id;
+    const uint8_t *labels;
+    size_t labels_len;
+    int64_t now_ns;
+    int32_t retention_days; /* >= 0; 0: the tenant's period */
+} ann_log_spec;
+
+/* v4: what one retention pass did. */
+typedef struct ann_retention_stats {
+    size_t examined; /* candidate logs looked at */
+    size_t deleted;  /* deleted (each with its audit record) */
+    bool more;       /* the pass stopped at its bound: candidates may remain */
+} ann_retention_stats;
+
+/* v4: one record of a log's lifecycle audit trail (holds, releases, retention's
+ * deletions), as operator tools read it. Pointers valid during the visit only. */
+typedef struct ann_log_event {
+    const char *log_id;
+    int64_t time_ns;
+    const char *kind; /* "hold", "release" or "retention" */
+    const char *actor;
+    const char *reason;
+} ann_log_event;
+/* Called for each record; return nonzero to stop early. */
+typedef int (*ann_log_event_visit_fn)(const ann_log_event *ev, void *ud);
+
+/* The actor of retention's audit records. */
+#define ANN_RETENTION_ACTOR "annals:retention"
 
 void ann_log_meta_release(ann_log_meta *m);
 
@@ -279,7 +331,7 @@ typedef struct ann_store ann_store;
 typedef struct ann_watch ann_watch;
 
 typedef struct ann_store_ops {
-    unsigned version; /* 1, 2 or 3 (the v2 and v3 fields and ops below); callers check it */
+    unsigned version; /* 1 to 4 (the v2, v3 and v4 fields and ops below); callers check it */
     const char *name;
 
     void (*close)(ann_store *s);
@@ -358,6 +410,32 @@ typedef struct ann_store_ops {
      * From the call on, tenant_by_key on this store refuses it; on other servers of the
      * same deployment within the backend's stated bound (docs/api.md). Fills *out. */
     int (*key_revoke)(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out, ann_err *err);
+
+    /* ---- version 4: retention and legal hold (NULL: the wrappers fail with ANN_EPRECOND,
+     * except log_create_spec with retention_days 0, which falls back to log_create, and
+     * retention_pass, which then has nothing to do) ---- */
+
+    /* log_create, with the log's own retention period. */
+    int (*log_create_spec)(ann_store *s, const ann_log_spec *spec, ann_err *err);
+    /* Holds (hold) or releases the log and keeps the audit record (actor, reason, time) in
+     * one step; ANN_ENOTFOUND as log_get. Holding a held log records the call again. While
+     * held, log_delete fails with ANN_EPRECOND and retention_pass skips the log; revoke
+     * still works. */
+    int (*log_set_hold)(ann_store *s, const char *tenant_id, const char *log_id, bool hold,
+                        const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+    /* The tenant's period for its logs created with retention_days 0 (0: keep forever);
+     * ANN_ENOTFOUND when no such tenant. */
+    int (*tenant_set_retention)(ann_store *s, const char *tenant_name, int32_t days, ann_err *err);
+    /* One bounded pass: deletes, exactly as log_delete does, at most max_logs logs that are
+     * not held and whose last write (the insert time of their last entry, or their
+     * creation) is older than now_ns - period * day_ns, keeping for each an audit record
+     * (actor ANN_RETENTION_ACTOR) of what was deleted and why. Nothing else is touched. */
+    int (*retention_pass)(ann_store *s, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                          ann_retention_stats *out, ann_err *err);
+    /* The asynchronous form of log_create_spec (a backend fills either; spec and all it
+     * points to stay valid until done). */
+    void (*log_create_spec_async)(ann_store *s, const ann_log_spec *spec, ann_done_fn done,
+                                  void *ud);
 } ann_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -380,6 +458,15 @@ int ann_store_key_list(ann_store *s, const char *tenant_name, ann_key_visit_fn v
                        ann_err *err);
 int ann_store_key_revoke(ann_store *s, const char *key_id, int64_t now_ns, ann_key *out,
                          ann_err *err);
+/* Version 4: retention and legal hold (see the ops). */
+void ann_store_log_create_spec_async(ann_store *s, const ann_log_spec *spec, ann_done_fn done,
+                                     void *ud);
+int ann_store_log_set_hold(ann_store *s, const char *tenant_id, const char *log_id, bool hold,
+                           const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+int ann_store_tenant_set_retention(ann_store *s, const char *tenant_name, int32_t days,
+                                   ann_err *err);
+int ann_store_retention_pass(ann_store *s, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                             ann_retention_stats *out, ann_err *err);
 int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
                       ann_err *err);
 int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id, ann_err *err);

@@ -43,13 +43,14 @@ def small_disk():
 def fill(path):
     """Fills the file system with one file; returns its path."""
     chunk = b"\0" * (64 * 1024)
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
+    f = open(path, "wb", buffering=0)  # unbuffered: close() has nothing left to flush
+    try:
+        while True:
+            f.write(chunk)
+    except OSError:
+        pass
+    finally:
+        f.close()
     return path
 
 

@@ -631,6 +631,140 @@ static void keys_contract(ann_store *st, const model *m, const char *what)
     assert_int_equal(err.code, ANN_EEXISTS);
 }
 
+/* The outcome of an async command whose backend completes inline (both here do). */
+typedef struct waiter_box {
+    int rc;
+    ann_err err;
+} waiter_box;
+
+static void box_done(void *ud, int rc, const ann_err *err)
+{
+    waiter_box *w = ud;
+    w->rc = rc;
+    if (err)
+        w->err = *err;
+}
+
+/* Retention and legal hold (store.h v4), with the caller's clock: a day of 1,000 ns. */
+static void lifecycle_contract(ann_store *st, const char *what)
+{
+    const int64_t day = 1000, t0 = 1700000000000000000LL;
+    ann_err err;
+    ann_tenant a, b;
+    uint8_t ka[32], kb[32];
+    memset(ka, 0x51, 32);
+    memset(kb, 0x52, 32);
+    assert_int_equal(ann_store_tenant_create(st, "life-a", ka, &a, &err), 0);
+    assert_int_equal(ann_store_tenant_create(st, "life-b", kb, &b, &err), 0);
+    static const char *ids[] = {
+        "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002",
+        "a0000000-0000-4000-8000-000000000003", "a0000000-0000-4000-8000-000000000004",
+        "b0000000-0000-4000-8000-000000000005"};
+    const int32_t days[] = {1, 0, 1, 5, 1};
+    for (int i = 0; i < 5; i++) {
+        ann_log_spec spec = {.tenant_id = i == 4 ? b.id : a.id,
+                             .log_id = ids[i],
+                             .now_ns = t0,
+                             .retention_days = days[i]};
+        waiter_box w = {0};
+        ann_store_log_create_spec_async(st, &spec, box_done, &w);
+        if (w.rc != 0)
+            fail_msg("%s: create %d: %s", what, i, w.err.msg);
+    }
+    ann_log_spec bad = {.tenant_id = a.id,
+                        .log_id = "a0000000-0000-4000-8000-0000000000ff",
+                        .now_ns = t0,
+                        .retention_days = -1};
+    waiter_box w = {0};
+    ann_store_log_create_spec_async(st, &bad, box_done, &w);
+    assert_int_equal(w.rc, -1);
+    assert_int_equal(w.err.code, ANN_EINVAL);
+
+    ann_log_meta lm = {0};
+    assert_int_equal(ann_store_log_get(st, a.id, ids[3], &lm, &err), 0);
+    assert_int_equal(lm.retention_days, 5);
+    assert_false(lm.legal_hold);
+    assert_false(lm.has_hold_change);
+    ann_log_meta_release(&lm);
+
+    /* Hold ids[2]: audited on the log; DeleteLog refused; another tenant cannot see it. */
+    assert_int_equal(ann_store_log_set_hold(st, a.id, ids[2], true, "tenant:life-a/key:admin",
+                                            "case 7", t0, &err),
+                     0);
+    assert_int_not_equal(
+        ann_store_log_set_hold(st, b.id, ids[2], true, "tenant:life-b/key:admin", "x", t0, &err),
+        0);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
+    assert_int_equal(ann_store_log_get(st, a.id, ids[2], &lm, &err), 0);
+    assert_true(lm.legal_hold);
+    assert_true(lm.has_hold_change);
+    assert_true(lm.last_hold_change.hold);
+    assert_string_equal(lm.last_hold_change.actor, "tenant:life-a/key:admin");
+    assert_string_equal(lm.last_hold_change.reason, "case 7");
+    assert_int_equal(lm.last_hold_change.time_ns, t0);
+    ann_log_meta_release(&lm);
+    assert_int_not_equal(ann_store_log_delete(st, a.id, ids[2], &err), 0);
+    assert_int_equal(err.code, ANN_EPRECOND);
+
+    /* A write at t0 + 3 days keeps ids[3] (5 days) until t0 + 8 days. */
+    ann_entry e = {.time_ns = t0 + 3 * day,
+                   .insert_time_ns = t0 + 3 * day,
+                   .insert_id = "w1",
+                   .insert_id_len = 2};
+    uint64_t got;
+    ann_append ap = {.tenant_id = a.id, .log_id = ids[3], .entries = &e, .n = 1, .ids_out = &got};
+    assert_int_equal(ann_store_append(st, &ap, &err), 0);
+    /* The held log still takes revocations. */
+    ap.log_id = ids[2];
+    e.insert_id = "w2";
+    assert_int_equal(ann_store_append(st, &ap, &err), 0);
+    assert_int_equal(ann_store_revoke(st, a.id, ids[2], &got, 1, "x", "leak", t0, &err), 0);
+
+    ann_retention_stats rs;
+    const size_t per_pass = 100;
+    /* t0 + 2 days: ids[0] and ids[4] (1 day, no writes) go; the held ids[2] (written at
+     * t0 + 3 days anyway) stays; ids[1] has no period (the tenant's: forever). */
+    assert_int_equal(ann_store_retention_pass(st, t0 + 2 * day, day, per_pass, &rs, &err), 0);
+    assert_int_equal(rs.deleted, 2);
+    bool alive[5];
+    for (int i = 0; i < 5; i++)
+        alive[i] = ann_store_log_get(st, i == 4 ? b.id : a.id, ids[i], &lm, &err) == 0,
+        ann_log_meta_release(&lm);
+    assert_false(alive[0]);
+    assert_true(alive[1]);
+    assert_true(alive[2]);
+    assert_true(alive[3]);
+    assert_false(alive[4]);
+    /* The tenant's period now applies to ids[1]; ids[3] was written at t0 + 3 days. */
+    assert_int_not_equal(ann_store_tenant_set_retention(st, "no-such", 1, &err), 0);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
+    assert_int_equal(ann_store_tenant_set_retention(st, "life-a", 1, &err), 0);
+    assert_int_equal(ann_store_retention_pass(st, t0 + 7 * day, day, per_pass, &rs, &err), 0);
+    assert_int_equal(rs.deleted, 1);
+    assert_int_not_equal(ann_store_log_get(st, a.id, ids[1], &lm, &err), 0);
+    assert_int_equal(ann_store_log_get(st, a.id, ids[3], &lm, &err), 0);
+    ann_log_meta_release(&lm);
+    assert_int_equal(ann_store_log_get(st, a.id, ids[2], &lm, &err), 0);
+    ann_log_meta_release(&lm);
+    /* Released, the held log goes at the next pass; ids[3] at t0 + 8 days and after. */
+    assert_int_equal(
+        ann_store_log_set_hold(st, a.id, ids[2], false, "tenant:life-a/key:admin", "", t0, &err),
+        0);
+    assert_int_equal(ann_store_log_get(st, a.id, ids[2], &lm, &err), 0);
+    assert_false(lm.legal_hold);
+    assert_false(lm.last_hold_change.hold);
+    assert_null(lm.last_hold_change.reason);
+    ann_log_meta_release(&lm);
+    assert_int_equal(ann_store_retention_pass(st, t0 + 8 * day - 1, day, per_pass, &rs, &err), 0);
+    assert_int_equal(rs.deleted, 1); /* ids[2] only */
+    assert_int_equal(ann_store_log_get(st, a.id, ids[3], &lm, &err), 0);
+    ann_log_meta_release(&lm);
+    assert_int_equal(ann_store_retention_pass(st, t0 + 8 * day + 1, day, per_pass, &rs, &err), 0);
+    assert_int_equal(rs.deleted, 1);
+    assert_int_not_equal(ann_store_log_get(st, a.id, ids[3], &lm, &err), 0);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
+}
+
 static void run_contract(ann_store *st, const char *what, unsigned seed)
 {
     model *m = malloc(sizeof *m);
@@ -646,6 +780,11 @@ static void run_contract(ann_store *st, const char *what, unsigned seed)
 static void memory_backend(void **state)
 {
     (void)state;
+    {
+        ann_store *st = ann_memstore_new();
+        lifecycle_contract(st, "memory");
+        ann_store_close(st);
+    }
     for (unsigned seed = 1; seed <= 3; seed++) {
         ann_store *st = ann_memstore_new();
         run_contract(st, "memory", seed);
@@ -673,6 +812,8 @@ static void embedded_backend(void **state)
         ann_store *st = NULL;
         ann_err err;
         assert_int_equal(ann_store_embedded_open(dir, &o, &st, &err), 0);
+        if (seed == 1)
+            lifecycle_contract(st, "embedded");
         run_contract(st, "embedded", seed);
         sleep(2); /* every log sealed: the reopened store searches them by summary */
         ann_store_close(st);
@@ -824,6 +965,8 @@ static void distributed_backend(void **state)
         ann_store *st = NULL;
         if (ann_store_distributed_open(&o, &st, &err) != 0)
             fail_msg("distributed: %s", err.msg);
+        if (seed == 1)
+            lifecycle_contract(st, "distributed");
         run_contract(st, "distributed", seed);
         ann_store_close(st);
         stop = 1;

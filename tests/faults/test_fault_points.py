@@ -344,6 +344,36 @@ def test_deletion_cut(point, recovery):
             assert [int(i) for i in r.entry_ids] == [1, 2, 3]
 
 
+RETENTION_POINTS = ["delete.marked", "delete.dat_unlinked", "delete.removed"]
+
+
+@pytest.mark.parametrize("point", RETENTION_POINTS)
+def test_retention_deletion_cut(point):
+    """Retention deletes through DeleteLog's path: a kill -9 anywhere after its durable
+    decision is finished by the next open, the audit record stays, no byte is left."""
+    with world(NO_BLOCKS) as w:
+        d = w.s.data
+        w.s.admin("tenant", "set-retention", "faults", "--days", "1")
+        fast = ["--retention-day-ms", "100", "--retention-every-ms", "100"]
+        w.s.extra = NO_BLOCKS + fast
+        time.sleep(0.3)  # the log's last write is now older than one (100 ms) day
+        w.s.start_faulty(point)  # the first pass deletes it and dies at the point
+        w.s.expect_killed_at(point)
+        w.s.extra = list(NO_BLOCKS)  # the release server, no retention pass of its own due
+        w.s.admin("tenant", "set-retention", "faults", "--days", "0")
+        w.s.start()
+        with w.client() as c:
+            with pytest.raises(grpc.RpcError) as ei:
+                c.call(c.query.GetLog, pb.GetLogRequest(log_id=w.log))
+            assert ei.value.code() == grpc.StatusCode.NOT_FOUND, \
+                f"{point}: recovery did not finish the retention deletion"
+        assert not log_files(d, w.log), f"{point}: files of the deleted log left"
+        left = {e.text_payload for _, e in w.acked} & markers_on_disk(d)
+        assert not left, f"{point}: {len(left)} markers of the deleted log on disk"
+        trail = w.s.admin("audit", "faults", "--log", w.log).stdout.splitlines()
+        assert len(trail) == 1 and "\tretention\tannals:retention\t" in trail[0], trail
+
+
 # ------------------------------------------------------------------ group commit
 
 COMMIT_POINTS = ["commit.written", "commit.synced", "commit.published"]

@@ -29,6 +29,10 @@ typedef struct mlog {
     uint8_t *labels;
     size_t labels_len;
     bool deleted;
+    int32_t retention_days; /* v4 */
+    bool hold;
+    bool has_change;
+    ann_hold_change change; /* reason malloc'd */
     mentry *v;
     size_t n, cap;
     struct ann_watch *watchers;
@@ -39,6 +43,7 @@ typedef struct memstore {
     pthread_mutex_t mu;
     pthread_mutex_t watch_mu; /* held while watchers run: unwatch waits on it */
     ann_tenant tenants[16];
+    int32_t tenant_days[16]; /* v4: each tenant's retention period */
     size_t n_tenants;
     struct mkey {
         ann_key k;
@@ -73,6 +78,7 @@ static void ms_close(ann_store *s)
         }
         free(l->v);
         free(l->labels);
+        free(l->change.reason);
         free(l);
     }
     pthread_mutex_destroy(&m->mu);
@@ -270,6 +276,13 @@ static int ms_log_get(ann_store *s, const char *tenant, const char *id, ann_log_
         if (l->labels_len)
             memcpy(out->labels, l->labels, l->labels_len);
         out->labels_len = l->labels_len;
+        out->legal_hold = l->hold;
+        out->retention_days = l->retention_days;
+        out->has_hold_change = l->has_change;
+        if (l->has_change) {
+            out->last_hold_change = l->change;
+            out->last_hold_change.reason = l->change.reason ? strdup(l->change.reason) : NULL;
+        }
     }
     pthread_mutex_unlock(&m->mu);
     return l ? 0 : -1;
@@ -288,12 +301,97 @@ static int ms_log_delete(ann_store *s, const char *tenant, const char *id, ann_e
     memstore *m = (memstore *)s;
     pthread_mutex_lock(&m->mu);
     mlog *l = find(m, tenant, id, err);
-    if (l)
+    if (l && l->hold) {
+        ann_err_set(err, ANN_EPRECOND, "log_id: log %s is on legal hold", id);
+        l = NULL;
+    } else if (l)
         l->deleted = true;
     pthread_mutex_unlock(&m->mu);
     if (l)
         notify(m, l);
     return l ? 0 : -1;
+}
+
+/* ---- v4: retention and legal hold (the reference the contract suite compares with) ---- */
+
+static int ms_log_create_spec(ann_store *s, const ann_log_spec *spec, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    if (spec->retention_days < 0)
+        return ann_err_set(err, ANN_EINVAL, "retention_days: must not be negative");
+    if (ms_log_create(s, spec->tenant_id, spec->log_id, spec->labels, spec->labels_len,
+                      spec->now_ns, err) != 0)
+        return -1;
+    pthread_mutex_lock(&m->mu);
+    m->logs[m->n_logs - 1]->retention_days = spec->retention_days;
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int ms_log_set_hold(ann_store *s, const char *tenant, const char *id, bool hold,
+                           const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    pthread_mutex_lock(&m->mu);
+    mlog *l = find(m, tenant, id, err);
+    if (l) {
+        l->hold = hold;
+        l->has_change = true;
+        free(l->change.reason);
+        l->change.hold = hold;
+        snprintf(l->change.actor, sizeof l->change.actor, "%s", actor);
+        l->change.reason = reason && *reason ? strdup(reason) : NULL;
+        l->change.time_ns = now_ns;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return l ? 0 : -1;
+}
+
+static int ms_tenant_set_retention(ann_store *s, const char *name, int32_t days, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    if (days < 0)
+        return ann_err_set(err, ANN_EINVAL, "days: must not be negative");
+    pthread_mutex_lock(&m->mu);
+    int rc = ann_err_set(err, ANN_ENOTFOUND, "tenant %s not found", name);
+    for (size_t i = 0; i < m->n_tenants; i++)
+        if (strcmp(m->tenants[i].name, name) == 0)
+            m->tenant_days[i] = days, rc = 0;
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int ms_retention_pass(ann_store *s, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                             ann_retention_stats *out, ann_err *err)
+{
+    memstore *m = (memstore *)s;
+    (void)err;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&m->mu);
+    mlog *gone[256];
+    size_t n_gone = 0;
+    for (size_t i = 0; i < m->n_logs && out->examined < max_logs; i++) {
+        mlog *l = m->logs[i];
+        int32_t days = l->retention_days;
+        for (size_t t = 0; days == 0 && t < m->n_tenants; t++)
+            if (strcmp(m->tenants[t].id, l->tenant) == 0)
+                days = m->tenant_days[t];
+        if (l->deleted || l->hold || days <= 0)
+            continue;
+        int64_t last = l->create_time;
+        if (l->n && l->v[l->n - 1].e.insert_time_ns > last)
+            last = l->v[l->n - 1].e.insert_time_ns;
+        if (last >= now_ns - (int64_t)days * day_ns)
+            continue;
+        out->examined++;
+        l->deleted = true;
+        gone[n_gone++] = l;
+        out->deleted++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n_gone; i++)
+        notify(m, gone[i]);
+    return 0;
 }
 
 static int ms_append(ann_store *s, ann_append *req, ann_err *err)
@@ -606,8 +704,12 @@ static int ms_search(ann_store *s, const char *tenant, const ann_search_query *q
 }
 
 static const ann_store_ops memstore_ops = {
-    .version = 3, /* the v2 fields (the commands stay synchronous) and keys */
+    .version = 4, /* the v2 fields (the commands stay synchronous), keys, retention, holds */
     .name = "memory (tests only)",
+    .log_create_spec = ms_log_create_spec,
+    .log_set_hold = ms_log_set_hold,
+    .tenant_set_retention = ms_tenant_set_retention,
+    .retention_pass = ms_retention_pass,
     .close = ms_close,
     .secret = ms_secret,
     .tenant_create = ms_tenant_create,

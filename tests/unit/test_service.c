@@ -514,6 +514,74 @@ static void isolation_and_deletion(void **state)
     ann_buf_release(&resp);
 }
 
+/* SetLegalHold and CreateLogRequest.retention_days (docs/api.md, "Retention and legal
+ * hold"): validation names the field and changes nothing; a held log refuses DeleteLog
+ * with EPRECOND; another tenant's log is not found. */
+static void hold_rules(void **state)
+{
+    fx *f = *state;
+    ann_err err;
+    ann_buf resp = ANN_BUF_INIT;
+    Annals__Wire__V1__SetLegalHoldRequest h = ANNALS__WIRE__V1__SET_LEGAL_HOLD_REQUEST__INIT;
+    h.log_id = BINZ(f->log);
+    h.hold = true;
+    h.reason = BINZ("case 9");
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->b, &h.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_ENOTFOUND);
+    static char big[1026];
+    memset(big, 'x', 1025);
+    h.reason = BINZ(big);
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->a, &h.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+    assert_non_null(strstr(err.msg, "reason"));
+    h.reason = (ProtobufCBinaryData){3, (uint8_t *)"a\0b"};
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->a, &h.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+    h.reason = (ProtobufCBinaryData){2, (uint8_t *)"\xc3("};
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->a, &h.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+
+    Annals__Wire__V1__DeleteLogRequest del = ANNALS__WIRE__V1__DELETE_LOG_REQUEST__INIT;
+    del.log_id = BINZ(f->log);
+    ann_log_meta m = {0};
+    assert_int_equal(ann_store_log_get(f->store, f->a.id, f->log, &m, &err), 0);
+    assert_false(m.legal_hold); /* the refused requests changed nothing */
+    assert_false(m.has_hold_change);
+    ann_log_meta_release(&m);
+
+    h.reason = BINZ("case 9");
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->a, &h.base, &resp, &err), 0);
+    assert_int_equal(call(f, ANN_RPC_DELETE_LOG, &f->a, &del.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_EPRECOND);
+    assert_non_null(strstr(err.msg, "hold"));
+    assert_int_equal(ann_store_log_get(f->store, f->a.id, f->log, &m, &err), 0);
+    assert_true(m.legal_hold);
+    assert_string_equal(m.last_hold_change.reason, "case 9");
+    ann_log_meta_release(&m);
+    h.hold = false;
+    assert_int_equal(call(f, ANN_RPC_SET_LEGAL_HOLD, &f->a, &h.base, &resp, &err), 0);
+    assert_int_equal(call(f, ANN_RPC_DELETE_LOG, &f->a, &del.base, &resp, &err), 0);
+
+    Annals__Wire__V1__CreateLogRequest cr = ANNALS__WIRE__V1__CREATE_LOG_REQUEST__INIT;
+    cr.retention_days = -1;
+    assert_int_equal(call(f, ANN_RPC_CREATE_LOG, &f->a, &cr.base, &resp, &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
+    assert_non_null(strstr(err.msg, "retention_days"));
+    cr.retention_days = 36501;
+    assert_int_equal(call(f, ANN_RPC_CREATE_LOG, &f->a, &cr.base, &resp, &err), -1);
+    assert_non_null(strstr(err.msg, "retention_days"));
+    cr.retention_days = 12;
+    assert_int_equal(call(f, ANN_RPC_CREATE_LOG, &f->a, &cr.base, &resp, &err), 0);
+    Annals__Wire__V1__CreateLogResponse *r =
+        annals__wire__v1__create_log_response__unpack(NULL, resp.len, resp.data);
+    assert_non_null(r);
+    assert_non_null(r->log);
+    assert_int_equal(r->log->retention_days, 12);
+    assert_false(r->log->legal_hold);
+    annals__wire__v1__create_log_response__free_unpacked(r, NULL);
+    ann_buf_release(&resp);
+}
+
 static void revoke_rules(void **state)
 {
     fx *f = *state;
@@ -598,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(paging_is_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(isolation_and_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(revoke_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(hold_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(auth_header, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

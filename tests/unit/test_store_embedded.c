@@ -1157,7 +1157,7 @@ static void test_delete_recovery(void **state)
     snprintf(p, sizeof p, "%s/meta.db", f->dir);
     ann_meta *m;
     assert_int_equal(ann_meta_open(p, true, &m, &err), 0);
-    assert_int_equal(ann_meta_log_set_deleting(m, f->t.id, "half", &err), 0);
+    assert_int_equal(ann_meta_log_set_deleting(m, f->t.id, "half", NULL, &err), 0);
     ann_meta_free(m);
     f->s = open_store(f->dir, ANN_DURABILITY_FSYNC);
     data_path(f, "half", path, sizeof path);

@@ -26,6 +26,14 @@ enum {
     S_KEY_REVOKE,
     S_KEY_TOUCH,
     S_TENANT_BY_NAME,
+    S_LOG_HOLD,
+    S_EVENT_PUT,
+    S_EVENTS,
+    S_LOG_EVENTS,
+    S_TENANT_RETENTION,
+    S_TENANT_PERIODS,
+    S_LOG_SCAN,
+    S_LOG_LAST_WRITE,
     S_COUNT
 };
 
@@ -33,10 +41,20 @@ enum {
     "key_id text, key_name text, roles int, create_time_ns bigint, expire_time_ns bigint, "        \
     "revoke_time_ns bigint, last_used_ns bigint"
 
+/* Legal holds (docs/distributed.md, "Retention and legal hold"): the hold and its last
+ * change, on the log's row. */
+#define HOLD_COLUMNS                                                                               \
+    "legal_hold boolean, hold_state boolean, hold_actor text, hold_reason text, "                  \
+    "hold_time_ns bigint"
+
+/* Retention: the log's own period (0 or null: the tenant's) and a lower bound of its last
+ * write that the retention pass raises as it checks logs (null: its create time). */
+#define RETENTION_COLUMNS "retention_days int, last_write_ns bigint"
+
 static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.deployment (name text PRIMARY KEY, secret blob)",
     "CREATE TABLE IF NOT EXISTS %s.tenants (tenant_id text PRIMARY KEY, name text, "
-    "create_time_ns bigint)",
+    "create_time_ns bigint, retention_days int)",
     "CREATE TABLE IF NOT EXISTS %s.tenant_names (name text PRIMARY KEY, tenant_id text)",
     /* One row per key, read by every authentication (name: the tenant's). Rows from
      * before keys had roles lack the key_* columns: an admin key named "admin". */
@@ -49,7 +67,12 @@ static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.keys_by_id (key_id text PRIMARY KEY, tenant_id text, "
     "key_hash blob)",
     "CREATE TABLE IF NOT EXISTS %s.logs (tenant_id text, log_id text, labels blob, "
-    "create_time_ns bigint, deleted boolean, PRIMARY KEY ((tenant_id), log_id))",
+    "create_time_ns bigint, deleted boolean, " HOLD_COLUMNS ", " RETENTION_COLUMNS ", "
+    "PRIMARY KEY ((tenant_id), log_id))",
+    /* The audit trail of holds and releases, kept after the log is gone. */
+    "CREATE TABLE IF NOT EXISTS %s.log_events (tenant_id text, log_id text, time_ns bigint, "
+    "event_id text, kind text, actor text, reason text, "
+    "PRIMARY KEY ((tenant_id), log_id, time_ns, event_id))",
 };
 
 static const char *const stmt_text[S_COUNT] = {
@@ -63,11 +86,14 @@ static const char *const stmt_text[S_COUNT] = {
     [S_KEY_GET] = "SELECT tenant_id, name, key_id, key_name, roles, create_time_ns, "
                   "expire_time_ns, revoke_time_ns, last_used_ns FROM %s.tenant_keys "
                   "WHERE key_hash = ?",
-    [S_LOG_PUT] = "INSERT INTO %s.logs (tenant_id, log_id, labels, create_time_ns, deleted) "
-                  "VALUES (?, ?, ?, ?, false)",
-    [S_LOG_GET] = "SELECT labels, create_time_ns, deleted FROM %s.logs "
-                  "WHERE tenant_id = ? AND log_id = ?",
-    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ?",
+    [S_LOG_PUT] = "INSERT INTO %s.logs (tenant_id, log_id, labels, create_time_ns, deleted, "
+                  "retention_days) VALUES (?, ?, ?, ?, false, ?)",
+    [S_LOG_GET] = "SELECT labels, create_time_ns, deleted, legal_hold, hold_state, hold_actor, "
+                  "hold_reason, hold_time_ns, retention_days FROM %s.logs WHERE tenant_id = ? AND "
+                  "log_id = ?",
+    /* Conditional, so a hold and a deletion racing each other never both win. */
+    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ? "
+                      "IF deleted = false AND legal_hold != true",
     [S_KEY_NAME_CLAIM] = "INSERT INTO %s.tenant_key_names (tenant_id, name, key_id, key_hash) "
                          "VALUES (?, ?, ?, ?) IF NOT EXISTS",
     [S_KEY_ID_PUT] = "INSERT INTO %s.keys_by_id (key_id, tenant_id, key_hash) VALUES (?, ?, ?)",
@@ -76,6 +102,20 @@ static const char *const stmt_text[S_COUNT] = {
     [S_KEY_REVOKE] = "UPDATE %s.tenant_keys SET revoke_time_ns = ? WHERE key_hash = ?",
     [S_KEY_TOUCH] = "UPDATE %s.tenant_keys SET last_used_ns = ? WHERE key_hash = ?",
     [S_TENANT_BY_NAME] = "SELECT tenant_id FROM %s.tenant_names WHERE name = ?",
+    [S_LOG_HOLD] = "UPDATE %s.logs SET legal_hold = ?, hold_state = ?, hold_actor = ?, "
+                   "hold_reason = ?, hold_time_ns = ? WHERE tenant_id = ? AND log_id = ? "
+                   "IF deleted = false",
+    [S_EVENTS] = "SELECT log_id, time_ns, kind, actor, reason FROM %s.log_events "
+                 "WHERE tenant_id = ? LIMIT 10000",
+    [S_LOG_EVENTS] = "SELECT log_id, time_ns, kind, actor, reason FROM %s.log_events "
+                     "WHERE tenant_id = ? AND log_id = ? LIMIT 10000",
+    [S_TENANT_RETENTION] = "UPDATE %s.tenants SET retention_days = ? WHERE tenant_id = ?",
+    [S_TENANT_PERIODS] = "SELECT tenant_id, retention_days FROM %s.tenants",
+    [S_LOG_SCAN] = "SELECT tenant_id, log_id, create_time_ns, deleted, legal_hold, "
+                   "retention_days, last_write_ns FROM %s.logs",
+    [S_LOG_LAST_WRITE] = "UPDATE %s.logs SET last_write_ns = ? WHERE tenant_id = ? AND log_id = ?",
+    [S_EVENT_PUT] = "INSERT INTO %s.log_events (tenant_id, log_id, time_ns, event_id, kind, "
+                    "actor, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
 
 struct ann_catalog {
@@ -114,16 +154,17 @@ static int exec_simple(ann_catalog *c, int s, const ann_cql_value *v, size_t n, 
     return rc;
 }
 
-/* A keyspace made before keys had roles: tenant_keys gains the key columns (once; a
- * concurrent opener may win the race, which the second look forgives). */
-static int add_key_columns(ann_catalog *c, ann_err *err)
+/* A keyspace made by an earlier release: `table` gains `columns` unless it has `probe`
+ * (once; a concurrent opener may win the race, which the second look forgives). */
+static int add_columns(ann_catalog *c, const char *table, const char *probe, const char *columns,
+                       ann_err *err)
 {
     char q[512];
     for (int attempt = 0;; attempt++) {
         snprintf(q, sizeof q,
                  "SELECT column_name FROM system_schema.columns WHERE keyspace_name = '%s' "
-                 "AND table_name = 'tenant_keys' AND column_name = 'key_id'",
-                 c->ks);
+                 "AND table_name = '%s' AND column_name = '%s'",
+                 c->ks, table, probe);
         ann_cql_result r;
         int rc = ann_cql_query(c->c, q, NULL, &r, err);
         bool have = rc == 0 && r.nrows > 0;
@@ -132,7 +173,7 @@ static int add_key_columns(ann_catalog *c, ann_err *err)
             return -1;
         if (have)
             return 0;
-        snprintf(q, sizeof q, "ALTER TABLE %s.tenant_keys ADD (" KEY_COLUMNS ")", c->ks);
+        snprintf(q, sizeof q, "ALTER TABLE %s.%s ADD (%s)", c->ks, table, columns);
         ann_err e;
         if (run(c, q, &e) == 0)
             return 0;
@@ -171,7 +212,11 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
         if (run(c, q, err) < 0)
             goto fail;
     }
-    if (add_key_columns(c, err) < 0)
+    /* Keyspaces from before keys had roles, and from before legal holds. */
+    if (add_columns(c, "tenant_keys", "key_id", KEY_COLUMNS, err) < 0 ||
+        add_columns(c, "logs", "legal_hold", HOLD_COLUMNS, err) < 0 ||
+        add_columns(c, "logs", "retention_days", RETENTION_COLUMNS, err) < 0 ||
+        add_columns(c, "tenants", "retention_days", "retention_days int", err) < 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], c->ks);
@@ -474,12 +519,13 @@ int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_
 }
 
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
-                           const uint8_t *labels, size_t labels_len, int64_t now, ann_err *err)
+                           const uint8_t *labels, size_t labels_len, int64_t now,
+                           int32_t retention_days, ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id),
                          ann_cql_vblob(labels ? labels : (const uint8_t *)"", labels_len),
-                         ann_cql_vbigint(now)};
-    return exec_simple(c, S_LOG_PUT, v, 4, err);
+                         ann_cql_vbigint(now), ann_cql_vint(retention_days)};
+    return exec_simple(c, S_LOG_PUT, v, 5, err);
 }
 
 int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_id,
@@ -492,14 +538,22 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
         ann_cql_result_release(&r);
         return -1;
     }
-    bool deleted = false;
-    int64_t create = 0;
+    bool deleted = false, held = false, state = false;
+    int64_t create = 0, hold_time = 0;
+    int32_t days = 0;
     const uint8_t *lp = NULL;
-    size_t ln = 0;
+    const char *actor = NULL, *reason = NULL;
+    size_t ln = 0, an = 0, rn = 0;
     int found = r.nrows > 0;
     if (found && (ann_cql_get_blob(&r, 0, 0, &lp, &ln, err) < 0 ||
                   ann_cql_get_bigint(&r, 0, 1, &create, err) < 0 ||
-                  ann_cql_get_bool(&r, 0, 2, &deleted, err) < 0)) {
+                  ann_cql_get_bool(&r, 0, 2, &deleted, err) < 0 ||
+                  ann_cql_get_bool(&r, 0, 3, &held, err) < 0 ||
+                  ann_cql_get_bool(&r, 0, 4, &state, err) < 0 ||
+                  ann_cql_get_text(&r, 0, 5, &actor, &an, err) < 0 ||
+                  ann_cql_get_text(&r, 0, 6, &reason, &rn, err) < 0 ||
+                  ann_cql_get_bigint(&r, 0, 7, &hold_time, err) < 0 ||
+                  ann_cql_get_int(&r, 0, 8, &days, err) < 0)) {
         ann_cql_result_release(&r);
         return -1;
     }
@@ -511,6 +565,22 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
         out->labels = malloc(ln ? ln : 1);
         if (ln)
             memcpy(out->labels, lp, ln);
+        out->legal_hold = held;
+        out->retention_days = days;
+        if (hold_time != 0) { /* held or released at least once */
+            ann_hold_change *h = &out->last_hold_change;
+            out->has_hold_change = true;
+            h->hold = state;
+            h->time_ns = hold_time;
+            snprintf(h->actor, sizeof h->actor, "%.*s", actor ? (int)an : 0, actor ? actor : "");
+            if (reason && rn) {
+                h->reason = malloc(rn + 1);
+                if (!h->reason)
+                    abort();
+                memcpy(h->reason, reason, rn);
+                h->reason[rn] = '\0';
+            }
+        }
     }
     ann_cql_result_release(&r);
     return found && !deleted ? 1 : 0;
@@ -520,5 +590,243 @@ int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const ch
                                  ann_err *err)
 {
     ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
-    return exec_simple(c, S_LOG_DELETED, v, 2, err);
+    ann_cql_result r;
+    bool applied = false, held = false;
+    int rc = exec(c, S_LOG_DELETED, v, 2, true, &r, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, &applied, err);
+    /* Not applied: the row's current values follow [applied]; a hold, or a deletion that
+     * won the race (or no row at all). */
+    for (int32_t i = 1; rc == 0 && !applied && r.nrows > 0 && i < r.ncols; i++) {
+        const ann_cql_bytes *n = &r.cols[i].name;
+        if (n->len == 10 && memcmp(n->p, "legal_hold", 10) == 0 &&
+            ann_cql_get_bool(&r, 0, i, &held, err) < 0)
+            rc = -1;
+    }
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    if (!applied && held)
+        return ann_err_set(err, ANN_EPRECOND,
+                           "log_id: log %.64s is on legal hold; it cannot be deleted until "
+                           "released",
+                           log_id);
+    if (!applied)
+        return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log_id);
+    return 0;
+}
+
+int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *log_id, bool hold,
+                             const char *actor, const char *reason, int64_t now, ann_err *err)
+{
+    if (now == 0)
+        now = 1; /* hold_time_ns 0 means "never changed" */
+    ann_cql_value v[] = {ann_cql_vbool(hold),   ann_cql_vbool(hold),  ann_cql_vtext(actor),
+                         ann_cql_vtext(reason), ann_cql_vbigint(now), ann_cql_vtext(tenant_id),
+                         ann_cql_vtext(log_id)};
+    ann_cql_result r;
+    bool applied = false;
+    int rc = exec(c, S_LOG_HOLD, v, 7, true, &r, err);
+    if (rc == 0)
+        rc = ann_cql_applied(&r, &applied, err);
+    ann_cql_result_release(&r);
+    if (rc < 0)
+        return -1;
+    if (!applied) /* missing, another tenant's, or deleted: the same answer */
+        return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log_id);
+    char event_id[ANN_UUID_LEN + 1];
+    ann_uuid_v4_new(event_id);
+    ann_cql_value ev[] = {ann_cql_vtext(tenant_id),
+                          ann_cql_vtext(log_id),
+                          ann_cql_vbigint(now),
+                          ann_cql_vtext(event_id),
+                          ann_cql_vtext(hold ? "hold" : "release"),
+                          ann_cql_vtext(actor),
+                          ann_cql_vtext(reason)};
+    return exec_simple(c, S_EVENT_PUT, ev, 7, err);
+}
+
+typedef struct ev_row {
+    int32_t row;
+    int64_t time_ns;
+} ev_row;
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const ev_row *x = a, *y = b;
+    return x->time_ns < y->time_ns   ? -1
+           : x->time_ns > y->time_ns ? 1
+                                     : (x->row > y->row) - (x->row < y->row);
+}
+
+int ann_catalog_log_events(ann_catalog *c, const char *tenant_name, const char *log_id,
+                           ann_log_event_visit_fn visit, void *ud, ann_err *err)
+{
+    char tid[ANN_UUID_LEN + 1];
+    if (tenant_by_name(c, tenant_name, tid, err) < 0)
+        return -1;
+    ann_cql_value v[] = {ann_cql_vtext(tid), ann_cql_vtext(log_id ? log_id : "")};
+    ann_cql_result r;
+    if (exec(c, log_id ? S_LOG_EVENTS : S_EVENTS, v, log_id ? 2 : 1, false, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    ev_row *rows = calloc((size_t)r.nrows + 1, sizeof *rows);
+    int rc = rows ? 0 : ann_err_set(err, ANN_EINTERNAL, "catalog: out of memory");
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        rows[i].row = i;
+        if (ann_cql_get_bigint(&r, i, 1, &rows[i].time_ns, err) < 0)
+            rc = -1;
+    }
+    if (rc == 0)
+        qsort(rows, (size_t)r.nrows, sizeof *rows, ev_cmp); /* oldest first, across logs */
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        const char *t[4] = {0};
+        size_t n[4] = {0};
+        char *s[4] = {0};
+        int32_t row = rows[i].row;
+        static const int cols[4] = {0, 2, 3, 4};
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            if (ann_cql_get_text(&r, row, cols[k], &t[k], &n[k], err) < 0) {
+                rc = -1;
+                break;
+            }
+            s[k] = malloc(n[k] + 1);
+            if (!s[k])
+                abort();
+            if (t[k] && n[k])
+                memcpy(s[k], t[k], n[k]);
+            s[k][n[k]] = '\0';
+        }
+        ann_log_event ev = {.log_id = s[0] ? s[0] : "",
+                            .time_ns = rows[i].time_ns,
+                            .kind = s[1] ? s[1] : "",
+                            .actor = s[2] ? s[2] : "",
+                            .reason = s[3] ? s[3] : ""};
+        int stop = rc == 0 ? visit(&ev, ud) : 0;
+        for (int k = 0; k < 4; k++)
+            free(s[k]);
+        if (stop)
+            break;
+    }
+    free(rows);
+    ann_cql_result_release(&r);
+    return rc;
+}
+
+int ann_catalog_tenant_set_retention(ann_catalog *c, const char *tenant_name, int32_t days,
+                                     ann_err *err)
+{
+    char tid[ANN_UUID_LEN + 1];
+    if (tenant_by_name(c, tenant_name, tid, err) < 0)
+        return -1;
+    ann_cql_value v[] = {ann_cql_vint(days), ann_cql_vtext(tid)};
+    return exec_simple(c, S_TENANT_RETENTION, v, 2, err);
+}
+
+int ann_catalog_tenant_periods(ann_catalog *c, ann_catalog_period **out, size_t *n, ann_err *err)
+{
+    ann_cql_result r;
+    *out = NULL;
+    *n = 0;
+    if (exec(c, S_TENANT_PERIODS, NULL, 0, false, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    ann_catalog_period *v = calloc((size_t)r.nrows + 1, sizeof *v);
+    if (!v)
+        abort();
+    int rc = 0;
+    for (int32_t i = 0; i < r.nrows; i++) {
+        const char *t = NULL;
+        size_t tn = 0;
+        int32_t days = 0;
+        if (ann_cql_get_text(&r, i, 0, &t, &tn, err) < 0 ||
+            ann_cql_get_int(&r, i, 1, &days, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (!t || tn > ANN_UUID_LEN || days <= 0)
+            continue;
+        memcpy(v[*n].tenant_id, t, tn);
+        v[*n].tenant_id[tn] = '\0';
+        v[*n].days = days;
+        (*n)++;
+    }
+    ann_cql_result_release(&r);
+    if (rc != 0) {
+        free(v);
+        *n = 0;
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
+                         int (*visit)(const ann_catalog_log_row *row, void *ud), void *ud,
+                         ann_err *err)
+{
+    ann_cql_params p;
+    ann_cql_params_init(&p);
+    p.consistency = ANN_CQL_LOCAL_QUORUM;
+    p.idempotent = true;
+    p.page_size = (int32_t)(max > 5000 ? 5000 : max ? max : 1);
+    if (cur->state_len > 0)
+        p.paging_state = (ann_cql_bytes){cur->state, (int32_t)cur->state_len};
+    ann_cql_result r;
+    if (ann_cql_execute(c->c, c->ps[S_LOG_SCAN], &p, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        cur->state_len = 0; /* start over next time */
+        return -1;
+    }
+    int rc = 0;
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        const char *t = NULL, *l = NULL;
+        size_t tn = 0, ln = 0;
+        ann_catalog_log_row row = {0};
+        if (ann_cql_get_text(&r, i, 0, &t, &tn, err) < 0 ||
+            ann_cql_get_text(&r, i, 1, &l, &ln, err) < 0 ||
+            ann_cql_get_bigint(&r, i, 2, &row.create_ns, err) < 0 ||
+            ann_cql_get_bool(&r, i, 3, &row.deleted, err) < 0 ||
+            ann_cql_get_bool(&r, i, 4, &row.held, err) < 0 ||
+            ann_cql_get_int(&r, i, 5, &row.days, err) < 0 ||
+            ann_cql_get_bigint(&r, i, 6, &row.last_write_ns, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (!t || !l || tn > ANN_UUID_LEN || ln > ANN_UUID_LEN)
+            continue;
+        memcpy(row.tenant_id, t, tn);
+        memcpy(row.log_id, l, ln);
+        if (visit(&row, ud) != 0)
+            break;
+    }
+    /* The cursor: the next page, or the start once the table is walked. */
+    if (rc == 0 && r.paging_state.len > 0 && (size_t)r.paging_state.len <= sizeof cur->state) {
+        memcpy(cur->state, r.paging_state.p, (size_t)r.paging_state.len);
+        cur->state_len = (size_t)r.paging_state.len;
+    } else {
+        cur->state_len = 0;
+    }
+    ann_cql_result_release(&r);
+    return rc;
+}
+
+int ann_catalog_log_set_last_write(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                   int64_t ns, ann_err *err)
+{
+    ann_cql_value v[] = {ann_cql_vbigint(ns), ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
+    return exec_simple(c, S_LOG_LAST_WRITE, v, 3, err);
+}
+
+int ann_catalog_event_put(ann_catalog *c, const char *tenant_id, const char *log_id, int64_t now,
+                          const char *kind, const char *actor, const char *reason, ann_err *err)
+{
+    char event_id[ANN_UUID_LEN + 1];
+    ann_uuid_v4_new(event_id);
+    ann_cql_value ev[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vbigint(now),
+                          ann_cql_vtext(event_id),  ann_cql_vtext(kind),   ann_cql_vtext(actor),
+                          ann_cql_vtext(reason)};
+    return exec_simple(c, S_EVENT_PUT, ev, 7, err);
 }

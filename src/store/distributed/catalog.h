@@ -50,16 +50,70 @@ int ann_catalog_key_list(ann_catalog *c, const char *tenant_name, ann_key_visit_
 int ann_catalog_key_revoke(ann_catalog *c, const char *key_id, int64_t now, ann_key *out,
                            uint8_t key_hash[32], ann_err *err);
 
+/* retention_days: the log's own period (0: the tenant's). */
 int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *log_id,
-                           const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err);
+                           const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                           int32_t retention_days, ann_err *err);
 
-/* A log's metadata (labels malloc'd into out; release with ann_log_meta_release). Returns
+/* A log's metadata, its hold included (labels and the hold reason malloc'd into out;
+ * release with ann_log_meta_release). Returns
  * 1 when found and not deleted, 0 when missing or deleted (out untouched), -1 on error. */
 int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_id,
                         ann_log_meta *out, ann_err *err);
 
-/* Marks a log deleted (first step of DeleteLog). */
+/* Marks a log deleted (first step of DeleteLog), unless it is on legal hold: then
+ * ANN_EPRECOND and nothing changes (one lightweight transaction, so a hold racing it
+ * either wins or is refused). */
 int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
                                  ann_err *err);
+
+/* Holds or releases a live log (a lightweight transaction on its row, with the last change),
+ * then records the change in log_events; ANN_ENOTFOUND when the log is missing, deleted or
+ * another tenant's. */
+int ann_catalog_log_set_hold(ann_catalog *c, const char *tenant_id, const char *log_id, bool hold,
+                             const char *actor, const char *reason, int64_t now, ann_err *err);
+
+/* The holds and releases recorded for the tenant named tenant_name (or one of its logs),
+ * oldest first, at most 10,000 (annalsd audit --distributed); ANN_ENOTFOUND when no such
+ * tenant. */
+int ann_catalog_log_events(ann_catalog *c, const char *tenant_name, const char *log_id,
+                           ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
+/* ---- retention (docs/distributed.md, "Retention and legal hold") ---- */
+
+/* The period of the tenant's logs without their own (0: forever); ANN_ENOTFOUND when no
+ * tenant has this name. */
+int ann_catalog_tenant_set_retention(ann_catalog *c, const char *tenant_name, int32_t days,
+                                     ann_err *err);
+
+/* The tenants with a period (malloc'd array). */
+typedef struct ann_catalog_period {
+    char tenant_id[ANN_UUID_LEN + 1];
+    int32_t days;
+} ann_catalog_period;
+int ann_catalog_tenant_periods(ann_catalog *c, ann_catalog_period **out, size_t *n, ann_err *err);
+
+/* A walk over every log of the deployment, one page per call, resumable (the cursor is the
+ * CQL paging state; state_len 0: from the start, and again once the walk ended). */
+typedef struct ann_catalog_scan {
+    uint8_t state[512];
+    size_t state_len;
+} ann_catalog_scan;
+typedef struct ann_catalog_log_row {
+    char tenant_id[ANN_UUID_LEN + 1];
+    char log_id[ANN_UUID_LEN + 1];
+    int64_t create_ns;
+    bool deleted, held;
+    int32_t days;          /* the log's own period (0: the tenant's) */
+    int64_t last_write_ns; /* recorded lower bound (0: none) */
+} ann_catalog_log_row;
+int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
+                         int (*visit)(const ann_catalog_log_row *row, void *ud), void *ud,
+                         ann_err *err);
+int ann_catalog_log_set_last_write(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                   int64_t ns, ann_err *err);
+/* One row of log_events. */
+int ann_catalog_event_put(ann_catalog *c, const char *tenant_id, const char *log_id, int64_t now,
+                          const char *kind, const char *actor, const char *reason, ann_err *err);
 
 #endif

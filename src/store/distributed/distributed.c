@@ -15,6 +15,8 @@
  */
 #include "store/distributed/distributed.h"
 
+#include <inttypes.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,13 +641,13 @@ static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, voi
     free(es);
 }
 
-static void d_log_create_async(ann_store *st, const char *tenant_id, const char *log_id,
-                               const uint8_t *labels, size_t labels_len, int64_t now_ns,
-                               ann_done_fn done, void *ud)
+static void log_create(dist *d, const char *tenant_id, const char *log_id, const uint8_t *labels,
+                       size_t labels_len, int64_t now_ns, int32_t retention_days, ann_done_fn done,
+                       void *ud)
 {
-    dist *d = (dist *)st;
     ann_err err = {0};
-    if (ann_catalog_log_create(d->cat, tenant_id, log_id, labels, labels_len, now_ns, &err) != 0) {
+    if (ann_catalog_log_create(d->cat, tenant_id, log_id, labels, labels_len, now_ns,
+                               retention_days, &err) != 0) {
         done(ud, -1, &err);
         return;
     }
@@ -658,6 +660,26 @@ static void d_log_create_async(ann_store *st, const char *tenant_id, const char 
     c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_CREATE_LOG;
     c.create_log = &cl;
     send_op(d, op, &c);
+}
+
+static void d_log_create_async(ann_store *st, const char *tenant_id, const char *log_id,
+                               const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                               ann_done_fn done, void *ud)
+{
+    log_create((dist *)st, tenant_id, log_id, labels, labels_len, now_ns, 0, done, ud);
+}
+
+static void d_log_create_spec_async(ann_store *st, const ann_log_spec *spec, ann_done_fn done,
+                                    void *ud)
+{
+    if (spec->retention_days < 0) {
+        ann_err err;
+        ann_err_set(&err, ANN_EINVAL, "retention_days: must not be negative");
+        done(ud, -1, &err);
+        return;
+    }
+    log_create((dist *)st, spec->tenant_id, spec->log_id, spec->labels, spec->labels_len,
+               spec->now_ns, spec->retention_days, done, ud);
 }
 
 static void d_revoke_async(ann_store *st, const char *tenant_id, const char *log_id,
@@ -949,6 +971,7 @@ static void d_close(ann_store *st)
     ann_archive_close(d->arch);
     ann_catalog_close(d->cat);
     pthread_mutex_destroy(&d->mu);
+    pthread_mutex_destroy(&d->scan_mu);
     pthread_cond_destroy(&d->cv);
     pthread_cond_destroy(&d->cv_poll);
     pthread_mutex_destroy(&d->jmu);
@@ -990,8 +1013,144 @@ static int assign_acks(dist *d, ann_err *err)
     return e ? ann_kafka_fail(err, "acks assign", e, topic) : 0;
 }
 
+/* ---------- retention and legal hold (docs/distributed.md) ---------- */
+
+static int d_log_set_hold(ann_store *st, const char *tenant_id, const char *log_id, bool hold,
+                          const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    return ann_catalog_log_set_hold(((dist *)st)->cat, tenant_id, log_id, hold, actor, reason,
+                                    now_ns, err);
+}
+
+static int d_tenant_set_retention(ann_store *st, const char *tenant_name, int32_t days,
+                                  ann_err *err)
+{
+    if (days < 0)
+        return ann_err_set(err, ANN_EINVAL, "days: must not be negative");
+    return ann_catalog_tenant_set_retention(((dist *)st)->cat, tenant_name, days, err);
+}
+
+typedef struct scan_page {
+    ann_catalog_log_row *rows;
+    size_t n, cap;
+} scan_page;
+
+static int take_log_row(const ann_catalog_log_row *row, void *ud)
+{
+    scan_page *p = ud;
+    if (p->n < p->cap)
+        p->rows[p->n++] = *row;
+    return p->n == p->cap;
+}
+
+static int period_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ann_catalog_period *)a)->tenant_id,
+                  ((const ann_catalog_period *)b)->tenant_id);
+}
+
+static int note_last_insert(const ann_entry *e, void *ud)
+{
+    int64_t *t = ud;
+    if (e->insert_time_ns > *t)
+        *t = e->insert_time_ns;
+    return 0;
+}
+
+/* One log of a pass: 1 deleted, 0 kept, -1 error. The exact check reads the last entry from
+ * the read model, and only when every sequenced entry is projected (else writes are in
+ * flight: the log is not idle). The deletion is DeleteLog's (conditional mark in the
+ * catalog, Command through Kafka, applied by the projector), then the audit row. */
+static int retention_one(dist *d, const ann_catalog_log_row *row, int32_t days, bool own,
+                         int64_t now_ns, int64_t day_ns, ann_err *err)
+{
+    int64_t cutoff = now_ns - (int64_t)days * day_ns;
+    bool exists = false, deleted = false;
+    uint64_t count = 0;
+    dist_log_state rs;
+    if (ann_archive_log_count(d->arch, d->kcfg.partitions, row->tenant_id, row->log_id, &exists,
+                              &deleted, &count, err) != 0 ||
+        dist_rm_state(d, row->tenant_id, row->log_id, &rs, err) != 0)
+        return -1;
+    if (deleted || rs.deleted || rs.visible_count < count)
+        return 0;
+    int64_t last = row->create_ns;
+    if (count > 0 && dist_rm_read_after(&d->base, row->tenant_id, row->log_id, count - 1, 1,
+                                        note_last_insert, &last, err) != 0)
+        return -1;
+    if (last >= cutoff) {
+        (void)ann_catalog_log_set_last_write(d->cat, row->tenant_id, row->log_id, last, err);
+        return 0;
+    }
+    ann_err e = {0};
+    if (ann_store_log_delete(&d->base, row->tenant_id, row->log_id, &e) != 0) {
+        if (e.code == ANN_EPRECOND || e.code == ANN_ENOTFOUND)
+            return 0; /* held or deleted meanwhile */
+        *err = e;
+        return -1;
+    }
+    char reason[512];
+    snprintf(reason, sizeof reason,
+             "retention: last write at %" PRId64 " ns is older than the %s period of %d day%s "
+             "(%" PRId64 " ns a day); deleted %" PRIu64 " entries",
+             last, own ? "log's" : "tenant's", (int)days, days == 1 ? "" : "s", day_ns, count);
+    if (ann_catalog_event_put(d->cat, row->tenant_id, row->log_id, now_ns, "retention",
+                              ANN_RETENTION_ACTOR, reason, err) != 0)
+        fprintf(stderr, "annalsd: retention: audit row of log %s: %s\n", row->log_id, err->msg);
+    fprintf(stderr, "annalsd: retention: deleted log %s of tenant %s (%s period of %d day%s)\n",
+            row->log_id, row->tenant_id, own ? "its" : "the tenant's", (int)days,
+            days == 1 ? "" : "s");
+    return 1;
+}
+
+static int d_retention_pass(ann_store *st, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                            ann_retention_stats *out, ann_err *err)
+{
+    dist *d = (dist *)st;
+    memset(out, 0, sizeof *out);
+    if (day_ns <= 0 || max_logs == 0)
+        return ann_err_set(err, ANN_EINVAL, "retention: bad day or bound");
+    ann_catalog_period *periods = NULL;
+    size_t np = 0;
+    if (ann_catalog_tenant_periods(d->cat, &periods, &np, err) != 0)
+        return -1;
+    qsort(periods, np, sizeof *periods, period_cmp);
+    scan_page page = {.rows = calloc(max_logs, sizeof *page.rows), .cap = max_logs};
+    if (!page.rows)
+        abort();
+    pthread_mutex_lock(&d->scan_mu);
+    int rc = ann_catalog_log_scan(d->cat, &d->scan, max_logs, take_log_row, &page, err);
+    out->more = d->scan.state_len > 0;
+    pthread_mutex_unlock(&d->scan_mu);
+    for (size_t i = 0; rc == 0 && i < page.n; i++) {
+        const ann_catalog_log_row *row = &page.rows[i];
+        int32_t days = row->days;
+        bool own = days > 0;
+        if (!own) {
+            ann_catalog_period key;
+            snprintf(key.tenant_id, sizeof key.tenant_id, "%s", row->tenant_id);
+            const ann_catalog_period *p = bsearch(&key, periods, np, sizeof *periods, period_cmp);
+            days = p ? p->days : 0;
+        }
+        if (row->deleted || row->held || days <= 0 || days > INT64_MAX / day_ns)
+            continue;
+        int64_t hint = row->last_write_ns > row->create_ns ? row->last_write_ns : row->create_ns;
+        if (hint >= now_ns - (int64_t)days * day_ns)
+            continue; /* written (or created) within the period, as far as we know */
+        out->examined++;
+        int r = retention_one(d, row, days, own, now_ns, day_ns, err);
+        if (r < 0)
+            rc = -1;
+        else if (r == 1)
+            out->deleted++;
+    }
+    free(page.rows);
+    free(periods);
+    return rc;
+}
+
 static const ann_store_ops dist_ops = {
-    .version = 3,
+    .version = 4,
     .name = "distributed",
     .close = d_close,
     .secret = d_secret,
@@ -1011,6 +1170,10 @@ static const ann_store_ops dist_ops = {
     .key_create = d_key_create,
     .key_list = d_key_list,
     .key_revoke = d_key_revoke,
+    .log_set_hold = d_log_set_hold,
+    .tenant_set_retention = d_tenant_set_retention,
+    .retention_pass = d_retention_pass,
+    .log_create_spec_async = d_log_create_spec_async,
 };
 
 int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err)
@@ -1024,6 +1187,7 @@ int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **
     ann_kafka_config_defaults(&d->kcfg);
     d->default_wait = ANN_WAIT_QUERYABLE;
     pthread_mutex_init(&d->mu, NULL);
+    pthread_mutex_init(&d->scan_mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     pthread_cond_init(&d->cv_poll, NULL);
     pthread_mutex_init(&d->jmu, NULL);

@@ -12,6 +12,7 @@
 
 #include "domain/event.h"
 #include "kafka/kafka.h"
+#include "store/distributed/catalog.h"
 #include "store/store.h"
 
 #define DIST_BUCKETS 1024
@@ -111,6 +112,9 @@ typedef struct dist {
 
     bool threads_started;
     pthread_t t_poll, t_ack, t_state;
+
+    pthread_mutex_t scan_mu; /* guards scan: one retention pass at a time */
+    ann_catalog_scan scan;   /* where the retention walk over the catalog resumes */
 } dist;
 
 /* distributed.c */

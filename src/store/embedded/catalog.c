@@ -18,6 +18,8 @@ typedef struct row {
     size_t labels_len;
     uint64_t count;
     bool dirty;
+    bool legal_hold;
+    int32_t retention_days;
 } row;
 
 typedef struct rows {
@@ -44,6 +46,8 @@ static int take_row(const ann_meta_log_row *r, void *ud)
     }
     w->count = r->entry_count;
     w->dirty = r->count_dirty;
+    w->legal_hold = r->legal_hold;
+    w->retention_days = r->retention_days;
     return 0;
 }
 
@@ -75,7 +79,9 @@ int emb_logs_list(ann_store *st, const char *tenant_id, const ann_logs_query *q,
                           .entry_count = count,
                           .visible_count = count,
                           .labels = w->labels,
-                          .labels_len = w->labels_len};
+                          .labels_len = w->labels_len,
+                          .legal_hold = w->legal_hold,
+                          .retention_days = w->retention_days};
         memcpy(m.id, w->id, sizeof m.id);
         if (visit(&m, ud) != 0)
             break;

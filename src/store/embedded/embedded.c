@@ -232,8 +232,9 @@ static int emb_key_revoke(ann_store *st, const char *key_id, int64_t now_ns, ann
     return 0;
 }
 
-static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_id,
-                          const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err)
+int emb_log_create_days(ann_store *st, const char *tenant_id, const char *log_id,
+                        const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                        int32_t retention_days, ann_err *err)
 {
     emb *s = (emb *)st;
     char *tdir = NULL, *path = NULL;
@@ -294,7 +295,8 @@ static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_
         emb_sys_fail(err, "sync", path);
         goto done;
     }
-    if (ann_meta_log_insert(s->meta, tenant_id, log_id, labels, labels_len, now_ns, err) != 0)
+    if (ann_meta_log_insert(s->meta, tenant_id, log_id, labels, labels_len, now_ns, retention_days,
+                            err) != 0)
         goto done;
     rc = 0;
 done:
@@ -306,10 +308,16 @@ done:
     return rc;
 }
 
+static int emb_log_create(ann_store *st, const char *tenant_id, const char *log_id,
+                          const uint8_t *labels, size_t labels_len, int64_t now_ns, ann_err *err)
+{
+    return emb_log_create_days(st, tenant_id, log_id, labels, labels_len, now_ns, 0, err);
+}
+
 /* ---- the ops table, open, close ------------------------------------------- */
 
 static const ann_store_ops embedded_ops = {
-    .version = 3, /* the v2 fields (the commands stay synchronous) and keys */
+    .version = 4, /* the v2 fields (the commands stay synchronous), keys, retention, holds */
     .name = "embedded",
     .close = emb_close,
     .secret = emb_secret,
@@ -318,6 +326,10 @@ static const ann_store_ops embedded_ops = {
     .key_create = emb_key_create,
     .key_list = emb_key_list,
     .key_revoke = emb_key_revoke,
+    .log_create_spec = emb_log_create_spec,
+    .log_set_hold = emb_log_set_hold,
+    .tenant_set_retention = emb_tenant_set_retention,
+    .retention_pass = emb_retention_pass,
     .log_create = emb_log_create,
     .log_get = emb_log_get,
     .log_delete = emb_log_delete,

@@ -77,4 +77,11 @@ void ann_store_embedded_opts_init(ann_store_embedded_opts *o);
 int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts, ann_store **out,
                             ann_err *err);
 
+/* The lifecycle audit trail of a tenant (by name), or of one of its logs (log_id not
+ * NULL): legal holds, releases and retention's deletions, oldest first (docs/api.md,
+ * "Retention and legal hold"). visit may stop the walk by returning nonzero; it must not
+ * call the store. ANN_ENOTFOUND when no tenant has this name. */
+int ann_store_embedded_audit(ann_store *s, const char *tenant_name, const char *log_id,
+                             ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
 #endif

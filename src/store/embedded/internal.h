@@ -11,6 +11,7 @@
  *   read.c      log_get, list and read_after
  *   watch.c     watchers
  *   purge.c     revoke and delete: durable intent first, then the files, then "done"
+ *   lifecycle.c legal holds, log retention periods and the retention pass
  *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
  *   (fault points: src/common/fault.h, live only in test builds)
  *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
@@ -487,8 +488,34 @@ void emb_watch_call(emb *s, ann_watch **ws, size_t n);
 int emb_revoke(ann_store *st, const char *tenant_id, const char *log_id, const uint64_t *ids,
                size_t n, const char *actor, const char *reason, int64_t now_ns, ann_err *err);
 int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err);
+/* Retention's condition for a deletion (lifecycle.c). */
+typedef struct emb_expiry {
+    int64_t now_ns;
+    int64_t cutoff_ns; /* deleted only if the last write is before this */
+    int64_t day_ns;
+    int32_t days;
+    bool own_period; /* the log's period (else the tenant's) */
+} emb_expiry;
+/* log_delete; with exp, only if the log's last write is older than exp->cutoff_ns and it is
+ * not held (else 0 with *deleted false: nothing changed), keeping retention's audit record
+ * in the transaction that decides the deletion. */
+int emb_log_delete_if(emb *s, const char *tenant_id, const char *log_id, const emb_expiry *exp,
+                      bool *deleted, ann_err *err);
 /* Unlinks the log's files and fsyncs its directory (idempotent). */
 int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *err);
+
+/* ---- retention and legal hold (lifecycle.c) ------------------------------- */
+
+/* log_create with the log's own retention period (embedded.c). */
+int emb_log_create_days(ann_store *st, const char *tenant_id, const char *log_id,
+                        const uint8_t *labels, size_t labels_len, int64_t now_ns,
+                        int32_t retention_days, ann_err *err);
+int emb_log_create_spec(ann_store *st, const ann_log_spec *spec, ann_err *err);
+int emb_log_set_hold(ann_store *st, const char *tenant_id, const char *log_id, bool hold,
+                     const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+int emb_tenant_set_retention(ann_store *st, const char *tenant_name, int32_t days, ann_err *err);
+int emb_retention_pass(ann_store *st, int64_t now_ns, int64_t day_ns, size_t max_logs,
+                       ann_retention_stats *out, ann_err *err);
 
 /* ---- start-up recovery (recover.c) --------------------------------------- */
 

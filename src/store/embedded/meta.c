@@ -46,7 +46,13 @@ static const char SCHEMA[] =
     " name TEXT NOT NULL, key_hash BLOB NOT NULL UNIQUE, roles INTEGER NOT NULL,"
     " create_ns INTEGER NOT NULL, expire_ns INTEGER NOT NULL DEFAULT 0,"
     " revoke_ns INTEGER NOT NULL DEFAULT 0, last_used_ns INTEGER NOT NULL DEFAULT 0,"
-    " UNIQUE(tenant_id, name));";
+    " UNIQUE(tenant_id, name));"
+    /* The audit trail of a log's lifecycle (docs/api.md, "Retention and legal hold"):
+     * holds, releases and retention's deletions, kept after the log is gone. */
+    "CREATE TABLE IF NOT EXISTS log_events(id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL,"
+    " log_id TEXT NOT NULL, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " actor TEXT NOT NULL, reason TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS log_events_log ON log_events(tenant_id, log_id, id);";
 
 /* Columns added after the first release: (table, column, definition). */
 static const char *const ADDED_COLUMNS[][3] = {
@@ -54,6 +60,13 @@ static const char *const ADDED_COLUMNS[][3] = {
      * (the log took appends since), so the count must come from the log itself. */
     {"logs", "entry_count", "INTEGER NOT NULL DEFAULT 0"},
     {"logs", "count_dirty", "INTEGER NOT NULL DEFAULT 1"},
+    /* Retention and legal hold: the log's own period (0: the tenant's), its hold, and a
+     * lower bound of its last write (0: its create time) that the retention pass keeps
+     * up to date as it checks logs (docs/storage.md, "Retention"). */
+    {"logs", "retention_days", "INTEGER NOT NULL DEFAULT 0"},
+    {"logs", "legal_hold", "INTEGER NOT NULL DEFAULT 0"},
+    {"logs", "last_write_ns", "INTEGER NOT NULL DEFAULT 0"},
+    {"tenants", "retention_days", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 /* SQLite reports its own allocation failures as errors; the store's policy is
@@ -683,7 +696,7 @@ done:
 }
 
 int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const uint8_t *labels,
-                        size_t labels_len, int64_t create_ns, ann_err *err)
+                        size_t labels_len, int64_t create_ns, int32_t retention_days, ann_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -694,8 +707,8 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
         return -1;
     }
     if (prep(m,
-             "INSERT INTO logs(tenant_id, log_id, create_ns, labels, entry_count, count_dirty)"
-             " VALUES(?, ?, ?, ?, 0, 0)",
+             "INSERT INTO logs(tenant_id, log_id, create_ns, labels, entry_count, count_dirty,"
+             " retention_days, last_write_ns) VALUES(?1, ?2, ?3, ?4, 0, 0, ?5, ?3)",
              &st, err) != 0)
         goto done;
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -705,6 +718,7 @@ int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const 
         sqlite3_bind_blob(st, 4, labels, (int)labels_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
+    sqlite3_bind_int(st, 5, retention_days);
     int r = sqlite3_step(st);
     if (r == SQLITE_CONSTRAINT) {
         ann_err_set(err, ANN_EEXISTS, "log %.64s already exists", log);
@@ -785,11 +799,293 @@ static int exec_log(ann_meta *m, const char *sql, const char *tenant, const char
     return rc;
 }
 
-int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log, ann_err *err)
+/* One row of log_events (under m->mu, inside the caller's transaction). */
+static int event_insert(ann_meta *m, const char *tenant, const char *log, int64_t now_ns,
+                        const char *kind, const char *actor, const char *reason, ann_err *err)
 {
+    sqlite3_stmt *st = NULL;
+    if (prep(m,
+             "INSERT INTO log_events(tenant_id, log_id, time_ns, kind, actor, reason)"
+             " VALUES(?, ?, ?, ?, ?, ?)",
+             &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ns);
+    sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, reason ? reason : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(m, err, "log event");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log,
+                              const ann_meta_event *audit, ann_err *err)
+{
+    int rc = -1;
     pthread_mutex_lock(&m->mu);
-    int rc = exec_log(m, "UPDATE logs SET state = 1 WHERE tenant_id = ? AND log_id = ?", tenant,
-                      log, "log delete", err);
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        goto done;
+    }
+    if (exec_log(m,
+                 "UPDATE logs SET state = 1 WHERE tenant_id = ? AND log_id = ? AND legal_hold = 0",
+                 tenant, log, "log delete", err) != 0)
+        goto rollback;
+    if (sqlite3_changes(m->db) == 0) { /* the caller saw it live: it is held */
+        ann_err_set(err, ANN_EPRECOND,
+                    "log_id: log %.64s is on legal hold; it cannot be deleted until released", log);
+        goto rollback;
+    }
+    if (audit && event_insert(m, tenant, log, audit->time_ns, audit->kind, audit->actor,
+                              audit->reason, err) != 0)
+        goto rollback;
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        goto rollback;
+    }
+    rc = 0;
+    goto done;
+rollback:
+    sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+done:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_set_hold(ann_meta *m, const char *tenant, const char *log, bool hold,
+                          const char *actor, const char *reason, int64_t now_ns, ann_err *err)
+{
+    int rc = -1;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&m->mu);
+    if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "begin");
+        goto done;
+    }
+    if (prep(m,
+             "UPDATE logs SET legal_hold = ?3 WHERE tenant_id = ?1 AND log_id = ?2 AND state = 0",
+             &st, err) != 0)
+        goto rollback;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, hold ? 1 : 0);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "log hold");
+        goto rollback;
+    }
+    if (sqlite3_changes(m->db) == 0) {
+        ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log);
+        goto rollback;
+    }
+    if (event_insert(m, tenant, log, now_ns, hold ? "hold" : "release", actor, reason, err) != 0)
+        goto rollback;
+    if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_fail(m, err, "commit");
+        goto rollback;
+    }
+    rc = 0;
+    goto done;
+rollback:
+    sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_lifecycle(ann_meta *m, const char *tenant, const char *log, ann_log_meta *out,
+                           ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT legal_hold, retention_days FROM logs WHERE tenant_id = ? AND log_id = ?",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        out->legal_hold = sqlite3_column_int(st, 0) != 0;
+        out->retention_days = sqlite3_column_int(st, 1);
+    } else if (r != SQLITE_DONE) {
+        db_fail(m, err, "log lifecycle");
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (prep(m,
+             "SELECT kind, actor, reason, time_ns FROM log_events WHERE tenant_id = ? AND"
+             " log_id = ? AND kind IN ('hold', 'release') ORDER BY id DESC LIMIT 1",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        ann_hold_change *c = &out->last_hold_change;
+        out->has_hold_change = true;
+        c->hold = strcmp((const char *)sqlite3_column_text(st, 0), "hold") == 0;
+        snprintf(c->actor, sizeof c->actor, "%s", (const char *)sqlite3_column_text(st, 1));
+        const char *reason = (const char *)sqlite3_column_text(st, 2);
+        c->reason = reason && *reason ? strdup(reason) : NULL;
+        c->time_ns = sqlite3_column_int64(st, 3);
+    } else if (r != SQLITE_DONE) {
+        db_fail(m, err, "log lifecycle");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_tenant_set_retention(ann_meta *m, const char *name, int32_t days, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "UPDATE tenants SET retention_days = ? WHERE name = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_int(st, 1, days);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(m, err, "tenant retention");
+        goto done;
+    }
+    if (sqlite3_changes(m->db) == 0) {
+        ann_err_set(err, ANN_ENOTFOUND, "tenant %.128s not found", name);
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_retention_candidates(ann_meta *m, int64_t now_ns, int64_t day_ns, size_t max,
+                                  ann_meta_candidate **out, size_t *n, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    *out = NULL;
+    *n = 0;
+    if (max == 0)
+        return 0;
+    ann_meta_candidate *v = ann_xcalloc(max, sizeof *v);
+    pthread_mutex_lock(&m->mu);
+    /* The period in ns, clamped so that days * day_ns cannot overflow: anything past
+     * 10^6 days is forever in practice. */
+    if (prep(m,
+             "SELECT l.tenant_id, l.log_id, l.last_write_ns, CASE WHEN l.retention_days > 0"
+             " THEN l.retention_days ELSE t.retention_days END AS days, l.retention_days > 0"
+             " FROM logs l"
+             " JOIN tenants t ON t.id = l.tenant_id WHERE l.state = 0 AND l.legal_hold = 0"
+             " AND days > 0 AND l.last_write_ns < ?1 - min(days, 1000000) * ?2"
+             " ORDER BY l.last_write_ns LIMIT ?3",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_int64(st, 1, now_ns);
+    sqlite3_bind_int64(st, 2, day_ns);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+        ann_meta_candidate *c = &v[*n];
+        snprintf(c->tenant, sizeof c->tenant, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(c->log, sizeof c->log, "%s", (const char *)sqlite3_column_text(st, 1));
+        c->last_write_ns = sqlite3_column_int64(st, 2);
+        c->days = sqlite3_column_int(st, 3);
+        c->own_period = sqlite3_column_int(st, 4) != 0;
+        (*n)++;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE) {
+        db_fail(m, err, "retention candidates");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    if (rc == 0)
+        *out = v;
+    else
+        free(v), *n = 0;
+    return rc;
+}
+
+int ann_meta_log_set_last_write(ann_meta *m, const char *tenant, const char *log, int64_t ns,
+                                ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m,
+             "UPDATE logs SET last_write_ns = max(last_write_ns, ?3) WHERE tenant_id = ?1 AND"
+             " log_id = ?2",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ns);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(m, err, "log last write");
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_events(ann_meta *m, const char *tenant_name, const char *log,
+                        int (*fn)(const ann_meta_event *ev, void *ud), void *ud, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT id FROM tenants WHERE name = ?", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (found == SQLITE_DONE) {
+        ann_err_set(err, ANN_ENOTFOUND, "tenant %.128s not found", tenant_name);
+        goto done;
+    }
+    if (found != SQLITE_ROW) {
+        db_fail(m, err, "tenant lookup");
+        goto done;
+    }
+    if (prep(m,
+             "SELECT log_id, time_ns, kind, actor, reason FROM log_events WHERE tenant_id ="
+             " (SELECT id FROM tenants WHERE name = ?1) AND (?2 IS NULL OR log_id = ?2)"
+             " ORDER BY id",
+             &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    if (log)
+        sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ann_meta_event ev = {.log_id = (const char *)sqlite3_column_text(st, 0),
+                             .time_ns = sqlite3_column_int64(st, 1),
+                             .kind = (const char *)sqlite3_column_text(st, 2),
+                             .actor = (const char *)sqlite3_column_text(st, 3),
+                             .reason = (const char *)sqlite3_column_text(st, 4)};
+        if (fn(&ev, ud))
+            break;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE) {
+        db_fail(m, err, "log events");
+        goto done;
+    }
+    rc = 0;
+done:
+    sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }
@@ -1096,13 +1392,15 @@ int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
     const ann_label_pair *drive = q->n_labels ? &q->labels[0] : NULL;
     pthread_mutex_lock(&m->mu);
     if (prep(m,
-             drive ? "SELECT l.log_id, l.create_ns, l.labels, l.entry_count, l.count_dirty"
-                     " FROM log_labels ll JOIN logs l ON l.tenant_id = ll.tenant_id AND"
+             drive ? "SELECT l.log_id, l.create_ns, l.labels, l.entry_count, l.count_dirty,"
+                     " l.legal_hold, l.retention_days FROM log_labels ll JOIN logs l ON "
+                     "l.tenant_id = ll.tenant_id AND"
                      " l.log_id = ll.log_id WHERE ll.tenant_id = ?1 AND ll.key = ?6 AND"
                      " ll.value = ?7 AND ll.create_ns >= ?2 AND ll.create_ns <= ?3 AND"
                      " NOT (ll.create_ns = ?4 AND ll.log_id <= ?5) AND l.state = 0"
                      " ORDER BY ll.create_ns DESC, ll.log_id"
-                   : "SELECT log_id, create_ns, labels, entry_count, count_dirty FROM logs"
+                   : "SELECT log_id, create_ns, labels, entry_count, count_dirty, legal_hold,"
+                     " retention_days FROM logs"
                      " WHERE tenant_id = ?1 AND create_ns >= ?2 AND create_ns <= ?3 AND"
                      " NOT (create_ns = ?4 AND log_id <= ?5) AND state = 0"
                      " ORDER BY create_ns DESC, log_id",
@@ -1129,6 +1427,8 @@ int ann_meta_logs_page(ann_meta *m, const char *tenant, const ann_logs_query *q,
             .labels_len = (size_t)sqlite3_column_bytes(st, 2),
             .entry_count = (uint64_t)sqlite3_column_int64(st, 3),
             .count_dirty = sqlite3_column_int(st, 4) != 0,
+            .legal_hold = sqlite3_column_int(st, 5) != 0,
+            .retention_days = sqlite3_column_int(st, 6),
         };
         if (q->n_labels > 1 &&
             !ann_labels_match(row.labels, row.labels_len, 2, q->labels + 1, q->n_labels - 1))

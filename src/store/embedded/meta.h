@@ -57,12 +57,55 @@ int ann_meta_tenant_exists(ann_meta *m, const char *id, ann_err *err);
 
 /* Fails with ANN_EEXISTS if the (tenant, log) row exists in any state. */
 int ann_meta_log_insert(ann_meta *m, const char *tenant, const char *log, const uint8_t *labels,
-                        size_t labels_len, int64_t create_ns, ann_err *err);
+                        size_t labels_len, int64_t create_ns, int32_t retention_days, ann_err *err);
 /* 1 found (fills state, create time and a malloc'd copy of labels, which
  * may be NULL when empty), 0 not found, -1 error. */
 int ann_meta_log_lookup(ann_meta *m, const char *tenant, const char *log, int *state,
                         int64_t *create_ns, uint8_t **labels, size_t *labels_len, ann_err *err);
-int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log, ann_err *err);
+/* One audit record of a log's lifecycle (the log_events table): kind "hold", "release" or
+ * "retention". Pointers valid during the call (or the callback) only. */
+typedef struct ann_meta_event {
+    const char *log_id; /* on output */
+    int64_t time_ns;
+    const char *kind;
+    const char *actor;
+    const char *reason;
+} ann_meta_event;
+
+/* Marks a live log deleting, with its audit record (audit may be NULL), in one
+ * transaction; ANN_EPRECOND when the log is on legal hold (nothing changes). */
+int ann_meta_log_set_deleting(ann_meta *m, const char *tenant, const char *log,
+                              const ann_meta_event *audit, ann_err *err);
+/* Sets or clears a live log's hold and records the event, in one transaction;
+ * ANN_ENOTFOUND when no live log. */
+int ann_meta_log_set_hold(ann_meta *m, const char *tenant, const char *log, bool hold,
+                          const char *actor, const char *reason, int64_t now_ns, ann_err *err);
+/* Fills out's v4 fields (legal_hold, retention_days, the last hold change). */
+int ann_meta_log_lifecycle(ann_meta *m, const char *tenant, const char *log, ann_log_meta *out,
+                           ann_err *err);
+/* ANN_ENOTFOUND when no tenant has this name. */
+int ann_meta_tenant_set_retention(ann_meta *m, const char *name, int32_t days, ann_err *err);
+
+/* A log retention may have to delete: live, not held, a period, and a recorded last write
+ * (a lower bound of the true one) older than it. */
+typedef struct ann_meta_candidate {
+    char tenant[ANN_UUID_LEN + 1];
+    char log[ANN_UUID_LEN + 1];
+    int64_t last_write_ns;
+    int32_t days;
+    bool own_period; /* the log's own period (else its tenant's) */
+} ann_meta_candidate;
+/* At most max candidates, oldest recorded last write first (a malloc'd array). */
+int ann_meta_retention_candidates(ann_meta *m, int64_t now_ns, int64_t day_ns, size_t max,
+                                  ann_meta_candidate **out, size_t *n, ann_err *err);
+/* Raises the recorded last write (never lowers it). */
+int ann_meta_log_set_last_write(ann_meta *m, const char *tenant, const char *log, int64_t ns,
+                                ann_err *err);
+/* The lifecycle audit records of the tenant named tenant_name (of one log, or all when log
+ * is NULL), oldest first; ANN_ENOTFOUND when no such tenant. fn runs with the lock held (it
+ * must not call ann_meta_*) and may stop by returning nonzero. */
+int ann_meta_log_events(ann_meta *m, const char *tenant_name, const char *log,
+                        int (*fn)(const ann_meta_event *ev, void *ud), void *ud, ann_err *err);
 /* Removes the row and marks the log's revocations applied. */
 int ann_meta_log_remove(ann_meta *m, const char *tenant, const char *log, ann_err *err);
 
@@ -115,6 +158,8 @@ typedef struct ann_meta_log_row {
     size_t labels_len;
     uint64_t entry_count;
     bool count_dirty;
+    bool legal_hold;
+    int32_t retention_days;
 } ann_meta_log_row;
 
 /* A tenant's live logs in ListLogs order (create time desc, id asc), filtered by q's

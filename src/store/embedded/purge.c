@@ -6,6 +6,9 @@
  * by the next open (recover.c) or the next load of the log (cache.c).
  */
 #include "store/embedded/internal.h"
+
+#include <inttypes.h>
+
 #include "common/fault.h"
 
 #include <errno.h>
@@ -165,12 +168,40 @@ done:
     return rc;
 }
 
-int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err)
+typedef struct last_entry {
+    int64_t insert_time_ns;
+} last_entry;
+
+static int note_last(const ann_entry *e, void *ud)
 {
-    emb *s = (emb *)st;
+    ((last_entry *)ud)->insert_time_ns = e->insert_time_ns;
+    return 0;
+}
+
+/* When h was last written: its last visible entry's insert time, else its creation; and
+ * the visible count that time belongs to. purge_mu held (no revocation rewrites it). */
+static int last_write(emb *s, elog *h, int64_t *out, uint64_t *visible, ann_err *err)
+{
+    pthread_rwlock_rdlock(&h->lk);
+    uint64_t v = h->visible;
+    int64_t created = h->create_ns;
+    pthread_rwlock_unlock(&h->lk);
+    last_entry le = {.insert_time_ns = created};
+    if (v > 0 && emb_read_range(s, h, v, v, note_last, &le, err) != 0)
+        return -1;
+    *out = le.insert_time_ns > created ? le.insert_time_ns : created;
+    *visible = v;
+    return 0;
+}
+
+int emb_log_delete_if(emb *s, const char *tenant_id, const char *log_id, const emb_expiry *exp,
+                      bool *deleted, ann_err *err)
+{
     elog *h;
     ann_watch **ws = NULL;
     size_t cap = 0;
+    if (deleted)
+        *deleted = false;
     if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
         return -1;
     /* purge_mu: one deletion at a time, and no revocation rewriting the file. */
@@ -178,12 +209,46 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
     pthread_rwlock_rdlock(&h->lk);
     int rc = emb_log_state(h, err); /* a concurrent delete won: not found */
     pthread_rwlock_unlock(&h->lk);
-    if (rc == 0)
-        rc = ann_meta_log_set_deleting(s->meta, tenant_id, log_id, err);
+    if (rc == 0 && !exp)
+        rc = ann_meta_log_set_deleting(s->meta, tenant_id, log_id, NULL, err);
+    if (rc == 0 && exp) {
+        /* Retention: the log goes only if its true last write is older than the cutoff,
+         * checked and marked with the committer kept out (h->lk for writing), so no
+         * append is published between the check and the decision. */
+        int64_t last = 0;
+        uint64_t v = 0;
+        rc = last_write(s, h, &last, &v, err);
+        if (rc == 0 && last >= exp->cutoff_ns) {
+            (void)ann_meta_log_set_last_write(s->meta, tenant_id, log_id, last, err);
+            rc = 1; /* not expired: keep it */
+        }
+        if (rc == 0) {
+            char reason[512], t1[40];
+            snprintf(t1, sizeof t1, "%" PRId64, last);
+            snprintf(reason, sizeof reason,
+                     "retention: last write at %s ns is older than the %s period of %d day%s "
+                     "(%" PRId64 " ns a day); deleted %" PRIu64 " entries",
+                     t1, exp->own_period ? "log's" : "tenant's", (int)exp->days,
+                     exp->days == 1 ? "" : "s", exp->day_ns, v);
+            ann_meta_event ev = {.time_ns = exp->now_ns,
+                                 .kind = "retention",
+                                 .actor = ANN_RETENTION_ACTOR,
+                                 .reason = reason};
+            pthread_rwlock_wrlock(&h->lk);
+            if (h->visible != v)
+                rc = 1; /* written meanwhile: not expired any more */
+            else if ((rc = ann_meta_log_set_deleting(s->meta, tenant_id, log_id, &ev, err)) != 0 &&
+                     err && err->code == ANN_EPRECOND)
+                rc = 1; /* held meanwhile */
+            pthread_rwlock_unlock(&h->lk);
+        }
+    }
     if (rc != 0) {
         pthread_mutex_unlock(&h->purge_mu);
         emb_log_release(s, h);
-        return -1;
+        if (rc == 1)
+            ann_err_clear(err);
+        return rc == 1 ? 0 : -1;
     }
     ANN_FAULT_POINT("delete.marked");
     /* Decided (durably). From now on an acquire that misses the table finds
@@ -207,5 +272,12 @@ int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann
     if (rc == 0)
         ANN_FAULT_POINT("delete.removed");
     emb_log_release(s, h);
+    if (deleted)
+        *deleted = true; /* decided: the rest is redone at the next open if it failed */
     return rc == 0 ? 0 : emb_outcome_unknown(err);
+}
+
+int emb_log_delete(ann_store *st, const char *tenant_id, const char *log_id, ann_err *err)
+{
+    return emb_log_delete_if((emb *)st, tenant_id, log_id, NULL, NULL, err);
 }

@@ -41,6 +41,10 @@ int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_lo
 done:
     pthread_rwlock_unlock(&h->lk);
     emb_log_release(s, h);
+    if (rc == 0 && ann_meta_log_lifecycle(s->meta, tenant_id, log_id, out, err) != 0) {
+        ann_log_meta_release(out);
+        rc = -1;
+    }
     return rc;
 }
 

@@ -73,6 +73,10 @@ static void log_line_has_every_field_escaped(void **state)
            "{\"id\":\"0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d\",\"labels\":{\"job\":\"nightly etl\","
            "\"k\\u001b[1m\":\"v\\n\\u0000x\"},\"create_time\":\"2025-11-26T10:00:00.250000000Z\","
            "\"entry_count\":2500}\n");
+    expect(RENDER(ann_cli_print_log_json_full, &log),
+           "{\"id\":\"0b7e4c1a-5a8f-4d5e-9c1e-2f8a7d6b5c4d\",\"labels\":{\"job\":\"nightly etl\","
+           "\"k\\u001b[1m\":\"v\\n\\u0000x\"},\"create_time\":\"2025-11-26T10:00:00.250000000Z\","
+           "\"entry_count\":2500,\"retention_days\":0,\"legal_hold\":false}\n");
 }
 
 static void hit_line_starts_with_the_log(void **state)
