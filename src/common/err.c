@@ -50,6 +50,10 @@ const char *ann_code_name(ann_code code)
         return "storage_full";
     case ANN_EPERM:
         return "permission_denied";
+    case ANN_EPRECOND:
+        return "failed_precondition";
+    case ANN_EUNIMPL:
+        return "unimplemented";
     }
     return "unknown";
 }

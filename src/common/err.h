@@ -36,6 +36,8 @@ typedef enum ann_code {
     ANN_ECORRUPT,  /* stored data failed its checksum: DATA_LOSS */
     ANN_ENOSPC,    /* the disk is full; nothing was stored: RESOURCE_EXHAUSTED, retriable */
     ANN_EPERM,     /* a valid key without the role the call needs: PERMISSION_DENIED */
+    ANN_EPRECOND,  /* the object's state forbids the call (a sealed log): FAILED_PRECONDITION */
+    ANN_EUNIMPL,   /* the backend does not offer the operation: UNIMPLEMENTED */
 } ann_code;
 
 enum {

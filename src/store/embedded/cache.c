@@ -122,6 +122,7 @@ static void elog_free(emb *s, elog *h)
     emb_revmap_release(&h->revs);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
+    emb_tree_release(&h->tree);
     free(h->labels);
     free(h->pend);
     free(h->path);
@@ -412,6 +413,7 @@ static elog *elog_new(emb *s, uint64_t hash, const char *tenant, const char *log
     ann_idx_init(&h->idx);
     pthread_rwlock_init(&h->lk, NULL);
     pthread_mutex_init(&h->purge_mu, NULL);
+    emb_tree_init(&h->tree);
     return h;
 }
 
@@ -430,6 +432,9 @@ static void log_open(emb *s, elog *h)
     ann_err e;
     int r = ann_meta_log_lookup(s->meta, h->tenant, h->log, &state, &create_ns, &labels,
                                 &labels_len, &e);
+    bool sealed = false;
+    if (r > 0 && ann_meta_log_sealed(s->meta, h->tenant, h->log, &sealed, &e) < 0)
+        r = -1;
     /* Uncontended: everyone else waits for loading to clear before looking. */
     pthread_rwlock_wrlock(&h->lk);
     ann_err_clear(&h->load_err);
@@ -444,6 +449,7 @@ static void log_open(emb *s, elog *h)
         h->create_ns = create_ns;
         h->labels = labels;
         h->labels_len = labels_len;
+        h->log_sealed = sealed;
         h->load_rc = log_load(s, h, &h->load_err);
     }
     bool failed = h->load_rc != 0;

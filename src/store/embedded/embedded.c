@@ -318,6 +318,10 @@ static const ann_store_ops embedded_ops = {
     .key_create = emb_key_create,
     .key_list = emb_key_list,
     .key_revoke = emb_key_revoke,
+    .checkpoint = emb_checkpoint,
+    .inclusion_proof = emb_inclusion_proof,
+    .consistency_proof = emb_consistency_proof,
+    .log_seal = emb_log_seal,
     .log_create = emb_log_create,
     .log_get = emb_log_get,
     .log_delete = emb_log_delete,
@@ -424,6 +428,8 @@ static void emb_close(ann_store *st)
     emb_summaries_free(s);
     pthread_cond_destroy(&s->seal_cv);
     emb_keys_release(&s->keys);
+    if (s->has_signer)
+        ann_note_signer_release(&s->signer);
     free(s->dir);
     free(s);
 }
@@ -514,6 +520,10 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (emb_keys_map(s, err) != 0) /* revocations reach every process through it */
         goto done;
     if (!s->opts.admin_only) {
+        /* The checkpoint key: --signing-key, else DIR/signing.key (made on first start). */
+        if (emb_signer_load(dir, s->opts.signing_key, s->opts.key_name, &s->signer, err) != 0)
+            goto done;
+        s->has_signer = true;
         emb_metrics_register(s);
         if (emb_recover(s, err) != 0 || emb_committer_start(s, err) != 0 ||
             emb_sealer_start(s, err) != 0)

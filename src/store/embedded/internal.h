@@ -57,6 +57,7 @@
 #include "store/embedded/index.h"
 #include "store/embedded/meta.h"
 #include "store/store.h"
+#include "domain/note.h"
 
 #define EMB_MAX_ID_LEN ANN_UUID_LEN
 #define EMB_NSYNC 15 /* fdatasync helper threads */
@@ -104,6 +105,28 @@ typedef struct emb_revmap {
     ann_revocation **recs; /* each malloc'd with its strings */
     size_t nrecs, recs_cap;
 } emb_revmap;
+
+/*
+ * A log's Merkle tree (integrity.c; docs/integrity.md), built lazily from the log's
+ * entries: the first integrity call after a load hashes every visible entry, later ones
+ * only the new entries. Every level of the tree is kept (lv[k][i] is the hash of leaves
+ * [i * 2^k, (i + 1) * 2^k)), so a proof is O(log n) lookups: 64 bytes per entry in memory
+ * while the log is open. It is a function of the durable entries alone, so it survives any
+ * crash by being rebuilt, and it never covers an entry that is not visible (visible
+ * entries are durable). Guarded by its own mutex `mu`, which is taken without any other
+ * store lock held and may take s->mu and h->lk (through the read path) under it.
+ */
+typedef struct emb_tree {
+    pthread_mutex_t mu;
+    uint8_t (*lv[64])[32]; /* mu */
+    size_t lv_n[64];       /* mu: hashes at each level */
+    size_t lv_cap[64];     /* mu */
+    uint64_t size;         /* mu: leaves hashed (entries 1..size) */
+    bool legacy;           /* mu: an entry without an integrity field: no tree */
+    ann_err legacy_err;    /* mu: which one */
+    ann_buf ckp;           /* mu: the latest checkpoint signed since the load (empty: none) */
+    uint64_t ckp_size;     /* mu: its tree size */
+} emb_tree;
 
 /* One watch() registration. Holds a reference on its log until unwatch(). */
 struct ann_watch {
@@ -191,19 +214,22 @@ struct elog {
     uint64_t vc_tick;         /* vc_mu */
 
     emb_revmap revs;  /* lk (write to add): the revocation records of redacted entries */
+    bool log_sealed;  /* lk: SealLog took (meta.db logs.sealed); appends refuse new entries */
+    emb_tree tree;    /* its own mutex (above) */
     bool count_clean; /* lk: SQLite holds the exact entry count (count_dirty = 0); the
                          first append after a load marks it dirty there first */
 };
 
 /* One append() waiting for the committer. Lives on the appender's stack. */
 typedef struct job {
-    ann_append *req;   /* immutable once queued; the committer fills its outputs */
-    elog *h;           /* immutable: the appender's reference */
-    int rc;            /* committer; read by the appender once done */
-    ann_err err;       /* committer; read by the appender once done */
-    bool done;         /* s->q_mu */
-    pthread_cond_t cv; /* waited on with s->q_mu */
-    struct job *next;  /* s->q_mu while queued, then committer */
+    ann_append *req;      /* immutable once queued; the committer fills its outputs */
+    uint8_t (*salts)[32]; /* immutable: req->n body salts (malloc'd by the appender) */
+    elog *h;              /* immutable: the appender's reference */
+    int rc;               /* committer; read by the appender once done */
+    ann_err err;          /* committer; read by the appender once done */
+    bool done;            /* s->q_mu */
+    pthread_cond_t cv;    /* waited on with s->q_mu */
+    struct job *next;     /* s->q_mu while queued, then committer */
 } job;
 
 /* The authenticated-key cache (keys.c). */
@@ -290,6 +316,9 @@ struct emb {
     /* Metrics (opts.metrics; all NULL without): atomics, updated by the committer. */
     ann_counter *m_entries, *m_bytes, *m_rounds;
     ann_histogram *m_fsync, *m_batch_requests, *m_batch_entries;
+
+    ann_note_signer signer; /* immutable after open: the deployment's checkpoint key */
+    bool has_signer;        /* immutable after open (false for admin_only opens) */
 
     pthread_mutex_t seal_mu; /* the sealer's wake-ups */
     pthread_cond_t seal_cv;
@@ -493,5 +522,22 @@ int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *e
 /* ---- start-up recovery (recover.c) --------------------------------------- */
 
 int emb_recover(emb *s, ann_err *err);
+
+/* ---- integrity.c ---------------------------------------------------------- */
+
+void emb_tree_init(emb_tree *t);
+void emb_tree_release(emb_tree *t);
+int emb_checkpoint(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                   ann_err *err);
+int emb_inclusion_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t entry_id,
+                        uint64_t tree_size, uint8_t (*out)[32], size_t *n, ann_err *err);
+int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t first,
+                          uint64_t second, uint8_t (*out)[32], size_t *n, ann_err *err);
+int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                 ann_err *err);
+/* The signing key: key_file when set, else DIR/signing.key (created with `name` when
+ * missing). */
+int emb_signer_load(const char *dir, const char *key_file, const char *name, ann_note_signer *out,
+                    ann_err *err);
 
 #endif
