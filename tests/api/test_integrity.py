@@ -335,11 +335,28 @@ def test_bad_input_names_the_field(server, client, log):
                                        pb.GetLogCheckpointRequest(log_id="nope")), field="log_id")
     expect_invalid(lambda: client.call(client.cmd.SealLog, pb.SealLogRequest(log_id="")),
                    field="log_id")
-    # A size beyond the latest checkpoint, until a checkpoint covers it.
+    # A new entry is provable once a checkpoint covers it (GetLogCheckpoint makes one at once;
+    # the checkpointer within a second).
     write(client, log, [entry("l3", insert_id=uid())])
-    expect_invalid(inc, entry_id="4", tree_size=4, field="tree_size")
+    expect_invalid(inc, entry_id="4", tree_size=5, field="tree_size")
     checkpoint(client, log)
     assert inc(entry_id="4", tree_size=4).hashes
+
+
+def test_checkpoints_follow_writes_within_a_second(server, client, log):
+    vk = verifier_key(server)
+    write(client, log, [entry(f"l{i}", insert_id=uid()) for i in range(3)])
+    deadline = time.time() + 10
+    while True:  # without asking for one: the proofs' bound moves by itself
+        try:
+            path = inclusion(client, log, 3, 3)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert time.time() < deadline, "no checkpoint covered the entries"
+            time.sleep(0.1)
+    size, root, leaves = verify_log(client, vk, log)
+    assert V.verify_inclusion(2, 3, leaves[2], path, V.Tree(leaves).root(3))
 
 
 def test_isolation_across_tenants(server, client, other_client, log):

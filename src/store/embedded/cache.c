@@ -583,6 +583,28 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     return rc;
 }
 
+void emb_loaded_logs(emb *s, elog ***out, size_t *n)
+{
+    elog **v = NULL;
+    size_t k = 0, cap = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->tcap; i++)
+        for (elog *h = s->table[i]; h; h = h->hnext) {
+            if (h->loading || !h->in_table)
+                continue;
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = ann_xrealloc(v, cap * sizeof *v);
+            }
+            h->refs++;
+            lru_unlink(s, h);
+            v[k++] = h;
+        }
+    pthread_mutex_unlock(&s->mu);
+    *out = v;
+    *n = k;
+}
+
 void emb_open_logs(emb *s, elog ***out, size_t *n)
 {
     elog **v = NULL;

@@ -67,6 +67,11 @@ typedef struct ann_store_embedded_opts {
      * open with the name key_name (NULL: "annals"). */
     const char *signing_key;
     const char *key_name;
+    /* A checkpoint of each open log that grew is signed this often (ms; 0: 1000), so
+     * checkpoints follow writes within that bound; no_checkpointer: only when asked
+     * (GetLogCheckpoint, SealLog), for benchmarks that compare. */
+    unsigned checkpoint_ms;
+    bool no_checkpointer;
 } ann_store_embedded_opts;
 
 /* The signing key a serving open would use (see the opts), creating DIR/signing.key when

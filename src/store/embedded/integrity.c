@@ -301,6 +301,69 @@ done:
     return rc;
 }
 
+/* ---- the checkpointer ------------------------------------------------------------- */
+
+static void *checkpointer_main(void *arg)
+{
+    emb *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)(s->opts.checkpoint_ms % 1000) * 1000000L;
+        dl.tv_sec += s->opts.checkpoint_ms / 1000 + dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &dl);
+        if (s->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        elog **v = NULL;
+        size_t n = 0;
+        emb_loaded_logs(s, &v, &n);
+        for (size_t i = 0; i < n; i++) {
+            elog *h = v[i];
+            pthread_rwlock_rdlock(&h->lk);
+            bool live = h->load_rc == 0 && !h->deleted && !h->broken;
+            uint64_t vis = h->visible;
+            pthread_rwlock_unlock(&h->lk);
+            pthread_mutex_lock(&h->tree.mu);
+            if (live && !h->tree.legacy && (vis > h->tree.ckp_size || !h->tree.ckp.len)) {
+                ann_err err;
+                if (tree_ready(s, h, true, &err) != 0 && !h->tree.legacy)
+                    fprintf(stderr, "annals store: %s: checkpoint: %s\n", h->log, err.msg);
+            }
+            pthread_mutex_unlock(&h->tree.mu);
+            emb_log_release(s, h);
+        }
+        free(v);
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+int emb_checkpointer_start(emb *s, ann_err *err)
+{
+    if (s->opts.no_checkpointer || !s->has_signer)
+        return 0;
+    if (pthread_create(&s->ckpt_th, NULL, checkpointer_main, s) != 0)
+        return ann_err_set(err, ANN_EUNAVAIL, "cannot start the checkpointer thread");
+    s->ckpt_started = true;
+    return 0;
+}
+
+void emb_checkpointer_stop(emb *s)
+{
+    if (!s->ckpt_started)
+        return;
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_stop = true;
+    pthread_cond_broadcast(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    pthread_join(s->ckpt_th, NULL);
+    s->ckpt_started = false;
+}
+
 /* ---- the signing key ------------------------------------------------------------------- */
 
 static int key_read(const char *path, ann_note_signer *signer, ann_err *err)

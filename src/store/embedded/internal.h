@@ -317,8 +317,13 @@ struct emb {
     ann_counter *m_entries, *m_bytes, *m_rounds;
     ann_histogram *m_fsync, *m_batch_requests, *m_batch_entries;
 
-    ann_note_signer signer; /* immutable after open: the deployment's checkpoint key */
-    bool has_signer;        /* immutable after open (false for admin_only opens) */
+    ann_note_signer signer;  /* immutable after open: the deployment's checkpoint key */
+    bool has_signer;         /* immutable after open (false for admin_only opens) */
+    pthread_mutex_t ckpt_mu; /* leaf: the checkpointer's wake-ups (integrity.c) */
+    pthread_cond_t ckpt_cv;
+    bool ckpt_stop;    /* ckpt_mu */
+    pthread_t ckpt_th; /* immutable after open */
+    bool ckpt_started; /* immutable after open */
 
     pthread_mutex_t seal_mu; /* the sealer's wake-ups */
     pthread_cond_t seal_cv;
@@ -478,6 +483,8 @@ int emb_wipe(emb *s, int fd, const char *path, uint64_t from, uint64_t to, ann_e
 /* References to the loaded logs that have unsealed entries (for the sealer); release each
  * with emb_log_release and free the array. */
 void emb_open_logs(emb *s, elog ***out, size_t *n);
+/* References to every loaded log (the same release). */
+void emb_loaded_logs(emb *s, elog ***out, size_t *n);
 /* The sealer thread: seals busy logs as their unsealed frames reach a block's worth, and
  * idle logs whole. */
 int emb_sealer_start(emb *s, ann_err *err);
@@ -535,6 +542,9 @@ int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_
                           uint64_t second, uint8_t (*out)[32], size_t *n, ann_err *err);
 int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
                  ann_err *err);
+/* The checkpointer: every opts.checkpoint_ms, a new checkpoint of each open log that grew. */
+int emb_checkpointer_start(emb *s, ann_err *err);
+void emb_checkpointer_stop(emb *s);
 /* The signing key: key_file when set, else DIR/signing.key (created with `name` when
  * missing). */
 int emb_signer_load(const char *dir, const char *key_file, const char *name, ann_note_signer *out,
