@@ -449,3 +449,41 @@ def test_kill9_checkpoints_cover_only_durable_entries():
             c.close()
         finally:
             s.kill()
+
+
+def test_compressed_blocks_keep_the_tree_through_revocation():
+    """Entries moved into sealed (compressed) blocks still verify; a revocation that rewrites
+    a block keeps the body_hash and purges the salt from every file."""
+    with tempfile.TemporaryDirectory(prefix="annals-int-blk-") as d:
+        s = Server(d, extra_args=["--seal-idle-ms", "50"]).start()
+        try:
+            c = Client(s, s.tenant("t"))
+            vk = verifier_key(s)
+            log = create_log(c)
+            rnd = random.Random(7)
+            write(c, log, varied(40, rnd))
+            size, root, _ = verify_log(c, vk, log)
+            salts = [e["salt"] for e in read_raw(c, log)]
+            deadline = time.time() + 20
+            while not any(f.endswith(".blk") for _, _, fs in os.walk(d) for f in fs):
+                assert time.time() < deadline, "the log was never compressed into a block"
+                time.sleep(0.1)
+            time.sleep(0.5)
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            c.call(c.cmd.RevokeLogEntries,
+                   pb.RevokeLogEntriesRequest(log_id=log, entry_ids=["3", "17"], reason="r"))
+            es = read_raw(c, log)
+            assert es[2]["redacted"] and es[2]["salt"] is None and es[16]["hash"]
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            hits = diskscan.files_containing(d, [salts[2], salts[16]])
+            assert not hits, f"a revoked entry's salt is still on disk: {hits}"
+            assert diskscan.files_containing(d, [salts[0]]), "the scan cannot see salts"
+            # And after a restart (the tree is rebuilt from the blocks).
+            c.close()
+            assert s.stop() == 0
+            s.start()
+            c = Client(s, c.key)
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            c.close()
+        finally:
+            s.kill()
