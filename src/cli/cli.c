@@ -35,6 +35,8 @@ static const char usage_text[] =
     "  search QUERY ... --revoke --reason R [--yes]\n"
     "                                       revoke every hit (asks first without --yes)\n"
     "  delete LOG                           delete a log and all its entries\n"
+    "  verify LOG --key VERIFIER_KEY [--checkpoint FILE] [--save FILE]\n"
+    "                                       check the log against its signed checkpoint\n"
     "\n"
     "environment: ANNALS_ADDR (default " DEFAULT_ADDR "), ANNALS_TOKEN,\n"
     "             ANNALS_TLS=1, ANNALS_CA_FILE=<pem>\n"
@@ -427,6 +429,8 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_search(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "delete")) {
         rc = ann_cmd_delete(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "verify")) {
+        rc = ann_cmd_verify(&cli, argc - 1, argv + 1);
     } else {
         fprintf(stderr, "annals: unknown command \"");
         ann_cli_put_term_str(stderr, cmd);

@@ -166,5 +166,7 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv);
 int ann_cmd_logs(ann_cli *cli, int argc, char **argv);
 int ann_cmd_read(ann_cli *cli, int argc, char **argv);
 int ann_cmd_search(ann_cli *cli, int argc, char **argv);
+/* cmd_verify.c: annals verify (docs/integrity.md) */
+int ann_cmd_verify(ann_cli *cli, int argc, char **argv);
 
 #endif
