@@ -37,6 +37,9 @@ static const char usage_text[] =
     "  delete LOG                           delete a log and all its entries\n"
     "  verify LOG --key VERIFIER_KEY [--checkpoint FILE] [--save FILE]\n"
     "                                       check the log against its signed checkpoint\n"
+    "  prove LOG ID --key VERIFIER_KEY      an offline proof bundle (JSON) for one entry\n"
+    "  verify-proof BUNDLE --key VERIFIER_KEY\n"
+    "                                       check a bundle, offline\n"
     "\n"
     "environment: ANNALS_ADDR (default " DEFAULT_ADDR "), ANNALS_TOKEN,\n"
     "             ANNALS_TLS=1, ANNALS_CA_FILE=<pem>\n"
@@ -431,6 +434,10 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_delete(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "verify")) {
         rc = ann_cmd_verify(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "prove")) {
+        rc = ann_cmd_prove(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "verify-proof")) {
+        rc = ann_cmd_verify_proof(&cli, argc - 1, argv + 1);
     } else {
         fprintf(stderr, "annals: unknown command \"");
         ann_cli_put_term_str(stderr, cmd);

@@ -168,5 +168,8 @@ int ann_cmd_read(ann_cli *cli, int argc, char **argv);
 int ann_cmd_search(ann_cli *cli, int argc, char **argv);
 /* cmd_verify.c: annals verify (docs/integrity.md) */
 int ann_cmd_verify(ann_cli *cli, int argc, char **argv);
+/* cmd_prove.c: annals prove, annals verify-proof (docs/integrity.md) */
+int ann_cmd_prove(ann_cli *cli, int argc, char **argv);
+int ann_cmd_verify_proof(ann_cli *cli, int argc, char **argv);
 
 #endif

@@ -177,3 +177,55 @@ def test_rewritten_past_with_valid_checksums_is_caught(setup):
     assert b"consistency" in p.stderr and b"rewritten" in p.stderr
     c.close()
     s.kill()
+
+
+def test_prove_and_verify_proof_offline(setup):
+    import base64
+    import json
+    s, key, c, vk, d = setup
+    log = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
+    write(c, log, ["one", "two: the line in court", "three", "four"])
+    c.call(c.cmd.RevokeLogEntries,
+           pb.RevokeLogEntriesRequest(log_id=log, entry_ids=["4"], reason="r"))
+    p = run(s, key, "prove", log, "2", "--key", vk)
+    assert p.returncode == 0, p.stderr
+    bundle = json.loads(p.stdout)
+    assert bundle["format"] == "annals.proof.v1" and bundle["tree_size"] == 4
+    assert "the line in court" in bundle["entry_json"]
+    path = os.path.join(d, "bundle.json")
+    json.dump(bundle, open(path, "w"))
+    p4 = run(s, key, "prove", log, "4", "--key", vk)  # a redacted entry proves too
+    assert p4.returncode == 0, p4.stderr
+    path4 = os.path.join(d, "bundle4.json")
+    open(path4, "wb").write(p4.stdout)
+    c.close()
+    s.kill()  # offline: no server needed from here on
+    v = subprocess.run([ANNALS, "verify-proof", path4, "--key", vk], capture_output=True,
+                       timeout=60)
+    assert v.returncode == 0 and b"entry 4" in v.stdout, v.stderr
+    v = subprocess.run([ANNALS, "verify-proof", path, "--key", vk], capture_output=True,
+                       timeout=60)
+    assert v.returncode == 0, v.stderr
+    assert b"entry 2 of log" in v.stdout
+
+    def fails(mutate, what):
+        b = json.loads(json.dumps(bundle))
+        mutate(b)
+        json.dump(b, open(path, "w"))
+        r = subprocess.run([ANNALS, "verify-proof", path, "--key", vk], capture_output=True,
+                           timeout=60)
+        assert r.returncode == 1, f"{what}: accepted"
+        return r
+
+    raw = base64.b64decode(bundle["entry"])
+    fails(lambda b: b.update(entry=base64.b64encode(
+        raw.replace(b"in court", b"in COURT")).decode()), "a changed payload")
+    fails(lambda b: b["inclusion_proof"].reverse(), "a reordered proof")
+    fails(lambda b: b.update(checkpoint=b["checkpoint"].replace("\n4\n", "\n5\n")),
+          "an altered checkpoint")
+    fails(lambda b: b.update(format="other"), "another format")
+    # The people's copy is not trusted, so changing it changes nothing.
+    b = dict(bundle, entry_json="{}")
+    json.dump(b, open(path, "w"))
+    assert subprocess.run([ANNALS, "verify-proof", path, "--key", vk],
+                          capture_output=True, timeout=60).returncode == 0
