@@ -123,6 +123,7 @@ static void elog_free(emb *s, elog *h)
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
     emb_tree_release(&h->tree);
+    emb_leaves_release(h);
     free(h->labels);
     free(h->pend);
     free(h->path);
@@ -451,6 +452,8 @@ static void log_open(emb *s, elog *h)
         h->labels_len = labels_len;
         h->log_sealed = sealed;
         h->load_rc = log_load(s, h, &h->load_err);
+        /* The checkpointer follows writes: a log loaded to be read is not hashed for it. */
+        h->ckp_hint = h->visible;
     }
     bool failed = h->load_rc != 0;
     pthread_rwlock_unlock(&h->lk);
@@ -583,14 +586,14 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     return rc;
 }
 
-void emb_loaded_logs(emb *s, elog ***out, size_t *n)
+void emb_loaded_logs(emb *s, bool (*want)(elog *h), elog ***out, size_t *n)
 {
     elog **v = NULL;
     size_t k = 0, cap = 0;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->tcap; i++)
         for (elog *h = s->table[i]; h; h = h->hnext) {
-            if (h->loading || !h->in_table)
+            if (h->loading || !h->in_table || !want(h))
                 continue;
             if (k == cap) {
                 cap = cap ? cap * 2 : 64;

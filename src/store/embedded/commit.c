@@ -137,6 +137,7 @@ static int prealloc_write(elog *h);
  * anyway and the next round plans them again. */
 static void sync_one(elog *h)
 {
+    emb_frame_leaves(h); /* hashes for the integrity tree while this helper has the frame */
     if (h->zero_to > h->zero_from)
         (void)prealloc_write(h);
     if (fdatasync(h->fd) != 0) {
@@ -276,6 +277,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 h->pend_len = ANN_LF_FRAME_HDR;
                 h->pend_count = 0;
                 h->pend_first = h->idx.n + 1;
+                h->pl_ok = false;
                 emb_grow(&h->pend, &h->pend_cap, ANN_LF_FRAME_HDR);
                 h->cnext = logs;
                 logs = h;
@@ -342,6 +344,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 m_bytes += h->pend_len;
                 h->end += h->pend_len;
                 h->last_write_ms = emb_mono_ms(); /* the sealer waits for idle logs */
+                emb_leaves_publish(h);
             }
             h->visible = h->idx.n;
         } else {

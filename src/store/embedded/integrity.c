@@ -9,6 +9,7 @@
  * checkpoint is signed from it when asked for after the tree grew.
  */
 #include "store/embedded/internal.h"
+#include "store/embedded/logfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +69,7 @@ static void tree_add_leaf(emb_tree *t, const uint8_t leaf[32])
 }
 
 typedef struct grow_ctx {
+    elog *h;
     emb_tree *t;
     uint64_t next; /* the id expected */
     ann_err *err;
@@ -85,6 +87,9 @@ static int grow_visit(const ann_entry *e, void *ud)
     }
     if (ann_integrity_body_hash(e->body, e->body_len, body_hash, g->err) != 0) {
         g->t->legacy = true;
+        pthread_rwlock_wrlock(&g->h->lk);
+        g->h->ckp_hint = UINT64_MAX;
+        pthread_rwlock_unlock(&g->h->lk);
         ann_err_set(&g->t->legacy_err, ANN_EPRECOND,
                     "log predates integrity: entry %llu has no body salt or hash, so the log has "
                     "no Merkle tree",
@@ -100,23 +105,102 @@ static int grow_visit(const ann_entry *e, void *ud)
     return 0;
 }
 
+/* ---- leaves hashed by the commit path ---------------------------------------------- */
+
+#define LB_MAX (1u << 20) /* leaves waiting for the tree, at most (32 MiB); beyond, read back */
+
+void emb_frame_leaves(elog *h)
+{
+    h->pl_ok = false;
+    if (!h->pend_count)
+        return;
+    if (h->pl_cap < h->pend_count) {
+        free(h->pl);
+        h->pl_cap = h->pend_count;
+        h->pl = ann_xmalloc(h->pl_cap * sizeof *h->pl);
+    }
+    size_t pos = ANN_LF_FRAME_HDR;
+    for (uint32_t k = 0; k < h->pend_count; k++) {
+        ann_entry e;
+        uint32_t rl;
+        uint8_t bh[32];
+        if (ann_lf_rec_decode(h->pend + pos, h->pend_len - pos, &e, &rl) != 0 ||
+            e.entry_id != h->pend_first + k ||
+            ann_integrity_body_hash(e.body, e.body_len, bh, NULL) != 0)
+            return; /* the tree reads these entries back (and finds out why) */
+        ann_entry_leaf_hash(&e, bh, h->pl[k]);
+        pos += rl;
+    }
+    h->pl_ok = true;
+}
+
+void emb_leaves_publish(elog *h)
+{
+    if (!h->pend_count)
+        return;
+    if (!h->pl_ok || !h->lb_ok || h->lb_first + h->lb_n != h->pend_first ||
+        h->lb_n + h->pend_count > LB_MAX) {
+        h->lb_ok = false;
+        free(h->lb);
+        h->lb = NULL;
+        h->lb_n = h->lb_cap = 0;
+        return;
+    }
+    if (h->lb_n + h->pend_count > h->lb_cap) {
+        size_t cap = h->lb_cap ? h->lb_cap : 1024;
+        while (cap < h->lb_n + h->pend_count)
+            cap *= 2;
+        h->lb = ann_xrealloc(h->lb, cap * sizeof *h->lb);
+        h->lb_cap = cap;
+    }
+    memcpy(h->lb[h->lb_n], h->pl, h->pend_count * sizeof *h->pl);
+    h->lb_n += h->pend_count;
+}
+
+void emb_leaves_release(elog *h)
+{
+    free(h->lb);
+    free(h->pl);
+    h->lb = h->pl = NULL;
+}
+
 /* Brings h's tree up to its visible entries; *visible gets their count. tree.mu held. */
 static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
 {
     emb_tree *t = &h->tree;
-    pthread_rwlock_rdlock(&h->lk);
+    /* Take the leaves the commit path hashed, and start a new run after `visible`. */
+    pthread_rwlock_wrlock(&h->lk);
     int rc = emb_log_state(h, err);
     uint64_t vis = h->visible;
+    bool ok = h->lb_ok;
+    uint64_t first = h->lb_first;
+    size_t n = h->lb_n;
+    uint8_t(*lb)[32] = h->lb;
+    h->lb = NULL;
+    h->lb_n = h->lb_cap = 0;
+    h->lb_first = vis + 1;
+    h->lb_ok = true;
     pthread_rwlock_unlock(&h->lk);
-    if (rc != 0)
-        return -1;
-    if (t->legacy) {
-        if (err)
+    if (rc != 0 || t->legacy) {
+        free(lb);
+        if (rc == 0 && err)
             *err = t->legacy_err;
         return -1;
     }
+    if (ok && n && first > t->size + 1) { /* a gap before them: read it */
+        grow_ctx g = {.h = h, .t = t, .next = t->size + 1, .err = err};
+        if (emb_read_range(s, h, t->size + 1, first - 1, grow_visit, &g, err) != 0 || g.rc != 0) {
+            free(lb);
+            return -1;
+        }
+    }
+    if (ok)
+        for (size_t k = 0; k < n && first + k <= vis; k++)
+            if (first + k == t->size + 1)
+                tree_add_leaf(t, lb[k]);
+    free(lb);
     if (t->size < vis) {
-        grow_ctx g = {.t = t, .next = t->size + 1, .err = err};
+        grow_ctx g = {.h = h, .t = t, .next = t->size + 1, .err = err};
         if (emb_read_range(s, h, t->size + 1, vis, grow_visit, &g, err) != 0 || g.rc != 0)
             return -1;
         if (t->size < vis) /* the log lost entries under us (a deletion): say so */
@@ -160,6 +244,9 @@ static int tree_sign(emb *s, elog *h, uint64_t size, ann_err *err)
     ann_buf_release(&t->ckp);
     t->ckp = note;
     t->ckp_size = size;
+    pthread_rwlock_wrlock(&h->lk);
+    h->ckp_hint = size;
+    pthread_rwlock_unlock(&h->lk);
     return 0;
 }
 
@@ -303,6 +390,16 @@ done:
 
 /* ---- the checkpointer ------------------------------------------------------------- */
 
+/* Under s->mu: a log whose visible entries passed its latest checkpoint. */
+static bool needs_checkpoint(elog *h)
+{
+    pthread_rwlock_rdlock(&h->lk);
+    bool want = h->load_rc == 0 && !h->deleted && !h->broken && h->ckp_hint != UINT64_MAX &&
+                h->visible > h->ckp_hint;
+    pthread_rwlock_unlock(&h->lk);
+    return want;
+}
+
 static void *checkpointer_main(void *arg)
 {
     emb *s = arg;
@@ -319,7 +416,7 @@ static void *checkpointer_main(void *arg)
         pthread_mutex_unlock(&s->ckpt_mu);
         elog **v = NULL;
         size_t n = 0;
-        emb_loaded_logs(s, &v, &n);
+        emb_loaded_logs(s, needs_checkpoint, &v, &n);
         for (size_t i = 0; i < n; i++) {
             elog *h = v[i];
             pthread_rwlock_rdlock(&h->lk);

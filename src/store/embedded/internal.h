@@ -213,11 +213,25 @@ struct elog {
     emb_vslot vc[EMB_VCACHE]; /* vc_mu */
     uint64_t vc_tick;         /* vc_mu */
 
-    emb_revmap revs;  /* lk (write to add): the revocation records of redacted entries */
-    bool log_sealed;  /* lk: SealLog took (meta.db logs.sealed); appends refuse new entries */
-    emb_tree tree;    /* its own mutex (above) */
-    bool count_clean; /* lk: SQLite holds the exact entry count (count_dirty = 0); the
-                         first append after a load marks it dirty there first */
+    emb_revmap revs; /* lk (write to add): the revocation records of redacted entries */
+    bool log_sealed; /* lk: SealLog took (meta.db logs.sealed); appends refuse new entries */
+    /* Leaf hashes of published entries not yet in the tree (integrity.c): lb[k] is entry
+     * lb_first + k's, and when lb_ok they run up to `visible`; the sync helper computes a
+     * round's (pl, committer) while fdatasync waits, the committer appends them here at
+     * publish, the tree takes them, so entries are not read back to be hashed. */
+    uint8_t (*lb)[32];   /* lk */
+    size_t lb_n, lb_cap; /* lk */
+    uint64_t lb_first;   /* lk */
+    bool lb_ok;          /* lk */
+    uint8_t (*pl)[32];   /* committer: this round's leaves (pend_count of them) */
+    size_t pl_cap;       /* committer */
+    bool pl_ok;          /* committer: pl holds every leaf of the pending frame */
+    uint64_t ckp_hint;   /* lk: the size of the tree's latest checkpoint (UINT64_MAX: the log
+                            has no tree), so the checkpointer can skip logs without taking
+                            tree.mu */
+    emb_tree tree;       /* its own mutex (above) */
+    bool count_clean;    /* lk: SQLite holds the exact entry count (count_dirty = 0); the
+                            first append after a load marks it dirty there first */
 };
 
 /* One append() waiting for the committer. Lives on the appender's stack. */
@@ -483,8 +497,10 @@ int emb_wipe(emb *s, int fd, const char *path, uint64_t from, uint64_t to, ann_e
 /* References to the loaded logs that have unsealed entries (for the sealer); release each
  * with emb_log_release and free the array. */
 void emb_open_logs(emb *s, elog ***out, size_t *n);
-/* References to every loaded log (the same release). */
-void emb_loaded_logs(emb *s, elog ***out, size_t *n);
+/* References to the loaded logs for which want(h) is true (called under s->mu, so it may
+ * take h->lk and nothing else; a log not wanted is not touched, so it keeps aging in the
+ * LRU). The same release. */
+void emb_loaded_logs(emb *s, bool (*want)(elog *h), elog ***out, size_t *n);
 /* The sealer thread: seals busy logs as their unsealed frames reach a block's worth, and
  * idle logs whole. */
 int emb_sealer_start(emb *s, ann_err *err);
@@ -542,6 +558,13 @@ int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_
                           uint64_t second, uint8_t (*out)[32], size_t *n, ann_err *err);
 int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
                  ann_err *err);
+/* Leaf hashes of h's pending frame into h->pl (sets pl_ok): from the sync helper working
+ * on h, or the committer. */
+void emb_frame_leaves(elog *h);
+/* At publish (h->lk held for writing, the round did not fail): moves them to h->lb. */
+void emb_leaves_publish(elog *h);
+/* Frees both buffers (elog_free). */
+void emb_leaves_release(elog *h);
 /* The checkpointer: every opts.checkpoint_ms, a new checkpoint of each open log that grew. */
 int emb_checkpointer_start(emb *s, ann_err *err);
 void emb_checkpointer_stop(emb *s);
