@@ -12,6 +12,8 @@
  *   watch.c     watchers
  *   purge.c     revoke and delete: durable intent first, then the files, then "done"
  *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
+ *   integrity.c each log's Merkle tree, checkpoints, proofs, SealLog, the signing key and
+ *               the checkpointer thread (docs/integrity.md)
  *   (fault points: src/common/fault.h, live only in test builds)
  *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
  *   index, checksums and SipHash (each has its own header)
@@ -20,6 +22,8 @@
  * to its left; none is held across a watcher callback or a visitor):
  *
  *   s->create_mu > h->purge_mu > s->mu > h->lk > meta's mutex
+ *   h->tree.mu > s->mu (tree.mu is taken with no other store lock held; the tree reads
+ *   entries, which takes s->mu and h->lk, under it)
  *   s->q_mu, s->sync_mu, s->watch_mu, s->keys.mu: leaves (nothing is taken under them)
  *
  *   s->create_mu  serializes log_create (its existence check and insert).
