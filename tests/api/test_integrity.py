@@ -487,3 +487,35 @@ def test_compressed_blocks_keep_the_tree_through_revocation():
             c.close()
         finally:
             s.kill()
+
+
+def test_signing_key_file_outside_the_data_directory():
+    """--signing-key FILE: checkpoints are signed with that key, and no key is made in the
+    data directory; the key made at first start is mode 0600."""
+    import stat
+    import subprocess
+    from conftest import BIN
+    with tempfile.TemporaryDirectory(prefix="annals-int-key-") as d:
+        keydir = os.path.join(d, "keys")
+        ann = os.path.join(BIN, "annalsd")
+        vk_text = subprocess.run([ann, "verifier-key", "--data", keydir, "--key-name",
+                                  "logs.example.com/annals"], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+        keyfile = os.path.join(keydir, "signing.key")
+        assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
+        assert open(keyfile).read().startswith("PRIVATE+KEY+logs.example.com/annals+")
+        assert vk_text.startswith("logs.example.com/annals+")
+        assert subprocess.run([ann, "verifier-key", "--signing-key", keyfile], check=True,
+                              capture_output=True, text=True).stdout.strip() == vk_text
+        data = os.path.join(d, "data")
+        s = Server(data, extra_args=["--signing-key", keyfile]).start()
+        try:
+            c = Client(s, s.tenant("t"))
+            log = create_log(c)
+            write(c, log, [entry("signed elsewhere", insert_id=uid())])
+            vk = V.VerifierKey(vk_text)
+            assert verify_log(c, vk, log)[0] == 1
+            assert not os.path.exists(os.path.join(data, "signing.key"))
+            c.close()
+        finally:
+            s.kill()
