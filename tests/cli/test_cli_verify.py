@@ -171,7 +171,21 @@ def test_rewritten_past_with_valid_checksums_is_caught(setup):
     c = Client(s, key)
     r = c.call(c.query.ReadLogEntries, pb.ReadLogEntriesRequest(log_id=log))
     assert r.entries[1].text_payload == "paid 900 EUR", "the rewrite did not take"
-    assert run(s, key, "verify", log, "--key", vk).returncode == 0  # self-consistent
+    # The server's saved leaves (<log>.mrk) still hold the old tree: the entries no longer
+    # give its root, and verify names the entry.
+    p = run(s, key, "verify", log, "--key", vk)
+    assert p.returncode == 1 and b"root" in p.stderr and b"entry 2 " in p.stderr, p.stderr
+    # An intruder who also removes the saved leaves gets a self-consistent log ...
+    c.close()
+    assert s.stop() == 0
+    for root, _, files in os.walk(s.data):
+        for name in files:
+            if name.endswith(".mrk"):
+                os.unlink(os.path.join(root, name))
+    s.start()
+    c = Client(s, key)
+    assert run(s, key, "verify", log, "--key", vk).returncode == 0
+    # ... which the saved checkpoint catches.
     p = run(s, key, "verify", log, "--key", vk, "--checkpoint", f1)
     assert p.returncode == 1, p.stdout
     assert b"consistency" in p.stderr and b"rewritten" in p.stderr

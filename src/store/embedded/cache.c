@@ -122,6 +122,7 @@ static void elog_free(emb *s, elog *h)
     emb_revmap_release(&h->revs);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
+    emb_tree_save(h);
     emb_tree_release(&h->tree);
     emb_leaves_release(h);
     free(h->labels);

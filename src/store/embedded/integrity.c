@@ -164,10 +164,91 @@ void emb_leaves_release(elog *h)
     h->lb = h->pl = NULL;
 }
 
+/* ---- the saved leaves: <log>.mrk ------------------------------------------------------ */
+
+/* "ANM1" | u32 crc32c of the rest | u64 count | count leaf hashes. Written when an open log
+ * with a tree is closed (evicted or the store closing), read at its next first use: a
+ * cache of what the entries give, so no fsync, and a file that fails its checksum (a power
+ * cut during the write) or is longer than the log is ignored or cut to the entries. */
+#define MRK_MAGIC "ANM1"
+#define MRK_HDR 16
+
+static char *mrk_path(const elog *h)
+{
+    size_t n = strlen(h->path) + 1;
+    char *p = ann_xmalloc(n);
+    memcpy(p, h->path, n);
+    memcpy(p + n - 4, "mrk", 3); /* "<log>.dat" -> "<log>.mrk" */
+    return p;
+}
+
+void emb_tree_save(elog *h)
+{
+    emb_tree *t = &h->tree;
+    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken)
+        return;
+    char *path = mrk_path(h);
+    size_t tl = strlen(path) + 5;
+    char *tmp = ann_xmalloc(tl);
+    snprintf(tmp, tl, "%s.tmp", path);
+    uint8_t hdr[MRK_HDR];
+    memcpy(hdr, MRK_MAGIC, 4);
+    ann_le64_put(hdr + 8, t->size);
+    uint32_t crc = ann_crc32c(0, hdr + 8, 8);
+    crc = ann_crc32c(crc, t->lv[0], t->size * 32);
+    ann_le32_put(hdr + 4, crc);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && emb_write_full(fd, hdr, sizeof hdr, 0) == 0 &&
+              emb_write_full(fd, t->lv[0], t->size * 32, sizeof hdr) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        unlink(tmp);
+    free(tmp);
+    free(path);
+}
+
+/* Adds the saved leaves of entries t->size + 1 .. vis (t->size is 0: the first use). */
+static void tree_load_saved(elog *h, uint64_t vis)
+{
+    emb_tree *t = &h->tree;
+    char *path = mrk_path(h);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return;
+    uint8_t hdr[MRK_HDR];
+    uint8_t(*leaves)[32] = NULL;
+    if (ann_lf_pread_full(fd, hdr, sizeof hdr, 0) != 0 || memcmp(hdr, MRK_MAGIC, 4) != 0)
+        goto done;
+    uint64_t count = ann_le64_get(hdr + 8);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != MRK_HDR + count * 32 || count > 1ull << 40)
+        goto done;
+    leaves = ann_xmalloc((count ? count : 1) * 32);
+    if (ann_lf_pread_full(fd, leaves, count * 32, MRK_HDR) != 0)
+        goto done;
+    uint32_t crc = ann_crc32c(ann_crc32c(0, hdr + 8, 8), leaves, count * 32);
+    if (crc != ann_le32_get(hdr + 4))
+        goto done;
+    for (uint64_t i = 0; i < count && i < vis; i++)
+        tree_add_leaf(t, leaves[i]);
+done:
+    free(leaves);
+    close(fd);
+}
+
 /* Brings h's tree up to its visible entries; *visible gets their count. tree.mu held. */
 static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
 {
     emb_tree *t = &h->tree;
+    if (t->size == 0 && !t->legacy) {
+        pthread_rwlock_rdlock(&h->lk);
+        uint64_t v0 = h->load_rc == 0 && !h->deleted ? h->visible : 0;
+        pthread_rwlock_unlock(&h->lk);
+        if (v0)
+            tree_load_saved(h, v0);
+    }
     /* Take the leaves the commit path hashed, and start a new run after `visible`. */
     pthread_rwlock_wrlock(&h->lk);
     int rc = emb_log_state(h, err);

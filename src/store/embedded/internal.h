@@ -567,6 +567,8 @@ int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_b
 void emb_frame_leaves(elog *h);
 /* At publish (h->lk held for writing, the round did not fail): moves them to h->lb. */
 void emb_leaves_publish(elog *h);
+/* Saves the tree's leaves to <log>.mrk (elog_free: the last reference, no lock needed). */
+void emb_tree_save(elog *h);
 /* Frees both buffers (elog_free). */
 void emb_leaves_release(elog *h);
 /* The checkpointer: every opts.checkpoint_ms, a new checkpoint of each open log that grew. */
