@@ -519,3 +519,39 @@ def test_signing_key_file_outside_the_data_directory():
             c.close()
         finally:
             s.kill()
+
+
+def test_saved_leaves_survive_restart_and_go_with_the_log():
+    with tempfile.TemporaryDirectory(prefix="annals-int-mrk-") as d:
+        s = Server(d).start()
+        try:
+            c = Client(s, s.tenant("t"))
+            vk = verifier_key(s)
+            log = create_log(c)
+            write(c, log, varied(50, random.Random(5)))
+            size, root, _ = verify_log(c, vk, log)
+            c.close()
+            assert s.stop() == 0
+            mrk = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs
+                   if f == log + ".mrk"]
+            assert mrk, "no saved leaves after a clean stop"
+            s.start()
+            c = Client(s, c.key)
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            write(c, log, varied(5, random.Random(6)))
+            assert verify_log(c, vk, log)[0] == size + 5
+            # A damaged cache is ignored: the tree is read from the entries again.
+            c.close()
+            assert s.stop() == 0
+            with open(mrk[0], "r+b") as f:
+                f.seek(100)
+                f.write(b"\xff" * 8)
+            s.start()
+            c = Client(s, c.key)
+            assert verify_log(c, vk, log)[0] == size + 5
+            c.call(c.cmd.DeleteLog, pb.DeleteLogRequest(log_id=log))
+            left = [f for _, _, fs in os.walk(d) for f in fs if log in f]
+            assert not left, f"files of the deleted log remain: {left}"
+            c.close()
+        finally:
+            s.kill()
