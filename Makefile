@@ -7,7 +7,7 @@ DATA       ?= ./annals-data
 HTTP       ?= 127.0.0.1:8080
 
 .PHONY: all deps build build-asan run run-distributed test-distributed test-distributed-purge test test-unit test-api test-cli test-crash test-faults test-faults-distributed \
-        test-powerloss \
+        test-powerloss test-browser \
         test-asan test-extra pystubs clean format bench-investigator bench-distributed
 
 all: build
@@ -50,7 +50,7 @@ EXTRA_TESTS :=
 -include tests/integrity/integrity.mk
 
 test: build test-unit test-api test-cli test-crash test-faults test-powerloss test-extra \
-      test-distributed test-faults-distributed test-distributed-purge test-asan
+      test-browser test-distributed test-faults-distributed test-distributed-purge test-asan
 	@echo "make test: all suites passed"
 
 test-unit: build
@@ -68,6 +68,11 @@ test-cli: build pystubs
 test-crash: build pystubs
 	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
 	    $(PY) -m pytest -q tests/crash
+
+# The web viewer in headless Chromium (docs/viewer.md); screenshots in build/test-artifacts.
+test-browser: build pystubs
+	ANNALS_BIN=$(abspath $(BUILD))/bin ANNALS_PY=$(abspath $(BUILD))/py \
+	    $(PY) -m pytest -q tests/browser
 
 # kill -9 at each fault point of revocation, deletion and the group commit
 # (build/bin/annalsd-faults, docs/testing.md).

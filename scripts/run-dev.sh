@@ -14,5 +14,6 @@ annals: development tenant "dev", key $key (kept in $keyfile)
   export ANNALS_ADDR=$addr ANNALS_TOKEN=$key
   log=\$($bin/annals log create | tail -n 1); printf 'hello\nworld\n' | $bin/annals write \$log; $bin/annals list \$log
 annals: HTTP port http://$http/ (/healthz /readyz /metrics; docs/operations.md)
+  curl -H "Authorization: Bearer $key" http://$http/v1/logs   # the JSON API, SSE tails (docs/http-api.md)
 EOT
 exec "$bin/annalsd" serve --data "$data" --listen "$addr" --http "$http"

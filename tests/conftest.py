@@ -10,6 +10,10 @@ Environment:
     for a namespace of its own (topics, keyspace, schema: a fresh deployment, as a
     fresh directory is a fresh embedded store); a restart on the same directory is a
     restart of the same deployment.
+  ANNALS_KEEP_NAMESPACES=1 (distributed only) keeps the namespaces the session made; by
+    default they are dropped when the session ends (annals-dist drop): left behind, each
+    keyspace's ~10 tables stay in Cassandra's heap (table metrics, memtables), and after a
+    few suites its 1 GB heap spends seconds in every few in full GCs.
   ANNALS_TOPOLOGY=scaled (distributed only): each Server is two API servers, two
     sequencers and two projectors, six processes; clients spread their calls over both
     API servers (round robin per call), so a write on one is read on the other.
@@ -47,6 +51,22 @@ from annals.v1 import annals_pb2_grpc as pbg  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "embedded_only(reason): checks what only the embedded mode has")
+
+
+# Namespaces this session's servers used (dropped at the end, see ANNALS_KEEP_NAMESPACES).
+NAMESPACES = set()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not DISTRIBUTED or not NAMESPACES or os.environ.get("ANNALS_KEEP_NAMESPACES") == "1":
+        return
+    dist = os.path.join(BIN, "annals-dist")
+    if not os.path.exists(dist):
+        return
+    names = sorted(NAMESPACES)
+    for i in range(0, len(names), 20):
+        subprocess.run([dist, "drop", "--ns", ",".join(names[i:i + 20])],
+                       capture_output=True, timeout=600)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,7 +147,9 @@ class Server:
     def namespace(self):
         """The distributed deployment this server's data directory stands for."""
         real = os.path.realpath(self.data).encode()
-        return "t" + SESSION + hashlib.sha256(real).hexdigest()[:10]
+        ns = "t" + SESSION + hashlib.sha256(real).hexdigest()[:10]
+        NAMESPACES.add(ns)
+        return ns
 
     def command(self):
         """The command line that starts this server."""

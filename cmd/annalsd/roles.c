@@ -317,6 +317,15 @@ static int run_projector(role_thread *rt, ann_err *err)
     return ann_projector_run(&c, rt->stop, err);
 }
 
+static int run_search_projector(role_thread *rt, ann_err *err)
+{
+    ann_projector_config c = {.kafka = rt->e->kafka,
+                              .conninfo = rt->e->conninfo,
+                              .instance = rt->dynamic ? NULL : rt->instance,
+                              .kind = ANN_PROJECTOR_SEARCH};
+    return ann_projector_run(&c, rt->stop, err);
+}
+
 static int run_purger(role_thread *rt, ann_err *err)
 {
     ann_purge_config c = {.kafka = rt->e->kafka,
@@ -424,12 +433,14 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         ann_metrics_collector(metrics, seq_stats_collect, &seq_stats);
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    role_thread rts[3];
+    role_thread rts[4];
     int nrt = 0;
     if (seq)
         rts[nrt++] = (role_thread){.name = "sequencer", .run = run_sequencer};
     if (proj)
         rts[nrt++] = (role_thread){.name = "projector", .run = run_projector};
+    if (proj) /* the search projection: its own consumer, never slowing the browse one */
+        rts[nrt++] = (role_thread){.name = "search projector", .run = run_search_projector};
     if (proj) /* revoked bytes out of the engines' files (docs/distributed.md) */
         rts[nrt++] = (role_thread){.name = "purger", .run = run_purger};
     for (int i = 0; i < nrt; i++) {

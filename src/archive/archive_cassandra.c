@@ -65,8 +65,8 @@ static const char *const stmt_text[S_COUNT] = {
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [S_ID_INS] = "INSERT INTO %s.log_insert_ids (tenant_id, log_id, bucket, insert_id, epoch, "
                  "entry_id) VALUES (?, ?, ?, ?, ?, ?)",
-    [S_ID_GET] = "SELECT epoch, entry_id FROM %s.log_insert_ids WHERE tenant_id = ? AND "
-                 "log_id = ? AND bucket = ? AND insert_id = ?",
+    [S_ID_GET] = "SELECT insert_id, epoch, entry_id FROM %s.log_insert_ids WHERE tenant_id = ? "
+                 "AND log_id = ? AND bucket = ? AND insert_id IN ?",
     [S_ENTRY_TOP] = "SELECT epoch, insert_id FROM %s.log_entries WHERE tenant_id = ? AND "
                     "log_id = ? AND bucket = ? AND entry_id = ? LIMIT 1",
     [S_ENTRY_EPOCHS] = "SELECT epoch, flags FROM %s.log_entries WHERE tenant_id = ? AND "
@@ -390,17 +390,21 @@ int ann_archive_head_load(ann_archive *a, int32_t partition, const char *tenant_
     return ann_archive_heads_load(a, partition, &tenant_id, &log_id, 1, serial, out, err);
 }
 
-int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
-                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
-                             ann_err *err)
+ann_cql_future *ann_archive_commit_heads_submit(ann_archive *a, int32_t partition, uint64_t epoch,
+                                                const ann_archive_head_update *u, size_t n,
+                                                ann_err *err)
 {
-    if (n == 0)
-        return 0;
-    if (epoch == 0)
-        return ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
+    if (n == 0) {
+        ann_err_set(err, ANN_EINVAL, "archive: commit of no heads");
+        return NULL;
+    }
+    if (epoch == 0) {
+        ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
+        return NULL;
+    }
     ann_cql_value *v = calloc(n * 7, sizeof *v);
     ann_cql_batch_item *items = calloc(n, sizeof *items);
-    int ret = -1;
+    ann_cql_future *f = NULL;
     if (!v || !items) {
         ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
         goto done;
@@ -423,26 +427,40 @@ int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
                         .n = n,
                         .consistency = a->cl,
                         .serial_consistency = a->serial};
+    f = ann_cql_batch_async(a->c, &bt, err); /* encoded at submission */
+done:
+    free(v);
+    free(items);
+    return f;
+}
+
+int ann_archive_commit_heads_finish(ann_cql_future *f, uint64_t *cur_epoch, ann_err *err)
+{
     ann_cql_result r;
     bool applied = false;
-    if (ann_cql_batch_run(a->c, &bt, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
+    if (ann_cql_future_wait(f, &r, err) < 0 || ann_cql_applied(&r, &applied, err) < 0) {
         ann_cql_result_release(&r);
-        goto done;
+        return -1;
     }
     if (!applied) {
         int32_t ce = ann_cql_column_index(&r, "range_id");
         if (cur_epoch)
             *cur_epoch = ce >= 0 && r.nrows > 0 ? get_u64(&r, 0, ce) : 0;
         ann_cql_result_release(&r);
-        ret = ANN_ARCHIVE_FENCED;
-        goto done;
+        return ANN_ARCHIVE_FENCED;
     }
     ann_cql_result_release(&r);
-    ret = 0;
-done:
-    free(v);
-    free(items);
-    return ret;
+    return 0;
+}
+
+int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
+                             const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
+                             ann_err *err)
+{
+    if (n == 0)
+        return 0;
+    ann_cql_future *f = ann_archive_commit_heads_submit(a, partition, epoch, u, n, err);
+    return f ? ann_archive_commit_heads_finish(f, cur_epoch, err) : -1;
 }
 
 /* ---- rows ---- */
@@ -621,6 +639,67 @@ typedef struct cand {
     uint64_t epoch, id;
 } cand;
 
+/* Insert ids per IN query (one partition, one request). */
+#define IN_IDS 128
+
+/* Sort order of lookups: (tenant, log, bucket, insert_id), so that one IN query per
+ * (tenant, log, bucket) answers a run of them. */
+typedef struct qkey {
+    const ann_archive_iid_query *q;
+    int32_t bucket;
+    size_t i;
+} qkey;
+
+static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+static int qkey_cmp(const void *pa, const void *pb)
+{
+    const qkey *a = pa, *b = pb;
+    int c = strcmp(a->q->tenant_id, b->q->tenant_id);
+    if (!c)
+        c = strcmp(a->q->log_id, b->q->log_id);
+    if (!c)
+        c = (a->bucket > b->bucket) - (a->bucket < b->bucket);
+    if (!c)
+        c = cmp_bytes(a->q->insert_id, a->q->insert_id_len, b->q->insert_id, b->q->insert_id_len);
+    if (!c)
+        c = (a->i > b->i) - (a->i < b->i);
+    return c;
+}
+
+static bool same_partition(const qkey *a, const qkey *b)
+{
+    return a->bucket == b->bucket && strcmp(a->q->tenant_id, b->q->tenant_id) == 0 &&
+           strcmp(a->q->log_id, b->q->log_id) == 0;
+}
+
+/* One IN query in flight: the sorted lookups [from, to) and their distinct insert_ids. */
+typedef struct inq {
+    size_t from, to;
+    const char **ids;
+    size_t *lens;
+    size_t nids;
+} inq;
+
+static int add_cand(cand **c, size_t *nc, size_t *capc, size_t q, uint64_t epoch, uint64_t id,
+                    ann_err *err)
+{
+    if (*nc == *capc) {
+        size_t cap = *capc ? *capc * 2 : 64;
+        cand *n2 = realloc(*c, cap * sizeof **c);
+        if (!n2)
+            return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        *c = n2;
+        *capc = cap;
+    }
+    (*c)[(*nc)++] = (cand){.q = q, .epoch = epoch, .id = id};
+    return 0;
+}
+
 int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, ann_err *err)
 {
     int ret = 0;
@@ -632,42 +711,86 @@ int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, 
         if (check_ids(q[i].tenant_id, q[i].log_id, err) < 0)
             return -1;
     }
-    /* Round 1: the insert_id rows; candidates below next_id. */
-    for (size_t base = 0; base < n; base += WINDOW) {
-        size_t m = n - base < WINDOW ? n - base : WINDOW;
+    if (n == 0)
+        return 0;
+    qkey *ord = malloc(n * sizeof *ord);
+    inq *iq = calloc(n, sizeof *iq);
+    const char **idv = malloc(n * sizeof *idv);
+    size_t *lenv = malloc(n * sizeof *lenv);
+    if (!ord || !iq || !idv || !lenv) {
+        ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        ord[i] =
+            (qkey){.q = &q[i], .bucket = id_bucket(q[i].insert_id, q[i].insert_id_len), .i = i};
+    qsort(ord, n, sizeof *ord, qkey_cmp);
+    /* Round 1: the insert_id rows, one IN query per partition (and per IN_IDS distinct
+     * insert_ids); candidates below next_id. */
+    size_t niq = 0, nid = 0;
+    for (size_t i = 0; i < n;) {
+        inq *x = &iq[niq++];
+        x->from = i;
+        x->ids = &idv[nid];
+        x->lens = &lenv[nid];
+        while (i < n && (i == x->from || same_partition(&ord[x->from], &ord[i]))) {
+            bool dup = x->nids > 0 && cmp_bytes(x->ids[x->nids - 1], x->lens[x->nids - 1],
+                                                ord[i].q->insert_id, ord[i].q->insert_id_len) == 0;
+            if (!dup) {
+                if (x->nids == IN_IDS)
+                    break;
+                x->ids[x->nids] = ord[i].q->insert_id;
+                x->lens[x->nids++] = ord[i].q->insert_id_len;
+                nid++;
+            }
+            i++;
+        }
+        x->to = i;
+    }
+    for (size_t base = 0; base < niq; base += WINDOW) {
+        size_t m = niq - base < WINDOW ? niq - base : WINDOW;
         memset(f, 0, sizeof f);
-        for (size_t k = 0; k < m && ret == 0; k++) {
-            ann_archive_iid_query *x = &q[base + k];
-            ann_cql_value v[] = {ann_cql_vtext(x->tenant_id), ann_cql_vtext(x->log_id),
-                                 ann_cql_vint(id_bucket(x->insert_id, x->insert_id_len)),
-                                 ann_cql_vtextn(x->insert_id, x->insert_id_len)};
+        for (size_t j = 0; j < m && ret == 0; j++) {
+            const inq *x = &iq[base + j];
+            const ann_archive_iid_query *x0 = ord[x->from].q;
+            ann_cql_value v[] = {ann_cql_vtext(x0->tenant_id), ann_cql_vtext(x0->log_id),
+                                 ann_cql_vint(ord[x->from].bucket),
+                                 ann_cql_vlist_text(x->ids, x->lens, x->nids)};
             ann_cql_params p;
             params(a, &p, v, 4, true);
-            f[k] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
-            if (!f[k])
+            f[j] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
+            if (!f[j])
                 ret = -1;
         }
-        for (size_t k = 0; k < m; k++) {
-            if (!f[k])
+        for (size_t j = 0; j < m; j++) {
+            if (!f[j])
                 continue;
+            const inq *x = &iq[base + j];
             ann_cql_result r;
-            if (ann_cql_future_wait(f[k], &r, ret == 0 ? err : NULL) < 0)
+            if (ann_cql_future_wait(f[j], &r, ret == 0 ? err : NULL) < 0)
                 ret = -1;
             for (int32_t row = 0; ret == 0 && row < r.nrows; row++) {
-                uint64_t epoch = get_u64(&r, row, 0), id = get_u64(&r, row, 1);
-                if (id == 0 || id >= q[base + k].next_id)
+                const char *s;
+                size_t sl;
+                if (ann_cql_get_text(&r, row, 0, &s, &sl, NULL) != 0)
                     continue;
-                if (nc == capc) {
-                    size_t cap = capc ? capc * 2 : 64;
-                    cand *nc2 = realloc(c, cap * sizeof *c);
-                    if (!nc2) {
-                        ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
-                        break;
-                    }
-                    c = nc2;
-                    capc = cap;
+                uint64_t epoch = get_u64(&r, row, 1), id = get_u64(&r, row, 2);
+                /* the lookups of this insert_id: a run in [from, to) (sorted) */
+                size_t lo = x->from, hi = x->to;
+                while (lo < hi) {
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (cmp_bytes(ord[mid].q->insert_id, ord[mid].q->insert_id_len, s, sl) < 0)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
                 }
-                c[nc++] = (cand){.q = base + k, .epoch = epoch, .id = id};
+                for (size_t t = lo;
+                     ret == 0 && t < x->to &&
+                     cmp_bytes(ord[t].q->insert_id, ord[t].q->insert_id_len, s, sl) == 0;
+                     t++)
+                    if (id != 0 && id < ord[t].q->next_id &&
+                        add_cand(&c, &nc, &capc, ord[t].i, epoch, id, err) < 0)
+                        ret = -1;
             }
             ann_cql_result_release(&r);
         }
@@ -711,6 +834,10 @@ int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, 
     }
 done:
     free(c);
+    free(ord);
+    free(iq);
+    free(idv);
+    free(lenv);
     return ret;
 }
 

@@ -108,6 +108,15 @@ int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
                              const ann_archive_head_update *u, size_t n, uint64_t *cur_epoch,
                              ann_err *err);
 
+/* The same in two steps, so that several partitions' commits are in flight at once:
+ * submit returns the request (NULL on failure to submit, err filled; the updates may be
+ * freed at once), finish waits for it and answers as ann_archive_commit_heads. n must be
+ * at least 1. */
+ann_cql_future *ann_archive_commit_heads_submit(ann_archive *a, int32_t partition, uint64_t epoch,
+                                                const ann_archive_head_update *u, size_t n,
+                                                ann_err *err);
+int ann_archive_commit_heads_finish(ann_cql_future *f, uint64_t *cur_epoch, ann_err *err);
+
 /* ---- rows ---- */
 
 /* Writes entry rows and insert_id rows under `epoch` with plain writes: unlogged

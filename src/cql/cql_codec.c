@@ -786,6 +786,15 @@ ann_cql_value ann_cql_vmap(const ann_cql_kv *kv, size_t n)
     return v;
 }
 
+ann_cql_value ann_cql_vlist_text(const char *const *s, const size_t *len, size_t n)
+{
+    ann_cql_value v = {.kind = ANN_CQL_V_LIST_TEXT};
+    v.u.list.s = s;
+    v.u.list.len = len;
+    v.u.list.n = n;
+    return v;
+}
+
 int ann_cql_value_encode(ann_cql_buf *b, const ann_cql_value *v, ann_err *err)
 {
     switch (v->kind) {
@@ -838,6 +847,22 @@ int ann_cql_value_encode(ann_cql_buf *b, const ann_cql_value *v, ann_err *err)
             ann_cql_buf_bytes(b, kv->k, (int32_t)kv->klen);
             ann_cql_buf_bytes(b, kv->v, (int32_t)kv->vlen);
         }
+        break;
+    }
+    case ANN_CQL_V_LIST_TEXT: {
+        /* [int] n, then n [bytes] elements; the whole is a [bytes]. */
+        size_t total = 4;
+        if (v->u.list.n > INT32_MAX)
+            return ann_err_set(err, ANN_EINVAL, "cql: list of %zu elements", v->u.list.n);
+        for (size_t i = 0; i < v->u.list.n; i++) {
+            if (v->u.list.len[i] > INT32_MAX || total > (size_t)INT32_MAX - 4 - v->u.list.len[i])
+                return ann_err_set(err, ANN_EINVAL, "cql: list value too large");
+            total += 4 + v->u.list.len[i];
+        }
+        ann_cql_buf_i32(b, (int32_t)total);
+        ann_cql_buf_i32(b, (int32_t)v->u.list.n);
+        for (size_t i = 0; i < v->u.list.n; i++)
+            ann_cql_buf_bytes(b, v->u.list.s[i], (int32_t)v->u.list.len[i]);
         break;
     }
     default:

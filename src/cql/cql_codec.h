@@ -285,7 +285,8 @@ typedef enum ann_cql_vkind {
     ANN_CQL_V_TIMESTAMP, /* ms since the epoch */
     ANN_CQL_V_BOOLEAN,
     ANN_CQL_V_UUID,
-    ANN_CQL_V_MAP_TEXT, /* map<text,text> */
+    ANN_CQL_V_MAP_TEXT,  /* map<text,text> */
+    ANN_CQL_V_LIST_TEXT, /* list<text> or set<text>, e.g. the value of `col IN ?` */
 } ann_cql_vkind;
 
 typedef struct ann_cql_kv {
@@ -310,6 +311,11 @@ typedef struct ann_cql_value {
             const ann_cql_kv *kv;
             size_t n;
         } map;
+        struct {
+            const char *const *s;
+            const size_t *len;
+            size_t n;
+        } list;
     } u;
 } ann_cql_value;
 
@@ -324,6 +330,8 @@ ann_cql_value ann_cql_vtimestamp(int64_t ms);
 ann_cql_value ann_cql_vbool(bool v);
 ann_cql_value ann_cql_vuuid(const uint8_t u[16]);
 ann_cql_value ann_cql_vmap(const ann_cql_kv *kv, size_t n);
+/* n strings s[i] of len[i] bytes (both arrays borrowed until the value is encoded). */
+ann_cql_value ann_cql_vlist_text(const char *const *s, const size_t *len, size_t n);
 
 /* Appends one [value]. Fails (ANN_EINVAL) on a value too large for the
  * protocol. */

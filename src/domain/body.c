@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "domain/pbread.h"
+#include "domain/text.h"
 
 #define MAX_DEPTH 70 /* the API refuses JSON nested deeper than 64 */
 
@@ -191,4 +192,70 @@ static int match_str(ann_body_kind kind, const uint8_t *p, size_t n, void *ud)
 bool ann_body_matches(const ann_matcher *m, const uint8_t *body, size_t len)
 {
     return ann_body_strings(body, len, match_str, (void *)m) != 0;
+}
+
+/* ---- the search projection's doc and pattern ---- */
+
+/* The length of the well-formed UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t k = c < 0x80                 ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    if (k == 0 || k > n)
+        return 0;
+    return ann_utf8_valid((const char *)p, k) ? k : 0;
+}
+
+static const uint8_t REPLACEMENT[3] = {0xef, 0xbf, 0xbd}; /* U+FFFD */
+
+/* Maps p[0..n) character by character; with `like`, escapes % _ \ for LIKE. */
+static void map_text(ann_buf *out, const uint8_t *p, size_t n, bool like)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = p[i] == 0 ? 0 : utf8_seq(p + i, n - i);
+        if (k == 0) {
+            ann_buf_add(out, REPLACEMENT, sizeof REPLACEMENT);
+            i++;
+            continue;
+        }
+        if (like && k == 1 && (p[i] == '%' || p[i] == '_' || p[i] == '\\'))
+            ann_buf_add_byte(out, '\\');
+        ann_buf_add(out, p + i, k);
+        i += k;
+    }
+}
+
+typedef struct doc_ctx {
+    ann_buf *out;
+    bool first;
+} doc_ctx;
+
+static int doc_str(ann_body_kind kind, const uint8_t *p, size_t n, void *ud)
+{
+    (void)kind;
+    doc_ctx *x = ud;
+    if (!x->first)
+        ann_buf_add_byte(x->out, '\n');
+    x->first = false;
+    map_text(x->out, p, n, false);
+    return 0;
+}
+
+void ann_body_search_doc(const uint8_t *body, size_t len, ann_buf *out)
+{
+    doc_ctx x = {out, true};
+    ann_body_strings(body, len, doc_str, &x);
+}
+
+void ann_search_like_pattern(const uint8_t *q, size_t n, ann_buf *out)
+{
+    out->len = 0;
+    ann_buf_add_byte(out, '%');
+    map_text(out, q, n, true);
+    ann_buf_add(out, "%", 2);
 }

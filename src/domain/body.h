@@ -62,4 +62,17 @@ void ann_matcher_init(ann_matcher *m, const uint8_t *q, size_t n, bool icase);
 bool ann_matcher_find(const ann_matcher *m, const uint8_t *p, size_t n);
 bool ann_body_matches(const ann_matcher *m, const uint8_t *body, size_t len);
 
+/* The search projection's pre-filter (docs/distributed.md, "Search"): a body's searchable
+ * strings as one PostgreSQL text, and a query as a LIKE pattern, so that whenever
+ * ann_body_matches(m, body) holds, doc LIKE pattern holds too (ILIKE with icase). Text
+ * cannot hold NUL: each string is mapped character by character, NUL and any byte that is
+ * not part of well-formed UTF-8 to U+FFFD, the same way in both, and the strings are
+ * joined with '\n'. A query spanning two strings or naming U+FFFD may give extra
+ * candidates, never fewer: the caller checks each candidate with ann_body_matches. */
+#include "common/buf.h"
+/* Appends the doc of a body to out (no NUL terminator). */
+void ann_body_search_doc(const uint8_t *body, size_t len, ann_buf *out);
+/* Sets out to '%' + the mapped query with LIKE's % _ \ escaped + '%', NUL-terminated. */
+void ann_search_like_pattern(const uint8_t *q, size_t n, ann_buf *out);
+
 #endif

@@ -9,11 +9,13 @@
 #include <sys/socket.h>
 
 #include "common/buf.h"
+#include "http/internal.h"
+#include "http/viewer.h"
 
 #define HTTP_MEMORY_LIMIT (64 * 1024) /* per connection: request line and headers */
 #define HTTP_CONNECTION_LIMIT 256
 #define HTTP_TIMEOUT_SECONDS 30
-#define HTTP_THREADS 2
+#define HTTP_THREADS 4            /* the JSON API's commands wait for the group commit on them */
 #define HTTP_MAX_BODY (64 * 1024) /* read and dropped; larger ones are refused (413) */
 
 /* What a handler answers. */
@@ -37,13 +39,8 @@ typedef struct route {
     handler_fn fn;
 } route;
 
-struct ann_http {
-    ann_http_opts o;
-    struct MHD_Daemon *d;
-    char *cert, *key;
-    ann_counter *requests[5]; /* by status class, 1xx .. 5xx */
-    ann_histogram *scrape;
-};
+/* The request state of the operator's routes: a marker, never written. */
+static const int seen_marker = 1;
 
 static void say(reply *rp, unsigned status, const char *text)
 {
@@ -92,6 +89,24 @@ static const route routes[] = {
 
 /* ---------- dispatch ---------- */
 
+void ann_http_count(ann_http *h, unsigned status)
+{
+    unsigned cls = status / 100;
+    if (cls >= 1 && cls <= 5)
+        ann_counter_add(h->requests[cls - 1], 1);
+}
+
+enum MHD_Result ann_http_queue(ann_http *h, struct MHD_Connection *conn, unsigned status,
+                               const char *content_type, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    ann_http_count(h, status);
+    return ret;
+}
+
 static enum MHD_Result send_reply(ann_http *h, struct MHD_Connection *conn, reply *rp,
                                   const char *allow)
 {
@@ -100,16 +115,33 @@ static enum MHD_Result send_reply(ann_http *h, struct MHD_Connection *conn, repl
     ann_buf_release(&rp->body);
     if (!r)
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rp->content_type);
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    enum MHD_Result ret = MHD_queue_response(conn, rp->status, r);
+    enum MHD_Result ret = ann_http_queue(h, conn, rp->status, rp->content_type, r);
     MHD_destroy_response(r);
-    unsigned cls = rp->status / 100;
-    if (cls >= 1 && cls <= 5)
-        ann_counter_add(h->requests[cls - 1], 1);
+    return ret;
+}
+
+/* One of the web viewer's built-in files (only where the API is served). */
+static enum MHD_Result send_asset(ann_http *h, struct MHD_Connection *conn, const ann_web_asset *a,
+                                  const char *method)
+{
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (!get && !head) {
+        reply rp = {.content_type = "text/plain; charset=utf-8"};
+        say(&rp, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+        return send_reply(h, conn, &rp, "GET, HEAD");
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+    ann_viewer_headers(r);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    ann_counter_add(h->requests[1], 1);
     return ret;
 }
 
@@ -118,11 +150,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_data_size, void **req_cls)
 {
     (void)version;
-    (void)upload_data;
     ann_http *h = cls;
-    static const int seen = 1; /* a marker, never written */
+    if (ann_jsonapi_owns(url))
+        return ann_jsonapi_handle(h, conn, url, method, upload_data, upload_data_size, req_cls);
     if (*req_cls == NULL) {
-        *req_cls = (void *)&seen;
+        *req_cls = (void *)&seen_marker;
         /* A body (no route takes one yet): a small one is read and dropped before the
          * answer, so that the client is not cut off mid-send; a large one is refused. */
         const char *cl =
@@ -145,6 +177,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(routes[i].path, url) == 0)
             rt = &routes[i];
+    if (!rt && h->o.svc) {
+        const ann_web_asset *a = ann_viewer_lookup(url);
+        if (a)
+            return send_asset(h, conn, a, method);
+    }
     if (!rt) {
         say(&rp, MHD_HTTP_NOT_FOUND, "not found\n");
         return send_reply(h, conn, &rp, NULL);
@@ -158,6 +195,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     request rq = {.method = method, .path = url, .conn = conn};
     rt->fn(h, &rq, &rp);
     return send_reply(h, conn, &rp, NULL);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (*req_cls && *req_cls != (void *)&seen_marker)
+        ann_jsonapi_req_free(*req_cls);
+    *req_cls = NULL;
 }
 
 /* libmicrohttpd's own complaints, as annalsd's. */
@@ -216,6 +264,8 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
     ann_http *h = ann_xcalloc(1, sizeof *h);
     struct addrinfo *ai = NULL;
     h->o = *o;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
     if ((o->tls_cert_file != NULL) != (o->tls_key_file != NULL)) {
         ann_err_set(err, ANN_EINVAL, "--tls-cert and --tls-key go together");
         goto fail;
@@ -236,7 +286,10 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
     h->scrape = ann_metrics_histogram(o->metrics, "annals_metrics_scrape_seconds",
                                       "Time to render /metrics", "", ann_metrics_latency_bounds_ns,
                                       ann_metrics_latency_bounds_n, 1e-9);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (o->svc && !(h->sse = ann_sse_hub_new(o->svc, o->metrics, err)))
+        goto fail;
+    /* Suspend and resume: an SSE tail with nothing to send holds no thread (sse.c). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (h->cert)
@@ -248,11 +301,11 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
     };
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)HTTP_TIMEOUT_SECONDS, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_ARRAY,
-        h->cert ? tls : tls + 2, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_SECONDS, MHD_OPTION_STRICT_FOR_CLIENT,
+        (int)1, MHD_OPTION_ARRAY, h->cert ? tls : tls + 2, MHD_OPTION_END);
     if (!h->d) {
         ann_err_set(err, ANN_EINVAL, "--http %s: cannot listen there", o->listen);
         goto fail;
@@ -263,6 +316,9 @@ int ann_http_start(const ann_http_opts *o, ann_http **out, ann_err *err)
 fail:
     if (ai)
         freeaddrinfo(ai);
+    ann_sse_hub_free(h->sse);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h->cert);
     free(h->key);
     free(h);
@@ -273,7 +329,17 @@ void ann_http_stop(ann_http *h)
 {
     if (!h)
         return;
+    /* No connection may stay suspended when libmicrohttpd stops: the calls under way
+     * finish (the store is still open), and the tails end. */
+    pthread_mutex_lock(&h->mu);
+    while (h->inflight > 0)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    ann_sse_hub_shutdown(h->sse);
     MHD_stop_daemon(h->d);
+    ann_sse_hub_free(h->sse);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h->cert);
     free(h->key);
     free(h);

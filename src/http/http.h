@@ -3,9 +3,10 @@
  *
  * Requests are dispatched through a table of routes (method, path, handler). Today's
  * routes are the operator's: GET /healthz (the process is alive), GET /readyz (ready:
- * ann_health), GET /metrics (ann_metrics in the Prometheus text format). The JSON API,
- * Server-Sent Events and the web viewer join the same table later, over the same service
- * layer as gRPC (ann_service, given in the options; NULL in roles that serve no API).
+ * ann_health), GET /metrics (ann_metrics in the Prometheus text format). Paths under /v1/
+ * are the JSON API and its Server-Sent Events tails (json_api.c, sse.c, docs/http-api.md),
+ * over the same service layer as gRPC (ann_service, given in the options; NULL in roles
+ * that serve no API: there /v1/ answers UNAVAILABLE).
  *
  * Unknown paths answer 404, a known path with another method 405 (with Allow); header
  * size, URL length and connection counts are bounded by libmicrohttpd's limits, set here.

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "domain/body.h"
+#include "domain/limits.h"
 #include "pg.h"
 #include "schema.h"
 
@@ -24,7 +26,9 @@ struct ann_readmodel {
     char sql_after[1024];
     char sql_logs[1024];
     char sql_search[1536];
+    char sql_isearch[2][4096]; /* the search projection's: LIKE, ILIKE */
     char sql_state[512];
+    bool walk_only; /* ann_readmodel_search_walk_only */
     /* the listener */
     pthread_t th;
     bool listening;
@@ -96,6 +100,41 @@ int ann_readmodel_open(const char *conninfo, const char *ns, size_t pool_size, a
                          " AND (e.ts, e.log_id, e.entry_id) > ($7, $8 COLLATE \"C\", $9)"
                          " ORDER BY e.ts, e.log_id, e.entry_id LIMIT $10",
              ns);
+    /* Candidates: docs the pattern pre-filters among each log's indexed ids (at most $12,
+     * counted), and the not-yet-indexed rest of each log straight from entries (only when
+     * all logs' rests together are at most $13 entries); the first $10 in walk order,
+     * joined to entries for the real rows. One row at least: the counts. */
+    for (int k = 0; k < 2; k++)
+        snprintf(
+            rm->sql_isearch[k], sizeof rm->sql_isearch[k],
+            "WITH lg AS MATERIALIZED (SELECT l.log_id, coalesce(ss.indexed, 0) AS ix,"
+            " coalesce(st.visible_count, 0) AS vc FROM \"%1$s\".logs l"
+            " LEFT JOIN \"%1$s\".search_state ss ON ss.tenant_id = l.tenant_id"
+            " AND ss.log_id = l.log_id LEFT JOIN \"%1$s\".log_state st"
+            " ON st.tenant_id = l.tenant_id AND st.log_id = l.log_id"
+            " WHERE l.tenant_id = $1 AND NOT l.deleted AND l.label_set @> $2::text[]"
+            " AND ($3::text[] = '{}' OR l.log_id = ANY($3::text[]))),"
+            " m AS MATERIALIZED (SELECT coalesce(sum(vc - ix), 0)::bigint AS nr FROM lg WHERE vc > "
+            "ix),"
+            " d0 AS MATERIALIZED (SELECT d.ts, d.log_id, d.entry_id FROM \"%1$s\".search_docs d"
+            " WHERE d.tenant_id = $1 AND d.doc %2$s $11 AND d.ts >= $4 AND d.ts < $5"
+            " AND d.insert_ts <= $6 AND (d.ts, d.log_id, d.entry_id) > ($7, $8 COLLATE \"C\", $9)"
+            " LIMIT $12),"
+            " cand AS (SELECT d0.* FROM d0 JOIN lg ON lg.log_id = d0.log_id"
+            " WHERE d0.entry_id <= lg.ix),"
+            " rest AS (SELECT x.ts, x.log_id, x.entry_id FROM lg CROSS JOIN LATERAL"
+            " (SELECT e.ts, e.log_id, e.entry_id FROM \"%1$s\".entries e WHERE e.tenant_id = $1"
+            " AND e.log_id = lg.log_id AND e.entry_id BETWEEN lg.ix + 1 AND lg.vc"
+            " AND e.ts >= $4 AND e.ts < $5"
+            " AND e.insert_ts <= $6 AND (e.ts, e.log_id, e.entry_id) > ($7, $8 COLLATE \"C\", $9))"
+            " x WHERE lg.vc > lg.ix AND (SELECT nr FROM m) <= $13),"
+            " top AS (SELECT * FROM cand UNION ALL SELECT * FROM rest ORDER BY 1, 2, 3"
+            " LIMIT $10)"
+            " SELECT " ENTRY_COLS ", t.log_id, (SELECT count(*) FROM d0), (SELECT nr FROM m),"
+            " t.ts, t.entry_id FROM (SELECT 1) one LEFT JOIN (top t LEFT JOIN \"%1$s\".entries e"
+            " ON e.tenant_id = $1 AND e.log_id = t.log_id AND e.entry_id = t.entry_id"
+            " AND e.ts = t.ts" REV_JOIN("%1$s") ") ON true ORDER BY t.ts, t.log_id, t.entry_id",
+            ns, k ? "ILIKE" : "LIKE");
     snprintf(rm->sql_state, sizeof rm->sql_state,
              "SELECT l.create_ts, l.labels, s.visible_count, s.applied_op,"
              " coalesce(s.deleted, false) OR coalesce(l.deleted, false)"
@@ -314,6 +353,35 @@ int ann_readmodel_logs_list(ann_readmodel *rm, const char *tenant_id, const ann_
     return rc;
 }
 
+void ann_readmodel_search_walk_only(ann_readmodel *rm, bool on)
+{
+    rm->walk_only = on;
+}
+
+/* The search projection pays off when the pattern holds a trigram: three ASCII letters or
+ * digits in a row (pg_trgm extracts none from shorter words or punctuation alone, and
+ * would then scan every doc). */
+static bool has_trigram(const ann_matcher *m)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        uint8_t c = m->q[i];
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        run = alnum ? run + 1 : 0;
+        if (run >= 3)
+            return true;
+    }
+    return false;
+}
+
+/* The index path's limits: more pre-filtered docs after the cursor than cand_max (ten
+ * pages of hits, 1,000 to 10,000), or more not-yet-indexed entries than REST_MAX, and the
+ * call walks entries instead (bounded by the budget): a common token costs a page of the
+ * walk, which finds its hits quickly, not a sort of all its hits on every page. */
+#define CAND_MIN 1000
+#define CAND_MAX 10000
+#define REST_MAX (ANN_WORK_BUDGET / 2)
+
 int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_search_query *q,
                          ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err)
 {
@@ -325,13 +393,20 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
     PGconn *c = ann_pg_pool_get(rm->pool, err);
     if (!c)
         return -1;
-    ann_buf set = ANN_BUF_INIT, ids = ANN_BUF_INIT;
+    ann_buf set = ANN_BUF_INIT, ids = ANN_BUF_INIT, pat = ANN_BUF_INIT;
     ann_pg_label_set_of_pairs(&set, q->labels, q->n_labels);
     const char **idv = ann_xcalloc(q->n_log_ids + 1, sizeof *idv);
     for (size_t i = 0; i < q->n_log_ids; i++)
         idv[i] = q->log_ids[i];
     ann_pg_text_array(&ids, idv, q->n_log_ids);
     free(idv);
+    /* Under 3 bytes (or no trigram): the plain walk. Else the first page of the walk (a
+     * common token fills the call there, cheaply), then the search projection, and the
+     * walk again if that finds too many candidates. */
+    bool can_index = q->match->n >= 3 && has_trigram(q->match) && !rm->walk_only;
+    bool indexed = false;
+    if (can_index)
+        ann_search_like_pattern(q->match->q, q->match->n, &pat);
     /* The walk position: (time, log id, entry id) of the last row read. */
     int64_t cur_t = res->resume.time_ns;
     char cur_log[ANN_UUID_LEN + 1];
@@ -342,6 +417,9 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
     int rc = 0;
     bool done = false;
     int64_t grow = q->limit < PAGE / 8 ? 8 * (int64_t)q->limit + 8 : PAGE;
+    int64_t cand_max = q->limit < CAND_MAX / 10 ? 10 * (int64_t)q->limit : CAND_MAX;
+    if (cand_max < CAND_MIN)
+        cand_max = CAND_MIN;
     while (!done) {
         int64_t page = grow < PAGE ? grow : PAGE;
         if (grow < PAGE)
@@ -359,13 +437,46 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
         ann_pg_param_text(&p, cur_log);
         ann_pg_param_i64(&p, cur_id);
         ann_pg_param_i64(&p, page);
-        PGresult *r = ann_pg_exec(c, "search", rm->sql_search, &p, true, err);
+        if (indexed) {
+            ann_pg_param_text(&p, (const char *)pat.data);
+            ann_pg_param_i64(&p, cand_max + 1);
+            ann_pg_param_i64(&p, REST_MAX);
+        }
+        const char *sql = indexed ? rm->sql_isearch[q->match->icase] : rm->sql_search;
+        PGresult *r = ann_pg_exec(c, "search", sql, &p, true, err);
         if (!r) {
             rc = -1;
             break;
         }
         int n = PQntuples(r);
+        if (indexed && n > 0 &&
+            (ann_pg_get_i64(r, 0, 11) > cand_max || ann_pg_get_i64(r, 0, 12) > REST_MAX)) {
+            /* Too many candidates, or too much not indexed yet: walk from here. */
+            PQclear(r);
+            indexed = can_index = false;
+            continue;
+        }
+        int rows = 0; /* walk rows (the index path's count row is not one) */
         for (int i = 0; i < n && !done; i++) {
+            if (indexed && PQgetisnull(r, i, 13))
+                continue; /* no candidate at all: only the counts */
+            rows++;
+            if (indexed && PQgetisnull(r, i, 0)) {
+                /* A doc whose entry the browse projection has not shown yet: not part of
+                 * the walk, as in entries; step over it. */
+                if (res->examined == q->budget || found == q->limit) {
+                    res->more = true;
+                    done = true;
+                    break;
+                }
+                cur_t = ann_pg_get_i64(r, i, 13);
+                snprintf(cur_log, sizeof cur_log, "%s", PQgetvalue(r, i, 10));
+                cur_id = ann_pg_get_i64(r, i, 14);
+                res->resume.time_ns = cur_t;
+                snprintf(res->resume.log_id, sizeof res->resume.log_id, "%s", cur_log);
+                res->resume.entry_id = (uint64_t)cur_id;
+                continue;
+            }
             ann_entry e;
             ann_revocation rev;
             row_entry(r, i, &e, &rev);
@@ -392,11 +503,16 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
             res->resume.entry_id = e.entry_id;
         }
         PQclear(r);
-        if (n < page)
+        if (rows < page)
             done = true;
+        if (can_index && !indexed && !done) {
+            indexed = true;
+            grow = PAGE / 8 > 8 * (int64_t)q->limit + 8 ? PAGE / 8 : 8 * (int64_t)q->limit + 8;
+        }
     }
     ann_buf_release(&set);
     ann_buf_release(&ids);
+    ann_buf_release(&pat);
     ann_pg_pool_put(rm->pool, c);
     return rc;
 }

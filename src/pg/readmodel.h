@@ -46,8 +46,15 @@ int ann_readmodel_read_after(ann_readmodel *rm, const char *tenant_id, const cha
 int ann_readmodel_logs_list(ann_readmodel *rm, const char *tenant_id, const ann_logs_query *q,
                             ann_log_visit_fn visit, void *ud, ann_err *err);
 
+/* Search: with a query of 3 bytes or more holding a trigram, the candidates come from the
+ * search projection (search_docs' trigram index for the indexed ids of each log, entries
+ * for the rest), each checked exactly; otherwise, or when the candidates are too many,
+ * the walk over entries. Same answers either way (docs/distributed.md, "Search"). */
 int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_search_query *q,
                          ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
+
+/* Benchmarks and tests: `on` makes every search walk entries (set before concurrent use). */
+void ann_readmodel_search_walk_only(ann_readmodel *rm, bool on);
 
 /* What the read model knows of a log. `exists` when the log was created (or anything of
  * it was applied); labels are malloc'd (free with ann_readmodel_log_state_release). */

@@ -1,5 +1,6 @@
 #include "schema.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -25,7 +26,23 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
 {
     if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
-    char sql[4096];
+    /* pg_trgm (in Debian's postgresql-15; trusted: the database owner may create it) in
+     * schema public, once per database, under a lock of its own (namespaces race). */
+    char trgm[128];
+    PGresult *r =
+        ann_pg_exec(c, "schema",
+                    "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n"
+                    " ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'",
+                    NULL, false, err);
+    if (!r)
+        return -1;
+    bool have = PQntuples(r) == 1;
+    snprintf(trgm, sizeof trgm, "%s", have ? PQgetvalue(r, 0, 0) : "public");
+    PQclear(r);
+    if (!have && in_tx(c, "annals.pg_trgm", "create extension pg_trgm",
+                       "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public", err) != 0)
+        return -1;
+    char sql[6144];
     snprintf(sql, sizeof sql,
              "CREATE SCHEMA IF NOT EXISTS \"%1$s\";"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".entries ("
@@ -59,8 +76,23 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
              " partition int PRIMARY KEY, next_offset bigint NOT NULL DEFAULT 0,"
              " epoch bigint NOT NULL DEFAULT 0);"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".purge_pending ("
-             " rel text PRIMARY KEY, gen bigint NOT NULL DEFAULT 1);",
-             ns);
+             " rel text PRIMARY KEY, gen bigint NOT NULL DEFAULT 1);"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".search_docs ("
+             " tenant_id text COLLATE \"C\" NOT NULL, log_id text COLLATE \"C\" NOT NULL,"
+             " entry_id bigint NOT NULL, ts bigint NOT NULL, insert_ts bigint NOT NULL,"
+             " doc text COLLATE \"C\" NOT NULL, PRIMARY KEY (tenant_id, log_id, entry_id, ts))"
+             " PARTITION BY RANGE (ts);"
+             "CREATE INDEX IF NOT EXISTS search_docs_trgm ON \"%1$s\".search_docs"
+             " USING gin (doc %2$s.gin_trgm_ops);"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".search_docs_default PARTITION OF"
+             " \"%1$s\".search_docs DEFAULT;"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".search_state ("
+             " tenant_id text COLLATE \"C\" NOT NULL, log_id text COLLATE \"C\" NOT NULL,"
+             " indexed bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant_id, log_id));"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".search_offsets ("
+             " partition int PRIMARY KEY, next_offset bigint NOT NULL DEFAULT 0,"
+             " epoch bigint NOT NULL DEFAULT 0);",
+             ns, trgm);
     return in_tx(c, ns, "schema", sql, err);
 }
 
@@ -98,12 +130,15 @@ int ann_pg_month_ensure(PGconn *c, const char *ns, int m, ann_err *err)
 {
     if (m < 0 || m >= ANN_PG_MONTHS)
         return 0; /* the default partition */
-    char sql[512];
+    char sql[1024];
+    int y = ANN_PG_FIRST_YEAR + m / 12, mo = m % 12 + 1;
+    long long from = (long long)month_start_ns(m), to = (long long)month_start_ns(m + 1);
     snprintf(sql, sizeof sql,
-             "CREATE TABLE IF NOT EXISTS \"%s\".entries_p%04d%02d PARTITION OF \"%s\".entries"
-             " FOR VALUES FROM (%lld) TO (%lld)",
-             ns, ANN_PG_FIRST_YEAR + m / 12, m % 12 + 1, ns, (long long)month_start_ns(m),
-             (long long)month_start_ns(m + 1));
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".entries_p%2$04d%3$02d PARTITION OF"
+             " \"%1$s\".entries FOR VALUES FROM (%4$lld) TO (%5$lld);"
+             "CREATE TABLE IF NOT EXISTS \"%1$s\".search_docs_p%2$04d%3$02d PARTITION OF"
+             " \"%1$s\".search_docs FOR VALUES FROM (%4$lld) TO (%5$lld)",
+             ns, y, mo, from, to);
     return in_tx(c, ns, "create partition", sql, err);
 }
 

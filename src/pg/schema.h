@@ -11,6 +11,13 @@
  *   projector_offsets  (partition) next_offset, epoch: the projector's fence.
  *   purge_pending      (rel) gen: entries partitions whose rows a revocation or a delete
  *                      changed since the purger last rewrote them (VACUUM FULL).
+ *   search_docs        the search projection (its own consumer, group <ns>.search): per
+ *                      entry (tenant_id, log_id, entry_id, ts) key, insert_ts, doc (the
+ *                      searchable strings, domain/body.h's ann_body_search_doc) with a
+ *                      pg_trgm GIN index; partitioned by month like entries.
+ *   search_state       (tenant_id, log_id) indexed: every id <= it has its doc (or was
+ *                      revoked); ids above it are searched in entries directly.
+ *   search_offsets     (partition) next_offset, epoch: the search consumer's fence.
  *
  * Text keys use COLLATE "C", so ORDER BY and row comparisons are byte order (strcmp).
  */
@@ -35,7 +42,8 @@ int ann_pg_schema_drop(PGconn *c, const char *ns, ann_err *err);
 /* The month partition index of a time (0 = 1970-01), or -1 for the default partition. */
 int ann_pg_month_of(int64_t ts_ns);
 
-/* Creates the partition of month `m` if missing (own transaction: call outside one). */
+/* Creates the partitions of month `m` (entries and search_docs) if missing (own
+ * transaction: call outside one). */
 int ann_pg_month_ensure(PGconn *c, const char *ns, int m, ann_err *err);
 
 /* The queryable form of labels: a text[] literal (NUL-terminated in b) of

@@ -14,6 +14,7 @@
 typedef Annals__Events__V1__Committed committed;
 
 struct ann_projector {
+    ann_projector_kind kind;
     PGconn *c;
     char *conninfo;
     char ns[ANN_PG_NS_MAX + 1];
@@ -29,12 +30,20 @@ struct ann_projector {
     char sql_rev_upd[1024];
     char sql_rev_ins[512];
     char sql_del[3][1024];
+    int n_del;
     char sql_state[1536];
+    char sql_sstate[2][768]; /* search: search_state advanced, created */
     char sql_offsets[512];
 };
 
 static int session_setup(ann_projector *p, ann_err *err)
 {
+    if (p->kind == ANN_PROJECTOR_SEARCH)
+        return ann_pg_run(p->c, "staging table",
+                          "CREATE TEMP TABLE IF NOT EXISTS ann_sstaging (tenant_id text,"
+                          " log_id text, entry_id bigint, ts bigint, insert_ts bigint, doc text)"
+                          " ON COMMIT DELETE ROWS",
+                          NULL, err);
     return ann_pg_run(p->c, "staging table",
                       "CREATE TEMP TABLE IF NOT EXISTS ann_staging (tenant_id text, log_id text,"
                       " entry_id bigint, ts bigint, insert_ts bigint, severity int, flags int,"
@@ -61,9 +70,18 @@ static int conn_ok(ann_projector *p, ann_err *err)
 
 int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out, ann_err *err)
 {
+    return ann_projector_open_kind(conninfo, ns, ANN_PROJECTOR_BROWSE, out, err);
+}
+
+static void search_sql(ann_projector *p, const char *ns, const char *mark);
+
+int ann_projector_open_kind(const char *conninfo, const char *ns, ann_projector_kind kind,
+                            ann_projector **out, ann_err *err)
+{
     if (!ann_namespace_valid(ns))
         return ann_err_set(err, ANN_EINVAL, "namespace: must be [a-z][a-z0-9_]{0,39}");
     ann_projector *p = ann_xcalloc(1, sizeof *p);
+    p->kind = kind;
     p->conninfo = strdup(conninfo);
     if (!p->conninfo)
         abort();
@@ -139,8 +157,63 @@ int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out
              "UPDATE \"%s\".projector_offsets o SET next_offset = v.n"
              " FROM unnest($1::int[], $2::bigint[]) v(p, n) WHERE o.partition = v.p",
              ns);
+    p->n_del = 3;
+    if (kind == ANN_PROJECTOR_SEARCH)
+        search_sql(p, ns, mark);
     *out = p;
     return 0;
+}
+
+/* The search projection's statements: the same fence on search_offsets, docs instead of
+ * entries, search_state instead of log_state (docs/distributed.md, "Search"). */
+static void search_sql(ann_projector *p, const char *ns, const char *mark)
+{
+    snprintf(p->sql_claim, sizeof p->sql_claim,
+             "INSERT INTO \"%1$s\".search_offsets AS o (partition, next_offset, epoch)"
+             " VALUES ($1, 0, 1) ON CONFLICT (partition) DO UPDATE SET epoch = o.epoch + 1"
+             " RETURNING epoch, next_offset",
+             ns);
+    snprintf(p->sql_fence, sizeof p->sql_fence,
+             "SELECT partition, epoch FROM \"%s\".search_offsets"
+             " WHERE partition = ANY($1::int[]) FOR UPDATE",
+             ns);
+    snprintf(p->sql_copy, sizeof p->sql_copy, "COPY ann_sstaging FROM STDIN (FORMAT binary)");
+    /* An entry a revocation names (the browse projection's record) never gets a doc. */
+    snprintf(p->sql_insert, sizeof p->sql_insert,
+             "INSERT INTO \"%1$s\".search_docs (tenant_id, log_id, entry_id, ts, insert_ts, doc)"
+             " SELECT s.tenant_id, s.log_id, s.entry_id, s.ts, s.insert_ts, s.doc"
+             " FROM ann_sstaging s WHERE NOT EXISTS (SELECT 1 FROM \"%1$s\".revocations r"
+             " WHERE r.tenant_id = s.tenant_id AND r.log_id = s.log_id"
+             " AND r.entry_id = s.entry_id) AND NOT EXISTS (SELECT 1 FROM \"%1$s\".logs l"
+             " WHERE l.tenant_id = s.tenant_id AND l.log_id = s.log_id AND l.deleted)"
+             " ON CONFLICT DO NOTHING",
+             ns);
+    snprintf(p->sql_rev_upd, sizeof p->sql_rev_upd,
+             "WITH u AS (DELETE FROM \"%1$s\".search_docs WHERE tenant_id = $1 AND log_id = $2"
+             " AND entry_id = ANY($3::bigint[]) RETURNING tableoid) %2$s",
+             ns, mark);
+    snprintf(p->sql_del[0], sizeof p->sql_del[0],
+             "WITH u AS (DELETE FROM \"%s\".search_docs WHERE tenant_id = $1 AND log_id = $2"
+             " RETURNING tableoid) %s",
+             ns, mark);
+    snprintf(p->sql_del[1], sizeof p->sql_del[1],
+             "DELETE FROM \"%s\".search_state WHERE tenant_id = $1 AND log_id = $2", ns);
+    p->n_del = 2;
+    /* indexed moves to hi when the batch's run lo..hi of the log joins what is indexed. */
+    snprintf(p->sql_sstate[0], sizeof p->sql_sstate[0],
+             "UPDATE \"%s\".search_state s SET indexed = v.hi FROM unnest($1::text[],"
+             " $2::text[], $3::bigint[], $4::bigint[]) v(t, l, lo, hi) WHERE s.tenant_id = v.t"
+             " AND s.log_id = v.l AND v.lo <= s.indexed + 1 AND v.hi > s.indexed",
+             ns);
+    snprintf(p->sql_sstate[1], sizeof p->sql_sstate[1],
+             "INSERT INTO \"%s\".search_state (tenant_id, log_id, indexed) SELECT v.t, v.l,"
+             " CASE WHEN v.lo <= 1 THEN v.hi ELSE 0 END FROM unnest($1::text[], $2::text[],"
+             " $3::bigint[], $4::bigint[]) v(t, l, lo, hi) ON CONFLICT DO NOTHING",
+             ns);
+    snprintf(p->sql_offsets, sizeof p->sql_offsets,
+             "UPDATE \"%s\".search_offsets o SET next_offset = v.n"
+             " FROM unnest($1::int[], $2::bigint[]) v(p, n) WHERE o.partition = v.p",
+             ns);
 }
 
 void ann_projector_close(ann_projector *p)
@@ -189,6 +262,7 @@ typedef struct logagg {
     const char *tenant, *log;
     uint64_t visible, op;
     bool deleted;
+    uint64_t lo, hi; /* search: the ids lo..hi all staged in this batch (lo 0: none) */
 } logagg;
 
 typedef struct aggs {
@@ -222,7 +296,7 @@ static logagg *agg_get(aggs *a, const char *t, const char *l)
     }
     a->slots[i] = (int32_t)++a->n;
     logagg *g = &a->v[a->n - 1];
-    *g = (logagg){t, l, 0, 0, false};
+    *g = (logagg){t, l, 0, 0, false, 0, 0};
     return g;
 }
 
@@ -231,6 +305,7 @@ typedef struct batch {
     ann_buf copy; /* binary COPY data of the staged entries */
     size_t staged;
     ann_buf tmp;
+    ann_buf doc;
 } batch;
 
 static int flush(batch *b, ann_err *err)
@@ -243,7 +318,10 @@ static int flush(batch *b, ann_err *err)
     if (rc == 0)
         rc = ann_pg_run(b->p->c, "insert entries", b->p->sql_insert, NULL, err);
     if (rc == 0)
-        rc = ann_pg_run(b->p->c, "truncate staging", "TRUNCATE ann_staging", NULL, err);
+        rc = ann_pg_run(b->p->c, "truncate staging",
+                        b->p->kind == ANN_PROJECTOR_SEARCH ? "TRUNCATE ann_sstaging"
+                                                           : "TRUNCATE ann_staging",
+                        NULL, err);
     b->copy.len = 0;
     b->staged = 0;
     return rc;
@@ -254,6 +332,19 @@ static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry 
     if (b->staged == 0) {
         b->copy.len = 0;
         ann_pg_copy_header(&b->copy);
+    }
+    if (b->p->kind == ANN_PROJECTOR_SEARCH) {
+        ann_pg_copy_tuple(&b->copy, 6);
+        ann_pg_copy_bytes(&b->copy, c->tenant_id, strlen(c->tenant_id));
+        ann_pg_copy_bytes(&b->copy, c->log_id, strlen(c->log_id));
+        ann_pg_copy_i64(&b->copy, (int64_t)e->entry_id);
+        ann_pg_copy_i64(&b->copy, e->time_ns);
+        ann_pg_copy_i64(&b->copy, e->insert_time_ns);
+        b->doc.len = 0;
+        ann_body_search_doc(e->body.data, e->body.len, &b->doc);
+        ann_pg_copy_bytes(&b->copy, b->doc.data, b->doc.len);
+        b->staged++;
+        return;
     }
     ann_pg_copy_tuple(&b->copy, 9);
     ann_pg_copy_bytes(&b->copy, c->tenant_id, strlen(c->tenant_id));
@@ -290,6 +381,8 @@ static int apply_one(batch *b, const committed *c, ann_err *err)
             stage(b, c, c->write->entries[i]);
         return 0;
     case ANNALS__EVENTS__V1__COMMITTED__OP_CREATE_LOG: {
+        if (p->kind == ANN_PROJECTOR_SEARCH)
+            return 0; /* logs is the browse projection's: never a row both write */
         const Annals__Events__V1__CreateLog *cl = c->create_log;
         ann_pg_label_set_of_labels(&b->tmp, cl->labels.data, cl->labels.len, 2);
         ann_pg_param_text(&pr, c->tenant_id);
@@ -309,6 +402,8 @@ static int apply_one(batch *b, const committed *c, ann_err *err)
         ann_pg_param_raw(&pr, (const char *)b->tmp.data);
         if (ann_pg_run(p->c, "revoke", p->sql_rev_upd, &pr, err) != 0)
             return -1;
+        if (p->kind == ANN_PROJECTOR_SEARCH)
+            return 0; /* the revocation record is the browse projection's */
         ann_pg_param_text(&pr, rv->actor ? rv->actor : "");
         ann_pg_param_text(&pr, rv->reason ? rv->reason : "");
         ann_pg_param_i64(&pr, rv->time_ns);
@@ -319,7 +414,7 @@ static int apply_one(batch *b, const committed *c, ann_err *err)
             return -1;
         ann_pg_param_text(&pr, c->tenant_id);
         ann_pg_param_text(&pr, c->log_id);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < p->n_del; i++)
             if (ann_pg_run(p->c, "delete log", p->sql_del[i], &pr, err) != 0)
                 return -1;
         return 0;
@@ -364,6 +459,73 @@ static bool ok_text(const char *s)
     return s && *s;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The ids lo..hi of a Write that are all in it, hi its highest (lo 0: none). A write
+ * carries its new ids (consecutive, up to the log's count) and any it repeated (older). */
+static void write_run(const Annals__Events__V1__Write *w, uint64_t *lo, uint64_t *hi)
+{
+    *lo = *hi = 0;
+    if (!w || w->n_entries == 0)
+        return;
+    uint64_t *ids = ann_xcalloc(w->n_entries, sizeof *ids);
+    for (size_t i = 0; i < w->n_entries; i++)
+        ids[i] = w->entries[i]->entry_id;
+    qsort(ids, w->n_entries, sizeof *ids, cmp_u64);
+    size_t k = w->n_entries - 1;
+    while (k > 0 && ids[k - 1] + 1 >= ids[k])
+        k--;
+    *lo = ids[k];
+    *hi = ids[w->n_entries - 1];
+    free(ids);
+}
+
+/* Joins a write's run to the batch's run of its log; a gap starts the run over (only the
+ * last run can extend what is indexed: safe, never more than what holds). */
+static void run_join(logagg *g, uint64_t lo, uint64_t hi)
+{
+    if (lo == 0)
+        return;
+    if (g->lo == 0 || lo > g->hi + 1) {
+        g->lo = lo;
+        g->hi = hi;
+    } else if (hi > g->hi) {
+        g->hi = hi;
+    }
+}
+
+/* search_state: indexed moves up to each log's run when the run joins it. */
+static int search_state(ann_projector *p, const aggs *ag, ann_buf *a1, ann_buf *a2, ann_buf *a3,
+                        ann_buf *a4, ann_err *err)
+{
+    open_arr(a1), open_arr(a2), open_arr(a3), open_arr(a4);
+    size_t k = 0;
+    for (size_t i = 0; i < ag->n; i++) {
+        if (ag->v[i].deleted || ag->v[i].lo == 0)
+            continue;
+        add_text_elem(a1, ag->v[i].tenant);
+        add_text_elem(a2, ag->v[i].log);
+        add_num_elem(a3, (long long)ag->v[i].lo);
+        add_num_elem(a4, (long long)ag->v[i].hi);
+        k++;
+    }
+    close_arr(a1), close_arr(a2), close_arr(a3), close_arr(a4);
+    if (k == 0)
+        return 0;
+    ann_pg_params pr = {0};
+    ann_pg_param_raw(&pr, (const char *)a1->data);
+    ann_pg_param_raw(&pr, (const char *)a2->data);
+    ann_pg_param_raw(&pr, (const char *)a3->data);
+    ann_pg_param_raw(&pr, (const char *)a4->data);
+    if (ann_pg_run(p->c, "search state", p->sql_sstate[0], &pr, err) != 0)
+        return -1;
+    return ann_pg_run(p->c, "search state", p->sql_sstate[1], &pr, err);
+}
+
 static void rollback(PGconn *c)
 {
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -397,7 +559,7 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
     }
 
     int rc = -1;
-    batch b = {.p = p, .copy = ANN_BUF_INIT, .tmp = ANN_BUF_INIT};
+    batch b = {.p = p, .copy = ANN_BUF_INIT, .tmp = ANN_BUF_INIT, .doc = ANN_BUF_INIT};
     ann_buf a1 = ANN_BUF_INIT, a2 = ANN_BUF_INIT, a3 = ANN_BUF_INIT, a4 = ANN_BUF_INIT,
             a5 = ANN_BUF_INIT;
     aggs ag = {0};
@@ -461,12 +623,21 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
             g->op = c->op_seq;
         if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_DELETE_LOG)
             g->deleted = true;
+        if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_WRITE) {
+            uint64_t lo, hi;
+            write_run(c->write, &lo, &hi);
+            run_join(g, lo, hi);
+        }
     }
     if (flush(&b, err) != 0)
         goto out;
-    ANN_FAULT_POINT("proj.rows_applied");
+    if (p->kind == ANN_PROJECTOR_BROWSE)
+        ANN_FAULT_POINT("proj.rows_applied");
 
-    if (ag.n) {
+    if (p->kind == ANN_PROJECTOR_SEARCH) {
+        if (search_state(p, &ag, &a1, &a2, &a3, &a4, err) != 0)
+            goto out;
+    } else if (ag.n) {
         open_arr(&a1), open_arr(&a2), open_arr(&a3), open_arr(&a4), open_arr(&a5);
         for (size_t i = 0; i < ag.n; i++) {
             add_text_elem(&a1, ag.v[i].tenant);
@@ -503,13 +674,15 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
     }
     if (ann_pg_run(p->c, "commit", "COMMIT", NULL, err) != 0)
         goto out;
-    ANN_FAULT_POINT("proj.committed");
+    if (p->kind == ANN_PROJECTOR_BROWSE)
+        ANN_FAULT_POINT("proj.committed");
     rc = 0;
 out:
     if (rc < 0)
         rollback(p->c);
     ann_buf_release(&b.copy);
     ann_buf_release(&b.tmp);
+    ann_buf_release(&b.doc);
     ann_buf_release(&a1), ann_buf_release(&a2), ann_buf_release(&a3), ann_buf_release(&a4),
         ann_buf_release(&a5);
     free(ag.slots);

@@ -29,8 +29,19 @@
 
 typedef struct ann_projector ann_projector;
 
-/* Connects and ensures the schema of `ns`. */
+/* Which projection: browse (entries, log_state, revocations, logs; group <ns>.projector,
+ * offsets in projector_offsets) or search (search_docs, search_state; group <ns>.search,
+ * offsets in search_offsets). Both share the fence, the run loop and the apply order; the
+ * search one never slows the browse one's transactions (its own connection and group). */
+typedef enum ann_projector_kind {
+    ANN_PROJECTOR_BROWSE = 0,
+    ANN_PROJECTOR_SEARCH = 1
+} ann_projector_kind;
+
+/* Connects and ensures the schema of `ns` (the browse projection). */
 int ann_projector_open(const char *conninfo, const char *ns, ann_projector **out, ann_err *err);
+int ann_projector_open_kind(const char *conninfo, const char *ns, ann_projector_kind kind,
+                            ann_projector **out, ann_err *err);
 void ann_projector_close(ann_projector *p);
 
 /* Claims a partition: its epoch + 1 (the row is created if missing), remembered as this
@@ -64,6 +75,7 @@ typedef struct ann_projector_config {
     /* Optional (docs/operations.md): batches and records applied, aborted batches, the
      * read model's delay behind the sequencer, the consumer lag per partition. */
     ann_metrics *metrics;
+    ann_projector_kind kind;
 } ann_projector_config;
 
 /* Runs until *stop becomes nonzero (then returns 0), or fails on a fatal error. */

@@ -4,14 +4,16 @@
  * engines' files.
  *
  *   Kafka       DeleteRecords below every consumer's position: on <ns>.committed the
- *               projectors' next offsets (PostgreSQL's projector_offsets), on <ns>.pending
+ *               projections' next offsets (PostgreSQL's projector_offsets and
+ *               search_offsets, the lower of the two), on <ns>.pending
  *               the sequencer group's committed offsets. A segment's file goes once the
  *               segment is no longer the active one (segment.ms, kafka.c): for partitions
  *               that saw traffic lately the purger appends a Tick to pending, which the
  *               sequencer echoes into committed, so the active segment rolls.
- *   PostgreSQL  VACUUM FULL of every entries partition in purge_pending (marked by the
- *               projector in the transaction of a revocation or a delete): the old row
- *               versions and their TOAST leave with the partition's old files.
+ *   PostgreSQL  VACUUM FULL of every entries and search_docs partition in purge_pending
+ *               (marked by each projection in the transaction of a revocation or a delete):
+ *               the old row versions, their TOAST and their index entries (the trigram
+ *               GIN's too) leave with the partition's old files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,9 +95,13 @@ static void add_if_ahead(purger *p, rd_kafka_topic_partition_list_t *l, const ch
 static int purge_kafka(purger *p, ann_err *err)
 {
     int32_t np = p->kc.partitions;
-    /* committed: the projectors' next offsets, stored with the read model */
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT partition, next_offset FROM \"%s\".projector_offsets",
+    /* committed: below what both projections applied (their next offsets, stored with the
+     * read model); a partition the search projection never claimed is left alone */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT o.partition, LEAST(o.next_offset, coalesce(s.next_offset, 0))"
+             " FROM \"%1$s\".projector_offsets o LEFT JOIN \"%1$s\".search_offsets s"
+             " ON s.partition = o.partition",
              p->kc.ns);
     PGresult *r = ann_pg_exec(p->pg, "projector offsets", sql, NULL, true, err);
     if (!r)

@@ -6,14 +6,15 @@
  *   1. The committed topic's end offsets, per partition, BEFORE Cassandra is read: the
  *      sequencer writes Cassandra before it commits a record to Kafka, so every record
  *      below these ends is already in what step 2 reads.
- *   2. Schema <ns>_rb, built through the projector's own apply from synthetic records per
+ *   2. Schema <ns>_rb, built through the projector's own apply (both projections: browse,
+ *      then search, so search_docs and search_state are whole) from synthetic records per
  *      log of the catalog: CreateLog, one Revoke per revocation row, the entries as
  *      Cassandra stores them (revoked bodies are gone there; the insert marks an entry
  *      redacted when a revocation row names it), DeleteLog for a deleted log.
  *   3. One transaction: lock <ns>.projector_offsets (waits for an apply in flight; later
  *      ones wait, then fail and claim again), drop <ns>, rename <ns>_rb to <ns>, its
- *      projector_offsets at the ends of step 1 with every epoch above the old one (a
- *      projector that kept running is fenced and claims again).
+ *      projector_offsets and search_offsets at the ends of step 1 with every epoch above
+ *      the old one (a projector that kept running is fenced and claims again).
  * Records at or past the ends are applied by the projectors afterwards; what they repeat
  * of step 2 is idempotent (ON CONFLICT DO NOTHING, revocations kept, deletes repeated).
  */
@@ -35,6 +36,7 @@ typedef Annals__Events__V1__Entry entry;
 
 typedef struct rb {
     ann_projector *p;
+    ann_projector *sp; /* the search projection of the rebuild schema */
     ann_projector_record *v;
     committed **owned; /* records to free after the apply */
     size_t n, cap;
@@ -49,6 +51,8 @@ static int rb_flush(rb *r, ann_err *err)
     int rc = 0;
     if (r->n && !r->discard) {
         rc = ann_projector_apply(r->p, r->v, r->n, err);
+        if (rc == 0) /* after the browse one: its revocations keep revoked bodies out */
+            rc = ann_projector_apply(r->sp, r->v, r->n, err);
         if (rc == ANN_PROJECTOR_FENCED)
             rc = ann_err_set(err, ANN_EUNAVAIL, "rebuild: schema claimed by someone else");
     }
@@ -322,28 +326,29 @@ static int swap_in(PGconn *c, const char *ns, const char *rbns, const int64_t *e
             old = PQntuples(r) > 0;
         PQclear(r);
     }
-    if (rc == 0 && old) {
-        snprintf(sql, sizeof sql, "LOCK TABLE \"%s\".projector_offsets IN ACCESS EXCLUSIVE MODE",
-                 ns);
+    /* Both projections' offsets (the old schema has both: whoever opened it ensured it). */
+    static const char *const tables[] = {"projector_offsets", "search_offsets"};
+    for (int k = 0; k < 2 && rc == 0 && old; k++) {
+        snprintf(sql, sizeof sql, "LOCK TABLE \"%s\".%s IN ACCESS EXCLUSIVE MODE", ns, tables[k]);
         rc = ann_pg_run(c, "rebuild swap", sql, NULL, err);
     }
-    if (rc == 0) {
-        snprintf(sql, sizeof sql, "DELETE FROM \"%s\".projector_offsets", rbns);
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        snprintf(sql, sizeof sql, "DELETE FROM \"%s\".%s", rbns, tables[k]);
         rc = ann_pg_run(c, "rebuild swap", sql, NULL, err);
-    }
-    if (rc == 0) {
+        if (rc != 0)
+            break;
         if (old)
             snprintf(sql, sizeof sql,
-                     "INSERT INTO \"%s\".projector_offsets (partition, next_offset, epoch)"
-                     " SELECT v.p, v.n, COALESCE((SELECT o.epoch FROM \"%s\".projector_offsets o"
+                     "INSERT INTO \"%1$s\".%3$s (partition, next_offset, epoch)"
+                     " SELECT v.p, v.n, COALESCE((SELECT o.epoch FROM \"%2$s\".%3$s o"
                      " WHERE o.partition = v.p), 0) + 1 FROM unnest($1::int[], $2::bigint[])"
                      " v(p, n)",
-                     rbns, ns);
+                     rbns, ns, tables[k]);
         else
             snprintf(sql, sizeof sql,
-                     "INSERT INTO \"%s\".projector_offsets (partition, next_offset, epoch)"
+                     "INSERT INTO \"%s\".%s (partition, next_offset, epoch)"
                      " SELECT v.p, v.n, 1 FROM unnest($1::int[], $2::bigint[]) v(p, n)",
-                     rbns);
+                     rbns, tables[k]);
         ann_pg_params pr = {0};
         ann_pg_param_raw(&pr, (const char *)parts.data);
         ann_pg_param_raw(&pr, (const char *)offs.data);
@@ -390,10 +395,12 @@ int ann_rebuild(const ann_rebuild_config *cfg, ann_rebuild_stats *st, ann_err *e
     c = ann_pg_connect(cfg->conninfo, err);
     if (!c || ann_pg_schema_drop(c, rbns, err) != 0)
         goto out;
-    if (ann_projector_open(cfg->conninfo, rbns, &r.p, err) != 0)
+    if (ann_projector_open(cfg->conninfo, rbns, &r.p, err) != 0 ||
+        ann_projector_open_kind(cfg->conninfo, rbns, ANN_PROJECTOR_SEARCH, &r.sp, err) != 0)
         goto out;
     int64_t next0 = 0;
-    if (ann_projector_claim(r.p, 0, &next0, err) != 0)
+    if (ann_projector_claim(r.p, 0, &next0, err) != 0 ||
+        ann_projector_claim(r.sp, 0, &next0, err) != 0)
         goto out;
     /* 2. every log of the catalog */
     char q[256];
@@ -440,7 +447,10 @@ int ann_rebuild(const ann_rebuild_config *cfg, ann_rebuild_stats *st, ann_err *e
     }
     if (rb_flush(&r, err) != 0)
         goto out;
-    /* 3. swap it in */
+    /* 3. swap it in (the old schema first gets whatever tables this version adds, e.g. a
+     * schema from before the search projection its search_offsets) */
+    if (ann_pg_schema_ensure(c, kc.ns, err) != 0)
+        goto out;
     rc = swap_in(c, kc.ns, rbns, ends, kc.partitions, err);
 out:
     r.discard = true;
@@ -449,6 +459,7 @@ out:
     free(r.owned);
     free(state);
     ann_projector_close(r.p);
+    ann_projector_close(r.sp);
     if (rc != 0 && c && PQstatus(c) == CONNECTION_OK)
         ann_pg_schema_drop(c, rbns, &(ann_err){0});
     PQfinish(c);

@@ -1,4 +1,5 @@
-/* The projector role: <ns>.committed -> ann_projector_apply (docs/distributed.md). */
+/* The projector role: <ns>.committed -> ann_projector_apply (docs/distributed.md), for
+ * either projection (browse: group <ns>.projector; search: group <ns>.search). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@ typedef struct assigned {
 
 typedef struct runner {
     ann_projector *p;
+    const char *name; /* "projector" or "search projector", for the log */
+    bool faults;      /* the fault points are the browse projection's */
     rd_kafka_t *rk;
     char topic[256];
     assigned *parts;
@@ -65,9 +68,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void log_err(const char *what, const ann_err *e)
+static void log_err(const runner *r, const char *what, const ann_err *e)
 {
-    fprintf(stderr, "annals projector: %s: %s (%s)\n", what, e->msg, ann_code_name(e->code));
+    fprintf(stderr, "annals %s: %s: %s (%s)\n", r->name, what, e->msg, ann_code_name(e->code));
 }
 
 /* Claims every assigned partition and (re)assigns the consumer at the stored offsets. */
@@ -111,12 +114,14 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, r->topic) == 0)
                 r->parts[r->n_parts++] = (assigned){parts->elems[i].partition, 0};
-        ANN_FAULT_POINT("proj.assigned");
+        if (r->faults)
+            ANN_FAULT_POINT("proj.assigned");
         if (claim_all(r) != 0) {
-            log_err("claim", &r->err);
+            log_err(r, "claim", &r->err);
             rd_kafka_assign(rk, NULL); /* nothing to read until the claims succeed */
         }
-        ANN_FAULT_POINT("proj.claimed");
+        if (r->faults)
+            ANN_FAULT_POINT("proj.claimed");
     } else {
         rd_kafka_assign(rk, NULL);
         r->need_claim = false;
@@ -135,12 +140,13 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
 {
     ann_kafka_config kc = cfg->kafka;
     ann_kafka_config_defaults(&kc);
-    runner r = {0};
-    if (ann_projector_open(cfg->conninfo, kc.ns, &r.p, err) != 0)
+    bool search = cfg->kind == ANN_PROJECTOR_SEARCH;
+    runner r = {.name = search ? "search projector" : "projector", .faults = !search};
+    if (ann_projector_open_kind(cfg->conninfo, kc.ns, cfg->kind, &r.p, err) != 0)
         return -1;
     ann_kafka_topic(&kc, ANN_TOPIC_COMMITTED, r.topic, sizeof r.topic);
     char group[256];
-    snprintf(group, sizeof group, "%s.projector", kc.ns);
+    snprintf(group, sizeof group, "%s.%s", kc.ns, search ? "search" : "projector");
     r.rk = ann_kafka_consumer(&kc, group, cfg->instance, rebalance, &r, err);
     if (!r.rk) {
         ann_projector_close(r.p);
@@ -168,7 +174,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
         if (r.need_claim && r.n_parts && now_ms() >= r.claim_at &&
             !rd_kafka_assignment_lost(r.rk)) {
             if (claim_all(&r) != 0) {
-                log_err("claim", &r.err);
+                log_err(&r, "claim", &r.err);
                 r.claim_at = now_ms() + 500;
             }
         }
@@ -190,7 +196,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
             }
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                    fprintf(stderr, "annals projector: consume: %s\n", rd_kafka_message_errstr(m));
+                    fprintf(stderr, "annals %s: consume: %s\n", r.name, rd_kafka_message_errstr(m));
                     if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                         rc = ann_kafka_fail(err, "consume", m->err, rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
@@ -215,7 +221,7 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
                 .offset = m->offset,
                 .rec = annals__events__v1__committed__unpack(NULL, m->len, m->payload)};
             if (!recs[n].rec)
-                fprintf(stderr, "annals projector: partition %d offset %lld: undecodable record\n",
+                fprintf(stderr, "annals %s: partition %d offset %lld: undecodable record\n", r.name,
                         (int)m->partition, (long long)m->offset);
             n++;
         }
@@ -235,12 +241,12 @@ int ann_projector_run(const ann_projector_config *cfg, volatile int *stop, ann_e
                 }
             }
             if (a == ANN_PROJECTOR_FENCED) {
-                fprintf(stderr, "annals projector: fenced; claiming again after a session\n");
+                fprintf(stderr, "annals %s: fenced; claiming again after a session\n", r.name);
                 ann_projector_forget(r.p);
                 r.need_claim = true;
                 r.claim_at = now_ms() + FENCED_WAIT_MS;
             } else if (a != 0) {
-                log_err("apply", &e);
+                log_err(&r, "apply", &e);
                 r.need_claim = true; /* rewind to the stored offsets */
                 r.claim_at = now_ms() + 200;
             }

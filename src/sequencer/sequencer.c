@@ -171,7 +171,46 @@ typedef struct seq {
     part *parts;
     char t_pending[256], t_committed[256], t_acks[256];
     unsigned rebalances;
+    /* ANNALS_SEQ_TIMING=1: wall-clock ms per phase, printed every 5 s (diagnostics) */
+    bool timing;
+    int64_t tm_last, tm[8], tm_cmds, tm_batches;
 } seq;
+
+enum { TM_POLL, TM_HEADS, TM_LOOKUP, TM_ROWS, TM_COMMIT, TM_TXN, TM_N };
+static const char *const tm_name[TM_N] = {"poll", "heads", "lookup", "rows", "commit", "txn"};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void tm_add(seq *s, int phase, int64_t *t0)
+{
+    if (!s->timing)
+        return;
+    int64_t now = mono_us();
+    s->tm[phase] += now - *t0;
+    *t0 = now;
+}
+
+static void tm_report(seq *s)
+{
+    if (!s->timing)
+        return;
+    int64_t now = mono_us();
+    if (now - s->tm_last < 5000000)
+        return;
+    fprintf(stderr, "annalsd sequencer %s: timing ms:", s->cfg->instance);
+    for (int i = 0; i < TM_N; i++)
+        fprintf(stderr, " %s %lld", tm_name[i], (long long)(s->tm[i] / 1000));
+    fprintf(stderr, " | batches %lld commands %lld over %lld ms\n", (long long)s->tm_batches,
+            (long long)s->tm_cmds, (long long)((now - s->tm_last) / 1000));
+    memset(s->tm, 0, sizeof s->tm);
+    s->tm_cmds = s->tm_batches = 0;
+    s->tm_last = now;
+}
 
 static void stat_add(seq *s, uint64_t *field, uint64_t n)
 {
@@ -380,6 +419,13 @@ typedef struct stored {
     char *iid;
 } stored;
 
+/* Writes: per command, the new entries to store (pointers into the commands). */
+typedef struct newrows {
+    size_t cmd;
+    ann_entry *e;
+    size_t n;
+} newrows;
+
 typedef struct pbatch {
     seq *s;
     int32_t pn;
@@ -394,6 +440,9 @@ typedef struct pbatch {
     size_t nassigned, capassigned;
     stored **stored;
     size_t nstored, capstored;
+    struct newrows *nr; /* per command: the new entries to store */
+    bool *revoke;       /* per command: a revocation to store */
+    size_t nnew;
     outs out;
 } pbatch;
 
@@ -410,6 +459,11 @@ static void pbatch_free(pbatch *b)
         free(b->stored[i]);
     }
     free(b->stored);
+    if (b->nr)
+        for (size_t i = 0; i < b->ncmds; i++)
+            free(b->nr[i].e);
+    free(b->nr);
+    free(b->revoke);
     outs_free(&b->out);
 }
 
@@ -542,13 +596,6 @@ static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
     free(k);
     return f ? b->assigned[i] : NULL;
 }
-
-/* Writes: per command, the new entries to store (pointers into the commands). */
-typedef struct newrows {
-    size_t cmd;
-    ann_entry *e;
-    size_t n;
-} newrows;
 
 /* Result of a partition's batch. */
 enum { P_OK, P_FENCED, P_FAILED };
@@ -728,11 +775,13 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
     }
 }
 
-/* Sequences one partition's commands and commits its heads in Cassandra. */
-static int run_partition(pbatch *b, ann_err *err)
+/* Sequences one partition's commands: heads, dedup lookups, ids; nothing written yet
+ * (store_partitions writes the rows and commits the heads). */
+static int prepare_partition(pbatch *b, ann_err *err)
 {
     seq *s = b->s;
     part *p = b->p;
+    int64_t t0 = s->timing ? mono_us() : 0;
     /* 1. the logs, their committed heads (cached, else loaded) */
     const char **lt = xcalloc(b->ncmds, sizeof *lt), **ll = xcalloc(b->ncmds, sizeof *ll);
     size_t *miss = xcalloc(b->ncmds, sizeof *miss), nmiss = 0;
@@ -778,6 +827,7 @@ static int run_partition(pbatch *b, ann_err *err)
         return P_FAILED;
     for (size_t i = 0; i < b->nlogs; i++)
         b->logs[i].work = b->logs[i].committed;
+    tm_add(s, TM_HEADS, &t0);
 
     /* 2. dedup lookups of every write's insert_ids against committed rows. A command
      * whose insert_ids the API server made up (events.proto, insert_id_generated) can
@@ -833,6 +883,7 @@ static int run_partition(pbatch *b, ann_err *err)
         }
     }
 
+    tm_add(s, TM_LOOKUP, &t0);
     /* 3. sequence in order */
     newrows *nr = xcalloc(b->ncmds, sizeof *nr);
     bool *revoke = xcalloc(b->ncmds, sizeof *revoke);
@@ -858,36 +909,67 @@ static int run_partition(pbatch *b, ann_err *err)
     free(q);
     free(qstart);
     free(probe);
-    int ret = P_FAILED;
-    if (rc < 0)
-        goto done;
-
-    /* 4. rows under our epoch, then revocations (they may name ids just written) */
-    size_t nnew = 0;
+    b->nr = nr;
+    b->revoke = revoke;
     for (size_t i = 0; i < b->ncmds; i++)
-        if (nr[i].n) {
-            const wlog *w = &b->logs[b->cmds[i].log];
-            nnew += nr[i].n;
-            if (ann_archive_writer_add(s->wr, w->tenant, w->log, p->epoch, nr[i].e, nr[i].n, err) <
-                0) {
-                (void)ann_archive_writer_wait(s->wr, NULL);
-                goto done;
+        b->nnew += nr[i].n;
+    return rc < 0 ? P_FAILED : P_OK;
+}
+
+/* Stores the prepared partitions bs[0..n): every partition's rows under its epoch in
+ * flight together, then revocations (they may name ids just written), then each
+ * partition's ONE conditional head commit, all in flight together. res[i] and errs[i]
+ * get each partition's outcome (P_OK, P_FENCED, P_FAILED). */
+static void store_partitions(seq *s, pbatch **bs, size_t n, int *res, ann_err *errs)
+{
+    int64_t t0 = s->timing ? mono_us() : 0;
+    bool rows_ok = true;
+    ann_err rerr;
+    ann_err_clear(&rerr);
+    for (size_t k = 0; k < n; k++) {
+        res[k] = P_OK;
+        pbatch *b = bs[k];
+        for (size_t i = 0; rows_ok && i < b->ncmds; i++)
+            if (b->nr[i].n) {
+                const wlog *w = &b->logs[b->cmds[i].log];
+                if (ann_archive_writer_add(s->wr, w->tenant, w->log, b->p->epoch, b->nr[i].e,
+                                           b->nr[i].n, &rerr) < 0)
+                    rows_ok = false;
             }
+    }
+    if (ann_archive_writer_wait(s->wr, rows_ok ? &rerr : NULL) < 0)
+        rows_ok = false;
+    if (!rows_ok) {
+        for (size_t k = 0; k < n; k++) {
+            res[k] = P_FAILED;
+            errs[k] = rerr;
         }
-    if (ann_archive_writer_wait(s->wr, err) < 0)
-        goto done;
-    for (size_t i = 0; i < b->ncmds; i++)
-        if (revoke[i]) {
-            Command *c = b->cmds[i].c;
-            Annals__Events__V1__Revoke *rv = c->revoke;
-            if (ann_archive_revoke(s->ar, c->tenant_id, c->log_id, rv->entry_ids, rv->n_entry_ids,
-                                   rv->actor, rv->reason, rv->time_ns, err) < 0)
-                goto done;
-        }
-    ANN_FAULT_POINT("seq.rows_written");
+        return;
+    }
+    bool any = false;
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        for (size_t i = 0; res[k] == P_OK && i < b->ncmds; i++)
+            if (b->revoke[i]) {
+                Command *c = b->cmds[i].c;
+                Annals__Events__V1__Revoke *rv = c->revoke;
+                if (ann_archive_revoke(s->ar, c->tenant_id, c->log_id, rv->entry_ids,
+                                       rv->n_entry_ids, rv->actor, rv->reason, rv->time_ns,
+                                       &errs[k]) < 0)
+                    res[k] = P_FAILED;
+            }
+        any = any || (res[k] == P_OK && b->ncmds > 0);
+    }
+    if (any)
+        ANN_FAULT_POINT("seq.rows_written");
+    tm_add(s, TM_ROWS, &t0);
 
-    /* 5. ONE conditional commit of every head advanced */
-    {
+    /* ONE conditional commit per partition of every head it advanced, all in flight */
+    ann_cql_future **f = xcalloc(n, sizeof *f);
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (res[k] != P_OK)
+            continue;
         ann_archive_head_update *u = xcalloc(b->nlogs, sizeof *u);
         size_t nu = 0;
         for (size_t i = 0; i < b->nlogs; i++)
@@ -897,32 +979,44 @@ static int run_partition(pbatch *b, ann_err *err)
                                                     .next_id = b->logs[i].work.next_id,
                                                     .next_op = b->logs[i].work.next_op,
                                                     .deleted = b->logs[i].work.deleted};
-        uint64_t cur = 0;
-        int cr = ann_archive_commit_heads(s->ar, b->pn, p->epoch, u, nu, &cur, err);
+        if (nu) {
+            f[k] = ann_archive_commit_heads_submit(s->ar, b->pn, b->p->epoch, u, nu, &errs[k]);
+            if (!f[k])
+                res[k] = P_FAILED; /* never sent: the heads are as they were */
+        }
         free(u);
-        if (cr == ANN_ARCHIVE_FENCED) {
-            ann_err_set(err, ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
-                        (int)b->pn, (unsigned long long)cur, (unsigned long long)p->epoch);
-            ret = P_FENCED;
-            goto done;
-        }
-        if (cr < 0) {
-            p->serial = true; /* outcome unknown: settle with serial reads */
-            goto done;
-        }
-        ANN_FAULT_POINT("seq.heads_committed");
     }
-    for (size_t i = 0; i < b->nlogs; i++)
-        if (b->logs[i].changed)
-            part_put(p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
-    STAT(s, entries, nnew);
-    ret = P_OK;
-done:
-    for (size_t i = 0; i < b->ncmds; i++)
-        free(nr[i].e);
-    free(nr);
-    free(revoke);
-    return ret;
+    any = false;
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (!f[k])
+            continue;
+        uint64_t cur = 0;
+        int cr = ann_archive_commit_heads_finish(f[k], &cur, &errs[k]);
+        if (cr == ANN_ARCHIVE_FENCED) {
+            ann_err_set(&errs[k], ANN_EUNAVAIL, "partition %d: fenced (range_id %llu, ours %llu)",
+                        (int)b->pn, (unsigned long long)cur, (unsigned long long)b->p->epoch);
+            res[k] = P_FENCED;
+        } else if (cr < 0) {
+            b->p->serial = true; /* outcome unknown: settle with serial reads */
+            res[k] = P_FAILED;
+        } else {
+            any = true;
+        }
+    }
+    free(f);
+    tm_add(s, TM_COMMIT, &t0);
+    if (any)
+        ANN_FAULT_POINT("seq.heads_committed");
+    for (size_t k = 0; k < n; k++) {
+        pbatch *b = bs[k];
+        if (res[k] != P_OK)
+            continue;
+        for (size_t i = 0; i < b->nlogs; i++)
+            if (b->logs[i].changed)
+                part_put(b->p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
+        STAT(s, entries, b->nnew);
+    }
 }
 
 /* ---- the Kafka transaction ---- */
@@ -1025,6 +1119,22 @@ static int run_txn(seq *s, pbatch *pb, size_t npb, const int64_t *next_off, ann_
     }
 }
 
+/* A partition's batch failed (r: P_FENCED or P_FAILED): its cache goes, a fenced one
+ * waits to be claimed again; the caller rewinds it. Frees b. */
+static void fail_partition(seq *s, pbatch *b, int r, const ann_err *perr)
+{
+    fprintf(stderr, "annalsd sequencer %s: partition %d: %s; rewinding\n", s->cfg->instance,
+            (int)b->pn, perr->msg);
+    STAT(s, aborted, 1);
+    part_drop(b->p);
+    if (r == P_FENCED) {
+        STAT(s, fenced, 1);
+        b->p->epoch = 0;
+        b->p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
+    }
+    pbatch_free(b);
+}
+
 /* Polls a batch, sequences it, commits it. Returns -1 on a fatal error. */
 static int run_batch(seq *s, ann_err *err)
 {
@@ -1032,6 +1142,7 @@ static int run_batch(seq *s, ann_err *err)
     size_t n = 0;
     unsigned reb = s->rebalances;
     int64_t deadline = 0;
+    int64_t poll_t0 = s->timing ? mono_us() : 0;
     while (n < MAX_BATCH) {
         int timeout = IDLE_POLL_MS;
         if (n) {
@@ -1076,6 +1187,9 @@ static int run_batch(seq *s, ann_err *err)
         free(msgs);
         return 0;
     }
+    int64_t t0 = s->timing ? mono_us() : 0;
+    if (s->timing)
+        s->tm[TM_POLL] += t0 - poll_t0;
 
     /* group by partition, in order; records of partitions we no longer own, or
      * hold no claim for, are left (they are rewound or revoked) */
@@ -1135,24 +1249,39 @@ static int run_batch(seq *s, ann_err *err)
                 b->cmds[b->ncmds++].c = decoded[i];
         ann_err perr;
         ann_err_clear(&perr);
-        int r = b->ncmds ? run_partition(b, &perr) : P_OK;
+        int r = b->ncmds ? prepare_partition(b, &perr) : P_OK;
         if (r == P_OK) {
-            if (tick[pn])
-                pack_tick(b);
             npb++;
             continue;
         }
-        fprintf(stderr, "annalsd sequencer %s: partition %d: %s; rewinding\n", s->cfg->instance,
-                (int)pn, perr.msg);
-        STAT(s, aborted, 1);
-        part_drop(b->p);
-        if (r == P_FENCED) {
-            STAT(s, fenced, 1);
-            b->p->epoch = 0;
-            b->p->claim_at = mono_ms() + FENCE_BACKOFF_MS;
-        }
+        fail_partition(s, b, r, &perr);
         failed[nfailed++] = pn;
-        pbatch_free(b);
+    }
+    /* the prepared partitions' rows and heads, together; the failed ones drop out */
+    if (npb) {
+        pbatch **bs = xcalloc(npb, sizeof *bs);
+        int *res = xcalloc(npb, sizeof *res);
+        ann_err *errs = xcalloc(npb, sizeof *errs);
+        for (size_t i = 0; i < npb; i++)
+            bs[i] = &pb[i];
+        store_partitions(s, bs, npb, res, errs);
+        size_t kept = 0;
+        for (size_t i = 0; i < npb; i++) {
+            if (res[i] != P_OK) {
+                fail_partition(s, &pb[i], res[i], &errs[i]);
+                failed[nfailed++] = pb[i].pn;
+                continue;
+            }
+            if (tick[pb[i].pn])
+                pack_tick(&pb[i]);
+            if (kept != i)
+                pb[kept] = pb[i];
+            kept++;
+        }
+        npb = kept;
+        free(bs);
+        free(res);
+        free(errs);
     }
     for (int32_t pn = 0; pn < s->nparts; pn++)
         if (skip_part[pn] && s->parts[pn].owned && !count[pn])
@@ -1163,7 +1292,11 @@ static int run_batch(seq *s, ann_err *err)
         size_t ncmd = 0;
         for (size_t i = 0; i < npb; i++)
             ncmd += pb[i].ncmds;
+        t0 = s->timing ? mono_us() : 0;
         int r = run_txn(s, pb, npb, next_off, err);
+        tm_add(s, TM_TXN, &t0);
+        s->tm_batches++;
+        s->tm_cmds += (int64_t)ncmd;
         if (r == TXN_OK) {
             ANN_FAULT_POINT("seq.txn_committed");
             STAT(s, batches, 1);
@@ -1259,6 +1392,8 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
     snprintf(group, sizeof group, "%s.sequencer", s.kc.ns);
     snprintf(txid, sizeof txid, "%s.sequencer.%s", s.kc.ns, cfg->instance);
     s.parts = xcalloc((size_t)s.nparts, sizeof *s.parts);
+    s.timing = getenv("ANNALS_SEQ_TIMING") != NULL;
+    s.tm_last = mono_us();
 
     if (ann_archive_open(&cfg->archive, &s.ar, err) < 0)
         goto out;
@@ -1300,6 +1435,7 @@ int ann_sequencer_run(const ann_sequencer_config *cfg, volatile int *stop, ann_e
         reclaim(&s);
         if (run_batch(&s, err) < 0)
             goto out;
+        tm_report(&s);
         rd_kafka_poll(s.prod, 0);
     }
     ret = 0;

@@ -2,12 +2,13 @@
 engines" and "Rebuild"). Distributed mode only (ANNALS_MODE=distributed).
 
 One secret is written, then revoked. Then:
-  1. a replay of the committed topic from offset zero (projector offsets reset) shows no
-     revoked byte in reads;
+  1. a replay of the committed topic from offset zero (both projections' offsets reset)
+     shows no revoked byte in reads, and search (its own projection) finds it nowhere;
   2. with the purge bounds made short (annalsd flags; Cassandra's scripted step; the
      PostgreSQL checkpoint an operator runs), the secret's bytes leave every engine's
      data directory: Kafka's segments (LZ4 frames decoded), Cassandra's SSTables (LZ4
-     chunks decoded) and commit log, PostgreSQL's heap files; pg_wal strictly when the
+     chunks decoded) and commit log, PostgreSQL's heap files (entries and the search
+     projection's search_docs, whose doc holds the text); pg_wal strictly when the
      engine deletes rather than recycles WAL segments (wal_recycle = off);
   3. `annalsd project --rebuild` rebuilds the read model from Cassandra: reads equal the
      ones before, the secret stays revoked and leaves no byte in PostgreSQL's files, and
@@ -99,6 +100,19 @@ def scans(ns, svc, needles):
     }
 
 
+def search_hits(c, query):
+    """Entry ids SearchLogEntries finds for the query, the whole walk."""
+    q = query.decode() if isinstance(query, bytes) else query
+    ids, token = [], ""
+    while True:
+        r = c.call(c.query.SearchLogEntries,
+                   pb.SearchLogEntriesRequest(query=q, page_token=token))
+        ids += [e.entry_id for e in r.entries]
+        token = r.next_page_token
+        if not token:
+            return ids
+
+
 def pg_wal_only(hits):
     return [h for h in hits if "pg_wal" in h[0].split(os.sep)]
 
@@ -122,6 +136,14 @@ def test_revoked_bytes_leave_the_engines_and_no_replay_or_rebuild_resurrects_the
             ids = write_and_wait(c, log, es)
             needles = [secret, lkey]
             before = [(e.entry_id, e.text_payload) for e in list_all(c, log)]
+            # The search projection has the secret (its doc; it may trail the browse one).
+            doc = f'SELECT count(*) FROM "{ns}".search_docs WHERE entry_id = {ids[20]}' \
+                f" AND log_id = '{log}'"
+            deadline = time.time() + 30
+            while psql(doc) != "1" and time.time() < deadline:
+                time.sleep(0.2)
+            assert psql(doc) == "1"
+            assert search_hits(c, secret) == [ids[20]]
 
             # Positive controls: every engine's scan sees the secret before the revocation.
             cassandra_purge(ns, svc)  # flush: the secret in an LZ4-compressed SSTable
@@ -140,9 +162,12 @@ def test_revoked_bytes_leave_the_engines_and_no_replay_or_rebuild_resurrects_the
 
             # 1. Replay of the committed topic from offset zero.
             assert s.stop() == 0
-            psql(f'UPDATE "{ns}".projector_offsets SET next_offset = 0')
+            psql(f'UPDATE "{ns}".projector_offsets SET next_offset = 0;'
+                 f' UPDATE "{ns}".search_offsets SET next_offset = 0')
             s.start()
             time.sleep(3)
+            assert search_hits(c, secret) == [] and search_hits(c, secret[:12]) == []
+            assert psql(doc) == "0", "the replay put the revoked doc back"
             got = list_all(c, log)
             assert [(e.entry_id, e.redacted) for e in got] == \
                 [(e.entry_id, e.redacted) for e in after]
@@ -197,6 +222,10 @@ def test_revoked_bytes_leave_the_engines_and_no_replay_or_rebuild_resurrects_the
             assert [(e.entry_id, e.text_payload, e.redacted) for e in got] == \
                 [(e.entry_id, e.text_payload, e.redacted) for e in after]
             assert all(secret not in e.SerializeToString() for e in got)
+            assert search_hits(c, secret) == []
+            assert search_hits(c, "keep2 3 ") != []  # the rebuilt search projection answers
+            assert psql(f'SELECT count(*) FROM "{ns}".search_docs WHERE log_id = \'{log}\'') \
+                == str(len(before) - 1), "the rebuild's search docs: all but the revoked one"
             assert [e.entry_id for e in got] == [i for i, _ in before]
             more = write_and_wait(c, log, [entry(f"post {i}", insert_id=uid())
                                            for i in range(5)])

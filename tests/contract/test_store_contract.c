@@ -173,7 +173,8 @@ static void write_model(ann_store *st, model *m)
                              .entries = es,
                              .n = n,
                              .ids_out = ids};
-            assert_int_equal(ann_store_append(st, &ap, &err), 0);
+            if (ann_store_append(st, &ap, &err) != 0)
+                fail_msg("append: %s", err.msg);
             for (size_t j = 0; j < n; j++) {
                 assert_int_equal(ids[j], k + j + 1);
                 free(bodies[j]);
@@ -370,6 +371,9 @@ static void search_contract(ann_store *st, const model *m, const char *what)
         {"e", false, NULL, {2, 3, -1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* 3 is deleted */
         {"line 1", false, "j0", {-1}, 0, INT64_MAX, 150},
         {"nothing at all", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},
+        {"TA9 NEEDLE", true, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},    /* across words */
+        {"100% _sure\\", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX}, /* LIKE's own */
+        {"end\nL-gam", false, NULL, {-1}, INT64_MIN, INT64_MAX, INT64_MAX},   /* across strings */
     };
     /* (limit, budget): pages cut by the limit, by the budget, or by both. */
     const size_t limits[] = {1, 3, 3, 1000, 1000, 7};
@@ -760,9 +764,9 @@ static void pg_backend(void **state)
 #endif
 
 #ifdef ANN_CONTRACT_DISTRIBUTED
-/* The distributed backend as an API server sees it, with a sequencer and a projector
- * running beside it on the real engines (built as test_distributed_contract, label
- * engines). Each seed gets a namespace of its own. */
+/* The distributed backend as an API server sees it, with a sequencer and both projections
+ * (browse and search, each its own consumer) running beside it on the real engines (built as
+ * test_distributed_contract, label engines). Each seed gets a namespace of its own. */
 typedef struct role {
     pthread_t t;
     int rc;
@@ -771,14 +775,17 @@ typedef struct role {
     ann_kafka_config kafka;
     ann_cql_config *cql;
     const char *conninfo;
-    bool projector;
+    int kind; /* 0 sequencer, 1 projector, 2 search projector */
 } role;
 
 static void *role_main(void *p)
 {
     role *r = p;
-    if (r->projector) {
-        ann_projector_config c = {.kafka = r->kafka, .conninfo = r->conninfo};
+    if (r->kind) {
+        ann_projector_config c = {.kafka = r->kafka,
+                                  .conninfo = r->conninfo,
+                                  .kind =
+                                      r->kind == 2 ? ANN_PROJECTOR_SEARCH : ANN_PROJECTOR_BROWSE};
         r->rc = ann_projector_run(&c, r->stop, &r->err);
     } else {
         ann_sequencer_config c = {.kafka = r->kafka,
@@ -810,13 +817,10 @@ static void distributed_backend(void **state)
         ann_err err;
         assert_int_equal(ann_kafka_ensure_topics(&o.kafka, &err), 0);
         volatile int stop = 0;
-        role roles[2];
-        for (int i = 0; i < 2; i++) {
-            roles[i] = (role){.stop = &stop,
-                              .kafka = o.kafka,
-                              .cql = &o.cql,
-                              .conninfo = dsn,
-                              .projector = i == 1};
+        role roles[3];
+        for (int i = 0; i < 3; i++) {
+            roles[i] =
+                (role){.stop = &stop, .kafka = o.kafka, .cql = &o.cql, .conninfo = dsn, .kind = i};
             pthread_create(&roles[i].t, NULL, role_main, &roles[i]);
         }
         ann_store *st = NULL;
@@ -825,10 +829,14 @@ static void distributed_backend(void **state)
         run_contract(st, "distributed", seed);
         ann_store_close(st);
         stop = 1;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             pthread_join(roles[i].t, NULL);
             if (roles[i].rc != 0)
-                fail_msg("%s: %s", i ? "projector" : "sequencer", roles[i].err.msg);
+                fail_msg("%s: %s",
+                         i == 2 ? "search projector"
+                         : i    ? "projector"
+                                : "sequencer",
+                         roles[i].err.msg);
         }
     }
 }

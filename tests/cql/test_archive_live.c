@@ -557,6 +557,63 @@ static void test_bucket_boundary(void **state)
     ann_archive_close(a);
 }
 
+/* A lookup of thousands of insert_ids at once (the sequencer's dedup of a batch): every
+ * bucket, more distinct ids in one bucket than one query carries, the same insert_id asked
+ * twice, asked for another log, and ids never written. */
+static void test_lookup_many_large(void **state)
+{
+    (void)state;
+    ann_archive *a = open_archive();
+    ann_err err;
+    const int32_t part = 11;
+    uint64_t epoch = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    const char *log = "large-lookup";
+    ann_archive_head h;
+    create(a, part, epoch, log, &h);
+    enum { N = 10000 };
+    static char ids[N][24];
+    static ann_entry e[N];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "big-%zu", i);
+        e[i] = (ann_entry){.time_ns = 1,
+                           .insert_id = ids[i],
+                           .insert_id_len = strlen(ids[i]),
+                           .body = (const uint8_t *)"x",
+                           .body_len = 1};
+    }
+    /* the first half written; the second half never */
+    assert_int_equal(append(a, part, epoch, log, &h, e, N / 2, NULL, &err), 0);
+    static ann_archive_iid_query q[N + 3];
+    for (size_t i = 0; i < N; i++)
+        q[i] = (ann_archive_iid_query){.tenant_id = TENANT,
+                                       .log_id = log,
+                                       .next_id = h.next_id,
+                                       .insert_id = ids[i],
+                                       .insert_id_len = strlen(ids[i])};
+    q[N] = q[7]; /* asked twice */
+    q[N + 1] = q[8];
+    q[N + 1].log_id = "other"; /* another log: not there */
+    q[N + 2] = q[9];
+    q[N + 2].next_id = 5; /* committed id 10 is not below this next_id */
+    assert_int_equal(ann_archive_lookup_many(a, q, N + 3, &err), 0);
+    size_t buckets[ANN_ARCHIVE_ID_BUCKETS] = {0};
+    for (size_t i = 0; i < N; i++) {
+        buckets[ann_archive_insert_id_bucket(ids[i], strlen(ids[i]))]++;
+        assert_int_equal(q[i].id_out, i < N / 2 ? i + 1 : 0);
+    }
+    size_t most = 0;
+    for (int b = 0; b < ANN_ARCHIVE_ID_BUCKETS; b++) {
+        assert_true(buckets[b] > 0);
+        most = buckets[b] > most ? buckets[b] : most;
+    }
+    assert_true(most > 128); /* one bucket needed more than one query */
+    assert_int_equal(q[N].id_out, 8);
+    assert_int_equal(q[N + 1].id_out, 0);
+    assert_int_equal(q[N + 2].id_out, 0);
+    ann_archive_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_revoke),
         cmocka_unit_test(test_delete_log),
         cmocka_unit_test(test_bucket_boundary),
+        cmocka_unit_test(test_lookup_many_large),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

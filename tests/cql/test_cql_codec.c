@@ -460,10 +460,19 @@ static void test_encode_query_values(void **state)
     for (int i = 0; i < 16; i++)
         u[i] = (uint8_t)i;
     ann_cql_kv kv[1] = {{"k", 1, "vv", 2}};
-    ann_cql_value vals[] = {ann_cql_vtext("hi"),     ann_cql_vbigint(-2), ann_cql_vint(7),
-                            ann_cql_vbool(true),     ann_cql_vuuid(u),    ann_cql_vmap(kv, 1),
-                            ann_cql_vnull(),         ann_cql_vunset(),    ann_cql_vtimestamp(1000),
-                            ann_cql_vblob("\x01", 1)};
+    const char *ls[2] = {"ab", "c"};
+    size_t ll[2] = {2, 1};
+    ann_cql_value vals[] = {ann_cql_vtext("hi"),
+                            ann_cql_vbigint(-2),
+                            ann_cql_vint(7),
+                            ann_cql_vbool(true),
+                            ann_cql_vuuid(u),
+                            ann_cql_vmap(kv, 1),
+                            ann_cql_vnull(),
+                            ann_cql_vunset(),
+                            ann_cql_vtimestamp(1000),
+                            ann_cql_vblob("\x01", 1),
+                            ann_cql_vlist_text(ls, ll, 2)};
     ann_cql_params p;
     ann_cql_params_init(&p);
     p.consistency = ANN_CQL_QUORUM;
@@ -484,7 +493,7 @@ static void test_encode_query_values(void **state)
     ann_cql_buf_long_string(&w, "Q", 1);
     ann_cql_buf_u16(&w, ANN_CQL_QUORUM);
     ann_cql_buf_u8(&w, 0x01 | 0x04 | 0x08 | 0x10 | 0x20);
-    ann_cql_buf_u16(&w, 10);
+    ann_cql_buf_u16(&w, 11);
     ann_cql_buf_bytes(&w, "hi", 2);
     ann_cql_buf_i32(&w, 8);
     ann_cql_buf_i64(&w, -2);
@@ -503,6 +512,10 @@ static void test_encode_query_values(void **state)
     ann_cql_buf_i32(&w, 8);
     ann_cql_buf_i64(&w, 1000);
     ann_cql_buf_bytes(&w, "\x01", 1);
+    ann_cql_buf_i32(&w, 4 + 4 + 2 + 4 + 1);
+    ann_cql_buf_i32(&w, 2);
+    ann_cql_buf_bytes(&w, "ab", 2);
+    ann_cql_buf_bytes(&w, "c", 1);
     ann_cql_buf_i32(&w, 100);
     ann_cql_buf_bytes(&w, "ps", 2);
     ann_cql_buf_u16(&w, ANN_CQL_LOCAL_SERIAL);

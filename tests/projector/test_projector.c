@@ -774,6 +774,202 @@ static void test_zombie_fenced(void **state)
     recs_free(&rs);
 }
 
+/* The search projection (docs/distributed.md, "Search"): docs for the indexed ids only,
+ * `indexed` grows only over what holds (a gap stops it), a replayed write never brings a
+ * revoked doc back, a delete removes docs and state, the fence is its own, and the browse
+ * projection's tables are left alone. */
+static long state_indexed(ctx *x, const char *l)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT indexed FROM \"%s\".search_state WHERE log_id = '%s'", x->ns,
+             l);
+    PGresult *r = PQexec(x->c, sql);
+    long v = PQntuples(r) == 1 ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
+}
+
+static void test_search_projection(void **state)
+{
+    ctx *x = *state;
+    ann_err err;
+    recs rs = {0};
+    const char *t = "00000000-0000-4000-8000-00000000000c",
+               *l = "30000000-0000-4000-8000-0000000000cc";
+    rec_create(&rs, t, l, 1, NULL, 0, 5);
+    ann_buf b[6] = {ANN_BUF_INIT, ANN_BUF_INIT, ANN_BUF_INIT,
+                    ANN_BUF_INIT, ANN_BUF_INIT, ANN_BUF_INIT};
+    ann_entry es[6];
+    uint64_t ids[6];
+    static const char *const texts[6] = {"one secretword", "two", "a\0b", "four", "five", "six"};
+    for (int i = 0; i < 6; i++) {
+        size_t n = i == 2 ? 3 : strlen(texts[i]);
+        ann_buf_add_len_field(&b[i], 30, texts[i], n);
+        es[i] = (ann_entry){.time_ns = 100 + i,
+                            .insert_time_ns = 1,
+                            .insert_id = texts[i],
+                            .insert_id_len = 1,
+                            .body = b[i].data,
+                            .body_len = b[i].len};
+        ids[i] = (uint64_t)i + 1;
+    }
+    /* records: 0 the create */
+    rec_write(&rs, t, l, 2, 3, es, ids, 3);           /* 1: ids 1..3 */
+    rec_revoke(&rs, t, l, 3, 3, ids, 1, "a", "r", 9); /* 2: id 1 */
+    rec_write(&rs, t, l, 2, 3, es, ids, 3);           /* 3: a replay of ids 1..3 */
+    rec_write(&rs, t, l, 5, 6, es + 4, ids + 4, 2);   /* 4: ids 5..6 (as if 4 were missed) */
+    rec_write(&rs, t, l, 4, 4, es + 3, ids + 3, 1);   /* 5: id 4 */
+    rec_write(&rs, t, l, 5, 6, es + 4, ids + 4, 2);   /* 6: ids 5..6 again */
+    rec_delete(&rs, t, l, 6, 6);                      /* 7 */
+    ann_projector *sp, *zombie;
+    assert_int_equal(ann_projector_open_kind(dsn(), x->ns, ANN_PROJECTOR_SEARCH, &zombie, &err), 0);
+    claim_all(zombie);
+    assert_int_equal(ann_projector_open_kind(dsn(), x->ns, ANN_PROJECTOR_SEARCH, &sp, &err), 0);
+    claim_all(sp);
+    claim_all(x->p); /* the browse projection: the search one never fences it */
+    assert_int_equal(apply_range(zombie, &rs, 0, 2, &err), ANN_PROJECTOR_FENCED);
+    assert_int_equal(count(x, "search_docs", "true"), 0);
+    assert_int_equal(count(x, "search_offsets", "next_offset > 0"), 0);
+    /* The browse projection applies the create and the revocation; search the write. */
+    assert_int_equal(apply_range(x->p, &rs, 0, 1, &err), 0);
+    assert_int_equal(apply_range(sp, &rs, 0, 2, &err), 0);
+    assert_int_equal(count(x, "search_docs", "true"), 3);
+    assert_int_equal(count(x, "logs", "true"), 1); /* the browse one's row, not the search's */
+    assert_int_equal(count(x, "search_docs", "entry_id = 3 AND doc = 'a\uFFFDb'"), 1);
+    assert_int_equal(state_indexed(x, l), 3);
+    assert_int_equal(apply_range(x->p, &rs, 1, 4, &err), 0);
+    assert_int_equal(apply_range(sp, &rs, 2, 5, &err), 0); /* revoke, then the replay */
+    assert_int_equal(count(x, "search_docs", "entry_id = 1"), 0);
+    assert_int_equal(count(x, "search_docs", "doc LIKE '%secretword%'"), 0);
+    assert_int_equal(count(x, "purge_pending", "rel LIKE '%search_docs%'"), 1);
+    /* A gap leaves `indexed` where it was; the write that fills it moves it on. */
+    assert_int_equal(apply_range(sp, &rs, 4, 5, &err), 0);
+    assert_int_equal(state_indexed(x, l), 3);
+    assert_int_equal(apply_range(sp, &rs, 5, 7, &err), 0);
+    assert_int_equal(state_indexed(x, l), 6);
+    assert_int_equal(count(x, "search_docs", "true"), 5);
+    assert_int_equal(apply_range(sp, &rs, 7, 8, &err), 0);
+    assert_int_equal(count(x, "search_docs", "true"), 0);
+    assert_int_equal(count(x, "search_state", "true"), 0);
+    assert_int_equal(count(x, "search_offsets", "next_offset > 0"), 1);
+    ann_projector_close(sp);
+    ann_projector_close(zombie);
+    for (int i = 0; i < 6; i++)
+        ann_buf_release(&b[i]);
+    recs_free(&rs);
+}
+
+/* The index path and the walk answer alike, whichever the call takes: a token in 1,134
+ * of 1,200 entries (more candidates than the index path takes: the call walks), a rare
+ * one (the GIN), one the first walk page cannot fill; pages cut by limit and budget. */
+typedef struct idlist {
+    uint64_t v[2000];
+    size_t n;
+} idlist;
+
+static int collect(const char *log, const ann_entry *e, void *ud)
+{
+    (void)log;
+    idlist *l = ud;
+    if (l->n < 2000)
+        l->v[l->n++] = e->entry_id;
+    return 0;
+}
+
+static void walk_all(ctx *x, const char *t, const char *qs, size_t limit, uint64_t budget,
+                     idlist *out)
+{
+    ann_matcher m;
+    ann_matcher_init(&m, (const uint8_t *)qs, strlen(qs), false);
+    ann_search_query q = {.match = &m,
+                          .start_ns = INT64_MIN,
+                          .end_ns = INT64_MAX,
+                          .snapshot_ns = INT64_MAX,
+                          .limit = limit,
+                          .budget = budget};
+    ann_err err;
+    out->n = 0;
+    for (int calls = 0; calls < 5000; calls++) {
+        ann_search_result res;
+        assert_int_equal(ann_readmodel_search(x->rm, t, &q, collect, out, &res, &err), 0);
+        assert_true(res.examined <= budget);
+        if (!res.more)
+            return;
+        q.has_cursor = true;
+        q.cursor = res.resume;
+    }
+    fail_msg("search %s: no end", qs);
+}
+
+static void test_search_index_and_walk_agree(void **state)
+{
+    ctx *x = *state;
+    ann_err err;
+    recs rs = {0};
+    const char *t = "00000000-0000-4000-8000-00000000000d",
+               *l = "40000000-0000-4000-8000-0000000000dd";
+    rec_create(&rs, t, l, 1, NULL, 0, 5);
+    enum { N = 1200, W = 100 };
+    ann_buf *b = calloc(N, sizeof *b);
+    ann_entry *es = calloc(N, sizeof *es);
+    uint64_t *ids = calloc(N, sizeof *ids);
+    char text[64];
+    for (int i = 0; i < N; i++) {
+        int id = i + 1;
+        if (id == 1190)
+            snprintf(text, sizeof text, "quiet rareword %d", id);
+        else if (id <= 16 || id > 1150)
+            snprintf(text, sizeof text, "quiet %d", id);
+        else
+            snprintf(text, sizeof text, "common token %d", id);
+        ann_buf_add_len_field(&b[i], 30, text, strlen(text));
+        es[i] = (ann_entry){.time_ns = 1000 + i / 3, /* ties */
+                            .insert_time_ns = 1,
+                            .insert_id = "i",
+                            .insert_id_len = 1,
+                            .body = b[i].data,
+                            .body_len = b[i].len};
+        ids[i] = (uint64_t)id;
+    }
+    for (int i = 0; i < N; i += W)
+        rec_write(&rs, t, l, 2 + (uint64_t)(i / W), (uint64_t)(i + W), es + i, ids + i, W);
+    ann_projector *sp;
+    assert_int_equal(ann_projector_open_kind(dsn(), x->ns, ANN_PROJECTOR_SEARCH, &sp, &err), 0);
+    claim_all(sp);
+    claim_all(x->p);
+    assert_int_equal(apply_range(x->p, &rs, 0, rs.n, &err), 0);
+    /* All but the last two writes indexed: the rest (1,001..1,200) comes from entries. */
+    assert_int_equal(apply_range(sp, &rs, 0, rs.n - 2, &err), 0);
+    assert_int_equal(state_indexed(x, l), N - 2 * W);
+    static const char *const qs[] = {"common", "rareword", "quiet 11", "token 1149"};
+    static const size_t want[] = {1134, 1, 1 + 48, 1}; /* quiet 11, 1151..1199 but 1190 */
+    static const size_t limits[] = {1, 7, 100};
+    static const uint64_t budgets[] = {50000, 300, 50000};
+    idlist *a = calloc(1, sizeof *a), *w = calloc(1, sizeof *w);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t qi = 0; qi < 4; qi++)
+            for (size_t c = 0; c < 3; c++) {
+                ann_readmodel_search_walk_only(x->rm, false);
+                walk_all(x, t, qs[qi], limits[c], budgets[c], a);
+                ann_readmodel_search_walk_only(x->rm, true);
+                walk_all(x, t, qs[qi], limits[c], budgets[c], w);
+                assert_int_equal(a->n, want[qi]);
+                assert_int_equal(a->n, w->n);
+                assert_memory_equal(a->v, w->v, a->n * sizeof a->v[0]);
+            }
+        /* Then everything indexed. */
+        assert_int_equal(apply_range(sp, &rs, rs.n - 2, rs.n, &err), 0);
+        assert_int_equal(state_indexed(x, l), N);
+    }
+    ann_readmodel_search_walk_only(x->rm, false);
+    free(a), free(w);
+    ann_projector_close(sp);
+    for (int i = 0; i < N; i++)
+        ann_buf_release(&b[i]);
+    free(b), free(es), free(ids);
+    recs_free(&rs);
+}
+
 /* ---- the listener ---- */
 
 typedef struct heard {
@@ -1032,6 +1228,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reads_match_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zombie_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_projection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_index_and_walk_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_over_kafka, setup, teardown),

@@ -14,6 +14,11 @@
 #include "projector/projector.h"
 
 #define NPART 4
+/* The search projection trails the browse one by this many writes (and whatever came
+ * after the oldest of them), so a search sees indexed docs and the not-yet-indexed rest
+ * of the logs written last, both at once. */
+#define SEARCH_LAG 3
+#define SEARCH_QUEUE 64
 
 typedef Annals__Events__V1__Committed committed;
 
@@ -21,12 +26,64 @@ typedef struct pgstore {
     ann_store base;
     ann_store *mem;
     ann_projector *p;
+    ann_projector *sp; /* the search projection, SEARCH_LAG records behind */
     ann_readmodel *rm;
     char *conninfo;
     char ns[ANN_PG_NS_MAX + 1];
     pthread_mutex_t mu; /* one writer at a time: the records of a log stay in order */
     int64_t next[NPART];
+    int64_t snext[NPART];
+    struct {
+        uint8_t *data;
+        size_t len;
+        int32_t part;
+        bool write;
+    } lag[SEARCH_QUEUE];
+    size_t n_lag, n_writes;
 } pgstore;
+
+/* Applies the oldest queued record to the search projection. */
+static int search_one(pgstore *s, ann_err *err)
+{
+    committed *o = annals__events__v1__committed__unpack(NULL, s->lag[0].len, s->lag[0].data);
+    int32_t op = s->lag[0].part;
+    s->n_writes -= s->lag[0].write;
+    free(s->lag[0].data);
+    memmove(&s->lag[0], &s->lag[1], (s->n_lag - 1) * sizeof s->lag[0]);
+    s->n_lag--;
+    if (!o)
+        return ann_err_set(err, ANN_EINTERNAL, "pgstore: cannot decode a queued record");
+    ann_projector_record r = {op, s->snext[op], o};
+    int rc = ann_projector_apply(s->sp, &r, 1, err);
+    annals__events__v1__committed__free_unpacked(o, NULL);
+    if (rc == ANN_PROJECTOR_FENCED)
+        return ann_err_set(err, ANN_EUNAVAIL, "pgstore: search fenced");
+    if (rc == 0)
+        s->snext[op]++;
+    return rc;
+}
+
+/* Queues a copy of the record for the search projection and applies the oldest ones
+ * while more than SEARCH_LAG writes wait. */
+static int project_search(pgstore *s, const committed *c, int32_t part, ann_err *err)
+{
+    if (s->n_lag == SEARCH_QUEUE && search_one(s, err) != 0)
+        return -1;
+    size_t len = annals__events__v1__committed__get_packed_size(c);
+    uint8_t *data = ann_xmalloc(len ? len : 1);
+    annals__events__v1__committed__pack(c, data);
+    bool w = c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_WRITE;
+    s->lag[s->n_lag].data = data;
+    s->lag[s->n_lag].len = len;
+    s->lag[s->n_lag].part = part;
+    s->lag[s->n_lag].write = w;
+    s->n_lag++;
+    s->n_writes += w;
+    while (s->n_writes > SEARCH_LAG)
+        if (search_one(s, err) != 0)
+            return -1;
+    return 0;
+}
 
 static int project(pgstore *s, committed *c, ann_err *err)
 {
@@ -39,6 +96,8 @@ static int project(pgstore *s, committed *c, ann_err *err)
         return ann_err_set(err, ANN_EUNAVAIL, "pgstore: fenced");
     if (rc == 0)
         s->next[part]++;
+    if (rc == 0)
+        rc = project_search(s, c, part, err);
     return rc;
 }
 
@@ -61,6 +120,9 @@ static void ps_close(ann_store *b)
     ann_err err;
     ann_readmodel_close(s->rm);
     ann_projector_close(s->p);
+    ann_projector_close(s->sp);
+    for (size_t i = 0; i < s->n_lag; i++)
+        free(s->lag[i].data);
     const char *keep = getenv("ANN_PG_KEEP"); /* debugging: leave the schema behind */
     PGconn *c = keep && *keep ? NULL : ann_pg_connect(s->conninfo, &err);
     if (c)
@@ -285,12 +347,14 @@ ann_store *ann_pgstore_new(const char *conninfo, const char *ns, ann_err *err)
     snprintf(s->ns, sizeof s->ns, "%s", ns);
     s->mem = ann_memstore_new();
     if (ann_projector_open(conninfo, ns, &s->p, err) != 0 ||
+        ann_projector_open_kind(conninfo, ns, ANN_PROJECTOR_SEARCH, &s->sp, err) != 0 ||
         ann_readmodel_open(conninfo, ns, 4, &s->rm, err) != 0) {
         ps_close(&s->base);
         return NULL;
     }
     for (int32_t k = 0; k < NPART; k++)
-        if (ann_projector_claim(s->p, k, &s->next[k], err) != 0) {
+        if (ann_projector_claim(s->p, k, &s->next[k], err) != 0 ||
+            ann_projector_claim(s->sp, k, &s->snext[k], err) != 0) {
             ps_close(&s->base);
             return NULL;
         }

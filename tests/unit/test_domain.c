@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "domain/body.h"
 #include "domain/rules.h"
 #include "domain/text.h"
 #include "domain/token.h"
@@ -225,6 +226,31 @@ static void test_roles(void **state)
     assert_string_equal(actor, "tenant:acme/key:ci");
 }
 
+/* The search projection's doc and LIKE pattern (domain/body.h): NUL and bytes outside
+ * UTF-8 map to U+FFFD in both, LIKE's own characters are escaped in the pattern, and a
+ * query found in a string is found (unescaped) in the doc. */
+static void search_doc_and_pattern(void **state)
+{
+    (void)state;
+    ann_buf body = ANN_BUF_INIT, label = ANN_BUF_INIT, doc = ANN_BUF_INIT, pat = ANN_BUF_INIT;
+    ann_buf_add_len_field(&label, 1, "k", 1);
+    ann_buf_add_len_field(&label, 2, "v\xc3\xa9", 3);
+    ann_buf_add_len_field(&body, 23, label.data, label.len);
+    static const uint8_t text[] = {'a', 0, 'b', '%', '_', '\\', 0xff, 0xf0, 0x9f, 0x9a, 0x80};
+    ann_buf_add_len_field(&body, 30, text, sizeof text);
+    ann_body_search_doc(body.data, body.len, &doc);
+    static const char want[] = "v\xc3\xa9\na\xef\xbf\xbd"
+                               "b%_\\\xef\xbf\xbd\xf0\x9f\x9a\x80";
+    assert_int_equal(doc.len, strlen(want));
+    assert_memory_equal(doc.data, want, doc.len);
+    ann_search_like_pattern(text + 1, 6, &pat); /* NUL b % _ \ 0xff */
+    assert_string_equal((const char *)pat.data, "%\xef\xbf\xbd"
+                                                "b\\%\\_\\\\\xef\xbf\xbd%");
+    ann_search_like_pattern((const uint8_t *)"\xf0\x9f\x9a\x80", 4, &pat);
+    assert_string_equal((const char *)pat.data, "%\xf0\x9f\x9a\x80%");
+    ann_buf_release(&body), ann_buf_release(&label), ann_buf_release(&doc), ann_buf_release(&pat);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +261,7 @@ int main(void)
         cmocka_unit_test(entry_ids),
         cmocka_unit_test(base64url_round_trip),
         cmocka_unit_test(page_tokens),
+        cmocka_unit_test(search_doc_and_pattern),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,46 @@ static int not_found(ann_err *err, const char *log_id)
     return ann_err_set(err, ANN_ENOTFOUND, "log %.64s not found", log_id);
 }
 
+/* ---------- logs known to exist ----------
+ *
+ * A write or a revocation needs the log to exist before its command goes out (NOT_FOUND
+ * is answered synchronously). Once this server has seen a log in the catalog it remembers
+ * it and sends further commands without reading the catalog again. Remembering too long
+ * is safe: a log deleted meanwhile (on any server) is refused by the sequencer, which
+ * holds the deleted head, so the command is answered NOT_FOUND anyway; and the checks
+ * that guard an acknowledgement after a DeleteLog (job_check_then_finish, the read model's
+ * deleted flag) still read the engines. Forgotten on a NOT_FOUND from anywhere, on this
+ * server's DeleteLog and on the read model's notification of a deletion. */
+
+static size_t known_slot(const char *key)
+{
+    return (size_t)(ann_fnv1a32(key, strlen(key)) % DIST_LOG_SLOTS);
+}
+
+static bool log_known(dist *d, const char *key)
+{
+    pthread_mutex_lock(&d->kmu);
+    bool hit = strcmp(d->known[known_slot(key)], key) == 0;
+    pthread_mutex_unlock(&d->kmu);
+    return hit;
+}
+
+static void log_remember(dist *d, const char *key)
+{
+    pthread_mutex_lock(&d->kmu);
+    snprintf(d->known[known_slot(key)], sizeof d->known[0], "%s", key);
+    pthread_mutex_unlock(&d->kmu);
+}
+
+static void log_forget(dist *d, const char *key)
+{
+    pthread_mutex_lock(&d->kmu);
+    char *slot = d->known[known_slot(key)];
+    if (strcmp(slot, key) == 0)
+        slot[0] = '\0';
+    pthread_mutex_unlock(&d->kmu);
+}
+
 /* ---------- the job pool ---------- */
 
 struct job {
@@ -199,7 +239,7 @@ static void job_check_then_finish(dist *d, dop *op)
     if (r == 1)
         finish_ok(d, op);
     else if (r == 0)
-        not_found(&e, op->log), finish(d, op, -1, &e);
+        log_forget(d, op->key), not_found(&e, op->log), finish(d, op, -1, &e);
     else
         finish_err(d, op, ANN_EIO, "read model check failed; the write may have been stored");
     op_unref(d, op);
@@ -222,6 +262,8 @@ static int satisfied(const dop *op, const dist_log_state *st)
 void dist_on_state(dist *d, const char *key, const dist_log_state *st)
 {
     dop *ready = NULL;
+    if (st->deleted)
+        log_forget(d, key);
     pthread_mutex_lock(&d->mu);
     wlog *w = wlog_find_locked(d, key, false);
     if (!w) {
@@ -328,6 +370,8 @@ static void handle_ack(dist *d, const Annals__Events__V1__Ack *a)
     if (!op)
         return; /* another incarnation's, or already answered */
     if (a->code != 0) {
+        if (a->code == ANN_ENOTFOUND)
+            log_forget(d, op->key);
         ann_err e = {0};
         ann_code code = a->code > 0 && a->code <= ANN_ENOSPC ? (ann_code)a->code : ANN_EINTERNAL;
         ann_err_set(&e, code, "%s", a->message ? a->message : "");
@@ -529,14 +573,21 @@ static void send_op(dist *d, dop *op, Annals__Events__V1__Command *c)
     send_command(d, op, buf, len);
 }
 
-/* 0 when the log exists (and is not deleted); otherwise fails done() and returns -1. */
+/* 0 when the log exists (and is not deleted) or is known to (log_known); otherwise fails
+ * done() and returns -1. */
 static int log_exists_or_fail(dist *d, const char *tenant_id, const char *log_id, ann_done_fn done,
                               void *ud)
 {
     ann_err err = {0};
-    int r = ann_catalog_log_get(d->cat, tenant_id, log_id, NULL, &err);
-    if (r == 1)
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(tenant_id, log_id, key);
+    if (log_known(d, key))
         return 0;
+    int r = ann_catalog_log_get(d->cat, tenant_id, log_id, NULL, &err);
+    if (r == 1) {
+        log_remember(d, key);
+        return 0;
+    }
     if (r == 0)
         not_found(&err, log_id);
     done(ud, -1, &err);
@@ -634,6 +685,9 @@ static void d_log_delete_async(ann_store *st, const char *tenant_id, const char 
 {
     dist *d = (dist *)st;
     ann_err err = {0};
+    char key[ANN_EVENT_KEY_LEN + 1];
+    ann_event_key(tenant_id, log_id, key);
+    log_forget(d, key);
     int r = ann_catalog_log_get(d->cat, tenant_id, log_id, NULL, &err);
     if (r == 1)
         r = ann_catalog_log_mark_deleted(d->cat, tenant_id, log_id, &err) == 0 ? 1 : -1;
@@ -913,8 +967,18 @@ static int assign_acks(dist *d, ann_err *err)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int32_t p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
+        rd_kafka_resp_err_t e;
+        /* A topic just created has no partition leader for a moment (seen: "Not leader for
+         * partition" at a fresh namespace's first start): wait for one, up to ~10 s. */
+        for (int tries = 0;; tries++) {
+            e = rd_kafka_query_watermark_offsets(d->acks, topic, p, &lo, &hi, 10000);
+            bool settling = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                            e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                            e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+            if (!settling || tries == 50)
+                break;
+            nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+        }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_topic_partition_list_destroy(l);
             return ann_kafka_fail(err, "acks offsets", e, topic);

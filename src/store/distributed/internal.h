@@ -18,6 +18,7 @@
 #define DIST_STATE_POLL_MS 250               /* fallback re-read of logs someone waits on */
 #define DIST_KEY_SLOTS 256                   /* API keys remembered (direct-mapped by hash) */
 #define DIST_KEY_TTL_NS (5LL * 1000000000LL) /* how long a remembered key is trusted */
+#define DIST_LOG_SLOTS 4096                  /* logs known to exist (direct-mapped by key) */
 
 enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE };
 
@@ -104,6 +105,9 @@ typedef struct dist {
         ann_tenant t;
         int64_t until_ns; /* 0: empty */
     } keys[DIST_KEY_SLOTS];
+    /* Logs seen existing in the catalog ("<tenant>/<log>"; "" empty), so that a write or a
+     * revocation need not read the catalog first. Guarded by kmu. See log_known(). */
+    char known[DIST_LOG_SLOTS][ANN_EVENT_KEY_LEN + 1];
 
     bool threads_started;
     pthread_t t_poll, t_ack, t_state;
