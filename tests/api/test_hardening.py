@@ -157,7 +157,10 @@ def test_large_bodies_without_a_key_are_not_buffered(probe):
             f.result()
     # Eight 15 MiB bodies: 120 MiB if they were received; refused unread they cost the
     # transport's flow-control window at most.
-    check_memory(probe.peak_growth_mib(before), 24, "8 unauthenticated 15 MiB requests")
+    # 120 MiB if the bodies were buffered. A distributed API server's own background work
+    # (Kafka clients, the acks consumer, catalog reads) moves its peak by a few MiB more.
+    check_memory(probe.peak_growth_mib(before), 40 if DISTRIBUTED else 24,
+                 "8 unauthenticated 15 MiB requests")
     assert entry_count(probe) == 0
 
 

@@ -215,7 +215,8 @@ def test_scrape_counts_itself(ops_server):
 # ---------------------------------------------------------------- what is not there
 
 # (/v1/ is the JSON API: tests/api/test_http_api.py; its unknown paths are 404 too)
-@pytest.mark.parametrize("path", ["/", "/nope", "/metrics/", "/healthz/x", "/../metrics",
+@pytest.mark.parametrize("path", ["/logs/", "/logs/x/y", "/assets/nope.js", "/nope", "/metrics/",
+                                  "/healthz/x", "/../metrics",
                                   "/METRICS", "/v1/nope", "/v2/logs"])
 def test_unknown_paths_are_404(ops_server, path):
     assert get(ops_server, path)[0] == 404
