@@ -28,6 +28,7 @@
 #include "cli/render.h"
 #include "cli/text.h"
 #include "client/rpc.h"
+#include "domain/integrity.h"
 #include "domain/merkle.h"
 #include "domain/note.h"
 #include "domain/pbread.h"
@@ -36,112 +37,6 @@
 #define QRY "/annals.v1.LoggingQueryService/"
 #define BUNDLE_MAX (8 << 20)
 #define FORMAT "annals.proof.v1"
-
-/* ---- shared: an entry's leaf from its raw bytes ---- */
-
-static int64_t ts_ns(const uint8_t *p, size_t n)
-{
-    size_t pos = 0;
-    ann_pb_field f;
-    int64_t sec = 0, nanos = 0;
-    while (pos < n && ann_pb_next(p, n, &pos, &f))
-        if (f.wt == 0 && f.num == 1)
-            sec = (int64_t)f.v;
-        else if (f.wt == 0 && f.num == 2)
-            nanos = (int64_t)f.v;
-    return sec * 1000000000 + nanos;
-}
-
-/* The leaf of a LogEntry given as its wire bytes; *id its entry id. NULL, or why not. */
-static const char *raw_leaf(const uint8_t *p, size_t n, uint64_t *id, uint8_t leaf[32])
-{
-    ann_entry e = {0};
-    ann_pb_field f;
-    size_t pos = 0;
-    bool redacted = false, have_id = false;
-    const uint8_t *salt = NULL, *hash = NULL;
-    while (pos < n) {
-        if (!ann_pb_next(p, n, &pos, &f))
-            return "the entry is not well-formed protobuf";
-        if (f.num == 2 && f.wt == 2) {
-            e.insert_id = (const char *)f.p, e.insert_id_len = f.n;
-        } else if (f.num == 20 && f.wt == 2) {
-            have_id = ann_entry_id_parse((const char *)f.p, f.n, false, &e.entry_id) == 0;
-        } else if (f.num == 21 && f.wt == 2) {
-            e.time_ns = ts_ns(f.p, f.n);
-        } else if (f.num == 22 && f.wt == 2) {
-            e.insert_time_ns = ts_ns(f.p, f.n);
-        } else if (f.num == 40 && f.wt == 0) {
-            redacted = f.v != 0;
-        } else if (f.num == 41 && f.wt == 0) {
-            e.severity = (int32_t)f.v;
-        } else if (f.num == 43 && f.wt == 2) {
-            size_t ip = 0;
-            ann_pb_field g;
-            while (ip < f.n && ann_pb_next(f.p, f.n, &ip, &g))
-                if (g.wt == 2 && g.n == 32 && (g.num == 1 || g.num == 2))
-                    *(g.num == 1 ? &salt : &hash) = g.p;
-        }
-    }
-    if (!have_id)
-        return "the entry has no entry_id";
-    uint8_t bh[32];
-    ann_err err;
-    if (redacted) {
-        if (!hash || salt)
-            return "a redacted entry must carry its body_hash and no salt";
-        memcpy(bh, hash, 32);
-    } else {
-        if (!salt)
-            return "the entry has no body_salt";
-        if (ann_entry_body_hash(salt, p, n, bh, &err) != 0)
-            return "the entry's labels or payload are malformed";
-    }
-    ann_entry_leaf_hash(&e, bh, leaf);
-    *id = e.entry_id;
-    return NULL;
-}
-
-static int load_key(ann_cli *cli, const char *arg, ann_note_verifier *v)
-{
-    ann_err err;
-    if (ann_note_verifier_parse(v, arg, strlen(arg), &err) == 0)
-        return 0;
-    FILE *f = fopen(arg, "rb");
-    char buf[4096];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    if (!f)
-        return ann_cli_fail(cli, ANN_EXIT_USAGE, "--key: not a verifier key, nor a file (%s)",
-                            strerror(errno));
-    if (ann_note_verifier_parse(v, buf, n, &err) != 0)
-        return ann_cli_fail(cli, ANN_EXIT_USAGE, "--key: %s", err.msg);
-    return 0;
-}
-
-static int unary(ann_cli *cli, const char *method, const ProtobufCMessage *req, ann_buf *resp)
-{
-    ann_rpc_status st;
-    size_t n = protobuf_c_message_get_packed_size(req);
-    uint8_t *b = ann_xmalloc(n ? n : 1);
-    protobuf_c_message_pack(req, b);
-    int rc = 0;
-    int64_t backoff = ANN_CLI_BACKOFF_FIRST_MS;
-    for (int attempt = 1;; attempt++) {
-        if (ann_client_unary(cli->client, method, b, n, cli->timeout_ms, resp, &st) == 0)
-            break;
-        if (!ann_cli_retryable(&st) || attempt >= ANN_CLI_QUERY_ATTEMPTS ||
-            (cli->stop && *cli->stop)) {
-            rc = ann_cli_fail_rpc(cli, strrchr(method, '/') + 1, &st);
-            break;
-        }
-        ann_cli_sleep_ms(cli, backoff);
-        backoff = backoff * 2 > ANN_CLI_BACKOFF_MAX_MS ? ANN_CLI_BACKOFF_MAX_MS : backoff * 2;
-    }
-    free(b);
-    return rc;
-}
 
 static void put_b64(FILE *f, const uint8_t *p, size_t n)
 {
@@ -172,7 +67,7 @@ int ann_cmd_prove(ann_cli *cli, int argc, char **argv)
         return ann_cli_fail(cli, ANN_EXIT_USAGE, "usage: annals prove LOG ID --key VERIFIER_KEY");
     const char *log_id = argv[optind], *id_text = argv[optind + 1];
     ann_note_verifier v;
-    if ((rc = load_key(cli, key, &v)) || (rc = ann_cli_connect(cli)))
+    if ((rc = ann_cli_verifier_key(cli, key, &v)) || (rc = ann_cli_connect(cli)))
         return rc;
 
     ann_buf ckr = ANN_BUF_INIT, er = ANN_BUF_INIT, pr = ANN_BUF_INIT;
@@ -187,7 +82,7 @@ int ann_cmd_prove(ann_cli *cli, int argc, char **argv)
     Annals__Wire__V1__GetLogCheckpointRequest creq =
         ANNALS__WIRE__V1__GET_LOG_CHECKPOINT_REQUEST__INIT;
     creq.log_id = ANN_CLI_BYTES(log_id);
-    if ((rc = unary(cli, QRY "GetLogCheckpoint", &creq.base, &ckr)))
+    if ((rc = ann_cli_unary_raw(cli, QRY "GetLogCheckpoint", &creq.base, &ckr)))
         goto done;
     while (pos < ckr.len && ann_pb_next(ckr.data, ckr.len, &pos, &f))
         if (f.num == 1 && f.wt == 2)
@@ -208,13 +103,16 @@ int ann_cmd_prove(ann_cli *cli, int argc, char **argv)
     rreq.log_id = ANN_CLI_BYTES(log_id);
     rreq.first_entry_id = ANN_CLI_BYTES(id_text);
     rreq.page_size = 1;
-    if ((rc = unary(cli, QRY "ReadLogEntries", &rreq.base, &er)))
+    if ((rc = ann_cli_unary_raw(cli, QRY "ReadLogEntries", &rreq.base, &er)))
         goto done;
     pos = 0;
     while (pos < er.len && ann_pb_next(er.data, er.len, &pos, &f))
         if (f.num == 1 && f.wt == 2 && !ent)
             ent = f.p, ent_len = f.n;
-    const char *why = ent ? raw_leaf(ent, ent_len, &got_id, leaf) : "the entry was not returned";
+    bool redacted;
+    const char *why = "the entry was not returned";
+    if (ent && ann_integrity_wire_leaf(ent, ent_len, &got_id, &redacted, leaf, &why) == 0)
+        why = NULL;
     if (why || got_id != id) {
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "FAILED: entry %s: %s", id_text,
                           why ? why : "another id was returned");
@@ -225,7 +123,7 @@ int ann_cmd_prove(ann_cli *cli, int argc, char **argv)
     preq.log_id = ANN_CLI_BYTES(log_id);
     preq.entry_id = ANN_CLI_BYTES(id_text);
     preq.tree_size = (int64_t)ck.size;
-    if ((rc = unary(cli, QRY "GetInclusionProof", &preq.base, &pr)))
+    if ((rc = ann_cli_unary_raw(cli, QRY "GetInclusionProof", &preq.base, &pr)))
         goto done;
     pos = 0;
     while (pos < pr.len && ann_pb_next(pr.data, pr.len, &pos, &f))
@@ -496,7 +394,7 @@ int ann_cmd_verify_proof(ann_cli *cli, int argc, char **argv)
         return ann_cli_fail(cli, ANN_EXIT_USAGE,
                             "usage: annals verify-proof BUNDLE.json --key VERIFIER_KEY");
     ann_note_verifier v;
-    if ((rc = load_key(cli, key, &v)))
+    if ((rc = ann_cli_verifier_key(cli, key, &v)))
         return rc;
     FILE *f = fopen(argv[optind], "rb");
     if (!f)
@@ -530,7 +428,11 @@ int ann_cmd_verify_proof(ann_cli *cli, int argc, char **argv)
         ann_base64_decode((const char *)b.entry_b64.data, b.entry_b64.len, ent, b.entry_b64.len);
     uint64_t id = 0;
     uint8_t leaf[32];
-    why = n < 0 ? "entry: not base64" : raw_leaf(ent, (size_t)n, &id, leaf);
+    bool redacted;
+    if (n < 0)
+        why = "not base64";
+    else if (ann_integrity_wire_leaf(ent, (size_t)n, &id, &redacted, leaf, &why) == 0)
+        why = NULL;
     if (why) {
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "FAILED: entry: %s", why);
         goto done;

@@ -46,8 +46,7 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-/* --key: the key itself, or a file holding it. */
-static int load_key(ann_cli *cli, const char *arg, ann_note_verifier *v)
+int ann_cli_verifier_key(ann_cli *cli, const char *arg, ann_note_verifier *v)
 {
     ann_err err;
     if (ann_note_verifier_parse(v, arg, strlen(arg), &err) == 0)
@@ -64,7 +63,7 @@ static int load_key(ann_cli *cli, const char *arg, ann_note_verifier *v)
     return 0;
 }
 
-static int unary(ann_cli *cli, const char *method, const ProtobufCMessage *req, ann_buf *resp)
+int ann_cli_unary_raw(ann_cli *cli, const char *method, const ProtobufCMessage *req, ann_buf *resp)
 {
     ann_rpc_status st;
     size_t n = protobuf_c_message_get_packed_size(req);
@@ -105,19 +104,6 @@ static int field1(const ann_buf *resp, const uint8_t **p, size_t *n)
     return 0;
 }
 
-static int64_t ts_ns(const uint8_t *p, size_t n)
-{
-    size_t pos = 0;
-    ann_pb_field f;
-    int64_t sec = 0, nanos = 0;
-    while (pos < n && ann_pb_next(p, n, &pos, &f))
-        if (f.wt == 0 && f.num == 1)
-            sec = (int64_t)f.v;
-        else if (f.wt == 0 && f.num == 2)
-            nanos = (int64_t)f.v;
-    return sec * 1000000000 + nanos;
-}
-
 typedef struct vstate {
     ann_cli *cli;
     ann_merkle_frontier fr;
@@ -129,70 +115,16 @@ typedef struct vstate {
 /* One LogEntry's leaf, from its raw bytes. Returns 0, or an exit code after printing. */
 static int entry_leaf(vstate *vs, const uint8_t *p, size_t n, uint64_t want)
 {
-    ann_entry e = {0};
-    ann_pb_field f;
-    size_t pos = 0;
-    bool redacted = false, have_id = false;
-    const uint8_t *integ = NULL;
-    size_t integ_n = 0;
-    while (pos < n) {
-        if (!ann_pb_next(p, n, &pos, &f))
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
-                                "FAILED: entry %" PRIu64 ": malformed on the wire", want);
-        if (f.num == 2 && f.wt == 2)
-            e.insert_id = (const char *)f.p, e.insert_id_len = f.n;
-        else if (f.num == 20 && f.wt == 2)
-            have_id = ann_entry_id_parse((const char *)f.p, f.n, false, &e.entry_id) == 0;
-        else if (f.num == 21 && f.wt == 2)
-            e.time_ns = ts_ns(f.p, f.n);
-        else if (f.num == 22 && f.wt == 2)
-            e.insert_time_ns = ts_ns(f.p, f.n);
-        else if (f.num == 40 && f.wt == 0)
-            redacted = f.v != 0;
-        else if (f.num == 41 && f.wt == 0)
-            e.severity = (int32_t)f.v;
-        else if (f.num == 43 && f.wt == 2)
-            integ = f.p, integ_n = f.n;
-    }
-    if (!have_id || e.entry_id != want)
+    uint64_t id = 0;
+    bool redacted;
+    const char *why;
+    ann_err err;
+    if (ann_integrity_wire_leaf(p, n, &id, &redacted, vs->leaves[want - 1], &why) != 0)
+        return ann_cli_fail(vs->cli, ANN_EXIT_FAILED, "FAILED: entry %" PRIu64 ": %s", want, why);
+    if (id != want)
         return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
                             "FAILED: entry %" PRIu64 ": the server returned another id", want);
-    /* EntryIntegrity: salt (1) or body_hash (2). */
-    const uint8_t *salt = NULL, *hash = NULL;
-    pos = 0;
-    while (integ && pos < integ_n && ann_pb_next(integ, integ_n, &pos, &f))
-        if (f.wt == 2 && f.n == 32 && f.num == 1)
-            salt = f.p;
-        else if (f.wt == 2 && f.n == 32 && f.num == 2)
-            hash = f.p;
-    uint8_t bh[32];
-    ann_err err;
-    if (redacted) {
-        vs->redacted++;
-        if (salt)
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
-                                "FAILED: entry %" PRIu64 ": redacted, but its salt is returned",
-                                want);
-        if (!hash)
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
-                                "FAILED: entry %" PRIu64 ": redacted, with no body_hash", want);
-        memcpy(bh, hash, 32);
-    } else {
-        if (!salt)
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
-                                "FAILED: entry %" PRIu64 ": no body_salt (log predates "
-                                "integrity?)",
-                                want);
-        /* The LogEntry's own bytes serve as the body: only fields 23, 30 and 31 count. */
-        if (ann_entry_body_hash(salt, p, n, bh, &err) != 0)
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED, "FAILED: entry %" PRIu64 ": %s", want,
-                                err.msg);
-        if (hash && memcmp(hash, bh, 32) != 0)
-            return ann_cli_fail(vs->cli, ANN_EXIT_FAILED,
-                                "FAILED: entry %" PRIu64 ": body_hash does not match its body",
-                                want);
-    }
-    ann_entry_leaf_hash(&e, bh, vs->leaves[want - 1]);
+    vs->redacted += redacted;
     if (ann_merkle_frontier_append(&vs->fr, vs->leaves[want - 1], &err) != 0)
         return ann_cli_fail(vs->cli, ANN_EXIT_FAILED, "%s", err.msg);
     return 0;
@@ -212,7 +144,7 @@ static int read_leaves(vstate *vs, const char *log_id)
         req.log_id = ANN_CLI_BYTES(log_id);
         req.first_entry_id = ANN_CLI_BYTES(first);
         req.page_size = 1000;
-        if ((rc = unary(vs->cli, QRY "ReadLogEntries", &req.base, &resp)))
+        if ((rc = ann_cli_unary_raw(vs->cli, QRY "ReadLogEntries", &req.base, &resp)))
             break;
         size_t pos = 0, got = 0;
         ann_pb_field f;
@@ -324,7 +256,7 @@ int ann_cmd_verify(ann_cli *cli, int argc, char **argv)
                             "[--save FILE]");
     const char *log_id = argv[optind];
     ann_note_verifier v;
-    if ((rc = load_key(cli, key, &v)))
+    if ((rc = ann_cli_verifier_key(cli, key, &v)))
         return rc;
     /* The saved checkpoint first: a bad file is the caller's mistake, before any call. */
     ann_checkpoint old = {0};
@@ -354,7 +286,7 @@ int ann_cmd_verify(ann_cli *cli, int argc, char **argv)
     const uint8_t *note;
     size_t note_len;
     ann_checkpoint ck;
-    if ((rc = unary(cli, QRY "GetLogCheckpoint", &creq.base, &resp)))
+    if ((rc = ann_cli_unary_raw(cli, QRY "GetLogCheckpoint", &creq.base, &resp)))
         goto done;
     if (field1(&resp, &note, &note_len) != 0 || !note) {
         rc = ann_cli_fail(cli, ANN_EXIT_FAILED, "FAILED: no checkpoint in the reply");
@@ -403,7 +335,7 @@ int ann_cmd_verify(ann_cli *cli, int argc, char **argv)
             preq.log_id = ANN_CLI_BYTES(log_id);
             preq.first_size = (int64_t)old.size;
             preq.second_size = (int64_t)ck.size;
-            if ((rc = unary(cli, QRY "GetConsistencyProof", &preq.base, &resp)))
+            if ((rc = ann_cli_unary_raw(cli, QRY "GetConsistencyProof", &preq.base, &resp)))
                 goto done_note;
             size_t pos = 0;
             ann_pb_field f;

@@ -46,4 +46,15 @@ bool ann_integrity_is_hash_field(const uint8_t *b, size_t len);
  * one). -1 with err (ANN_ECORRUPT) when the body has no integrity field or is malformed. */
 int ann_integrity_body_hash(const uint8_t *body, size_t len, uint8_t out[32], ann_err *err);
 
+/*
+ * The leaf hash of a LogEntry as the API sends it (its wire bytes, proto/annals/v1): from
+ * its entry_id (20), time (21), insert_time (22), severity (41), insert_id (2) and body_hash,
+ * recomputed from integrity.body_salt (43.1) and the labels and payload (23, 30, 31) for a
+ * live entry, or taken from integrity.body_hash (43.2) for a redacted one (40), which must
+ * carry no salt. A live entry that also carries a body_hash must carry the right one. What
+ * `annals verify` and `annals verify-proof` recompute. Returns 0, or -1 with *why.
+ */
+int ann_integrity_wire_leaf(const uint8_t *p, size_t n, uint64_t *entry_id, bool *redacted,
+                            uint8_t leaf[32], const char **why);
+
 #endif
