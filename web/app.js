@@ -64,7 +64,9 @@ async function api(path, params, init) {
     if (!res.ok) {
         const msg = body && typeof body.message === 'string' ? body.message : res.statusText;
         if (res.status === 401)
-            signIn('Your key was refused: ' + msg);
+            signIn(store.getItem('annals.shared') === '1'
+                ? 'This share link has expired or is not valid.'
+                : 'Your key was refused: ' + msg);
         throw new ApiError(res.status, body && body.code, msg);
     }
     return body || {};
@@ -140,6 +142,10 @@ function route() {
     const m = /^\/logs\/([^/]+)$/.exec(p);
     if (m)
         return logView(main, decodeURIComponent(m[1]));
+    if (store.getItem('annals.shared') === '1') {
+        main.append(el('p', { class: 'panel muted', text: 'This share link opens one log only.' }));
+        return;
+    }
     if (p === '/search')
         return searchView(main, u.searchParams.get('q') || '');
     return logsView(main);
@@ -363,6 +369,11 @@ function logView(main, logId) {
                     break;
                 next = Number(got[got.length - 1].entryId) + 1;
             }
+            // A share link reads a range: the ids outside it are known to be absent.
+            if (store.getItem('annals.shared') === '1')
+                for (let id = b * BLOCK + 1; id <= end; id++)
+                    if (arr[(id - 1) % BLOCK] === undefined)
+                        arr[(id - 1) % BLOCK] = null;
             remember(b, arr);
         } catch (e) {
             fail(e);
@@ -388,6 +399,11 @@ function logView(main, logId) {
         const row = el('div', { class: 'row', id: 'L' + id, 'data-id': String(id) }, ln);
         if (hl && id >= hl.from && id <= hl.to)
             row.classList.add('hl');
+        if (e === null) {
+            row.classList.add('absent');
+            row.append(el('span', { class: 'msg muted', text: '(not shared)' }));
+            return row;
+        }
         if (!e) {
             row.classList.add('pending');
             row.append(el('span', { class: 'msg', text: '…' }));
@@ -420,7 +436,7 @@ function logView(main, logId) {
         for (let i = first; i < Math.min(count, first + n); i++) {
             const id = i + 1;
             frag.append(rowFor(id));
-            if (!entry(id))
+            if (entry(id) === undefined)
                 want.add(Math.floor(i / BLOCK));
         }
         rows.replaceChildren(frag);

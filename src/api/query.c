@@ -45,11 +45,14 @@ typedef struct list_filter {
     const uint8_t *text;
     size_t text_len;
     int32_t min_severity;
+    const ann_tenant *t; /* a share link's range */
 } list_filter;
 
 static bool list_match(const ann_entry *e, void *ud)
 {
     const list_filter *f = ud;
+    if (!svc_share_covers(f->t, e->entry_id))
+        return false;
     if (f->min_severity && e->severity < f->min_severity)
         return false;
     if (f->text_len) {
@@ -106,7 +109,7 @@ int svc_do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
         ann_err_set(err, ANN_EINVAL, "page_token: not a valid page token");
         goto done;
     }
-    list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity};
+    list_filter f = {r->text_contains.data, r->text_contains.len, r->min_severity, t};
     q.filter_ud = &f;
     /* The same filter as data, for a backend that pushes it down (the callback rules). */
     q.min_severity = r->min_severity;
@@ -130,7 +133,8 @@ int svc_do_list(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
         q.max_id = cur.max_id;
     }
     /* Existence (and tenancy) first, so a foreign log is NOT_FOUND like a missing one. */
-    if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
+    if (svc_share_log_check(t, log_id, err) != 0 ||
+        ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
     if (!r->page_token.len)
         q.max_id = m.visible_count; /* the walk's snapshot: what reads show now */
@@ -190,10 +194,13 @@ int ann_tail_open(ann_service *svc, const ann_tenant *tenant, const uint8_t *req
         ann_err_set(err, ANN_EINVAL, "after_entry_id: not an entry id (empty, 0, 1, 2, ...)");
         goto done;
     }
-    if (ann_store_log_get(svc->store, tenant->id, out->log_id, &m, err) != 0)
+    if (svc_share_log_check(tenant, out->log_id, err) != 0 ||
+        ann_store_log_get(svc->store, tenant->id, out->log_id, &m, err) != 0)
         goto done;
     if (!r->after_entry_id.len)
         out->last_id = m.visible_count; /* from the current (visible) end */
+    if (tenant->share_log[0] && out->last_id < tenant->share_first - 1)
+        out->last_id = tenant->share_first - 1; /* a share link starts at its first id */
     rc = 0;
 done:
     ann_log_meta_release(&m);
@@ -215,6 +222,8 @@ static int tail_visit(const ann_entry *e, void *ud)
     size_t before = c->resp->len;
     if (e->entry_id != c->t->last_id + 1)
         return 1; /* never skip an id: stop and let the next read continue densely */
+    if (!svc_share_covers(&c->t->tenant, e->entry_id))
+        return 1; /* past a share link's last id: nothing more, ever */
     svc_encode_entry(c->resp, c->t->log_id, e, &c->tmp);
     if (c->n > 0 && c->resp->len - c->start > ANN_MAX_RESPONSE_BYTES) {
         c->resp->len = before;
@@ -229,7 +238,8 @@ int ann_tail_next(ann_tail *t, ann_buf *resp, size_t *n, ann_err *err)
 {
     ann_tenant now;
     *n = 0;
-    if (ann_service_recheck(t->svc, t->tenant.key_hash, &now, err) != 0)
+    if (t->tenant.share_log[0] ? ann_share_recheck(&t->tenant, err) != 0
+                               : ann_service_recheck(t->svc, t->tenant.key_hash, &now, err) != 0)
         return -1; /* revoked or expired since the tail opened */
     tail_ctx c = {.t = t, .resp = resp, .start = resp->len, .tmp = ANN_BUF_INIT};
     int rc = ann_store_read_after(t->svc->store, t->tenant.id, t->log_id, t->last_id,
@@ -380,12 +390,20 @@ int svc_do_read(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
     }
     if (check_page_size(r->page_size, "page_size", &c.limit, err) != 0)
         goto done;
-    if (ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
+    if (svc_share_log_check(t, log_id, err) != 0 ||
+        ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
     rc = 0;
-    if (first > m.visible_count)
+    uint64_t end = m.visible_count;
+    if (t->share_log[0]) { /* a share link's range, as if the log were only that */
+        if (first < t->share_first)
+            first = t->share_first;
+        if (end > t->share_last)
+            end = t->share_last;
+    }
+    if (first > end)
         goto done; /* past the (visible) end: nothing, and no next id */
-    c.max_id = m.visible_count;
+    c.max_id = end;
     c.expect = first;
     if (ann_store_read_after(svc->store, t->id, log_id, first - 1, c.limit, read_visit, &c, err) !=
         0) {
@@ -393,7 +411,7 @@ int svc_do_read(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_
         goto done;
     }
     uint64_t last = c.expect - 1; /* the last id returned (first - 1 if none) */
-    if (c.count > 0 && (c.cut || (c.count == c.limit && last < m.visible_count)))
+    if (c.count > 0 && (c.cut || (c.count == c.limit && last < end)))
         svc_add_entry_id(resp, 2, last + 1);
 done:
     ann_buf_release(&c.tmp);
@@ -488,11 +506,14 @@ typedef struct search_ctx {
     ann_buf *resp;
     ann_buf tmp;
     size_t count;
+    const ann_tenant *t; /* a share link's range */
 } search_ctx;
 
 static int search_visit(const char *log_id, const ann_entry *e, void *ud)
 {
     search_ctx *c = ud;
+    if (!svc_share_covers(c->t, e->entry_id))
+        return 0; /* outside a share link's range: not shown */
     size_t before = c->resp->len;
     svc_encode_entry(c->resp, log_id, e, &c->tmp);
     if (c->count > 0 && c->resp->len > ANN_MAX_RESPONSE_BYTES) {
@@ -515,7 +536,7 @@ int svc_do_search(ann_service *svc, const ann_tenant *t, const uint8_t *req, siz
     ann_label_pair *labels = NULL;
     char(*ids)[ANN_UUID_LEN + 1] = NULL;
     ann_matcher *match = NULL;
-    search_ctx c = {.resp = resp, .tmp = ANN_BUF_INIT};
+    search_ctx c = {.resp = resp, .tmp = ANN_BUF_INIT, .t = t};
     Annals__Wire__V1__SearchLogEntriesRequest *r =
         (Annals__Wire__V1__SearchLogEntriesRequest *)svc_decode(
             &annals__wire__v1__search_log_entries_request__descriptor, req, len, err);
@@ -552,10 +573,16 @@ int svc_do_search(ann_service *svc, const ann_tenant *t, const uint8_t *req, siz
         check_window(r->start_time, r->end_time, &q.start_ns, &q.end_ns, err) != 0 ||
         check_page_size(r->page_size, "page_size", &q.limit, err) != 0)
         goto done;
+    /* A share link searches its one log, named or not. */
+    if (t->share_log[0] && nids == 0) {
+        memcpy(ids[0], t->share_log, sizeof ids[0]);
+        nids = 1;
+    }
     /* Each named log must be the caller's: another tenant's is NOT_FOUND like a missing one. */
     for (size_t i = 0; i < nids; i++) {
         ann_log_meta m = {0};
-        if (ann_store_log_get(svc->store, t->id, ids[i], &m, err) != 0)
+        if (svc_share_log_check(t, ids[i], err) != 0 ||
+            ann_store_log_get(svc->store, t->id, ids[i], &m, err) != 0)
             goto done;
         ann_log_meta_release(&m);
     }

@@ -186,6 +186,7 @@ static ann_class rpc_class(int rpc)
     case ANN_RPC_CHECKPOINT:
     case ANN_RPC_INCLUSION:
     case ANN_RPC_CONSISTENCY:
+    case ANN_RPC_SHARE:
         return ANN_CLASS_READ;
     default:
         return ANN_CLASS_WRITE;

@@ -186,6 +186,7 @@ static const struct {
     {"/annals.v1.LoggingQueryService/GetInclusionProof", ANN_RPC_INCLUSION},
     {"/annals.v1.LoggingQueryService/GetConsistencyProof", ANN_RPC_CONSISTENCY},
     {"/annals.v1.LoggingCommandService/SealLog", ANN_RPC_SEAL},
+    {"/annals.v1.LoggingQueryService/CreateShareLink", ANN_RPC_SHARE},
 };
 
 const char *ann_rpc_path(ann_rpc rpc)
@@ -210,6 +211,8 @@ int ann_service_auth(ann_service *svc, const char *value, size_t len, ann_tenant
     size_t klen;
     if (ann_bearer_parse(value, len, &key, &klen, &why) != 0)
         return ann_err_set(err, ANN_EUNAUTH, "%s", why);
+    if (ann_share_token_is(key, klen))
+        return ann_share_auth(svc, key, klen, out, err);
     uint8_t hash[32];
     ann_key_hash(key, klen, hash);
     return ann_service_recheck(svc, hash, out, err);
@@ -219,6 +222,7 @@ int ann_service_recheck(ann_service *svc, const uint8_t key_hash[32], ann_tenant
 {
     /* Unknown, revoked and expired keys get the same answer: a caller learns nothing of
      * which keys exist. */
+    memset(out, 0, sizeof *out);
     if (ann_store_tenant_by_key(svc->store, key_hash, out, err) != 0) {
         if (err && err->code == ANN_EUNAUTH)
             ann_err_set(err, ANN_EUNAUTH, "authorization: unknown key");
@@ -249,6 +253,7 @@ static uint32_t rpc_roles(ann_rpc rpc)
     case ANN_RPC_CHECKPOINT:
     case ANN_RPC_INCLUSION:
     case ANN_RPC_CONSISTENCY:
+    case ANN_RPC_SHARE:
         return ANN_ROLE_READER;
     case ANN_RPC_DELETE_LOG:
         break;
@@ -269,6 +274,15 @@ _Static_assert(sizeof "writer or reader or redactor or admin" <= ANN_ROLES_TEXT_
 
 int ann_service_authorize(const ann_tenant *t, ann_rpc rpc, ann_err *err)
 {
+    if (t->share_log[0]) { /* a share link reads its one log: GetLog and the reads of entries */
+        if (rpc == ANN_RPC_GET_LOG || rpc == ANN_RPC_LIST || rpc == ANN_RPC_TAIL ||
+            rpc == ANN_RPC_READ || rpc == ANN_RPC_SEARCH)
+            return 0;
+        return ann_err_set(err, ANN_EPERM,
+                           "permission denied: %s is not allowed with a share link (it reads "
+                           "one log)",
+                           rpc_name(rpc));
+    }
     uint32_t need = rpc_roles(rpc);
     if (ann_roles_allow(t->roles, need))
         return 0;
@@ -378,6 +392,7 @@ static int do_get_log(ann_service *svc, const ann_tenant *t, const uint8_t *req,
     if (!r)
         return -1;
     if (svc_parse_log_id(&r->log_id, "log_id", log_id, err) != 0 ||
+        svc_share_log_check(t, log_id, err) != 0 ||
         ann_store_log_get(svc->store, t->id, log_id, &m, err) != 0)
         goto done;
     svc_encode_log(resp, 1, &m);
@@ -704,6 +719,9 @@ void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *te
         return;
     case ANN_RPC_SEARCH:
         run_sync(svc_do_search, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_SHARE:
+        run_sync(svc_do_share, svc, tenant, req, len, done, ud);
         return;
     case ANN_RPC_GET_LOG:
         run_sync(do_get_log, svc, tenant, req, len, done, ud);

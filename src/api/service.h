@@ -32,6 +32,7 @@ typedef enum ann_rpc {
     ANN_RPC_INCLUSION,
     ANN_RPC_CONSISTENCY,
     ANN_RPC_SEAL,
+    ANN_RPC_SHARE, /* CreateShareLink */
 } ann_rpc;
 
 typedef struct ann_service {
@@ -51,7 +52,7 @@ int ann_service_init(ann_service *svc, ann_store *store, ann_err *err);
 int ann_rpc_from_path(const char *path, size_t len);
 /* The method path of an rpc (the inverse); NULL for an unknown value. */
 const char *ann_rpc_path(ann_rpc rpc);
-#define ANN_NRPC (ANN_RPC_SEAL + 1)
+#define ANN_NRPC (ANN_RPC_SHARE + 1)
 
 /* Checks an `authorization` metadata value ("Bearer <key>"); ANN_EUNAUTH otherwise, with
  * the same message for a missing, unknown, revoked or expired key. *out gets the tenant and

@@ -51,4 +51,20 @@ int svc_do_consistency(ann_service *svc, const ann_tenant *t, const uint8_t *req
 int svc_do_seal(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
                 ann_buf *resp, ann_err *err);
 
+/* Share links (share.c). */
+#define ANN_SHARE_TTL_DEFAULT_S (7 * 86400)
+#define ANN_SHARE_TTL_MAX_S (90 * 86400)
+int svc_do_share(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                 ann_buf *resp, ann_err *err);
+bool ann_share_token_is(const char *tok, size_t len);
+/* The tenant a share token stands for (reader role, share_log and its range), or
+ * UNAUTHENTICATED exactly like an unknown key when it is altered, foreign or expired. */
+int ann_share_auth(ann_service *svc, const char *tok, size_t len, ann_tenant *out, ann_err *err);
+/* A tail's periodic check of a share link: its expiry. */
+int ann_share_recheck(const ann_tenant *t, ann_err *err);
+/* NOT_FOUND, exactly as a missing log, for a log outside a share link's scope. */
+int svc_share_log_check(const ann_tenant *t, const char *log_id, ann_err *err);
+/* Whether entry_id is one the caller may see (always, for a key). */
+bool svc_share_covers(const ann_tenant *t, uint64_t entry_id);
+
 #endif

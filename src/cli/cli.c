@@ -40,9 +40,12 @@ static const char usage_text[] =
     "  prove LOG ID --key VERIFIER_KEY      an offline proof bundle (JSON) for one entry\n"
     "  verify-proof BUNDLE --key VERIFIER_KEY\n"
     "                                       check a bundle, offline\n"
+    "  share LOG [--from ID] [--to ID] [--ttl 7d] [--url URL]\n"
+    "                                       a read-only viewer link to LOG (or a range)\n"
     "\n"
     "environment: ANNALS_ADDR (default " DEFAULT_ADDR "), ANNALS_TOKEN,\n"
-    "             ANNALS_TLS=1, ANNALS_CA_FILE=<pem>\n"
+    "             ANNALS_TLS=1, ANNALS_CA_FILE=<pem>, ANNALS_WEB_URL (share links;\n"
+    "             default http://127.0.0.1:8080)\n"
     "times T: RFC 3339 (2026-01-02T15:04:05Z), a date, -<n><s|m|h|d>, now, @<unix>\n"
     "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 unauthenticated,\n"
     "            5 invalid argument, 6 unavailable, 7 resource exhausted, 8 i/o\n";
@@ -438,6 +441,8 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_prove(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "verify-proof")) {
         rc = ann_cmd_verify_proof(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "share")) {
+        rc = ann_cmd_share(&cli, argc - 1, argv + 1);
     } else {
         fprintf(stderr, "annals: unknown command \"");
         ann_cli_put_term_str(stderr, cmd);

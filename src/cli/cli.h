@@ -159,6 +159,7 @@ int ann_cli_answer_is_yes(const char *line);
 int ann_cmd_log_create(ann_cli *cli, int argc, char **argv);
 int ann_cmd_log_get(ann_cli *cli, int argc, char **argv);
 int ann_cmd_delete(ann_cli *cli, int argc, char **argv);
+int ann_cmd_share(ann_cli *cli, int argc, char **argv);
 int ann_cmd_revoke(ann_cli *cli, int argc, char **argv);
 int ann_cmd_write(ann_cli *cli, int argc, char **argv);
 int ann_cmd_list(ann_cli *cli, int argc, char **argv);

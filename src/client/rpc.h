@@ -32,6 +32,7 @@
 #define ANN_METHOD_LIST_LOGS "/annals.v1.LoggingQueryService/ListLogs"
 #define ANN_METHOD_READ_LOG_ENTRIES "/annals.v1.LoggingQueryService/ReadLogEntries"
 #define ANN_METHOD_SEARCH_LOG_ENTRIES "/annals.v1.LoggingQueryService/SearchLogEntries"
+#define ANN_METHOD_CREATE_SHARE_LINK "/annals.v1.LoggingQueryService/CreateShareLink"
 
 /* Any unary call: packs `req`, calls `method` and unpacks the response as a
  * `resp_desc` message (any descriptor). Ownership as described above. */

@@ -53,7 +53,7 @@ int ann_page_token_decode(const uint8_t secret[32], const ann_page_scope *scope,
 #define ANN_SEALED_PAYLOAD_MAX 64
 #define ANN_SEALED_TOKEN_MAX 128 /* buffer size for an encoded sealed token, NUL included */
 
-enum { ANN_TOKEN_LIST_LOGS = 2, ANN_TOKEN_SEARCH = 3 };
+enum { ANN_TOKEN_LIST_LOGS = 2, ANN_TOKEN_SEARCH = 3, ANN_TOKEN_SHARE = 4 };
 
 /* A digest of a query: fields added in a fixed order, each length-prefixed. */
 typedef struct ann_scope_digest {

@@ -33,6 +33,7 @@ typedef enum path_kind {
     P_PROOF_INCLUSION,   /* /v1/logs/{log}/proofs:inclusion */
     P_PROOF_CONSISTENCY, /* /v1/logs/{log}/proofs:consistency */
     P_SEAL,              /* /v1/logs/{log}/seal */
+    P_SHARE,             /* /v1/logs/{log}:share */
 } path_kind;
 
 typedef struct route {
@@ -82,6 +83,9 @@ static const route routes[] = {
      &annals__v1__get_consistency_proof_response__descriptor, false},
     {P_SEAL, "POST", ANN_RPC_SEAL, "SealLog", &annals__v1__seal_log_request__descriptor,
      &annals__v1__seal_log_response__descriptor, true},
+    {P_SHARE, "POST", ANN_RPC_SHARE, "CreateShareLink",
+     &annals__v1__create_share_link_request__descriptor,
+     &annals__v1__create_share_link_response__descriptor, true},
 };
 
 typedef enum call_state { CALL_NEW, CALL_PENDING, CALL_DONE } call_state;
@@ -90,6 +94,7 @@ struct ann_jsonapi_req {
     ann_http *h;
     struct MHD_Connection *conn;
     const route *rt;
+    uint64_t t0; /* arrival (ann_metrics_now_ns) */
     char log[LOG_SEGMENT_MAX + 1];
     ann_tenant tenant;
     ann_buf body;
@@ -204,6 +209,35 @@ static enum MHD_Result send_json(ann_http *h, struct MHD_Connection *conn, unsig
     return ret;
 }
 
+/* Per-RPC series of the JSON API (docs/operations.md): a call that reached its route, by
+ * the gRPC code it ended with, and its time from arrival to answer. */
+static void observe(ann_http *h, const route *rt, int code, uint64_t t0)
+{
+    ann_metrics *m = h->o.metrics;
+    if (!m || !rt)
+        return;
+    char labels[128];
+    snprintf(labels, sizeof labels, "rpc=\"%s\",code=\"%s\"", rt->name,
+             code >= 0 && code < (int)(sizeof code_names / sizeof code_names[0]) ? code_names[code]
+                                                                                 : "UNKNOWN");
+    ann_counter_add(ann_metrics_counter(m, "annals_http_api_requests_total",
+                                        "JSON API calls by RPC and final gRPC code", labels),
+                    1);
+    snprintf(labels, sizeof labels, "rpc=\"%s\"", rt->name);
+    ann_histogram_observe(ann_metrics_histogram(m, "annals_http_api_request_seconds",
+                                                "JSON API calls: arrival to answer", labels,
+                                                ann_metrics_latency_bounds_ns,
+                                                ann_metrics_latency_bounds_n, 1e-9),
+                          ann_metrics_now_ns() - t0);
+}
+
+static int err_code(const ann_err *err, const char *what)
+{
+    ann_status st;
+    ann_status_from_err(err, what, &st);
+    return (int)st.code;
+}
+
 static enum MHD_Result send_err(ann_http *h, struct MHD_Connection *conn, const ann_err *err,
                                 const char *what)
 {
@@ -240,6 +274,11 @@ static int parse_path(const char *url, char log[LOG_SEGMENT_MAX + 1])
         return n == 0 ? -1 : -2;
     memcpy(log, seg, n);
     log[n] = '\0';
+    static const char share[] = ":share";
+    if (!slash && n > sizeof share - 1 && strcmp(log + n - (sizeof share - 1), share) == 0) {
+        log[n - (sizeof share - 1)] = '\0';
+        return P_SHARE;
+    }
     if (!slash)
         return P_LOG;
     static const struct {
@@ -473,8 +512,10 @@ static enum MHD_Result answer(ann_http *h, struct MHD_Connection *conn, ann_json
     if (r->rc != 0 ||
         ann_pbjson_to_json(r->rt->resp, r->resp.data, r->resp.len, &body, &err) != 0) {
         ann_buf_release(&body);
+        observe(h, r->rt, err_code(&err, r->rt->name), r->t0);
         return send_err(h, conn, &err, r->rt->name);
     }
+    observe(h, r->rt, 0, r->t0);
     return send_json(h, conn, 200, &body, false, NULL);
 }
 
@@ -484,11 +525,15 @@ static enum MHD_Result answer(ann_http *h, struct MHD_Connection *conn, ann_json
 static enum MHD_Result run(ann_http *h, struct MHD_Connection *conn, ann_jsonapi_req *r)
 {
     ann_err err = {0};
-    if (request_bytes(r, conn, &r->req, &err) != 0)
+    if (request_bytes(r, conn, &r->req, &err) != 0) {
+        observe(h, r->rt, err_code(&err, r->rt->name), r->t0);
         return send_err(h, conn, &err, r->rt->name);
+    }
     if (r->rt->rpc == ANN_RPC_TAIL) {
         struct MHD_Response *sr = NULL;
-        if (ann_sse_open(h->sse, conn, &r->tenant, r->req.data, r->req.len, &sr, &err) != 0)
+        int rc = ann_sse_open(h->sse, conn, &r->tenant, r->req.data, r->req.len, &sr, &err);
+        observe(h, r->rt, rc != 0 ? err_code(&err, r->rt->name) : 0, r->t0); /* opened */
+        if (rc != 0)
             return send_err(h, conn, &err, r->rt->name);
         MHD_add_response_header(sr, "X-Accel-Buffering", "no");
         enum MHD_Result ret = ann_http_queue(h, conn, 200, "text/event-stream; charset=utf-8", sr);
@@ -575,9 +620,12 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
         ann_err_set(&err, ANN_EUNAVAIL, "no API on this role");
         return send_err(h, conn, &err, rt->name);
     }
+    uint64_t t0 = ann_metrics_now_ns();
     if (ann_service_auth(h->o.svc, auth ? auth : "", auth ? strlen(auth) : 0, &t, &err) != 0 ||
-        ann_service_authorize(&t, rt->rpc, &err) != 0)
+        ann_service_authorize(&t, rt->rpc, &err) != 0) {
+        observe(h, rt, err_code(&err, rt->name), t0);
         return send_err(h, conn, &err, rt->name);
+    }
 
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -594,6 +642,7 @@ enum MHD_Result ann_jsonapi_handle(ann_http *h, struct MHD_Connection *conn, con
     r->h = h;
     r->conn = conn;
     r->rt = rt;
+    r->t0 = t0;
     r->tenant = t;
     memcpy(r->log, log, sizeof r->log);
     *req_cls = r;

@@ -115,6 +115,10 @@ typedef struct ann_tenant {
     uint32_t roles;                      /* ANN_ROLE_* (domain/rules.h) */
     int64_t expire_ns;                   /* 0: never; the caller checks it against its clock */
     uint8_t key_hash[32];                /* the presented key's hash (tenant_by_key only) */
+    /* A share link's scope (src/api/share.c), set by the service, never by a store: the
+     * one log it reads ("" for a key) and its entry ids share_first..share_last. */
+    char share_log[ANN_UUID_LEN + 1];
+    uint64_t share_first, share_last;
 } ann_tenant;
 
 /* A key as the store keeps it: everything but the key itself, of which only the SHA-256

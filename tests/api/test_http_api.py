@@ -630,3 +630,40 @@ def test_integrity_endpoints(hs, keys):
                        {"entries": [{"textPayload": "late"}]})
     assert st == 400 and j["status"] == "FAILED_PRECONDITION" and "sealed" in j["message"]
     assert ok(hs, "GET", f"/v1/logs/{log}", key)["log"]["sealed"] is True
+
+
+def test_calls_are_counted_per_rpc_and_code(hs, keys):
+    """annals_http_api_requests_total and _request_seconds move exactly as the calls do,
+    read with the Prometheus client library's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape():
+        st, _, _, raw = call(hs, "GET", "/metrics")
+        assert st == 200
+        out = {}
+        for fam in text_string_to_metric_families(raw.decode()):
+            for smp in fam.samples:
+                if smp.name == "annals_http_api_requests_total":
+                    out[(smp.labels["rpc"], smp.labels["code"])] = smp.value
+                elif smp.name == "annals_http_api_request_seconds_count":
+                    out[(smp.labels["rpc"], "count")] = smp.value
+        return out
+
+    log = new_log(hs, keys["a"])
+    before = scrape()
+    for _ in range(3):
+        ok(hs, "GET", f"/v1/logs/{log}", keys["a"])
+    missing = str(uuid.uuid4())
+    assert call(hs, "GET", f"/v1/logs/{missing}", keys["a"])[0] == 404
+    assert call(hs, "GET", f"/v1/logs/{log}", "annals_nope")[0] == 401
+    assert call(hs, "DELETE", f"/v1/logs/{log}", keys["reader"])[0] == 403
+    after = scrape()
+
+    def moved(k):
+        return after.get(k, 0) - before.get(k, 0)
+
+    assert moved(("GetLog", "OK")) == 3
+    assert moved(("GetLog", "NOT_FOUND")) == 1
+    assert moved(("GetLog", "UNAUTHENTICATED")) == 1
+    assert moved(("DeleteLog", "PERMISSION_DENIED")) == 1
+    assert moved(("GetLog", "count")) == 5

@@ -27,6 +27,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT = 30
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -97,7 +98,9 @@ def shot(drv, name):
 
 def wait_for(drv, fn, what, timeout=WAIT):
     try:
-        return WebDriverWait(drv, timeout, poll_frequency=0.1).until(lambda d: fn(d))
+        return WebDriverWait(drv, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(
+                                 lambda d: fn(d))
     except Exception:
         shot(drv, "failed-" + what.replace(" ", "-"))
         raise AssertionError(f"the page never showed {what}")
@@ -113,6 +116,14 @@ def signed_in(drv, s, key, path):
 def row(drv, entry_id):
     found = drv.find_elements(By.ID, f"L{entry_id}")
     return found[0] if found else None
+
+
+def row_state(drv, entry_id):
+    """(text, classes) of an entry's row read at one instant, or (None, None): the page
+    re-renders its rows as blocks arrive, so element handles go stale."""
+    return tuple(drv.execute_script(
+        "const r = document.getElementById(arguments[0]);"
+        "return r ? [r.innerText, r.className] : [null, null];", f"L{entry_id}"))
 
 
 def severe_console(drv):
@@ -331,3 +342,47 @@ def test_another_tenants_log_looks_missing(web_server, client, browser):
     e2 = wait_for(browser, lambda d: d.find_element(By.ID, "log-error").text or None, "the error")
     assert e1.replace(theirs, "ID") == e2.replace("00000000-0000-4000-8000-000000000000", "ID")
     assert "not found" in e1.lower()
+
+
+def test_a_share_link_reads_its_range_and_fails_once_expired(web_server, key, client, browser):
+    import subprocess
+    from conftest import BIN
+    log_id = create_log(client)
+    write(client, log_id, [entry(f"shared line {i}", insert_id=uid()) for i in range(1, 41)])
+    env = dict(os.environ, ANNALS_ADDR=web_server.addr, ANNALS_TOKEN=key,
+               ANNALS_WEB_URL=base(web_server))
+
+    def annals_share(*args):
+        p = subprocess.run([os.path.join(BIN, "annals"), "share", log_id, *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "expires" in p.stderr
+        return p.stdout.strip()
+
+    url = annals_share("--from", "10", "--to", "20", "--ttl", "1h")
+    assert url.startswith(base(web_server) + f"/logs/{log_id}?share=annals-share.") and url.endswith("#L10")
+    browser.get(base(web_server) + "/")
+    browser.execute_script("sessionStorage.clear();")
+    browser.get(url)
+    wait_for(browser, lambda d: "shared line 20" in (row_state(d, 20)[0] or ""), "the shared range")
+    text, cls = row_state(browser, 10)
+    assert "shared line 10" in text and "hl" in cls.split()
+    wait_for(browser, lambda d: "not shared" in (row_state(d, 9)[0] or ""),
+             "an entry outside the range shown as not shared")
+    assert "shared line 9" not in browser.find_element(By.ID, "rows").text
+    # The token is the tab's credential now, and it is read-only: the list of logs is not
+    # there, nor any other log.
+    assert browser.execute_script("return sessionStorage.getItem('annals.key')").startswith("annals-share.")
+    assert "share=" not in browser.current_url
+    shot(browser, "share-link")
+    browser.get(base(web_server) + "/")
+    wait_for(browser, lambda d: "one log only" in d.find_element(By.ID, "main").text, "the share notice")
+    # An expired link is refused.
+    short = annals_share("--ttl", "1s")
+    time.sleep(1.5)
+    browser.execute_script("sessionStorage.clear();")
+    browser.get(short)
+    wait_for(browser, lambda d: "expired or is not valid" in d.find_element(By.ID, "main").text,
+             "the expired link refused")
+    shot(browser, "share-link-expired")
+    browser.execute_script("sessionStorage.clear();")
