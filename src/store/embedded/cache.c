@@ -453,8 +453,12 @@ static void log_open(emb *s, elog *h)
         h->labels_len = labels_len;
         h->log_sealed = sealed;
         h->load_rc = log_load(s, h, &h->load_err);
-        /* The checkpointer follows writes: a log loaded to be read is not hashed for it. */
+        /* The checkpointer follows writes: a log loaded to be read is not hashed for it.
+         * New entries' leaves come from the commit path (integrity.c); only the entries
+         * before them are read back, at the tree's first use. */
         h->ckp_hint = h->visible;
+        h->lb_ok = true;
+        h->lb_first = h->visible + 1;
     }
     bool failed = h->load_rc != 0;
     pthread_rwlock_unlock(&h->lk);
