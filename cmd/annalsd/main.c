@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "api/health.h"
@@ -38,6 +40,7 @@
 #include "http/http.h"
 #include "domain/limits.h"
 #include "domain/rules.h"
+#include "domain/note.h"
 #include "domain/text.h"
 #include "roles.h"
 #include "store/embedded/embedded.h"
@@ -52,9 +55,11 @@ static int usage(void)
         "on|off]\n"
         "                     [--seal-idle-ms N] [--default-wait durable|sequenced|queryable]\n"
         "                     [--retention-every-ms N] [--retention-per-pass N]\n"
+        "                     [--signing-key FILE] [--key-name NAME]\n"
         "       annalsd tenant create NAME --data DIR\n"
         "       annalsd tenant set-retention NAME --days N --data DIR   (0: keep forever)\n"
         "       annalsd audit TENANT [--log LOG] --data DIR   (holds, releases, retention)\n"
+        "       annalsd verifier-key --data DIR [--signing-key FILE] [--key-name NAME]\n"
         "distributed mode (every engine flag defaults to `make services-up`'s engines):\n"
         "       annalsd serve|sequence|project|all --distributed [--kafka BROKERS]\n"
         "                     [--cassandra HOST:PORT[,...]] [--postgres CONNINFO]\n"
@@ -500,6 +505,10 @@ static int cmd_serve(const char *role, int argc, char **argv)
             if (v <= 0)
                 return usage();
             reto.day_ns = (int64_t)v * 1000000LL;
+        } else if (strcmp(argv[i], "--signing-key") == 0) {
+            o.signing_key = opt_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--key-name") == 0) {
+            o.key_name = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--listen") == 0) {
             so.listen = opt_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--http") == 0) {
@@ -646,6 +655,43 @@ done:
     return rc;
 }
 
+/* annalsd verifier-key: the note verifier key of the deployment's checkpoint signing key
+ * (docs/integrity.md), made in DIR as a first start would when there is none. */
+static int cmd_verifier_key(int argc, char **argv)
+{
+    const char *data = NULL, *key_file = NULL, *name = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0)
+            data = opt_value(argc, argv, &i);
+        else if (strcmp(argv[i], "--signing-key") == 0)
+            key_file = opt_value(argc, argv, &i);
+        else if (strcmp(argv[i], "--key-name") == 0)
+            name = opt_value(argc, argv, &i);
+        else
+            return usage();
+    }
+    if (!data && !key_file)
+        return usage();
+    ann_err err = {0};
+    ann_note_signer k;
+    if (data && mkdir(data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "annalsd: %s: %s\n", data, strerror(errno));
+        return 1;
+    }
+    if (ann_store_embedded_signer(data ? data : ".", key_file, name, &k, &err) != 0) {
+        fprintf(stderr, "annalsd: %s\n", err.msg);
+        return 1;
+    }
+    ann_note_verifier v;
+    ann_note_verifier_of(&k, &v);
+    ann_note_signer_release(&k);
+    ann_buf out = ANN_BUF_INIT;
+    ann_note_verifier_format(&v, &out);
+    printf("%.*s\n", (int)out.len, (const char *)out.data);
+    ann_buf_release(&out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "sequence") == 0 ||
@@ -659,5 +705,7 @@ int main(int argc, char **argv)
         return cmd_audit(argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "key") == 0)
         return cmd_key(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "verifier-key") == 0)
+        return cmd_verifier_key(argc - 2, argv + 2);
     return usage();
 }

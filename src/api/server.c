@@ -183,6 +183,9 @@ static ann_class rpc_class(int rpc)
     case ANN_RPC_LIST_LOGS:
     case ANN_RPC_READ:
     case ANN_RPC_SEARCH:
+    case ANN_RPC_CHECKPOINT:
+    case ANN_RPC_INCLUSION:
+    case ANN_RPC_CONSISTENCY:
     case ANN_RPC_SHARE:
         return ANN_CLASS_READ;
     default:

@@ -11,6 +11,7 @@
 #include "api/service_internal.h"
 #include "api/wire.h"
 #include "common/random.h"
+#include "domain/integrity.h"
 #include "domain/limits.h"
 #include "domain/rules.h"
 #include "domain/text.h"
@@ -118,10 +119,13 @@ void svc_encode_entry(ann_buf *out, const char *log_id, const ann_entry *e, ann_
     svc_add_entry_id(tmp, 20, e->entry_id);
     ann_wire_add_ts(tmp, 21, e->time_ns);
     ann_wire_add_ts(tmp, 22, e->insert_time_ns);
+    /* The body carries LogEntry.integrity (43) when the store keeps a tree; a redacted
+     * entry's body is that field alone, holding its body_hash (store.h). */
     if (!(e->flags & ANN_ENTRY_REDACTED))
         ann_buf_add(tmp, e->body, e->body_len);
-    else
-        ann_buf_add_tag(tmp, 40, 0), ann_buf_add_varint(tmp, 1);
+    else if (ann_buf_add_tag(tmp, 40, 0), ann_buf_add_varint(tmp, 1),
+             ann_integrity_is_hash_field(e->body, e->body_len))
+        ann_buf_add(tmp, e->body, e->body_len);
     if (e->severity)
         ann_buf_add_tag(tmp, 41, 0), ann_buf_add_varint(tmp, (uint64_t)(int64_t)e->severity);
     if ((e->flags & ANN_ENTRY_REDACTED) && e->revocation) {
@@ -148,6 +152,8 @@ void svc_encode_log(ann_buf *out, uint32_t field, const ann_log_meta *m)
     ann_wire_add_ts(&log, 3, m->create_time_ns);
     if (m->entry_count)
         ann_buf_add_tag(&log, 4, 0), ann_buf_add_varint(&log, m->entry_count);
+    if (m->sealed)
+        ann_buf_add_tag(&log, 5, 0), ann_buf_add_varint(&log, 1);
     if (m->legal_hold)
         ann_buf_add_tag(&log, 6, 0), ann_buf_add_varint(&log, 1);
     if (m->retention_days)
@@ -194,6 +200,10 @@ static const struct {
     {"/annals.v1.LoggingQueryService/ListLogs", ANN_RPC_LIST_LOGS},
     {"/annals.v1.LoggingQueryService/ReadLogEntries", ANN_RPC_READ},
     {"/annals.v1.LoggingQueryService/SearchLogEntries", ANN_RPC_SEARCH},
+    {"/annals.v1.LoggingQueryService/GetLogCheckpoint", ANN_RPC_CHECKPOINT},
+    {"/annals.v1.LoggingQueryService/GetInclusionProof", ANN_RPC_INCLUSION},
+    {"/annals.v1.LoggingQueryService/GetConsistencyProof", ANN_RPC_CONSISTENCY},
+    {"/annals.v1.LoggingCommandService/SealLog", ANN_RPC_SEAL},
     {"/annals.v1.LoggingQueryService/CreateShareLink", ANN_RPC_SHARE},
 };
 
@@ -247,6 +257,7 @@ static uint32_t rpc_roles(ann_rpc rpc)
     switch (rpc) {
     case ANN_RPC_CREATE_LOG:
     case ANN_RPC_WRITE:
+    case ANN_RPC_SEAL:
         return ANN_ROLE_WRITER;
     case ANN_RPC_GET_LOG:
         return ANN_ROLE_WRITER | ANN_ROLE_READER;
@@ -257,6 +268,9 @@ static uint32_t rpc_roles(ann_rpc rpc)
     case ANN_RPC_LIST_LOGS:
     case ANN_RPC_READ:
     case ANN_RPC_SEARCH:
+    case ANN_RPC_CHECKPOINT:
+    case ANN_RPC_INCLUSION:
+    case ANN_RPC_CONSISTENCY:
     case ANN_RPC_SHARE:
         return ANN_ROLE_READER;
     case ANN_RPC_DELETE_LOG:
@@ -783,6 +797,18 @@ void ann_service_unary_async(ann_service *svc, ann_rpc rpc, const ann_tenant *te
         return;
     case ANN_RPC_SET_LEGAL_HOLD:
         run_sync(do_set_legal_hold, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_CHECKPOINT:
+        run_sync(svc_do_checkpoint, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_INCLUSION:
+        run_sync(svc_do_inclusion, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_CONSISTENCY:
+        run_sync(svc_do_consistency, svc, tenant, req, len, done, ud);
+        return;
+    case ANN_RPC_SEAL:
+        run_sync(svc_do_seal, svc, tenant, req, len, done, ud);
         return;
     case ANN_RPC_TAIL:
         break;

@@ -28,6 +28,10 @@ typedef enum ann_rpc {
     ANN_RPC_LIST_LOGS,
     ANN_RPC_READ,
     ANN_RPC_SEARCH,
+    ANN_RPC_CHECKPOINT, /* integrity (docs/integrity.md) */
+    ANN_RPC_INCLUSION,
+    ANN_RPC_CONSISTENCY,
+    ANN_RPC_SEAL,
     ANN_RPC_SHARE, /* CreateShareLink */
     ANN_RPC_SET_LEGAL_HOLD,
 } ann_rpc;

@@ -41,6 +41,15 @@ int svc_do_list_logs(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
                      ann_buf *resp, ann_err *err);
 int svc_do_search(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
                   ann_buf *resp, ann_err *err);
+/* integrity.c */
+int svc_do_checkpoint(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                      ann_buf *resp, ann_err *err);
+int svc_do_inclusion(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                     ann_buf *resp, ann_err *err);
+int svc_do_consistency(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                       ann_buf *resp, ann_err *err);
+int svc_do_seal(ann_service *svc, const ann_tenant *t, const uint8_t *req, size_t len,
+                ann_buf *resp, ann_err *err);
 
 /* Share links (share.c). */
 #define ANN_SHARE_TTL_DEFAULT_S (7 * 86400)

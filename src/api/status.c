@@ -17,6 +17,8 @@ grpc_status_code ann_status_from_code(ann_code code)
         return GRPC_STATUS_PERMISSION_DENIED;
     case ANN_EPRECOND:
         return GRPC_STATUS_FAILED_PRECONDITION;
+    case ANN_EUNIMPL:
+        return GRPC_STATUS_UNIMPLEMENTED;
     case ANN_EEXISTS:
         return GRPC_STATUS_ALREADY_EXISTS;
     case ANN_ERANGE:

@@ -38,6 +38,11 @@ static const char usage_text[] =
     "  search QUERY ... --revoke --reason R [--yes]\n"
     "                                       revoke every hit (asks first without --yes)\n"
     "  delete LOG                           delete a log and all its entries\n"
+    "  verify LOG --key VERIFIER_KEY [--checkpoint FILE] [--save FILE]\n"
+    "                                       check the log against its signed checkpoint\n"
+    "  prove LOG ID --key VERIFIER_KEY      an offline proof bundle (JSON) for one entry\n"
+    "  verify-proof BUNDLE --key VERIFIER_KEY\n"
+    "                                       check a bundle, offline\n"
     "  share LOG [--from ID] [--to ID] [--ttl 7d] [--url URL]\n"
     "                                       a read-only viewer link to LOG (or a range)\n"
     "\n"
@@ -437,6 +442,12 @@ int ann_cli_main(int argc, char **argv, volatile sig_atomic_t *stop)
         rc = ann_cmd_search(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "delete")) {
         rc = ann_cmd_delete(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "verify")) {
+        rc = ann_cmd_verify(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "prove")) {
+        rc = ann_cmd_prove(&cli, argc - 1, argv + 1);
+    } else if (!strcmp(cmd, "verify-proof")) {
+        rc = ann_cmd_verify_proof(&cli, argc - 1, argv + 1);
     } else if (!strcmp(cmd, "share")) {
         rc = ann_cmd_share(&cli, argc - 1, argv + 1);
     } else {

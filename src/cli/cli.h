@@ -170,5 +170,15 @@ int ann_cmd_tail(ann_cli *cli, int argc, char **argv);
 int ann_cmd_logs(ann_cli *cli, int argc, char **argv);
 int ann_cmd_read(ann_cli *cli, int argc, char **argv);
 int ann_cmd_search(ann_cli *cli, int argc, char **argv);
+/* cmd_verify.c: annals verify (docs/integrity.md), and what prove shares with it: a
+ * --key argument (the verifier key itself, or a file holding it), and a query answered as
+ * raw bytes (retried like ann_cli_call; 0 or an exit code after printing). */
+int ann_cmd_verify(ann_cli *cli, int argc, char **argv);
+struct ann_note_verifier;
+int ann_cli_verifier_key(ann_cli *cli, const char *arg, struct ann_note_verifier *v);
+int ann_cli_unary_raw(ann_cli *cli, const char *method, const ProtobufCMessage *req, ann_buf *resp);
+/* cmd_prove.c: annals prove, annals verify-proof (docs/integrity.md) */
+int ann_cmd_prove(ann_cli *cli, int argc, char **argv);
+int ann_cmd_verify_proof(ann_cli *cli, int argc, char **argv);
 
 #endif

@@ -52,6 +52,8 @@ const char *ann_code_name(ann_code code)
         return "permission_denied";
     case ANN_EPRECOND:
         return "failed_precondition";
+    case ANN_EUNIMPL:
+        return "unimplemented";
     }
     return "unknown";
 }

@@ -36,8 +36,9 @@ typedef enum ann_code {
     ANN_ECORRUPT,  /* stored data failed its checksum: DATA_LOSS */
     ANN_ENOSPC,    /* the disk is full; nothing was stored: RESOURCE_EXHAUSTED, retriable */
     ANN_EPERM,     /* a valid key without the role the call needs: PERMISSION_DENIED */
-    ANN_EPRECOND,  /* the object's state forbids the call (a log on legal hold, a feature the
-                      backend lacks): FAILED_PRECONDITION */
+    ANN_EPRECOND,  /* the object's state forbids the call (a log on legal hold, a sealed log):
+                      FAILED_PRECONDITION */
+    ANN_EUNIMPL,   /* the backend does not offer the operation: UNIMPLEMENTED */
 } ann_code;
 
 enum {

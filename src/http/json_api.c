@@ -28,8 +28,12 @@ typedef enum path_kind {
     P_ENTRIES_WRITE, /* /v1/logs/{log}/entries:write */
     P_ENTRIES_TAIL,  /* /v1/logs/{log}/entries:tail */
     P_ENTRIES_REVOKE,
-    P_SEARCH, /* /v1/search */
-    P_SHARE,  /* /v1/logs/{log}:share */
+    P_SEARCH,            /* /v1/search */
+    P_CHECKPOINT,        /* /v1/logs/{log}/checkpoint (docs/integrity.md) */
+    P_PROOF_INCLUSION,   /* /v1/logs/{log}/proofs:inclusion */
+    P_PROOF_CONSISTENCY, /* /v1/logs/{log}/proofs:consistency */
+    P_SEAL,              /* /v1/logs/{log}/seal */
+    P_SHARE,             /* /v1/logs/{log}:share */
 } path_kind;
 
 typedef struct route {
@@ -68,6 +72,17 @@ static const route routes[] = {
     {P_SEARCH, "GET", ANN_RPC_SEARCH, "SearchLogEntries",
      &annals__v1__search_log_entries_request__descriptor,
      &annals__v1__search_log_entries_response__descriptor, false},
+    {P_CHECKPOINT, "GET", ANN_RPC_CHECKPOINT, "GetLogCheckpoint",
+     &annals__v1__get_log_checkpoint_request__descriptor,
+     &annals__v1__get_log_checkpoint_response__descriptor, false},
+    {P_PROOF_INCLUSION, "GET", ANN_RPC_INCLUSION, "GetInclusionProof",
+     &annals__v1__get_inclusion_proof_request__descriptor,
+     &annals__v1__get_inclusion_proof_response__descriptor, false},
+    {P_PROOF_CONSISTENCY, "GET", ANN_RPC_CONSISTENCY, "GetConsistencyProof",
+     &annals__v1__get_consistency_proof_request__descriptor,
+     &annals__v1__get_consistency_proof_response__descriptor, false},
+    {P_SEAL, "POST", ANN_RPC_SEAL, "SealLog", &annals__v1__seal_log_request__descriptor,
+     &annals__v1__seal_log_response__descriptor, true},
     {P_SHARE, "POST", ANN_RPC_SHARE, "CreateShareLink",
      &annals__v1__create_share_link_request__descriptor,
      &annals__v1__create_share_link_response__descriptor, true},
@@ -273,7 +288,11 @@ static int parse_path(const char *url, char log[LOG_SEGMENT_MAX + 1])
                  {"/entries:read", P_ENTRIES_READ},
                  {"/entries:write", P_ENTRIES_WRITE},
                  {"/entries:tail", P_ENTRIES_TAIL},
-                 {"/entries:revoke", P_ENTRIES_REVOKE}};
+                 {"/entries:revoke", P_ENTRIES_REVOKE},
+                 {"/checkpoint", P_CHECKPOINT},
+                 {"/proofs:inclusion", P_PROOF_INCLUSION},
+                 {"/proofs:consistency", P_PROOF_CONSISTENCY},
+                 {"/seal", P_SEAL}};
     for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++)
         if (strcmp(slash, tails[i].tail) == 0)
             return tails[i].k;

@@ -364,3 +364,47 @@ int ann_store_retention_pass(ann_store *s, int64_t now_ns, int64_t day_ns, size_
         return 0; /* a backend without retention keeps every log: nothing to do */
     return s->ops->retention_pass(s, now_ns, day_ns, max_logs, out, err);
 }
+
+/* ---- integrity: optional in any version ---- */
+
+static int no_integrity(ann_store *s, ann_err *err)
+{
+    return ann_err_set(err, ANN_EUNIMPL,
+                       "the %s store keeps no Merkle tree yet (docs/integrity.md)", s->ops->name);
+}
+
+int ann_store_checkpoint(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                         ann_err *err)
+{
+    if (!s->ops->checkpoint)
+        return no_integrity(s, err);
+    return s->ops->checkpoint(s, tenant_id, log_id, out, err);
+}
+
+int ann_store_inclusion_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                              uint64_t entry_id, uint64_t tree_size, uint8_t (*out)[32], size_t *n,
+                              ann_err *err)
+{
+    *n = 0;
+    if (!s->ops->inclusion_proof)
+        return no_integrity(s, err);
+    return s->ops->inclusion_proof(s, tenant_id, log_id, entry_id, tree_size, out, n, err);
+}
+
+int ann_store_consistency_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                                uint64_t first, uint64_t second, uint8_t (*out)[32], size_t *n,
+                                ann_err *err)
+{
+    *n = 0;
+    if (!s->ops->consistency_proof)
+        return no_integrity(s, err);
+    return s->ops->consistency_proof(s, tenant_id, log_id, first, second, out, n, err);
+}
+
+int ann_store_log_seal(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                       ann_err *err)
+{
+    if (!s->ops->log_seal)
+        return no_integrity(s, err);
+    return s->ops->log_seal(s, tenant_id, log_id, out, err);
+}

@@ -20,6 +20,11 @@
  *    a missing log all fail with ANN_ENOTFOUND and the same message.
  *  - Entries never change, except by revoke, which purges the body (labels
  *    and payload) from storage before it returns and sets ANN_ENTRY_REDACTED.
+ *  - Integrity (optional ops below; docs/integrity.md): a backend that keeps a log's
+ *    Merkle tree returns each entry's body with its LogEntry.integrity field (43, its
+ *    body_salt) appended, and a redacted entry's body as that field holding its body_hash
+ *    only (domain/integrity.h). A sealed log takes no new entries (ANN_EPRECOND), while
+ *    an append whose insert_ids are all stored still answers their ids.
  *
  * Threading: every operation may be called from any thread concurrently;
  * appends from many threads are group-committed. Synchronous operations block
@@ -48,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "domain/body.h"
 #include "domain/rules.h"
@@ -94,7 +100,8 @@ typedef struct ann_entry {
     uint32_t flags;        /* ANN_ENTRY_* */
     const char *insert_id; /* never empty on append (the API generates one) */
     size_t insert_id_len;
-    const uint8_t *body; /* labels + payload (domain/body.h); empty once redacted */
+    const uint8_t *body; /* labels + payload (domain/body.h); once redacted, empty or (on
+                          * output, from a backend with integrity) the body_hash field */
     size_t body_len;
     /* On output, for a redacted entry: the revocation that purged it (the first one),
      * when the backend knows it; NULL otherwise. */
@@ -171,6 +178,7 @@ typedef struct ann_log_meta {
     int32_t retention_days; /* as created; 0: the tenant's period applies */
     bool has_hold_change;   /* last_hold_change is set: held or released at least once */
     ann_hold_change last_hold_change;
+    bool sealed; /* SealLog was called (backends without integrity: false) */
 } ann_log_meta;
 
 /* v4: a new log (log_create_spec); in the caller's memory for the call. */
@@ -436,7 +444,35 @@ typedef struct ann_store_ops {
      * points to stay valid until done). */
     void (*log_create_spec_async)(ann_store *s, const ann_log_spec *spec, ann_done_fn done,
                                   void *ud);
+
+    /* ---- integrity (docs/integrity.md), in any version: NULL when the backend keeps no
+     * tree; the wrappers then fail with ANN_EUNIMPL ---- */
+
+    /* The log's latest signed checkpoint (a signed note), appended to out. It covers every
+     * entry visible when it was made; the backend signs a new one when asked after the tree
+     * grew. A log stored before integrity: ANN_EPRECOND. */
+    int (*checkpoint)(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                      ann_err *err);
+    /* RFC 9162 2.1.3: the inclusion proof of entry `entry_id` (leaf entry_id - 1) in the
+     * tree of `tree_size` leaves, into out (ANN_STORE_MAX_PROOF hashes), *n its length.
+     * tree_size beyond the latest checkpoint's: ANN_EINVAL naming "tree_size"; entry_id 0
+     * or above tree_size: ANN_EINVAL naming "entry_id". */
+    int (*inclusion_proof)(ann_store *s, const char *tenant_id, const char *log_id,
+                           uint64_t entry_id, uint64_t tree_size, uint8_t (*out)[32], size_t *n,
+                           ann_err *err);
+    /* RFC 9162 2.1.4: the consistency proof between trees of first and second leaves,
+     * 0 < first <= second <= the latest checkpoint's size (else ANN_EINVAL naming
+     * "first_size" or "second_size"). */
+    int (*consistency_proof)(ann_store *s, const char *tenant_id, const char *log_id,
+                             uint64_t first, uint64_t second, uint8_t (*out)[32], size_t *n,
+                             ann_err *err);
+    /* Seals the log (durably) and appends its final checkpoint, covering every entry
+     * appended before the seal took, to out. Sealing again is harmless. */
+    int (*log_seal)(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                    ann_err *err);
 } ann_store_ops;
+
+#define ANN_STORE_MAX_PROOF 65 /* = ANN_MERKLE_MAX_PROOF (domain/merkle.h) */
 
 /* Every backend's handle starts with this. */
 struct ann_store {
@@ -484,6 +520,18 @@ int ann_store_read_after(ann_store *s, const char *tenant_id, const char *log_id
 int ann_store_watch(ann_store *s, const char *tenant_id, const char *log_id, ann_watch_fn fn,
                     void *ud, ann_watch **out, ann_err *err);
 void ann_store_unwatch(ann_store *s, ann_watch *w);
+
+/* Integrity (see the ops): ANN_EUNIMPL over a backend without them. */
+int ann_store_checkpoint(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                         ann_err *err);
+int ann_store_inclusion_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                              uint64_t entry_id, uint64_t tree_size, uint8_t (*out)[32], size_t *n,
+                              ann_err *err);
+int ann_store_consistency_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                                uint64_t first, uint64_t second, uint8_t (*out)[32], size_t *n,
+                                ann_err *err);
+int ann_store_log_seal(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                       ann_err *err);
 
 /* Version 2: the asynchronous commands. Every argument (the strings included) stays
  * valid until done is called. Over a backend without the async op, the sync op runs

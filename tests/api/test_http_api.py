@@ -607,6 +607,31 @@ def test_chunked_body(hs, keys):
         conn.close()
 
 
+@pytest.mark.embedded_only("the distributed backend answers UNIMPLEMENTED so far")
+def test_integrity_endpoints(hs, keys):
+    """The integrity RPCs (docs/integrity.md) over the JSON API: bytes are base64 in JSON."""
+    import base64
+    key = keys["a"]
+    log = new_log(hs, key)
+    ok(hs, "POST", f"/v1/logs/{log}/entries:write", key,
+       {"entries": [{"textPayload": f"l{i}"} for i in range(3)]})
+    ck = base64.b64decode(ok(hs, "GET", f"/v1/logs/{log}/checkpoint", key)["checkpoint"])
+    assert ck.startswith(f"annals/{log}\n3\n".encode())
+    p = ok(hs, "GET", f"/v1/logs/{log}/proofs:inclusion" + q(entryId="2", treeSize=3), key)
+    assert len(p["hashes"]) == 2
+    p = ok(hs, "GET", f"/v1/logs/{log}/proofs:consistency" + q(firstSize=1, secondSize=3), key)
+    assert len(p["hashes"]) == 2
+    st, _, j, _ = call(hs, "GET", f"/v1/logs/{log}/proofs:inclusion" + q(entryId="2",
+                                                                          treeSize=9), key)
+    assert st == 400 and "tree_size" in j["message"]
+    sealed = ok(hs, "POST", f"/v1/logs/{log}/seal", key, {})
+    assert base64.b64decode(sealed["checkpoint"]) == ck
+    st, _, j, _ = call(hs, "POST", f"/v1/logs/{log}/entries:write", key,
+                       {"entries": [{"textPayload": "late"}]})
+    assert st == 400 and j["status"] == "FAILED_PRECONDITION" and "sealed" in j["message"]
+    assert ok(hs, "GET", f"/v1/logs/{log}", key)["log"]["sealed"] is True
+
+
 def test_calls_are_counted_per_rpc_and_code(hs, keys):
     """annals_http_api_requests_total and _request_seconds move exactly as the calls do,
     read with the Prometheus client library's parser."""

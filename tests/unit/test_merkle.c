@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <openssl/sha.h>
 
+#include "domain/integrity.h"
 #include "domain/limits.h"
 #include "domain/merkle.h"
 
@@ -636,6 +637,58 @@ static void leaf_input_layout(void **state)
     ann_buf_release(&got);
 }
 
+/* The integrity field a store keeps in a body (domain/integrity.h), byte for byte. */
+static void integrity_field_in_the_body(void **state)
+{
+    (void)state;
+    uint8_t salt[32], hash[32], f[ANN_INTEGRITY_FIELD_LEN], got[32];
+    for (int i = 0; i < 32; i++)
+        salt[i] = (uint8_t)(0xa0 + i), hash[i] = (uint8_t)i;
+    ann_integrity_field(ANN_INTEGRITY_SALT, salt, f);
+    static const uint8_t head_salt[5] = {0xda, 0x02, 0x22, 0x0a, 0x20};
+    assert_memory_equal(f, head_salt, 5);
+    assert_memory_equal(f + 5, salt, 32);
+    ann_integrity_field(ANN_INTEGRITY_HASH, hash, f);
+    static const uint8_t head_hash[5] = {0xda, 0x02, 0x22, 0x12, 0x20};
+    assert_memory_equal(f, head_hash, 5);
+    assert_true(ann_integrity_is_hash_field(f, sizeof f));
+    assert_false(ann_integrity_is_hash_field(f, sizeof f - 1));
+
+    /* A body: a label and a text payload, then the salt field, as the store keeps it. */
+    uint8_t body[128];
+    size_t n = 0;
+    static const uint8_t label[] = {0xba, 0x01, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'v'};
+    static const uint8_t text[] = {0xf2, 0x01, 0x03, 'a', 'b', 'c'};
+    memcpy(body + n, label, sizeof label), n += sizeof label;
+    memcpy(body + n, text, sizeof text), n += sizeof text;
+    size_t plain = n;
+    ann_integrity_field(ANN_INTEGRITY_SALT, salt, body + n), n += ANN_INTEGRITY_FIELD_LEN;
+    assert_int_equal(ann_integrity_strip(body, n), plain);
+    assert_int_equal(ann_integrity_strip(body, plain), plain);
+    assert_int_equal(ann_integrity_find(body, n, got), ANN_INTEGRITY_SALT);
+    assert_memory_equal(got, salt, 32);
+    assert_int_equal(ann_integrity_find(body, plain, got), ANN_INTEGRITY_NONE);
+    /* body_hash ignores the field itself: the same with or without it. */
+    uint8_t want[32], bh[32];
+    ann_err err;
+    assert_int_equal(ann_entry_body_hash(salt, body, plain, want, &err), 0);
+    assert_int_equal(ann_integrity_body_hash(body, n, bh, &err), 0);
+    assert_memory_equal(bh, want, 32);
+    /* A redacted body: the hash field alone gives the same body_hash. */
+    ann_integrity_field(ANN_INTEGRITY_HASH, want, f);
+    assert_int_equal(ann_integrity_body_hash(f, sizeof f, bh, &err), 0);
+    assert_memory_equal(bh, want, 32);
+    /* No field: refused (a log from before integrity). */
+    assert_int_equal(ann_integrity_body_hash(body, plain, bh, &err), -1);
+    assert_int_equal(err.code, ANN_ECORRUPT);
+    /* The field in the middle of a body is found by parsing. */
+    uint8_t mid[128];
+    size_t m = 0;
+    ann_integrity_field(ANN_INTEGRITY_SALT, salt, mid), m += ANN_INTEGRITY_FIELD_LEN;
+    memcpy(mid + m, text, sizeof text), m += sizeof text;
+    assert_int_equal(ann_integrity_find(mid, m, got), ANN_INTEGRITY_SALT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +699,7 @@ int main(void)
         cmocka_unit_test(large_sizes),
         cmocka_unit_test(body_bytes_are_canonical),
         cmocka_unit_test(leaf_input_layout),
+        cmocka_unit_test(integrity_field_in_the_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,6 +148,22 @@ static void views_agree(void **state)
          &annals__wire__v1__search_log_entries_request__descriptor},
         {&annals__v1__search_log_entries_response__descriptor,
          &annals__wire__v1__search_log_entries_response__descriptor},
+        {&annals__v1__get_log_checkpoint_request__descriptor,
+         &annals__wire__v1__get_log_checkpoint_request__descriptor},
+        {&annals__v1__get_log_checkpoint_response__descriptor,
+         &annals__wire__v1__get_log_checkpoint_response__descriptor},
+        {&annals__v1__get_inclusion_proof_request__descriptor,
+         &annals__wire__v1__get_inclusion_proof_request__descriptor},
+        {&annals__v1__get_inclusion_proof_response__descriptor,
+         &annals__wire__v1__get_inclusion_proof_response__descriptor},
+        {&annals__v1__get_consistency_proof_request__descriptor,
+         &annals__wire__v1__get_consistency_proof_request__descriptor},
+        {&annals__v1__get_consistency_proof_response__descriptor,
+         &annals__wire__v1__get_consistency_proof_response__descriptor},
+        {&annals__v1__seal_log_request__descriptor,
+         &annals__wire__v1__seal_log_request__descriptor},
+        {&annals__v1__seal_log_response__descriptor,
+         &annals__wire__v1__seal_log_response__descriptor},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
         compare(pairs[i][0], pairs[i][1], 0);

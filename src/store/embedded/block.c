@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include "store/embedded/hash.h"
+#include "domain/integrity.h"
 
 #define FILTER_HDR 8u
 #define FILTER_VERSION 1u
@@ -389,7 +390,8 @@ int ann_blk_view_open(const uint8_t *block, size_t len, const ann_blk_header *h,
         goto fail;
     for (size_t i = 0; i < n; i++) {
         v->e[i].entry_id = h->first_id + i;
-        if ((v->e[i].flags & ANN_ENTRY_REDACTED) && v->e[i].body_len) {
+        if ((v->e[i].flags & ANN_ENTRY_REDACTED) && v->e[i].body_len &&
+            !ann_integrity_is_hash_field(v->e[i].body, v->e[i].body_len)) {
             sec_fail(err, h, &sb, "a redacted entry has a body");
             goto fail;
         }
@@ -584,9 +586,12 @@ int ann_blk_filter_check(const uint8_t *filter, const ann_blk_header *h, ann_err
 
 /* ---------- encoding ---------- */
 
+/* A redacted entry keeps only its body_hash field (domain/integrity.h), when it has one. */
 static size_t body_len_of(const ann_entry *e)
 {
-    return entry_redacted(e) ? 0 : e->body_len;
+    if (entry_redacted(e))
+        return ann_integrity_is_hash_field(e->body, e->body_len) ? e->body_len : 0;
+    return e->body_len;
 }
 
 /* Writes sec_meta's raw bytes to p (room for ANN_BLK_META_MAX_PER_ENTRY * n); returns the

@@ -122,6 +122,9 @@ static void elog_free(emb *s, elog *h)
     emb_revmap_release(&h->revs);
     pthread_rwlock_destroy(&h->lk);
     pthread_mutex_destroy(&h->purge_mu);
+    emb_tree_save(h);
+    emb_tree_release(&h->tree);
+    emb_leaves_release(h);
     free(h->labels);
     free(h->pend);
     free(h->path);
@@ -412,6 +415,7 @@ static elog *elog_new(emb *s, uint64_t hash, const char *tenant, const char *log
     ann_idx_init(&h->idx);
     pthread_rwlock_init(&h->lk, NULL);
     pthread_mutex_init(&h->purge_mu, NULL);
+    emb_tree_init(&h->tree);
     return h;
 }
 
@@ -430,6 +434,9 @@ static void log_open(emb *s, elog *h)
     ann_err e;
     int r = ann_meta_log_lookup(s->meta, h->tenant, h->log, &state, &create_ns, &labels,
                                 &labels_len, &e);
+    bool sealed = false;
+    if (r > 0 && ann_meta_log_sealed(s->meta, h->tenant, h->log, &sealed, &e) < 0)
+        r = -1;
     /* Uncontended: everyone else waits for loading to clear before looking. */
     pthread_rwlock_wrlock(&h->lk);
     ann_err_clear(&h->load_err);
@@ -444,7 +451,14 @@ static void log_open(emb *s, elog *h)
         h->create_ns = create_ns;
         h->labels = labels;
         h->labels_len = labels_len;
+        h->log_sealed = sealed;
         h->load_rc = log_load(s, h, &h->load_err);
+        /* The checkpointer follows writes: a log loaded to be read is not hashed for it.
+         * New entries' leaves come from the commit path (integrity.c); only the entries
+         * before them are read back, at the tree's first use. */
+        h->ckp_hint = h->visible;
+        h->lb_ok = true;
+        h->lb_first = h->visible + 1;
     }
     bool failed = h->load_rc != 0;
     pthread_rwlock_unlock(&h->lk);
@@ -575,6 +589,28 @@ int emb_log_count(emb *s, const char *tenant, const char *log, uint64_t sqlite_c
     pthread_rwlock_unlock(&h->lk);
     emb_log_release(s, h);
     return rc;
+}
+
+void emb_loaded_logs(emb *s, bool (*want)(elog *h), elog ***out, size_t *n)
+{
+    elog **v = NULL;
+    size_t k = 0, cap = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->tcap; i++)
+        for (elog *h = s->table[i]; h; h = h->hnext) {
+            if (h->loading || !h->in_table || !want(h))
+                continue;
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = ann_xrealloc(v, cap * sizeof *v);
+            }
+            h->refs++;
+            lru_unlink(s, h);
+            v[k++] = h;
+        }
+    pthread_mutex_unlock(&s->mu);
+    *out = v;
+    *n = k;
 }
 
 void emb_open_logs(emb *s, elog ***out, size_t *n)

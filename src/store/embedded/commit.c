@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/random.h"
+#include "domain/integrity.h"
 #include "store/embedded/logfile.h"
 
 #define MAX_BODY (64u << 20)
@@ -77,9 +79,29 @@ static void stage_job(emb *s, elog *h, job *j)
     ann_append *req = j->req;
     size_t need = 0;
     for (size_t i = 0; i < req->n; i++)
-        need += ann_lf_rec_size(req->entries[i].insert_id_len, req->entries[i].body_len);
+        need += ann_lf_rec_size(req->entries[i].insert_id_len,
+                                req->entries[i].body_len + ANN_INTEGRITY_FIELD_LEN);
     if (h->idx.n + req->n > ANN_IDX_MAX_ENTRIES) {
         j->rc = ann_err_set(&j->err, ANN_ERANGE, "log %s: entry limit reached", h->log);
+        return;
+    }
+    if (h->log_sealed) {
+        /* A sealed log takes nothing new; a retry of stored entries still gets their ids. */
+        for (size_t i = 0; i < req->n; i++) {
+            const ann_entry *e = &req->entries[i];
+            confirm_ctx cc = {h, e->insert_id, e->insert_id_len};
+            uint64_t id = ann_idx_find(&h->idx, emb_iid_tag(s, e->insert_id, e->insert_id_len),
+                                       confirm_iid, &cc);
+            if (!id) {
+                j->rc = ann_err_set(&j->err, ANN_EPRECOND,
+                                    "log %s is sealed: it takes no more entries", h->log);
+                return;
+            }
+            req->ids_out[i] = id;
+        }
+        req->n_new_out = 0;
+        req->ids_known = true;
+        j->rc = 0;
         return;
     }
     emb_grow(&h->pend, &h->pend_cap, h->pend_len + need);
@@ -91,10 +113,12 @@ static void stage_job(emb *s, elog *h, job *j)
         uint64_t id = ann_idx_find(&h->idx, tag, confirm_iid, &cc);
         if (!id) {
             id = h->idx.n + 1;
-            ann_lf_rec_encode(h->pend + h->pend_len, id, e);
+            uint8_t field[ANN_INTEGRITY_FIELD_LEN];
+            ann_integrity_field(ANN_INTEGRITY_SALT, j->salts[i], field);
+            ann_lf_rec_encode_tail(h->pend + h->pend_len, id, e, field, sizeof field);
             /* Cannot fail: the entry limit was checked above. */
             (void)ann_idx_add(&h->idx, e->time_ns, h->end + h->pend_len, tag);
-            h->pend_len += ann_lf_rec_size(e->insert_id_len, e->body_len);
+            h->pend_len += ann_lf_rec_size(e->insert_id_len, e->body_len + sizeof field);
             h->pend_count++;
             n_new++;
         }
@@ -113,6 +137,7 @@ static int prealloc_write(elog *h);
  * anyway and the next round plans them again. */
 static void sync_one(elog *h)
 {
+    emb_frame_leaves(h); /* hashes for the integrity tree while this helper has the frame */
     if (h->zero_to > h->zero_from)
         (void)prealloc_write(h);
     if (fdatasync(h->fd) != 0) {
@@ -252,6 +277,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 h->pend_len = ANN_LF_FRAME_HDR;
                 h->pend_count = 0;
                 h->pend_first = h->idx.n + 1;
+                h->pl_ok = false;
                 emb_grow(&h->pend, &h->pend_cap, ANN_LF_FRAME_HDR);
                 h->cnext = logs;
                 logs = h;
@@ -318,6 +344,7 @@ static job *commit_round(emb *s, job **arr, size_t n)
                 m_bytes += h->pend_len;
                 h->end += h->pend_len;
                 h->last_write_ms = emb_mono_ms(); /* the sealer waits for idle logs */
+                emb_leaves_publish(h);
             }
             h->visible = h->idx.n;
         } else {
@@ -438,7 +465,7 @@ static int validate_append(const ann_append *req, ann_err *err)
     uint64_t total = 0;
     for (size_t i = 0; i < req->n; i++) {
         const ann_entry *e = &req->entries[i];
-        total += ann_lf_rec_size(e->insert_id_len, e->body_len);
+        total += ann_lf_rec_size(e->insert_id_len, e->body_len + ANN_INTEGRITY_FIELD_LEN);
         if (total > MAX_REQUEST)
             return ann_err_set(err, ANN_EINVAL, "entries: request larger than %u MiB",
                                MAX_REQUEST >> 20);
@@ -481,13 +508,16 @@ int emb_append(ann_store *st, ann_append *req, ann_err *err)
         h->count_clean = false;
         pthread_rwlock_unlock(&h->lk);
     }
-    job j = {.req = req, .h = h, .rc = -1};
+    /* Each entry's body_salt (docs/integrity.md), drawn here rather than in the committer. */
+    job j = {.req = req, .h = h, .rc = -1, .salts = ann_xmalloc(req->n * sizeof *j.salts)};
+    ann_random_bytes(j.salts, req->n * sizeof *j.salts);
     ann_err_clear(&j.err);
     pthread_cond_init(&j.cv, NULL);
     pthread_mutex_lock(&s->q_mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->q_mu);
         pthread_cond_destroy(&j.cv);
+        free(j.salts);
         emb_log_release(s, h);
         return ann_err_set(err, ANN_EUNAVAIL, "store is closing");
     }
@@ -501,6 +531,7 @@ int emb_append(ann_store *st, ann_append *req, ann_err *err)
         pthread_cond_wait(&j.cv, &s->q_mu);
     pthread_mutex_unlock(&s->q_mu);
     pthread_cond_destroy(&j.cv);
+    free(j.salts);
     emb_log_release(s, h);
     if (j.rc != 0 && err)
         *err = j.err;

@@ -330,6 +330,10 @@ static const ann_store_ops embedded_ops = {
     .log_set_hold = emb_log_set_hold,
     .tenant_set_retention = emb_tenant_set_retention,
     .retention_pass = emb_retention_pass,
+    .checkpoint = emb_checkpoint,
+    .inclusion_proof = emb_inclusion_proof,
+    .consistency_proof = emb_consistency_proof,
+    .log_seal = emb_log_seal,
     .log_create = emb_log_create,
     .log_get = emb_log_get,
     .log_delete = emb_log_delete,
@@ -410,6 +414,7 @@ static void emb_close(ann_store *st)
     emb *s = (emb *)st;
     ann_metrics_collector_remove(s->opts.metrics, s);
     bool sealing = s->sealer_started;
+    emb_checkpointer_stop(s);
     emb_sealer_stop(s);
     emb_committer_stop(s);
     if (sealing) /* what is left unsealed is compressed before the files are closed */
@@ -433,9 +438,13 @@ static void emb_close(ann_store *st)
     pthread_cond_destroy(&s->watch_cv);
     pthread_cond_destroy(&s->load_cv);
     pthread_mutex_destroy(&s->seal_mu);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
     emb_summaries_free(s);
     pthread_cond_destroy(&s->seal_cv);
     emb_keys_release(&s->keys);
+    if (s->has_signer)
+        ann_note_signer_release(&s->signer);
     free(s->dir);
     free(s);
 }
@@ -464,6 +473,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
         s->opts.cache_bytes = 64u << 20;
     if (!s->opts.seal_idle_ms)
         s->opts.seal_idle_ms = 3000;
+    if (!s->opts.checkpoint_ms)
+        s->opts.checkpoint_ms = 1000;
     if (!s->opts.summary_bytes)
         s->opts.summary_bytes = 128u << 20;
     s->durable = s->opts.durability != ANN_DURABILITY_NONE;
@@ -481,6 +492,8 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     pthread_cond_init(&s->watch_cv, NULL);
     pthread_cond_init(&s->load_cv, NULL);
     pthread_mutex_init(&s->seal_mu, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     emb_summaries_init(s);
     pthread_cond_init(&s->seal_cv, NULL);
     emb_keys_init(&s->keys);
@@ -526,9 +539,13 @@ int ann_store_embedded_open(const char *dir, const ann_store_embedded_opts *opts
     if (emb_keys_map(s, err) != 0) /* revocations reach every process through it */
         goto done;
     if (!s->opts.admin_only) {
+        /* The checkpoint key: --signing-key, else DIR/signing.key (made on first start). */
+        if (emb_signer_load(dir, s->opts.signing_key, s->opts.key_name, &s->signer, err) != 0)
+            goto done;
+        s->has_signer = true;
         emb_metrics_register(s);
         if (emb_recover(s, err) != 0 || emb_committer_start(s, err) != 0 ||
-            emb_sealer_start(s, err) != 0)
+            emb_sealer_start(s, err) != 0 || emb_checkpointer_start(s, err) != 0)
             goto done;
     }
     rc = 0;

@@ -62,7 +62,23 @@ typedef struct ann_store_embedded_opts {
      * (annals_store_*: entries and bytes appended, fsync latency, group-commit sizes) and
      * reports open logs and bytes on disk at scrape time (docs/operations.md). */
     ann_metrics *metrics;
+    /* The deployment's checkpoint signing key (docs/integrity.md): this file (borrowed,
+     * PRIVATE+KEY+... form) when set, else DIR/signing.key, created at the first serving
+     * open with the name key_name (NULL: "annals"). */
+    const char *signing_key;
+    const char *key_name;
+    /* A checkpoint of each open log that grew is signed this often (ms; 0: 1000), so
+     * checkpoints follow writes within that bound; no_checkpointer: only when asked
+     * (GetLogCheckpoint, SealLog), for benchmarks that compare. */
+    unsigned checkpoint_ms;
+    bool no_checkpointer;
 } ann_store_embedded_opts;
+
+/* The signing key a serving open would use (see the opts), creating DIR/signing.key when
+ * key_file is NULL and there is none: for `annalsd verifier-key`. */
+struct ann_note_signer;
+int ann_store_embedded_signer(const char *dir, const char *key_file, const char *key_name,
+                              struct ann_note_signer *out, ann_err *err);
 
 /* Fills the defaults (all zero). */
 void ann_store_embedded_opts_init(ann_store_embedded_opts *o);

@@ -13,6 +13,8 @@
  *   purge.c     revoke and delete: durable intent first, then the files, then "done"
  *   lifecycle.c legal holds, log retention periods and the retention pass
  *   recover.c   start-up recovery: finishing deletions and revocations a crash cut short
+ *   integrity.c each log's Merkle tree, checkpoints, proofs, SealLog, the signing key and
+ *               the checkpointer thread (docs/integrity.md)
  *   (fault points: src/common/fault.h, live only in test builds)
  *   meta.c, logfile.c, index.c, hash.c: SQLite metadata, data file format, in-memory
  *   index, checksums and SipHash (each has its own header)
@@ -21,6 +23,8 @@
  * to its left; none is held across a watcher callback or a visitor):
  *
  *   s->create_mu > h->purge_mu > s->mu > h->lk > meta's mutex
+ *   h->tree.mu > s->mu (tree.mu is taken with no other store lock held; the tree reads
+ *   entries, which takes s->mu and h->lk, under it)
  *   s->q_mu, s->sync_mu, s->watch_mu, s->keys.mu: leaves (nothing is taken under them)
  *
  *   s->create_mu  serializes log_create (its existence check and insert).
@@ -58,6 +62,7 @@
 #include "store/embedded/index.h"
 #include "store/embedded/meta.h"
 #include "store/store.h"
+#include "domain/note.h"
 
 #define EMB_MAX_ID_LEN ANN_UUID_LEN
 #define EMB_NSYNC 15 /* fdatasync helper threads */
@@ -105,6 +110,28 @@ typedef struct emb_revmap {
     ann_revocation **recs; /* each malloc'd with its strings */
     size_t nrecs, recs_cap;
 } emb_revmap;
+
+/*
+ * A log's Merkle tree (integrity.c; docs/integrity.md), built lazily from the log's
+ * entries: the first integrity call after a load hashes every visible entry, later ones
+ * only the new entries. Every level of the tree is kept (lv[k][i] is the hash of leaves
+ * [i * 2^k, (i + 1) * 2^k)), so a proof is O(log n) lookups: 64 bytes per entry in memory
+ * while the log is open. It is a function of the durable entries alone, so it survives any
+ * crash by being rebuilt, and it never covers an entry that is not visible (visible
+ * entries are durable). Guarded by its own mutex `mu`, which is taken without any other
+ * store lock held and may take s->mu and h->lk (through the read path) under it.
+ */
+typedef struct emb_tree {
+    pthread_mutex_t mu;
+    uint8_t (*lv[64])[32]; /* mu */
+    size_t lv_n[64];       /* mu: hashes at each level */
+    size_t lv_cap[64];     /* mu */
+    uint64_t size;         /* mu: leaves hashed (entries 1..size) */
+    bool legacy;           /* mu: an entry without an integrity field: no tree */
+    ann_err legacy_err;    /* mu: which one */
+    ann_buf ckp;           /* mu: the latest checkpoint signed since the load (empty: none) */
+    uint64_t ckp_size;     /* mu: its tree size */
+} emb_tree;
 
 /* One watch() registration. Holds a reference on its log until unwatch(). */
 struct ann_watch {
@@ -191,20 +218,37 @@ struct elog {
     emb_vslot vc[EMB_VCACHE]; /* vc_mu */
     uint64_t vc_tick;         /* vc_mu */
 
-    emb_revmap revs;  /* lk (write to add): the revocation records of redacted entries */
-    bool count_clean; /* lk: SQLite holds the exact entry count (count_dirty = 0); the
-                         first append after a load marks it dirty there first */
+    emb_revmap revs; /* lk (write to add): the revocation records of redacted entries */
+    bool log_sealed; /* lk: SealLog took (meta.db logs.sealed); appends refuse new entries */
+    /* Leaf hashes of published entries not yet in the tree (integrity.c): lb[k] is entry
+     * lb_first + k's, and when lb_ok they run up to `visible`; the sync helper computes a
+     * round's (pl, committer) while fdatasync waits, the committer appends them here at
+     * publish, the tree takes them, so entries are not read back to be hashed. */
+    uint8_t (*lb)[32];   /* lk */
+    size_t lb_n, lb_cap; /* lk */
+    uint64_t lb_first;   /* lk */
+    bool lb_ok;          /* lk */
+    uint8_t (*pl)[32];   /* committer: this round's leaves (pend_count of them) */
+    size_t pl_cap;       /* committer */
+    bool pl_ok;          /* committer: pl holds every leaf of the pending frame */
+    uint64_t ckp_hint;   /* lk: the size of the tree's latest checkpoint (UINT64_MAX: the log
+                            has no tree), so the checkpointer can skip logs without taking
+                            tree.mu */
+    emb_tree tree;       /* its own mutex (above) */
+    bool count_clean;    /* lk: SQLite holds the exact entry count (count_dirty = 0); the
+                            first append after a load marks it dirty there first */
 };
 
 /* One append() waiting for the committer. Lives on the appender's stack. */
 typedef struct job {
-    ann_append *req;   /* immutable once queued; the committer fills its outputs */
-    elog *h;           /* immutable: the appender's reference */
-    int rc;            /* committer; read by the appender once done */
-    ann_err err;       /* committer; read by the appender once done */
-    bool done;         /* s->q_mu */
-    pthread_cond_t cv; /* waited on with s->q_mu */
-    struct job *next;  /* s->q_mu while queued, then committer */
+    ann_append *req;      /* immutable once queued; the committer fills its outputs */
+    uint8_t (*salts)[32]; /* immutable: req->n body salts (malloc'd by the appender) */
+    elog *h;              /* immutable: the appender's reference */
+    int rc;               /* committer; read by the appender once done */
+    ann_err err;          /* committer; read by the appender once done */
+    bool done;            /* s->q_mu */
+    pthread_cond_t cv;    /* waited on with s->q_mu */
+    struct job *next;     /* s->q_mu while queued, then committer */
 } job;
 
 /* The authenticated-key cache (keys.c). */
@@ -291,6 +335,14 @@ struct emb {
     /* Metrics (opts.metrics; all NULL without): atomics, updated by the committer. */
     ann_counter *m_entries, *m_bytes, *m_rounds;
     ann_histogram *m_fsync, *m_batch_requests, *m_batch_entries;
+
+    ann_note_signer signer;  /* immutable after open: the deployment's checkpoint key */
+    bool has_signer;         /* immutable after open (false for admin_only opens) */
+    pthread_mutex_t ckpt_mu; /* leaf: the checkpointer's wake-ups (integrity.c) */
+    pthread_cond_t ckpt_cv;
+    bool ckpt_stop;    /* ckpt_mu */
+    pthread_t ckpt_th; /* immutable after open */
+    bool ckpt_started; /* immutable after open */
 
     pthread_mutex_t seal_mu; /* the sealer's wake-ups */
     pthread_cond_t seal_cv;
@@ -450,6 +502,10 @@ int emb_wipe(emb *s, int fd, const char *path, uint64_t from, uint64_t to, ann_e
 /* References to the loaded logs that have unsealed entries (for the sealer); release each
  * with emb_log_release and free the array. */
 void emb_open_logs(emb *s, elog ***out, size_t *n);
+/* References to the loaded logs for which want(h) is true (called under s->mu, so it may
+ * take h->lk and nothing else; a log not wanted is not touched, so it keeps aging in the
+ * LRU). The same release. */
+void emb_loaded_logs(emb *s, bool (*want)(elog *h), elog ***out, size_t *n);
 /* The sealer thread: seals busy logs as their unsealed frames reach a block's worth, and
  * idle logs whole. */
 int emb_sealer_start(emb *s, ann_err *err);
@@ -520,5 +576,34 @@ int emb_retention_pass(ann_store *st, int64_t now_ns, int64_t day_ns, size_t max
 /* ---- start-up recovery (recover.c) --------------------------------------- */
 
 int emb_recover(emb *s, ann_err *err);
+
+/* ---- integrity.c ---------------------------------------------------------- */
+
+void emb_tree_init(emb_tree *t);
+void emb_tree_release(emb_tree *t);
+int emb_checkpoint(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                   ann_err *err);
+int emb_inclusion_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t entry_id,
+                        uint64_t tree_size, uint8_t (*out)[32], size_t *n, ann_err *err);
+int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t first,
+                          uint64_t second, uint8_t (*out)[32], size_t *n, ann_err *err);
+int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                 ann_err *err);
+/* Leaf hashes of h's pending frame into h->pl (sets pl_ok): from the sync helper working
+ * on h, or the committer. */
+void emb_frame_leaves(elog *h);
+/* At publish (h->lk held for writing, the round did not fail): moves them to h->lb. */
+void emb_leaves_publish(elog *h);
+/* Saves the tree's leaves to <log>.mrk (elog_free: the last reference, no lock needed). */
+void emb_tree_save(elog *h);
+/* Frees both buffers (elog_free). */
+void emb_leaves_release(elog *h);
+/* The checkpointer: every opts.checkpoint_ms, a new checkpoint of each open log that grew. */
+int emb_checkpointer_start(emb *s, ann_err *err);
+void emb_checkpointer_stop(emb *s);
+/* The signing key: key_file when set, else DIR/signing.key (created with `name` when
+ * missing). */
+int emb_signer_load(const char *dir, const char *key_file, const char *name, ann_note_signer *out,
+                    ann_err *err);
 
 #endif

@@ -9,13 +9,21 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "domain/integrity.h"
 #include "store/embedded/hash.h"
 
 #define MAX_FRAME_LEN (1ull << 30) /* frames are capped far below this */
 
 void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e)
 {
-    uint32_t rec_len = (uint32_t)ann_lf_rec_size(e->insert_id_len, e->body_len);
+    ann_lf_rec_encode_tail(p, id, e, NULL, 0);
+}
+
+void ann_lf_rec_encode_tail(uint8_t *p, uint64_t id, const ann_entry *e, const uint8_t *tail,
+                            size_t tail_len)
+{
+    size_t body_len = e->body_len + tail_len;
+    uint32_t rec_len = (uint32_t)ann_lf_rec_size(e->insert_id_len, body_len);
     ann_le32_put(p + 4, rec_len);
     ann_le64_put(p + 8, id);
     ann_le64_put(p + 16, (uint64_t)e->time_ns);
@@ -24,10 +32,12 @@ void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e)
     ann_le32_put(p + 36, e->flags & ANN_ENTRY_REDACTED);
     ann_le16_put(p + 40, (uint16_t)e->insert_id_len);
     ann_le16_put(p + 42, 0);
-    ann_le32_put(p + 44, (uint32_t)e->body_len);
+    ann_le32_put(p + 44, (uint32_t)body_len);
     memcpy(p + ANN_LF_REC_HDR, e->insert_id, e->insert_id_len);
     if (e->body_len)
         memcpy(p + ANN_LF_REC_HDR + e->insert_id_len, e->body, e->body_len);
+    if (tail_len)
+        memcpy(p + ANN_LF_REC_HDR + e->insert_id_len + e->body_len, tail, tail_len);
     ann_le32_put(p, ann_crc32c(0, p + 4, rec_len - 4));
 }
 
@@ -78,10 +88,26 @@ int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *re
 void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len)
 {
     uint16_t iid_len = ann_le16_get(p + 40);
+    uint8_t *body = p + ANN_LF_REC_HDR + iid_len;
+    size_t cap = rec_len - ANN_LF_REC_HDR - iid_len;
+    size_t body_len = ann_le32_get(p + 44);
+    /* The body_hash stays (docs/integrity.md): computed from the salt and body before they
+     * go, or kept when the record already holds it (a redaction redone after a crash; a
+     * torn rewrite may have left the new header over the old body, so the whole capacity
+     * is tried too). */
+    uint8_t hash[32], field[ANN_INTEGRITY_FIELD_LEN];
+    bool have = (body_len <= cap && ann_integrity_body_hash(body, body_len, hash, NULL) == 0) ||
+                ann_integrity_body_hash(body, cap, hash, NULL) == 0;
     ann_le32_put(p + 36, ann_le32_get(p + 36) | ANN_ENTRY_REDACTED);
-    ann_le32_put(p + 44, 0);
-    memset(p + ANN_LF_REC_HDR + iid_len, 0, rec_len - ANN_LF_REC_HDR - iid_len);
-    ann_le32_put(p, ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len));
+    memset(body, 0, cap);
+    body_len = 0;
+    if (have && cap >= ANN_INTEGRITY_FIELD_LEN) {
+        ann_integrity_field(ANN_INTEGRITY_HASH, hash, field);
+        memcpy(body, field, sizeof field);
+        body_len = sizeof field;
+    }
+    ann_le32_put(p + 44, (uint32_t)body_len);
+    ann_le32_put(p, ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len + body_len));
 }
 
 int ann_lf_pread_full(int fd, void *buf, size_t len, uint64_t off)

@@ -39,6 +39,10 @@ static inline size_t ann_lf_rec_size(size_t iid_len, size_t body_len)
 
 /* Encodes entry `e` as record `id` at p (ann_lf_rec_size bytes). */
 void ann_lf_rec_encode(uint8_t *p, uint64_t id, const ann_entry *e);
+/* The same with `tail` appended to the body (the integrity field, domain/integrity.h):
+ * ann_lf_rec_size(e->insert_id_len, e->body_len + tail_len) bytes. */
+void ann_lf_rec_encode_tail(uint8_t *p, uint64_t id, const ann_entry *e, const uint8_t *tail,
+                            size_t tail_len);
 
 /* Fills the frame header at p. */
 void ann_lf_frame_encode(uint8_t *p, uint64_t first_id, uint32_t count, uint64_t frame_len);

@@ -67,6 +67,8 @@ static const char *const ADDED_COLUMNS[][3] = {
     {"logs", "legal_hold", "INTEGER NOT NULL DEFAULT 0"},
     {"logs", "last_write_ns", "INTEGER NOT NULL DEFAULT 0"},
     {"tenants", "retention_days", "INTEGER NOT NULL DEFAULT 0"},
+    /* SealLog (docs/integrity.md): the log takes no more entries. */
+    {"logs", "sealed", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 /* SQLite reports its own allocation failures as errors; the store's policy is
@@ -1477,6 +1479,51 @@ int ann_meta_revocation_records(ann_meta *m, const char *tenant, const char *log
         goto done;
     }
     rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_seal(ann_meta *m, const char *tenant, const char *log, ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "UPDATE logs SET sealed = 1 WHERE tenant_id = ?1 AND log_id = ?2", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(m, err, "seal");
+    else
+        rc = 0;
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int ann_meta_log_sealed(ann_meta *m, const char *tenant, const char *log, bool *sealed,
+                        ann_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    *sealed = false;
+    pthread_mutex_lock(&m->mu);
+    if (prep(m, "SELECT sealed FROM logs WHERE tenant_id = ?1 AND log_id = ?2", &st, err) != 0)
+        goto done;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, log, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *sealed = sqlite3_column_int(st, 0) != 0;
+        rc = 1;
+    } else if (r == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        db_fail(m, err, "sealed lookup");
+    }
 done:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);

@@ -147,6 +147,11 @@ int ann_meta_revocations(ann_meta *m, const char *tenant, const char *log,
  * grown since). 1 found, 0 not found, -1 error. */
 int ann_meta_log_count_set(ann_meta *m, const char *tenant, const char *log, uint64_t count,
                            bool dirty, ann_err *err);
+/* SealLog: marks the log sealed (synchronous=FULL: durable on return). */
+int ann_meta_log_seal(ann_meta *m, const char *tenant, const char *log, ann_err *err);
+/* Whether the log is sealed: 1 found, 0 not found, -1 error. */
+int ann_meta_log_sealed(ann_meta *m, const char *tenant, const char *log, bool *sealed,
+                        ann_err *err);
 int ann_meta_log_count_get(ann_meta *m, const char *tenant, const char *log, uint64_t *count,
                            bool *dirty, ann_err *err);
 

@@ -138,6 +138,11 @@ int emb_unlink_log_files(emb *s, const char *tenant, const char *log, ann_err *e
     char *path = ann_xmalloc(plen);
     char *tdir = emb_path_join(s->dir, "logs", tenant, "");
     int rc = -1;
+    snprintf(path, plen, "%s/logs/%s/%s.mrk", s->dir, tenant, log); /* integrity.c */
+    if (unlink(path) != 0 && errno != ENOENT) {
+        emb_sys_fail(err, "unlink", path);
+        goto done;
+    }
     snprintf(path, plen, "%s/logs/%s/%s.idx", s->dir, tenant, log);
     if (unlink(path) != 0 && errno != ENOENT) {
         emb_sys_fail(err, "unlink", path);

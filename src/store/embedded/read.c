@@ -32,6 +32,7 @@ int emb_log_get(ann_store *st, const char *tenant_id, const char *log_id, ann_lo
     out->create_time_ns = h->create_ns;
     out->entry_count = h->visible;
     out->visible_count = h->visible; /* an append returns visible */
+    out->sealed = h->log_sealed;
     if (h->labels_len) {
         out->labels = ann_xmalloc(h->labels_len);
         memcpy(out->labels, h->labels, h->labels_len);
@@ -157,9 +158,7 @@ static void reader_fix(reader *r)
         ann_entry *e = &r->ents[i];
         uint8_t *p = r->buf + r->offs[i];
         e->insert_id = (const char *)p + ANN_LF_REC_HDR;
-        e->body = p + ANN_LF_REC_HDR + e->insert_id_len;
-        if (e->flags & ANN_ENTRY_REDACTED)
-            e->body_len = 0;
+        e->body = p + ANN_LF_REC_HDR + e->insert_id_len; /* redacted: the body_hash field */
         e->revocation = r->revs[i];
     }
 }

@@ -23,6 +23,7 @@
  */
 #include "common/fault.h"
 #include "store/embedded/internal.h"
+#include "domain/integrity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -431,10 +432,20 @@ static int block_rewrite(emb *s, elog *h, size_t bi, const uint64_t *ids, size_t
     int64_t *times = ann_xmalloc(v.n * sizeof *times);
     for (size_t i = 0; i < v.n; i++)
         times[i] = v.e[i].time_ns;
+    /* A redacted entry keeps its body_hash (domain/integrity.h): computed from its salt and
+     * body before they go, or kept when it is redacted already. */
+    uint8_t(*hf)[ANN_INTEGRITY_FIELD_LEN] = ann_xmalloc((n ? n : 1) * sizeof *hf);
     for (size_t k = 0; k < n; k++) {
         ann_entry *e = &v.e[ids[k] - old.first];
+        uint8_t hash[32];
+        bool have = ann_integrity_body_hash(e->body, e->body_len, hash, NULL) == 0;
         e->flags |= ANN_ENTRY_REDACTED;
         e->body_len = 0;
+        if (have) {
+            ann_integrity_field(ANN_INTEGRITY_HASH, hash, hf[k]);
+            e->body = hf[k];
+            e->body_len = ANN_INTEGRITY_FIELD_LEN;
+        }
     }
     if (ann_blk_encode(v.e, v.n, old.first, old.hdr.gen + 1, old.hdr.dat_end, SEAL_LEVEL, &blk,
                        err) != 0)
@@ -455,6 +466,7 @@ static int block_rewrite(emb *s, elog *h, size_t bi, const uint64_t *ids, size_t
         pthread_rwlock_unlock(&h->lk);
     rc = blk_kill(s, h, old.off, old.hdr, err);
 done:
+    free(hf);
     free(times);
     ann_blk_view_release(&v);
     ann_buf_release(&blk);

@@ -1,0 +1,629 @@
+/*
+ * Integrity (docs/integrity.md): each log's Merkle tree, its signed checkpoints, proofs,
+ * SealLog, and the deployment's signing key.
+ *
+ * What is on disk: each record's body ends with its LogEntry.integrity field (the salt
+ * drawn at append, commit.c; after a revocation the body_hash, logfile.c and seal.c), and
+ * meta.db's logs.sealed. The tree is computed from the records (emb_tree in internal.h), so
+ * it holds exactly the durable, visible entries and needs no recovery of its own; a
+ * checkpoint is signed from it when asked for after the tree grew.
+ */
+#include "store/embedded/internal.h"
+#include "store/embedded/logfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/random.h"
+#include "domain/integrity.h"
+#include "domain/merkle.h"
+#include "domain/note.h"
+
+#define SIGNING_KEY_FILE "signing.key"
+#define KEY_FILE_MAX 4096
+#define SEAL_WAIT_MS 30000 /* SealLog waits this long at most for a round in flight */
+
+/* ---- the tree -------------------------------------------------------------------------- */
+
+void emb_tree_init(emb_tree *t)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+}
+
+void emb_tree_release(emb_tree *t)
+{
+    for (int k = 0; k < 64; k++)
+        free(t->lv[k]);
+    ann_buf_release(&t->ckp);
+    pthread_mutex_destroy(&t->mu);
+}
+
+static void lv_push(emb_tree *t, int k, const uint8_t h[32])
+{
+    if (t->lv_n[k] == t->lv_cap[k]) {
+        t->lv_cap[k] = t->lv_cap[k] ? t->lv_cap[k] * 2 : 64;
+        t->lv[k] = ann_xrealloc(t->lv[k], t->lv_cap[k] * sizeof *t->lv[k]);
+    }
+    memcpy(t->lv[k][t->lv_n[k]++], h, 32);
+}
+
+/* Adds leaf `t->size` and every node it completes. */
+static void tree_add_leaf(emb_tree *t, const uint8_t leaf[32])
+{
+    lv_push(t, 0, leaf);
+    t->size++;
+    for (int k = 0; k < 63 && t->lv_n[k] % 2 == 0 && t->lv_n[k] / 2 > t->lv_n[k + 1]; k++) {
+        uint8_t node[32];
+        size_t n = t->lv_n[k];
+        ann_merkle_node_hash(t->lv[k][n - 2], t->lv[k][n - 1], node);
+        lv_push(t, k + 1, node);
+    }
+}
+
+typedef struct grow_ctx {
+    elog *h;
+    emb_tree *t;
+    uint64_t next; /* the id expected */
+    ann_err *err;
+    int rc;
+} grow_ctx;
+
+static int grow_visit(const ann_entry *e, void *ud)
+{
+    grow_ctx *g = ud;
+    uint8_t body_hash[32], leaf[32];
+    if (e->entry_id != g->next) {
+        g->rc = ann_err_set(g->err, ANN_EINTERNAL, "tree: entry %llu read for %llu",
+                            (unsigned long long)e->entry_id, (unsigned long long)g->next);
+        return 1;
+    }
+    if (ann_integrity_body_hash(e->body, e->body_len, body_hash, g->err) != 0) {
+        g->t->legacy = true;
+        pthread_rwlock_wrlock(&g->h->lk);
+        g->h->ckp_hint = UINT64_MAX;
+        pthread_rwlock_unlock(&g->h->lk);
+        ann_err_set(&g->t->legacy_err, ANN_EPRECOND,
+                    "log predates integrity: entry %llu has no body salt or hash, so the log has "
+                    "no Merkle tree",
+                    (unsigned long long)e->entry_id);
+        if (g->err)
+            *g->err = g->t->legacy_err;
+        g->rc = -1;
+        return 1;
+    }
+    ann_entry_leaf_hash(e, body_hash, leaf);
+    tree_add_leaf(g->t, leaf);
+    g->next++;
+    return 0;
+}
+
+/* ---- leaves hashed by the commit path ---------------------------------------------- */
+
+#define LB_MAX (1u << 20) /* leaves waiting for the tree, at most (32 MiB); beyond, read back */
+
+void emb_frame_leaves(elog *h)
+{
+    h->pl_ok = false;
+    if (!h->pend_count)
+        return;
+    if (h->pl_cap < h->pend_count) {
+        free(h->pl);
+        h->pl_cap = h->pend_count;
+        h->pl = ann_xmalloc(h->pl_cap * sizeof *h->pl);
+    }
+    size_t pos = ANN_LF_FRAME_HDR;
+    for (uint32_t k = 0; k < h->pend_count; k++) {
+        ann_entry e;
+        uint32_t rl;
+        uint8_t bh[32];
+        if (ann_lf_rec_decode(h->pend + pos, h->pend_len - pos, &e, &rl) != 0 ||
+            e.entry_id != h->pend_first + k ||
+            ann_integrity_body_hash(e.body, e.body_len, bh, NULL) != 0)
+            return; /* the tree reads these entries back (and finds out why) */
+        ann_entry_leaf_hash(&e, bh, h->pl[k]);
+        pos += rl;
+    }
+    h->pl_ok = true;
+}
+
+void emb_leaves_publish(elog *h)
+{
+    if (!h->pend_count)
+        return;
+    if (!h->pl_ok || !h->lb_ok || h->lb_first + h->lb_n != h->pend_first ||
+        h->lb_n + h->pend_count > LB_MAX) {
+        h->lb_ok = false;
+        free(h->lb);
+        h->lb = NULL;
+        h->lb_n = h->lb_cap = 0;
+        return;
+    }
+    if (h->lb_n + h->pend_count > h->lb_cap) {
+        size_t cap = h->lb_cap ? h->lb_cap : 1024;
+        while (cap < h->lb_n + h->pend_count)
+            cap *= 2;
+        h->lb = ann_xrealloc(h->lb, cap * sizeof *h->lb);
+        h->lb_cap = cap;
+    }
+    memcpy(h->lb[h->lb_n], h->pl, h->pend_count * sizeof *h->pl);
+    h->lb_n += h->pend_count;
+}
+
+void emb_leaves_release(elog *h)
+{
+    free(h->lb);
+    free(h->pl);
+    h->lb = h->pl = NULL;
+}
+
+/* ---- the saved leaves: <log>.mrk ------------------------------------------------------ */
+
+/* "ANM1" | u32 crc32c of the rest | u64 count | count leaf hashes. Written when an open log
+ * with a tree is closed (evicted or the store closing), read at its next first use: a
+ * cache of what the entries give, so no fsync, and a file that fails its checksum (a power
+ * cut during the write) or is longer than the log is ignored or cut to the entries. */
+#define MRK_MAGIC "ANM1"
+#define MRK_HDR 16
+
+static char *mrk_path(const elog *h)
+{
+    size_t n = strlen(h->path) + 1;
+    char *p = ann_xmalloc(n);
+    memcpy(p, h->path, n);
+    memcpy(p + n - 4, "mrk", 3); /* "<log>.dat" -> "<log>.mrk" */
+    return p;
+}
+
+void emb_tree_save(elog *h)
+{
+    emb_tree *t = &h->tree;
+    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken)
+        return;
+    char *path = mrk_path(h);
+    size_t tl = strlen(path) + 5;
+    char *tmp = ann_xmalloc(tl);
+    snprintf(tmp, tl, "%s.tmp", path);
+    uint8_t hdr[MRK_HDR];
+    memcpy(hdr, MRK_MAGIC, 4);
+    ann_le64_put(hdr + 8, t->size);
+    uint32_t crc = ann_crc32c(0, hdr + 8, 8);
+    crc = ann_crc32c(crc, t->lv[0], t->size * 32);
+    ann_le32_put(hdr + 4, crc);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && emb_write_full(fd, hdr, sizeof hdr, 0) == 0 &&
+              emb_write_full(fd, t->lv[0], t->size * 32, sizeof hdr) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        unlink(tmp);
+    free(tmp);
+    free(path);
+}
+
+/* Adds the saved leaves of entries t->size + 1 .. vis (t->size is 0: the first use). */
+static void tree_load_saved(elog *h, uint64_t vis)
+{
+    emb_tree *t = &h->tree;
+    char *path = mrk_path(h);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return;
+    uint8_t hdr[MRK_HDR];
+    uint8_t(*leaves)[32] = NULL;
+    if (ann_lf_pread_full(fd, hdr, sizeof hdr, 0) != 0 || memcmp(hdr, MRK_MAGIC, 4) != 0)
+        goto done;
+    uint64_t count = ann_le64_get(hdr + 8);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != MRK_HDR + count * 32 || count > 1ull << 40)
+        goto done;
+    leaves = ann_xmalloc((count ? count : 1) * 32);
+    if (ann_lf_pread_full(fd, leaves, count * 32, MRK_HDR) != 0)
+        goto done;
+    uint32_t crc = ann_crc32c(ann_crc32c(0, hdr + 8, 8), leaves, count * 32);
+    if (crc != ann_le32_get(hdr + 4))
+        goto done;
+    for (uint64_t i = 0; i < count && i < vis; i++)
+        tree_add_leaf(t, leaves[i]);
+done:
+    free(leaves);
+    close(fd);
+}
+
+/* Brings h's tree up to its visible entries; *visible gets their count. tree.mu held. */
+static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
+{
+    emb_tree *t = &h->tree;
+    if (t->size == 0 && !t->legacy) {
+        pthread_rwlock_rdlock(&h->lk);
+        uint64_t v0 = h->load_rc == 0 && !h->deleted ? h->visible : 0;
+        pthread_rwlock_unlock(&h->lk);
+        if (v0)
+            tree_load_saved(h, v0);
+    }
+    /* Take the leaves the commit path hashed, and start a new run after `visible`. */
+    pthread_rwlock_wrlock(&h->lk);
+    int rc = emb_log_state(h, err);
+    uint64_t vis = h->visible;
+    bool ok = h->lb_ok;
+    uint64_t first = h->lb_first;
+    size_t n = h->lb_n;
+    uint8_t(*lb)[32] = h->lb;
+    h->lb = NULL;
+    h->lb_n = h->lb_cap = 0;
+    h->lb_first = vis + 1;
+    h->lb_ok = true;
+    pthread_rwlock_unlock(&h->lk);
+    if (rc != 0 || t->legacy) {
+        free(lb);
+        if (rc == 0 && err)
+            *err = t->legacy_err;
+        return -1;
+    }
+    if (ok && n && first > t->size + 1) { /* a gap before them: read it */
+        grow_ctx g = {.h = h, .t = t, .next = t->size + 1, .err = err};
+        if (emb_read_range(s, h, t->size + 1, first - 1, grow_visit, &g, err) != 0 || g.rc != 0) {
+            free(lb);
+            return -1;
+        }
+    }
+    if (ok)
+        for (size_t k = 0; k < n && first + k <= vis; k++)
+            if (first + k == t->size + 1)
+                tree_add_leaf(t, lb[k]);
+    free(lb);
+    if (t->size < vis) {
+        grow_ctx g = {.h = h, .t = t, .next = t->size + 1, .err = err};
+        if (emb_read_range(s, h, t->size + 1, vis, grow_visit, &g, err) != 0 || g.rc != 0)
+            return -1;
+        if (t->size < vis) /* the log lost entries under us (a deletion): say so */
+            return emb_log_state(h, err) != 0
+                       ? -1
+                       : ann_err_set(err, ANN_EINTERNAL, "tree: read %llu of %llu entries",
+                                     (unsigned long long)t->size, (unsigned long long)vis);
+    }
+    *visible = vis;
+    return 0;
+}
+
+static int subtree(void *ud, uint64_t start, unsigned level, uint8_t out[32], ann_err *err)
+{
+    emb_tree *t = ud;
+    uint64_t i = start >> level;
+    if (level >= 64 || i >= t->lv_n[level])
+        return ann_err_set(err, ANN_EINTERNAL, "tree: no node at level %u index %llu", level,
+                           (unsigned long long)i);
+    memcpy(out, t->lv[level][i], 32);
+    return 0;
+}
+
+/* Signs a checkpoint over the tree's first `size` leaves into t->ckp unless it holds one
+ * of that size already. tree.mu held. */
+static int tree_sign(emb *s, elog *h, uint64_t size, ann_err *err)
+{
+    emb_tree *t = &h->tree;
+    if (t->ckp.len && t->ckp_size == size)
+        return 0;
+    if (!s->has_signer)
+        return ann_err_set(err, ANN_EINVAL, "this store was opened without a signing key");
+    uint8_t root[32];
+    if (ann_merkle_root(size, subtree, t, root, err) != 0)
+        return -1;
+    ann_buf note = ANN_BUF_INIT;
+    if (ann_checkpoint_sign(&s->signer, h->log, size, root, &note, err) != 0) {
+        ann_buf_release(&note);
+        return -1;
+    }
+    ann_buf_release(&t->ckp);
+    t->ckp = note;
+    t->ckp_size = size;
+    pthread_rwlock_wrlock(&h->lk);
+    h->ckp_hint = size;
+    pthread_rwlock_unlock(&h->lk);
+    return 0;
+}
+
+/* Catches h's tree up and makes sure a checkpoint exists (a new one when `fresh` and the
+ * tree grew). tree.mu held. */
+static int tree_ready(emb *s, elog *h, bool fresh, ann_err *err)
+{
+    uint64_t vis = 0;
+    if (tree_catch_up(s, h, &vis, err) != 0)
+        return -1;
+    if (fresh || !h->tree.ckp.len)
+        return tree_sign(s, h, vis, err);
+    return 0;
+}
+
+int emb_checkpoint(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                   ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    pthread_mutex_lock(&h->tree.mu);
+    int rc = tree_ready(s, h, true, err);
+    if (rc == 0)
+        ann_buf_add(out, h->tree.ckp.data, h->tree.ckp.len);
+    pthread_mutex_unlock(&h->tree.mu);
+    emb_log_release(s, h);
+    return rc;
+}
+
+int emb_inclusion_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t entry_id,
+                        uint64_t tree_size, uint8_t (*out)[32], size_t *n, ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    *n = 0;
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    pthread_mutex_lock(&h->tree.mu);
+    int rc = tree_ready(s, h, false, err);
+    if (rc != 0)
+        goto done;
+    rc = -1;
+    if (tree_size == 0 || tree_size > h->tree.ckp_size)
+        ann_err_set(err, ANN_EINVAL,
+                    "tree_size: %llu is not a tree size of a checkpoint (1 to %llu, the latest "
+                    "checkpoint's size)",
+                    (unsigned long long)tree_size, (unsigned long long)h->tree.ckp_size);
+    else if (entry_id == 0 || entry_id > tree_size)
+        ann_err_set(err, ANN_EINVAL, "entry_id: %llu is not in the tree of %llu entries",
+                    (unsigned long long)entry_id, (unsigned long long)tree_size);
+    else
+        rc = ann_merkle_inclusion_proof(entry_id - 1, tree_size, subtree, &h->tree, out, n, err);
+done:
+    pthread_mutex_unlock(&h->tree.mu);
+    emb_log_release(s, h);
+    return rc;
+}
+
+int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_id, uint64_t first,
+                          uint64_t second, uint8_t (*out)[32], size_t *n, ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    *n = 0;
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    pthread_mutex_lock(&h->tree.mu);
+    int rc = tree_ready(s, h, false, err);
+    if (rc != 0)
+        goto done;
+    rc = -1;
+    if (second == 0 || second > h->tree.ckp_size)
+        ann_err_set(err, ANN_EINVAL,
+                    "second_size: %llu is not a tree size of a checkpoint (1 to %llu, the "
+                    "latest checkpoint's size)",
+                    (unsigned long long)second, (unsigned long long)h->tree.ckp_size);
+    else if (first == 0 || first > second)
+        ann_err_set(err, ANN_EINVAL, "first_size: %llu must be 1 to second_size (%llu)",
+                    (unsigned long long)first, (unsigned long long)second);
+    else
+        rc = ann_merkle_consistency_proof(first, second, subtree, &h->tree, out, n, err);
+done:
+    pthread_mutex_unlock(&h->tree.mu);
+    emb_log_release(s, h);
+    return rc;
+}
+
+/* ---- SealLog ------------------------------------------------------------------------- */
+
+int emb_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                 ann_err *err)
+{
+    emb *s = (emb *)st;
+    elog *h;
+    int rc = -1;
+    if (emb_log_acquire(s, tenant_id, log_id, &h, err) != 0)
+        return -1;
+    pthread_rwlock_rdlock(&h->lk);
+    rc = emb_log_state(h, err);
+    bool already = h->log_sealed;
+    pthread_rwlock_unlock(&h->lk);
+    if (rc != 0)
+        goto done;
+    rc = -1;
+    /* Durable first: once SealLog answers, no restart can take the seal back. */
+    if (!already && ann_meta_log_seal(s->meta, h->tenant, h->log, err) != 0)
+        goto done;
+    /* From here the committer refuses new entries; entries it sequenced before are in a
+     * round in flight: wait until they are published (or the round failed, which drops
+     * them unacknowledged), so the final checkpoint covers every acknowledged entry. */
+    pthread_rwlock_wrlock(&h->lk);
+    h->log_sealed = true;
+    pthread_rwlock_unlock(&h->lk);
+    for (int waited = 0;; waited++) {
+        pthread_rwlock_rdlock(&h->lk);
+        bool settled = h->visible == h->idx.n || h->broken || h->deleted;
+        pthread_rwlock_unlock(&h->lk);
+        if (settled)
+            break;
+        if (waited >= SEAL_WAIT_MS) {
+            ann_err_set(err, ANN_EUNAVAIL,
+                        "log %s: sealed, but a write is still in flight; "
+                        "retry SealLog for the final checkpoint",
+                        h->log);
+            goto done;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    pthread_mutex_lock(&h->tree.mu);
+    rc = tree_ready(s, h, true, err);
+    if (rc == 0)
+        ann_buf_add(out, h->tree.ckp.data, h->tree.ckp.len);
+    pthread_mutex_unlock(&h->tree.mu);
+done:
+    emb_log_release(s, h);
+    return rc;
+}
+
+/* ---- the checkpointer ------------------------------------------------------------- */
+
+/* Under s->mu: a log whose visible entries passed its latest checkpoint. */
+static bool needs_checkpoint(elog *h)
+{
+    pthread_rwlock_rdlock(&h->lk);
+    bool want = h->load_rc == 0 && !h->deleted && !h->broken && h->ckp_hint != UINT64_MAX &&
+                h->visible > h->ckp_hint;
+    pthread_rwlock_unlock(&h->lk);
+    return want;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    emb *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)(s->opts.checkpoint_ms % 1000) * 1000000L;
+        dl.tv_sec += s->opts.checkpoint_ms / 1000 + dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &dl);
+        if (s->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        elog **v = NULL;
+        size_t n = 0;
+        emb_loaded_logs(s, needs_checkpoint, &v, &n);
+        for (size_t i = 0; i < n; i++) {
+            elog *h = v[i];
+            pthread_rwlock_rdlock(&h->lk);
+            bool live = h->load_rc == 0 && !h->deleted && !h->broken;
+            uint64_t vis = h->visible;
+            pthread_rwlock_unlock(&h->lk);
+            pthread_mutex_lock(&h->tree.mu);
+            if (live && !h->tree.legacy && (vis > h->tree.ckp_size || !h->tree.ckp.len)) {
+                ann_err err;
+                if (tree_ready(s, h, true, &err) != 0 && !h->tree.legacy)
+                    fprintf(stderr, "annals store: %s: checkpoint: %s\n", h->log, err.msg);
+            }
+            pthread_mutex_unlock(&h->tree.mu);
+            emb_log_release(s, h);
+        }
+        free(v);
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+int emb_checkpointer_start(emb *s, ann_err *err)
+{
+    if (s->opts.no_checkpointer || !s->has_signer)
+        return 0;
+    if (pthread_create(&s->ckpt_th, NULL, checkpointer_main, s) != 0)
+        return ann_err_set(err, ANN_EUNAVAIL, "cannot start the checkpointer thread");
+    s->ckpt_started = true;
+    return 0;
+}
+
+void emb_checkpointer_stop(emb *s)
+{
+    if (!s->ckpt_started)
+        return;
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_stop = true;
+    pthread_cond_broadcast(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    pthread_join(s->ckpt_th, NULL);
+    s->ckpt_started = false;
+}
+
+/* ---- the signing key ------------------------------------------------------------------- */
+
+static int key_read(const char *path, ann_note_signer *signer, ann_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ann_err_set(err, errno == ENOENT ? ANN_ENOTFOUND : ANN_EINVAL, "signing key %s: %s",
+                           path, strerror(errno));
+    char buf[KEY_FILE_MAX];
+    ssize_t n = read(fd, buf, sizeof buf);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return ann_err_set(err, ANN_EINVAL, "signing key %s: %s", path, strerror(e));
+    if ((size_t)n == sizeof buf)
+        return ann_err_set(err, ANN_EINVAL, "signing key %s: longer than %d bytes", path,
+                           KEY_FILE_MAX);
+    int rc = ann_note_signer_parse(signer, buf, (size_t)n, err);
+    memset(buf, 0, sizeof buf);
+    if (rc != 0)
+        fprintf(stderr, "annals store: signing key %s: %s\n", path, err ? err->msg : "");
+    return rc;
+}
+
+/* Creates DIR/signing.key with a new key (O_EXCL: a concurrent creator wins, we read its). */
+static int key_create(const char *dir, const char *path, const char *name, ann_err *err)
+{
+    uint8_t seed[32];
+    ann_note_signer k;
+    ann_random_bytes(seed, sizeof seed);
+    int rc = ann_note_signer_init(&k, name, seed, err);
+    memset(seed, 0, sizeof seed);
+    if (rc != 0)
+        return -1;
+    ann_buf text = ANN_BUF_INIT;
+    ann_note_signer_format(&k, &text);
+    ann_buf_add(&text, "\n", 1);
+    ann_note_signer_release(&k);
+    rc = -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = errno == EEXIST ? 0 : emb_sys_fail(err, "create", path);
+        goto done;
+    }
+    if (emb_write_full(fd, text.data, text.len, 0) != 0 || fsync(fd) != 0) {
+        emb_sys_fail(err, "write", path);
+        close(fd);
+        unlink(path);
+        goto done;
+    }
+    close(fd);
+    if (emb_fsync_dir(dir) != 0) {
+        emb_sys_fail(err, "fsync", dir);
+        goto done;
+    }
+    rc = 0;
+done:
+    memset(text.data, 0, text.len);
+    ann_buf_release(&text);
+    return rc;
+}
+
+int emb_signer_load(const char *dir, const char *key_file, const char *name, ann_note_signer *out,
+                    ann_err *err)
+{
+    if (key_file && *key_file)
+        return key_read(key_file, out, err);
+    size_t n = strlen(dir) + sizeof "/" SIGNING_KEY_FILE;
+    char *path = ann_xmalloc(n);
+    snprintf(path, n, "%s/%s", dir, SIGNING_KEY_FILE);
+    int rc = key_read(path, out, err);
+    if (rc != 0 && err && err->code == ANN_ENOTFOUND) {
+        rc = key_create(dir, path, name && *name ? name : ANN_NOTE_NAME_DEFAULT, err);
+        if (rc == 0)
+            rc = key_read(path, out, err);
+    }
+    free(path);
+    return rc;
+}
+
+int ann_store_embedded_signer(const char *dir, const char *key_file, const char *key_name,
+                              struct ann_note_signer *out, ann_err *err)
+{
+    return emb_signer_load(dir, key_file, key_name, out, err);
+}
