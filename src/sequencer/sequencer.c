@@ -651,6 +651,7 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
         carry[ncarry++] = e;
         assigned_put(b, cm->log, e, e);
         nr->e[nr->n++] = (ann_entry){.entry_id = e->entry_id,
+                                     .flags = e->insert_id_generated ? ANN_ENTRY_GENERATED_ID : 0,
                                      .time_ns = e->time_ns,
                                      .insert_time_ns = e->insert_time_ns,
                                      .severity = e->severity,
@@ -775,6 +776,38 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
     }
 }
 
+/* A replayed command whose probe (its first server-made insert_id) was found at id p:
+ * its server-made entries were all new together, at p and after, so one read of
+ * [p, p + n) finds them; found[k] gets the id of each it holds. */
+typedef struct gen_find {
+    smap idx; /* insert_id -> entry index in the command */
+    uint64_t *found;
+} gen_find;
+
+static int gen_visit(const ann_entry *e, void *ud)
+{
+    gen_find *g = ud;
+    size_t k;
+    if (smap_get(&g->idx, e->insert_id, e->insert_id_len, &k) && !g->found[k])
+        g->found[k] = e->entry_id;
+    return 0;
+}
+
+static int find_generated(pbatch *b, const cmd *cm, uint64_t p, uint64_t *found, ann_err *err)
+{
+    const wlog *w = &b->logs[cm->log];
+    Annals__Events__V1__Write *wr = cm->c->write;
+    gen_find g = {.found = found};
+    for (size_t k = 0; k < wr->n_entries; k++)
+        if (wr->entries[k]->insert_id_generated)
+            smap_put(&g.idx, (const char *)wr->entries[k]->insert_id.data,
+                     wr->entries[k]->insert_id.len, k);
+    int rc = ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, p,
+                                 p + wr->n_entries, gen_visit, &g, err);
+    smap_clear(&g.idx);
+    return rc;
+}
+
 /* Sequences one partition's commands: heads, dedup lookups, ids; nothing written yet
  * (store_partitions writes the rows and commits the heads). */
 static int prepare_partition(pbatch *b, ann_err *err)
@@ -829,86 +862,87 @@ static int prepare_partition(pbatch *b, ann_err *err)
         b->logs[i].work = b->logs[i].committed;
     tm_add(s, TM_HEADS, &t0);
 
-    /* 2. dedup lookups of every write's insert_ids against committed rows. A command
-     * whose insert_ids the API server made up (events.proto, insert_id_generated) can
-     * only find them stored if it is replayed: one probe of its first entry decides, and
-     * only a probe that hits looks the rest up. */
-    bool *probe = xcalloc(b->ncmds, sizeof *probe);
-    size_t *qstart = xcalloc(b->ncmds, sizeof *qstart);
+    /* 2. dedup lookups of every write's insert_ids against committed rows. Server-made
+     * insert_ids (events.proto, insert_id_generated) are unique to their command and only
+     * the first has a row (the probe, ann_archive_writer_add): a replayed command's probe
+     * finds its id P, and its other server-made ids are read from the batch rows at
+     * P.. (they were all new together, after P); a probe that misses means they are all
+     * new. Client-given insert_ids are each looked up. */
+    size_t *qprobe = xcalloc(b->ncmds, sizeof *qprobe);
+    uint64_t **found = xcalloc(b->ncmds, sizeof *found);
     ann_archive_iid_query *q = NULL;
+    size_t *qcmd = NULL, *qent = NULL;
     size_t nq = 0, cap = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t from = nq;
-        for (size_t i = 0; i < b->ncmds; i++) {
-            Command *c = b->cmds[i].c;
-            const wlog *w = &b->logs[b->cmds[i].log];
-            if (pass == 0)
-                qstart[i] = SIZE_MAX;
-            if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
-                c->write->n_entries == 0 || !w->committed.exists || w->committed.deleted ||
-                w->committed.next_id <= 1)
-                continue;
-            size_t n = c->write->n_entries;
-            if (pass == 0) {
-                bool generated = true;
-                for (size_t k = 0; k < n && generated; k++)
-                    generated = c->write->entries[k]->insert_id_generated;
-                probe[i] = generated;
-                if (generated)
-                    n = 1;
-            } else if (!probe[i] || q[qstart[i]].id_out == 0) {
-                continue; /* looked up whole in pass 0, or a probe that missed: all new */
+    for (size_t i = 0; i < b->ncmds; i++) {
+        Command *c = b->cmds[i].c;
+        const wlog *w = &b->logs[b->cmds[i].log];
+        qprobe[i] = SIZE_MAX;
+        if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
+            c->write->n_entries == 0)
+            continue;
+        size_t n = c->write->n_entries;
+        found[i] = xcalloc(n, sizeof *found[i]);
+        if (!w->committed.exists || w->committed.deleted || w->committed.next_id <= 1)
+            continue;
+        bool probed = false;
+        for (size_t k = 0; k < n; k++) {
+            Entry *e = c->write->entries[k];
+            if (e->insert_id_generated) {
+                if (probed)
+                    continue;
+                probed = true;
+                qprobe[i] = nq;
             }
-            if (nq + n > cap) {
-                cap = (nq + n) * 2;
+            if (nq == cap) {
+                cap = cap ? cap * 2 : 1024;
                 q = xrealloc(q, cap * sizeof *q);
+                qcmd = xrealloc(qcmd, cap * sizeof *qcmd);
+                qent = xrealloc(qent, cap * sizeof *qent);
             }
-            qstart[i] = nq;
-            if (pass == 1)
-                probe[i] = false; /* now looked up whole */
-            for (size_t k = 0; k < n; k++) {
-                Entry *e = c->write->entries[k];
-                q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
-                                                  .log_id = w->log,
-                                                  .next_id = w->committed.next_id,
-                                                  .insert_id = (const char *)e->insert_id.data,
-                                                  .insert_id_len = e->insert_id.len};
-            }
+            qcmd[nq] = i;
+            qent[nq] = k;
+            q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
+                                              .log_id = w->log,
+                                              .next_id = w->committed.next_id,
+                                              .insert_id = (const char *)e->insert_id.data,
+                                              .insert_id_len = e->insert_id.len};
         }
-        if (nq > from && ann_archive_lookup_many(s->ar, q + from, nq - from, err) < 0) {
-            free(q);
-            free(qstart);
-            free(probe);
-            return P_FAILED;
-        }
+    }
+    if (nq > 0 && ann_archive_lookup_many(s->ar, q, nq, err) < 0)
+        rc = -1;
+    for (size_t j = 0; rc == 0 && j < nq; j++)
+        found[qcmd[j]][qent[j]] = q[j].id_out;
+    for (size_t i = 0; rc == 0 && i < b->ncmds; i++)
+        if (qprobe[i] != SIZE_MAX && q[qprobe[i]].id_out != 0 &&
+            find_generated(b, &b->cmds[i], q[qprobe[i]].id_out, found[i], err) < 0)
+            rc = -1;
+    free(q);
+    free(qcmd);
+    free(qent);
+    free(qprobe);
+    if (rc < 0) {
+        for (size_t i = 0; i < b->ncmds; i++)
+            free(found[i]);
+        free(found);
+        return P_FAILED;
     }
 
     tm_add(s, TM_LOOKUP, &t0);
     /* 3. sequence in order */
     newrows *nr = xcalloc(b->ncmds, sizeof *nr);
     bool *revoke = xcalloc(b->ncmds, sizeof *revoke);
-    uint64_t zero_found[1] = {0};
     for (size_t i = 0; i < b->ncmds && rc == 0; i++) {
         cmd *cm = &b->cmds[i];
         if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
-            size_t n = cm->c->write ? cm->c->write->n_entries : 0;
-            /* A probe that missed (probe[i] still set): every entry is new. */
-            uint64_t *found = qstart[i] != SIZE_MAX && !probe[i] ? xcalloc(n, sizeof *found) : NULL;
-            for (size_t k = 0; found && k < n; k++)
-                found[k] = q[qstart[i] + k].id_out;
-            uint64_t *none = NULL;
-            if (!found && n)
-                none = xcalloc(n, sizeof *none);
-            rc = seq_write(b, cm, found ? found : none ? none : zero_found, &nr[i], err);
-            free(found);
-            free(none);
+            uint64_t zero_found[1] = {0};
+            rc = seq_write(b, cm, found[i] ? found[i] : zero_found, &nr[i], err);
         } else {
             seq_other(b, cm, &revoke[i]);
         }
     }
-    free(q);
-    free(qstart);
-    free(probe);
+    for (size_t i = 0; i < b->ncmds; i++)
+        free(found[i]);
+    free(found);
     b->nr = nr;
     b->revoke = revoke;
     for (size_t i = 0; i < b->ncmds; i++)
