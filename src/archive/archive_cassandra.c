@@ -23,6 +23,9 @@ enum {
     S_BATCH_INS,
     S_ID_INS,
     S_ID_GET,
+    S_REQ_INS,
+    S_REQ_GET,
+    S_DEL_REQS,
     S_BATCH_META,
     S_BATCH_GET,
     S_BATCH_SET,
@@ -47,6 +50,10 @@ static const char *const schema_text[] = {
     "bucket int, insert_id text, epoch bigint, entry_id bigint, "
     "PRIMARY KEY ((tenant_id, log_id, bucket), insert_id, epoch)) "
     "WITH CLUSTERING ORDER BY (insert_id ASC, epoch DESC)",
+    "CREATE TABLE IF NOT EXISTS %s.log_requests (tenant_id text, log_id text, "
+    "bucket int, request text, epoch bigint, first_id bigint, "
+    "PRIMARY KEY ((tenant_id, log_id, bucket), request, epoch)) "
+    "WITH CLUSTERING ORDER BY (request ASC, epoch DESC)",
     "CREATE TABLE IF NOT EXISTS %s.revocations (tenant_id text, log_id text, "
     "entry_id bigint, actor text, reason text, time_ns bigint, "
     "PRIMARY KEY ((tenant_id, log_id), entry_id))",
@@ -66,6 +73,12 @@ static const char *const stmt_text[S_COUNT] = {
                  "entry_id) VALUES (?, ?, ?, ?, ?, ?)",
     [S_ID_GET] = "SELECT insert_id, epoch, entry_id FROM %s.log_insert_ids WHERE tenant_id = ? "
                  "AND log_id = ? AND bucket = ? AND insert_id IN ?",
+    [S_REQ_INS] = "INSERT INTO %s.log_requests (tenant_id, log_id, bucket, request, epoch, "
+                  "first_id) VALUES (?, ?, ?, ?, ?, ?)",
+    [S_REQ_GET] = "SELECT request, epoch, first_id FROM %s.log_requests WHERE tenant_id = ? "
+                  "AND log_id = ? AND bucket = ? AND request IN ?",
+    [S_DEL_REQS] = "DELETE FROM %s.log_requests WHERE tenant_id = ? AND log_id = ? AND "
+                   "bucket = ?",
     [S_BATCH_META] = "SELECT first_id, epoch, n FROM %s.log_batches WHERE tenant_id = ? AND "
                      "log_id = ? AND bucket = ? AND first_id > ? AND first_id < ?",
     [S_BATCH_GET] = "SELECT packed FROM %s.log_batches WHERE tenant_id = ? AND log_id = ? AND "
@@ -620,18 +633,41 @@ int ann_archive_writer_add(ann_archive_writer *w, const char *tenant_id, const c
         w->bytes += len + 64;
         i = j;
     }
-    /* Insert ids: a row for each client-given insert_id, and for the first server-made
-     * one only (the probe: server-made ids are unique to their command, so only a replay
-     * of the command can meet them, and the probe finds its entries; see
-     * ann_archive_iid_query). Grouped by their bucket (counting sort). */
+    /* Insert ids: a row for each client-given insert_id. Server-made ones
+     * ("<request key>/<index>", ANN_ENTRY_GENERATED_ID) are unique to their command and
+     * new together: one log_requests row per request key names the id of its first
+     * entry, and a lookup reads the entries after it (ann_archive_lookup_many). Grouped
+     * by their bucket (counting sort). */
     size_t start[ANN_ARCHIVE_ID_BUCKETS + 1] = {0};
     size_t m = 0;
-    bool probe_done = false;
+    const char *last_req = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (e[i].flags & ANN_ENTRY_GENERATED_ID) {
-            if (probe_done)
+        if ((e[i].flags & ANN_ENTRY_GENERATED_ID) &&
+            ann_archive_generated_shape(e[i].insert_id, e[i].insert_id_len, NULL)) {
+            if (last_req && memcmp(last_req, e[i].insert_id, ANN_ARCHIVE_REQUEST_KEY) == 0)
+                continue; /* the same request as the entry before */
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++)
+                seen = (e[k].flags & ANN_ENTRY_GENERATED_ID) &&
+                       ann_archive_generated_shape(e[k].insert_id, e[k].insert_id_len, NULL) &&
+                       memcmp(e[k].insert_id, e[i].insert_id, ANN_ARCHIVE_REQUEST_KEY) == 0;
+            last_req = e[i].insert_id;
+            if (seen)
                 continue;
-            probe_done = true;
+            int32_t rb = id_bucket(e[i].insert_id, ANN_ARCHIVE_REQUEST_KEY);
+            if (writer_room(w, S_REQ_INS, tenant_id, log_id, rb, err) < 0)
+                return -1;
+            ann_cql_value *v = &w->vals[w->n * VPS];
+            v[0] = ann_cql_vtext(tenant_id);
+            v[1] = ann_cql_vtext(log_id);
+            v[2] = ann_cql_vint(rb);
+            v[3] = ann_cql_vtextn(e[i].insert_id, ANN_ARCHIVE_REQUEST_KEY);
+            v[4] = ann_cql_vbigint((int64_t)epoch);
+            v[5] = ann_cql_vbigint((int64_t)e[i].entry_id);
+            w->items[w->n++] =
+                (ann_cql_batch_item){.ps = w->a->ps[S_REQ_INS], .values = v, .nvalues = 6};
+            w->bytes += 128;
+            continue;
         }
         w->bk[m] = id_bucket(e[i].insert_id, e[i].insert_id_len);
         w->order[m++] = i;
@@ -932,88 +968,41 @@ int ann_archive_read_at(ann_archive *a, const char *tenant_id, const char *log_i
 
 /* ---- lookup ---- */
 
-/* A candidate (insert_id row) to confirm against the winning entry row. */
+/* A candidate row to confirm: query q, entry id (an insert_id row's), or the first id of
+ * a request's server-made entries (a log_requests row's). */
 typedef struct cand {
     size_t q;
-    uint64_t epoch, id;
+    uint64_t id;
 } cand;
 
-/* Candidates sorted by (tenant, log, id) for round 2. */
-
-typedef struct confirm_ctx {
-    ann_archive_iid_query *q;
-    cand *c;
-    size_t from, to, at;
-} confirm_ctx;
-
-static int cand_cmp_q(const ann_archive_iid_query *q, const cand *a, const cand *b)
+bool ann_archive_generated_shape(const char *s, size_t n, uint64_t *index)
 {
-    int r = strcmp(q[a->q].tenant_id, q[b->q].tenant_id);
-    if (!r)
-        r = strcmp(q[a->q].log_id, q[b->q].log_id);
-    if (!r)
-        r = (a->id > b->id) - (a->id < b->id);
-    return r;
-}
-
-/* An insertion sort would be quadratic on a large retry; a merge sort with the query
- * array passed explicitly keeps this free of global state (qsort has no context). */
-static void cand_merge(const ann_archive_iid_query *q, cand *c, cand *tmp, size_t n)
-{
-    if (n < 2)
-        return;
-    size_t h = n / 2;
-    cand_merge(q, c, tmp, h);
-    cand_merge(q, c + h, tmp, n - h);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n)
-        tmp[k++] = cand_cmp_q(q, &c[j], &c[i]) < 0 ? c[j++] : c[i++];
-    while (i < h)
-        tmp[k++] = c[i++];
-    while (j < n)
-        tmp[k++] = c[j++];
-    memcpy(c, tmp, n * sizeof *c);
-}
-
-static void qsort_r_cands(cand *c, size_t n, const ann_archive_iid_query *q)
-{
-    cand *tmp = malloc(n * sizeof *tmp);
-    if (!tmp) { /* fall back: a stable insertion sort */
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && cand_cmp_q(q, &c[j], &c[j - 1]) < 0; j--) {
-                cand t = c[j];
-                c[j] = c[j - 1];
-                c[j - 1] = t;
-            }
-        return;
+    if (n < ANN_ARCHIVE_REQUEST_KEY + 2 || n > ANN_ARCHIVE_REQUEST_KEY + 10 ||
+        s[ANN_ARCHIVE_REQUEST_KEY] != '/')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = ANN_ARCHIVE_REQUEST_KEY + 1; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
     }
-    cand_merge(q, c, tmp, n);
-    free(tmp);
-}
-
-/* Visits the entries of a run of candidates (sorted by id) and confirms those whose
- * entry holds their insert_id. */
-static int confirm_visit(const ann_entry *e, void *ud)
-{
-    confirm_ctx *x = ud;
-    while (x->at < x->to && x->c[x->at].id < e->entry_id)
-        x->at++;
-    for (size_t k = x->at; k < x->to && x->c[k].id == e->entry_id; k++) {
-        ann_archive_iid_query *qq = &x->q[x->c[k].q];
-        if (!qq->id_out && e->entry_id < qq->next_id && e->insert_id_len == qq->insert_id_len &&
-            memcmp(e->insert_id, qq->insert_id, e->insert_id_len) == 0)
-            qq->id_out = e->entry_id;
-    }
-    return x->at >= x->to;
+    for (size_t i = 0; i < ANN_ARCHIVE_REQUEST_KEY; i++)
+        if (s[i] == '/')
+            return false;
+    if (index)
+        *index = v;
+    return true;
 }
 
 /* Insert ids per IN query (one partition, one request). */
 #define IN_IDS 128
 
-/* Sort order of lookups: (tenant, log, bucket, insert_id), so that one IN query per
+/* Sort order of lookups: (tenant, log, bucket, key), so that one IN query per
  * (tenant, log, bucket) answers a run of them. */
 typedef struct qkey {
     const ann_archive_iid_query *q;
+    const char *key;
+    size_t key_len;
     int32_t bucket;
     size_t i;
 } qkey;
@@ -1033,7 +1022,7 @@ static int qkey_cmp(const void *pa, const void *pb)
     if (!c)
         c = (a->bucket > b->bucket) - (a->bucket < b->bucket);
     if (!c)
-        c = cmp_bytes(a->q->insert_id, a->q->insert_id_len, b->q->insert_id, b->q->insert_id_len);
+        c = cmp_bytes(a->key, a->key_len, b->key, b->key_len);
     if (!c)
         c = (a->i > b->i) - (a->i < b->i);
     return c;
@@ -1045,7 +1034,7 @@ static bool same_partition(const qkey *a, const qkey *b)
            strcmp(a->q->log_id, b->q->log_id) == 0;
 }
 
-/* One IN query in flight: the sorted lookups [from, to) and their distinct insert_ids. */
+/* One IN query in flight: the sorted lookups [from, to) and their distinct keys. */
 typedef struct inq {
     size_t from, to;
     const char **ids;
@@ -1053,8 +1042,7 @@ typedef struct inq {
     size_t nids;
 } inq;
 
-static int add_cand(cand **c, size_t *nc, size_t *capc, size_t q, uint64_t epoch, uint64_t id,
-                    ann_err *err)
+static int add_cand(cand **c, size_t *nc, size_t *capc, size_t q, uint64_t id, ann_err *err)
 {
     if (*nc == *capc) {
         size_t cap = *capc ? *capc * 2 : 64;
@@ -1064,37 +1052,26 @@ static int add_cand(cand **c, size_t *nc, size_t *capc, size_t q, uint64_t epoch
         *c = n2;
         *capc = cap;
     }
-    (*c)[(*nc)++] = (cand){.q = q, .epoch = epoch, .id = id};
+    (*c)[(*nc)++] = (cand){.q = q, .id = id};
     return 0;
 }
 
-int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, ann_err *err)
+/* Round 1: the rows of statement s (key IN ?) for the lookups ord[0..n) (sorted), one
+ * IN query per partition (and per IN_IDS distinct keys), all in flight by windows; every
+ * row below the lookup's next_id becomes a candidate. */
+static int round1(ann_archive *a, int s, qkey *ord, size_t n, cand **c, size_t *nc, size_t *capc,
+                  ann_err *err)
 {
     int ret = 0;
     ann_cql_future *f[WINDOW];
-    cand *c = NULL;
-    size_t nc = 0, capc = 0;
-    for (size_t i = 0; i < n; i++) {
-        q[i].id_out = 0;
-        if (check_ids(q[i].tenant_id, q[i].log_id, err) < 0)
-            return -1;
-    }
-    if (n == 0)
-        return 0;
-    qkey *ord = malloc(n * sizeof *ord);
-    inq *iq = calloc(n, sizeof *iq);
-    const char **idv = malloc(n * sizeof *idv);
-    size_t *lenv = malloc(n * sizeof *lenv);
-    if (!ord || !iq || !idv || !lenv) {
+    inq *iq = calloc(n ? n : 1, sizeof *iq);
+    const char **idv = malloc((n ? n : 1) * sizeof *idv);
+    size_t *lenv = malloc((n ? n : 1) * sizeof *lenv);
+    if (!iq || !idv || !lenv) {
         ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
-        ord[i] =
-            (qkey){.q = &q[i], .bucket = id_bucket(q[i].insert_id, q[i].insert_id_len), .i = i};
     qsort(ord, n, sizeof *ord, qkey_cmp);
-    /* Round 1: the insert_id rows, one IN query per partition (and per IN_IDS distinct
-     * insert_ids); candidates below next_id. */
     size_t niq = 0, nid = 0;
     for (size_t i = 0; i < n;) {
         inq *x = &iq[niq++];
@@ -1103,12 +1080,12 @@ int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, 
         x->lens = &lenv[nid];
         while (i < n && (i == x->from || same_partition(&ord[x->from], &ord[i]))) {
             bool dup = x->nids > 0 && cmp_bytes(x->ids[x->nids - 1], x->lens[x->nids - 1],
-                                                ord[i].q->insert_id, ord[i].q->insert_id_len) == 0;
+                                                ord[i].key, ord[i].key_len) == 0;
             if (!dup) {
                 if (x->nids == IN_IDS)
                     break;
-                x->ids[x->nids] = ord[i].q->insert_id;
-                x->lens[x->nids++] = ord[i].q->insert_id_len;
+                x->ids[x->nids] = ord[i].key;
+                x->lens[x->nids++] = ord[i].key_len;
                 nid++;
             }
             i++;
@@ -1126,7 +1103,7 @@ int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, 
                                  ann_cql_vlist_text(x->ids, x->lens, x->nids)};
             ann_cql_params p;
             params(a, &p, v, 4, true);
-            f[j] = ann_cql_execute_async(a->c, a->ps[S_ID_GET], &p, err);
+            f[j] = ann_cql_execute_async(a->c, a->ps[s], &p, err);
             if (!f[j])
                 ret = -1;
         }
@@ -1138,65 +1115,198 @@ int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, 
             if (ann_cql_future_wait(f[j], &r, ret == 0 ? err : NULL) < 0)
                 ret = -1;
             for (int32_t row = 0; ret == 0 && row < r.nrows; row++) {
-                const char *s;
-                size_t sl;
-                if (ann_cql_get_text(&r, row, 0, &s, &sl, NULL) != 0)
+                const char *k;
+                size_t kl;
+                if (ann_cql_get_text(&r, row, 0, &k, &kl, NULL) != 0)
                     continue;
-                uint64_t epoch = get_u64(&r, row, 1), id = get_u64(&r, row, 2);
-                /* the lookups of this insert_id: a run in [from, to) (sorted) */
+                uint64_t id = get_u64(&r, row, 2);
+                /* the lookups of this key: a run in [from, to) (sorted) */
                 size_t lo = x->from, hi = x->to;
                 while (lo < hi) {
                     size_t mid = lo + (hi - lo) / 2;
-                    if (cmp_bytes(ord[mid].q->insert_id, ord[mid].q->insert_id_len, s, sl) < 0)
+                    if (cmp_bytes(ord[mid].key, ord[mid].key_len, k, kl) < 0)
                         lo = mid + 1;
                     else
                         hi = mid;
                 }
                 for (size_t t = lo;
-                     ret == 0 && t < x->to &&
-                     cmp_bytes(ord[t].q->insert_id, ord[t].q->insert_id_len, s, sl) == 0;
+                     ret == 0 && t < x->to && cmp_bytes(ord[t].key, ord[t].key_len, k, kl) == 0;
                      t++)
                     if (id != 0 && id < ord[t].q->next_id &&
-                        add_cand(&c, &nc, &capc, ord[t].i, epoch, id, err) < 0)
+                        add_cand(c, nc, capc, ord[t].i, id, err) < 0)
                         ret = -1;
             }
             ann_cql_result_release(&r);
         }
         if (ret < 0)
-            goto done;
-    }
-    /* Round 2: a candidate counts only if the entry that wins at its id (the batch row
-     * of the highest epoch covering it) holds its insert_id. Candidates are read back by
-     * runs of nearby ids per log (a retried request's ids are consecutive). */
-    if (nc > 0) {
-        confirm_ctx cx = {.q = q, .c = c};
-        qsort_r_cands(c, nc, q);
-        for (size_t i = 0; i < nc && ret == 0;) {
-            const ann_archive_iid_query *x = &q[c[i].q];
-            size_t j = i + 1;
-            uint64_t next_id = x->next_id;
-            while (j < nc && c[j].id - c[i].id < ANN_ARCHIVE_BUCKET_IDS &&
-                   strcmp(q[c[j].q].tenant_id, x->tenant_id) == 0 &&
-                   strcmp(q[c[j].q].log_id, x->log_id) == 0) {
-                if (q[c[j].q].next_id > next_id)
-                    next_id = q[c[j].q].next_id;
-                j++;
-            }
-            cx.from = i;
-            cx.to = j;
-            cx.at = i;
-            if (ann_archive_read_at(a, x->tenant_id, x->log_id, next_id, c[i].id, c[j - 1].id + 1,
-                                    confirm_visit, &cx, err) < 0)
-                ret = -1;
-            i = j;
-        }
+            break;
     }
 done:
-    free(c);
-    free(ord);
     free(iq);
     free(idv);
     free(lenv);
+    return ret;
+}
+
+static int cand_cmp_q(const ann_archive_iid_query *q, const cand *a, const cand *b)
+{
+    int r = strcmp(q[a->q].tenant_id, q[b->q].tenant_id);
+    if (!r)
+        r = strcmp(q[a->q].log_id, q[b->q].log_id);
+    if (!r)
+        r = (a->id > b->id) - (a->id < b->id);
+    return r;
+}
+
+/* A merge sort with the query array passed explicitly (qsort has no context). */
+static void cand_merge(const ann_archive_iid_query *q, cand *c, cand *tmp, size_t n)
+{
+    if (n < 2)
+        return;
+    size_t h = n / 2;
+    cand_merge(q, c, tmp, h);
+    cand_merge(q, c + h, tmp, n - h);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n)
+        tmp[k++] = cand_cmp_q(q, &c[j], &c[i]) < 0 ? c[j++] : c[i++];
+    while (i < h)
+        tmp[k++] = c[i++];
+    while (j < n)
+        tmp[k++] = c[j++];
+    memcpy(c, tmp, n * sizeof *c);
+}
+
+/* The lookups a run of candidates may confirm, sorted by insert_id for bsearch. */
+typedef struct want {
+    const char *id;
+    size_t len;
+    size_t q;
+} want;
+
+static int want_cmp(const void *pa, const void *pb)
+{
+    const want *a = pa, *b = pb;
+    int c = cmp_bytes(a->id, a->len, b->id, b->len);
+    return c ? c : (a->q > b->q) - (a->q < b->q);
+}
+
+typedef struct confirm_ctx {
+    ann_archive_iid_query *q;
+    want *w;
+    size_t nw;
+} confirm_ctx;
+
+/* Confirms every lookup of the run whose insert_id the visited (winning) entry holds. */
+static int confirm_visit(const ann_entry *e, void *ud)
+{
+    confirm_ctx *x = ud;
+    size_t lo = 0, hi = x->nw;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_bytes(x->w[mid].id, x->w[mid].len, e->insert_id, e->insert_id_len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo;
+         k < x->nw && cmp_bytes(x->w[k].id, x->w[k].len, e->insert_id, e->insert_id_len) == 0;
+         k++) {
+        ann_archive_iid_query *qq = &x->q[x->w[k].q];
+        if (!qq->id_out && e->entry_id < qq->next_id)
+            qq->id_out = e->entry_id;
+    }
+    return 0;
+}
+
+/* Round 2: a candidate counts only if the entry that wins at its place (the batch row of
+ * the highest epoch covering it) holds the lookup's insert_id. An insert_id row's
+ * candidate is its id; a log_requests row's (span) covers its first id and the next
+ * `index` ids. Candidates are read back by runs of nearby ids per log, one read each (a
+ * retried request's ids are consecutive). */
+static int round2(ann_archive *a, ann_archive_iid_query *q, cand *c, size_t nc, bool span,
+                  ann_err *err)
+{
+    int ret = 0;
+    cand *tmp = malloc((nc ? nc : 1) * sizeof *tmp);
+    want *w = malloc((nc ? nc : 1) * sizeof *w);
+    if (!tmp || !w) {
+        ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+        goto done;
+    }
+    cand_merge(q, c, tmp, nc);
+    for (size_t i = 0; i < nc && ret == 0;) {
+        const ann_archive_iid_query *x = &q[c[i].q];
+        uint64_t next_id = 0, hi = 0;
+        size_t j = i;
+        while (j < nc && c[j].id - c[i].id < ANN_ARCHIVE_BUCKET_IDS &&
+               strcmp(q[c[j].q].tenant_id, x->tenant_id) == 0 &&
+               strcmp(q[c[j].q].log_id, x->log_id) == 0) {
+            const ann_archive_iid_query *y = &q[c[j].q];
+            uint64_t index = 0, end = c[j].id + 1;
+            if (span && ann_archive_generated_shape(y->insert_id, y->insert_id_len, &index))
+                end = c[j].id + index + 1;
+            hi = end > hi ? end : hi;
+            next_id = y->next_id > next_id ? y->next_id : next_id;
+            w[j - i] = (want){.id = y->insert_id, .len = y->insert_id_len, .q = c[j].q};
+            j++;
+        }
+        qsort(w, j - i, sizeof *w, want_cmp);
+        confirm_ctx cx = {.q = q, .w = w, .nw = j - i};
+        if (ann_archive_read_at(a, x->tenant_id, x->log_id, next_id, c[i].id, hi, confirm_visit,
+                                &cx, err) < 0)
+            ret = -1;
+        i = j;
+    }
+done:
+    free(tmp);
+    free(w);
+    return ret;
+}
+
+int ann_archive_lookup_many(ann_archive *a, ann_archive_iid_query *q, size_t n, ann_err *err)
+{
+    int ret = 0;
+    cand *c = NULL, *pc = NULL;
+    size_t nc = 0, capc = 0, npc = 0, cappc = 0;
+    for (size_t i = 0; i < n; i++) {
+        q[i].id_out = 0;
+        if (check_ids(q[i].tenant_id, q[i].log_id, err) < 0)
+            return -1;
+    }
+    if (n == 0)
+        return 0;
+    qkey *ord = malloc(n * sizeof *ord);
+    if (!ord)
+        return ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
+    /* the insert_id rows (client-given ids) */
+    size_t ne = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!q[i].generated ||
+            !ann_archive_generated_shape(q[i].insert_id, q[i].insert_id_len, NULL))
+            ord[ne++] = (qkey){.q = &q[i],
+                               .key = q[i].insert_id,
+                               .key_len = q[i].insert_id_len,
+                               .bucket = id_bucket(q[i].insert_id, q[i].insert_id_len),
+                               .i = i};
+    if (ne > 0 && (round1(a, S_ID_GET, ord, ne, &c, &nc, &capc, err) < 0 ||
+                   round2(a, q, c, nc, false, err) < 0))
+        ret = -1;
+    /* server-made ids ("<request key>/<index>") not found yet: their request's row */
+    size_t ng = 0;
+    for (size_t i = 0; ret == 0 && i < n; i++)
+        if (!q[i].id_out && ann_archive_generated_shape(q[i].insert_id, q[i].insert_id_len, NULL))
+            ord[ng++] = (qkey){.q = &q[i],
+                               .key = q[i].insert_id,
+                               .key_len = ANN_ARCHIVE_REQUEST_KEY,
+                               .bucket = id_bucket(q[i].insert_id, ANN_ARCHIVE_REQUEST_KEY),
+                               .i = i};
+    if (ret == 0 && ng > 0 &&
+        (round1(a, S_REQ_GET, ord, ng, &pc, &npc, &cappc, err) < 0 ||
+         round2(a, q, pc, npc, true, err) < 0))
+        ret = -1;
+    free(c);
+    free(pc);
+    free(ord);
     return ret;
 }
 
@@ -1456,6 +1566,15 @@ int ann_archive_delete_rows(ann_archive *a, const char *tenant_id, const char *l
         ann_cql_params p;
         params(a, &p, v, 3, true);
         if (!(f[bk] = ann_cql_execute_async(a->c, a->ps[S_DEL_IDS], &p, err)))
+            ret = -1;
+    }
+    if (wait_all(f, ANN_ARCHIVE_ID_BUCKETS, ret == 0 ? err : NULL) < 0)
+        ret = -1;
+    for (int32_t bk = 0; bk < ANN_ARCHIVE_ID_BUCKETS && ret == 0; bk++) {
+        ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vint(bk)};
+        ann_cql_params p;
+        params(a, &p, v, 3, true);
+        if (!(f[bk] = ann_cql_execute_async(a->c, a->ps[S_DEL_REQS], &p, err)))
             ret = -1;
     }
     if (wait_all(f, ANN_ARCHIVE_ID_BUCKETS, ret == 0 ? err : NULL) < 0)

@@ -600,7 +600,11 @@ static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
 /* Result of a partition's batch. */
 enum { P_OK, P_FENCED, P_FAILED };
 
-static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann_err *err)
+/* `replayed`: the command's server-made ids were found stored (its probe hit); any of
+ * them still new then get insert_id rows of their own, so the request's row written the
+ * first time keeps naming the first. */
+static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, newrows *nr,
+                     ann_err *err)
 {
     Command *c = cm->c;
     wlog *w = &b->logs[cm->log];
@@ -650,15 +654,16 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
         ids[i] = e->entry_id;
         carry[ncarry++] = e;
         assigned_put(b, cm->log, e, e);
-        nr->e[nr->n++] = (ann_entry){.entry_id = e->entry_id,
-                                     .flags = e->insert_id_generated ? ANN_ENTRY_GENERATED_ID : 0,
-                                     .time_ns = e->time_ns,
-                                     .insert_time_ns = e->insert_time_ns,
-                                     .severity = e->severity,
-                                     .insert_id = (const char *)e->insert_id.data,
-                                     .insert_id_len = e->insert_id.len,
-                                     .body = e->body.data,
-                                     .body_len = e->body.len};
+        nr->e[nr->n++] =
+            (ann_entry){.entry_id = e->entry_id,
+                        .flags = e->insert_id_generated && !replayed ? ANN_ENTRY_GENERATED_ID : 0,
+                        .time_ns = e->time_ns,
+                        .insert_time_ns = e->insert_time_ns,
+                        .severity = e->severity,
+                        .insert_id = (const char *)e->insert_id.data,
+                        .insert_id_len = e->insert_id.len,
+                        .body = e->body.data,
+                        .body_len = e->body.len};
         n_new++;
     }
     /* Announced even when nothing is new (a retry, or the replay of a batch whose Kafka
@@ -776,38 +781,6 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
     }
 }
 
-/* A replayed command whose probe (its first server-made insert_id) was found at id p:
- * its server-made entries were all new together, at p and after, so one read of
- * [p, p + n) finds them; found[k] gets the id of each it holds. */
-typedef struct gen_find {
-    smap idx; /* insert_id -> entry index in the command */
-    uint64_t *found;
-} gen_find;
-
-static int gen_visit(const ann_entry *e, void *ud)
-{
-    gen_find *g = ud;
-    size_t k;
-    if (smap_get(&g->idx, e->insert_id, e->insert_id_len, &k) && !g->found[k])
-        g->found[k] = e->entry_id;
-    return 0;
-}
-
-static int find_generated(pbatch *b, const cmd *cm, uint64_t p, uint64_t *found, ann_err *err)
-{
-    const wlog *w = &b->logs[cm->log];
-    Annals__Events__V1__Write *wr = cm->c->write;
-    gen_find g = {.found = found};
-    for (size_t k = 0; k < wr->n_entries; k++)
-        if (wr->entries[k]->insert_id_generated)
-            smap_put(&g.idx, (const char *)wr->entries[k]->insert_id.data,
-                     wr->entries[k]->insert_id.len, k);
-    int rc = ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, p,
-                                 p + wr->n_entries, gen_visit, &g, err);
-    smap_clear(&g.idx);
-    return rc;
-}
-
 /* Sequences one partition's commands: heads, dedup lookups, ids; nothing written yet
  * (store_partitions writes the rows and commits the heads). */
 static int prepare_partition(pbatch *b, ann_err *err)
@@ -863,59 +836,69 @@ static int prepare_partition(pbatch *b, ann_err *err)
     tm_add(s, TM_HEADS, &t0);
 
     /* 2. dedup lookups of every write's insert_ids against committed rows. Server-made
-     * insert_ids (events.proto, insert_id_generated) are unique to their command and only
-     * the first has a row (the probe, ann_archive_writer_add): a replayed command's probe
-     * finds its id P, and its other server-made ids are read from the batch rows at
-     * P.. (they were all new together, after P); a probe that misses means they are all
-     * new. Client-given insert_ids are each looked up. */
+     * insert_ids (events.proto, insert_id_generated) are unique to their command, so only
+     * a replay of the command can find them stored: one probe (the first) decides, and
+     * only a probe that hits looks the others up (through their request's row in the
+     * archive). Client-given insert_ids are each looked up. */
     size_t *qprobe = xcalloc(b->ncmds, sizeof *qprobe);
     uint64_t **found = xcalloc(b->ncmds, sizeof *found);
+    bool *replayed = xcalloc(b->ncmds, sizeof *replayed);
     ann_archive_iid_query *q = NULL;
     size_t *qcmd = NULL, *qent = NULL;
     size_t nq = 0, cap = 0;
-    for (size_t i = 0; i < b->ncmds; i++) {
-        Command *c = b->cmds[i].c;
-        const wlog *w = &b->logs[b->cmds[i].log];
-        qprobe[i] = SIZE_MAX;
-        if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
-            c->write->n_entries == 0)
-            continue;
-        size_t n = c->write->n_entries;
-        found[i] = xcalloc(n, sizeof *found[i]);
-        if (!w->committed.exists || w->committed.deleted || w->committed.next_id <= 1)
-            continue;
-        bool probed = false;
-        for (size_t k = 0; k < n; k++) {
-            Entry *e = c->write->entries[k];
-            if (e->insert_id_generated) {
-                if (probed)
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        size_t from = nq;
+        for (size_t i = 0; i < b->ncmds; i++) {
+            Command *c = b->cmds[i].c;
+            const wlog *w = &b->logs[b->cmds[i].log];
+            if (pass == 0)
+                qprobe[i] = SIZE_MAX;
+            if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
+                c->write->n_entries == 0)
+                continue;
+            size_t n = c->write->n_entries;
+            if (pass == 0)
+                found[i] = xcalloc(n, sizeof *found[i]);
+            if (!w->committed.exists || w->committed.deleted || w->committed.next_id <= 1)
+                continue;
+            if (pass == 1) {
+                if (qprobe[i] == SIZE_MAX || q[qprobe[i]].id_out == 0)
+                    continue; /* no probe, or one that missed: the server-made ids are new */
+                replayed[i] = true;
+            }
+            bool probed = false;
+            for (size_t k = 0; k < n; k++) {
+                Entry *e = c->write->entries[k];
+                bool gen = e->insert_id_generated;
+                if (pass == 0 && gen && probed)
                     continue;
-                probed = true;
-                qprobe[i] = nq;
+                if (pass == 1 && (!gen || k == qent[qprobe[i]]))
+                    continue;
+                if (pass == 0 && gen) {
+                    probed = true;
+                    qprobe[i] = nq;
+                }
+                if (nq == cap) {
+                    cap = cap ? cap * 2 : 1024;
+                    q = xrealloc(q, cap * sizeof *q);
+                    qcmd = xrealloc(qcmd, cap * sizeof *qcmd);
+                    qent = xrealloc(qent, cap * sizeof *qent);
+                }
+                qcmd[nq] = i;
+                qent[nq] = k;
+                q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
+                                                  .log_id = w->log,
+                                                  .next_id = w->committed.next_id,
+                                                  .insert_id = (const char *)e->insert_id.data,
+                                                  .insert_id_len = e->insert_id.len,
+                                                  .generated = gen};
             }
-            if (nq == cap) {
-                cap = cap ? cap * 2 : 1024;
-                q = xrealloc(q, cap * sizeof *q);
-                qcmd = xrealloc(qcmd, cap * sizeof *qcmd);
-                qent = xrealloc(qent, cap * sizeof *qent);
-            }
-            qcmd[nq] = i;
-            qent[nq] = k;
-            q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
-                                              .log_id = w->log,
-                                              .next_id = w->committed.next_id,
-                                              .insert_id = (const char *)e->insert_id.data,
-                                              .insert_id_len = e->insert_id.len};
         }
+        if (nq > from && ann_archive_lookup_many(s->ar, q + from, nq - from, err) < 0)
+            rc = -1;
     }
-    if (nq > 0 && ann_archive_lookup_many(s->ar, q, nq, err) < 0)
-        rc = -1;
     for (size_t j = 0; rc == 0 && j < nq; j++)
         found[qcmd[j]][qent[j]] = q[j].id_out;
-    for (size_t i = 0; rc == 0 && i < b->ncmds; i++)
-        if (qprobe[i] != SIZE_MAX && q[qprobe[i]].id_out != 0 &&
-            find_generated(b, &b->cmds[i], q[qprobe[i]].id_out, found[i], err) < 0)
-            rc = -1;
     free(q);
     free(qcmd);
     free(qent);
@@ -924,6 +907,7 @@ static int prepare_partition(pbatch *b, ann_err *err)
         for (size_t i = 0; i < b->ncmds; i++)
             free(found[i]);
         free(found);
+        free(replayed);
         return P_FAILED;
     }
 
@@ -935,7 +919,7 @@ static int prepare_partition(pbatch *b, ann_err *err)
         cmd *cm = &b->cmds[i];
         if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
             uint64_t zero_found[1] = {0};
-            rc = seq_write(b, cm, found[i] ? found[i] : zero_found, &nr[i], err);
+            rc = seq_write(b, cm, found[i] ? found[i] : zero_found, replayed[i], &nr[i], err);
         } else {
             seq_other(b, cm, &revoke[i]);
         }
@@ -943,6 +927,7 @@ static int prepare_partition(pbatch *b, ann_err *err)
     for (size_t i = 0; i < b->ncmds; i++)
         free(found[i]);
     free(found);
+    free(replayed);
     b->nr = nr;
     b->revoke = revoke;
     for (size_t i = 0; i < b->ncmds; i++)

@@ -466,8 +466,8 @@ static void test_delete_log(void **state)
     assert_int_equal(ann_archive_read(a, 4, TENANT, log, 1, 10, collect, &s, &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
     /* the rows are gone from every table */
-    const char *tables[] = {"log_batches", "log_insert_ids"};
-    for (int t = 0; t < 2; t++) {
+    const char *tables[] = {"log_batches", "log_insert_ids", "log_requests"};
+    for (int t = 0; t < 3; t++) {
         char q[1024];
         snprintf(q, sizeof q,
                  "SELECT COUNT(*) FROM %s.%s WHERE tenant_id = '%s' AND log_id = '%s' AND "
@@ -648,7 +648,7 @@ static int64_t count_rows(ann_archive *a, const char *table, const char *log, in
 }
 
 /* Rows per entry: a command of 3,000 entries is 3 batch rows; its client insert_ids a row
- * each, its server-made ones one row (the probe). Reads by id inside a batch, and across
+ * each, its server-made ones one log_requests row. Reads by id inside a batch, and across
  * rows a zombie left with other boundaries and a lower epoch. */
 static void test_batch_rows(void **state)
 {
@@ -697,7 +697,8 @@ static void test_batch_rows(void **state)
             assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &iid_rows, &err), 0);
             ann_cql_result_release(&r);
         }
-        assert_int_equal(iid_rows, g == 0 ? N : 1);
+        assert_int_equal(iid_rows, g == 0 ? N : 0);
+        assert_int_equal(count_rows(a, "log_requests", logs[g], ANN_ARCHIVE_ID_BUCKETS), g);
         /* a read by id inside a batch row, and one across two rows */
         seen s = {0};
         assert_int_equal(
@@ -710,13 +711,18 @@ static void test_batch_rows(void **state)
             ann_archive_read_at(a, TENANT, logs[g], h.next_id, 1020, 1030, count_ids, &want, &err),
             0);
         assert_int_equal(want, 1030);
-        /* the probe resolves; a server-made id past it has no row of its own */
-        const char *pq[] = {ids[0], ids[5]};
-        size_t pl[] = {strlen(ids[0]), strlen(ids[5])};
-        uint64_t got[2];
-        assert_int_equal(ann_archive_lookup(a, TENANT, logs[g], &h, pq, pl, 2, got, &err), 0);
+        /* every id resolves: client ones by their rows, server-made ones (no row of their
+         * own) through their request's row; one past the request's entries does not */
+        char past[64];
+        snprintf(past, sizeof past, "0b0c7a3e-1111-4222-8333-444455556666/%d", N);
+        const char *pq[] = {ids[0], ids[5], ids[N - 1], past};
+        size_t pl[] = {strlen(ids[0]), strlen(ids[5]), strlen(ids[N - 1]), strlen(past)};
+        uint64_t got[4];
+        assert_int_equal(ann_archive_lookup(a, TENANT, logs[g], &h, pq, pl, 4, got, &err), 0);
         assert_int_equal(got[0], 1);
-        assert_int_equal(got[1], g == 0 ? 6 : 0);
+        assert_int_equal(got[1], 6);
+        assert_int_equal(got[2], N);
+        assert_int_equal(got[3], 0);
     }
     /* a zombie (epoch e1) left rows with other boundaries inside the committed ones, one
      * starting mid-row: every id still reads from the highest epoch */
