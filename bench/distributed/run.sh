@@ -190,7 +190,7 @@ nodetool tablestats "$NS" >"$OUT/tablestats.txt" 2>&1 || true
 CSTATS=$(awk '/Table: / {t = $2} /Local read count/ {r[t] = $4} /Local write count/ {w[t] = $4}
   END { for (t in r) if (r[t] + w[t] > 1000) printf "%s %s reads %s writes; ", t, r[t], w[t] }' "$OUT/tablestats.txt")
 CBYTES=$(du -sb "$SERVICES/cassandra/node1/data/$NS" | cut -f1)
-CENT=$(du -scb "$SERVICES"/cassandra/node1/data/"$NS"/log_entries-* "$SERVICES"/cassandra/node1/data/"$NS"/log_insert_ids-* | tail -n 1 | cut -f1)
+CENT=$(du -scb "$SERVICES"/cassandra/node1/data/"$NS"/log_*-* | tail -n 1 | cut -f1)
 "$BIN/annals-dist" sizes --ns "$NS" > "$OUT/sizes.txt"
 N=$(get sizes sequenced)
 
@@ -215,7 +215,7 @@ printf '| CPU-s per M entries, SEQUENCED (+drain) | %s | <= 1 per role | |\n' "$
 printf '| CPU-s per M entries, QUERYABLE | %s | <= 1 per role | |\n' "${CPU[queryable]}"
 printf '| write-to-queryable p50 / p99 ms | %s / %s | p99 <= 1000 | queryable at %s entries/s (%s achieved); %s |\n' "$(get half p50_ms)" "$(get half p99_ms)" "$RATE" "$(get half entries_per_s)" "$L_HALF"
 printf '| write-to-tail p50 / p99 ms | %s / %s | p99 <= 1000 | same, 10 followers: %s of %s requests seen whole |\n' "$(get half tail_p50_ms)" "$(get half tail_p99_ms)" "$(get half tailed)" "$(get half tail_want)"
-printf '| Cassandra bytes per entry | %s (log_entries + log_insert_ids: %s) | | keyspace after nodetool flush, %s entries |\n' "$(per "$CBYTES" "$N")" "$(per "$CENT" "$N")" "$N"
+printf '| Cassandra bytes per entry | %s (log_* tables: %s) | | keyspace after nodetool flush, %s entries |\n' "$(per "$CBYTES" "$N")" "$(per "$CENT" "$N")" "$N"
 printf '| PostgreSQL bytes per entry | %s (entries partitions with rows: %s) | | pg_total_relation_size, %s entries |\n' "$(per "$(get sizes pg_bytes)" "$N")" "$(per "$(get sizes pg_entries_bytes)" "$N")" "$N"
 printf '\nCassandra table operations (nodetool tablestats): %s\n' "$CSTATS"
 printf '\ncommands (a fresh namespace; ANNALS_ADDR/ANNALS_TOKEN of `annalsd tenant create bench --namespace NS`):\n'
