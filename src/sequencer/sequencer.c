@@ -525,13 +525,8 @@ static uint64_t count_of(const ann_archive_head *h)
     return h->exists && h->next_id > 0 ? h->next_id - 1 : 0;
 }
 
-typedef struct read_one {
-    stored *out;
-} read_one;
-
-static int keep_entry(const ann_entry *e, void *ud)
+static stored *stored_copy(const ann_entry *e)
 {
-    read_one *r = ud;
     stored *st = xcalloc(1, sizeof *st);
     annals__events__v1__entry__init(&st->e);
     st->e.entry_id = e->entry_id;
@@ -545,27 +540,86 @@ static int keep_entry(const ann_entry *e, void *ud)
     if (e->body_len)
         memcpy(st->body, e->body, e->body_len);
     st->e.body = (ProtobufCBinaryData){e->body_len, st->body};
-    r->out = st;
-    return 1;
+    return st;
 }
 
-/* An entry that exists in Cassandra, as stored (so a redacted one stays so). */
-static int load_stored(pbatch *b, const wlog *w, uint64_t id, Entry **out, ann_err *err)
+static int u64_cmp(const void *pa, const void *pb)
 {
-    read_one r = {0};
-    if (ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, id, id + 1,
-                            keep_entry, &r, err) < 0)
-        return -1;
-    if (!r.out)
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Entries found stored, loaded by runs of ids (one read per run: a replayed command's
+ * ids are consecutive, and a batch row holds up to 1,024 of them). */
+typedef struct stored_set {
+    uint64_t *ids; /* sorted, distinct */
+    stored **got;  /* got[k]: ids[k] as stored, or NULL */
+    size_t n;
+} stored_set;
+
+static int keep_entries(const ann_entry *e, void *ud)
+{
+    stored_set *ss = ud;
+    uint64_t *at = bsearch(&e->entry_id, ss->ids, ss->n, sizeof *ss->ids, u64_cmp);
+    if (at && !ss->got[at - ss->ids])
+        ss->got[at - ss->ids] = stored_copy(e);
+    return 0;
+}
+
+/* Loads the entries ids[0..n) of a log as Cassandra stores them (so a redacted one stays
+ * so) into ss (ids sorted and made distinct here; ss owns them until stored_set_done). */
+static int stored_load(pbatch *b, const wlog *w, uint64_t *ids, size_t n, stored_set *ss,
+                       ann_err *err)
+{
+    qsort(ids, n, sizeof *ids, u64_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || ids[m - 1] != ids[i])
+            ids[m++] = ids[i];
+    ss->ids = ids;
+    ss->n = m;
+    ss->got = xcalloc(m ? m : 1, sizeof *ss->got);
+    for (size_t i = 0; i < m;) {
+        size_t j = i + 1;
+        while (j < m && ids[j] - ids[i] < ANN_ARCHIVE_BATCH_IDS)
+            j++;
+        if (ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, ids[i],
+                                ids[j - 1] + 1, keep_entries, ss, err) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* The stored entry of id, registered in the batch (freed with it). */
+static int stored_take(pbatch *b, const wlog *w, stored_set *ss, uint64_t id, Entry **out,
+                       ann_err *err)
+{
+    uint64_t *at = bsearch(&id, ss->ids, ss->n, sizeof *ss->ids, u64_cmp);
+    stored *st = at ? ss->got[at - ss->ids] : NULL;
+    if (!st)
         return ann_err_set(err, ANN_EINTERNAL, "entry %llu of log %s vanished",
                            (unsigned long long)id, w->log);
+    ss->got[at - ss->ids] = NULL;
     if (b->nstored == b->capstored) {
         b->capstored = b->capstored ? b->capstored * 2 : 16;
         b->stored = xrealloc(b->stored, b->capstored * sizeof *b->stored);
     }
-    b->stored[b->nstored++] = r.out;
-    *out = &r.out->e;
+    b->stored[b->nstored++] = st;
+    *out = &st->e;
     return 0;
+}
+
+static void stored_set_done(stored_set *ss)
+{
+    for (size_t i = 0; i < ss->n; i++)
+        if (ss->got[i]) {
+            free(ss->got[i]->body);
+            free(ss->got[i]->iid);
+            free(ss->got[i]);
+        }
+    free(ss->got);
+    free(ss->ids);
 }
 
 static void assigned_put(pbatch *b, size_t log, const Entry *e, Entry *val)
@@ -620,6 +674,19 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, n
         ack_simple(b, c, 0, "", 0, count_of(&w->work));
         return 0;
     }
+    /* the entries found stored, read once */
+    stored_set ss = {0};
+    {
+        uint64_t *fids = xcalloc(n, sizeof *fids);
+        size_t nf = 0;
+        for (size_t i = 0; i < n; i++)
+            if (found[i] && found[i] < w->committed.next_id)
+                fids[nf++] = found[i];
+        if (stored_load(b, w, fids, nf, &ss, err) < 0) {
+            stored_set_done(&ss);
+            return -1;
+        }
+    }
     uint64_t *ids = xcalloc(n, sizeof *ids);
     Entry **carry = xcalloc(n, sizeof *carry);
     size_t ncarry = 0, n_new = 0;
@@ -640,9 +707,10 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, n
         }
         if (found[i] && found[i] < w->committed.next_id) {
             Entry *st = NULL;
-            if (load_stored(b, w, found[i], &st, err) < 0) {
+            if (stored_take(b, w, &ss, found[i], &st, err) < 0) {
                 free(ids);
                 free(carry);
+                stored_set_done(&ss);
                 return -1;
             }
             ids[i] = found[i];
@@ -695,6 +763,7 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, n
     pack_ack(b, c, &a);
     free(ids);
     free(carry);
+    stored_set_done(&ss);
     return 0;
 }
 
