@@ -5,7 +5,9 @@
 # clients, batches of 1,000, 200-byte text, 100 logs) for DURATION s, then until the read
 # model caught up. Prints per run: entries/s, CPU-s per million entries of Cassandra and of
 # each role, and Cassandra's per-table writes (partition mutations) and reads per entry
-# (`nodetool tablestats`).
+# (`nodetool tablestats`). The engines are shared: Cassandra's CPU is also taken over IDLE s
+# (10) before each run with nothing of ours running, and that rate times the run's
+# duration is subtracted ("net").
 #
 #   bench/distributed/rows.sh LABEL=BIN_DIR[:server] ...
 #     e.g. rows.sh base=/work/main/build/bin new=build/bin new-srv=build/bin:server
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 LOAD_BIN=${LOAD_BIN:-build/bin}
 DURATION=${DURATION:-15}
+IDLE=${IDLE:-10}
 SERVICES=${ANNALS_SERVICES:-}
 if [ -z "$SERVICES" ]; then
   SERVICES=.services
@@ -65,7 +68,7 @@ drain() {
     sleep 0.5
   done
 }
-printf '| run | load 1 min | entries/s | CPU-s/M Cassandra | serve / sequence / project | Cassandra writes (mutations) per entry, by table | reads per entry |\n|---|---|---|---|---|---|---|\n'
+printf '| run | load 1 min | entries/s | CPU-s/M Cassandra: all, net of idle | serve / sequence / project | Cassandra writes (mutations) per entry, by table | reads per entry |\n|---|---|---|---|---|---|---|\n'
 for spec in "$@"; do
   label=${spec%%=*}; rest=${spec#*=}; bin=${rest%%:*}; mode=""
   [ "$rest" != "$bin" ] && mode=${rest#*:}
@@ -80,12 +83,15 @@ for spec in "$@"; do
   extra=()
   [ "$mode" = server ] && extra=(--server-ids 1)
   la=$(cut -d' ' -f1 /proc/loadavg)
-  q0=$(seq_now "$ns"); c0=$(ticks "$CPID"); a0=$(ticks "$apip"); s0=$(ticks "$seqp"); p0=$(ticks "$projp")
+  i0=$(ticks "$CPID"); t0=$(date +%s.%N); sleep "$IDLE"; i1=$(ticks "$CPID"); t1=$(date +%s.%N)
+  idle_rate=$(awk -v a="$i0" -v b="$i1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.3f", (b - a) / (e - s) }')
+  q0=$(seq_now "$ns"); c0=$(ticks "$CPID"); r0=$(date +%s.%N); a0=$(ticks "$apip"); s0=$(ticks "$seqp"); p0=$(ticks "$projp")
   ANNALS_TOKEN=$key ANNALS_ADDR=127.0.0.1:$port "$LOAD_BIN/annals-load" ingest --threads 4 \
     --batch 1000 --entry-size 200 --logs 100 --duration "$DURATION" --wait sequenced \
     "${extra[@]}" >"$OUT/$label.txt" 2>"$OUT/$label.err" || echo "$label: failures ($OUT/$label.err)" >&2
   drain "$ns"
   n=$(( $(seq_now "$ns") - q0 ))
+  r1=$(date +%s.%N)
   c1=$(ticks "$CPID"); a1=$(ticks "$apip"); s1=$(ticks "$seqp"); p1=$(ticks "$projp")
   eps=$(sed -n 's/^RESULT .*\bentries_per_s=\([^ ]*\).*/\1/p' "$OUT/$label.txt" | head -n 1)
   nodetool flush "$ns" >/dev/null 2>&1 || true
@@ -95,8 +101,9 @@ for spec in "$@"; do
           printf "|"; for (t in r) if (t ~ /^log_/ && r[t] > 0) printf " %s %.4f;", t, r[t] / n }' "$OUT/$label.tablestats")
   awk -v l="$label${mode:+ ($mode ids)}" -v la="$la" -v eps="$eps" -v n="$n" -v hz="$HZ" \
     -v c="$((c1 - c0))" -v a="$((a1 - a0))" -v s="$((s1 - s0))" -v p="$((p1 - p0))" -v st="$stats" \
-    'BEGIN { m = n / 1e6; printf "| %s | %s | %s (%d sequenced) | %.1f | %.2f / %.2f / %.2f | %s |\n",
-             l, la, eps, n, c / hz / m, a / hz / m, s / hz / m, p / hz / m, st }'
+    -v ir="$idle_rate" -v w="$(awk -v a="$r0" -v b="$r1" 'BEGIN { print b - a }')" \
+    'BEGIN { m = n / 1e6; printf "| %s | %s | %s (%d sequenced) | %.1f, %.1f | %.2f / %.2f / %.2f | %s |\n",
+             l, la, eps, n, c / hz / m, (c - ir * w) / hz / m, a / hz / m, s / hz / m, p / hz / m, st }'
   kill -TERM "$apip" "$seqp" "$projp" 2>/dev/null || true
   wait "$apip" "$seqp" "$projp" 2>/dev/null || true
 done
