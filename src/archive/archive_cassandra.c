@@ -106,7 +106,6 @@ struct ann_archive {
 /* Rows per unlogged single-partition batch, and their bytes. */
 #define CHUNK_ROWS 256
 #define CHUNK_BYTES (1u << 20)
-#define PAGE_ROWS 1000
 
 static int32_t id_bucket(const char *s, size_t n)
 {
@@ -477,11 +476,6 @@ int ann_archive_commit_heads(ann_archive *a, int32_t partition, uint64_t epoch,
 #define VPS 7
 #define META_PAGE 5000
 
-static size_t cap_batch_bytes(void)
-{
-    return ANN_ARCHIVE_BATCH_BYTES;
-}
-
 /* Unlogged single-partition batches, built and submitted as they fill. Items of one
  * batch are of one statement and one Cassandra partition (pk_*). */
 struct ann_archive_writer {
@@ -596,7 +590,7 @@ int ann_archive_writer_add(ann_archive_writer *w, const char *tenant_id, const c
         size_t j = i + 1, bytes = ann_batch_size(&e[i], 1);
         while (j < n && j - i < ANN_ARCHIVE_BATCH_IDS && e[j].entry_id == e[j - 1].entry_id + 1) {
             size_t more = ANN_BATCH_ENTRY_FIXED + e[j].insert_id_len + e[j].body_len;
-            if (bytes + more > cap_batch_bytes())
+            if (bytes + more > ANN_ARCHIVE_BATCH_BYTES)
                 break;
             bytes += more;
             j++;

@@ -5,7 +5,7 @@
  * Tables (keyspace configurable, created by ann_archive_open, idempotently):
  *   seq_heads       ((partition), tenant_id, log_id): static range_id (the
  *                   partition's fence); per log next_id, next_op, deleted.
- *   log_batches     ((tenant_id, log_id, bucket), first_id, epoch DESC): n, entries.
+ *   log_batches     ((tenant_id, log_id, bucket), first_id, epoch DESC): n, packed.
  *                   One row per run of consecutive ids a command added (at most
  *                   ANN_ARCHIVE_BATCH_IDS entries, about ANN_ARCHIVE_BATCH_BYTES),
  *                   the entries packed in one blob (batch_codec.h); bucket =
@@ -23,11 +23,11 @@
  *
  * Fencing per partition (the Temporal pattern, per shard): a sequencer that is
  * assigned a pending partition claims it (range_id + 1, a lightweight
- * transaction) and writes every entry and insert_id row under that epoch with
- * plain writes. It then commits all the heads it advanced in the partition
+ * transaction) and writes every batch, insert_id and request row under that
+ * epoch with plain writes. It then commits all the heads it advanced in the partition
  * with ONE conditional batch `IF range_id = <epoch>`. A stale owner's commit is
  * refused, so its rows stay invisible: readers take, per id below next_id,
- * the row of the highest epoch.
+ * the batch row of the highest epoch covering it.
  *
  * Threading: every call may run from any thread; the archive holds one CQL
  * connection shared by all (requests are multiplexed on it).
