@@ -12,7 +12,8 @@
 #   sizes      Cassandra keyspace on disk after nodetool flush; PostgreSQL schema sizes
 #
 # Environment: ANNALS_BIN (build/bin), DURATION (60), SHORT (20: raw and durable), HALF (30),
-# THREADS (4), ANNALS_SERVICES (the engines' state: ./.services, else the main checkout's),
+# THREADS (4), SERVER_IDS=1 (no insert_ids: the API server makes them; no tail followers
+# then, as they follow requests by their insert_ids), ANNALS_SERVICES (the engines' state: ./.services, else the main checkout's),
 # KEEP=1 keeps the namespaces (topics, keyspace, schema). About 5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,8 @@ SHORT=${SHORT:-20}
 HALF=${HALF:-30}
 THREADS=${THREADS:-4}
 SHAPE=(--threads "$THREADS" --batch 1000 --entry-size 200 --logs 100)
+TAILS=(--tails 10)
+if [ "${SERVER_IDS:-0}" = 1 ]; then SHAPE+=(--server-ids 1); TAILS=(); fi
 for b in annalsd annals-load annals-dist; do
   [ -x "$BIN/$b" ] || { echo "bench/distributed/run.sh: $BIN/$b not found (make build)" >&2; exit 2; }
 done
@@ -174,7 +177,7 @@ phase queryable queryable
 RATE=$(awk -v r="$(get queryable entries_per_s)" 'BEGIN { printf "%d", r / 2 }')
 L_HALF=$(load)
 run_load half ingest "${SHAPE[@]}" --duration "$HALF" --wait queryable --entry-rate "$RATE" \
-  --tails 10 --server-pid "$API"
+  "${TAILS[@]}" --server-pid "$API"
 kill -TERM "$WATCH" 2>/dev/null || true
 
 # ---- bytes per entry
