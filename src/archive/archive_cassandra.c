@@ -980,6 +980,8 @@ bool ann_archive_generated_shape(const char *s, size_t n, uint64_t *index)
             return false;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
+    if (v >= ANN_ARCHIVE_MAX_APPEND) /* no command holds more: a read stays bounded */
+        return false;
     for (size_t i = 0; i < ANN_ARCHIVE_REQUEST_KEY; i++)
         if (s[i] == '/')
             return false;

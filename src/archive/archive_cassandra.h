@@ -221,7 +221,8 @@ int ann_archive_log_count(ann_archive *a, int32_t n_partitions, const char *tena
                           ann_err *err);
 
 /* Whether an insert_id has the shape of a server-made one, "<request key>/<index>"
- * (ANN_ARCHIVE_REQUEST_KEY bytes without '/', then '/' and 1..9 digits: src/api/service.c
+ * (ANN_ARCHIVE_REQUEST_KEY bytes without '/', then '/' and 1..9 digits, an index below
+ * ANN_ARCHIVE_MAX_APPEND: src/api/service.c
  * makes them from a UUID per request); *index (if not NULL) gets the index. Such an id
  * is found through its request's log_requests row, whoever sends it later. */
 bool ann_archive_generated_shape(const char *s, size_t n, uint64_t *index);

@@ -1,16 +1,19 @@
 /*
  * The packed entries of a log_batches row (src/archive/batch_codec.h): a round trip, the
- * entry count checked against the blob, and every truncation of a valid blob refused.
+ * entry count checked against the blob, and every truncation of a valid blob refused; and
+ * the shape of a server-made insert_id (ann_archive_generated_shape).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "archive/archive_cassandra.h"
 #include "archive/batch_codec.h"
 
 static void fill(ann_entry *e, size_t n)
@@ -92,11 +95,37 @@ static void test_truncations(void **state)
     free(blob);
 }
 
+/* Which insert_ids are looked up through their request's row: the API server's shape only,
+ * with an index a command can hold (a read of the entries after the row stays bounded). */
+static void test_generated_shape(void **state)
+{
+    (void)state;
+    const char *key = "0b0c7a3e-1111-4222-8333-444455556666";
+    char s[96];
+    uint64_t ix = 99;
+    snprintf(s, sizeof s, "%s/0", key);
+    assert_true(ann_archive_generated_shape(s, strlen(s), &ix));
+    assert_int_equal(ix, 0);
+    snprintf(s, sizeof s, "%s/65535", key);
+    assert_true(ann_archive_generated_shape(s, strlen(s), &ix));
+    assert_int_equal(ix, 65535);
+    const char *no[] = {"0b0c7a3e-1111-4222-8333-444455556666/",           /* no digits */
+                        "0b0c7a3e-1111-4222-8333-444455556666/65536",      /* past a command */
+                        "0b0c7a3e-1111-4222-8333-444455556666/1a",         /* not digits */
+                        "0b0c7a3e-1111-4222-8333-44445555666/1",           /* a short key */
+                        "0b0c7a3e/1111-4222-8333-444455556666/1",          /* '/' in the key */
+                        "0b0c7a3e-1111-4222-8333-444455556666/1234567890", /* too long */
+                        "client-id-1"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_false(ann_archive_generated_shape(no[i], strlen(no[i]), NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_truncations),
+        cmocka_unit_test(test_generated_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
