@@ -43,6 +43,7 @@ typedef struct opts {
     double entry_rate;     /* ingest: entries/s over all threads; 0 = as fast as possible */
     int tails;             /* ingest: tail followers, on the first logs */
     const char *stop_pids; /* ingest: SIGSTOP these (comma-separated) once the logs exist */
+    int server_ids;        /* ingest: send no insert_ids (the API server makes them) */
 } opts;
 
 /* ---- small utilities ---------------------------------------------------- */
@@ -231,8 +232,10 @@ static void worker_build(worker *w)
         Annals__Wire__V1__LogEntry *e = &entries[i];
         annals__wire__v1__log_entry__init(e);
         snprintf(ids + 32 * i, 32, "w%02d-%0*d", w->idx % 100, SEQ_DIGITS, i);
-        e->insert_id.data = (uint8_t *)(ids + 32 * i);
-        e->insert_id.len = strlen(ids + 32 * i);
+        if (!o->server_ids) {
+            e->insert_id.data = (uint8_t *)(ids + 32 * i);
+            e->insert_id.len = strlen(ids + 32 * i);
+        }
         e->payload_case = ANNALS__WIRE__V1__LOG_ENTRY__PAYLOAD_TEXT_PAYLOAD;
         e->text_payload.data = (uint8_t *)texts + (size_t)i * (size_t)o->entry_size;
         e->text_payload.len = (size_t)o->entry_size;
@@ -250,7 +253,7 @@ static void worker_build(worker *w)
     uint8_t *at = memmem(w->req, w->req_len, w->logs[0], UUID_LEN);
     w->log_off = (size_t)(at - w->req);
     size_t from = 0;
-    for (int i = 0; i < o->batch; i++) {
+    for (int i = 0; i < o->batch && !o->server_ids; i++) {
         const char *id = ids + 32 * i;
         size_t len = strlen(id);
         at = memmem(w->req + from, w->req_len - from, id, len);
@@ -297,8 +300,9 @@ static void *worker_run(void *arg)
         uint64_t li = (w->idx + k * (uint64_t)o->threads) % (uint64_t)o->logs;
         memcpy(w->req + w->log_off, w->logs[li], UUID_LEN);
         uint64_t req_k = seq / (uint64_t)o->batch;
-        for (int i = 0; i < o->batch; i++)
-            put_digits(w->req + w->id_off[i], seq++, SEQ_DIGITS);
+        for (int i = 0; i < o->batch; i++, seq++)
+            if (!o->server_ids)
+                put_digits(w->req + w->id_off[i], seq, SEQ_DIGITS);
         uint64_t t0 = bench_now_ns();
         if (w->sent_ns && req_k < w->max_sent)
             atomic_store(&w->sent_ns[req_k], t0);
@@ -851,6 +855,7 @@ static const char usage[] =
     "          --entry-rate N  entries/s over all threads (0: as fast as possible)\n"
     "          --tails N       follow the first N logs: write-to-tail per request (0)\n"
     "          --stop-pids P,P SIGSTOP these processes once the logs exist\n"
+    "          --server-ids 1  send no insert_ids: the API server makes them (no --tails)\n"
     "  query:  --log-entries N (1000000) --queries N (1000) --page-size N (100)\n"
     "          --threads N (setup writers) --entry-size B\n"
     "  tail:   --rate N writes/s (200) --duration S (20) --entry-size B\n";
@@ -885,6 +890,7 @@ int main(int argc, char **argv)
         {"entry-rate", BOPT_DBL, &o.entry_rate},
         {"tails", BOPT_INT, &o.tails},
         {"stop-pids", BOPT_STR, &o.stop_pids},
+        {"server-ids", BOPT_INT, &o.server_ids},
         {NULL, 0, NULL},
     };
     static const char *const waits[] = {"server", "durable", "sequenced", "queryable"};

@@ -3,9 +3,10 @@
 #
 #   scripts/cassandra-purge.sh NAMESPACE [--all]
 #
-# A revocation deletes an entry's body cell: a tombstone that shadows the body in older
-# SSTables until a compaction reads both. This flushes the namespace's memtables, then
-# rewrites each SSTable of log_entries without the cells a tombstone shadows
+# A revocation rewrites the batch row that holds an entry (log_batches, its packed cell)
+# without the entry's body: the new cell shadows the old one in older SSTables until a
+# compaction reads both. This flushes the namespace's memtables, then rewrites each SSTable
+# of log_batches without the cells a newer cell or a tombstone shadows
 # (`nodetool garbagecollect -g CELL`). With --all it also flushes every table of the node,
 # so the commit log segments that hold the revoked write can be deleted once they are full.
 # Run it from cron (or any scheduler) every PURGE period on every node; the bound stated in
@@ -27,8 +28,8 @@ nodetool() {
         java -Xmx256m $opts -Duser.home="${TMPDIR:-/tmp}" -cp "$cp" org.apache.cassandra.tools.NodeTool -h "$JMX_HOST" -p "$JMX_PORT" "$@"
     fi
 }
-nodetool flush "$ns" log_entries revocations logs
-nodetool garbagecollect -g CELL "$ns" log_entries
+nodetool flush "$ns" log_batches revocations logs
+nodetool garbagecollect -g CELL "$ns" log_batches
 if [ "$all" = "--all" ]; then
     nodetool flush
 fi

@@ -12,7 +12,8 @@
 #   sizes      Cassandra keyspace on disk after nodetool flush; PostgreSQL schema sizes
 #
 # Environment: ANNALS_BIN (build/bin), DURATION (60), SHORT (20: raw and durable), HALF (30),
-# THREADS (4), ANNALS_SERVICES (the engines' state: ./.services, else the main checkout's),
+# THREADS (4), SERVER_IDS=1 (no insert_ids: the API server makes them; no tail followers
+# then, as they follow requests by their insert_ids), ANNALS_SERVICES (the engines' state: ./.services, else the main checkout's),
 # KEEP=1 keeps the namespaces (topics, keyspace, schema). About 5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,8 @@ SHORT=${SHORT:-20}
 HALF=${HALF:-30}
 THREADS=${THREADS:-4}
 SHAPE=(--threads "$THREADS" --batch 1000 --entry-size 200 --logs 100)
+TAILS=(--tails 10)
+if [ "${SERVER_IDS:-0}" = 1 ]; then SHAPE+=(--server-ids 1); TAILS=(); fi
 for b in annalsd annals-load annals-dist; do
   [ -x "$BIN/$b" ] || { echo "bench/distributed/run.sh: $BIN/$b not found (make build)" >&2; exit 2; }
 done
@@ -174,7 +177,7 @@ phase queryable queryable
 RATE=$(awk -v r="$(get queryable entries_per_s)" 'BEGIN { printf "%d", r / 2 }')
 L_HALF=$(load)
 run_load half ingest "${SHAPE[@]}" --duration "$HALF" --wait queryable --entry-rate "$RATE" \
-  --tails 10 --server-pid "$API"
+  "${TAILS[@]}" --server-pid "$API"
 kill -TERM "$WATCH" 2>/dev/null || true
 
 # ---- bytes per entry
@@ -190,7 +193,7 @@ nodetool tablestats "$NS" >"$OUT/tablestats.txt" 2>&1 || true
 CSTATS=$(awk '/Table: / {t = $2} /Local read count/ {r[t] = $4} /Local write count/ {w[t] = $4}
   END { for (t in r) if (r[t] + w[t] > 1000) printf "%s %s reads %s writes; ", t, r[t], w[t] }' "$OUT/tablestats.txt")
 CBYTES=$(du -sb "$SERVICES/cassandra/node1/data/$NS" | cut -f1)
-CENT=$(du -scb "$SERVICES"/cassandra/node1/data/"$NS"/log_entries-* "$SERVICES"/cassandra/node1/data/"$NS"/log_insert_ids-* | tail -n 1 | cut -f1)
+CENT=$(du -scb "$SERVICES"/cassandra/node1/data/"$NS"/log_*-* | tail -n 1 | cut -f1)
 "$BIN/annals-dist" sizes --ns "$NS" > "$OUT/sizes.txt"
 N=$(get sizes sequenced)
 
@@ -215,7 +218,7 @@ printf '| CPU-s per M entries, SEQUENCED (+drain) | %s | <= 1 per role | |\n' "$
 printf '| CPU-s per M entries, QUERYABLE | %s | <= 1 per role | |\n' "${CPU[queryable]}"
 printf '| write-to-queryable p50 / p99 ms | %s / %s | p99 <= 1000 | queryable at %s entries/s (%s achieved); %s |\n' "$(get half p50_ms)" "$(get half p99_ms)" "$RATE" "$(get half entries_per_s)" "$L_HALF"
 printf '| write-to-tail p50 / p99 ms | %s / %s | p99 <= 1000 | same, 10 followers: %s of %s requests seen whole |\n' "$(get half tail_p50_ms)" "$(get half tail_p99_ms)" "$(get half tailed)" "$(get half tail_want)"
-printf '| Cassandra bytes per entry | %s (log_entries + log_insert_ids: %s) | | keyspace after nodetool flush, %s entries |\n' "$(per "$CBYTES" "$N")" "$(per "$CENT" "$N")" "$N"
+printf '| Cassandra bytes per entry | %s (log_* tables: %s) | | keyspace after nodetool flush, %s entries |\n' "$(per "$CBYTES" "$N")" "$(per "$CENT" "$N")" "$N"
 printf '| PostgreSQL bytes per entry | %s (entries partitions with rows: %s) | | pg_total_relation_size, %s entries |\n' "$(per "$(get sizes pg_bytes)" "$N")" "$(per "$(get sizes pg_entries_bytes)" "$N")" "$N"
 printf '\nCassandra table operations (nodetool tablestats): %s\n' "$CSTATS"
 printf '\ncommands (a fresh namespace; ANNALS_ADDR/ANNALS_TOKEN of `annalsd tenant create bench --namespace NS`):\n'

@@ -5,20 +5,29 @@
  * Tables (keyspace configurable, created by ann_archive_open, idempotently):
  *   seq_heads       ((partition), tenant_id, log_id): static range_id (the
  *                   partition's fence); per log next_id, next_op, deleted.
- *   log_entries     ((tenant_id, log_id, bucket), entry_id, epoch DESC),
- *                   bucket = entry_id / 65536: bounded partitions, range reads.
+ *   log_batches     ((tenant_id, log_id, bucket), first_id, epoch DESC): n, packed.
+ *                   One row per run of consecutive ids a command added (at most
+ *                   ANN_ARCHIVE_BATCH_IDS entries, about ANN_ARCHIVE_BATCH_BYTES),
+ *                   the entries packed in one blob (batch_codec.h); bucket =
+ *                   first_id / 65536. An id is read from the row of the highest
+ *                   epoch covering it (rows start at most BATCH_IDS - 1 ids before).
  *   log_insert_ids  ((tenant_id, log_id, bucket), insert_id, epoch DESC),
- *                   bucket = fnv1a(insert_id) % 64.
+ *                   bucket = fnv1a(insert_id) % 64: a row per client-given insert_id.
+ *   log_requests    ((tenant_id, log_id, bucket), request, epoch DESC): first_id.
+ *                   Server-made insert_ids are "<request key>/<index>" (36-byte key,
+ *                   one per API request); one row per request key names the id of its
+ *                   first entry, and entry <index> is at most <index> ids after it.
+ *                   bucket = fnv1a(request) % 64.
  *   revocations     ((tenant_id, log_id), entry_id): actor, reason, time_ns
  *                   (the first revocation of an entry).
  *
  * Fencing per partition (the Temporal pattern, per shard): a sequencer that is
  * assigned a pending partition claims it (range_id + 1, a lightweight
- * transaction) and writes every entry and insert_id row under that epoch with
- * plain writes. It then commits all the heads it advanced in the partition
+ * transaction) and writes every batch, insert_id and request row under that
+ * epoch with plain writes. It then commits all the heads it advanced in the partition
  * with ONE conditional batch `IF range_id = <epoch>`. A stale owner's commit is
  * refused, so its rows stay invisible: readers take, per id below next_id,
- * the row of the highest epoch.
+ * the batch row of the highest epoch covering it.
  *
  * Threading: every call may run from any thread; the archive holds one CQL
  * connection shared by all (requests are multiplexed on it).
@@ -34,9 +43,12 @@
 #include "cql/cql.h"
 #include "store/store.h"
 
-#define ANN_ARCHIVE_BUCKET_IDS 65536 /* entry ids per log_entries partition */
-#define ANN_ARCHIVE_ID_BUCKETS 64    /* log_insert_ids partitions per log */
-#define ANN_ARCHIVE_MAX_APPEND 65536 /* entries per write command (spans <= 2 buckets) */
+#define ANN_ARCHIVE_BUCKET_IDS 65536       /* entry ids per log_entries partition */
+#define ANN_ARCHIVE_ID_BUCKETS 64          /* log_insert_ids partitions per log */
+#define ANN_ARCHIVE_MAX_APPEND 65536       /* entries per write command (spans <= 2 buckets) */
+#define ANN_ARCHIVE_REQUEST_KEY 36         /* bytes of a server-made insert_id's request key */
+#define ANN_ARCHIVE_BATCH_IDS 1024         /* entries per log_batches row, at most */
+#define ANN_ARCHIVE_BATCH_BYTES (1u << 20) /* packed bytes per row (one entry may exceed) */
 
 /* Returned (positive) by ann_archive_commit_heads when the conditional batch
  * was refused: the partition was claimed by a newer owner. */
@@ -119,10 +131,15 @@ int ann_archive_commit_heads_finish(ann_cql_future *f, uint64_t *cur_epoch, ann_
 
 /* ---- rows ---- */
 
-/* Writes entry rows and insert_id rows under `epoch` with plain writes: unlogged
+/* Writes batch rows and insert_id rows under `epoch` with plain writes: unlogged
  * batches per Cassandra partition key, many requests in flight. Add any number
- * of logs' entries (each entry's entry_id and insert_id set), then wait. The
- * caller's strings and entries must stay valid until ann_archive_writer_wait. */
+ * of logs' entries (each entry's entry_id and insert_id set), then wait. One add
+ * is one command's new entries: runs of consecutive ids become batch rows; a
+ * client-given insert_id gets a log_insert_ids row; entries flagged
+ * ANN_ENTRY_GENERATED_ID with a server-made shape get one log_requests row per
+ * request key (so flag them only when the command's entries with that key are
+ * all new in this add, in request order). The caller's strings and entries must stay
+ * valid until ann_archive_writer_wait (a partly filled batch waits for it). */
 typedef struct ann_archive_writer ann_archive_writer;
 ann_archive_writer *ann_archive_writer_new(ann_archive *a, ann_err *err);
 int ann_archive_writer_add(ann_archive_writer *w, const char *tenant_id, const char *log_id,
@@ -137,13 +154,18 @@ int ann_archive_write_entries(ann_archive *a, const char *tenant_id, const char 
 
 /* One insert_id lookup: id_out is the committed entry id holding insert_id, or
  * 0. Only committed rows count (ids below next_id, the head's committed
- * next_id, whose winning row, the highest epoch, holds this insert_id). */
+ * next_id, whose winning entry, from the batch row of the highest epoch, holds
+ * this insert_id). An id not found in log_insert_ids that has the server-made
+ * shape is looked up through its request's log_requests row (one read of the
+ * entries after that row's first id confirms it); `generated` skips the
+ * log_insert_ids round (an id the API server made has no row there). */
 typedef struct ann_archive_iid_query {
     const char *tenant_id;
     const char *log_id;
     uint64_t next_id;
     const char *insert_id;
     size_t insert_id_len;
+    bool generated; /* made by the API server: if of the shape, only its request row is asked */
     uint64_t id_out;
 } ann_archive_iid_query;
 
@@ -169,10 +191,12 @@ int ann_archive_read(ann_archive *a, int32_t n_partitions, const char *tenant_id
                      const char *log_id, uint64_t from_id, uint64_t to_id, ann_entry_visit_fn visit,
                      void *ud, ann_err *err);
 
-/* Revokes entries (the caller checked the ids against the head): their body is
- * deleted (a tombstone) in every row stored for each id, ANN_ENTRY_REDACTED is
- * set, and a revocations row records actor, reason and time; only the first
- * revocation of an id is kept (INSERT ... IF NOT EXISTS). Idempotent. */
+/* Revokes entries (the caller checked the ids against the head): every batch
+ * row stored over each id (the committed one and any a fenced writer left) is
+ * rewritten under its own key with the entry's body removed and
+ * ANN_ENTRY_REDACTED set (the old blob is a shadowed cell until compaction), and a revocations row
+ * records actor, reason and time; only the first revocation of an id is kept (INSERT ... IF NOT
+ * EXISTS). Idempotent. */
 int ann_archive_revoke(ann_archive *a, const char *tenant_id, const char *log_id,
                        const uint64_t *ids, size_t n, const char *actor, const char *reason,
                        int64_t time_ns, ann_err *err);
@@ -195,6 +219,13 @@ int ann_archive_delete_rows(ann_archive *a, const char *tenant_id, const char *l
 int ann_archive_log_count(ann_archive *a, int32_t n_partitions, const char *tenant_id,
                           const char *log_id, bool *exists, bool *deleted, uint64_t *entry_count,
                           ann_err *err);
+
+/* Whether an insert_id has the shape of a server-made one, "<request key>/<index>"
+ * (ANN_ARCHIVE_REQUEST_KEY bytes without '/', then '/' and 1..9 digits, an index below
+ * ANN_ARCHIVE_MAX_APPEND: src/api/service.c
+ * makes them from a UUID per request); *index (if not NULL) gets the index. Such an id
+ * is found through its request's log_requests row, whoever sends it later. */
+bool ann_archive_generated_shape(const char *s, size_t n, uint64_t *index);
 
 /* The log_insert_ids bucket of an insert_id (fnv1a % ANN_ARCHIVE_ID_BUCKETS). */
 int32_t ann_archive_insert_id_bucket(const char *insert_id, size_t len);

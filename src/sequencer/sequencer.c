@@ -525,13 +525,8 @@ static uint64_t count_of(const ann_archive_head *h)
     return h->exists && h->next_id > 0 ? h->next_id - 1 : 0;
 }
 
-typedef struct read_one {
-    stored *out;
-} read_one;
-
-static int keep_entry(const ann_entry *e, void *ud)
+static stored *stored_copy(const ann_entry *e)
 {
-    read_one *r = ud;
     stored *st = xcalloc(1, sizeof *st);
     annals__events__v1__entry__init(&st->e);
     st->e.entry_id = e->entry_id;
@@ -545,27 +540,86 @@ static int keep_entry(const ann_entry *e, void *ud)
     if (e->body_len)
         memcpy(st->body, e->body, e->body_len);
     st->e.body = (ProtobufCBinaryData){e->body_len, st->body};
-    r->out = st;
-    return 1;
+    return st;
 }
 
-/* An entry that exists in Cassandra, as stored (so a redacted one stays so). */
-static int load_stored(pbatch *b, const wlog *w, uint64_t id, Entry **out, ann_err *err)
+static int u64_cmp(const void *pa, const void *pb)
 {
-    read_one r = {0};
-    if (ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, id, id + 1,
-                            keep_entry, &r, err) < 0)
-        return -1;
-    if (!r.out)
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Entries found stored, loaded by runs of ids (one read per run: a replayed command's
+ * ids are consecutive, and a batch row holds up to 1,024 of them). */
+typedef struct stored_set {
+    uint64_t *ids; /* sorted, distinct */
+    stored **got;  /* got[k]: ids[k] as stored, or NULL */
+    size_t n;
+} stored_set;
+
+static int keep_entries(const ann_entry *e, void *ud)
+{
+    stored_set *ss = ud;
+    uint64_t *at = bsearch(&e->entry_id, ss->ids, ss->n, sizeof *ss->ids, u64_cmp);
+    if (at && !ss->got[at - ss->ids])
+        ss->got[at - ss->ids] = stored_copy(e);
+    return 0;
+}
+
+/* Loads the entries ids[0..n) of a log as Cassandra stores them (so a redacted one stays
+ * so) into ss (ids sorted and made distinct here; ss owns them until stored_set_done). */
+static int stored_load(pbatch *b, const wlog *w, uint64_t *ids, size_t n, stored_set *ss,
+                       ann_err *err)
+{
+    qsort(ids, n, sizeof *ids, u64_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || ids[m - 1] != ids[i])
+            ids[m++] = ids[i];
+    ss->ids = ids;
+    ss->n = m;
+    ss->got = xcalloc(m ? m : 1, sizeof *ss->got);
+    for (size_t i = 0; i < m;) {
+        size_t j = i + 1;
+        while (j < m && ids[j] - ids[i] < ANN_ARCHIVE_BATCH_IDS)
+            j++;
+        if (ann_archive_read_at(b->s->ar, w->tenant, w->log, w->committed.next_id, ids[i],
+                                ids[j - 1] + 1, keep_entries, ss, err) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* The stored entry of id, registered in the batch (freed with it). */
+static int stored_take(pbatch *b, const wlog *w, stored_set *ss, uint64_t id, Entry **out,
+                       ann_err *err)
+{
+    uint64_t *at = bsearch(&id, ss->ids, ss->n, sizeof *ss->ids, u64_cmp);
+    stored *st = at ? ss->got[at - ss->ids] : NULL;
+    if (!st)
         return ann_err_set(err, ANN_EINTERNAL, "entry %llu of log %s vanished",
                            (unsigned long long)id, w->log);
+    ss->got[at - ss->ids] = NULL;
     if (b->nstored == b->capstored) {
         b->capstored = b->capstored ? b->capstored * 2 : 16;
         b->stored = xrealloc(b->stored, b->capstored * sizeof *b->stored);
     }
-    b->stored[b->nstored++] = r.out;
-    *out = &r.out->e;
+    b->stored[b->nstored++] = st;
+    *out = &st->e;
     return 0;
+}
+
+static void stored_set_done(stored_set *ss)
+{
+    for (size_t i = 0; i < ss->n; i++)
+        if (ss->got[i]) {
+            free(ss->got[i]->body);
+            free(ss->got[i]->iid);
+            free(ss->got[i]);
+        }
+    free(ss->got);
+    free(ss->ids);
 }
 
 static void assigned_put(pbatch *b, size_t log, const Entry *e, Entry *val)
@@ -600,7 +654,11 @@ static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
 /* Result of a partition's batch. */
 enum { P_OK, P_FENCED, P_FAILED };
 
-static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann_err *err)
+/* `replayed`: the command's server-made ids were found stored (its probe hit); any of
+ * them still new then get insert_id rows of their own, so the request's row written the
+ * first time keeps naming the first. */
+static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, newrows *nr,
+                     ann_err *err)
 {
     Command *c = cm->c;
     wlog *w = &b->logs[cm->log];
@@ -615,6 +673,19 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
     if (n == 0) {
         ack_simple(b, c, 0, "", 0, count_of(&w->work));
         return 0;
+    }
+    /* the entries found stored, read once */
+    stored_set ss = {0};
+    {
+        uint64_t *fids = xcalloc(n, sizeof *fids);
+        size_t nf = 0;
+        for (size_t i = 0; i < n; i++)
+            if (found[i] && found[i] < w->committed.next_id)
+                fids[nf++] = found[i];
+        if (stored_load(b, w, fids, nf, &ss, err) < 0) {
+            stored_set_done(&ss);
+            return -1;
+        }
     }
     uint64_t *ids = xcalloc(n, sizeof *ids);
     Entry **carry = xcalloc(n, sizeof *carry);
@@ -636,9 +707,10 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
         }
         if (found[i] && found[i] < w->committed.next_id) {
             Entry *st = NULL;
-            if (load_stored(b, w, found[i], &st, err) < 0) {
+            if (stored_take(b, w, &ss, found[i], &st, err) < 0) {
                 free(ids);
                 free(carry);
+                stored_set_done(&ss);
                 return -1;
             }
             ids[i] = found[i];
@@ -650,14 +722,16 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
         ids[i] = e->entry_id;
         carry[ncarry++] = e;
         assigned_put(b, cm->log, e, e);
-        nr->e[nr->n++] = (ann_entry){.entry_id = e->entry_id,
-                                     .time_ns = e->time_ns,
-                                     .insert_time_ns = e->insert_time_ns,
-                                     .severity = e->severity,
-                                     .insert_id = (const char *)e->insert_id.data,
-                                     .insert_id_len = e->insert_id.len,
-                                     .body = e->body.data,
-                                     .body_len = e->body.len};
+        nr->e[nr->n++] =
+            (ann_entry){.entry_id = e->entry_id,
+                        .flags = e->insert_id_generated && !replayed ? ANN_ENTRY_GENERATED_ID : 0,
+                        .time_ns = e->time_ns,
+                        .insert_time_ns = e->insert_time_ns,
+                        .severity = e->severity,
+                        .insert_id = (const char *)e->insert_id.data,
+                        .insert_id_len = e->insert_id.len,
+                        .body = e->body.data,
+                        .body_len = e->body.len};
         n_new++;
     }
     /* Announced even when nothing is new (a retry, or the replay of a batch whose Kafka
@@ -689,6 +763,7 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, newrows *nr, ann
     pack_ack(b, c, &a);
     free(ids);
     free(carry);
+    stored_set_done(&ss);
     return 0;
 }
 
@@ -829,86 +904,99 @@ static int prepare_partition(pbatch *b, ann_err *err)
         b->logs[i].work = b->logs[i].committed;
     tm_add(s, TM_HEADS, &t0);
 
-    /* 2. dedup lookups of every write's insert_ids against committed rows. A command
-     * whose insert_ids the API server made up (events.proto, insert_id_generated) can
-     * only find them stored if it is replayed: one probe of its first entry decides, and
-     * only a probe that hits looks the rest up. */
-    bool *probe = xcalloc(b->ncmds, sizeof *probe);
-    size_t *qstart = xcalloc(b->ncmds, sizeof *qstart);
+    /* 2. dedup lookups of every write's insert_ids against committed rows. Server-made
+     * insert_ids (events.proto, insert_id_generated) are unique to their command, so only
+     * a replay of the command can find them stored: one probe (the first) decides, and
+     * only a probe that hits looks the others up (through their request's row in the
+     * archive). Client-given insert_ids are each looked up. */
+    size_t *qprobe = xcalloc(b->ncmds, sizeof *qprobe);
+    uint64_t **found = xcalloc(b->ncmds, sizeof *found);
+    bool *replayed = xcalloc(b->ncmds, sizeof *replayed);
     ann_archive_iid_query *q = NULL;
+    size_t *qcmd = NULL, *qent = NULL;
     size_t nq = 0, cap = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
         size_t from = nq;
         for (size_t i = 0; i < b->ncmds; i++) {
             Command *c = b->cmds[i].c;
             const wlog *w = &b->logs[b->cmds[i].log];
             if (pass == 0)
-                qstart[i] = SIZE_MAX;
+                qprobe[i] = SIZE_MAX;
             if (c->op_case != ANNALS__EVENTS__V1__COMMAND__OP_WRITE || !c->write ||
-                c->write->n_entries == 0 || !w->committed.exists || w->committed.deleted ||
-                w->committed.next_id <= 1)
+                c->write->n_entries == 0)
                 continue;
             size_t n = c->write->n_entries;
-            if (pass == 0) {
-                bool generated = true;
-                for (size_t k = 0; k < n && generated; k++)
-                    generated = c->write->entries[k]->insert_id_generated;
-                probe[i] = generated;
-                if (generated)
-                    n = 1;
-            } else if (!probe[i] || q[qstart[i]].id_out == 0) {
-                continue; /* looked up whole in pass 0, or a probe that missed: all new */
+            if (pass == 0)
+                found[i] = xcalloc(n, sizeof *found[i]);
+            if (!w->committed.exists || w->committed.deleted || w->committed.next_id <= 1)
+                continue;
+            if (pass == 1) {
+                if (qprobe[i] == SIZE_MAX || q[qprobe[i]].id_out == 0)
+                    continue; /* no probe, or one that missed: the server-made ids are new */
+                replayed[i] = true;
             }
-            if (nq + n > cap) {
-                cap = (nq + n) * 2;
-                q = xrealloc(q, cap * sizeof *q);
-            }
-            qstart[i] = nq;
-            if (pass == 1)
-                probe[i] = false; /* now looked up whole */
+            bool probed = false;
             for (size_t k = 0; k < n; k++) {
                 Entry *e = c->write->entries[k];
+                bool gen = e->insert_id_generated;
+                if (pass == 0 && gen && probed)
+                    continue;
+                if (pass == 1 && (!gen || k == qent[qprobe[i]]))
+                    continue;
+                if (pass == 0 && gen) {
+                    probed = true;
+                    qprobe[i] = nq;
+                }
+                if (nq == cap) {
+                    cap = cap ? cap * 2 : 1024;
+                    q = xrealloc(q, cap * sizeof *q);
+                    qcmd = xrealloc(qcmd, cap * sizeof *qcmd);
+                    qent = xrealloc(qent, cap * sizeof *qent);
+                }
+                qcmd[nq] = i;
+                qent[nq] = k;
                 q[nq++] = (ann_archive_iid_query){.tenant_id = w->tenant,
                                                   .log_id = w->log,
                                                   .next_id = w->committed.next_id,
                                                   .insert_id = (const char *)e->insert_id.data,
-                                                  .insert_id_len = e->insert_id.len};
+                                                  .insert_id_len = e->insert_id.len,
+                                                  .generated = gen};
             }
         }
-        if (nq > from && ann_archive_lookup_many(s->ar, q + from, nq - from, err) < 0) {
-            free(q);
-            free(qstart);
-            free(probe);
-            return P_FAILED;
-        }
+        if (nq > from && ann_archive_lookup_many(s->ar, q + from, nq - from, err) < 0)
+            rc = -1;
+    }
+    for (size_t j = 0; rc == 0 && j < nq; j++)
+        found[qcmd[j]][qent[j]] = q[j].id_out;
+    free(q);
+    free(qcmd);
+    free(qent);
+    free(qprobe);
+    if (rc < 0) {
+        for (size_t i = 0; i < b->ncmds; i++)
+            free(found[i]);
+        free(found);
+        free(replayed);
+        return P_FAILED;
     }
 
     tm_add(s, TM_LOOKUP, &t0);
     /* 3. sequence in order */
     newrows *nr = xcalloc(b->ncmds, sizeof *nr);
     bool *revoke = xcalloc(b->ncmds, sizeof *revoke);
-    uint64_t zero_found[1] = {0};
     for (size_t i = 0; i < b->ncmds && rc == 0; i++) {
         cmd *cm = &b->cmds[i];
         if (cm->c->op_case == ANNALS__EVENTS__V1__COMMAND__OP_WRITE) {
-            size_t n = cm->c->write ? cm->c->write->n_entries : 0;
-            /* A probe that missed (probe[i] still set): every entry is new. */
-            uint64_t *found = qstart[i] != SIZE_MAX && !probe[i] ? xcalloc(n, sizeof *found) : NULL;
-            for (size_t k = 0; found && k < n; k++)
-                found[k] = q[qstart[i] + k].id_out;
-            uint64_t *none = NULL;
-            if (!found && n)
-                none = xcalloc(n, sizeof *none);
-            rc = seq_write(b, cm, found ? found : none ? none : zero_found, &nr[i], err);
-            free(found);
-            free(none);
+            uint64_t zero_found[1] = {0};
+            rc = seq_write(b, cm, found[i] ? found[i] : zero_found, replayed[i], &nr[i], err);
         } else {
             seq_other(b, cm, &revoke[i]);
         }
     }
-    free(q);
-    free(qstart);
-    free(probe);
+    for (size_t i = 0; i < b->ncmds; i++)
+        free(found[i]);
+    free(found);
+    free(replayed);
     b->nr = nr;
     b->revoke = revoke;
     for (size_t i = 0; i < b->ncmds; i++)

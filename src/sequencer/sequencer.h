@@ -3,7 +3,7 @@
  *
  * A member of the consumer group "<ns>.sequencer" over "<ns>.pending". For each
  * batch it polls, per Kafka partition touched: dedup against Cassandra, ids and
- * op numbers from the cached heads, entry and insert_id rows under the
+ * op numbers from the cached heads, batch, insert_id and request rows under the
  * partition's epoch, then ONE conditional head commit (IF range_id = epoch).
  * Then ONE Kafka transaction holds a Committed record per accepted command
  * ("<ns>.committed", same partition and key), an Ack per command ("<ns>.acks",

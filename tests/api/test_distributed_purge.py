@@ -149,7 +149,7 @@ def test_revoked_bytes_leave_the_engines_and_no_replay_or_rebuild_resurrects_the
             cassandra_purge(ns, svc)  # flush: the secret in an LZ4-compressed SSTable
             psql("CHECKPOINT", superuser=True, svc=svc)  # the heap pages on disk
             h = scans(ns, svc, needles)
-            assert any(f.startswith("node") and "log_entries" in f for f, _ in h["cassandra"]), \
+            assert any(f.startswith("node") and "log_batches" in f for f, _ in h["cassandra"]), \
                 f"the Cassandra scan does not see the secret before revocation: {h}"
             assert h["kafka"], "the Kafka scan does not see the secret before revocation"
             assert [x for x in h["postgres"] if "base" in x[0]], \

@@ -353,17 +353,12 @@ static void test_revoke(void **state)
     make_batch(&z, "secret", 3);
     assert_int_equal(append(a, part, e2, log, &h, z.e, 3, NULL, &err), 0);
     /* a zombie (epoch e1) that died between writing its rows and its
-     * (refused) commit left a copy of the secret at id 2 */
+     * (refused) commit left a copy of the secret at id 2, in a row of its own */
     {
-        char q[512];
-        snprintf(q, sizeof q,
-                 "INSERT INTO %s.log_entries (tenant_id, log_id, bucket, entry_id, epoch, "
-                 "flags, insert_id, body) VALUES ('%s', '%s', 0, 2, %llu, 0, 'secret-id-1', "
-                 "textAsBlob('secret-1'))",
-                 KS, TENANT, log, (unsigned long long)e1);
-        ann_cql_result r;
-        assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
-        ann_cql_result_release(&r);
+        batch zc;
+        make_batch(&zc, "secret", 2);
+        zc.e[1].entry_id = 2;
+        assert_int_equal(ann_archive_write_entries(a, TENANT, log, e1, &zc.e[1], 1, &err), 0);
     }
     uint64_t zero[] = {0};
     assert_int_equal(ann_archive_revoke(a, TENANT, log, zero, 1, "x", "y", 1, &err), -1);
@@ -397,17 +392,25 @@ static void test_revoke(void **state)
                      0);
     assert_false(found);
 
-    /* every stored row of id 2 is purged, the zombie's copy included */
+    /* every stored row of id 2 is purged, the zombie's copy included: no live blob holds
+     * the secret's bytes, the other entries' bodies stay */
     ann_cql_result r;
     char q[256];
     snprintf(q, sizeof q,
-             "SELECT epoch, body FROM %s.log_entries WHERE tenant_id = '%s' AND "
-             "log_id = '%s' AND bucket = 0 AND entry_id = 2",
+             "SELECT first_id, epoch, packed FROM %s.log_batches WHERE tenant_id = '%s' AND "
+             "log_id = '%s' AND bucket = 0",
              KS, TENANT, log);
     assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
     assert_int_equal(r.nrows, 2);
-    for (int32_t i = 0; i < r.nrows; i++)
-        assert_true(ann_cql_cell(&r, i, 1)->len < 0);
+    bool other_body = false;
+    for (int32_t i = 0; i < r.nrows; i++) {
+        const uint8_t *blob = NULL;
+        size_t bl = 0;
+        assert_int_equal(ann_cql_get_blob(&r, i, 2, &blob, &bl, &err), 0);
+        assert_null(memmem(blob, bl, "secret-1", 8));
+        other_body = other_body || memmem(blob, bl, "secret-2", 8) != NULL;
+    }
+    assert_true(other_body);
     ann_cql_result_release(&r);
     /* the insert_id of a revoked entry still deduplicates */
     const char *iq[] = {"secret-id-1"};
@@ -463,8 +466,8 @@ static void test_delete_log(void **state)
     assert_int_equal(ann_archive_read(a, 4, TENANT, log, 1, 10, collect, &s, &err), -1);
     assert_int_equal(err.code, ANN_ENOTFOUND);
     /* the rows are gone from every table */
-    const char *tables[] = {"log_entries", "log_insert_ids"};
-    for (int t = 0; t < 2; t++) {
+    const char *tables[] = {"log_batches", "log_insert_ids", "log_requests"};
+    for (int t = 0; t < 3; t++) {
         char q[1024];
         snprintf(q, sizeof q,
                  "SELECT COUNT(*) FROM %s.%s WHERE tenant_id = '%s' AND log_id = '%s' AND "
@@ -534,17 +537,26 @@ static void test_bucket_boundary(void **state)
     assert_int_equal(
         ann_archive_read_at(a, TENANT, log, h.next_id, 65500, 70000, count_ids, &want, &err), 0);
     assert_int_equal(want, FIRST + SECOND + 1);
-    char q[256];
-    snprintf(q, sizeof q,
-             "SELECT COUNT(*) FROM %s.log_entries WHERE tenant_id = '%s' AND log_id = '%s' "
-             "AND bucket = 1",
-             KS, TENANT, log);
-    ann_cql_result r;
-    assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
-    int64_t n = 0;
-    assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &n, &err), 0);
-    assert_int_equal(n, FIRST + SECOND + 1 - 65536); /* ids 65536..65545 */
-    ann_cql_result_release(&r);
+    /* the second append (65530..65545) is one row in bucket 0 that crosses into bucket 1:
+     * a read from inside bucket 1 finds it there */
+    want = 65540;
+    assert_int_equal(
+        ann_archive_read_at(a, TENANT, log, h.next_id, 65540, 65542, count_ids, &want, &err), 0);
+    assert_int_equal(want, 65542);
+    const int64_t rows_in[2] = {(FIRST + ANN_ARCHIVE_BATCH_IDS - 1) / ANN_ARCHIVE_BATCH_IDS + 1, 0};
+    for (int bk = 0; bk < 2; bk++) {
+        char q[256];
+        snprintf(q, sizeof q,
+                 "SELECT COUNT(*) FROM %s.log_batches WHERE tenant_id = '%s' AND log_id = '%s' "
+                 "AND bucket = %d",
+                 KS, TENANT, log, bk);
+        ann_cql_result r;
+        assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
+        int64_t n = 0;
+        assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &n, &err), 0);
+        assert_int_equal(n, rows_in[bk]);
+        ann_cql_result_release(&r);
+    }
     /* a lookup in the second bucket */
     const char *iq[] = {"y15", "x0"};
     size_t il[] = {3, 2};
@@ -614,6 +626,138 @@ static void test_lookup_many_large(void **state)
     ann_archive_close(a);
 }
 
+/* COUNT(*) of a table's rows for the test log in buckets 0..nb-1. */
+static int64_t count_rows(ann_archive *a, const char *table, const char *log, int nb)
+{
+    int64_t total = 0;
+    ann_err err;
+    for (int bk = 0; bk < nb; bk++) {
+        char q[256];
+        snprintf(q, sizeof q,
+                 "SELECT COUNT(*) FROM %s.%s WHERE tenant_id = '%s' AND log_id = '%s' AND "
+                 "bucket = %d",
+                 KS, table, TENANT, log, bk);
+        ann_cql_result r;
+        assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
+        int64_t n = 0;
+        assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &n, &err), 0);
+        total += n;
+        ann_cql_result_release(&r);
+    }
+    return total;
+}
+
+/* Rows per entry: a command of 3,000 entries is 3 batch rows; its client insert_ids a row
+ * each, its server-made ones one log_requests row. Reads by id inside a batch, and across
+ * rows a zombie left with other boundaries and a lower epoch. */
+static void test_batch_rows(void **state)
+{
+    (void)state;
+    ann_archive *a = open_archive();
+    ann_err err;
+    const int32_t part = 13;
+    uint64_t e1 = 0, e2 = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &e1, &err), 0);
+    assert_int_equal(ann_archive_claim_partition(a, part, &e2, &err), 0);
+    enum { N = 3000 };
+    static char ids[N][48], bodies[N][16];
+    static ann_entry e[N];
+    const char *logs[] = {"rows-client", "rows-server"};
+    for (int g = 0; g < 2; g++) {
+        ann_archive_head h;
+        create(a, part, e2, logs[g], &h);
+        for (size_t i = 0; i < N; i++) {
+            if (g == 0)
+                snprintf(ids[i], sizeof ids[i], "client-%zu", i);
+            else
+                snprintf(ids[i], sizeof ids[i], "0b0c7a3e-1111-4222-8333-444455556666/%zu", i);
+            snprintf(bodies[i], sizeof bodies[i], "body-%zu", i);
+            e[i] = (ann_entry){.time_ns = (int64_t)i,
+                               .flags = g == 1 ? ANN_ENTRY_GENERATED_ID : 0,
+                               .insert_id = ids[i],
+                               .insert_id_len = strlen(ids[i]),
+                               .body = (const uint8_t *)bodies[i],
+                               .body_len = strlen(bodies[i])};
+        }
+        assert_int_equal(append(a, part, e2, logs[g], &h, e, N, NULL, &err), 0);
+        assert_int_equal(count_rows(a, "log_batches", logs[g], 1),
+                         (N + ANN_ARCHIVE_BATCH_IDS - 1) / ANN_ARCHIVE_BATCH_IDS);
+        int64_t iid_rows = 0;
+        {
+            char q[1024];
+            int o = snprintf(q, sizeof q,
+                             "SELECT COUNT(*) FROM %s.log_insert_ids WHERE tenant_id = '%s' AND "
+                             "log_id = '%s' AND bucket IN (",
+                             KS, TENANT, logs[g]);
+            for (int bk = 0; bk < ANN_ARCHIVE_ID_BUCKETS; bk++)
+                o += snprintf(q + o, sizeof q - (size_t)o, bk ? ", %d" : "%d", bk);
+            snprintf(q + o, sizeof q - (size_t)o, ")");
+            ann_cql_result r;
+            assert_int_equal(ann_cql_query(ann_archive_conn(a), q, NULL, &r, &err), 0);
+            assert_int_equal(ann_cql_get_bigint(&r, 0, 0, &iid_rows, &err), 0);
+            ann_cql_result_release(&r);
+        }
+        assert_int_equal(iid_rows, g == 0 ? N : 0);
+        assert_int_equal(count_rows(a, "log_requests", logs[g], ANN_ARCHIVE_ID_BUCKETS), g);
+        /* a read by id inside a batch row, and one across two rows */
+        seen s = {0};
+        assert_int_equal(
+            ann_archive_read_at(a, TENANT, logs[g], h.next_id, 1500, 1501, collect, &s, &err), 0);
+        assert_int_equal(s.n, 1);
+        assert_int_equal(s.id[0], 1500);
+        assert_string_equal(s.body[0], "body-1499");
+        uint64_t want = 1020;
+        assert_int_equal(
+            ann_archive_read_at(a, TENANT, logs[g], h.next_id, 1020, 1030, count_ids, &want, &err),
+            0);
+        assert_int_equal(want, 1030);
+        /* every id resolves: client ones by their rows, server-made ones (no row of their
+         * own) through their request's row; one past the request's entries does not */
+        char past[64];
+        snprintf(past, sizeof past, "0b0c7a3e-1111-4222-8333-444455556666/%d", N);
+        const char *pq[] = {ids[0], ids[5], ids[N - 1], past};
+        size_t pl[] = {strlen(ids[0]), strlen(ids[5]), strlen(ids[N - 1]), strlen(past)};
+        uint64_t got[4];
+        assert_int_equal(ann_archive_lookup(a, TENANT, logs[g], &h, pq, pl, 4, got, &err), 0);
+        assert_int_equal(got[0], 1);
+        assert_int_equal(got[1], 6);
+        assert_int_equal(got[2], N);
+        assert_int_equal(got[3], 0);
+    }
+    /* a zombie (epoch e1) left rows with other boundaries inside the committed ones, one
+     * starting mid-row: every id still reads from the highest epoch */
+    {
+        batch z;
+        make_batch(&z, "zombie", 4);
+        for (size_t i = 0; i < 4; i++)
+            z.e[i].entry_id = 1500 + i;
+        assert_int_equal(ann_archive_write_entries(a, TENANT, logs[0], e1, z.e, 4, &err), 0);
+        ann_archive_head h;
+        assert_int_equal(ann_archive_head_load(a, part, TENANT, logs[0], false, &h, &err), 0);
+        seen s = {0};
+        assert_int_equal(
+            ann_archive_read_at(a, TENANT, logs[0], h.next_id, 1499, 1505, collect, &s, &err), 0);
+        assert_int_equal(s.n, 6);
+        for (size_t i = 0; i < 6; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "body-%zu", 1498 + i);
+            assert_int_equal(s.id[i], 1499 + i);
+            assert_string_equal(s.body[i], want);
+        }
+        /* and a newer epoch's uncommitted row past next_id is not read */
+        uint64_t e3 = 0;
+        assert_int_equal(ann_archive_claim_partition(a, part, &e3, &err), 0);
+        z.e[0].entry_id = N + 1;
+        assert_int_equal(ann_archive_write_entries(a, TENANT, logs[0], e3, z.e, 1, &err), 0);
+        memset(&s, 0, sizeof s);
+        assert_int_equal(
+            ann_archive_read_at(a, TENANT, logs[0], h.next_id, N - 1, N + 5, collect, &s, &err), 0);
+        assert_int_equal(s.n, 2);
+        assert_int_equal(s.id[1], N);
+    }
+    ann_archive_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_delete_log),
         cmocka_unit_test(test_bucket_boundary),
         cmocka_unit_test(test_lookup_many_large),
+        cmocka_unit_test(test_batch_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -220,15 +220,18 @@ static rid write_n(const char *log, const char *prefix, size_t n, size_t size,
     for (size_t i = 0; i < n; i++) {
         annals__events__v1__entry__init(&e[i]);
         bufs[2 * i] = malloc(64);
-        snprintf(bufs[2 * i], 64, "%s-%zu", prefix, i);
-        const char *iid = iids ? iids[i] : bufs[2 * i];
+        /* server-made ids look like the API server's: "<36-byte request key>/<index>";
+         * with iids, a NULL one is server-made */
+        bool gen = iids ? iids[i] == NULL : generated_ids;
+        snprintf(bufs[2 * i], 64, gen ? "%s/%zu" : "%s-%zu", prefix, i);
+        const char *iid = iids && iids[i] ? iids[i] : bufs[2 * i];
         size_t bl = size > 64 ? size : 64;
         bufs[2 * i + 1] = calloc(1, bl + 1);
         snprintf(bufs[2 * i + 1], bl, "body-%s", iid);
         size_t used = size > strlen(bufs[2 * i + 1]) ? size : strlen(bufs[2 * i + 1]);
         memset(bufs[2 * i + 1] + strlen(bufs[2 * i + 1]), '.', used - strlen(bufs[2 * i + 1]));
         e[i].insert_id = (ProtobufCBinaryData){strlen(iid), (uint8_t *)iid};
-        e[i].insert_id_generated = generated_ids;
+        e[i].insert_id_generated = gen;
         e[i].body = (ProtobufCBinaryData){used, (uint8_t *)bufs[2 * i + 1]};
         e[i].time_ns = 1000 + (int64_t)i;
         e[i].insert_time_ns = 2000;
@@ -703,21 +706,42 @@ static void test_generated_ids(void **state)
 {
     (void)state;
     const char *L = "log-gen";
+    /* request keys as the API server makes them (a UUID, 36 bytes) */
+    const char *G = "0f9a7c1e-0000-4000-8000-00000000000a";
+    const char *H = "0f9a7c1e-0000-4000-8000-00000000000b";
+    const char *M = "0f9a7c1e-0000-4000-8000-00000000000c";
     wait_ack(create_log(L));
     generated_ids = true;
-    const Ack *a = wait_ack(write_n(L, "g", 3, 0, NULL));
+    const Ack *a = wait_ack(write_n(L, G, 3, 0, NULL));
     assert_ids(a, (uint64_t[]){1, 2, 3}, 3);
     assert_int_equal(a->n_new, 3);
-    a = wait_ack(write_n(L, "g", 3, 0, NULL)); /* the same command again */
+    a = wait_ack(write_n(L, G, 3, 0, NULL)); /* the same command again */
     assert_ids(a, (uint64_t[]){1, 2, 3}, 3);
     assert_int_equal(a->n_new, 0);
-    a = wait_ack(write_n(L, "h", 2, 0, NULL));
+    a = wait_ack(write_n(L, H, 2, 0, NULL));
     assert_ids(a, (uint64_t[]){4, 5}, 2);
     assert_int_equal(a->n_new, 2);
     generated_ids = false;
-    const char *iids[] = {"g-1", "new-1"};
+    /* a client that sends a server-made id it read back: the same entry */
+    char g1[64];
+    snprintf(g1, sizeof g1, "%s/1", G);
+    const char *iids[] = {g1, "new-1"};
     a = wait_ack(write_n(L, "x", 2, 0, iids));
     assert_ids(a, (uint64_t[]){2, 6}, 2);
+    assert_int_equal(a->n_new, 1);
+    /* a command mixing client ids and server-made ones, then its replay: the same ids */
+    const char *mixed[] = {"mixed-a", NULL, "g-dup", NULL, NULL};
+    a = wait_ack(write_n(L, M, 5, 0, mixed));
+    assert_ids(a, (uint64_t[]){7, 8, 9, 10, 11}, 5);
+    assert_int_equal(a->n_new, 5);
+    a = wait_ack(write_n(L, M, 5, 0, mixed));
+    assert_ids(a, (uint64_t[]){7, 8, 9, 10, 11}, 5);
+    assert_int_equal(a->n_new, 0);
+    char m3[64];
+    snprintf(m3, sizeof m3, "%s/3", M);
+    const char *back[] = {m3, "mixed-a", "fresh"};
+    a = wait_ack(write_n(L, "y", 3, 0, back));
+    assert_ids(a, (uint64_t[]){10, 7, 12}, 3);
     assert_int_equal(a->n_new, 1);
 }
 
