@@ -165,7 +165,8 @@ static void engines_from(const ann_roles_opts *o, engines *e)
         e->conninfo = DEV_CONNINFO;
 }
 
-int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err)
+int ann_roles_open_store(const ann_roles_opts *o, ann_metrics *metrics, ann_store **out,
+                         ann_err *err)
 {
     engines e;
     engines_from(o, &e);
@@ -173,7 +174,8 @@ int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err)
                                      .cql = e.cql,
                                      .replication = e.replication,
                                      .conninfo = e.conninfo,
-                                     .instance = o->instance};
+                                     .instance = o->instance,
+                                     .metrics = metrics};
     return ann_store_distributed_open(&so, out, err);
 }
 
@@ -500,7 +502,7 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
     so2.health = health;
     if (serve) {
         grpc_init();
-        if (ann_roles_open_store(o, &store, &err) != 0 ||
+        if (ann_roles_open_store(o, metrics, &store, &err) != 0 ||
             ann_service_init(&svc, store, &err) != 0) {
             fprintf(stderr, "annalsd: %s\n", err.msg);
             goto stop_roles;

@@ -24,7 +24,9 @@ typedef struct ann_roles_opts {
 int ann_roles_flag(ann_roles_opts *o, int argc, char **argv, int *i);
 
 /* The distributed store an API server (or `tenant create`) uses. */
-int ann_roles_open_store(const ann_roles_opts *o, ann_store **out, ann_err *err);
+struct ann_metrics;
+int ann_roles_open_store(const ann_roles_opts *o, struct ann_metrics *metrics, ann_store **out,
+                         ann_err *err);
 
 /* `annalsd tenant create --distributed`: the catalog only. */
 int ann_roles_tenant_create(const ann_roles_opts *o, const char *name, const uint8_t key_hash[32],

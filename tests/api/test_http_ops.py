@@ -369,3 +369,74 @@ def test_a_role_whose_engine_is_unreachable_is_alive_but_not_ready():
         finally:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=90)
+
+
+class _SplitRoles(Server):
+    """An API server (with the HTTP port), a sequencer and a projector, each its own
+    process, so that the projector can be frozen alone."""
+
+    def command(self):
+        return [os.path.join(BIN, "annalsd"), "serve", "--distributed", "--namespace",
+                self.namespace(), "--instance", "api-1", "--listen", self.addr,
+                "--http", self.http_addr]
+
+    def role_commands(self):
+        a, ns = os.path.join(BIN, "annalsd"), ["--namespace", self.namespace()]
+        return [([a, "sequence"] + ns + ["--instance", "seq-1"], "seq-1"),
+                ([a, "project"] + ns + ["--instance", "proj-1"], "proj-1")]
+
+
+@pytest.mark.skipif(not DISTRIBUTED, reason="the distributed roles only")
+def test_read_model_lag_in_entries_and_seconds():
+    """annals_readmodel_lag_entries counts, exactly, the entries this API server's writes had
+    sequenced that reads do not show yet; _seconds is the oldest one's age. With the
+    projector frozen (SIGSTOP) the gauges grow by what was written; thawed, they go to 0."""
+    W = pb.WriteLogEntriesRequest
+    with tempfile.TemporaryDirectory(prefix="annals-test-") as d:
+        s = _SplitRoles(d, http=True).start()
+        try:
+            c = Client(s, s.tenant("tenant-lag"))
+            lg = create_log(c)  # answered once the read model shows the log
+            write_and_wait(c, lg, [entry("before")])
+
+            def gauges():
+                m = scrape(s)
+                return (value(m, "annals_readmodel_lag_entries"),
+                        value(m, "annals_readmodel_lag_seconds"))
+
+            deadline = time.time() + 60
+            while gauges() != (0, 0):
+                assert time.time() < deadline, gauges()
+                time.sleep(0.2)
+            proj = s.others[1]
+            proj.send_signal(signal.SIGSTOP)
+            try:
+                written = 0
+                for n in (5, 1, 40):
+                    r = c.call(c.cmd.WriteLogEntries, W(
+                        log_id=lg, entries=[entry(f"x{i}") for i in range(n)],
+                        wait=W.WAIT_SEQUENCED))
+                    assert len(r.entry_ids) == n
+                    written += n
+                    entries, seconds = gauges()
+                    assert entries == written
+                    assert seconds > 0
+                # A retried request (same insert_ids) makes no new entries: no more lag.
+                again = [entry("dup", insert_id="lag-dup-1")]
+                c.call(c.cmd.WriteLogEntries, W(log_id=lg, entries=again, wait=W.WAIT_SEQUENCED))
+                c.call(c.cmd.WriteLogEntries, W(log_id=lg, entries=again, wait=W.WAIT_SEQUENCED))
+                assert gauges()[0] == written + 1
+                time.sleep(1.1)
+                assert gauges()[1] >= 1
+            finally:
+                proj.send_signal(signal.SIGCONT)
+            deadline = time.time() + 120
+            while gauges() != (0, 0):
+                assert time.time() < deadline, gauges()
+                time.sleep(0.2)
+            c.close()
+            assert s.stop() == 0
+        finally:
+            if s.proc:
+                s.kill()
+            _keep_log(s)

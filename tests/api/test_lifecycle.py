@@ -8,7 +8,7 @@ The server runs it in the background; these tests shorten a day with the hidden 
 `--retention-day-ms` and run a pass every 100 ms, so a period of days passes in seconds.
 Holds and releases are audited on the log (GetLog's `last_hold_change`) and in the
 operator's trail (`annalsd audit TENANT`), as is every deletion by retention.
-Both modes (the distributed mode's ListLogs does not show holds and periods yet).
+Both modes.
 """
 import os
 import subprocess
@@ -386,7 +386,6 @@ def test_retention_survives_restart():
                 assert s.stop() == 0
 
 
-@pytest.mark.embedded_only("the distributed read model has no hold or period yet")
 def test_list_logs_shows_hold_and_retention(tenant):
     c = tenant.admin
     mark = uid()

@@ -1,10 +1,16 @@
 """What the distributed mode does its own way (docs/distributed.md, "Retention and legal
 hold"): holds in the catalog, its audit rows read by `annalsd audit --distributed`.
 tests/api/test_lifecycle.py runs the whole contract in both modes."""
+import os
+import signal
+import tempfile
+import time
+
 import grpc
 import pytest
 
-from helpers import DISTRIBUTED, create_log, expect_code, get_log, pb
+from conftest import BIN, Client, Server, _keep_log
+from helpers import DISTRIBUTED, create_log, entry, expect_code, get_log, pb, uid, write_and_wait
 
 pytestmark = pytest.mark.skipif(not DISTRIBUTED, reason="the distributed mode's answer")
 PRECOND = grpc.StatusCode.FAILED_PRECONDITION
@@ -55,3 +61,65 @@ def test_bad_retention_is_still_invalid_argument(client):
     err = expect_code(grpc.StatusCode.INVALID_ARGUMENT, client.call, client.cmd.CreateLog,
                       pb.CreateLogRequest(retention_days=-1))
     assert "retention_days" in err.details()
+
+
+class _FaultServer(Server):
+    """The same deployment served by build/bin/annalsd-faults (its API server's fault
+    points live), retention days of 1 s, a pass every 100 ms."""
+
+    def command(self):
+        cmd = super().command()
+        cmd[0] = os.path.join(BIN, "annalsd-faults")
+        return cmd
+
+
+def test_interrupted_retention_deletion_is_finished_with_its_audit_row():
+    """kill -9 of the API server between the catalog's mark and the DeleteLog command: the
+    log is gone for every read at once (GetLog and ListLogs), and a later pass finishes the
+    deletion (the read model drops it) and writes the audit row the mark carried."""
+    fast = ["--retention-day-ms", "1000", "--retention-every-ms", "100"]
+    with tempfile.TemporaryDirectory(prefix="annals-life-") as d:
+        s = _FaultServer(d, extra_args=fast)
+        s.env = dict(os.environ, ANNALS_FAULT="dist.delete_marked")
+        s.start()
+        try:
+            name = "cut-" + uid()[:12]
+            c = Client(s, s.tenant(name))
+            kept = create_log(c)
+            lg = c.call(c.cmd.CreateLog, pb.CreateLogRequest(retention_days=1)).log.id
+            write_and_wait(c, lg, [entry("old line")])
+            c.close()
+            deadline = time.time() + 60
+            while s.proc.poll() is None:
+                assert time.time() < deadline, "the retention pass never reached the fault point"
+                time.sleep(0.1)
+            assert s.proc.returncode == -signal.SIGKILL
+            assert "dist.delete_marked" in open(s.log_path, errors="replace").read()
+            s.kill()
+            s.env = None
+            s.start()
+            c = Client(s, s.admin("key", "create", name, "--role", "admin").stdout
+                       .strip().splitlines()[-1])
+            expect_code(grpc.StatusCode.NOT_FOUND, get_log, c, lg)
+            listed = [x.id for x in c.call(c.query.ListLogs,
+                                           pb.ListLogsRequest(page_size=1000)).logs]
+            assert lg not in listed and kept in listed
+            deadline = time.time() + 120
+            while True:
+                rows = [r.split("\t") for r in s.admin("audit", name).stdout.splitlines() if r]
+                done = [r for r in rows if r[1] == lg and r[2] == "retention"]
+                if done:
+                    break
+                assert time.time() < deadline, rows
+                time.sleep(0.5)
+            assert len(done) == 1 and done[0][3] == "annals:retention"
+            assert "last write" in done[0][4], done
+            logs = [s.log_path] + [s.log_path + ".api-2"] * os.path.exists(s.log_path + ".api-2")
+            assert any("finished the interrupted deletion" in open(p, errors="replace").read()
+                       for p in logs)
+            c.close()
+            assert s.stop() == 0
+        finally:
+            if s.proc:
+                s.kill()
+            _keep_log(s)

@@ -34,6 +34,8 @@ enum {
     S_TENANT_PERIODS,
     S_LOG_SCAN,
     S_LOG_LAST_WRITE,
+    S_LOG_FLAGS,
+    S_LOG_DELETE_DONE,
     S_COUNT
 };
 
@@ -50,6 +52,13 @@ enum {
 /* Retention: the log's own period (0 or null: the tenant's) and a lower bound of its last
  * write that the retention pass raises as it checks logs (null: its create time). */
 #define RETENTION_COLUMNS "retention_days int, last_write_ns bigint"
+
+/* A deletion: when it was asked for and, for one the server made (retention), by whom and
+ * why, written by the same conditional update that marks the log deleted; delete_done once
+ * the read model shows it deleted and its audit row is written. A deletion interrupted
+ * between the mark and its end is finished by a later retention pass (distributed.c). */
+#define DELETE_COLUMNS                                                                             \
+    "delete_time_ns bigint, delete_actor text, delete_reason text, delete_done boolean"
 
 static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.deployment (name text PRIMARY KEY, secret blob)",
@@ -68,6 +77,7 @@ static const char *const schema_text[] = {
     "key_hash blob)",
     "CREATE TABLE IF NOT EXISTS %s.logs (tenant_id text, log_id text, labels blob, "
     "create_time_ns bigint, deleted boolean, " HOLD_COLUMNS ", " RETENTION_COLUMNS ", "
+    DELETE_COLUMNS ", "
     "PRIMARY KEY ((tenant_id), log_id))",
     /* The audit trail of holds and releases, kept after the log is gone. */
     "CREATE TABLE IF NOT EXISTS %s.log_events (tenant_id text, log_id text, time_ns bigint, "
@@ -92,8 +102,11 @@ static const char *const stmt_text[S_COUNT] = {
                   "hold_reason, hold_time_ns, retention_days FROM %s.logs WHERE tenant_id = ? AND "
                   "log_id = ?",
     /* Conditional, so a hold and a deletion racing each other never both win. */
-    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true WHERE tenant_id = ? AND log_id = ? "
+    [S_LOG_DELETED] = "UPDATE %s.logs SET deleted = true, delete_time_ns = ?, delete_actor = ?, "
+                      "delete_reason = ? WHERE tenant_id = ? AND log_id = ? "
                       "IF deleted = false AND legal_hold != true",
+    [S_LOG_DELETE_DONE] = "UPDATE %s.logs SET delete_done = true WHERE tenant_id = ? AND "
+                          "log_id = ?",
     [S_KEY_NAME_CLAIM] = "INSERT INTO %s.tenant_key_names (tenant_id, name, key_id, key_hash) "
                          "VALUES (?, ?, ?, ?) IF NOT EXISTS",
     [S_KEY_ID_PUT] = "INSERT INTO %s.keys_by_id (key_id, tenant_id, key_hash) VALUES (?, ?, ?)",
@@ -112,8 +125,13 @@ static const char *const stmt_text[S_COUNT] = {
     [S_TENANT_RETENTION] = "UPDATE %s.tenants SET retention_days = ? WHERE tenant_id = ?",
     [S_TENANT_PERIODS] = "SELECT tenant_id, retention_days FROM %s.tenants",
     [S_LOG_SCAN] = "SELECT tenant_id, log_id, create_time_ns, deleted, legal_hold, "
-                   "retention_days, last_write_ns FROM %s.logs",
+                   "retention_days, last_write_ns, delete_done, delete_time_ns, delete_actor, "
+                   "delete_reason FROM %s.logs",
     [S_LOG_LAST_WRITE] = "UPDATE %s.logs SET last_write_ns = ? WHERE tenant_id = ? AND log_id = ?",
+    /* ListLogs' page (from the read model) completed with holds and periods: one read of
+     * the tenant's partition for the whole page. */
+    [S_LOG_FLAGS] = "SELECT log_id, legal_hold, retention_days, deleted FROM %s.logs "
+                    "WHERE tenant_id = ? AND log_id IN ?",
     [S_EVENT_PUT] = "INSERT INTO %s.log_events (tenant_id, log_id, time_ns, event_id, kind, "
                     "actor, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
 };
@@ -216,6 +234,7 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
     if (add_columns(c, "tenant_keys", "key_id", KEY_COLUMNS, err) < 0 ||
         add_columns(c, "logs", "legal_hold", HOLD_COLUMNS, err) < 0 ||
         add_columns(c, "logs", "retention_days", RETENTION_COLUMNS, err) < 0 ||
+        add_columns(c, "logs", "delete_done", DELETE_COLUMNS, err) < 0 ||
         add_columns(c, "tenants", "retention_days", "retention_days int", err) < 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
@@ -587,12 +606,15 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
 }
 
 int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
-                                 ann_err *err)
+                                 int64_t now, const char *actor, const char *reason, ann_err *err)
 {
-    ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
+    ann_cql_value v[] = {ann_cql_vbigint(now),
+                         actor ? ann_cql_vtext(actor) : ann_cql_vnull(),
+                         reason ? ann_cql_vtext(reason) : ann_cql_vnull(),
+                         ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
     ann_cql_result r;
     bool applied = false, held = false;
-    int rc = exec(c, S_LOG_DELETED, v, 2, true, &r, err);
+    int rc = exec(c, S_LOG_DELETED, v, 5, true, &r, err);
     if (rc == 0)
         rc = ann_cql_applied(&r, &applied, err);
     /* Not applied: the row's current values follow [applied]; a hold, or a deletion that
@@ -763,6 +785,22 @@ int ann_catalog_tenant_periods(ann_catalog *c, ann_catalog_period **out, size_t 
     return 0;
 }
 
+/* A text column into a NUL-terminated buffer (null: ""; longer: cut). */
+static int text_into(const ann_cql_result *r, int32_t row, int32_t col, char *out, size_t cap,
+                     ann_err *err)
+{
+    const char *t = NULL;
+    size_t n = 0;
+    if (ann_cql_get_text(r, row, col, &t, &n, err) < 0)
+        return -1;
+    if (n >= cap)
+        n = cap - 1;
+    if (t && n)
+        memcpy(out, t, n);
+    out[t ? n : 0] = '\0';
+    return 0;
+}
+
 int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
                          int (*visit)(const ann_catalog_log_row *row, void *ud), void *ud,
                          ann_err *err)
@@ -791,7 +829,11 @@ int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
             ann_cql_get_bool(&r, i, 3, &row.deleted, err) < 0 ||
             ann_cql_get_bool(&r, i, 4, &row.held, err) < 0 ||
             ann_cql_get_int(&r, i, 5, &row.days, err) < 0 ||
-            ann_cql_get_bigint(&r, i, 6, &row.last_write_ns, err) < 0) {
+            ann_cql_get_bigint(&r, i, 6, &row.last_write_ns, err) < 0 ||
+            ann_cql_get_bool(&r, i, 7, &row.delete_done, err) < 0 ||
+            ann_cql_get_bigint(&r, i, 8, &row.delete_ns, err) < 0 ||
+            text_into(&r, i, 9, row.delete_actor, sizeof row.delete_actor, err) < 0 ||
+            text_into(&r, i, 10, row.delete_reason, sizeof row.delete_reason, err) < 0) {
             rc = -1;
             break;
         }
@@ -824,9 +866,61 @@ int ann_catalog_event_put(ann_catalog *c, const char *tenant_id, const char *log
                           const char *kind, const char *actor, const char *reason, ann_err *err)
 {
     char event_id[ANN_UUID_LEN + 1];
-    ann_uuid_v4_new(event_id);
+    if (strcmp(kind, "retention") == 0) /* one per deletion: written again, the same row */
+        snprintf(event_id, sizeof event_id, "deletion");
+    else
+        ann_uuid_v4_new(event_id);
     ann_cql_value ev[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id), ann_cql_vbigint(now),
                           ann_cql_vtext(event_id),  ann_cql_vtext(kind),   ann_cql_vtext(actor),
                           ann_cql_vtext(reason)};
     return exec_simple(c, S_EVENT_PUT, ev, 7, err);
+}
+
+int ann_catalog_logs_flags(ann_catalog *c, const char *tenant_id, ann_log_meta *logs, size_t n,
+                           bool *deleted, ann_err *err)
+{
+    if (n == 0)
+        return 0;
+    const char **ids = calloc(n, sizeof *ids);
+    size_t *lens = calloc(n, sizeof *lens);
+    if (!ids || !lens)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = logs[i].id;
+        lens[i] = strlen(logs[i].id);
+    }
+    ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vlist_text(ids, lens, n)};
+    ann_cql_result r;
+    int rc = exec(c, S_LOG_FLAGS, v, 2, false, &r, err);
+    for (int32_t i = 0; rc == 0 && i < r.nrows; i++) {
+        const char *id = NULL;
+        size_t idn = 0;
+        bool held = false, gone = false;
+        int32_t days = 0;
+        if (ann_cql_get_text(&r, i, 0, &id, &idn, err) < 0 ||
+            ann_cql_get_bool(&r, i, 1, &held, err) < 0 ||
+            ann_cql_get_int(&r, i, 2, &days, err) < 0 ||
+            ann_cql_get_bool(&r, i, 3, &gone, err) < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++)
+            if (id && strlen(logs[k].id) == idn && memcmp(logs[k].id, id, idn) == 0) {
+                logs[k].legal_hold = held;
+                logs[k].retention_days = days;
+                if (deleted)
+                    deleted[k] = gone;
+            }
+    }
+    ann_cql_result_release(&r);
+    free(ids);
+    free(lens);
+    return rc < 0 ? -1 : 0;
+}
+
+int ann_catalog_log_delete_done(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                ann_err *err)
+{
+    ann_cql_value v[] = {ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
+    return exec_simple(c, S_LOG_DELETE_DONE, v, 2, err);
 }

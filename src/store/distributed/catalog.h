@@ -61,11 +61,21 @@ int ann_catalog_log_create(ann_catalog *c, const char *tenant_id, const char *lo
 int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_id,
                         ann_log_meta *out, ann_err *err);
 
+/* Sets legal_hold and retention_days of each of logs[0..n) (a page of ListLogs from the read
+ * model, of the tenant's) from the catalog, in one read, and deleted[k] (when not NULL) for
+ * those the catalog marks deleted; logs the catalog lacks keep theirs. */
+int ann_catalog_logs_flags(ann_catalog *c, const char *tenant_id, ann_log_meta *logs, size_t n,
+                           bool *deleted, ann_err *err);
+
 /* Marks a log deleted (first step of DeleteLog), unless it is on legal hold: then
  * ANN_EPRECOND and nothing changes (one lightweight transaction, so a hold racing it
- * either wins or is refused). */
+ * either wins or is refused). With it, in the same write: when, and for a deletion the
+ * server makes, who and why (actor and reason NULL for DeleteLog's). */
 int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
-                                 ann_err *err);
+                                 int64_t now, const char *actor, const char *reason, ann_err *err);
+/* The deletion is complete (read model and audit): later passes skip the row. */
+int ann_catalog_log_delete_done(ann_catalog *c, const char *tenant_id, const char *log_id,
+                                ann_err *err);
 
 /* Holds or releases a live log (a lightweight transaction on its row, with the last change),
  * then records the change in log_events; ANN_ENOTFOUND when the log is missing, deleted or
@@ -106,6 +116,10 @@ typedef struct ann_catalog_log_row {
     bool deleted, held;
     int32_t days;          /* the log's own period (0: the tenant's) */
     int64_t last_write_ns; /* recorded lower bound (0: none) */
+    bool delete_done;      /* deleted, and the deletion finished */
+    int64_t delete_ns;     /* when it was marked deleted (0: before this was kept) */
+    char delete_actor[ANN_ACTOR_MAX];
+    char delete_reason[512]; /* "" for DeleteLog's */
 } ann_catalog_log_row;
 int ann_catalog_log_scan(ann_catalog *c, ann_catalog_scan *cur, size_t max,
                          int (*visit)(const ann_catalog_log_row *row, void *ud), void *ud,

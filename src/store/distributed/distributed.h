@@ -19,6 +19,7 @@ typedef struct ann_store_distributed_opts {
     const char *conninfo;    /* libpq conninfo of the read model */
     const char *instance;    /* this server's name in answers; NULL: random */
     int pg_pool;             /* read connections; default 4 */
+    struct ann_metrics *metrics; /* where the read-model lag gauges go; NULL: none */
 } ann_store_distributed_opts;
 
 /* Connects to the three engines, creates what is missing (topics, keyspace, schema). */

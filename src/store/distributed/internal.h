@@ -53,11 +53,25 @@ struct ann_watch {
     ann_watch *next, *prev; /* guarded by d->mu */
 };
 
-/* A log someone waits on or watches. Guarded by d->mu. */
+/* Read-model lag (lag.c): a run of ids this server's writes had sequenced (acks) that the
+ * read model did not show yet, and when its ack came. */
+#define DIST_LAG_RUNS 8      /* runs kept per log; more merge into the last (overcounting) */
+#define DIST_LAG_LOGS 65536  /* logs tracked; past it, new logs' writes are not counted */
+typedef struct dist_lag_run {
+    uint64_t lo, hi; /* ids lo+1..hi */
+    int64_t acked_ns;
+} dist_lag_run;
+
+/* A log someone waits on or watches, or with sequenced entries not visible yet. Guarded by
+ * d->mu. */
 typedef struct wlog {
     char key[ANN_EVENT_KEY_LEN + 1];
     dop *waiters;
     ann_watch *watchers;
+    dist_lag_run lag[DIST_LAG_RUNS]; /* ascending, disjoint, all above visible */
+    int nlag;
+    uint64_t visible; /* the highest visible count seen for the log */
+    unsigned polls;   /* rounds of the fallback poller */
     struct wlog *next;
 } wlog;
 
@@ -113,6 +127,12 @@ typedef struct dist {
     bool threads_started;
     pthread_t t_poll, t_ack, t_state;
 
+    /* Read-model lag of this server's writes (lag.c), guarded by mu: entries in the runs of
+     * every wlog, and how many wlogs have runs. */
+    uint64_t lag_entries;
+    size_t lag_logs;
+    struct ann_metrics *metrics; /* the collector's registry (NULL: none) */
+
     pthread_mutex_t scan_mu; /* guards scan: one retention pass at a time */
     ann_catalog_scan scan;   /* where the retention walk over the catalog resumes */
 } dist;
@@ -121,6 +141,11 @@ typedef struct dist {
 void dist_on_state(dist *d, const char *key, const dist_log_state *st);
 void dist_on_notify(void *ud, const char *tenant_id, const char *log_id, uint64_t visible,
                     uint64_t applied_op, bool deleted);
+
+/* lag.c: the read-model lag of this server's writes, under d->mu. */
+void dist_lag_add_locked(dist *d, wlog *w, uint64_t lo, uint64_t hi, int64_t now_ns);
+void dist_lag_seen_locked(dist *d, wlog *w, const dist_log_state *st);
+void dist_lag_collect(void *ud, struct ann_metrics_out *out);
 
 /* readmodel_port.c: the read model behind the port. */
 int dist_rm_open(dist *d, const char *conninfo, int pool, ann_err *err);
