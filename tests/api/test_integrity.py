@@ -555,3 +555,65 @@ def test_saved_leaves_survive_restart_and_go_with_the_log():
             c.close()
         finally:
             s.kill()
+
+
+def test_proofs_over_blocks_of_leaves_kept_on_disk():
+    """Below level 8 the server keeps only the block of 256 leaves being filled in memory:
+    proofs that reach into complete blocks read their leaves from <log>.mrk (checked against
+    the block's node), or from the entries when that file was damaged, before and after a
+    restart. Every proof is checked against the Python verifier."""
+    with tempfile.TemporaryDirectory(prefix="annals-int-blk-") as d:
+        s = Server(d).start()
+        try:
+            c = Client(s, s.tenant("t"))
+            vk = verifier_key(s)
+            log = create_log(c)
+            rnd = random.Random(1000)
+            for _ in range(10):
+                write(c, log, varied(100, rnd))
+            size, root, leaves = verify_log(c, vk, log)
+            assert size == 1000
+            tree = V.Tree(leaves)
+            edges = [1, 2, 255, 256, 257, 511, 512, 513, 700, 767, 768, 769, 999, 1000]
+
+            def check_all():
+                for i in edges + rnd.sample(range(1, 1001), 30):
+                    assert V.verify_inclusion(i - 1, 1000, leaves[i - 1],
+                                              inclusion(c, log, i, 1000), root), i
+                for m in edges + [100, 300, 900]:
+                    assert consistency(c, log, m, 1000) == tree.proof(m, 1000), m
+
+            check_all()
+            mrk = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs
+                   if f == log + ".mrk"]
+            assert mrk, "complete blocks were not written while the log is open"
+            assert os.path.getsize(mrk[0]) >= 16 + 768 * 32
+            # Damage block 1 (leaves 257..512) under the running server; blocks 0 and 2
+            # first, so that block 1 is read again: the proofs still hold (from the entries).
+            inclusion(c, log, 1, 1000)
+            inclusion(c, log, 600, 1000)
+            with open(mrk[0], "r+b") as f:
+                f.seek(16 + 300 * 32)
+                f.write(b"\x5a" * 64)
+            for i in (257, 300, 301, 512):
+                assert V.verify_inclusion(i - 1, 1000, leaves[i - 1],
+                                          inclusion(c, log, i, 1000), root), i
+            c.close()
+            assert s.stop() == 0
+            s.start()  # the damaged file is not vouched for: the tree comes from the entries
+            c = Client(s, c.key)
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            check_all()
+            c.close()
+            assert s.stop() == 0
+            s.start()  # a clean save this time: the tree comes from the file
+            c = Client(s, c.key)
+            assert verify_log(c, vk, log)[:2] == (size, root)
+            check_all()
+            write(c, log, varied(300, rnd))
+            size2, root2, leaves2 = verify_log(c, vk, log)
+            assert size2 == 1300
+            assert consistency(c, log, 1000, 1300) == V.Tree(leaves2).proof(1000, 1300)
+            c.close()
+        finally:
+            s.kill()

@@ -42,12 +42,30 @@ void emb_tree_release(emb_tree *t)
 {
     for (int k = 0; k < 64; k++)
         free(t->lv[k]);
+    free(t->bc[0]);
+    free(t->bc[1]);
     ann_buf_release(&t->ckp);
     pthread_mutex_destroy(&t->mu);
 }
 
+static char *mrk_path(const elog *h);
+
+/* Where node i of level k < EMB_TREE_MEM of the block being filled sits in lv[k]. */
+static uint8_t *low_node(emb_tree *t, int k, size_t i)
+{
+    return t->lv[k][i & ((EMB_TREE_BLOCK >> k) - 1)];
+}
+
 static void lv_push(emb_tree *t, int k, const uint8_t h[32])
 {
+    if (k < EMB_TREE_MEM) { /* a ring of one block's nodes at that level */
+        if (!t->lv[k]) {
+            t->lv_cap[k] = EMB_TREE_BLOCK >> k;
+            t->lv[k] = ann_xmalloc(t->lv_cap[k] * sizeof *t->lv[k]);
+        }
+        memcpy(low_node(t, k, t->lv_n[k]++), h, 32);
+        return;
+    }
     if (t->lv_n[k] == t->lv_cap[k]) {
         t->lv_cap[k] = t->lv_cap[k] ? t->lv_cap[k] * 2 : 64;
         t->lv[k] = ann_xrealloc(t->lv[k], t->lv_cap[k] * sizeof *t->lv[k]);
@@ -55,17 +73,48 @@ static void lv_push(emb_tree *t, int k, const uint8_t h[32])
     memcpy(t->lv[k][t->lv_n[k]++], h, 32);
 }
 
-/* Adds leaf `t->size` and every node it completes. */
-static void tree_add_leaf(emb_tree *t, const uint8_t leaf[32])
+static const uint8_t *node_at(emb_tree *t, int k, size_t i)
 {
+    return k < EMB_TREE_MEM ? low_node(t, k, i) : t->lv[k][i];
+}
+
+/* A block just completed: its leaves (lv[0], the whole ring) go to <log>.mrk, in order.
+ * The file is a cache of what the entries give (no fsync): a failed write stops the
+ * writes (proofs then recompute complete blocks from the entries) and the save. */
+static void block_write(elog *h)
+{
+    emb_tree *t = &h->tree;
+    uint64_t first = t->size - EMB_TREE_BLOCK;
+    if (t->disk_bad || first != t->disk)
+        return; /* on disk already (loaded from the file), or not writing */
+    char *path = mrk_path(h);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    free(path);
+    size_t len = (size_t)EMB_TREE_BLOCK * 32;
+    if (fd < 0 || emb_write_full(fd, t->lv[0], len, 16 + first * 32) != 0) {
+        t->disk_bad = true;
+    } else {
+        t->disk += EMB_TREE_BLOCK;
+        t->disk_crc = ann_crc32c(t->disk_crc, t->lv[0], len);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Adds leaf `t->size` and every node it completes. */
+static void tree_add_leaf(elog *h, const uint8_t leaf[32])
+{
+    emb_tree *t = &h->tree;
     lv_push(t, 0, leaf);
     t->size++;
     for (int k = 0; k < 63 && t->lv_n[k] % 2 == 0 && t->lv_n[k] / 2 > t->lv_n[k + 1]; k++) {
         uint8_t node[32];
         size_t n = t->lv_n[k];
-        ann_merkle_node_hash(t->lv[k][n - 2], t->lv[k][n - 1], node);
+        ann_merkle_node_hash(node_at(t, k, n - 2), node_at(t, k, n - 1), node);
         lv_push(t, k + 1, node);
     }
+    if (t->size % EMB_TREE_BLOCK == 0)
+        block_write(h);
 }
 
 typedef struct grow_ctx {
@@ -100,7 +149,7 @@ static int grow_visit(const ann_entry *e, void *ud)
         return 1;
     }
     ann_entry_leaf_hash(e, body_hash, leaf);
-    tree_add_leaf(g->t, leaf);
+    tree_add_leaf(g->h, leaf);
     g->next++;
     return 0;
 }
@@ -164,14 +213,19 @@ void emb_leaves_release(elog *h)
     h->lb = h->pl = NULL;
 }
 
-/* ---- the saved leaves: <log>.mrk ------------------------------------------------------ */
+/* ---- the leaves on disk: <log>.mrk ---------------------------------------------------- */
 
-/* "ANM1" | u32 crc32c of the rest | u64 count | count leaf hashes. Written when an open log
- * with a tree is closed (evicted or the store closing), read at its next first use: a
- * cache of what the entries give, so no fsync, and a file that fails its checksum (a power
- * cut during the write) or is longer than the log is ignored or cut to the entries. */
-#define MRK_MAGIC "ANM1"
+/* "ANM2" | u32 crc32c of the leaves | u64 count | count leaf hashes (32 bytes each, leaf i at
+ * 16 + 32 i). Complete blocks of leaves are written as the tree grows (block_write), the
+ * rest and the header when the log is closed (evicted or the store closing); read at its
+ * next first use. A cache of what the entries give, so no fsync: a file whose header does
+ * not match its leaves (a crash while the log was open, a power cut) is ignored and the tree
+ * is rebuilt from the entries, rewriting the file. "ANM1" (before the blocks: the crc
+ * covers the count, then the leaves) is read too. */
+#define MRK_MAGIC "ANM2"
+#define MRK_MAGIC1 "ANM1"
 #define MRK_HDR 16
+#define MRK_CHUNK (1u << 16) /* leaves read at once */
 
 static char *mrk_path(const elog *h)
 {
@@ -185,30 +239,28 @@ static char *mrk_path(const elog *h)
 void emb_tree_save(elog *h)
 {
     emb_tree *t = &h->tree;
-    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken)
+    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken ||
+        t->disk_bad || t->disk != t->size - t->size % EMB_TREE_BLOCK)
         return;
     char *path = mrk_path(h);
-    size_t tl = strlen(path) + 5;
-    char *tmp = ann_xmalloc(tl);
-    snprintf(tmp, tl, "%s.tmp", path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    free(path);
+    if (fd < 0)
+        return;
+    size_t tail = (size_t)(t->size - t->disk);
     uint8_t hdr[MRK_HDR];
     memcpy(hdr, MRK_MAGIC, 4);
+    ann_le32_put(hdr + 4, ann_crc32c(t->disk_crc, t->lv[0], tail * 32));
     ann_le64_put(hdr + 8, t->size);
-    uint32_t crc = ann_crc32c(0, hdr + 8, 8);
-    crc = ann_crc32c(crc, t->lv[0], t->size * 32);
-    ann_le32_put(hdr + 4, crc);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && emb_write_full(fd, hdr, sizeof hdr, 0) == 0 &&
-              emb_write_full(fd, t->lv[0], t->size * 32, sizeof hdr) == 0;
-    if (fd >= 0)
-        close(fd);
-    if (!ok || rename(tmp, path) != 0)
-        unlink(tmp);
-    free(tmp);
-    free(path);
+    /* The leaves, then the header that vouches for them; the file is cut to them. */
+    if ((tail == 0 || emb_write_full(fd, t->lv[0], tail * 32, MRK_HDR + t->disk * 32) == 0) &&
+        ftruncate(fd, (off_t)(MRK_HDR + t->size * 32)) == 0)
+        (void)emb_write_full(fd, hdr, sizeof hdr, 0);
+    close(fd);
 }
 
-/* Adds the saved leaves of entries t->size + 1 .. vis (t->size is 0: the first use). */
+/* Adds the saved leaves of entries 1 .. min(count, vis) (t->size is 0: the first use), after
+ * checking the whole file against its header. */
 static void tree_load_saved(elog *h, uint64_t vis)
 {
     emb_tree *t = &h->tree;
@@ -218,21 +270,39 @@ static void tree_load_saved(elog *h, uint64_t vis)
     if (fd < 0)
         return;
     uint8_t hdr[MRK_HDR];
-    uint8_t(*leaves)[32] = NULL;
-    if (ann_lf_pread_full(fd, hdr, sizeof hdr, 0) != 0 || memcmp(hdr, MRK_MAGIC, 4) != 0)
+    uint8_t(*leaves)[32] = ann_xmalloc((size_t)MRK_CHUNK * 32);
+    bool v1 = false;
+    if (ann_lf_pread_full(fd, hdr, sizeof hdr, 0) != 0 ||
+        (memcmp(hdr, MRK_MAGIC, 4) != 0 && !(v1 = memcmp(hdr, MRK_MAGIC1, 4) == 0)))
         goto done;
     uint64_t count = ann_le64_get(hdr + 8);
     struct stat st;
-    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != MRK_HDR + count * 32 || count > 1ull << 40)
+    if (fstat(fd, &st) != 0 || count > 1ull << 40 || (uint64_t)st.st_size < MRK_HDR + count * 32)
         goto done;
-    leaves = ann_xmalloc((count ? count : 1) * 32);
-    if (ann_lf_pread_full(fd, leaves, count * 32, MRK_HDR) != 0)
-        goto done;
-    uint32_t crc = ann_crc32c(ann_crc32c(0, hdr + 8, 8), leaves, count * 32);
+    /* First pass: the checksum of everything; also that of the whole blocks we keep. */
+    uint64_t use = count < vis ? count : vis;
+    uint64_t keep = use - use % EMB_TREE_BLOCK;
+    uint32_t crc = v1 ? ann_crc32c(0, hdr + 8, 8) : 0, kept = 0;
+    for (uint64_t i = 0; i < count; i += MRK_CHUNK) {
+        size_t n = (size_t)(count - i < MRK_CHUNK ? count - i : MRK_CHUNK);
+        if (ann_lf_pread_full(fd, leaves, n * 32, MRK_HDR + i * 32) != 0)
+            goto done;
+        crc = ann_crc32c(crc, leaves, n * 32);
+        if (i < keep)
+            kept = ann_crc32c(kept, leaves, (size_t)((keep - i < n ? keep - i : n) * 32));
+    }
     if (crc != ann_le32_get(hdr + 4))
         goto done;
-    for (uint64_t i = 0; i < count && i < vis; i++)
-        tree_add_leaf(t, leaves[i]);
+    /* Second pass: the tree. Whole blocks are on disk already: not written again. */
+    t->disk = keep;
+    t->disk_crc = kept;
+    for (uint64_t i = 0; i < use; i += MRK_CHUNK) {
+        size_t n = (size_t)(use - i < MRK_CHUNK ? use - i : MRK_CHUNK);
+        if (ann_lf_pread_full(fd, leaves, n * 32, MRK_HDR + i * 32) != 0)
+            break; /* the tree holds what was added; the entries give the rest */
+        for (size_t k = 0; k < n; k++)
+            tree_add_leaf(h, leaves[k]);
+    }
 done:
     free(leaves);
     close(fd);
@@ -278,7 +348,7 @@ static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
     if (ok)
         for (size_t k = 0; k < n && first + k <= vis; k++)
             if (first + k == t->size + 1)
-                tree_add_leaf(t, lb[k]);
+                tree_add_leaf(h, lb[k]);
     free(lb);
     if (t->size < vis) {
         grow_ctx g = {.h = h, .t = t, .next = t->size + 1, .err = err};
@@ -294,14 +364,110 @@ static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
     return 0;
 }
 
+/* ---- complete blocks, read back for proofs -------------------------------------------- */
+
+typedef struct tree_ctx {
+    emb *s;
+    elog *h;
+} tree_ctx;
+
+typedef struct leaves_ctx {
+    uint8_t (*out)[32];
+    uint64_t first, n;
+    ann_err *err;
+    int rc;
+} leaves_ctx;
+
+static int leaves_visit(const ann_entry *e, void *ud)
+{
+    leaves_ctx *c = ud;
+    uint8_t bh[32];
+    if (e->entry_id != c->first + c->n || c->n >= EMB_TREE_BLOCK ||
+        ann_integrity_body_hash(e->body, e->body_len, bh, c->err) != 0) {
+        c->rc = -1;
+        return 1;
+    }
+    ann_entry_leaf_hash(e, bh, c->out[c->n++]);
+    return 0;
+}
+
+/* The offset of level k's nodes in a block (emb_tree_blk). */
+static size_t blk_off(int k)
+{
+    return 2 * (size_t)EMB_TREE_BLOCK - ((2 * (size_t)EMB_TREE_BLOCK) >> k);
+}
+
+/* Hashes a block's leaves (b->n level 0) up to its top; true when the top is the tree's. */
+static bool blk_hash(emb_tree *t, emb_tree_blk *b)
+{
+    for (int k = 0; k < EMB_TREE_MEM; k++)
+        for (size_t j = 0; j < (EMB_TREE_BLOCK >> (k + 1)); j++)
+            ann_merkle_node_hash(b->n[blk_off(k) + 2 * j], b->n[blk_off(k) + 2 * j + 1],
+                                 b->n[blk_off(k + 1) + j]);
+    return memcmp(b->n[blk_off(EMB_TREE_MEM)], t->lv[EMB_TREE_MEM][b->blk], 32) == 0;
+}
+
+/* Complete block `blk`'s nodes: from <log>.mrk, checked against the block's node in memory;
+ * from the entries when the file fails that (or was never written). tree.mu held. */
+static emb_tree_blk *blk_get(tree_ctx *c, uint64_t blk, ann_err *err)
+{
+    emb_tree *t = &c->h->tree;
+    for (int i = 0; i < 2; i++)
+        if (t->bc[i] && t->bc[i]->blk == blk) {
+            t->bc_next = i ^ 1; /* the other one is the least recently used */
+            return t->bc[i];
+        }
+    int slot = t->bc_next;
+    t->bc_next ^= 1;
+    if (!t->bc[slot])
+        t->bc[slot] = ann_xmalloc(sizeof *t->bc[slot]);
+    emb_tree_blk *b = t->bc[slot];
+    b->blk = blk;
+    uint64_t first = blk * EMB_TREE_BLOCK;
+    if (first + EMB_TREE_BLOCK <= t->disk) {
+        char *path = mrk_path(c->h);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        free(path);
+        bool ok = fd >= 0 &&
+                  ann_lf_pread_full(fd, b->n, (size_t)EMB_TREE_BLOCK * 32, MRK_HDR + first * 32) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok && blk_hash(t, b))
+            return b;
+        t->disk_bad = true; /* the file lost or changed what we wrote: no save of it */
+    }
+    leaves_ctx lc = {.out = b->n, .first = first + 1, .err = err};
+    if (emb_read_range(c->s, c->h, first + 1, first + EMB_TREE_BLOCK, leaves_visit, &lc, err) != 0 ||
+        lc.rc != 0 || lc.n != EMB_TREE_BLOCK || !blk_hash(t, b)) {
+        b->blk = UINT64_MAX;
+        if (lc.rc == 0 && lc.n == EMB_TREE_BLOCK)
+            ann_err_set(err, ANN_EINTERNAL, "tree: entries %llu..%llu no longer give their leaves",
+                        (unsigned long long)first + 1, (unsigned long long)first + EMB_TREE_BLOCK);
+        else if (err && !err->code)
+            ann_err_set(err, ANN_EINTERNAL, "tree: entries %llu..%llu could not be read back",
+                        (unsigned long long)first + 1, (unsigned long long)first + EMB_TREE_BLOCK);
+        return NULL;
+    }
+    return b;
+}
+
 static int subtree(void *ud, uint64_t start, unsigned level, uint8_t out[32], ann_err *err)
 {
-    emb_tree *t = ud;
+    tree_ctx *c = ud;
+    emb_tree *t = &c->h->tree;
     uint64_t i = start >> level;
     if (level >= 64 || i >= t->lv_n[level])
         return ann_err_set(err, ANN_EINTERNAL, "tree: no node at level %u index %llu", level,
                            (unsigned long long)i);
-    memcpy(out, t->lv[level][i], 32);
+    uint64_t blk = start >> EMB_TREE_MEM;
+    if (level >= EMB_TREE_MEM || blk == t->size >> EMB_TREE_MEM) { /* in memory */
+        memcpy(out, node_at(t, (int)level, (size_t)i), 32);
+        return 0;
+    }
+    emb_tree_blk *b = blk_get(c, blk, err);
+    if (!b)
+        return -1;
+    memcpy(out, b->n[blk_off((int)level) + (i & ((EMB_TREE_BLOCK >> level) - 1))], 32);
     return 0;
 }
 
@@ -315,7 +481,8 @@ static int tree_sign(emb *s, elog *h, uint64_t size, ann_err *err)
     if (!s->has_signer)
         return ann_err_set(err, ANN_EINVAL, "this store was opened without a signing key");
     uint8_t root[32];
-    if (ann_merkle_root(size, subtree, t, root, err) != 0)
+    tree_ctx c = {.s = s, .h = h};
+    if (ann_merkle_root(size, subtree, &c, root, err) != 0)
         return -1;
     ann_buf note = ANN_BUF_INIT;
     if (ann_checkpoint_sign(&s->signer, h->log, size, root, &note, err) != 0) {
@@ -381,7 +548,8 @@ int emb_inclusion_proof(ann_store *st, const char *tenant_id, const char *log_id
         ann_err_set(err, ANN_EINVAL, "entry_id: %llu is not in the tree of %llu entries",
                     (unsigned long long)entry_id, (unsigned long long)tree_size);
     else
-        rc = ann_merkle_inclusion_proof(entry_id - 1, tree_size, subtree, &h->tree, out, n, err);
+        rc = ann_merkle_inclusion_proof(entry_id - 1, tree_size, subtree, &(tree_ctx){s, h}, out,
+                                        n, err);
 done:
     pthread_mutex_unlock(&h->tree.mu);
     emb_log_release(s, h);
@@ -410,7 +578,7 @@ int emb_consistency_proof(ann_store *st, const char *tenant_id, const char *log_
         ann_err_set(err, ANN_EINVAL, "first_size: %llu must be 1 to second_size (%llu)",
                     (unsigned long long)first, (unsigned long long)second);
     else
-        rc = ann_merkle_consistency_proof(first, second, subtree, &h->tree, out, n, err);
+        rc = ann_merkle_consistency_proof(first, second, subtree, &(tree_ctx){s, h}, out, n, err);
 done:
     pthread_mutex_unlock(&h->tree.mu);
     emb_log_release(s, h);
