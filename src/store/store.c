@@ -5,26 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------- sync over async: a waiter on the caller's stack ---------- */
+/* ---------- sync over async: a waiter on the caller's stack (store.h) ---------- */
 
-typedef struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    int rc;
-    ann_err err;
-} waiter;
-
-static void waiter_init(waiter *w)
+void ann_store_waiter_init(ann_store_waiter *w)
 {
     memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
 }
 
-static void waiter_done(void *ud, int rc, const ann_err *err)
+void ann_store_waiter_done(void *ud, int rc, const ann_err *err)
 {
-    waiter *w = ud;
+    ann_store_waiter *w = ud;
     pthread_mutex_lock(&w->mu);
     w->rc = rc;
     if (rc != 0) {
@@ -38,8 +30,7 @@ static void waiter_done(void *ud, int rc, const ann_err *err)
     pthread_mutex_unlock(&w->mu); /* the waiter may be gone once this returns */
 }
 
-/* Waits for the completion, then gives its outcome to the caller. */
-static int waiter_wait(waiter *w, ann_err *err)
+int ann_store_waiter_wait(ann_store_waiter *w, ann_err *err)
 {
     pthread_mutex_lock(&w->mu);
     while (!w->done)
@@ -164,10 +155,10 @@ int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id
 {
     if (s->ops->log_create || !V2_OP(s, log_create_async))
         return s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, err);
-    waiter w;
-    waiter_init(&w);
-    s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns, waiter_done, &w);
-    return waiter_wait(&w, err);
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
+    s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns, ann_store_waiter_done, &w);
+    return ann_store_waiter_wait(&w, err);
 }
 
 int ann_store_log_get(ann_store *s, const char *tenant_id, const char *log_id, ann_log_meta *out,
@@ -183,10 +174,10 @@ int ann_store_log_delete(ann_store *s, const char *tenant_id, const char *log_id
 {
     if (s->ops->log_delete || !V2_OP(s, log_delete_async))
         return s->ops->log_delete(s, tenant_id, log_id, err);
-    waiter w;
-    waiter_init(&w);
-    s->ops->log_delete_async(s, tenant_id, log_id, waiter_done, &w);
-    return waiter_wait(&w, err);
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
+    s->ops->log_delete_async(s, tenant_id, log_id, ann_store_waiter_done, &w);
+    return ann_store_waiter_wait(&w, err);
 }
 
 int ann_store_append(ann_store *s, ann_append *req, ann_err *err)
@@ -197,11 +188,11 @@ int ann_store_append(ann_store *s, ann_append *req, ann_err *err)
         req->ids_known = rc == 0; /* a synchronous append always fills the ids */
         return rc;
     }
-    waiter w;
-    waiter_init(&w);
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
     req->ids_known = false;
-    s->ops->append_async(s, req, waiter_done, &w);
-    return waiter_wait(&w, err);
+    s->ops->append_async(s, req, ann_store_waiter_done, &w);
+    return ann_store_waiter_wait(&w, err);
 }
 
 int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, const uint64_t *ids,
@@ -209,10 +200,10 @@ int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, co
 {
     if (s->ops->revoke || !V2_OP(s, revoke_async))
         return s->ops->revoke(s, tenant_id, log_id, ids, n, actor, reason, now_ns, err);
-    waiter w;
-    waiter_init(&w);
-    s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, waiter_done, &w);
-    return waiter_wait(&w, err);
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
+    s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, ann_store_waiter_done, &w);
+    return ann_store_waiter_wait(&w, err);
 }
 
 int ann_store_list(ann_store *s, const char *tenant_id, const char *log_id, const ann_list_query *q,

@@ -49,6 +49,7 @@
 #ifndef ANN_STORE_STORE_H
 #define ANN_STORE_STORE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -214,6 +215,20 @@ typedef int (*ann_log_event_visit_fn)(const ann_log_event *ev, void *ud);
 #define ANN_RETENTION_ACTOR "annals:retention"
 
 void ann_log_meta_release(ann_log_meta *m);
+
+/* Sync over async: a waiter on the caller's stack. Init it, pass ann_store_waiter_done and
+ * the waiter as an async op's done and ud, then ann_store_waiter_wait: 0, or -1 with the
+ * op's error in *err (when not NULL). Used once. */
+typedef struct ann_store_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    ann_err err;
+} ann_store_waiter;
+void ann_store_waiter_init(ann_store_waiter *w);
+void ann_store_waiter_done(void *ud, int rc, const ann_err *err);
+int ann_store_waiter_wait(ann_store_waiter *w, ann_err *err);
 
 /* One append: in the caller's memory for the duration of the call (for append_async:
  * until its done function is called). */

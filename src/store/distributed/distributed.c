@@ -1102,47 +1102,6 @@ static int note_last_insert(const ann_entry *e, void *ud)
     return 0;
 }
 
-/* Waits for one asynchronous op of this backend (the retention pass's thread). */
-typedef struct sync_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    int rc;
-    ann_err err;
-} sync_wait;
-
-static void sync_wait_init(sync_wait *w)
-{
-    memset(w, 0, sizeof *w);
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-}
-
-static void sync_wait_done(void *ud, int rc, const ann_err *err)
-{
-    sync_wait *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->rc = rc;
-    if (rc != 0 && err)
-        w->err = *err;
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static int sync_wait_end(sync_wait *w, ann_err *err)
-{
-    pthread_mutex_lock(&w->mu);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
-    if (w->rc != 0)
-        *err = w->err;
-    return w->rc;
-}
-
 /* A deletion the read model shows: its audit row (a server-made one's; the same row if
  * written again), then the mark that it is done. */
 static int deletion_done(dist *d, const char *tenant_id, const char *log_id, int64_t when_ns,
@@ -1171,11 +1130,11 @@ static int finish_deletion(dist *d, const ann_catalog_log_row *row, int64_t now_
         /* a minute; a day when the hidden --retention-day-ms makes one shorter (tests) */
         if (now_ns - marked < (day_ns < DIST_DELETE_RESEND_NS ? day_ns : DIST_DELETE_RESEND_NS))
             return 0; /* likely in flight: next time */
-        sync_wait w;
-        sync_wait_init(&w);
-        send_delete(d, row->tenant_id, row->log_id, sync_wait_done, &w);
+        ann_store_waiter w;
+        ann_store_waiter_init(&w);
+        send_delete(d, row->tenant_id, row->log_id, ann_store_waiter_done, &w);
         ann_err e = {0};
-        if (sync_wait_end(&w, &e) != 0 && e.code != ANN_ENOTFOUND) {
+        if (ann_store_waiter_wait(&w, &e) != 0 && e.code != ANN_ENOTFOUND) {
             *err = e;
             return -1;
         }
@@ -1219,11 +1178,11 @@ static int retention_one(dist *d, const ann_catalog_log_row *row, int32_t days, 
     /* Who and why go on the log's row with the mark itself: a server killed after it
      * leaves a deletion that a later pass finishes, audit row included (finish_deletion). */
     ann_err e = {0};
-    sync_wait w;
-    sync_wait_init(&w);
-    delete_log(d, row->tenant_id, row->log_id, now_ns, ANN_RETENTION_ACTOR, reason, sync_wait_done,
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
+    delete_log(d, row->tenant_id, row->log_id, now_ns, ANN_RETENTION_ACTOR, reason, ann_store_waiter_done,
                &w);
-    if (sync_wait_end(&w, &e) != 0) {
+    if (ann_store_waiter_wait(&w, &e) != 0) {
         if (e.code == ANN_EPRECOND || e.code == ANN_ENOTFOUND)
             return 0; /* held or deleted meanwhile */
         *err = e;
