@@ -382,8 +382,12 @@ class _SplitRoles(Server):
 
     def role_commands(self):
         a, ns = os.path.join(BIN, "annalsd"), ["--namespace", self.namespace()]
+        # (the scaled topology waits for a second API server: it is there, unused)
+        api2 = [([a, "serve", "--distributed"] + ns + [
+            "--instance", "api-2", "--listen", f"127.0.0.1:{self.port2}"], "api-2")]
         return [([a, "sequence"] + ns + ["--instance", "seq-1"], "seq-1"),
-                ([a, "project"] + ns + ["--instance", "proj-1"], "proj-1")]
+                ([a, "project"] + ns + ["--instance", "proj-1"], "proj-1")] + \
+            (api2 if self.port2 else [])
 
 
 @pytest.mark.skipif(not DISTRIBUTED, reason="the distributed roles only")
@@ -396,6 +400,10 @@ def test_read_model_lag_in_entries_and_seconds():
         s = _SplitRoles(d, http=True).start()
         try:
             c = Client(s, s.tenant("tenant-lag"))
+            c.channel.close()  # this API server only: its gauges count its own writes
+            c.channel = grpc.insecure_channel(s.addr)
+            c.cmd = pbg.LoggingCommandServiceStub(c.channel)
+            c.query = pbg.LoggingQueryServiceStub(c.channel)
             lg = create_log(c)  # answered once the read model shows the log
             write_and_wait(c, lg, [entry("before")])
 
