@@ -76,7 +76,7 @@ static int restore_stored(const ann_buf *b, const ann_blk_header *h, ann_buf *ou
         free(plain);
         src += zlen[i];
     }
-    ann_buf_add(out, src, h->filter_len);
+    ann_buf_add(out, src, h->salt_len + h->filter_len);
     ann_le32_put(out->data + 100, (uint32_t)out->len);
     blk_reseal(out->data, out->len);
     ann_blk_header x;

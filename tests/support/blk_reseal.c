@@ -6,10 +6,13 @@
 void blk_reseal(uint8_t *p, size_t size)
 {
     uint64_t off = ANN_BLK_HDR_LEN;
-    for (int i = 0; i < 4; i++) { /* meta, iid, body, filter: lengths at 72, 80, 88, 96 */
-        uint64_t z = ann_le32_get(p + 72 + 8 * i);
+    /* meta, iid, body, salt, filter: lengths at 72, 80, 88, 120, 96; CRCs at 104, 108, 112,
+     * 124, 116 */
+    static const int len_at[5] = {72, 80, 88, 120, 96}, crc_at[5] = {104, 108, 112, 124, 116};
+    for (int i = 0; i < 5; i++) {
+        uint64_t z = ann_le32_get(p + len_at[i]);
         z = off + z <= size ? z : (off <= size ? size - off : 0);
-        ann_le32_put(p + 104 + 4 * i, ann_crc32c(0, p + off, (size_t)z));
+        ann_le32_put(p + crc_at[i], ann_crc32c(0, p + off, (size_t)z));
         off += z;
     }
     uint64_t total = ann_le32_get(p + 100);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "blk_reseal.h"
+#include "domain/integrity.h"
 #include "store/embedded/block.h"
 #include "store/embedded/hash.h"
 
@@ -848,6 +849,97 @@ static void test_dead_block(void **state)
     ann_buf_release(&b);
 }
 
+
+/* Bodies ending with their salt field: the salts go to sec_salt, out of zstd's input and out
+ * of sec_body, and come back byte for byte; a redacted entry's hash field and a body
+ * without a field stay in sec_body; sec_salt's damage is caught by its own CRC and checks. */
+static void test_salts_kept_out_of_zstd(void **state)
+{
+    (void)state;
+    size_t n = 43, nsalt = 0;
+    set s;
+    set_init(&s, n);
+    uint8_t salts[43][32], fld[ANN_INTEGRITY_FIELD_LEN];
+    for (size_t i = 0; i < n; i++) {
+        char iid[32], text[64];
+        int il = snprintf(iid, sizeof iid, "iid-%zu", i);
+        int tl = snprintf(text, sizeof text, "line %zu of the build", i);
+        for (int k = 0; k < 32; k++)
+            salts[i][k] = (uint8_t)rnd();
+        uint32_t flags = 0;
+        if (i % 4 == 3) { /* redacted: the hash field alone */
+            ann_integrity_field(ANN_INTEGRITY_HASH, salts[i], fld);
+            ann_buf_add(&s.bodies[i], fld, sizeof fld);
+            flags = ANN_ENTRY_REDACTED;
+        } else {
+            add_text(&s.bodies[i], text, (size_t)tl);
+            if (i % 4 != 2) { /* 2: an entry from before integrity, no field */
+                ann_integrity_field(ANN_INTEGRITY_SALT, salts[i], fld);
+                ann_buf_add(&s.bodies[i], fld, sizeof fld);
+                nsalt++;
+            }
+        }
+        set_entry(&s, i, iid, (size_t)il, 1000 + (int64_t)i, 2000, 0, flags);
+    }
+    ann_buf b = ANN_BUF_INIT;
+    ann_blk_header h, x;
+    ann_err err;
+    encode_ok(&s, 5, &b, &h);
+    size_t bm = (n + 7) / 8;
+    assert_int_equal(h.salt_len, bm + 32 * nsalt);
+    /* sec_body holds no salt; sec_salt holds each, in order. */
+    uint8_t *plain = malloc(h.body_raw);
+    assert_int_equal(ZSTD_decompress(plain, h.body_raw, b.data + ann_blk_index_end(&h),
+                                     h.body_zlen),
+                     h.body_raw);
+    const uint8_t *sec = b.data + ann_blk_index_end(&h) + h.body_zlen;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool has = i % 4 == 0 || i % 4 == 1;
+        assert_int_equal((sec[i >> 3] >> (i & 7)) & 1, has);
+        if (has) {
+            assert_null(memmem(plain, h.body_raw, salts[i], 32));
+            assert_memory_equal(sec + bm + 32 * j++, salts[i], 32);
+        }
+    }
+    free(plain);
+    ann_blk_view v;
+    assert_int_equal(ann_blk_view_open(b.data, b.len, &h, &v, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(v.e[i].body_len, s.e[i].body_len);
+        assert_memory_equal(v.e[i].body, s.e[i].body, s.e[i].body_len);
+    }
+    ann_blk_view_release(&v);
+    /* Every byte of sec_salt: caught by its CRC, the whole-block CRC aside. */
+    for (size_t off = 0; off < h.salt_len; off++) {
+        b.data[sec - b.data + off] ^= 0x10;
+        assert_int_equal(ann_blk_view_open(b.data, b.len, &h, &v, &err), -1);
+        assert_int_equal(err.code, ANN_ECORRUPT);
+        b.data[sec - b.data + off] ^= 0x10;
+    }
+    /* A bitmap that disagrees with the salts (CRCs made right again): refused. */
+    b.data[sec - b.data] ^= 0x04; /* entry 2, which has no salt */
+    blk_reseal(b.data, b.len);
+    assert_int_equal(ann_blk_header_decode(b.data, b.len, &x, &err), 0);
+    assert_int_equal(ann_blk_view_open(b.data, b.len, &x, &v, &err), -1);
+    assert_int_equal(err.code, ANN_ECORRUPT);
+    b.data[sec - b.data] ^= 0x04 | 0x08; /* entry 3: redacted */
+    b.data[sec - b.data + 1] ^= 0x01; /* ... and entry 8 loses its salt: counts agree */
+    blk_reseal(b.data, b.len);
+    assert_int_equal(ann_blk_header_decode(b.data, b.len, &x, &err), 0);
+    assert_int_equal(ann_blk_view_open(b.data, b.len, &x, &v, &err), -1);
+    assert_int_equal(err.code, ANN_ECORRUPT);
+    /* A DEAD block zeroes sec_salt too. */
+    encode_ok(&s, 5, &b, &h);
+    ann_blk_zero(b.data, &h);
+    assert_int_equal(ann_blk_header_decode(b.data, b.len, &x, &err), 0);
+    assert_int_equal(x.salt_len, bm + 32 * nsalt);
+    assert_int_equal(ann_blk_check(b.data, b.len, &x, &err), 0);
+    assert_null(memmem(b.data, b.len, salts[0], 32));
+    ann_buf_release(&b);
+    set_free(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--decode-lies") == 0)
@@ -865,6 +957,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_header_lies),
         cmocka_unit_test(test_lies_cost_no_memory),
         cmocka_unit_test(test_dead_block),
+        cmocka_unit_test(test_salts_kept_out_of_zstd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

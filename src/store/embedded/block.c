@@ -82,10 +82,11 @@ static void header_put(uint8_t *p, const ann_blk_header *h)
     ann_le64_put(p + 48, (uint64_t)h->min_insert_time_ns);
     ann_le64_put(p + 56, (uint64_t)h->max_insert_time_ns);
     ann_le64_put(p + 64, h->dat_end);
-    const uint32_t u[12] = {h->meta_zlen, h->meta_raw, h->iid_zlen,   h->iid_raw,
-                            h->body_zlen, h->body_raw, h->filter_len, h->total_len,
-                            h->meta_crc,  h->iid_crc,  h->body_crc,   h->filter_crc};
-    for (int i = 0; i < 12; i++)
+    const uint32_t u[14] = {h->meta_zlen, h->meta_raw,   h->iid_zlen,   h->iid_raw,
+                            h->body_zlen, h->body_raw,   h->filter_len, h->total_len,
+                            h->meta_crc,  h->iid_crc,    h->body_crc,   h->filter_crc,
+                            h->salt_len,  h->salt_crc};
+    for (int i = 0; i < 14; i++)
         ann_le32_put(p + 72 + 4 * i, u[i]);
     ann_le32_put(p + 4, ann_crc32c(0, p + 8, ANN_BLK_HDR_LEN - 8));
 }
@@ -120,13 +121,14 @@ int ann_blk_header_decode(const uint8_t *p, size_t avail, ann_blk_header *h, ann
     x.min_insert_time_ns = (int64_t)ann_le64_get(p + 48);
     x.max_insert_time_ns = (int64_t)ann_le64_get(p + 56);
     x.dat_end = ann_le64_get(p + 64);
-    uint32_t *u[12] = {&x.meta_zlen, &x.meta_raw, &x.iid_zlen,   &x.iid_raw,
-                       &x.body_zlen, &x.body_raw, &x.filter_len, &x.total_len,
-                       &x.meta_crc,  &x.iid_crc,  &x.body_crc,   &x.filter_crc};
-    for (int i = 0; i < 12; i++)
+    uint32_t *u[14] = {&x.meta_zlen, &x.meta_raw,   &x.iid_zlen,   &x.iid_raw,
+                       &x.body_zlen, &x.body_raw,   &x.filter_len, &x.total_len,
+                       &x.meta_crc,  &x.iid_crc,    &x.body_crc,   &x.filter_crc,
+                       &x.salt_len,  &x.salt_crc};
+    for (int i = 0; i < 14; i++)
         *u[i] = ann_le32_get(p + 72 + 4 * i);
 
-    if (ann_le64_get(p + 120) != 0 || (x.flags & ~ANN_BLK_DEAD))
+    if (x.flags & ~ANN_BLK_DEAD)
         return corrupt(err, "reserved bits set");
     if (x.count == 0 || x.count > ANN_BLK_MAX_COUNT)
         return corrupt(err, "entry count out of range");
@@ -144,7 +146,12 @@ int ann_blk_header_decode(const uint8_t *p, size_t avail, ann_blk_header *h, ann
     if (x.filter_len != 0 &&
         (x.filter_len < FILTER_HDR || x.filter_len > ANN_BLK_MAX_FILTER || x.filter_len % 8 != 0))
         return corrupt(err, "filter size out of range");
-    if ((uint64_t)ANN_BLK_HDR_LEN + x.meta_zlen + x.iid_zlen + x.body_zlen + x.filter_len !=
+    uint64_t bm = (n + 7) / 8;
+    if (x.salt_len != 0 && (x.salt_len < bm || (x.salt_len - bm) % 32 != 0 ||
+                            (x.salt_len - bm) / 32 > n))
+        return corrupt(err, "salt section size out of range");
+    if ((uint64_t)ANN_BLK_HDR_LEN + x.meta_zlen + x.iid_zlen + x.body_zlen + x.salt_len +
+            x.filter_len !=
         x.total_len)
         return corrupt(err, "section sizes do not add up to the block's length");
     *h = x;
@@ -356,7 +363,52 @@ void ann_blk_view_release(ann_blk_view *v)
     free(v->e);
     ann_buf_release(&v->iids);
     ann_buf_release(&v->bodies);
+    ann_buf_release(&v->salted);
     memset(v, 0, sizeof *v);
+}
+
+/* sec_salt (h->salt_len > 0): checks it, then gives each entry marked in the bitmap its
+ * salt field back, the bodies copied into v->salted. */
+static int salts_put_back(const uint8_t *block, size_t len, const ann_blk_header *h,
+                          ann_blk_view *v, ann_err *err)
+{
+    section s = {"salt", ann_blk_index_end(h) + h->body_zlen, h->salt_len, h->salt_len,
+                 h->salt_crc};
+    if (len < s.off + s.zlen)
+        return sec_fail(err, h, &s, "truncated");
+    const uint8_t *p = block + s.off;
+    if (ann_crc32c(0, p, s.zlen) != s.crc)
+        return sec_fail(err, h, &s, "checksum mismatch");
+    size_t n = h->count, bm = (n + 7) / 8, k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += (p[i >> 3] >> (i & 7)) & 1;
+    if ((n & 7) && (p[bm - 1] >> (n & 7)) != 0)
+        return sec_fail(err, h, &s, "bits set past the last entry");
+    if (k * 32 != s.zlen - bm)
+        return sec_fail(err, h, &s, "salt count disagrees with the bitmap");
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v->e[i].body_len;
+    ann_buf_reserve(&v->salted, total + k * ANN_INTEGRITY_FIELD_LEN + 1);
+    const uint8_t *salt = p + bm;
+    for (size_t i = 0; i < n; i++) {
+        ann_entry *e = &v->e[i];
+        bool has = (p[i >> 3] >> (i & 7)) & 1;
+        if (has && (e->flags & ANN_ENTRY_REDACTED))
+            return sec_fail(err, h, &s, "a redacted entry has a salt");
+        uint8_t *dst = v->salted.data + v->salted.len;
+        if (e->body_len)
+            memcpy(dst, e->body, e->body_len);
+        v->salted.len += e->body_len;
+        if (has) {
+            ann_integrity_field(ANN_INTEGRITY_SALT, salt, v->salted.data + v->salted.len);
+            v->salted.len += ANN_INTEGRITY_FIELD_LEN;
+            e->body_len += ANN_INTEGRITY_FIELD_LEN;
+            salt += 32;
+        }
+        e->body = dst;
+    }
+    return 0;
 }
 
 int ann_blk_view_open(const uint8_t *block, size_t len, const ann_blk_header *h, ann_blk_view *v,
@@ -387,6 +439,8 @@ int ann_blk_view_open(const uint8_t *block, size_t len, const ann_blk_header *h,
                     (col){&v->e->insert_id_len, es}, err) != 0 ||
         items_parse(&v->bodies, h, &sb, 0, (col){&v->e->body, es}, (col){&v->e->body_len, es},
                     err) != 0)
+        goto fail;
+    if (h->salt_len && salts_put_back(block, len, h, v, err) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         v->e[i].entry_id = h->first_id + i;
@@ -594,6 +648,18 @@ static size_t body_len_of(const ann_entry *e)
     return e->body_len;
 }
 
+/* True when a live entry's body ends with its salt field, exactly as stores write it (the
+ * decoder rebuilds that field from the salt alone). */
+static bool salt_at_end(const ann_entry *e)
+{
+    if (entry_redacted(e) || e->body_len < ANN_INTEGRITY_FIELD_LEN)
+        return false;
+    const uint8_t *f = e->body + e->body_len - ANN_INTEGRITY_FIELD_LEN;
+    uint8_t again[ANN_INTEGRITY_FIELD_LEN];
+    ann_integrity_field(ANN_INTEGRITY_SALT, f + ANN_INTEGRITY_FIELD_LEN - 32, again);
+    return memcmp(f, again, sizeof again) == 0;
+}
+
 /* Writes sec_meta's raw bytes to p (room for ANN_BLK_META_MAX_PER_ENTRY * n); returns the
  * length and sets the header's time ranges. */
 static size_t meta_build(const ann_entry *e, size_t n, uint8_t *p, ann_blk_header *h)
@@ -650,12 +716,14 @@ int ann_blk_encode(const ann_entry *e, size_t n, uint64_t first_id, uint32_t gen
         zstd_level = 3;
     if (zstd_level < ZSTD_minCLevel() || zstd_level > ZSTD_maxCLevel())
         return ann_err_set(err, ANN_EINVAL, "sealed block: zstd level %d out of range", zstd_level);
-    uint64_t iid_raw = 0, body_raw = 0;
+    uint64_t iid_raw = 0, body_raw = 0, nsalt = 0;
     for (size_t i = 0; i < n; i++) {
         size_t bl = body_len_of(&e[i]);
         if (e[i].insert_id_len == 0 || !e[i].insert_id || (bl && !e[i].body))
             return ann_err_set(err, ANN_EINVAL, "sealed block: entry %zu: empty insert_id", i);
         iid_raw += varint_len(e[i].insert_id_len) + e[i].insert_id_len;
+        if (salt_at_end(&e[i]))
+            bl -= ANN_INTEGRITY_FIELD_LEN, nsalt++;
         body_raw += varint_len(bl) + bl;
     }
     if (iid_raw > ANN_BLK_MAX_RAW || body_raw > ANN_BLK_MAX_RAW)
@@ -691,9 +759,18 @@ int ann_blk_encode(const ann_entry *e, size_t n, uint64_t first_id, uint32_t gen
     if (rc == 0)
         rc = sec_pack(cctx, scratch, (size_t)(p - scratch), out, &h.iid_zlen, &h.iid_raw,
                       &h.iid_crc);
+    /* sec_salt: the bitmap, then the salts, straight into out after sec_body. */
+    size_t bm = (n + 7) / 8, salt_len = nsalt ? bm + 32 * (size_t)nsalt : 0;
+    uint8_t *salts = ann_xcalloc(salt_len ? salt_len : 1, 1), *sp = salts + bm;
     p = scratch;
     for (size_t i = 0; i < n; i++) {
         size_t bl = body_len_of(&e[i]);
+        if (nsalt && salt_at_end(&e[i])) {
+            bl -= ANN_INTEGRITY_FIELD_LEN;
+            salts[i >> 3] |= (uint8_t)(1u << (i & 7));
+            memcpy(sp, e[i].body + e[i].body_len - 32, 32);
+            sp += 32;
+        }
         p = varint_put(p, bl);
         if (bl)
             memcpy(p, e[i].body, bl);
@@ -705,9 +782,16 @@ int ann_blk_encode(const ann_entry *e, size_t n, uint64_t first_id, uint32_t gen
     ZSTD_freeCCtx(cctx);
     free(scratch);
     if (rc != 0) {
+        free(salts);
         out->len = start;
         return ann_err_set(err, ANN_EINTERNAL, "sealed block: zstd compression failed");
     }
+    if (salt_len) {
+        ann_buf_add(out, salts, salt_len);
+        h.salt_len = (uint32_t)salt_len;
+        h.salt_crc = ann_crc32c(0, salts, salt_len);
+    }
+    free(salts);
     size_t foff = out->len;
     h.filter_len = filter_build(e, n, out);
     h.filter_crc = ann_crc32c(0, out->data + foff, h.filter_len);
@@ -736,6 +820,7 @@ void ann_blk_make_dead(ann_blk_header *h, uint8_t hdr[ANN_BLK_HDR_LEN])
     h->meta_crc = crc_zeros(0, h->meta_zlen);
     h->iid_crc = crc_zeros(0, h->iid_zlen);
     h->body_crc = crc_zeros(0, h->body_zlen);
+    h->salt_crc = crc_zeros(0, h->salt_len);
     h->filter_crc = crc_zeros(0, h->filter_len);
     h->block_crc = crc_zeros(0, h->total_len - ANN_BLK_HDR_LEN);
     header_put(hdr, h);

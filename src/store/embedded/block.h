@@ -3,7 +3,7 @@
  * A pure codec (no I/O, no threads, no global state); the store appends blocks to a
  * per-log file `<log>.blk` and decides what to seal (docs/storage.md, "Sealed blocks").
  *
- *   block  = header(128) | sec_meta | sec_iid | sec_body | filter
+ *   block  = header(128) | sec_meta | sec_iid | sec_body | sec_salt | filter
  *   header (all little-endian; checksums CRC-32C, hash.h)
  *     0  u32 magic "ANB1"
  *     4  u32 hdr_crc        crc32c of header bytes 8..127
@@ -21,11 +21,12 @@
  *    80  u32 iid_zlen,  84 u32 iid_raw      ... of sec_iid
  *    88  u32 body_zlen, 92 u32 body_raw     ... of sec_body
  *    96  u32 filter_len
- *   100  u32 total_len      128 + meta_zlen + iid_zlen + body_zlen + filter_len
+ *   100  u32 total_len      128 + meta_zlen + iid_zlen + body_zlen + salt_len + filter_len
  *   104  u32 meta_crc, 108 u32 iid_crc, 112 u32 body_crc, 116 u32 filter_crc
  *                           crc32c of each section's stored bytes (a loader that reads only
  *                           meta + iid, or only the filter, checks what it read)
- *   120  u64 reserved (0)
+ *   120  u32 salt_len       length of sec_salt (0: none; every block before it had 0 here)
+ *   124  u32 salt_crc       crc32c of sec_salt
  *
  *   Each section is one standard zstd frame (content size in the frame header, window at
  *   most 2^ANN_BLK_WINDOW_LOG bytes), so `tail -c +$((off+1)) f.blk | head -c $zlen |
@@ -37,6 +38,11 @@
  *                (deltas are two's complement, wrapping: INT64_MIN after INT64_MAX is fine)
  *     sec_iid  = n x (varint length >= 1, insert_id bytes)
  *     sec_body = n x (varint length, body bytes); length 0 for a redacted entry
+ *     sec_salt = not compressed (absent when no entry has a salt): a bitmap of ceil(n / 8)
+ *                bytes (bit i & 7 of byte i >> 3: entry i's body ended with its salt
+ *                field, domain/integrity.h, which sec_body holds without it; bits past n
+ *                are 0), then the 32-byte salts of those entries in order. The salts are
+ *                random: kept out of zstd's input, they cost it nothing (docs/integrity.md).
  *     filter   = u8 version (1) | u8 k (2) | u16 0 | u32 trigrams | bits (8-byte multiple)
  *                or nothing (filter_len 0: no filter, every query may match)
  *
@@ -103,6 +109,7 @@ typedef struct ann_blk_header {
     uint32_t filter_len;
     uint32_t total_len;
     uint32_t meta_crc, iid_crc, body_crc, filter_crc;
+    uint32_t salt_len, salt_crc;
 } ann_blk_header;
 
 /* Bytes from the block's start through sec_iid: what decode_meta + decode_iids need. */
@@ -110,10 +117,11 @@ static inline uint64_t ann_blk_index_end(const ann_blk_header *h)
 {
     return (uint64_t)ANN_BLK_HDR_LEN + h->meta_zlen + h->iid_zlen;
 }
-/* Bytes from the block's start through sec_body: what ann_blk_view_open needs. */
+/* Bytes from the block's start through sec_body and sec_salt: what ann_blk_view_open
+ * needs. */
 static inline uint64_t ann_blk_body_end(const ann_blk_header *h)
 {
-    return ann_blk_index_end(h) + h->body_zlen;
+    return ann_blk_index_end(h) + h->body_zlen + h->salt_len;
 }
 /* Offset of the filter from the block's start (filter_len bytes). */
 static inline uint64_t ann_blk_filter_off(const ann_blk_header *h)
@@ -162,6 +170,7 @@ typedef struct ann_blk_view {
     size_t n;
     ann_entry *e;
     ann_buf iids, bodies;
+    ann_buf salted; /* the bodies with their salt fields put back (a block with sec_salt) */
 } ann_blk_view;
 
 /* Decodes sections meta, iid and body (checking their CRCs; len >= ann_blk_body_end(h)).
