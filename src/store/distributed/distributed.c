@@ -1160,7 +1160,9 @@ static int retention_one(dist *d, const ann_catalog_log_row *row, int32_t days, 
                               &deleted, &count, err) != 0 ||
         dist_rm_state(d, row->tenant_id, row->log_id, &rs, err) != 0)
         return -1;
-    if (deleted || rs.deleted || rs.visible_count < count)
+    /* Gone already; a creation still in flight (the read model does not have the log yet:
+     * its CreateLog has not answered); writes in flight: not idle, not deleted. */
+    if (deleted || rs.deleted || !rs.exists || rs.visible_count < count)
         return 0;
     int64_t last = row->create_ns;
     if (count > 0 && dist_rm_read_after(&d->base, row->tenant_id, row->log_id, count - 1, 1,
