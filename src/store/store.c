@@ -157,7 +157,8 @@ int ann_store_log_create(ann_store *s, const char *tenant_id, const char *log_id
         return s->ops->log_create(s, tenant_id, log_id, labels, labels_len, now_ns, err);
     ann_store_waiter w;
     ann_store_waiter_init(&w);
-    s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns, ann_store_waiter_done, &w);
+    s->ops->log_create_async(s, tenant_id, log_id, labels, labels_len, now_ns,
+                             ann_store_waiter_done, &w);
     return ann_store_waiter_wait(&w, err);
 }
 
@@ -202,7 +203,8 @@ int ann_store_revoke(ann_store *s, const char *tenant_id, const char *log_id, co
         return s->ops->revoke(s, tenant_id, log_id, ids, n, actor, reason, now_ns, err);
     ann_store_waiter w;
     ann_store_waiter_init(&w);
-    s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, ann_store_waiter_done, &w);
+    s->ops->revoke_async(s, tenant_id, log_id, ids, n, actor, reason, now_ns, ann_store_waiter_done,
+                         &w);
     return ann_store_waiter_wait(&w, err);
 }
 

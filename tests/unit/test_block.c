@@ -849,7 +849,6 @@ static void test_dead_block(void **state)
     ann_buf_release(&b);
 }
 
-
 /* Bodies ending with their salt field: the salts go to sec_salt, out of zstd's input and out
  * of sec_body, and come back byte for byte; a redacted entry's hash field and a body
  * without a field stay in sec_body; sec_salt's damage is caught by its own CRC and checks. */
@@ -889,9 +888,9 @@ static void test_salts_kept_out_of_zstd(void **state)
     assert_int_equal(h.salt_len, bm + 32 * nsalt);
     /* sec_body holds no salt; sec_salt holds each, in order. */
     uint8_t *plain = malloc(h.body_raw);
-    assert_int_equal(ZSTD_decompress(plain, h.body_raw, b.data + ann_blk_index_end(&h),
-                                     h.body_zlen),
-                     h.body_raw);
+    assert_int_equal(
+        ZSTD_decompress(plain, h.body_raw, b.data + ann_blk_index_end(&h), h.body_zlen),
+        h.body_raw);
     const uint8_t *sec = b.data + ann_blk_index_end(&h) + h.body_zlen;
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
@@ -924,7 +923,7 @@ static void test_salts_kept_out_of_zstd(void **state)
     assert_int_equal(ann_blk_view_open(b.data, b.len, &x, &v, &err), -1);
     assert_int_equal(err.code, ANN_ECORRUPT);
     b.data[sec - b.data] ^= 0x04 | 0x08; /* entry 3: redacted */
-    b.data[sec - b.data + 1] ^= 0x01; /* ... and entry 8 loses its salt: counts agree */
+    b.data[sec - b.data + 1] ^= 0x01;    /* ... and entry 8 loses its salt: counts agree */
     blk_reseal(b.data, b.len);
     assert_int_equal(ann_blk_header_decode(b.data, b.len, &x, &err), 0);
     assert_int_equal(ann_blk_view_open(b.data, b.len, &x, &v, &err), -1);

@@ -76,8 +76,8 @@ static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.keys_by_id (key_id text PRIMARY KEY, tenant_id text, "
     "key_hash blob)",
     "CREATE TABLE IF NOT EXISTS %s.logs (tenant_id text, log_id text, labels blob, "
-    "create_time_ns bigint, deleted boolean, " HOLD_COLUMNS ", " RETENTION_COLUMNS ", "
-    DELETE_COLUMNS ", "
+    "create_time_ns bigint, deleted boolean, " HOLD_COLUMNS ", " RETENTION_COLUMNS
+    ", " DELETE_COLUMNS ", "
     "PRIMARY KEY ((tenant_id), log_id))",
     /* The audit trail of holds and releases, kept after the log is gone. */
     "CREATE TABLE IF NOT EXISTS %s.log_events (tenant_id text, log_id text, time_ns bigint, "
@@ -608,10 +608,9 @@ int ann_catalog_log_get(ann_catalog *c, const char *tenant_id, const char *log_i
 int ann_catalog_log_mark_deleted(ann_catalog *c, const char *tenant_id, const char *log_id,
                                  int64_t now, const char *actor, const char *reason, ann_err *err)
 {
-    ann_cql_value v[] = {ann_cql_vbigint(now),
-                         actor ? ann_cql_vtext(actor) : ann_cql_vnull(),
-                         reason ? ann_cql_vtext(reason) : ann_cql_vnull(),
-                         ann_cql_vtext(tenant_id), ann_cql_vtext(log_id)};
+    ann_cql_value v[] = {ann_cql_vbigint(now), actor ? ann_cql_vtext(actor) : ann_cql_vnull(),
+                         reason ? ann_cql_vtext(reason) : ann_cql_vnull(), ann_cql_vtext(tenant_id),
+                         ann_cql_vtext(log_id)};
     ann_cql_result r;
     bool applied = false, held = false;
     int rc = exec(c, S_LOG_DELETED, v, 5, true, &r, err);

@@ -371,8 +371,8 @@ static void *poll_thread(void *p)
  * whatever the request waits for and whether or not it is still in flight. */
 static void note_sequenced(dist *d, const Annals__Events__V1__Ack *a)
 {
-    if (a->code != 0 || a->n_new == 0 || a->n_new > a->entry_count || !a->tenant_id ||
-        !a->log_id || !*a->tenant_id || !*a->log_id)
+    if (a->code != 0 || a->n_new == 0 || a->n_new > a->entry_count || !a->tenant_id || !a->log_id ||
+        !*a->tenant_id || !*a->log_id)
         return;
     char key[ANN_EVENT_KEY_LEN + 1];
     ann_event_key(a->tenant_id, a->log_id, key);
@@ -1182,8 +1182,8 @@ static int retention_one(dist *d, const ann_catalog_log_row *row, int32_t days, 
     ann_err e = {0};
     ann_store_waiter w;
     ann_store_waiter_init(&w);
-    delete_log(d, row->tenant_id, row->log_id, now_ns, ANN_RETENTION_ACTOR, reason, ann_store_waiter_done,
-               &w);
+    delete_log(d, row->tenant_id, row->log_id, now_ns, ANN_RETENTION_ACTOR, reason,
+               ann_store_waiter_done, &w);
     if (ann_store_waiter_wait(&w, &e) != 0) {
         if (e.code == ANN_EPRECOND || e.code == ANN_ENOTFOUND)
             return 0; /* held or deleted meanwhile */

@@ -13,12 +13,12 @@
 #include "store/store.h"
 
 typedef struct ann_store_distributed_opts {
-    ann_kafka_config kafka;  /* brokers, namespace, partitions */
-    ann_cql_config cql;      /* contact points and login; keyspace = the namespace */
-    const char *replication; /* Cassandra replication map; NULL: one dev node */
-    const char *conninfo;    /* libpq conninfo of the read model */
-    const char *instance;    /* this server's name in answers; NULL: random */
-    int pg_pool;             /* read connections; default 4 */
+    ann_kafka_config kafka;      /* brokers, namespace, partitions */
+    ann_cql_config cql;          /* contact points and login; keyspace = the namespace */
+    const char *replication;     /* Cassandra replication map; NULL: one dev node */
+    const char *conninfo;        /* libpq conninfo of the read model */
+    const char *instance;        /* this server's name in answers; NULL: random */
+    int pg_pool;                 /* read connections; default 4 */
     struct ann_metrics *metrics; /* where the read-model lag gauges go; NULL: none */
 } ann_store_distributed_opts;
 

@@ -55,8 +55,8 @@ struct ann_watch {
 
 /* Read-model lag (lag.c): a run of ids this server's writes had sequenced (acks) that the
  * read model did not show yet, and when its ack came. */
-#define DIST_LAG_RUNS 8      /* runs kept per log; more merge into the last (overcounting) */
-#define DIST_LAG_LOGS 65536  /* logs tracked; past it, new logs' writes are not counted */
+#define DIST_LAG_RUNS 8     /* runs kept per log; more merge into the last (overcounting) */
+#define DIST_LAG_LOGS 65536 /* logs tracked; past it, new logs' writes are not counted */
 typedef struct dist_lag_run {
     uint64_t lo, hi; /* ids lo+1..hi */
     int64_t acked_ns;

@@ -101,6 +101,5 @@ void dist_lag_collect(void *ud, ann_metrics_out *out)
     ann_metrics_out_family(out, "annals_readmodel_lag_seconds", "gauge",
                            "Age of the oldest entry of this server's writes sequenced but not "
                            "yet visible to reads (0: none)");
-    ann_metrics_out_sample(out, "annals_readmodel_lag_seconds", "",
-                           (double)(now - oldest) / 1e9);
+    ann_metrics_out_sample(out, "annals_readmodel_lag_seconds", "", (double)(now - oldest) / 1e9);
 }

@@ -82,10 +82,9 @@ static void header_put(uint8_t *p, const ann_blk_header *h)
     ann_le64_put(p + 48, (uint64_t)h->min_insert_time_ns);
     ann_le64_put(p + 56, (uint64_t)h->max_insert_time_ns);
     ann_le64_put(p + 64, h->dat_end);
-    const uint32_t u[14] = {h->meta_zlen, h->meta_raw,   h->iid_zlen,   h->iid_raw,
-                            h->body_zlen, h->body_raw,   h->filter_len, h->total_len,
-                            h->meta_crc,  h->iid_crc,    h->body_crc,   h->filter_crc,
-                            h->salt_len,  h->salt_crc};
+    const uint32_t u[14] = {h->meta_zlen, h->meta_raw,   h->iid_zlen,  h->iid_raw,  h->body_zlen,
+                            h->body_raw,  h->filter_len, h->total_len, h->meta_crc, h->iid_crc,
+                            h->body_crc,  h->filter_crc, h->salt_len,  h->salt_crc};
     for (int i = 0; i < 14; i++)
         ann_le32_put(p + 72 + 4 * i, u[i]);
     ann_le32_put(p + 4, ann_crc32c(0, p + 8, ANN_BLK_HDR_LEN - 8));
@@ -121,10 +120,9 @@ int ann_blk_header_decode(const uint8_t *p, size_t avail, ann_blk_header *h, ann
     x.min_insert_time_ns = (int64_t)ann_le64_get(p + 48);
     x.max_insert_time_ns = (int64_t)ann_le64_get(p + 56);
     x.dat_end = ann_le64_get(p + 64);
-    uint32_t *u[14] = {&x.meta_zlen, &x.meta_raw,   &x.iid_zlen,   &x.iid_raw,
-                       &x.body_zlen, &x.body_raw,   &x.filter_len, &x.total_len,
-                       &x.meta_crc,  &x.iid_crc,    &x.body_crc,   &x.filter_crc,
-                       &x.salt_len,  &x.salt_crc};
+    uint32_t *u[14] = {&x.meta_zlen, &x.meta_raw,   &x.iid_zlen,  &x.iid_raw,  &x.body_zlen,
+                       &x.body_raw,  &x.filter_len, &x.total_len, &x.meta_crc, &x.iid_crc,
+                       &x.body_crc,  &x.filter_crc, &x.salt_len,  &x.salt_crc};
     for (int i = 0; i < 14; i++)
         *u[i] = ann_le32_get(p + 72 + 4 * i);
 
@@ -147,8 +145,8 @@ int ann_blk_header_decode(const uint8_t *p, size_t avail, ann_blk_header *h, ann
         (x.filter_len < FILTER_HDR || x.filter_len > ANN_BLK_MAX_FILTER || x.filter_len % 8 != 0))
         return corrupt(err, "filter size out of range");
     uint64_t bm = (n + 7) / 8;
-    if (x.salt_len != 0 && (x.salt_len < bm || (x.salt_len - bm) % 32 != 0 ||
-                            (x.salt_len - bm) / 32 > n))
+    if (x.salt_len != 0 &&
+        (x.salt_len < bm || (x.salt_len - bm) % 32 != 0 || (x.salt_len - bm) / 32 > n))
         return corrupt(err, "salt section size out of range");
     if ((uint64_t)ANN_BLK_HDR_LEN + x.meta_zlen + x.iid_zlen + x.body_zlen + x.salt_len +
             x.filter_len !=

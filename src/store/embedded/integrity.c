@@ -239,8 +239,8 @@ static char *mrk_path(const elog *h)
 void emb_tree_save(elog *h)
 {
     emb_tree *t = &h->tree;
-    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken ||
-        t->disk_bad || t->disk != t->size - t->size % EMB_TREE_BLOCK)
+    if (t->size == 0 || t->legacy || h->deleted || h->load_rc != 0 || h->broken || t->disk_bad ||
+        t->disk != t->size - t->size % EMB_TREE_BLOCK)
         return;
     char *path = mrk_path(h);
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -428,8 +428,8 @@ static emb_tree_blk *blk_get(tree_ctx *c, uint64_t blk, ann_err *err)
         char *path = mrk_path(c->h);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         free(path);
-        bool ok = fd >= 0 &&
-                  ann_lf_pread_full(fd, b->n, (size_t)EMB_TREE_BLOCK * 32, MRK_HDR + first * 32) == 0;
+        bool ok = fd >= 0 && ann_lf_pread_full(fd, b->n, (size_t)EMB_TREE_BLOCK * 32,
+                                               MRK_HDR + first * 32) == 0;
         if (fd >= 0)
             close(fd);
         if (ok && blk_hash(t, b))
@@ -437,7 +437,8 @@ static emb_tree_blk *blk_get(tree_ctx *c, uint64_t blk, ann_err *err)
         t->disk_bad = true; /* the file lost or changed what we wrote: no save of it */
     }
     leaves_ctx lc = {.out = b->n, .first = first + 1, .err = err};
-    if (emb_read_range(c->s, c->h, first + 1, first + EMB_TREE_BLOCK, leaves_visit, &lc, err) != 0 ||
+    if (emb_read_range(c->s, c->h, first + 1, first + EMB_TREE_BLOCK, leaves_visit, &lc, err) !=
+            0 ||
         lc.rc != 0 || lc.n != EMB_TREE_BLOCK || !blk_hash(t, b)) {
         b->blk = UINT64_MAX;
         if (lc.rc == 0 && lc.n == EMB_TREE_BLOCK)
@@ -548,8 +549,8 @@ int emb_inclusion_proof(ann_store *st, const char *tenant_id, const char *log_id
         ann_err_set(err, ANN_EINVAL, "entry_id: %llu is not in the tree of %llu entries",
                     (unsigned long long)entry_id, (unsigned long long)tree_size);
     else
-        rc = ann_merkle_inclusion_proof(entry_id - 1, tree_size, subtree, &(tree_ctx){s, h}, out,
-                                        n, err);
+        rc = ann_merkle_inclusion_proof(entry_id - 1, tree_size, subtree, &(tree_ctx){s, h}, out, n,
+                                        err);
 done:
     pthread_mutex_unlock(&h->tree.mu);
     emb_log_release(s, h);

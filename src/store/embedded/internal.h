@@ -127,8 +127,8 @@ typedef struct emb_revmap {
 #define EMB_TREE_MEM 8
 #define EMB_TREE_BLOCK (1u << EMB_TREE_MEM)
 
-typedef struct emb_tree_blk { /* one complete block's nodes, levels 0..EMB_TREE_MEM - 1 */
-    uint64_t blk;              /* which block; UINT64_MAX: empty */
+typedef struct emb_tree_blk {          /* one complete block's nodes, levels 0..EMB_TREE_MEM - 1 */
+    uint64_t blk;                      /* which block; UINT64_MAX: empty */
     uint8_t n[2 * EMB_TREE_BLOCK][32]; /* level k's node j at [2*BLOCK - (2*BLOCK >> k) + j] */
 } emb_tree_blk;
 
@@ -137,18 +137,18 @@ typedef struct emb_tree {
     /* mu: level k >= EMB_TREE_MEM: every node; k < EMB_TREE_MEM: the nodes of the block being
      * filled (node i at [i - (block << (EMB_TREE_MEM - k))]) */
     uint8_t (*lv[64])[32];
-    size_t lv_n[64];       /* mu: hashes at each level so far */
-    size_t lv_cap[64];     /* mu */
-    uint64_t size;         /* mu: leaves hashed (entries 1..size) */
-    uint64_t disk;         /* mu: leaves written to <log>.mrk (whole blocks, in order) */
-    uint32_t disk_crc;     /* mu: crc32c of those leaves */
-    bool disk_bad;         /* mu: a write failed: no more writes, no save */
-    emb_tree_blk *bc[2];   /* mu: complete blocks read back for proofs (NULL: none yet) */
-    int bc_next;           /* mu: which of bc the next read replaces */
-    bool legacy;           /* mu: an entry without an integrity field: no tree */
-    ann_err legacy_err;    /* mu: which one */
-    ann_buf ckp;           /* mu: the latest checkpoint signed since the load (empty: none) */
-    uint64_t ckp_size;     /* mu: its tree size */
+    size_t lv_n[64];     /* mu: hashes at each level so far */
+    size_t lv_cap[64];   /* mu */
+    uint64_t size;       /* mu: leaves hashed (entries 1..size) */
+    uint64_t disk;       /* mu: leaves written to <log>.mrk (whole blocks, in order) */
+    uint32_t disk_crc;   /* mu: crc32c of those leaves */
+    bool disk_bad;       /* mu: a write failed: no more writes, no save */
+    emb_tree_blk *bc[2]; /* mu: complete blocks read back for proofs (NULL: none yet) */
+    int bc_next;         /* mu: which of bc the next read replaces */
+    bool legacy;         /* mu: an entry without an integrity field: no tree */
+    ann_err legacy_err;  /* mu: which one */
+    ann_buf ckp;         /* mu: the latest checkpoint signed since the load (empty: none) */
+    uint64_t ckp_size;   /* mu: its tree size */
 } emb_tree;
 
 /* One watch() registration. Holds a reference on its log until unwatch(). */
