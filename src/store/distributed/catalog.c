@@ -880,10 +880,8 @@ int ann_catalog_logs_flags(ann_catalog *c, const char *tenant_id, ann_log_meta *
 {
     if (n == 0)
         return 0;
-    const char **ids = calloc(n, sizeof *ids);
-    size_t *lens = calloc(n, sizeof *lens);
-    if (!ids || !lens)
-        abort();
+    const char **ids = ann_xcalloc(n, sizeof *ids);
+    size_t *lens = ann_xcalloc(n, sizeof *lens);
     for (size_t i = 0; i < n; i++) {
         ids[i] = logs[i].id;
         lens[i] = strlen(logs[i].id);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "pg/readmodel.h"
 #include "store/distributed/internal.h"
 
@@ -64,17 +65,13 @@ static int page_add(const ann_log_meta *m, void *ud)
     page *p = ud;
     if (p->n == p->cap) {
         p->cap = p->cap ? 2 * p->cap : 64;
-        p->m = realloc(p->m, p->cap * sizeof *p->m);
-        if (!p->m)
-            abort();
+        p->m = ann_xrealloc(p->m, p->cap * sizeof *p->m);
     }
     ann_log_meta *c = &p->m[p->n++];
     *c = *m;
     c->has_hold_change = false;
     c->last_hold_change.reason = NULL;
-    c->labels = malloc(m->labels_len ? m->labels_len : 1);
-    if (!c->labels)
-        abort();
+    c->labels = ann_xcalloc(m->labels_len ? m->labels_len : 1, 1);
     if (m->labels_len)
         memcpy(c->labels, m->labels, m->labels_len);
     return 0;
@@ -93,9 +90,7 @@ int dist_rm_logs_list(ann_store *s, const char *tenant_id, const ann_logs_query 
         page p = {0};
         qq.limit = want;
         rc = ann_readmodel_logs_list(d->rm, tenant_id, &qq, page_add, &p, err);
-        bool *gone = calloc(p.n + 1, sizeof *gone);
-        if (!gone)
-            abort();
+        bool *gone = ann_xcalloc(p.n + 1, sizeof *gone);
         if (rc == 0)
             rc = ann_catalog_logs_flags(d->cat, tenant_id, p.m, p.n, gone, err);
         size_t shown = 0;
