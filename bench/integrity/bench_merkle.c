@@ -172,7 +172,7 @@ int main(int argc, char **argv)
            " cached interior nodes of level >= %u (%.1f MB, %.2f bytes/entry)\n",
            n, n * 32.0 / 1e6, cached, cl, cached * 32.0 / 1e6, cached * 32.0 / (double)n);
 
-    double *lat = malloc(nproofs * sizeof *lat);
+    double *lat = malloc((nproofs > 2000 ? nproofs : 2000) * sizeof *lat); /* and 2,000 signs */
     uint8_t p[ANN_MERKLE_MAX_PROOF][H];
     size_t pn;
     uint64_t hashes = 0;

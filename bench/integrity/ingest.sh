@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # What the Merkle tree costs on ingest (issue 10, section 6): issue 2's ingest shape
 # (annals-load ingest, 4 threads, batches of 1,000 entries of 200 B, 100 logs) against
-# `annalsd serve --durability fsync` of this build (tree on) and of BASE, a build from
-# before the tree (tree off), RUNS runs of each, alternated, each on a fresh data directory;
-# prints the medians and their ratio. Figures, never assertions.
-#   git worktree add /tmp/pre d10b2aa && cmake -S /tmp/pre -B /tmp/pre/build -G Ninja \
-#     -DCMAKE_BUILD_TYPE=RelWithDebInfo && ninja -C /tmp/pre/build annalsd
-#   BASE=/tmp/pre/build/bin RUNS=5 DURATION=10 bench/integrity/ingest.sh
+# `annalsd serve --durability fsync` of this build (tree on) and of BASE, the same sources
+# built with -DANN_BENCH_NO_TREE=ON (tree off: no salts drawn or stored, no leaves hashed, no
+# checkpointer; built into build-notree/ when BASE is not given), RUNS runs of each,
+# alternated, each on a fresh data directory; prints the medians and their ratio. Figures,
+# never assertions. BASE may also be an older build's bin directory (d10b2aa: before the tree).
+#   RUNS=5 DURATION=10 bench/integrity/ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-build/bin}
-BASE=${BASE:?BASE=the bin directory of a build without the tree}
+if [ -z "${BASE:-}" ]; then
+  cmake -S . -B build-notree -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANN_BENCH_NO_TREE=ON \
+      >/dev/null
+  cmake --build build-notree --target annalsd >/dev/null
+  BASE=build-notree/bin
+fi
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-4}

@@ -60,18 +60,37 @@ void ann_merkle_empty_root(uint8_t out[ANN_HASH_LEN])
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #endif
 
-/* Where body_bytes go: a buffer, or a running SHA-256. */
+/* Where body_bytes go: a buffer, or a running SHA-256 fed through a small staging buffer
+ * (a body is a dozen short pieces; one SHA256_Update per piece cost a third of the hash). */
+#define SINK_STAGE 256
 typedef struct sink {
     ann_buf *buf;
     SHA256_CTX *sha;
+    size_t n;
+    uint8_t stage[SINK_STAGE];
 } sink;
+
+static void sink_flush(sink *s)
+{
+    if (s->sha && s->n)
+        SHA256_Update(s->sha, s->stage, s->n);
+    s->n = 0;
+}
 
 static void sink_add(sink *s, const void *p, size_t n)
 {
-    if (s->buf)
+    if (s->buf) {
         ann_buf_add(s->buf, p, n);
-    else
+        return;
+    }
+    if (s->n + n > SINK_STAGE)
+        sink_flush(s);
+    if (n >= SINK_STAGE) {
         SHA256_Update(s->sha, p, n);
+        return;
+    }
+    memcpy(s->stage + s->n, p, n);
+    s->n += n;
 }
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -165,7 +184,13 @@ static int body_emit(const uint8_t *body, size_t len, sink *s, ann_err *err)
             pay_n = f.n;
         }
     }
-    qsort(labels, nl, sizeof labels[0], label_cmp);
+    for (size_t i = 1; i < nl; i++) { /* insertion sort: a handful of labels, keys unique */
+        label l = labels[i];
+        size_t j = i;
+        for (; j > 0 && label_cmp(&labels[j - 1], &l) > 0; j--)
+            labels[j] = labels[j - 1];
+        labels[j] = l;
+    }
     uint8_t u[4];
     put_u32(u, (uint32_t)nl);
     sink_add(s, u, 4);
@@ -195,11 +220,13 @@ int ann_entry_body_hash(const uint8_t salt[ANN_BODY_SALT_LEN], const uint8_t *bo
                         uint8_t out[ANN_HASH_LEN], ann_err *err)
 {
     SHA256_CTX c;
-    sink s = {.sha = &c};
+    sink s;
+    s.buf = NULL, s.sha = &c, s.n = 0; /* the stage needs no zeroing */
     SHA256_Init(&c);
-    SHA256_Update(&c, salt, ANN_BODY_SALT_LEN);
+    sink_add(&s, salt, ANN_BODY_SALT_LEN);
     if (body_emit(body, len, &s, err) != 0)
         return -1;
+    sink_flush(&s);
     SHA256_Final(out, &c);
     return 0;
 }
@@ -230,14 +257,23 @@ void ann_entry_leaf_input(const ann_entry *e, const uint8_t body_hash[ANN_HASH_L
 void ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
                          uint8_t out[ANN_HASH_LEN])
 {
-    uint8_t h[1 + LEAF_FIXED];
+    /* One buffer and one update when the insert_id is short (the usual case). */
+    uint8_t h[1 + LEAF_FIXED + 128 + ANN_HASH_LEN];
     h[0] = 0x00;
     leaf_head(e, h + 1);
     SHA256_CTX c;
     SHA256_Init(&c);
-    SHA256_Update(&c, h, sizeof h);
-    SHA256_Update(&c, e->insert_id, e->insert_id_len);
-    SHA256_Update(&c, body_hash, ANN_HASH_LEN);
+    if (e->insert_id_len <= 128) {
+        size_t n = 1 + LEAF_FIXED;
+        memcpy(h + n, e->insert_id, e->insert_id_len);
+        n += e->insert_id_len;
+        memcpy(h + n, body_hash, ANN_HASH_LEN);
+        SHA256_Update(&c, h, n + ANN_HASH_LEN);
+    } else {
+        SHA256_Update(&c, h, 1 + LEAF_FIXED);
+        SHA256_Update(&c, e->insert_id, e->insert_id_len);
+        SHA256_Update(&c, body_hash, ANN_HASH_LEN);
+    }
     SHA256_Final(out, &c);
 }
 

@@ -557,6 +557,50 @@ def test_saved_leaves_survive_restart_and_go_with_the_log():
             s.kill()
 
 
+def test_saved_leaves_of_entries_a_power_cut_took_are_not_used():
+    """<log>.mrk is a cache written without fsync, and so is the log under durability none: a
+    power cut can leave the file vouching for entries that the log lost, whose ids then go to
+    new entries. Here the log loses its last frame (its file put back as it was before that
+    write) while the file keeps all 50 leaves; the 10 entries written after the restart get
+    ids 41..50, and the checkpoint must be over them, not over the lost ones."""
+    with tempfile.TemporaryDirectory(prefix="annals-int-stale-") as d:
+        s = Server(d).start()
+        try:
+            c = Client(s, s.tenant("t"))
+            vk = verifier_key(s)
+            log = create_log(c)
+            rnd = random.Random(77)
+            write(c, log, varied(40, rnd))
+            dat = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs
+                   if f == log + ".dat"][0]
+            base = dat[:-4]
+            # The log as the disk had it (its records, and its sealed blocks if any).
+            kept = {ext: open(base + ext, "rb").read() for ext in (".dat", ".blk")
+                    if os.path.exists(base + ext)}
+            write(c, log, varied(10, rnd))
+            assert verify_log(c, vk, log)[0] == 50
+            c.close()
+            assert s.stop() == 0
+            assert os.path.getsize(base + ".mrk") >= 16 + 50 * 32, "the leaves were not saved"
+            for ext in (".dat", ".blk"):  # the power cut: the last write is lost
+                if ext in kept:
+                    with open(base + ext, "wb") as f:
+                        f.write(kept[ext])
+                elif os.path.exists(base + ext):
+                    os.remove(base + ext)
+            s.start()
+            c = Client(s, c.key)
+            write(c, log, varied(10, rnd))
+            size, root, leaves = verify_log(c, vk, log)
+            assert size == 50
+            for i in (1, 40, 41, 50):
+                assert V.verify_inclusion(i - 1, 50, leaves[i - 1],
+                                          inclusion(c, log, i, 50), root), i
+            c.close()
+        finally:
+            s.kill()
+
+
 def test_proofs_over_blocks_of_leaves_kept_on_disk():
     """Below level 8 the server keeps only the block of 256 leaves being filled in memory:
     proofs that reach into complete blocks read their leaves from <log>.mrk (checked against

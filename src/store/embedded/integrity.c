@@ -173,7 +173,7 @@ void emb_frame_leaves(elog *h)
         ann_entry e;
         uint32_t rl;
         uint8_t bh[32];
-        if (ann_lf_rec_decode(h->pend + pos, h->pend_len - pos, &e, &rl) != 0 ||
+        if (ann_lf_rec_decode_own(h->pend + pos, h->pend_len - pos, &e, &rl) != 0 ||
             e.entry_id != h->pend_first + k ||
             ann_integrity_body_hash(e.body, e.body_len, bh, NULL) != 0)
             return; /* the tree reads these entries back (and finds out why) */
@@ -259,9 +259,39 @@ void emb_tree_save(elog *h)
     close(fd);
 }
 
+typedef struct one_leaf {
+    uint64_t id;
+    bool ok;
+    uint8_t leaf[32];
+} one_leaf;
+
+static int one_leaf_visit(const ann_entry *e, void *ud)
+{
+    one_leaf *o = ud;
+    uint8_t bh[32];
+    if (e->entry_id == o->id && ann_integrity_body_hash(e->body, e->body_len, bh, NULL) == 0) {
+        ann_entry_leaf_hash(e, bh, o->leaf);
+        o->ok = true;
+    }
+    return 1;
+}
+
+/* Does saved leaf `id` still hash entry `id`? The file is written without fsync, and so is
+ * the log under durability none: after a power cut the file may vouch for entries the log
+ * lost, whose ids were then given to new entries. Entries change only as a suffix (lost,
+ * then written anew with fresh salts; a redaction keeps the leaf), so when the last leaf
+ * used matches its entry, every earlier one does. */
+static bool saved_leaf_holds(emb *s, elog *h, uint64_t id, const uint8_t leaf[32])
+{
+    one_leaf o = {.id = id};
+    ann_err err;
+    return emb_read_range(s, h, id, id, one_leaf_visit, &o, &err) == 0 && o.ok &&
+           memcmp(o.leaf, leaf, 32) == 0;
+}
+
 /* Adds the saved leaves of entries 1 .. min(count, vis) (t->size is 0: the first use), after
- * checking the whole file against its header. */
-static void tree_load_saved(elog *h, uint64_t vis)
+ * checking the whole file against its header and its last leaf used against its entry. */
+static void tree_load_saved(emb *s, elog *h, uint64_t vis)
 {
     emb_tree *t = &h->tree;
     char *path = mrk_path(h);
@@ -291,7 +321,9 @@ static void tree_load_saved(elog *h, uint64_t vis)
         if (i < keep)
             kept = ann_crc32c(kept, leaves, (size_t)((keep - i < n ? keep - i : n) * 32));
     }
-    if (crc != ann_le32_get(hdr + 4))
+    if (crc != ann_le32_get(hdr + 4) || use == 0 ||
+        ann_lf_pread_full(fd, leaves, 32, MRK_HDR + (use - 1) * 32) != 0 ||
+        !saved_leaf_holds(s, h, use, leaves[0]))
         goto done;
     /* Second pass: the tree. Whole blocks are on disk already: not written again. */
     t->disk = keep;
@@ -317,7 +349,7 @@ static int tree_catch_up(emb *s, elog *h, uint64_t *visible, ann_err *err)
         uint64_t v0 = h->load_rc == 0 && !h->deleted ? h->visible : 0;
         pthread_rwlock_unlock(&h->lk);
         if (v0)
-            tree_load_saved(h, v0);
+            tree_load_saved(s, h, v0);
     }
     /* Take the leaves the commit path hashed, and start a new run after `visible`. */
     pthread_rwlock_wrlock(&h->lk);
@@ -691,6 +723,9 @@ static void *checkpointer_main(void *arg)
 
 int emb_checkpointer_start(emb *s, ann_err *err)
 {
+#ifdef ANN_BENCH_NO_TREE
+    s->opts.no_checkpointer = true;
+#endif
     if (s->opts.no_checkpointer || !s->has_signer)
         return 0;
     if (pthread_create(&s->ckpt_th, NULL, checkpointer_main, s) != 0)

@@ -65,6 +65,16 @@
 #include "domain/note.h"
 
 #define EMB_MAX_ID_LEN ANN_UUID_LEN
+
+/* The salt field each new record carries (docs/integrity.md). A build with
+ * ANN_BENCH_NO_TREE (a CMake option for bench/integrity/ingest.sh, never for use) stores
+ * none, hashes no leaves and runs no checkpointer: the same code without the tree's ingest
+ * work, to measure what the tree costs. Its logs have no tree. */
+#ifdef ANN_BENCH_NO_TREE
+#define EMB_SALT_FIELD_LEN 0
+#else
+#define EMB_SALT_FIELD_LEN ANN_INTEGRITY_FIELD_LEN
+#endif
 #define EMB_NSYNC 15 /* fdatasync helper threads */
 
 typedef struct elog elog;

@@ -65,7 +65,8 @@ static void fill_entry(const uint8_t *p, ann_entry *e, bool with_body)
     e->body_len = with_body ? ann_le32_get(p + 44) : 0;
 }
 
-int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len)
+static int rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len,
+                      bool check_crc)
 {
     *rec_len = 0;
     if (avail < ANN_LF_REC_HDR)
@@ -78,11 +79,21 @@ int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *re
     *rec_len = len;
     if ((uint64_t)ANN_LF_REC_HDR + iid_len + body_len > len)
         return -1;
-    uint32_t crc = ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len + body_len);
-    if (crc != ann_le32_get(p))
+    if (check_crc &&
+        ann_crc32c(0, p + 4, ANN_LF_REC_HDR - 4 + iid_len + body_len) != ann_le32_get(p))
         return -1;
     fill_entry(p, e, true);
     return 0;
+}
+
+int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len)
+{
+    return rec_decode(p, avail, e, rec_len, true);
+}
+
+int ann_lf_rec_decode_own(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len)
+{
+    return rec_decode(p, avail, e, rec_len, false);
 }
 
 void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len)

@@ -57,6 +57,9 @@ bool ann_lf_frame_decode(const uint8_t *p, uint64_t *first_id, uint32_t *count,
  * length is readable, else 0).
  */
 int ann_lf_rec_decode(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len);
+/* The same without the CRC check: for records this process encoded and still holds in
+ * memory (a round's pending frame), never for bytes read from a file. */
+int ann_lf_rec_decode_own(const uint8_t *p, size_t avail, ann_entry *e, uint32_t *rec_len);
 
 /* Rewrites the record at p (rec_len bytes, header fields trusted) as redacted. */
 void ann_lf_rec_redact(uint8_t *p, uint32_t rec_len);
