@@ -484,19 +484,24 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
             return ann_err_set(err, ANN_EINVAL,
                                "entries[%zu].log_id: must be empty or the request's log_id", i);
     }
-    snprintf(field, sizeof field, "entries[%zu].insert_id", i);
+    /* Each check runs silent first; the field's name is formatted only for the message of
+     * one that fails (three snprintf per entry were 4 % of the server's CPU at ingest). */
     if (w->insert_id.len > ANN_MAX_INSERT_ID_BYTES)
-        return ann_err_set(err, ANN_EINVAL, "%s: %zu bytes, at most %d allowed", field,
-                           w->insert_id.len, ANN_MAX_INSERT_ID_BYTES);
-    if (svc_check_text(&w->insert_id, field, err) != 0)
-        return -1;
-    snprintf(field, sizeof field, "entries[%zu].labels", i);
-    if (svc_check_labels(w->labels, w->n_labels, field, err) != 0)
-        return -1;
+        return ann_err_set(err, ANN_EINVAL, "entries[%zu].insert_id: %zu bytes, at most %d allowed",
+                           i, w->insert_id.len, ANN_MAX_INSERT_ID_BYTES);
+    if (svc_check_text(&w->insert_id, "", NULL) != 0) {
+        snprintf(field, sizeof field, "entries[%zu].insert_id", i);
+        return svc_check_text(&w->insert_id, field, err);
+    }
+    if (svc_check_labels(w->labels, w->n_labels, "", NULL) != 0) {
+        snprintf(field, sizeof field, "entries[%zu].labels", i);
+        return svc_check_labels(w->labels, w->n_labels, field, err);
+    }
     if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_TEXT_PAYLOAD) {
-        snprintf(field, sizeof field, "entries[%zu].text_payload", i);
-        if (svc_check_text(&w->text_payload, field, err) != 0)
-            return -1;
+        if (svc_check_text(&w->text_payload, "", NULL) != 0) {
+            snprintf(field, sizeof field, "entries[%zu].text_payload", i);
+            return svc_check_text(&w->text_payload, field, err);
+        }
     } else if (w->payload_case == ANNALS__WIRE__V1__LOG_ENTRY_IN__PAYLOAD_JSON_PAYLOAD) {
         const char *why =
             ann_wire_struct_check(w->json_payload.data, w->json_payload.len, ANN_MAX_NESTING);
@@ -518,6 +523,25 @@ static int check_entry(const Annals__Wire__V1__LogEntryIn *w, size_t i, const ch
 }
 
 #define GEN_IID_LEN (ANN_UUID_LEN + 8) /* "<uuid>/<index in the request>" */
+
+/* "<uuid>/<i>" into out (GEN_IID_LEN bytes; i < 1,000,000), its length returned: by hand,
+ * as snprintf cost more than the rest of the entry's validation. */
+_Static_assert(ANN_MAX_ENTRIES_PER_WRITE <= 1000000, "gen_iid writes at most six digits");
+
+static size_t gen_iid(char out[GEN_IID_LEN], const char uuid[ANN_UUID_LEN + 1], size_t i)
+{
+    char digits[8];
+    size_t nd = 0;
+    do
+        digits[nd++] = (char)('0' + i % 10);
+    while ((i /= 10) && nd < 6);
+    memcpy(out, uuid, ANN_UUID_LEN);
+    out[ANN_UUID_LEN] = '/';
+    for (size_t k = 0; k < nd; k++)
+        out[ANN_UUID_LEN + 1 + k] = digits[nd - 1 - k];
+    out[ANN_UUID_LEN + 1 + nd] = '\0';
+    return ANN_UUID_LEN + 1 + nd;
+}
 
 /* The wait levels of WriteLogEntriesRequest.Wait, as numbers (UNSPECIFIED is 0). */
 static bool wait_valid(int32_t w)
@@ -599,9 +623,8 @@ static void do_write(ann_service *svc, const ann_tenant *t, const uint8_t *req, 
              * to store compressed (a block holds one UUID per request, not per entry). */
             if (!req_uuid[0])
                 svc_new_uuid(req_uuid);
-            int len = snprintf(gen_ids[i], GEN_IID_LEN, "%s/%zu", req_uuid, i);
             entries[i].insert_id = gen_ids[i];
-            entries[i].insert_id_len = (size_t)len;
+            entries[i].insert_id_len = gen_iid(gen_ids[i], req_uuid, i);
             entries[i].flags |= ANN_ENTRY_GENERATED_ID;
         }
         /* The body: the entry's labels and payload as LogEntry fields (the JSON payload
