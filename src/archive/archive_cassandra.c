@@ -140,6 +140,32 @@ static int run(ann_archive *a, const char *cql, ann_err *err)
     return rc;
 }
 
+/* A keyspace made before the batch rows (docs/distributed.md) has a log_entries table, and
+ * its entries would silently not be seen: refused, never migrated (there were no
+ * deployments). The keyspace name was checked (ann_namespace_valid) before it is quoted. */
+static int refuse_old_layout(ann_archive *a, ann_err *err)
+{
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT table_name FROM system_schema.tables WHERE keyspace_name = '%s' AND "
+             "table_name = 'log_entries'",
+             a->ks);
+    ann_cql_result r;
+    if (ann_cql_query(a->c, q, NULL, &r, err) < 0) {
+        ann_cql_result_release(&r);
+        return -1;
+    }
+    int32_t n = r.nrows;
+    ann_cql_result_release(&r);
+    if (n > 0)
+        return ann_err_set(err, ANN_EPRECOND,
+                           "archive: keyspace %s has the layout of an older annals (a "
+                           "log_entries table), whose entries this one would not see: drop it "
+                           "(annals-dist drop --ns NAME) or choose another namespace",
+                           a->ks);
+    return 0;
+}
+
 int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *err)
 {
     *out = NULL;
@@ -171,7 +197,7 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
         snprintf(repl, sizeof repl, "{'class': 'SimpleStrategy', 'replication_factor': %d}",
                  cfg->replication_factor > 0 ? cfg->replication_factor : 1);
     snprintf(q, sizeof q, "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", a->ks, repl);
-    if (run(a, q, err) < 0)
+    if (run(a, q, err) < 0 || refuse_old_layout(a, err) < 0)
         goto fail;
     for (size_t i = 0; i < sizeof schema_text / sizeof schema_text[0]; i++) {
         snprintf(q, sizeof q, schema_text[i], a->ks);

@@ -337,6 +337,49 @@ static void test_fencing(void **state)
     ann_archive_close(neu);
 }
 
+/* A keyspace of the layout before the batch rows (a log_entries table) is refused by name,
+ * not opened with its entries unseen. */
+static void test_old_layout_refused(void **state)
+{
+    (void)state;
+    char ks[64], q[256];
+    snprintf(ks, sizeof ks, "%s_old", KS);
+    ann_cql_conn *c;
+    ann_err err;
+    ann_cql_result r;
+    if (ann_cql_conn_new(&CQL, &c, &err) != 0)
+        fail_msg("connect: %s", err.msg);
+    snprintf(q, sizeof q,
+             "CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', "
+             "'replication_factor': 1}",
+             ks);
+    assert_int_equal(ann_cql_query(c, q, NULL, &r, &err), 0);
+    ann_cql_result_release(&r);
+    snprintf(q, sizeof q, "CREATE TABLE %s.log_entries (k text PRIMARY KEY, v blob)", ks);
+    assert_int_equal(ann_cql_query(c, q, NULL, &r, &err), 0);
+    ann_cql_result_release(&r);
+
+    ann_archive_config cfg = CFG;
+    cfg.keyspace = ks;
+    ann_archive *a = NULL;
+    int rc = ann_archive_open(&cfg, &a, &err);
+    snprintf(q, sizeof q, "DROP KEYSPACE IF EXISTS %s", ks);
+    (void)ann_cql_query(c, q, NULL, &r, NULL);
+    ann_cql_result_release(&r);
+    ann_cql_conn_free(c);
+    assert_int_equal(rc, -1);
+    assert_null(a);
+    assert_int_equal(err.code, ANN_EPRECOND);
+    assert_non_null(strstr(err.msg, "older annals"));
+    assert_non_null(strstr(err.msg, ks));
+
+    /* the current layout opens, and opens again */
+    a = open_archive();
+    ann_archive_close(a);
+    a = open_archive();
+    ann_archive_close(a);
+}
+
 static void test_revoke(void **state)
 {
     (void)state;
@@ -763,6 +806,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_claim_append_read),
         cmocka_unit_test(test_fencing),
+        cmocka_unit_test(test_old_layout_refused),
         cmocka_unit_test(test_revoke),
         cmocka_unit_test(test_delete_log),
         cmocka_unit_test(test_bucket_boundary),
