@@ -1213,6 +1213,9 @@ void ann_server_stop(ann_server *s)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT) {
             pthread_mutex_unlock(&s->mu);
             grpc_server_cancel_all_calls(s->server);
+            /* Calls waiting on the store (an engine that is down, a sequencer that does not
+             * answer) end too: the store fails what it still waits for. */
+            ann_store_abandon(s->svc->store);
             pthread_mutex_lock(&s->mu);
             deadline.tv_sec += 3600;
         }

@@ -71,6 +71,12 @@ void ann_store_close(ann_store *s)
         s->ops->close(s);
 }
 
+void ann_store_abandon(ann_store *s)
+{
+    if (s && s->ops->abandon)
+        s->ops->abandon(s);
+}
+
 int ann_store_secret(ann_store *s, uint8_t out[32], ann_err *err)
 {
     return s->ops->secret(s, out, err);

@@ -485,6 +485,14 @@ typedef struct ann_store_ops {
      * appended before the seal took, to out. Sealing again is harmless. */
     int (*log_seal)(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
                     ann_err *err);
+
+    /* ---- in any version: NULL when no operation waits on an engine ---- */
+
+    /* Completes at once every asynchronous operation still waiting on an engine, with
+     * ANN_EUNAVAIL (its outcome unknown): the server's grace period at stop is over, and a
+     * call waiting for an engine that is down must not hold the process. Later operations
+     * run as before. */
+    void (*abandon)(ann_store *s);
 } ann_store_ops;
 
 #define ANN_STORE_MAX_PROOF 65 /* = ANN_MERKLE_MAX_PROOF (domain/merkle.h) */
@@ -496,6 +504,8 @@ struct ann_store {
 
 /* Wrappers: the only way callers reach a backend. */
 void ann_store_close(ann_store *s);
+/* ops->abandon, when the backend has it. */
+void ann_store_abandon(ann_store *s);
 int ann_store_secret(ann_store *s, uint8_t out[32], ann_err *err);
 int ann_store_tenant_create(ann_store *s, const char *name, const uint8_t key_hash[32],
                             ann_tenant *out, ann_err *err);

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from annals.v1 import annals_pb2 as pb
 from annals.v1 import annals_pb2_grpc as pbg
-from conftest import BIN, DISTRIBUTED, Client, Server, _keep_log
+from conftest import BIN, DISTRIBUTED, SCALED, Client, Server, _keep_log
 from helpers import WAIT, TailReader, create_log, entry, expect_code, write_and_wait
 
 pytestmark = pytest.mark.timeout(600)
@@ -447,4 +448,52 @@ def test_read_model_lag_in_entries_and_seconds():
         finally:
             if s.proc:
                 s.kill()
+            _keep_log(s)
+
+
+@pytest.mark.skipif(not DISTRIBUTED or SCALED,
+                    reason="the distributed roles, once (each API server stops alone)")
+def test_stop_ends_calls_waiting_on_a_silent_sequencer():
+    """SIGTERM of an API server whose calls wait for a sequencer that does not answer (frozen
+    by SIGSTOP): past the 30 s grace period the calls end and the process exits, instead of
+    waiting for acknowledgements that may never come."""
+    W = pb.WriteLogEntriesRequest
+    with tempfile.TemporaryDirectory(prefix="annals-test-") as d:
+        s = _SplitRoles(d, http=True).start()
+        seq = s.others[0]
+        try:
+            c = Client(s, s.tenant("tenant-stop"))
+            c.channel.close()  # this API server only
+            c.channel = grpc.insecure_channel(s.addr)
+            c.cmd = pbg.LoggingCommandServiceStub(c.channel)
+            c.query = pbg.LoggingQueryServiceStub(c.channel)
+            lg = create_log(c)
+            seq.send_signal(signal.SIGSTOP)
+            req = W(log_id=lg, entries=[entry("waits", insert_id="stop-1")],
+                    wait=W.WAIT_SEQUENCED)
+            out = {}
+
+            def call():
+                try:
+                    out["reply"] = c.call(c.cmd.WriteLogEntries, req, timeout=120)
+                except grpc.RpcError as e:
+                    out["code"] = e.code()
+
+            t = threading.Thread(target=call)
+            t.start()
+            time.sleep(1.5)
+            assert t.is_alive(), out  # waiting for the sequencer
+            t0 = time.time()
+            s.proc.send_signal(signal.SIGTERM)
+            rc = s.proc.wait(timeout=90)
+            took = time.time() - t0
+            t.join(timeout=30)
+            assert rc == 0
+            assert 25 < took < 60, took
+            assert out.get("code") in (grpc.StatusCode.CANCELLED,
+                                       grpc.StatusCode.UNAVAILABLE), out
+            c.close()
+        finally:
+            seq.send_signal(signal.SIGCONT)
+            s.kill()
             _keep_log(s)

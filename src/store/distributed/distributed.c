@@ -1025,6 +1025,29 @@ static void d_close(ann_store *st)
     free(d);
 }
 
+/* The server's grace period is over: what still waits (for an ack, the read model, or a
+ * catalog read of an engine that is down) fails now, its outcome unknown, so that the
+ * server's calls end and it stops. What the engines do with the commands later stands. */
+static void d_abandon(ann_store *st)
+{
+    dist *d = (dist *)st;
+    for (;;) {
+        dop *op = NULL;
+        pthread_mutex_lock(&d->mu);
+        for (int b = 0; b < DIST_BUCKETS && !op; b++)
+            op = d->ops[b];
+        if (op)
+            op->refs++;
+        pthread_mutex_unlock(&d->mu);
+        if (!op)
+            break;
+        finish_err(d, op, ANN_EUNAVAIL,
+                   "the server stopped before the command was confirmed: its outcome is "
+                   "unknown; retry it with the same insert_ids");
+        op_unref(d, op);
+    }
+}
+
 static int assign_acks(dist *d, ann_err *err)
 {
     char topic[256];
@@ -1275,6 +1298,7 @@ static const ann_store_ops dist_ops = {
     .tenant_set_retention = d_tenant_set_retention,
     .retention_pass = d_retention_pass,
     .log_create_spec_async = d_log_create_spec_async,
+    .abandon = d_abandon,
 };
 
 int ann_store_distributed_open(const ann_store_distributed_opts *o, ann_store **out, ann_err *err)
