@@ -954,6 +954,24 @@ void dist_on_notify(void *ud, const char *tenant_id, const char *log_id, uint64_
 
 /* ---------- open and close ---------- */
 
+/* Fails every operation still registered (each is finished once: a late ack finds none). */
+static void fail_pending(dist *d, ann_code code, const char *msg)
+{
+    for (;;) {
+        dop *op = NULL;
+        pthread_mutex_lock(&d->mu);
+        for (int b = 0; b < DIST_BUCKETS && !op; b++)
+            op = d->ops[b];
+        if (op)
+            op->refs++;
+        pthread_mutex_unlock(&d->mu);
+        if (!op)
+            break;
+        finish_err(d, op, code, msg);
+        op_unref(d, op);
+    }
+}
+
 static void d_close(ann_store *st)
 {
     dist *d = (dist *)st;
@@ -977,19 +995,8 @@ static void d_close(ann_store *st)
         pthread_join(d->t_ack, NULL);
         pthread_join(d->t_state, NULL);
     }
-    for (;;) { /* what is left: failed as unavailable (outcome unknown for writes) */
-        dop *op = NULL;
-        pthread_mutex_lock(&d->mu);
-        for (int b = 0; b < DIST_BUCKETS && !op; b++)
-            op = d->ops[b];
-        if (op)
-            op->refs++;
-        pthread_mutex_unlock(&d->mu);
-        if (!op)
-            break;
-        finish_err(d, op, ANN_EIO, "server stopped before the command completed");
-        op_unref(d, op);
-    }
+    /* what is left: failed (outcome unknown for writes) */
+    fail_pending(d, ANN_EIO, "server stopped before the command completed");
     if (d->prod) {
         rd_kafka_flush(d->prod, 5000);
         if (d->threads_started)
@@ -1030,22 +1037,9 @@ static void d_close(ann_store *st)
  * server's calls end and it stops. What the engines do with the commands later stands. */
 static void d_abandon(ann_store *st)
 {
-    dist *d = (dist *)st;
-    for (;;) {
-        dop *op = NULL;
-        pthread_mutex_lock(&d->mu);
-        for (int b = 0; b < DIST_BUCKETS && !op; b++)
-            op = d->ops[b];
-        if (op)
-            op->refs++;
-        pthread_mutex_unlock(&d->mu);
-        if (!op)
-            break;
-        finish_err(d, op, ANN_EUNAVAIL,
-                   "the server stopped before the command was confirmed: its outcome is "
-                   "unknown; retry it with the same insert_ids");
-        op_unref(d, op);
-    }
+    fail_pending((dist *)st, ANN_EUNAVAIL,
+                 "the server stopped before the command was confirmed: its outcome is "
+                 "unknown; retry it with the same insert_ids");
 }
 
 static int assign_acks(dist *d, ann_err *err)
