@@ -1,7 +1,7 @@
 """`annals verify` (issue 10 section 3, docs/integrity.md) against a real annalsd: a clean
 log verifies, a saved checkpoint carries consistency forward, and tampering with the data
-directory (a payload byte flipped, the directory rolled back to an older copy) fails, with
-the check named."""
+directory (a payload byte flipped, entries removed, the directory rolled back to an older
+copy) fails, with the check named."""
 import os
 import shutil
 import subprocess
@@ -88,6 +88,39 @@ def test_rollback_is_caught(setup):
     # Without the saved checkpoint the rolled-back log is self-consistent: that is why
     # clients keep checkpoints.
     assert run(s, key, "verify", log, "--key", vk).returncode == 0
+
+
+def test_removed_entries_are_caught(setup):
+    """Entries cut from the end of the log's own files (its records and sealed blocks put back
+    as they were before the last write, the saved leaves deleted): the server serves the
+    shorter log, self-consistent and freshly signed, and the saved checkpoint catches it."""
+    s, key, c, vk, d = setup
+    log = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
+    write(c, log, [f"line {i}" for i in range(6)])
+    base = next(os.path.join(r, f[:-4]) for r, _, fs in os.walk(s.data) for f in fs
+                if f == log + ".dat")
+    kept = {ext: open(base + ext, "rb").read() for ext in (".dat", ".blk")
+            if os.path.exists(base + ext)}
+    write(c, log, [f"later {i}" for i in range(6)])
+    f2 = os.path.join(d, "c2")
+    assert run(s, key, "verify", log, "--key", vk, "--save", f2).returncode == 0
+    c.close()
+    assert s.stop() == 0
+    for ext in (".dat", ".blk", ".mrk"):
+        if ext in kept:
+            with open(base + ext, "wb") as f:
+                f.write(kept[ext])
+        elif os.path.exists(base + ext):
+            os.remove(base + ext)
+    s.start()
+    c = Client(s, key)
+    got = c.call(c.query.ReadLogEntries, pb.ReadLogEntriesRequest(log_id=log, page_size=100))
+    assert len(got.entries) == 6  # what the intruder left
+    assert run(s, key, "verify", log, "--key", vk).returncode == 0  # consistent by itself
+    p = run(s, key, "verify", log, "--key", vk, "--checkpoint", f2)
+    assert p.returncode == 1, p.stdout
+    assert b"consistency" in p.stderr, p.stderr
+    c.close()
 
 
 def test_flipped_payload_byte_is_caught(setup):
