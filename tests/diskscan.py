@@ -52,3 +52,34 @@ def files_containing(root, needles):
             if n in blob:
                 hits.add((rel, n))
     return sorted(hits)
+
+
+# ---- a log's own files, as an intruder or a power cut would change them ----
+
+LOG_FILES = (".dat", ".blk")  # its records and its sealed blocks
+
+
+def log_base(data_dir, log_id):
+    """The path of the log's files without their extension (<base>.dat, .blk, .mrk)."""
+    return next(os.path.join(r, f[:-4]) for r, _, fs in os.walk(data_dir) for f in fs
+                if f == log_id + ".dat")
+
+
+def snapshot_log(base):
+    """The log's records and sealed blocks as they are now: {extension: bytes}."""
+    out = {}
+    for ext in LOG_FILES:
+        if os.path.exists(base + ext):
+            with open(base + ext, "rb") as f:
+                out[ext] = f.read()
+    return out
+
+
+def put_back_log(base, kept, also=()):
+    """Writes a snapshot back; the log's files it did not have go, and so do `also`'s."""
+    for ext in LOG_FILES + tuple(also):
+        if ext in kept:
+            with open(base + ext, "wb") as f:
+                f.write(kept[ext])
+        elif os.path.exists(base + ext):
+            os.remove(base + ext)

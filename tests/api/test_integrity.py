@@ -571,23 +571,14 @@ def test_saved_leaves_of_entries_a_power_cut_took_are_not_used():
             log = create_log(c)
             rnd = random.Random(77)
             write(c, log, varied(40, rnd))
-            dat = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs
-                   if f == log + ".dat"][0]
-            base = dat[:-4]
-            # The log as the disk had it (its records, and its sealed blocks if any).
-            kept = {ext: open(base + ext, "rb").read() for ext in (".dat", ".blk")
-                    if os.path.exists(base + ext)}
+            base = diskscan.log_base(d, log)
+            kept = diskscan.snapshot_log(base)  # the log as the disk had it
             write(c, log, varied(10, rnd))
             assert verify_log(c, vk, log)[0] == 50
             c.close()
             assert s.stop() == 0
             assert os.path.getsize(base + ".mrk") >= 16 + 50 * 32, "the leaves were not saved"
-            for ext in (".dat", ".blk"):  # the power cut: the last write is lost
-                if ext in kept:
-                    with open(base + ext, "wb") as f:
-                        f.write(kept[ext])
-                elif os.path.exists(base + ext):
-                    os.remove(base + ext)
+            diskscan.put_back_log(base, kept)  # the power cut: the last write is lost
             s.start()
             c = Client(s, c.key)
             write(c, log, varied(10, rnd))

@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+import diskscan
+
 from conftest import BIN, Client, Server
 from annals.v1 import annals_pb2 as pb
 
@@ -97,21 +99,14 @@ def test_removed_entries_are_caught(setup):
     s, key, c, vk, d = setup
     log = c.call(c.cmd.CreateLog, pb.CreateLogRequest()).log.id
     write(c, log, [f"line {i}" for i in range(6)])
-    base = next(os.path.join(r, f[:-4]) for r, _, fs in os.walk(s.data) for f in fs
-                if f == log + ".dat")
-    kept = {ext: open(base + ext, "rb").read() for ext in (".dat", ".blk")
-            if os.path.exists(base + ext)}
+    base = diskscan.log_base(s.data, log)
+    kept = diskscan.snapshot_log(base)
     write(c, log, [f"later {i}" for i in range(6)])
     f2 = os.path.join(d, "c2")
     assert run(s, key, "verify", log, "--key", vk, "--save", f2).returncode == 0
     c.close()
     assert s.stop() == 0
-    for ext in (".dat", ".blk", ".mrk"):
-        if ext in kept:
-            with open(base + ext, "wb") as f:
-                f.write(kept[ext])
-        elif os.path.exists(base + ext):
-            os.remove(base + ext)
+    diskscan.put_back_log(base, kept, also=(".mrk",))
     s.start()
     c = Client(s, key)
     got = c.call(c.query.ReadLogEntries, pb.ReadLogEntriesRequest(log_id=log, page_size=100))
