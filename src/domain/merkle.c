@@ -70,6 +70,15 @@ typedef struct sink {
     uint8_t stage[SINK_STAGE];
 } sink;
 
+/* A sink into c (initialised here); the stage needs no zeroing. */
+static void sink_sha(sink *s, SHA256_CTX *c)
+{
+    s->buf = NULL;
+    s->sha = c;
+    s->n = 0;
+    SHA256_Init(c);
+}
+
 static void sink_flush(sink *s)
 {
     if (s->sha && s->n)
@@ -221,8 +230,7 @@ int ann_entry_body_hash(const uint8_t salt[ANN_BODY_SALT_LEN], const uint8_t *bo
 {
     SHA256_CTX c;
     sink s;
-    s.buf = NULL, s.sha = &c, s.n = 0; /* the stage needs no zeroing */
-    SHA256_Init(&c);
+    sink_sha(&s, &c);
     sink_add(&s, salt, ANN_BODY_SALT_LEN);
     if (body_emit(body, len, &s, err) != 0)
         return -1;
@@ -257,23 +265,16 @@ void ann_entry_leaf_input(const ann_entry *e, const uint8_t body_hash[ANN_HASH_L
 void ann_entry_leaf_hash(const ann_entry *e, const uint8_t body_hash[ANN_HASH_LEN],
                          uint8_t out[ANN_HASH_LEN])
 {
-    /* One buffer and one update when the insert_id is short (the usual case). */
-    uint8_t h[1 + LEAF_FIXED + 128 + ANN_HASH_LEN];
+    uint8_t h[1 + LEAF_FIXED];
     h[0] = 0x00;
     leaf_head(e, h + 1);
     SHA256_CTX c;
-    SHA256_Init(&c);
-    if (e->insert_id_len <= 128) {
-        size_t n = 1 + LEAF_FIXED;
-        memcpy(h + n, e->insert_id, e->insert_id_len);
-        n += e->insert_id_len;
-        memcpy(h + n, body_hash, ANN_HASH_LEN);
-        SHA256_Update(&c, h, n + ANN_HASH_LEN);
-    } else {
-        SHA256_Update(&c, h, 1 + LEAF_FIXED);
-        SHA256_Update(&c, e->insert_id, e->insert_id_len);
-        SHA256_Update(&c, body_hash, ANN_HASH_LEN);
-    }
+    sink s; /* one update for the three pieces when the insert_id is short */
+    sink_sha(&s, &c);
+    sink_add(&s, h, sizeof h);
+    sink_add(&s, e->insert_id, e->insert_id_len);
+    sink_add(&s, body_hash, ANN_HASH_LEN);
+    sink_flush(&s);
     SHA256_Final(out, &c);
 }
 

@@ -259,21 +259,25 @@ void emb_tree_save(elog *h)
     close(fd);
 }
 
-typedef struct one_leaf {
-    uint64_t id;
-    bool ok;
-    uint8_t leaf[32];
-} one_leaf;
+/* The leaves of entries first.. (at most a block), hashed from the entries as read. */
+typedef struct leaves_ctx {
+    uint8_t (*out)[32];
+    uint64_t first, n;
+    ann_err *err;
+    int rc;
+} leaves_ctx;
 
-static int one_leaf_visit(const ann_entry *e, void *ud)
+static int leaves_visit(const ann_entry *e, void *ud)
 {
-    one_leaf *o = ud;
+    leaves_ctx *c = ud;
     uint8_t bh[32];
-    if (e->entry_id == o->id && ann_integrity_body_hash(e->body, e->body_len, bh, NULL) == 0) {
-        ann_entry_leaf_hash(e, bh, o->leaf);
-        o->ok = true;
+    if (e->entry_id != c->first + c->n || c->n >= EMB_TREE_BLOCK ||
+        ann_integrity_body_hash(e->body, e->body_len, bh, c->err) != 0) {
+        c->rc = -1;
+        return 1;
     }
-    return 1;
+    ann_entry_leaf_hash(e, bh, c->out[c->n++]);
+    return 0;
 }
 
 /* Does saved leaf `id` still hash entry `id`? The file is written without fsync, and so is
@@ -283,10 +287,11 @@ static int one_leaf_visit(const ann_entry *e, void *ud)
  * used matches its entry, every earlier one does. */
 static bool saved_leaf_holds(emb *s, elog *h, uint64_t id, const uint8_t leaf[32])
 {
-    one_leaf o = {.id = id};
+    uint8_t got[1][32];
     ann_err err;
-    return emb_read_range(s, h, id, id, one_leaf_visit, &o, &err) == 0 && o.ok &&
-           memcmp(o.leaf, leaf, 32) == 0;
+    leaves_ctx lc = {.out = got, .first = id, .err = &err};
+    return emb_read_range(s, h, id, id, leaves_visit, &lc, &err) == 0 && lc.rc == 0 && lc.n == 1 &&
+           memcmp(got[0], leaf, 32) == 0;
 }
 
 /* Adds the saved leaves of entries 1 .. min(count, vis) (t->size is 0: the first use), after
@@ -402,26 +407,6 @@ typedef struct tree_ctx {
     emb *s;
     elog *h;
 } tree_ctx;
-
-typedef struct leaves_ctx {
-    uint8_t (*out)[32];
-    uint64_t first, n;
-    ann_err *err;
-    int rc;
-} leaves_ctx;
-
-static int leaves_visit(const ann_entry *e, void *ud)
-{
-    leaves_ctx *c = ud;
-    uint8_t bh[32];
-    if (e->entry_id != c->first + c->n || c->n >= EMB_TREE_BLOCK ||
-        ann_integrity_body_hash(e->body, e->body_len, bh, c->err) != 0) {
-        c->rc = -1;
-        return 1;
-    }
-    ann_entry_leaf_hash(e, bh, c->out[c->n++]);
-    return 0;
-}
 
 /* The offset of level k's nodes in a block (emb_tree_blk). */
 static size_t blk_off(int k)
