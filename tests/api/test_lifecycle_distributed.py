@@ -79,8 +79,10 @@ def test_interrupted_retention_deletion_is_finished_with_its_audit_row():
     deletion (the read model drops it) and writes the audit row the mark carried."""
     fast = ["--retention-day-ms", "1000", "--retention-every-ms", "100"]
     with tempfile.TemporaryDirectory(prefix="annals-life-") as d:
-        s = _FaultServer(d, extra_args=fast)
-        s.env = dict(os.environ, ANNALS_FAULT="dist.delete_marked")
+        # The log and its entry first, under days of real length: with 1 s days a pass could
+        # take the log while its write is still on its way (a slow machine), before the test
+        # has written anything.
+        s = _FaultServer(d)
         s.start()
         try:
             name = "cut-" + uid()[:12]
@@ -89,6 +91,10 @@ def test_interrupted_retention_deletion_is_finished_with_its_audit_row():
             lg = c.call(c.cmd.CreateLog, pb.CreateLogRequest(retention_days=1)).log.id
             write_and_wait(c, lg, [entry("old line")])
             c.close()
+            assert s.stop() == 0
+            s.extra = fast
+            s.env = dict(os.environ, ANNALS_FAULT="dist.delete_marked")
+            s.start()
             deadline = time.time() + 60
             while s.proc.poll() is None:
                 assert time.time() < deadline, "the retention pass never reached the fault point"
