@@ -13,6 +13,7 @@
 
 #include "archive/batch_codec.h"
 #include "domain/event.h"
+#include "domain/integrity.h"
 
 enum {
     S_PART_GET,
@@ -1422,9 +1423,13 @@ static int redact_row(ann_archive *a, const char *t, const char *l, const bmeta 
         return 0;
     }
     ann_entry *es = calloc(b->n, sizeof *es);
+    /* a redacted body: its body_hash field (domain/integrity.h), or nothing for an entry
+     * stored without a salt */
+    uint8_t(*hf)[ANN_INTEGRITY_FIELD_LEN] = malloc(n * ANN_INTEGRITY_FIELD_LEN);
+    size_t nhf = 0;
     uint8_t *out = NULL;
     int ret = 0;
-    if (!es) {
+    if (!es || !hf) {
         ret = ann_err_set(err, ANN_EINTERNAL, "archive: out of memory");
         goto done;
     }
@@ -1435,10 +1440,18 @@ static int redact_row(ann_archive *a, const char *t, const char *l, const bmeta 
     while (k >= 0 && ne < b->n && (k = ann_batch_next(&br, &es[ne])) == 1) {
         ann_entry *e = &es[ne++];
         if (bsearch(&e->entry_id, ids, n, sizeof *ids, u64_cmp) &&
-            (!(e->flags & ANN_ENTRY_REDACTED) || e->body_len)) {
+            (!(e->flags & ANN_ENTRY_REDACTED) ||
+             (e->body_len && !ann_integrity_is_hash_field(e->body, e->body_len)))) {
+            uint8_t hash[32];
+            bool have = nhf < n && ann_integrity_body_hash(e->body, e->body_len, hash, NULL) == 0;
             e->flags |= ANN_ENTRY_REDACTED;
             e->body = NULL;
             e->body_len = 0;
+            if (have) {
+                ann_integrity_field(ANN_INTEGRITY_HASH, hash, hf[nhf]);
+                e->body = hf[nhf++];
+                e->body_len = ANN_INTEGRITY_FIELD_LEN;
+            }
             changed = true;
         }
     }
@@ -1467,6 +1480,7 @@ done:
     ann_cql_result_release(&r); /* es point into it until here */
     free(out);
     free(es);
+    free(hf);
     return ret;
 }
 

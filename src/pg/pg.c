@@ -212,6 +212,11 @@ void ann_pg_copy_bytes(ann_buf *b, const void *p, size_t n)
         ann_buf_add(b, p, n);
 }
 
+void ann_pg_copy_null(ann_buf *b)
+{
+    add_be(b, 0xffffffffu, 4);
+}
+
 void ann_pg_copy_i64(ann_buf *b, int64_t v)
 {
     add_be(b, 8, 4);

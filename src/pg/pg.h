@@ -75,6 +75,7 @@ void ann_pg_copy_header(ann_buf *b);
 void ann_pg_copy_trailer(ann_buf *b);
 void ann_pg_copy_tuple(ann_buf *b, int16_t nfields);
 void ann_pg_copy_bytes(ann_buf *b, const void *p, size_t n);
+void ann_pg_copy_null(ann_buf *b); /* a NULL field */
 void ann_pg_copy_i64(ann_buf *b, int64_t v);
 void ann_pg_copy_i32(ann_buf *b, int32_t v);
 

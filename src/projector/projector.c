@@ -7,6 +7,8 @@
 
 #include "common/buf.h"
 #include "common/fault.h"
+#include "domain/integrity.h"
+#include "domain/merkle.h"
 #include "pg/pg.h"
 #include "pg/schema.h"
 #include "store/store.h"
@@ -47,7 +49,8 @@ static int session_setup(ann_projector *p, ann_err *err)
     return ann_pg_run(p->c, "staging table",
                       "CREATE TEMP TABLE IF NOT EXISTS ann_staging (tenant_id text, log_id text,"
                       " entry_id bigint, ts bigint, insert_ts bigint, severity int, flags int,"
-                      " insert_id bytea, body bytea) ON COMMIT DELETE ROWS",
+                      " insert_id bytea, body bytea, bhash bytea, leaf bytea)"
+                      " ON COMMIT DELETE ROWS",
                       NULL, err);
 }
 
@@ -92,6 +95,21 @@ int ann_projector_open_kind(const char *conninfo, const char *ns, ann_projector_
     }
     /* The partitions a revocation or delete changed wait for the purger's VACUUM FULL:
      * the old row versions keep the bytes until their partition is rewritten. */
+    /* A redacted entry's body: its body_hash field (domain/integrity.h), built from the
+     * stored hash; nothing for an entry stored without one. */
+    char gone[160], gone_s[160];
+    {
+        uint8_t f[ANN_INTEGRITY_FIELD_LEN] = {0}, zero[32] = {0};
+        char hex[2 * 5 + 1];
+        ann_integrity_field(ANN_INTEGRITY_HASH, zero, f);
+        for (int i = 0; i < ANN_INTEGRITY_FIELD_LEN - 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", f[i]);
+        snprintf(gone, sizeof gone,
+                 "CASE WHEN bhash IS NULL THEN ''::bytea ELSE '\\x%s'::bytea || bhash END", hex);
+        snprintf(gone_s, sizeof gone_s,
+                 "CASE WHEN s.bhash IS NULL THEN ''::bytea ELSE '\\x%s'::bytea || s.bhash END",
+                 hex);
+    }
     char mark[512];
     snprintf(mark, sizeof mark,
              "INSERT INTO \"%s\".purge_pending AS q (rel) SELECT DISTINCT"
@@ -111,24 +129,25 @@ int ann_projector_open_kind(const char *conninfo, const char *ns, ann_projector_
     snprintf(p->sql_copy, sizeof p->sql_copy, "COPY ann_staging FROM STDIN (FORMAT binary)");
     snprintf(p->sql_insert, sizeof p->sql_insert,
              "INSERT INTO \"%1$s\".entries (tenant_id, log_id, entry_id, ts, insert_ts, severity,"
-             " flags, insert_id, body) SELECT s.tenant_id, s.log_id, s.entry_id, s.ts,"
-             " s.insert_ts, s.severity,"
+             " flags, insert_id, body, bhash, leaf) SELECT s.tenant_id, s.log_id, s.entry_id,"
+             " s.ts, s.insert_ts, s.severity,"
              " CASE WHEN r.entry_id IS NULL THEN s.flags ELSE s.flags | %2$d END, s.insert_id,"
-             " CASE WHEN r.entry_id IS NULL THEN s.body ELSE ''::bytea END FROM ann_staging s"
+             " CASE WHEN r.entry_id IS NULL THEN s.body ELSE %3$s END, s.bhash, s.leaf"
+             " FROM ann_staging s"
              " LEFT JOIN \"%1$s\".revocations r ON r.tenant_id = s.tenant_id"
              " AND r.log_id = s.log_id AND r.entry_id = s.entry_id"
              " WHERE NOT EXISTS (SELECT 1 FROM \"%1$s\".logs l WHERE l.tenant_id = s.tenant_id"
              " AND l.log_id = s.log_id AND l.deleted) ON CONFLICT DO NOTHING",
-             ns, ANN_ENTRY_REDACTED);
+             ns, ANN_ENTRY_REDACTED, gone_s);
     snprintf(p->sql_log, sizeof p->sql_log,
              "INSERT INTO \"%s\".logs (tenant_id, log_id, create_ts, labels, label_set)"
              " VALUES ($1, $2, $3, $4, $5::text[]) ON CONFLICT DO NOTHING",
              ns);
     snprintf(p->sql_rev_upd, sizeof p->sql_rev_upd,
-             "WITH u AS (UPDATE \"%1$s\".entries SET body = ''::bytea, flags = flags | %2$d"
+             "WITH u AS (UPDATE \"%1$s\".entries SET body = %4$s, flags = flags | %2$d"
              " WHERE tenant_id = $1 AND log_id = $2 AND entry_id = ANY($3::bigint[])"
              " RETURNING tableoid) %3$s",
-             ns, ANN_ENTRY_REDACTED, mark);
+             ns, ANN_ENTRY_REDACTED, mark, gone);
     snprintf(p->sql_rev_ins, sizeof p->sql_rev_ins,
              "INSERT INTO \"%s\".revocations (tenant_id, log_id, entry_id, actor, reason,"
              " time_ns) SELECT $1, $2, unnest($3::bigint[]), $4, $5, $6 ON CONFLICT DO NOTHING",
@@ -327,6 +346,23 @@ static int flush(batch *b, ann_err *err)
     return rc;
 }
 
+/* An entry's body_hash and leaf hash (domain/merkle.h): false for an entry stored without
+ * an integrity field (before the tree). */
+static bool entry_hashes(const Annals__Events__V1__Entry *e, uint8_t bhash[ANN_HASH_LEN],
+                         uint8_t leaf[ANN_HASH_LEN])
+{
+    if (ann_integrity_body_hash(e->body.data, e->body.len, bhash, NULL) != 0)
+        return false;
+    ann_entry in = {.entry_id = e->entry_id,
+                    .time_ns = e->time_ns,
+                    .insert_time_ns = e->insert_time_ns,
+                    .severity = e->severity,
+                    .insert_id = (const char *)e->insert_id.data,
+                    .insert_id_len = e->insert_id.len};
+    ann_entry_leaf_hash(&in, bhash, leaf);
+    return true;
+}
+
 static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry *e)
 {
     if (b->staged == 0) {
@@ -346,7 +382,7 @@ static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry 
         b->staged++;
         return;
     }
-    ann_pg_copy_tuple(&b->copy, 9);
+    ann_pg_copy_tuple(&b->copy, 11);
     ann_pg_copy_bytes(&b->copy, c->tenant_id, strlen(c->tenant_id));
     ann_pg_copy_bytes(&b->copy, c->log_id, strlen(c->log_id));
     ann_pg_copy_i64(&b->copy, (int64_t)e->entry_id);
@@ -356,6 +392,14 @@ static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry 
     ann_pg_copy_i32(&b->copy, 0);
     ann_pg_copy_bytes(&b->copy, e->insert_id.data, e->insert_id.len);
     ann_pg_copy_bytes(&b->copy, e->body.data, e->body.len);
+    uint8_t bhash[ANN_HASH_LEN], leaf[ANN_HASH_LEN];
+    if (entry_hashes(e, bhash, leaf)) {
+        ann_pg_copy_bytes(&b->copy, bhash, sizeof bhash);
+        ann_pg_copy_bytes(&b->copy, leaf, sizeof leaf);
+    } else {
+        ann_pg_copy_null(&b->copy);
+        ann_pg_copy_null(&b->copy);
+    }
     b->staged++;
 }
 

@@ -25,6 +25,7 @@
 #include "archive/archive_cassandra.h"
 #include "common/buf.h"
 #include "domain/event.h"
+#include "domain/integrity.h"
 #include "pg/pg.h"
 #include "pg/schema.h"
 #include "projector.h"
@@ -156,8 +157,11 @@ static int visit(const ann_entry *e, void *ud)
     n->severity = e->severity;
     n->insert_id.data = xdup(e->insert_id, e->insert_id_len);
     n->insert_id.len = e->insert_id_len;
-    /* A redacted entry's body is gone in Cassandra; never copy one that is not. */
-    size_t bl = (e->flags & ANN_ENTRY_REDACTED) ? 0 : e->body_len;
+    /* A redacted entry's body is gone in Cassandra but for its body_hash field; never copy
+     * one that is more than that. */
+    size_t bl = !(e->flags & ANN_ENTRY_REDACTED) || ann_integrity_is_hash_field(e->body, e->body_len)
+                    ? e->body_len
+                    : 0;
     n->body.data = xdup(e->body, bl);
     n->body.len = bl;
     w->entries[w->n_entries++] = n;

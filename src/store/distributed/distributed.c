@@ -16,6 +16,7 @@
 #include "store/distributed/distributed.h"
 
 #include <inttypes.h>
+#include <limits.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,12 +24,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "annals/events/v1/events.pb-c.h"
 #include "archive/archive_cassandra.h"
 #include "common/fault.h"
 #include "common/metrics.h"
 #include "common/random.h"
 #include "domain/event.h"
+#include "domain/integrity.h"
+#include "domain/merkle.h"
 #include "domain/rules.h"
 #include "store/distributed/catalog.h"
 #include "store/distributed/internal.h"
@@ -622,6 +627,12 @@ static int log_exists_or_fail(dist *d, const char *tenant_id, const char *log_id
     return -1;
 }
 
+static void draw_salts(void *p, size_t n)
+{
+    if (n > INT_MAX || RAND_bytes(p, (int)n) != 1)
+        ann_random_bytes(p, n);
+}
+
 static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, void *ud)
 {
     dist *d = (dist *)st;
@@ -641,18 +652,32 @@ static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, voi
 
     Annals__Events__V1__Entry *es = calloc(req->n ? req->n : 1, sizeof *es);
     Annals__Events__V1__Entry **ep = calloc(req->n ? req->n : 1, sizeof *ep);
-    if (!es || !ep)
+    /* Each body as stored: the request's body with its salt field appended (LogEntry
+     * 43, domain/integrity.h), drawn here so a replayed command keeps it. */
+    size_t total = 0;
+    for (size_t i = 0; i < req->n; i++)
+        total += req->entries[i].body_len + ANN_INTEGRITY_FIELD_LEN;
+    uint8_t *bodies = malloc(total ? total : 1);
+    uint8_t(*salts)[ANN_BODY_SALT_LEN] = malloc((req->n ? req->n : 1) * ANN_BODY_SALT_LEN);
+    if (!es || !ep || !bodies || !salts)
         abort();
+    draw_salts(salts, req->n * ANN_BODY_SALT_LEN);
+    size_t at = 0;
     for (size_t i = 0; i < req->n; i++) {
         const ann_entry *in = &req->entries[i];
+        uint8_t *body = bodies + at;
+        if (in->body_len)
+            memcpy(body, in->body, in->body_len);
+        ann_integrity_field(ANN_INTEGRITY_SALT, salts[i], body + in->body_len);
+        at += in->body_len + ANN_INTEGRITY_FIELD_LEN;
         annals__events__v1__entry__init(&es[i]);
         es[i].time_ns = in->time_ns;
         es[i].insert_time_ns = in->insert_time_ns;
         es[i].severity = in->severity;
         es[i].insert_id.data = (uint8_t *)in->insert_id;
         es[i].insert_id.len = in->insert_id_len;
-        es[i].body.data = (uint8_t *)in->body;
-        es[i].body.len = in->body_len;
+        es[i].body.data = body;
+        es[i].body.len = in->body_len + ANN_INTEGRITY_FIELD_LEN;
         es[i].insert_id_generated = (in->flags & ANN_ENTRY_GENERATED_ID) != 0;
         ep[i] = &es[i];
     }
@@ -665,6 +690,8 @@ static void d_append_async(ann_store *st, ann_append *req, ann_done_fn done, voi
     send_op(d, op, &c);
     free(ep);
     free(es);
+    free(bodies);
+    free(salts);
 }
 
 static void log_create(dist *d, const char *tenant_id, const char *log_id, const uint8_t *labels,
