@@ -60,6 +60,8 @@ static int usage(void)
         "       annalsd tenant set-retention NAME --days N --data DIR   (0: keep forever)\n"
         "       annalsd audit TENANT [--log LOG] --data DIR   (holds, releases, retention)\n"
         "       annalsd verifier-key --data DIR [--signing-key FILE] [--key-name NAME]\n"
+        "       annalsd verifier-key --distributed [ENGINE FLAGS] [--signing-key FILE]"
+        " [--key-name NAME]\n"
         "distributed mode (every engine flag defaults to `make services-up`'s engines):\n"
         "       annalsd serve|sequence|project|all --distributed [--kafka BROKERS]\n"
         "                     [--cassandra HOST:PORT[,...]] [--postgres CONNINFO]\n"
@@ -563,7 +565,9 @@ static int cmd_serve(const char *role, int argc, char **argv)
     if (strcmp(role, "serve") != 0)
         ro.distributed = true; /* sequence, project and all exist only there */
     if (ro.distributed) {
-        ro.retention = reto; /* run by every API server (serve, all) */
+        ro.retention = reto;            /* run by every API server (serve, all) */
+        ro.signing_key = o.signing_key; /* the sequencers' (sequence, all) */
+        ro.key_name = o.key_name;
         if (data) {
             fprintf(stderr, "annalsd: --data is the embedded mode; the distributed mode keeps "
                             "its data in the engines\n");
@@ -660,17 +664,22 @@ done:
 static int cmd_verifier_key(int argc, char **argv)
 {
     const char *data = NULL, *key_file = NULL, *name = NULL;
+    ann_roles_opts ro = {0};
     for (int i = 0; i < argc; i++) {
+        int r;
         if (strcmp(argv[i], "--data") == 0)
             data = opt_value(argc, argv, &i);
         else if (strcmp(argv[i], "--signing-key") == 0)
             key_file = opt_value(argc, argv, &i);
         else if (strcmp(argv[i], "--key-name") == 0)
             name = opt_value(argc, argv, &i);
-        else
+        else if ((r = ann_roles_flag(&ro, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return usage();
+        } else
             return usage();
     }
-    if (!data && !key_file)
+    if ((!data && !key_file && !ro.distributed) || (data && ro.distributed))
         return usage();
     ann_err err = {0};
     ann_note_signer k;
@@ -678,7 +687,11 @@ static int cmd_verifier_key(int argc, char **argv)
         fprintf(stderr, "annalsd: %s: %s\n", data, strerror(errno));
         return 1;
     }
-    if (ann_store_embedded_signer(data ? data : ".", key_file, name, &k, &err) != 0) {
+    ro.signing_key = key_file;
+    ro.key_name = name;
+    if (ro.distributed
+            ? ann_roles_signer(&ro, &k, &err) != 0
+            : ann_store_embedded_signer(data ? data : ".", key_file, name, &k, &err) != 0) {
         fprintf(stderr, "annalsd: %s\n", err.msg);
         return 1;
     }

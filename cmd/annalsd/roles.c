@@ -32,12 +32,14 @@
 #include "api/server.h"
 #include "api/service.h"
 #include "common/metrics.h"
+#include "domain/note.h"
 #include "http/http.h"
 #include "projector/projector.h"
 #include "sequencer/sequencer.h"
 #include "store/distributed/catalog.h"
 #include "store/distributed/distributed.h"
 #include "store/distributed/probe.h"
+#include "store/embedded/embedded.h"
 
 #define DEV_CONNINFO "host=127.0.0.1 port=5432 user=annals password=annals dbname=annals"
 
@@ -300,6 +302,23 @@ int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char
     return rc;
 }
 
+int ann_roles_signer(const ann_roles_opts *o, ann_note_signer *out, ann_err *err)
+{
+    if (o->signing_key && *o->signing_key)
+        return ann_store_embedded_signer(".", o->signing_key, o->key_name, out, err);
+    ann_catalog *c = NULL;
+    if (with_catalog(o, &c, err) != 0)
+        return -1;
+    uint8_t seed[32];
+    int rc = ann_catalog_signing_seed(c, seed, err);
+    ann_catalog_close(c);
+    if (rc == 0)
+        rc = ann_note_signer_init(
+            out, o->key_name && *o->key_name ? o->key_name : ANN_NOTE_NAME_DEFAULT, seed, err);
+    memset(seed, 0, sizeof seed);
+    return rc;
+}
+
 /* ---------- the role threads ---------- */
 
 typedef struct role_thread {
@@ -315,12 +334,22 @@ typedef struct role_thread {
     volatile int *failed;       /* set when the role exits with an error */
     ann_metrics *metrics;       /* NULL without --http */
     ann_sequencer_stats *stats; /* the sequencer's counters, across its restarts */
+    const ann_roles_opts *opts;
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
 } role_thread;
 
 static int run_sequencer(role_thread *rt, ann_err *err)
 {
+    /* The signing key at each (re)start: from the catalog it needs Cassandra, which may be
+     * slow to answer a first lightweight transaction (a timeout starts the role over). */
+    ann_note_signer signer;
+    if (ann_roles_signer(rt->opts, &signer, err) != 0) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        ann_err_set(err, err->code, "checkpoint signing key: %s", msg);
+        return -1;
+    }
     ann_sequencer_config c = {.kafka = rt->e->kafka,
                               .archive = {.cql = &rt->e->cql,
                                           .keyspace = rt->e->kafka.ns,
@@ -328,8 +357,11 @@ static int run_sequencer(role_thread *rt, ann_err *err)
                               .instance = rt->instance,
                               .dynamic = rt->dynamic,
                               .stats = rt->stats,
-                              .metrics = rt->metrics};
-    return ann_sequencer_run(&c, rt->stop, err);
+                              .metrics = rt->metrics,
+                              .signer = &signer};
+    int rc = ann_sequencer_run(&c, rt->stop, err);
+    ann_note_signer_release(&signer);
+    return rc;
 }
 
 static int run_projector(role_thread *rt, ann_err *err)
@@ -477,6 +509,7 @@ int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_op
         rts[i].cv = &cv;
         rts[i].metrics = metrics;
         rts[i].stats = &seq_stats;
+        rts[i].opts = o;
         pthread_create(&rts[i].t, NULL, role_main, &rts[i]);
     }
 

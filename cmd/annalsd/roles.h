@@ -18,6 +18,10 @@ typedef struct ann_roles_opts {
     int purge_interval_ms; /* the projector role's purger: between passes (0: default) */
     int64_t kafka_segment_ms, kafka_delete_delay_ms; /* topic configs (0: defaults) */
     ann_retention_opts retention; /* serve and all: the retention runner (main.c's flags) */
+    /* The checkpoint signing key of the sequencers (docs/integrity.md): this file
+     * (PRIVATE+KEY+... form) when set, else the deployment's key kept in the catalog
+     * (made on first use; for development), named key_name (default "annals"). */
+    const char *signing_key, *key_name;
 } ann_roles_opts;
 
 /* One distributed flag at argv[*i]: 1 taken (value consumed), 0 not ours, -1 bad. */
@@ -47,6 +51,11 @@ int ann_roles_tenant_set_retention(const ann_roles_opts *o, const char *name, in
 /* `annalsd audit TENANT --distributed`: the catalog's log_events. */
 int ann_roles_audit(const ann_roles_opts *o, const char *tenant_name, const char *log_id,
                     ann_log_event_visit_fn visit, void *ud, ann_err *err);
+
+/* The sequencers' checkpoint signing key (see signing_key): `annalsd verifier-key
+ * --distributed` prints its verifier key. Release it with ann_note_signer_release(). */
+struct ann_note_signer;
+int ann_roles_signer(const ann_roles_opts *o, struct ann_note_signer *out, ann_err *err);
 
 /* Runs `serve`, `sequence`, `project` or `all` until SIGTERM/SIGINT; the exit status. */
 int ann_roles_run(const char *role, const ann_roles_opts *o, const ann_server_opts *so,

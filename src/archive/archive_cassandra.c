@@ -41,8 +41,8 @@ enum {
 /* The archive's tables, each with a %s for the keyspace. */
 static const char *const schema_text[] = {
     "CREATE TABLE IF NOT EXISTS %s.seq_heads (partition int, tenant_id text, log_id text, "
-    "range_id bigint static, next_id bigint, next_op bigint, deleted boolean, "
-    "PRIMARY KEY ((partition), tenant_id, log_id))",
+    "range_id bigint static, next_id bigint, next_op bigint, deleted boolean, tree blob, "
+    "checkpoint blob, sealed boolean, PRIMARY KEY ((partition), tenant_id, log_id))",
     "CREATE TABLE IF NOT EXISTS %s.log_batches (tenant_id text, log_id text, "
     "bucket bigint, first_id bigint, epoch bigint, n int, packed blob, "
     "PRIMARY KEY ((tenant_id, log_id, bucket), first_id, epoch)) "
@@ -64,10 +64,11 @@ static const char *const stmt_text[S_COUNT] = {
     [S_PART_GET] = "SELECT range_id FROM %s.seq_heads WHERE partition = ? LIMIT 1",
     [S_PART_INIT] = "INSERT INTO %s.seq_heads (partition, range_id) VALUES (?, 1) IF NOT EXISTS",
     [S_PART_CLAIM] = "UPDATE %s.seq_heads SET range_id = ? WHERE partition = ? IF range_id = ?",
-    [S_HEAD_GET] = "SELECT next_id, next_op, deleted FROM %s.seq_heads WHERE partition = ? AND "
-                   "tenant_id = ? AND log_id = ?",
-    [S_HEAD_SET] = "UPDATE %s.seq_heads SET next_id = ?, next_op = ?, deleted = ? WHERE "
-                   "partition = ? AND tenant_id = ? AND log_id = ? IF range_id = ?",
+    [S_HEAD_GET] = "SELECT next_id, next_op, deleted, tree, checkpoint, sealed FROM "
+                   "%s.seq_heads WHERE partition = ? AND tenant_id = ? AND log_id = ?",
+    [S_HEAD_SET] = "UPDATE %s.seq_heads SET next_id = ?, next_op = ?, deleted = ?, tree = ?, "
+                   "checkpoint = ?, sealed = ? WHERE partition = ? AND tenant_id = ? AND "
+                   "log_id = ? IF range_id = ?",
     [S_BATCH_INS] = "INSERT INTO %s.log_batches (tenant_id, log_id, bucket, first_id, epoch, n, "
                     "packed) VALUES (?, ?, ?, ?, ?, ?, ?)",
     [S_ID_INS] = "INSERT INTO %s.log_insert_ids (tenant_id, log_id, bucket, insert_id, epoch, "
@@ -205,6 +206,11 @@ int ann_archive_open(const ann_archive_config *cfg, ann_archive **out, ann_err *
         if (run(a, q, err) < 0)
             goto fail;
     }
+    /* seq_heads made before the tree (docs/integrity.md) */
+    if (ann_cql_add_columns(a->c, a->ks, "seq_heads", "tree", "tree blob, checkpoint blob", err) <
+            0 ||
+        ann_cql_add_columns(a->c, a->ks, "seq_heads", "sealed", "sealed boolean", err) < 0)
+        goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], a->ks);
         if (ann_cql_prepare(a->c, q, &a->ps[i], err) < 0)
@@ -359,6 +365,22 @@ static ann_cql_future *head_submit(ann_archive *a, int32_t partition, const char
     return ann_cql_execute_async(a->c, a->ps[S_HEAD_GET], &p, err);
 }
 
+/* Column col of row 0 as a malloc'd copy, or NULL when null or empty. */
+static uint8_t *blob_copy(const ann_cql_result *r, int col, size_t *len)
+{
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    *len = 0;
+    if (ann_cql_get_blob(r, 0, col, &p, &n, NULL) != 0 || !p || n == 0)
+        return NULL;
+    uint8_t *c = malloc(n);
+    if (!c)
+        abort();
+    memcpy(c, p, n);
+    *len = n;
+    return c;
+}
+
 static int head_finish(ann_cql_future *f, ann_archive_head *out, ann_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -376,10 +398,23 @@ static int head_finish(ann_cql_future *f, ann_archive_head *out, ann_err *err)
             bool d = false;
             if (ann_cql_get_bool(&r, 0, 2, &d, NULL) == 0)
                 out->deleted = d;
+            out->tree = blob_copy(&r, 3, &out->tree_len);
+            out->checkpoint = blob_copy(&r, 4, &out->checkpoint_len);
+            bool sealed = false;
+            if (ann_cql_get_bool(&r, 0, 5, &sealed, NULL) == 0)
+                out->sealed = sealed;
         }
     }
     ann_cql_result_release(&r);
     return 0;
+}
+
+void ann_archive_head_release(ann_archive_head *h)
+{
+    free(h->tree);
+    free(h->checkpoint);
+    h->tree = h->checkpoint = NULL;
+    h->tree_len = h->checkpoint_len = 0;
 }
 
 int ann_archive_heads_load(ann_archive *a, int32_t partition, const char *const *t,
@@ -437,7 +472,7 @@ ann_cql_future *ann_archive_commit_heads_submit(ann_archive *a, int32_t partitio
         ann_err_set(err, ANN_EINVAL, "archive: commit without a claim");
         return NULL;
     }
-    ann_cql_value *v = calloc(n * 7, sizeof *v);
+    ann_cql_value *v = calloc(n * 10, sizeof *v);
     ann_cql_batch_item *items = calloc(n, sizeof *items);
     ann_cql_future *f = NULL;
     if (!v || !items) {
@@ -447,15 +482,19 @@ ann_cql_future *ann_archive_commit_heads_submit(ann_archive *a, int32_t partitio
     for (size_t i = 0; i < n; i++) {
         if (check_ids(u[i].tenant_id, u[i].log_id, err) < 0)
             goto done;
-        ann_cql_value *x = &v[i * 7];
+        ann_cql_value *x = &v[i * 10];
         x[0] = ann_cql_vbigint((int64_t)u[i].next_id);
         x[1] = ann_cql_vbigint((int64_t)u[i].next_op);
         x[2] = ann_cql_vbool(u[i].deleted);
-        x[3] = ann_cql_vint(partition);
-        x[4] = ann_cql_vtext(u[i].tenant_id);
-        x[5] = ann_cql_vtext(u[i].log_id);
-        x[6] = ann_cql_vbigint((int64_t)epoch);
-        items[i] = (ann_cql_batch_item){.ps = a->ps[S_HEAD_SET], .values = x, .nvalues = 7};
+        x[3] = u[i].tree ? ann_cql_vblob(u[i].tree, u[i].tree_len) : ann_cql_vnull();
+        x[4] =
+            u[i].checkpoint ? ann_cql_vblob(u[i].checkpoint, u[i].checkpoint_len) : ann_cql_vnull();
+        x[5] = ann_cql_vbool(u[i].sealed);
+        x[6] = ann_cql_vint(partition);
+        x[7] = ann_cql_vtext(u[i].tenant_id);
+        x[8] = ann_cql_vtext(u[i].log_id);
+        x[9] = ann_cql_vbigint((int64_t)epoch);
+        items[i] = (ann_cql_batch_item){.ps = a->ps[S_HEAD_SET], .values = x, .nvalues = 10};
     }
     ann_cql_batch bt = {.type = ANN_CQL_BATCH_LOGGED,
                         .items = items,
@@ -1375,6 +1414,7 @@ int ann_archive_log_count(ann_archive *a, int32_t n_partitions, const char *tena
     *exists = h.exists;
     *deleted = h.deleted;
     *entry_count = h.exists && h.next_id > 0 ? h.next_id - 1 : 0;
+    ann_archive_head_release(&h);
     return 0;
 }
 

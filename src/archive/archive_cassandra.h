@@ -90,7 +90,19 @@ typedef struct ann_archive_head {
     bool deleted;
     uint64_t next_id; /* the id the next new entry gets (1 for a new log) */
     uint64_t next_op; /* the op_seq the next committed operation gets (1: the create) */
+    /* The log's Merkle tree frontier (ann_merkle_frontier_encode, docs/integrity.md) and its
+     * latest signed checkpoint, committed with next_id under the same fence. Loaded heads
+     * own them (malloc'd: ann_archive_head_release); NULL when none is stored: a log with
+     * no entries yet, or one written before the tree (it stays without one). */
+    uint8_t *tree;
+    size_t tree_len;
+    uint8_t *checkpoint;
+    size_t checkpoint_len;
+    bool sealed; /* SealLog took: no new entries */
 } ann_archive_head;
+
+/* Frees a loaded head's tree and checkpoint (and clears them). */
+void ann_archive_head_release(ann_archive_head *h);
 
 /* Loads a log's committed head from seq_heads at `partition`. With `serial`, a
  * linearizable read (settles a conditional commit whose outcome was unknown). */
@@ -109,6 +121,11 @@ typedef struct ann_archive_head_update {
     uint64_t next_id;
     uint64_t next_op;
     bool deleted;
+    const uint8_t *tree; /* NULL: none (the cell is cleared) */
+    size_t tree_len;
+    const uint8_t *checkpoint; /* NULL: none */
+    size_t checkpoint_len;
+    bool sealed;
 } ann_archive_head_update;
 
 /* Commits n heads of one partition with ONE conditional batch

@@ -92,6 +92,12 @@ int ann_cql_options(ann_cql_conn *c, ann_cql_result *out, ann_err *err);
 int ann_cql_query(ann_cql_conn *c, const char *cql, const ann_cql_params *p, ann_cql_result *out,
                   ann_err *err);
 
+/* Schema: adds `columns` ("name type, ...") to keyspace ks's table unless its column
+ * `probe` is there already (a table made by an older version). Concurrent callers race
+ * harmlessly: a failed ALTER is checked once more. */
+int ann_cql_add_columns(ann_cql_conn *c, const char *ks, const char *table, const char *probe,
+                        const char *columns, ann_err *err);
+
 /* PREPARE (cached per connection by text). */
 int ann_cql_prepare(ann_cql_conn *c, const char *cql, ann_cql_prepared **out, ann_err *err);
 /* Bind markers of a prepared statement and their types. */

@@ -1204,3 +1204,33 @@ void ann_cql_conn_free(ann_cql_conn *c)
     pthread_mutex_destroy(&c->connect_mu);
     free(c);
 }
+
+int ann_cql_add_columns(ann_cql_conn *c, const char *ks, const char *table, const char *probe,
+                        const char *columns, ann_err *err)
+{
+    char q[768];
+    for (int attempt = 0;; attempt++) {
+        snprintf(q, sizeof q,
+                 "SELECT column_name FROM system_schema.columns WHERE keyspace_name = '%s' "
+                 "AND table_name = '%s' AND column_name = '%s'",
+                 ks, table, probe);
+        ann_cql_result r;
+        int rc = ann_cql_query(c, q, NULL, &r, err);
+        bool have = rc == 0 && r.nrows > 0;
+        ann_cql_result_release(&r);
+        if (rc < 0)
+            return -1;
+        if (have)
+            return 0;
+        snprintf(q, sizeof q, "ALTER TABLE %s.%s ADD (%s)", ks, table, columns);
+        ann_err e;
+        rc = ann_cql_query(c, q, NULL, &r, &e);
+        ann_cql_result_release(&r);
+        if (rc == 0)
+            return 0;
+        if (attempt == 1) {
+            *err = e;
+            return -1;
+        }
+    }
+}

@@ -176,3 +176,20 @@ int ann_integrity_wire_leaf(const uint8_t *p, size_t n, uint64_t *entry_id, bool
     ann_entry_leaf_hash(&e, bh, leaf);
     return 0;
 }
+
+int ann_integrity_entry_leaf(uint64_t entry_id, int64_t time_ns, int64_t insert_time_ns,
+                             int32_t severity, const void *insert_id, size_t insert_id_len,
+                             const uint8_t *body, size_t body_len, uint8_t body_hash[32],
+                             uint8_t leaf[32])
+{
+    if (ann_integrity_body_hash(body, body_len, body_hash, NULL) != 0)
+        return -1;
+    ann_entry e = {.entry_id = entry_id,
+                   .time_ns = time_ns,
+                   .insert_time_ns = insert_time_ns,
+                   .severity = severity,
+                   .insert_id = insert_id,
+                   .insert_id_len = insert_id_len};
+    ann_entry_leaf_hash(&e, body_hash, leaf);
+    return 0;
+}

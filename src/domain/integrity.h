@@ -46,6 +46,14 @@ bool ann_integrity_is_hash_field(const uint8_t *b, size_t len);
  * one). -1 with err (ANN_ECORRUPT) when the body has no integrity field or is malformed. */
 int ann_integrity_body_hash(const uint8_t *body, size_t len, uint8_t out[32], ann_err *err);
 
+/* A stored entry's body_hash (from its body's integrity field, as ann_integrity_body_hash)
+ * and leaf hash (domain/merkle.h) from its parts: 0, or -1 when the body has no integrity
+ * field (an entry stored before the tree). */
+int ann_integrity_entry_leaf(uint64_t entry_id, int64_t time_ns, int64_t insert_time_ns,
+                             int32_t severity, const void *insert_id, size_t insert_id_len,
+                             const uint8_t *body, size_t body_len, uint8_t body_hash[32],
+                             uint8_t leaf[32]);
+
 /*
  * The leaf hash of a LogEntry as the API sends it (its wire bytes, proto/annals/v1): from
  * its entry_id (20), time (21), insert_time (22), severity (41), insert_id (2) and body_hash,

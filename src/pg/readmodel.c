@@ -28,6 +28,8 @@ struct ann_readmodel {
     char sql_search[1536];
     char sql_isearch[2][4096]; /* the search projection's: LIKE, ILIKE */
     char sql_state[512];
+    char sql_ckpt[512];
+    char sql_leaves[512];
     bool walk_only; /* ann_readmodel_search_walk_only */
     /* the listener */
     pthread_t th;
@@ -137,10 +139,20 @@ int ann_readmodel_open(const char *conninfo, const char *ns, size_t pool_size, a
             ns, k ? "ILIKE" : "LIKE");
     snprintf(rm->sql_state, sizeof rm->sql_state,
              "SELECT l.create_ts, l.labels, s.visible_count, s.applied_op,"
-             " coalesce(s.deleted, false) OR coalesce(l.deleted, false)"
+             " coalesce(s.deleted, false) OR coalesce(l.deleted, false),"
+             " coalesce(s.sealed, false)"
              " FROM (SELECT $1::text COLLATE \"C\" AS t, $2::text COLLATE \"C\" AS g) k"
              " LEFT JOIN \"%1$s\".logs l ON l.tenant_id = k.t AND l.log_id = k.g"
              " LEFT JOIN \"%1$s\".log_state s ON s.tenant_id = k.t AND s.log_id = k.g",
+             ns);
+    snprintf(rm->sql_ckpt, sizeof rm->sql_ckpt,
+             "SELECT s.checkpoint, s.ckpt_size FROM \"%1$s\".logs l JOIN \"%1$s\".log_state s"
+             " ON s.tenant_id = l.tenant_id AND s.log_id = l.log_id WHERE l.tenant_id = $1"
+             " AND l.log_id = $2 AND NOT l.deleted AND NOT s.deleted",
+             ns);
+    snprintf(rm->sql_leaves, sizeof rm->sql_leaves,
+             "SELECT entry_id, leaf FROM \"%s\".entries WHERE tenant_id = $1 AND log_id = $2"
+             " AND entry_id >= $3 AND entry_id <= $4 ORDER BY entry_id",
              ns);
     *out = rm;
     return 0;
@@ -517,18 +529,30 @@ int ann_readmodel_search(ann_readmodel *rm, const char *tenant_id, const ann_sea
     return rc;
 }
 
+/* One statement about one log ($1 tenant, $2 log, then `more`, if any) on a pooled
+ * connection: its result, or NULL with err. */
+static PGresult *log_query(ann_readmodel *rm, const char *what, const char *sql,
+                           const char *tenant_id, const char *log_id, const int64_t *more,
+                           int nmore, ann_err *err)
+{
+    PGconn *c = ann_pg_pool_get(rm->pool, err);
+    if (!c)
+        return NULL;
+    ann_pg_params p = {0};
+    ann_pg_param_text(&p, tenant_id);
+    ann_pg_param_text(&p, log_id);
+    for (int i = 0; i < nmore; i++)
+        ann_pg_param_i64(&p, more[i]);
+    PGresult *r = ann_pg_exec(c, what, sql, &p, true, err);
+    ann_pg_pool_put(rm->pool, c);
+    return r;
+}
+
 int ann_readmodel_log_state(ann_readmodel *rm, const char *tenant_id, const char *log_id,
                             ann_rm_log_state *out, ann_err *err)
 {
     memset(out, 0, sizeof *out);
-    PGconn *c = ann_pg_pool_get(rm->pool, err);
-    if (!c)
-        return -1;
-    ann_pg_params p = {0};
-    ann_pg_param_text(&p, tenant_id);
-    ann_pg_param_text(&p, log_id);
-    PGresult *r = ann_pg_exec(c, "log state", rm->sql_state, &p, true, err);
-    ann_pg_pool_put(rm->pool, c);
+    PGresult *r = log_query(rm, "log state", rm->sql_state, tenant_id, log_id, NULL, 0, err);
     if (!r)
         return -1;
     if (PQntuples(r) == 1) {
@@ -542,9 +566,55 @@ int ann_readmodel_log_state(ann_readmodel *rm, const char *tenant_id, const char
         out->visible_count = (uint64_t)ann_pg_get_i64(r, 0, 2);
         out->applied_op = (uint64_t)ann_pg_get_i64(r, 0, 3);
         out->deleted = ann_pg_get_bool(r, 0, 4);
+        out->sealed = ann_pg_get_bool(r, 0, 5);
     }
     PQclear(r);
     return 0;
+}
+
+int ann_readmodel_checkpoint(ann_readmodel *rm, const char *tenant_id, const char *log_id,
+                             ann_buf *note, uint64_t *size, ann_err *err)
+{
+    PGresult *r = log_query(rm, "checkpoint", rm->sql_ckpt, tenant_id, log_id, NULL, 0, err);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) != 1)
+        rc = ann_err_set(err, ANN_ENOTFOUND, "log %s not found", log_id);
+    else if (PQgetisnull(r, 0, 0) || ann_pg_get_i64(r, 0, 1) < 0)
+        rc = ann_err_set(err, ANN_EPRECOND,
+                         "log %s has no tree: its entries were written before checkpoints", log_id);
+    else {
+        ann_buf_add(note, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        *size = (uint64_t)ann_pg_get_i64(r, 0, 1);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int ann_readmodel_leaves(ann_readmodel *rm, const char *tenant_id, const char *log_id,
+                         uint64_t first, size_t n, uint8_t (*out)[32], ann_err *err)
+{
+    if (n == 0)
+        return 0;
+    int64_t range[2] = {clamp_u64(first), clamp_u64(first + n - 1)};
+    PGresult *r = log_query(rm, "leaves", rm->sql_leaves, tenant_id, log_id, range, 2, err);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if ((size_t)PQntuples(r) != n)
+        rc = ann_err_set(err, ANN_EUNAVAIL, "log %s: entries %llu to %llu are not all projected",
+                         log_id, (unsigned long long)first, (unsigned long long)(first + n - 1));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if ((uint64_t)ann_pg_get_i64(r, (int)i, 0) != first + i || PQgetisnull(r, (int)i, 1) ||
+            PQgetlength(r, (int)i, 1) != 32)
+            rc = ann_err_set(err, ANN_ECORRUPT, "log %s: entry %llu has no leaf hash", log_id,
+                             (unsigned long long)(first + i));
+        else
+            memcpy(out[i], PQgetvalue(r, (int)i, 1), 32);
+    }
+    PQclear(r);
+    return rc;
 }
 
 void ann_readmodel_log_state_release(ann_rm_log_state *s)

@@ -66,11 +66,22 @@ typedef struct ann_rm_log_state {
     size_t labels_len;
     uint64_t visible_count;
     uint64_t applied_op;
+    bool sealed;
 } ann_rm_log_state;
 
 int ann_readmodel_log_state(ann_readmodel *rm, const char *tenant_id, const char *log_id,
                             ann_rm_log_state *out, ann_err *err);
 void ann_readmodel_log_state_release(ann_rm_log_state *s);
+
+/* The log's latest checkpoint (a signed note) appended to note, its tree size in *size:
+ * ANN_ENOTFOUND for a missing or deleted log, ANN_EPRECOND for one without a tree. */
+int ann_readmodel_checkpoint(ann_readmodel *rm, const char *tenant_id, const char *log_id,
+                             ann_buf *note, uint64_t *size, ann_err *err);
+
+/* The leaf hashes of entries first..first+n-1 into out[0..n) (ANN_EUNAVAIL when some are
+ * not projected). */
+int ann_readmodel_leaves(ann_readmodel *rm, const char *tenant_id, const char *log_id,
+                         uint64_t first, size_t n, uint8_t (*out)[32], ann_err *err);
 
 typedef void (*ann_rm_visible_fn)(void *ud, const char *tenant_id, const char *log_id,
                                   uint64_t visible, uint64_t applied_op, bool deleted);

@@ -42,7 +42,7 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
     if (!have && in_tx(c, "annals.pg_trgm", "create extension pg_trgm",
                        "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public", err) != 0)
         return -1;
-    char sql[6144];
+    char sql[8192];
     snprintf(sql, sizeof sql,
              "CREATE SCHEMA IF NOT EXISTS \"%1$s\";"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".entries ("
@@ -69,7 +69,14 @@ int ann_pg_schema_ensure(PGconn *c, const char *ns, ann_err *err)
              "CREATE TABLE IF NOT EXISTS \"%1$s\".log_state ("
              " tenant_id text COLLATE \"C\" NOT NULL, log_id text COLLATE \"C\" NOT NULL,"
              " visible_count bigint NOT NULL DEFAULT 0, applied_op bigint NOT NULL DEFAULT 0,"
-             " deleted boolean NOT NULL DEFAULT false, PRIMARY KEY (tenant_id, log_id));"
+             " deleted boolean NOT NULL DEFAULT false, ckpt_size bigint NOT NULL DEFAULT -1,"
+             " checkpoint text, sealed boolean NOT NULL DEFAULT false,"
+             " PRIMARY KEY (tenant_id, log_id));"
+             "ALTER TABLE \"%1$s\".log_state ADD COLUMN IF NOT EXISTS sealed boolean NOT NULL"
+             " DEFAULT false;"
+             "ALTER TABLE \"%1$s\".log_state ADD COLUMN IF NOT EXISTS ckpt_size bigint NOT NULL"
+             " DEFAULT -1;"
+             "ALTER TABLE \"%1$s\".log_state ADD COLUMN IF NOT EXISTS checkpoint text;"
              "CREATE TABLE IF NOT EXISTS \"%1$s\".revocations ("
              " tenant_id text COLLATE \"C\" NOT NULL, log_id text COLLATE \"C\" NOT NULL,"
              " entry_id bigint NOT NULL, actor text NOT NULL, reason text NOT NULL,"

@@ -9,6 +9,7 @@
 #include "common/fault.h"
 #include "domain/integrity.h"
 #include "domain/merkle.h"
+#include "domain/note.h"
 #include "pg/pg.h"
 #include "pg/schema.h"
 #include "store/store.h"
@@ -33,7 +34,7 @@ struct ann_projector {
     char sql_rev_ins[512];
     char sql_del[3][1024];
     int n_del;
-    char sql_state[1536];
+    char sql_state[2048];
     char sql_sstate[2][768]; /* search: search_state advanced, created */
     char sql_offsets[512];
 };
@@ -162,11 +163,17 @@ int ann_projector_open_kind(const char *conninfo, const char *ns, ann_projector_
              "UPDATE \"%s\".logs SET deleted = true WHERE tenant_id = $1 AND log_id = $2", ns);
     snprintf(p->sql_state, sizeof p->sql_state,
              "WITH u AS (INSERT INTO \"%1$s\".log_state AS s (tenant_id, log_id, visible_count,"
-             " applied_op, deleted) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[],"
-             " $4::bigint[], $5::bool[]) ON CONFLICT (tenant_id, log_id) DO UPDATE SET"
+             " applied_op, deleted, ckpt_size, checkpoint, sealed) SELECT * FROM"
+             " unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bool[],"
+             " $6::bigint[], $7::text[], $8::bool[])"
+             " ON CONFLICT (tenant_id, log_id) DO UPDATE SET"
+             " sealed = s.sealed OR EXCLUDED.sealed,"
              " visible_count = GREATEST(s.visible_count, EXCLUDED.visible_count),"
              " applied_op = GREATEST(s.applied_op, EXCLUDED.applied_op),"
-             " deleted = s.deleted OR EXCLUDED.deleted"
+             " deleted = s.deleted OR EXCLUDED.deleted,"
+             " checkpoint = CASE WHEN EXCLUDED.ckpt_size > s.ckpt_size THEN EXCLUDED.checkpoint"
+             " ELSE s.checkpoint END,"
+             " ckpt_size = GREATEST(s.ckpt_size, EXCLUDED.ckpt_size)"
              " RETURNING tenant_id, log_id, visible_count, applied_op, deleted)"
              " SELECT count(pg_notify('%1$s_visible', u.tenant_id || '/' || u.log_id || ' ' ||"
              " u.visible_count || ' ' || u.applied_op || ' ' ||"
@@ -282,6 +289,8 @@ typedef struct logagg {
     uint64_t visible, op;
     bool deleted;
     uint64_t lo, hi; /* search: the ids lo..hi all staged in this batch (lo 0: none) */
+    const Annals__Events__V1__Checkpoint *ckpt; /* the batch's largest checkpoint, or NULL */
+    bool sealed;
 } logagg;
 
 typedef struct aggs {
@@ -315,7 +324,7 @@ static logagg *agg_get(aggs *a, const char *t, const char *l)
     }
     a->slots[i] = (int32_t)++a->n;
     logagg *g = &a->v[a->n - 1];
-    *g = (logagg){t, l, 0, 0, false, 0, 0};
+    *g = (logagg){.tenant = t, .log = l};
     return g;
 }
 
@@ -344,23 +353,6 @@ static int flush(batch *b, ann_err *err)
     b->copy.len = 0;
     b->staged = 0;
     return rc;
-}
-
-/* An entry's body_hash and leaf hash (domain/merkle.h): false for an entry stored without
- * an integrity field (before the tree). */
-static bool entry_hashes(const Annals__Events__V1__Entry *e, uint8_t bhash[ANN_HASH_LEN],
-                         uint8_t leaf[ANN_HASH_LEN])
-{
-    if (ann_integrity_body_hash(e->body.data, e->body.len, bhash, NULL) != 0)
-        return false;
-    ann_entry in = {.entry_id = e->entry_id,
-                    .time_ns = e->time_ns,
-                    .insert_time_ns = e->insert_time_ns,
-                    .severity = e->severity,
-                    .insert_id = (const char *)e->insert_id.data,
-                    .insert_id_len = e->insert_id.len};
-    ann_entry_leaf_hash(&in, bhash, leaf);
-    return true;
 }
 
 static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry *e)
@@ -393,7 +385,9 @@ static void stage(batch *b, const committed *c, const Annals__Events__V1__Entry 
     ann_pg_copy_bytes(&b->copy, e->insert_id.data, e->insert_id.len);
     ann_pg_copy_bytes(&b->copy, e->body.data, e->body.len);
     uint8_t bhash[ANN_HASH_LEN], leaf[ANN_HASH_LEN];
-    if (entry_hashes(e, bhash, leaf)) {
+    if (ann_integrity_entry_leaf(e->entry_id, e->time_ns, e->insert_time_ns, e->severity,
+                                 e->insert_id.data, e->insert_id.len, e->body.data, e->body.len,
+                                 bhash, leaf) == 0) { /* else: stored before the tree */
         ann_pg_copy_bytes(&b->copy, bhash, sizeof bhash);
         ann_pg_copy_bytes(&b->copy, leaf, sizeof leaf);
     } else {
@@ -503,6 +497,12 @@ static bool ok_text(const char *s)
     return s && *s;
 }
 
+/* A note to keep as text: bounded, with no NUL (its signature is checked by readers). */
+static bool ok_note(const ProtobufCBinaryData *n)
+{
+    return n->len > 0 && n->len <= ANN_NOTE_MAX_BYTES && !memchr(n->data, 0, n->len);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -605,7 +605,8 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
     int rc = -1;
     batch b = {.p = p, .copy = ANN_BUF_INIT, .tmp = ANN_BUF_INIT, .doc = ANN_BUF_INIT};
     ann_buf a1 = ANN_BUF_INIT, a2 = ANN_BUF_INIT, a3 = ANN_BUF_INIT, a4 = ANN_BUF_INIT,
-            a5 = ANN_BUF_INIT;
+            a5 = ANN_BUF_INIT, a6 = ANN_BUF_INIT, a7 = ANN_BUF_INIT, a8 = ANN_BUF_INIT,
+            note = ANN_BUF_INIT;
     aggs ag = {0};
     for (ag.cap = 16; ag.cap < 2 * n; ag.cap *= 2)
         ;
@@ -667,6 +668,11 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
             g->op = c->op_seq;
         if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_DELETE_LOG)
             g->deleted = true;
+        if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_SEAL)
+            g->sealed = true;
+        if (c->checkpoint && c->checkpoint->size < INT64_MAX && ok_note(&c->checkpoint->note) &&
+            (!g->ckpt || c->checkpoint->size >= g->ckpt->size))
+            g->ckpt = c->checkpoint;
         if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_WRITE) {
             uint64_t lo, hi;
             write_run(c->write, &lo, &hi);
@@ -683,6 +689,7 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
             goto out;
     } else if (ag.n) {
         open_arr(&a1), open_arr(&a2), open_arr(&a3), open_arr(&a4), open_arr(&a5);
+        open_arr(&a6), open_arr(&a7), open_arr(&a8);
         for (size_t i = 0; i < ag.n; i++) {
             add_text_elem(&a1, ag.v[i].tenant);
             add_text_elem(&a2, ag.v[i].log);
@@ -691,14 +698,31 @@ int ann_projector_apply(ann_projector *p, const ann_projector_record *v, size_t 
             if (a5.len > 1)
                 ann_buf_add_byte(&a5, ',');
             ann_buf_add_byte(&a5, ag.v[i].deleted ? 't' : 'f');
+            if (a8.len > 1)
+                ann_buf_add_byte(&a8, ',');
+            ann_buf_add_byte(&a8, ag.v[i].sealed ? 't' : 'f');
+            const Annals__Events__V1__Checkpoint *ck = ag.v[i].ckpt;
+            add_num_elem(&a6, ck ? (long long)ck->size : -1);
+            if (ck) {
+                note.len = 0;
+                ann_buf_add(&note, ck->note.data, ck->note.len);
+                ann_buf_add_byte(&note, 0);
+                add_text_elem(&a7, (const char *)note.data);
+            } else {
+                ann_buf_add(&a7, a7.len > 1 ? ",NULL" : "NULL", a7.len > 1 ? 5 : 4);
+            }
         }
         close_arr(&a1), close_arr(&a2), close_arr(&a3), close_arr(&a4), close_arr(&a5);
+        close_arr(&a6), close_arr(&a7), close_arr(&a8);
         ann_pg_params pr = {0};
         ann_pg_param_raw(&pr, (const char *)a1.data);
         ann_pg_param_raw(&pr, (const char *)a2.data);
         ann_pg_param_raw(&pr, (const char *)a3.data);
         ann_pg_param_raw(&pr, (const char *)a4.data);
         ann_pg_param_raw(&pr, (const char *)a5.data);
+        ann_pg_param_raw(&pr, (const char *)a6.data);
+        ann_pg_param_raw(&pr, (const char *)a7.data);
+        ann_pg_param_raw(&pr, (const char *)a8.data);
         if (ann_pg_run(p->c, "log state", p->sql_state, &pr, err) != 0)
             goto out;
     }
@@ -728,7 +752,8 @@ out:
     ann_buf_release(&b.tmp);
     ann_buf_release(&b.doc);
     ann_buf_release(&a1), ann_buf_release(&a2), ann_buf_release(&a3), ann_buf_release(&a4),
-        ann_buf_release(&a5);
+        ann_buf_release(&a5), ann_buf_release(&a6), ann_buf_release(&a7), ann_buf_release(&a8);
+    ann_buf_release(&note);
     free(ag.slots);
     free(ag.v);
     free(parts);

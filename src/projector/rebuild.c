@@ -26,6 +26,7 @@
 #include "common/buf.h"
 #include "domain/event.h"
 #include "domain/integrity.h"
+#include "domain/merkle.h"
 #include "pg/pg.h"
 #include "pg/schema.h"
 #include "projector.h"
@@ -77,6 +78,12 @@ static int rb_flush(rb *r, ann_err *err)
             free(c->create_log);
         } else if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_DELETE_LOG) {
             free(c->delete_log);
+        } else if (c->op_case == ANNALS__EVENTS__V1__COMMITTED__OP_SEAL) {
+            free(c->seal);
+        }
+        if (c->checkpoint) {
+            free(c->checkpoint->note.data);
+            free(c->checkpoint);
         }
         free(c->tenant_id);
         free(c->log_id);
@@ -159,9 +166,10 @@ static int visit(const ann_entry *e, void *ud)
     n->insert_id.len = e->insert_id_len;
     /* A redacted entry's body is gone in Cassandra but for its body_hash field; never copy
      * one that is more than that. */
-    size_t bl = !(e->flags & ANN_ENTRY_REDACTED) || ann_integrity_is_hash_field(e->body, e->body_len)
-                    ? e->body_len
-                    : 0;
+    size_t bl =
+        !(e->flags & ANN_ENTRY_REDACTED) || ann_integrity_is_hash_field(e->body, e->body_len)
+            ? e->body_len
+            : 0;
     n->body.data = xdup(e->body, bl);
     n->body.len = bl;
     w->entries[w->n_entries++] = n;
@@ -241,6 +249,10 @@ static int add_revocations(rb *r, ann_cql_conn *cc, const char *ks, const char *
     }
 }
 
+static int rebuild_head(rb *r, ann_archive *a, const char *ks, const char *t, const char *l,
+                        const uint8_t *labels, size_t labels_len, int64_t create,
+                        const ann_archive_head *hp, ann_err *err);
+
 static int rebuild_log(rb *r, ann_archive *a, const char *ks, int32_t np, const char *t,
                        const char *l, const uint8_t *labels, size_t labels_len, int64_t create,
                        ann_err *err)
@@ -251,6 +263,34 @@ static int rebuild_log(rb *r, ann_archive *a, const char *ks, int32_t np, const 
     ann_archive_head h;
     if (ann_archive_head_load(a, part, t, l, false, &h, err) != 0)
         return -1;
+    int rc = rebuild_head(r, a, ks, t, l, labels, labels_len, create, &h, err);
+    if (rc == 0 && h.exists && !h.deleted && h.sealed) {
+        committed *c = rb_add(r, t, l, &h);
+        c->op_case = ANNALS__EVENTS__V1__COMMITTED__OP_SEAL;
+        c->seal = ann_xcalloc(1, sizeof *c->seal);
+        annals__events__v1__seal__init(c->seal);
+    }
+    /* the latest checkpoint after the entries it covers (the tree's size: it is signed
+     * whenever the tree grows) */
+    ann_merkle_frontier f;
+    if (rc == 0 && h.exists && !h.deleted && h.checkpoint &&
+        ann_merkle_frontier_decode(h.tree, h.tree_len, &f, NULL) == 0) {
+        committed *c = rb_add(r, t, l, &h); /* no op: the checkpoint alone */
+        c->checkpoint = ann_xcalloc(1, sizeof *c->checkpoint);
+        annals__events__v1__checkpoint__init(c->checkpoint);
+        c->checkpoint->note.data = xdup(h.checkpoint, h.checkpoint_len);
+        c->checkpoint->note.len = h.checkpoint_len;
+        c->checkpoint->size = f.size;
+    }
+    ann_archive_head_release(&h);
+    return rc;
+}
+
+static int rebuild_head(rb *r, ann_archive *a, const char *ks, const char *t, const char *l,
+                        const uint8_t *labels, size_t labels_len, int64_t create,
+                        const ann_archive_head *hp, ann_err *err)
+{
+    ann_archive_head h = *hp;
     if (!h.exists)
         return 0; /* never sequenced: its CreateLog, if any, is still ahead in Kafka */
     committed *c = rb_add(r, t, l, &h);

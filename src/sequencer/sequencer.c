@@ -13,6 +13,9 @@
 #include "annals/events/v1/events.pb-c.h"
 #include "common/fault.h"
 #include "domain/event.h"
+#include "domain/integrity.h"
+#include "domain/merkle.h"
+#include "domain/note.h"
 
 #define MAX_BATCH 4000       /* records per poll */
 #define BATCH_WAIT_MS 5      /* how long a batch may gather after its first record */
@@ -224,6 +227,7 @@ static void part_drop(part *p)
     for (size_t i = 0; i < p->nheads; i++) {
         free(p->heads[i].tenant);
         free(p->heads[i].log);
+        ann_archive_head_release(&p->heads[i].h);
     }
     free(p->heads);
     p->heads = NULL;
@@ -231,13 +235,19 @@ static void part_drop(part *p)
     smap_clear(&p->idx);
 }
 
+/* Caches h; the cache takes h's tree and checkpoint (and frees those it replaces). */
 static size_t part_put(part *p, const char *t, const char *l, const ann_archive_head *h)
 {
     char key[ANN_EVENT_KEY_LEN + 1];
     ann_event_key(t, l, key);
     size_t i;
     if (smap_get(&p->idx, key, strlen(key), &i)) {
-        p->heads[i].h = *h;
+        ann_archive_head *old = &p->heads[i].h;
+        if (old->tree != h->tree)
+            free(old->tree);
+        if (old->checkpoint != h->checkpoint)
+            free(old->checkpoint);
+        *old = *h;
         return i;
     }
     if (p->nheads == p->capheads) {
@@ -404,12 +414,20 @@ typedef struct cmd {
     size_t log; /* index into the batch's working logs */
 } cmd;
 
-/* A log touched by the batch: its committed head and the working one. */
+/* A log touched by the batch: its committed head and the working one. The working head's
+ * tree and checkpoint are the committed ones (the cache's) until the tree grows; then they
+ * are the batch's own (`own`) until the cache takes them at the head commit. */
 typedef struct wlog {
     const char *tenant, *log;
     ann_archive_head committed, work;
     bool changed;
     bool delete_rows;
+    ann_merkle_frontier *ft; /* the working tree, once the batch extends it */
+    bool treeless;           /* written before the tree: it stays without one */
+    bool grown;              /* ft changed: sign and commit it */
+    bool own;
+    size_t last_rec; /* its last Committed record in the batch's outs */
+    bool announced;  /* it has one */
 } wlog;
 
 /* An entry stored in Cassandra that a write carries again. */
@@ -444,10 +462,21 @@ typedef struct pbatch {
     bool *revoke;       /* per command: a revocation to store */
     size_t nnew;
     outs out;
+    /* seals answered once the batch's trees are signed: command index and op_seq */
+    size_t *seal_cmd;
+    uint64_t *seal_op;
+    size_t nseal;
 } pbatch;
 
 static void pbatch_free(pbatch *b)
 {
+    for (size_t i = 0; b->logs && i < b->nlogs; i++) {
+        free(b->logs[i].ft);
+        if (b->logs[i].own) {
+            free(b->logs[i].work.tree);
+            free(b->logs[i].work.checkpoint);
+        }
+    }
     smap_clear(&b->logidx);
     smap_clear(&b->iids);
     free(b->cmds);
@@ -464,6 +493,8 @@ static void pbatch_free(pbatch *b)
             free(b->nr[i].e);
     free(b->nr);
     free(b->revoke);
+    free(b->seal_cmd);
+    free(b->seal_op);
     outs_free(&b->out);
 }
 
@@ -493,6 +524,11 @@ static void pack_committed(pbatch *b, const Command *c, Committed *m)
     char key[ANN_EVENT_KEY_LEN + 1];
     ann_event_key(c->tenant_id, c->log_id, key);
     outs_add(&b->out, false, b->pn, key, buf, n);
+    size_t li;
+    if (smap_get(&b->logidx, key, strlen(key), &li)) {
+        b->logs[li].last_rec = b->out.n - 1;
+        b->logs[li].announced = true;
+    }
 }
 
 /* The echo of a purge tick: a Committed record without a log, so the committed
@@ -654,6 +690,120 @@ static Entry *assigned_get(pbatch *b, size_t log, const Entry *e)
 /* Result of a partition's batch. */
 enum { P_OK, P_FENCED, P_FAILED };
 
+/* ---- the tree (docs/integrity.md, "Distributed mode") ---- */
+
+/* The log's working tree, decoded from its head the first time the batch extends it; NULL
+ * when the log has none (no signer, or entries from before the tree). A stored frontier
+ * that does not match the head's count is refused: err, and the batch fails loudly. */
+static ann_merkle_frontier *tree_of(pbatch *b, wlog *w, ann_err *err)
+{
+    if (w->ft || w->treeless || !b->s->cfg->signer)
+        return w->ft;
+    uint64_t count = count_of(&w->work);
+    ann_merkle_frontier *f = xcalloc(1, sizeof *f);
+    if (!w->work.tree) {
+        if (count > 0) { /* entries from before the tree */
+            free(f);
+            w->treeless = true;
+            return NULL;
+        }
+        ann_merkle_frontier_init(f);
+    } else if (ann_merkle_frontier_decode(w->work.tree, w->work.tree_len, f, err) != 0 ||
+               f->size != count) {
+        free(f);
+        ann_err_set(err, ANN_ECORRUPT,
+                    "log %.64s of tenant %.64s: its stored tree does not match its head "
+                    "(%llu entries): refusing to extend it",
+                    w->log, w->tenant, (unsigned long long)count);
+        return NULL;
+    }
+    w->ft = f;
+    return f;
+}
+
+/* Adds new entry e (its id set) to the log's tree. */
+static int tree_add(pbatch *b, wlog *w, const Entry *e, ann_err *err)
+{
+    err->code = 0;
+    ann_merkle_frontier *f = tree_of(b, w, err);
+    if (!f)
+        return err->code ? -1 : 0;
+    uint8_t bh[ANN_HASH_LEN], leaf[ANN_HASH_LEN];
+    if (ann_integrity_entry_leaf(e->entry_id, e->time_ns, e->insert_time_ns, e->severity,
+                                 e->insert_id.data, e->insert_id.len, e->body.data, e->body.len, bh,
+                                 leaf) != 0) {
+        ann_err_set(err, ANN_ECORRUPT, "log %.64s: entry %llu has no salt field", w->log,
+                    (unsigned long long)e->entry_id);
+        return -1;
+    }
+    if (ann_merkle_frontier_append(f, leaf, err) != 0)
+        return -1;
+    w->grown = true;
+    return 0;
+}
+
+/* For each log whose tree grew (or began): its frontier and a checkpoint signed over it
+ * become the working head's, committed together under the fence, and the checkpoint rides
+ * on the log's last Committed record of the batch (after every entry it covers). */
+static int trees_sign(pbatch *b, ann_err *err)
+{
+    for (size_t i = 0; i < b->nlogs; i++) {
+        wlog *w = &b->logs[i];
+        uint64_t size = 0;
+        if (w->grown) {
+            ann_buf t = ANN_BUF_INIT, note = ANN_BUF_INIT;
+            uint8_t root[ANN_HASH_LEN];
+            ann_merkle_frontier_encode(w->ft, &t);
+            ann_merkle_frontier_root(w->ft, root);
+            if (ann_checkpoint_sign(b->s->cfg->signer, w->log, w->ft->size, root, &note, err) !=
+                0) {
+                ann_buf_release(&t);
+                ann_buf_release(&note);
+                return -1;
+            }
+            if (w->own) {
+                free(w->work.tree);
+                free(w->work.checkpoint);
+            }
+            w->own = true;
+            w->work.tree = t.data;
+            w->work.tree_len = t.len;
+            w->work.checkpoint = note.data;
+            w->work.checkpoint_len = note.len;
+            w->changed = true;
+            size = w->ft->size;
+        } else {
+            /* Announced again without growing (a retry, or the replay of a batch whose Kafka
+             * transaction aborted after its heads were committed): the checkpoint already
+             * committed goes along, so a projector that never saw it gets it. */
+            ann_merkle_frontier f;
+            if (!w->announced || !w->work.checkpoint ||
+                ann_merkle_frontier_decode(w->work.tree, w->work.tree_len, &f, NULL) != 0)
+                continue;
+            size = f.size;
+        }
+        /* Committed.checkpoint (7) appended to the log's last record: protobuf merges a
+         * field given after the others, so the record need not be packed again. */
+        Annals__Events__V1__Checkpoint ck = ANNALS__EVENTS__V1__CHECKPOINT__INIT;
+        ck.note.data = w->work.checkpoint;
+        ck.note.len = w->work.checkpoint_len;
+        ck.size = size;
+        size_t n = annals__events__v1__checkpoint__get_packed_size(&ck);
+        outrec *r = &b->out.r[w->last_rec];
+        r->buf = xrealloc(r->buf, r->len + 1 + 10 + n);
+        uint8_t *p = (uint8_t *)r->buf + r->len;
+        *p++ = (7 << 3) | 2;
+        for (uint64_t v = n;; v >>= 7) {
+            *p++ = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+            if (v < 0x80)
+                break;
+        }
+        annals__events__v1__checkpoint__pack(&ck, p);
+        r->len = (size_t)(p - (uint8_t *)r->buf) + n;
+    }
+    return 0;
+}
+
 /* `replayed`: the command's server-made ids were found stored (its probe hit); any of
  * them still new then get insert_id rows of their own, so the request's row written the
  * first time keeps naming the first. */
@@ -673,6 +823,16 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, n
     if (n == 0) {
         ack_simple(b, c, 0, "", 0, count_of(&w->work));
         return 0;
+    }
+    if (w->work.sealed) { /* only a retry of stored entries gets an answer: their ids */
+        for (size_t i = 0; i < n; i++)
+            if (!assigned_get(b, cm->log, wr->entries[i]) &&
+                !(found[i] && found[i] < w->committed.next_id)) {
+                snprintf(msg, sizeof msg, "log %.64s is sealed: it takes no new entries",
+                         c->log_id);
+                ack_simple(b, c, ANN_EPRECOND, msg, 0, count_of(&w->work));
+                return 0;
+            }
     }
     /* the entries found stored, read once */
     stored_set ss = {0};
@@ -718,7 +878,14 @@ static int seq_write(pbatch *b, cmd *cm, const uint64_t *found, bool replayed, n
             assigned_put(b, cm->log, e, st);
             continue;
         }
-        e->entry_id = w->work.next_id++;
+        e->entry_id = w->work.next_id; /* the tree holds the entries before it */
+        if (tree_add(b, w, e, err) != 0) {
+            free(ids);
+            free(carry);
+            stored_set_done(&ss);
+            return -1;
+        }
+        w->work.next_id++;
         ids[i] = e->entry_id;
         carry[ncarry++] = e;
         assigned_put(b, cm->log, e, e);
@@ -783,6 +950,9 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
         if (!w->work.exists) {
             w->work = (ann_archive_head){.exists = true, .next_id = 1, .next_op = 2};
             w->changed = true;
+            ann_err ignored;
+            if (tree_of(b, w, &ignored)) /* the empty tree, signed: a checkpoint at once */
+                w->grown = true;
         }
         /* new, or a replay: announced (again) as op 1 */
         m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_CREATE_LOG;
@@ -841,6 +1011,39 @@ static void seq_other(pbatch *b, cmd *cm, bool *revoke)
         m.entry_count = count_of(&w->work);
         pack_committed(b, c, &m);
         ack_simple(b, c, 0, "", m.op_seq, count_of(&w->work));
+        return;
+    }
+    case ANNALS__EVENTS__V1__COMMAND__OP_SEAL: {
+        if (!w->work.exists || w->work.deleted) {
+            snprintf(msg, sizeof msg, "log %.64s not found", c->log_id);
+            ack_simple(b, c, ANN_ENOTFOUND, msg, 0, count_of(&w->work));
+            return;
+        }
+        ann_err ignored;
+        if (!tree_of(b, w, &ignored) && !w->work.checkpoint) {
+            snprintf(msg, sizeof msg,
+                     "log %.64s has no tree: its entries were written before checkpoints",
+                     c->log_id);
+            ack_simple(b, c, ANN_EPRECOND, msg, 0, count_of(&w->work));
+            return;
+        }
+        Annals__Events__V1__Seal sl = ANNALS__EVENTS__V1__SEAL__INIT;
+        if (w->work.sealed) {
+            m.op_seq = w->work.next_op > 1 ? w->work.next_op - 1 : 1; /* again: harmless */
+        } else {
+            w->work.sealed = true;
+            m.op_seq = w->work.next_op++;
+            w->changed = true;
+        }
+        m.op_case = ANNALS__EVENTS__V1__COMMITTED__OP_SEAL;
+        m.seal = c->seal ? c->seal : &sl;
+        m.entry_count = count_of(&w->work);
+        pack_committed(b, c, &m);
+        /* answered with the final checkpoint once the batch's trees are signed */
+        b->seal_cmd = xrealloc(b->seal_cmd, (b->nseal + 1) * sizeof *b->seal_cmd);
+        b->seal_op = xrealloc(b->seal_op, (b->nseal + 1) * sizeof *b->seal_op);
+        b->seal_cmd[b->nseal] = (size_t)(cm - b->cmds);
+        b->seal_op[b->nseal++] = m.op_seq;
         return;
     }
     default:
@@ -993,6 +1196,19 @@ static int prepare_partition(pbatch *b, ann_err *err)
             seq_other(b, cm, &revoke[i]);
         }
     }
+    if (rc == 0)
+        rc = trees_sign(b, err);
+    for (size_t k = 0; rc == 0 && k < b->nseal; k++) {
+        const cmd *cm = &b->cmds[b->seal_cmd[k]];
+        const wlog *w = &b->logs[cm->log];
+        Ack a = ANNALS__EVENTS__V1__ACK__INIT;
+        a.message = "";
+        a.op_seq = b->seal_op[k];
+        a.entry_count = count_of(&w->work);
+        a.checkpoint.data = w->work.checkpoint;
+        a.checkpoint.len = w->work.checkpoint_len;
+        pack_ack(b, cm->c, &a);
+    }
     for (size_t i = 0; i < b->ncmds; i++)
         free(found[i]);
     free(found);
@@ -1062,11 +1278,17 @@ static void store_partitions(seq *s, pbatch **bs, size_t n, int *res, ann_err *e
         size_t nu = 0;
         for (size_t i = 0; i < b->nlogs; i++)
             if (b->logs[i].changed)
-                u[nu++] = (ann_archive_head_update){.tenant_id = b->logs[i].tenant,
-                                                    .log_id = b->logs[i].log,
-                                                    .next_id = b->logs[i].work.next_id,
-                                                    .next_op = b->logs[i].work.next_op,
-                                                    .deleted = b->logs[i].work.deleted};
+                u[nu++] =
+                    (ann_archive_head_update){.tenant_id = b->logs[i].tenant,
+                                              .log_id = b->logs[i].log,
+                                              .next_id = b->logs[i].work.next_id,
+                                              .next_op = b->logs[i].work.next_op,
+                                              .deleted = b->logs[i].work.deleted,
+                                              .tree = b->logs[i].work.tree,
+                                              .tree_len = b->logs[i].work.tree_len,
+                                              .checkpoint = b->logs[i].work.checkpoint,
+                                              .checkpoint_len = b->logs[i].work.checkpoint_len,
+                                              .sealed = b->logs[i].work.sealed};
         if (nu) {
             f[k] = ann_archive_commit_heads_submit(s->ar, b->pn, b->p->epoch, u, nu, &errs[k]);
             if (!f[k])
@@ -1101,8 +1323,10 @@ static void store_partitions(seq *s, pbatch **bs, size_t n, int *res, ann_err *e
         if (res[k] != P_OK)
             continue;
         for (size_t i = 0; i < b->nlogs; i++)
-            if (b->logs[i].changed)
+            if (b->logs[i].changed) {
                 part_put(b->p, b->logs[i].tenant, b->logs[i].log, &b->logs[i].work);
+                b->logs[i].own = false; /* the cache's now */
+            }
         STAT(s, entries, b->nnew);
     }
 }

@@ -22,6 +22,8 @@
 #include "common/err.h"
 #include "kafka/kafka.h"
 
+struct ann_note_signer;
+
 /* Counters a running sequencer updates (for tests and figures); read them
  * from another thread with __atomic loads. */
 typedef struct ann_sequencer_stats {
@@ -43,6 +45,10 @@ typedef struct ann_sequencer_config {
                                    holding its partitions for a session timeout) */
     ann_sequencer_stats *stats; /* optional */
     ann_metrics *metrics;       /* optional: the consumer lag per partition, at scrape time */
+    /* The deployment's checkpoint signing key (docs/integrity.md): with it, each log's
+     * Merkle tree is extended as entries get ids, its frontier committed with the head, and
+     * a checkpoint signed and announced whenever the tree grows. NULL: no trees. */
+    const struct ann_note_signer *signer;
 } ann_sequencer_config;
 
 /* Runs until *stop becomes nonzero (checked at least every 100 ms), then

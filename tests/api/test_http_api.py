@@ -607,7 +607,6 @@ def test_chunked_body(hs, keys):
         conn.close()
 
 
-@pytest.mark.embedded_only("the distributed backend answers UNIMPLEMENTED so far")
 def test_integrity_endpoints(hs, keys):
     """The integrity RPCs (docs/integrity.md) over the JSON API: bytes are base64 in JSON."""
     import base64

@@ -20,14 +20,16 @@ import pytest
 import diskscan
 
 from conftest import Client, Server
-from helpers import (CMD, QRY, SEV, create_log, entry, expect_code, expect_invalid, get_log,
-                     pb, raw_unary, uid, write)
+from helpers import (CMD, DISTRIBUTED, QRY, SEV, create_log, entry, expect_code,
+                     expect_invalid, get_log, pb, raw_unary, uid, write)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integrity"))
 import verifier as V  # noqa: E402
 
-pytestmark = pytest.mark.embedded_only("the distributed backend answers UNIMPLEMENTED so far")
+# The data directory's files (kill -9 rounds, blocks, saved leaves) are the embedded mode's;
+# the distributed mode's faults are tests/faults/test_distributed_faults.py's.
+FILES = pytest.mark.embedded_only("the embedded data directory's files")
 
 
 # ---------------------------------------------------------------- raw wire reading
@@ -278,8 +280,9 @@ def test_redacted_entry_keeps_hash_loses_salt_and_tree_verifies(server, client, 
     assert es[0]["salt"] is not None and es[2]["salt"] is not None
     size2, root2, _ = verify_log(client, vk, log)
     assert (size2, root2) == (size, root), "a revocation changed the tree"
-    hits = diskscan.files_containing(server.data, [salt, secret.encode()])
-    assert not hits, f"the salt or the secret is still on disk: {hits}"
+    if not DISTRIBUTED:  # the engines' files: tests/api/test_distributed_purge.py
+        hits = diskscan.files_containing(server.data, [salt, secret.encode()])
+        assert not hits, f"the salt or the secret is still on disk: {hits}"
 
 
 def test_seal_refuses_writes_keeps_retries_and_revocation(server, client, log):
@@ -395,6 +398,7 @@ def test_roles(server, client, log):
         w.close()
 
 
+@FILES
 def test_kill9_checkpoints_cover_only_durable_entries():
     """Writers run while checkpoints are fetched; kill -9; after the restart every checkpoint
     fetched before is a prefix of the entries found (size and root), consistent with the
@@ -451,6 +455,7 @@ def test_kill9_checkpoints_cover_only_durable_entries():
             s.kill()
 
 
+@FILES
 def test_compressed_blocks_keep_the_tree_through_revocation():
     """Entries moved into sealed (compressed) blocks still verify; a revocation that rewrites
     a block keeps the body_hash and purges the salt from every file."""
@@ -489,6 +494,7 @@ def test_compressed_blocks_keep_the_tree_through_revocation():
             s.kill()
 
 
+@FILES
 def test_signing_key_file_outside_the_data_directory():
     """--signing-key FILE: checkpoints are signed with that key, and no key is made in the
     data directory; the key made at first start is mode 0600."""
@@ -521,6 +527,7 @@ def test_signing_key_file_outside_the_data_directory():
             s.kill()
 
 
+@FILES
 def test_saved_leaves_survive_restart_and_go_with_the_log():
     with tempfile.TemporaryDirectory(prefix="annals-int-mrk-") as d:
         s = Server(d).start()
@@ -557,6 +564,7 @@ def test_saved_leaves_survive_restart_and_go_with_the_log():
             s.kill()
 
 
+@FILES
 def test_saved_leaves_of_entries_a_power_cut_took_are_not_used():
     """<log>.mrk is a cache written without fsync, and so is the log under durability none: a
     power cut can leave the file vouching for entries that the log lost, whose ids then go to
@@ -592,6 +600,7 @@ def test_saved_leaves_of_entries_a_power_cut_took_are_not_used():
             s.kill()
 
 
+@FILES
 def test_proofs_over_blocks_of_leaves_kept_on_disk():
     """Below level 8 the server keeps only the block of 256 leaves being filled in memory:
     proofs that reach into complete blocks read their leaves from <log>.mrk (checked against

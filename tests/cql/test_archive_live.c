@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "archive/archive_cassandra.h"
+#include "domain/integrity.h"
 #include "domain/event.h"
 #include "live.h"
 
@@ -102,6 +103,24 @@ static int collect(const ann_entry *e, void *ud)
     s->flags[s->n] = e->flags;
     s->time_ns[s->n] = e->time_ns;
     s->n++;
+    return 0;
+}
+
+/* One entry's raw body (binary). */
+typedef struct bodies_seen {
+    size_t n;
+    uint8_t body[128];
+    size_t len;
+    uint32_t flags;
+} bodies_seen;
+
+static int collect_body(const ann_entry *e, void *ud)
+{
+    bodies_seen *s = ud;
+    s->n++;
+    s->len = e->body_len < sizeof s->body ? e->body_len : sizeof s->body;
+    memcpy(s->body, e->body, s->len);
+    s->flags = e->flags;
     return 0;
 }
 
@@ -377,6 +396,81 @@ static void test_old_layout_refused(void **state)
     a = open_archive();
     ann_archive_close(a);
     a = open_archive();
+    ann_archive_close(a);
+}
+
+/* The integrity tree's state rides on the head (docs/integrity.md): tree, checkpoint and
+ * sealed come back as committed, and a commit without them clears them. A revocation of an
+ * entry whose body carries its salt field leaves exactly the body_hash field. */
+static void test_head_tree_and_salted_redaction(void **state)
+{
+    (void)state;
+    ann_archive *a = open_archive();
+    ann_err err;
+    ann_archive_head h;
+    const char *log = "log-tree";
+    const int32_t part = 4;
+    uint64_t epoch = 0;
+    assert_int_equal(ann_archive_claim_partition(a, part, &epoch, &err), 0);
+    create(a, part, epoch, log, &h);
+    const uint8_t tree[] = {1, 0, 0, 0, 0, 0, 0, 0, 0}, note[] = "annals/log-tree\n0\n";
+    ann_archive_head_update u = {.tenant_id = TENANT,
+                                 .log_id = log,
+                                 .next_id = 1,
+                                 .next_op = 3,
+                                 .tree = tree,
+                                 .tree_len = sizeof tree,
+                                 .checkpoint = note,
+                                 .checkpoint_len = sizeof note - 1,
+                                 .sealed = true};
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, &u, 1, NULL, &err), 0);
+    ann_archive_head got;
+    assert_int_equal(ann_archive_head_load(a, part, TENANT, log, false, &got, &err), 0);
+    assert_true(got.exists && got.sealed);
+    assert_int_equal(got.tree_len, sizeof tree);
+    assert_memory_equal(got.tree, tree, sizeof tree);
+    assert_int_equal(got.checkpoint_len, sizeof note - 1);
+    assert_memory_equal(got.checkpoint, note, sizeof note - 1);
+    ann_archive_head_release(&got);
+    assert_null(got.tree);
+    u.tree = u.checkpoint = NULL;
+    u.tree_len = u.checkpoint_len = 0;
+    u.sealed = false;
+    assert_int_equal(ann_archive_commit_heads(a, part, epoch, &u, 1, NULL, &err), 0);
+    assert_int_equal(ann_archive_head_load(a, part, TENANT, log, true, &got, &err), 0);
+    assert_true(got.exists && !got.sealed && !got.tree && !got.checkpoint);
+
+    /* a body with its salt field; revoked, the body_hash field alone */
+    uint8_t body[64], salt[32], want_hash[32], want[ANN_INTEGRITY_FIELD_LEN];
+    memcpy(body, "\xf2\x01\x06secret", 9); /* LogEntry.text_payload (30) = "secret" */
+    for (int i = 0; i < 32; i++)
+        salt[i] = (uint8_t)(i * 7 + 1);
+    ann_integrity_field(ANN_INTEGRITY_SALT, salt, body + 9);
+    size_t blen = 9 + ANN_INTEGRITY_FIELD_LEN;
+    assert_int_equal(ann_integrity_body_hash(body, blen, want_hash, &err), 0);
+    ann_integrity_field(ANN_INTEGRITY_HASH, want_hash, want);
+    ann_entry e = {.time_ns = 5,
+                   .insert_time_ns = 6,
+                   .insert_id = "t-1",
+                   .insert_id_len = 3,
+                   .body = body,
+                   .body_len = blen};
+    assert_int_equal(append(a, part, epoch, log, &h, &e, 1, NULL, &err), 0);
+    uint64_t id = 1;
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, &id, 1, "x", "y", 1, &err), 0);
+    bodies_seen bs = {0};
+    assert_int_equal(ann_archive_read_at(a, TENANT, log, h.next_id, 1, 2, collect_body, &bs, &err),
+                     0);
+    assert_int_equal(bs.n, 1);
+    assert_true(bs.flags & ANN_ENTRY_REDACTED);
+    assert_int_equal(bs.len, ANN_INTEGRITY_FIELD_LEN);
+    assert_memory_equal(bs.body, want, ANN_INTEGRITY_FIELD_LEN);
+    /* again: the hash field stays as it is */
+    assert_int_equal(ann_archive_revoke(a, TENANT, log, &id, 1, "x", "y", 1, &err), 0);
+    memset(&bs, 0, sizeof bs);
+    assert_int_equal(ann_archive_read_at(a, TENANT, log, h.next_id, 1, 2, collect_body, &bs, &err),
+                     0);
+    assert_memory_equal(bs.body, want, ANN_INTEGRITY_FIELD_LEN);
     ann_archive_close(a);
 }
 
@@ -808,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_old_layout_refused),
         cmocka_unit_test(test_revoke),
+        cmocka_unit_test(test_head_tree_and_salted_redaction),
         cmocka_unit_test(test_delete_log),
         cmocka_unit_test(test_bucket_boundary),
         cmocka_unit_test(test_lookup_many_large),

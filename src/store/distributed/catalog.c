@@ -86,8 +86,8 @@ static const char *const schema_text[] = {
 };
 
 static const char *const stmt_text[S_COUNT] = {
-    [S_SECRET_GET] = "SELECT secret FROM %s.deployment WHERE name = 'secret'",
-    [S_SECRET_PUT] = "INSERT INTO %s.deployment (name, secret) VALUES ('secret', ?) IF NOT EXISTS",
+    [S_SECRET_GET] = "SELECT secret FROM %s.deployment WHERE name = ?",
+    [S_SECRET_PUT] = "INSERT INTO %s.deployment (name, secret) VALUES (?, ?) IF NOT EXISTS",
     [S_NAME_CLAIM] = "INSERT INTO %s.tenant_names (name, tenant_id) VALUES (?, ?) IF NOT EXISTS",
     [S_TENANT_PUT] = "INSERT INTO %s.tenants (tenant_id, name, create_time_ns) VALUES (?, ?, ?)",
     [S_KEY_PUT] = "INSERT INTO %s.tenant_keys (key_hash, tenant_id, name, key_id, key_name, "
@@ -174,34 +174,6 @@ static int exec_simple(ann_catalog *c, int s, const ann_cql_value *v, size_t n, 
 
 /* A keyspace made by an earlier release: `table` gains `columns` unless it has `probe`
  * (once; a concurrent opener may win the race, which the second look forgives). */
-static int add_columns(ann_catalog *c, const char *table, const char *probe, const char *columns,
-                       ann_err *err)
-{
-    char q[512];
-    for (int attempt = 0;; attempt++) {
-        snprintf(q, sizeof q,
-                 "SELECT column_name FROM system_schema.columns WHERE keyspace_name = '%s' "
-                 "AND table_name = '%s' AND column_name = '%s'",
-                 c->ks, table, probe);
-        ann_cql_result r;
-        int rc = ann_cql_query(c->c, q, NULL, &r, err);
-        bool have = rc == 0 && r.nrows > 0;
-        ann_cql_result_release(&r);
-        if (rc < 0)
-            return -1;
-        if (have)
-            return 0;
-        snprintf(q, sizeof q, "ALTER TABLE %s.%s ADD (%s)", c->ks, table, columns);
-        ann_err e;
-        if (run(c, q, &e) == 0)
-            return 0;
-        if (attempt == 1) {
-            *err = e;
-            return -1;
-        }
-    }
-}
-
 int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *err)
 {
     *out = NULL;
@@ -231,11 +203,12 @@ int ann_catalog_open(const ann_catalog_config *cfg, ann_catalog **out, ann_err *
             goto fail;
     }
     /* Keyspaces from before keys had roles, and from before legal holds. */
-    if (add_columns(c, "tenant_keys", "key_id", KEY_COLUMNS, err) < 0 ||
-        add_columns(c, "logs", "legal_hold", HOLD_COLUMNS, err) < 0 ||
-        add_columns(c, "logs", "retention_days", RETENTION_COLUMNS, err) < 0 ||
-        add_columns(c, "logs", "delete_done", DELETE_COLUMNS, err) < 0 ||
-        add_columns(c, "tenants", "retention_days", "retention_days int", err) < 0)
+    if (ann_cql_add_columns(c->c, c->ks, "tenant_keys", "key_id", KEY_COLUMNS, err) < 0 ||
+        ann_cql_add_columns(c->c, c->ks, "logs", "legal_hold", HOLD_COLUMNS, err) < 0 ||
+        ann_cql_add_columns(c->c, c->ks, "logs", "retention_days", RETENTION_COLUMNS, err) < 0 ||
+        ann_cql_add_columns(c->c, c->ks, "logs", "delete_done", DELETE_COLUMNS, err) < 0 ||
+        ann_cql_add_columns(c->c, c->ks, "tenants", "retention_days", "retention_days int", err) <
+            0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         snprintf(q, sizeof q, stmt_text[i], c->ks);
@@ -258,11 +231,13 @@ void ann_catalog_close(ann_catalog *c)
     free(c);
 }
 
-int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err)
+/* The deployment's 32 random bytes called `name`, made once by whichever caller asks first. */
+static int deployment_bytes(ann_catalog *c, const char *name, uint8_t out[32], ann_err *err)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         ann_cql_result r;
-        if (exec(c, S_SECRET_GET, NULL, 0, false, &r, err) < 0) {
+        ann_cql_value k[] = {ann_cql_vtext(name)};
+        if (exec(c, S_SECRET_GET, k, 1, false, &r, err) < 0) {
             ann_cql_result_release(&r);
             return -1;
         }
@@ -276,14 +251,24 @@ int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err)
             return 0;
         uint8_t fresh[32];
         ann_random_bytes(fresh, sizeof fresh);
-        ann_cql_value v[] = {ann_cql_vblob(fresh, sizeof fresh)};
-        if (exec(c, S_SECRET_PUT, v, 1, true, &r, err) < 0) {
-            ann_cql_result_release(&r);
-            return -1;
-        }
+        ann_cql_value v[] = {ann_cql_vtext(name), ann_cql_vblob(fresh, sizeof fresh)};
+        int rc = exec(c, S_SECRET_PUT, v, 2, true, &r, err);
         ann_cql_result_release(&r); /* applied or not, read back the one that won */
+        memset(fresh, 0, sizeof fresh);
+        if (rc < 0)
+            return -1;
     }
-    return ann_err_set(err, ANN_EINTERNAL, "catalog: deployment secret unreadable");
+    return ann_err_set(err, ANN_EINTERNAL, "catalog: deployment %s unreadable", name);
+}
+
+int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err)
+{
+    return deployment_bytes(c, "secret", out, err);
+}
+
+int ann_catalog_signing_seed(ann_catalog *c, uint8_t out[32], ann_err *err)
+{
+    return deployment_bytes(c, "signing", out, err);
 }
 
 static int64_t now_ns(void)

@@ -32,6 +32,12 @@ void ann_catalog_close(ann_catalog *c);
 /* The deployment's 32-byte secret, made once by whichever server asks first. */
 int ann_catalog_secret(ann_catalog *c, uint8_t out[32], ann_err *err);
 
+/* The Ed25519 seed of the deployment's checkpoint signing key when no --signing-key file is
+ * given (docs/integrity.md, "Distributed mode"): made once, like the secret. For development:
+ * whoever reads the catalog can sign; a production deployment gives every sequencer the
+ * same key file. */
+int ann_catalog_signing_seed(ann_catalog *c, uint8_t out[32], ann_err *err);
+
 /* ANN_EEXISTS when the name is taken. */
 int ann_catalog_tenant_create(ann_catalog *c, const char *name, const uint8_t key_hash[32],
                               ann_tenant *out, ann_err *err);

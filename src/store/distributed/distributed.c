@@ -402,7 +402,7 @@ static void handle_ack(dist *d, const Annals__Events__V1__Ack *a)
         if (a->code == ANN_ENOTFOUND)
             log_forget(d, op->key);
         ann_err e = {0};
-        ann_code code = a->code > 0 && a->code <= ANN_ENOSPC ? (ann_code)a->code : ANN_EINTERNAL;
+        ann_code code = a->code > 0 && a->code <= ANN_EUNIMPL ? (ann_code)a->code : ANN_EINTERNAL;
         ann_err_set(&e, code, "%s", a->message ? a->message : "");
         finish(d, op, -1, &e);
         op_unref(d, op);
@@ -447,6 +447,15 @@ static void handle_ack(dist *d, const Annals__Events__V1__Ack *a)
         wait_visible(d, op);
         break;
     }
+    case OP_SEAL:
+        pthread_mutex_lock(&d->mu);
+        if (!op->finished && op->ckpt) {
+            op->ckpt->len = 0;
+            ann_buf_add(op->ckpt, a->checkpoint.data, a->checkpoint.len);
+        }
+        pthread_mutex_unlock(&d->mu);
+        /* answered once the read model shows the seal, as the others below */
+        /* fall through */
     case OP_CREATE:
     case OP_REVOKE:
     case OP_DELETE:
@@ -755,6 +764,34 @@ static void d_revoke_async(ann_store *st, const char *tenant_id, const char *log
     send_op(d, op, &c);
 }
 
+/* SealLog (docs/integrity.md): a command on the log's ordered path, so every entry
+ * sequenced before it is in the final checkpoint and none after; answered once the read
+ * model shows the seal (GetLog's `sealed`), with the checkpoint the sequencer signed. */
+static int d_log_seal(ann_store *st, const char *tenant_id, const char *log_id, ann_buf *out,
+                      ann_err *err)
+{
+    dist *d = (dist *)st;
+    ann_store_waiter w;
+    ann_store_waiter_init(&w);
+    if (log_exists_or_fail(d, tenant_id, log_id, ann_store_waiter_done, &w) != 0)
+        return ann_store_waiter_wait(&w, err);
+    ann_buf ck = ANN_BUF_INIT;
+    dop *op = op_new(d, OP_SEAL, tenant_id, log_id, ann_store_waiter_done, &w);
+    op->ckpt = &ck;
+    Annals__Events__V1__Seal sl = ANNALS__EVENTS__V1__SEAL__INIT;
+    Annals__Events__V1__Command c = ANNALS__EVENTS__V1__COMMAND__INIT;
+    c.op_case = ANNALS__EVENTS__V1__COMMAND__OP_SEAL;
+    c.seal = &sl;
+    send_op(d, op, &c);
+    int rc = ann_store_waiter_wait(&w, err);
+    if (rc == 0 && ck.len == 0)
+        rc = ann_err_set(err, ANN_EINTERNAL, "log %s: the seal came without a checkpoint", log_id);
+    if (rc == 0)
+        ann_buf_add(out, ck.data, ck.len);
+    ann_buf_release(&ck);
+    return rc;
+}
+
 /* The DeleteLog command of a log already marked deleted in the catalog. */
 static void send_delete(dist *d, const char *tenant_id, const char *log_id, ann_done_fn done,
                         void *ud)
@@ -909,6 +946,7 @@ static int d_log_get(ann_store *st, const char *tenant_id, const char *log_id, a
     }
     m.entry_count = count > rs.visible_count ? count : rs.visible_count;
     m.visible_count = rs.visible_count;
+    m.sealed = rs.sealed;
     if (out)
         *out = m;
     else
@@ -1306,6 +1344,10 @@ static const ann_store_ops dist_ops = {
     .logs_list = dist_rm_logs_list,
     .search = dist_rm_search,
     .read_after = dist_rm_read_after,
+    .checkpoint = dist_rm_checkpoint,
+    .inclusion_proof = dist_rm_inclusion_proof,
+    .consistency_proof = dist_rm_consistency_proof,
+    .log_seal = d_log_seal,
     .watch = d_watch,
     .unwatch = d_unwatch,
     .append_async = d_append_async,

@@ -21,7 +21,7 @@
 #define DIST_KEY_TTL_NS (5LL * 1000000000LL) /* how long a remembered key is trusted */
 #define DIST_LOG_SLOTS 4096                  /* logs known to exist (direct-mapped by key) */
 
-enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE };
+enum { OP_CREATE, OP_WRITE, OP_REVOKE, OP_DELETE, OP_SEAL };
 
 /* One command in flight. Immutable after send_command except where noted. */
 typedef struct dop dop;
@@ -33,6 +33,7 @@ struct dop {
     char log[ANN_UUID_LEN + 1];
     char key[ANN_EVENT_KEY_LEN + 1];
     ann_append *ap; /* writes: the caller's, until done; filled under d->mu */
+    ann_buf *ckpt;  /* seals: the caller's, until done; filled under d->mu */
     ann_done_fn done;
     void *ud;
     /* Guarded by d->mu: */
@@ -81,6 +82,7 @@ typedef struct dist_log_state {
     bool deleted;
     uint64_t visible_count;
     uint64_t applied_op;
+    bool sealed; /* dist_rm_state only */
 } dist_log_state;
 
 struct ann_catalog;
@@ -160,6 +162,14 @@ int dist_rm_logs_list(ann_store *s, const char *tenant_id, const ann_logs_query 
                       ann_log_visit_fn visit, void *ud, ann_err *err);
 int dist_rm_search(ann_store *s, const char *tenant_id, const ann_search_query *q,
                    ann_hit_visit_fn visit, void *ud, ann_search_result *res, ann_err *err);
+int dist_rm_checkpoint(ann_store *s, const char *tenant_id, const char *log_id, ann_buf *out,
+                       ann_err *err);
+int dist_rm_inclusion_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                            uint64_t entry_id, uint64_t tree_size, uint8_t (*out)[32], size_t *n,
+                            ann_err *err);
+int dist_rm_consistency_proof(ann_store *s, const char *tenant_id, const char *log_id,
+                              uint64_t first, uint64_t second, uint8_t (*out)[32], size_t *n,
+                              ann_err *err);
 int dist_rm_read_after(ann_store *s, const char *tenant_id, const char *log_id, uint64_t after_id,
                        size_t limit, ann_entry_visit_fn visit, void *ud, ann_err *err);
 
