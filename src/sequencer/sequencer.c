@@ -1090,9 +1090,13 @@ static int prepare_partition(pbatch *b, ann_err *err)
     if (nmiss) {
         ann_archive_head *hs = xcalloc(nmiss, sizeof *hs);
         rc = ann_archive_heads_load(s->ar, b->pn, lt, ll, nmiss, p->serial, hs, err);
-        for (size_t k = 0; rc == 0 && k < nmiss; k++) {
+        for (size_t k = 0; k < nmiss; k++) {
+            if (rc != 0) { /* those loaded before the failure */
+                ann_archive_head_release(&hs[k]);
+                continue;
+            }
             b->logs[miss[k]].committed = hs[k];
-            part_put(p, lt[k], ll[k], &hs[k]);
+            part_put(p, lt[k], ll[k], &hs[k]); /* the cache owns its tree now */
         }
         free(hs);
         if (rc == 0)
