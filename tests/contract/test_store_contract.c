@@ -633,20 +633,6 @@ static void keys_contract(ann_store *st, const model *m, const char *what)
     assert_int_equal(err.code, ANN_EEXISTS);
 }
 
-/* The outcome of an async command whose backend completes inline (both here do). */
-typedef struct waiter_box {
-    int rc;
-    ann_err err;
-} waiter_box;
-
-static void box_done(void *ud, int rc, const ann_err *err)
-{
-    waiter_box *w = ud;
-    w->rc = rc;
-    if (err)
-        w->err = *err;
-}
-
 /* Retention and legal hold (store.h v4), with the caller's clock: a day of 1,000 ns. */
 static void lifecycle_contract(ann_store *st, const char *what)
 {
@@ -668,19 +654,22 @@ static void lifecycle_contract(ann_store *st, const char *what)
                              .log_id = ids[i],
                              .now_ns = t0,
                              .retention_days = days[i]};
-        waiter_box w = {0};
-        ann_store_log_create_spec_async(st, &spec, box_done, &w);
-        if (w.rc != 0)
-            fail_msg("%s: create %d: %s", what, i, w.err.msg);
+        /* waited for: a backend may complete it later, on another thread */
+        ann_store_waiter cw;
+        ann_store_waiter_init(&cw);
+        ann_store_log_create_spec_async(st, &spec, ann_store_waiter_done, &cw);
+        if (ann_store_waiter_wait(&cw, &err) != 0)
+            fail_msg("%s: create %d: %s", what, i, err.msg);
     }
     ann_log_spec bad = {.tenant_id = a.id,
                         .log_id = "a0000000-0000-4000-8000-0000000000ff",
                         .now_ns = t0,
                         .retention_days = -1};
-    waiter_box w = {0};
-    ann_store_log_create_spec_async(st, &bad, box_done, &w);
-    assert_int_equal(w.rc, -1);
-    assert_int_equal(w.err.code, ANN_EINVAL);
+    ann_store_waiter bw;
+    ann_store_waiter_init(&bw);
+    ann_store_log_create_spec_async(st, &bad, ann_store_waiter_done, &bw);
+    assert_int_equal(ann_store_waiter_wait(&bw, &err), -1);
+    assert_int_equal(err.code, ANN_EINVAL);
 
     ann_log_meta lm = {0};
     assert_int_equal(ann_store_log_get(st, a.id, ids[3], &lm, &err), 0);
