@@ -94,7 +94,10 @@ def test_interrupted_retention_deletion_is_finished_with_its_audit_row():
             assert s.stop() == 0
             s.extra = fast
             s.env = dict(os.environ, ANNALS_FAULT="dist.delete_marked")
-            s.start()
+            try:
+                s.start()
+            except RuntimeError:
+                pass  # the first pass may reach the fault point before every server listens
             deadline = time.time() + 60
             while s.proc.poll() is None:
                 assert time.time() < deadline, "the retention pass never reached the fault point"
